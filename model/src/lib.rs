@@ -1,0 +1,10 @@
+//! The shared vocabulary of augur.
+//!
+//! The proxy records one [`Sample`] per request and the analyzer reads them; both depend on this
+//! small crate instead of on each other, so the analyzer stays free of tokio, pingora and ort.
+
+mod arm;
+mod sample;
+
+pub use arm::{Arm, ParseArmError};
+pub use sample::{Prediction, Sample};
