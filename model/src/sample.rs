@@ -82,7 +82,10 @@ mod tests {
         let sample: Sample = serde_json::from_str(line).unwrap();
         assert_eq!(sample.arm, Arm::Canary);
         assert!(sample.is_error());
-        assert_eq!(sample.prediction().unwrap().label.as_deref(), Some("PNEUMONIA"));
+        assert_eq!(
+            sample.prediction().unwrap().label.as_deref(),
+            Some("PNEUMONIA")
+        );
         assert_eq!(sample.truth, None);
     }
 

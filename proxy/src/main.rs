@@ -1,2 +1,30 @@
-//! placeholder
-fn main() {}
+//! The `augur` binary: parses flags, sets up logging and hands over to a subcommand.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use augur_proxy::cli::{Cli, Command, PolicyCommand};
+use augur_proxy::{cmd, logging};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = logging::init(cli.log_format, &cli.log_level) {
+        eprintln!("augur: {e:#}");
+        return ExitCode::from(2);
+    }
+    let result = match cli.command {
+        Command::Policy(PolicyCommand::Check { paths }) => cmd::policy::check(&paths),
+        Command::Policy(PolicyCommand::Explain { paths, output }) => {
+            cmd::policy::explain(&paths, output)
+        }
+        Command::Proxy(args) => cmd::proxy::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("augur: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,391 @@
+//! Raw CanaryPolicy → validated [`CanaryPolicy`]. Checks inside one
+//! document; references to VirtualServices are checked in `validate`.
+
+use super::raw::*;
+use super::*;
+use crate::context::Ctx;
+use crate::defaults;
+use crate::yaml::join;
+
+fn required<'a, T>(cx: &mut Ctx<'_>, path: &str, v: &'a Option<T>) -> Option<&'a T> {
+    if v.is_none() {
+        cx.error(path, "is required");
+    }
+    v.as_ref()
+}
+
+fn fraction_at(cx: &mut Ctx<'_>, path: &str, v: f64, what: &str) -> Option<f64> {
+    if v > 0.0 && v < 1.0 {
+        Some(v)
+    } else {
+        cx.error(path, format!("{what} must be in (0, 1), got {v}"));
+        None
+    }
+}
+
+impl RawCanarySpec {
+    pub(crate) fn validate(&self, metadata: ObjectMeta, cx: &mut Ctx<'_>) -> CanaryPolicy {
+        let traffic_routing = self.traffic_routing(cx);
+        let stable = self.dest(cx, "spec.stable", &self.stable);
+        let canary = self.dest(cx, "spec.canary", &self.canary);
+        if stable == canary && !stable.host.is_empty() {
+            cx.error("spec.canary", "canary must differ from stable");
+        }
+        let analysis = self
+            .analysis
+            .as_ref()
+            .map(|a| a.validate(cx, "spec.analysis"));
+        let strategy = match (&self.steps, &self.blue_green) {
+            (Some(_), Some(_)) | (None, None) => {
+                cx.error("spec", "exactly one of steps or blueGreen is required");
+                Strategy::Steps(Vec::new())
+            }
+            (Some(steps), None) => Strategy::Steps(steps_validate(cx, steps, analysis.as_ref())),
+            (None, Some(bg)) => {
+                let p = "spec.blueGreen";
+                let mut over = |field: &str, o: &Option<RawAnalysisOverride>| {
+                    o.as_ref()
+                        .and_then(|o| o.apply(cx, &join(p, field), analysis.as_ref()))
+                };
+                let pre = over("prePromotionAnalysis", &bg.pre_promotion_analysis);
+                let post = over("postPromotionAnalysis", &bg.post_promotion_analysis);
+                Strategy::BlueGreen(Box::new(BlueGreen {
+                    preview_route: bg.preview_route.clone(),
+                    auto_promote: bg.auto_promote.unwrap_or(false),
+                    pre_promotion_analysis: pre,
+                    post_promotion_analysis: post,
+                }))
+            }
+        };
+        let rollback_triggers = self
+            .rollback
+            .iter()
+            .flat_map(|r| r.triggers.iter().flatten())
+            .enumerate()
+            .filter_map(|(i, t)| t.validate(cx, &format!("spec.rollback.triggers[{i}]")))
+            .collect();
+        CanaryPolicy {
+            metadata,
+            traffic_routing,
+            stable,
+            canary,
+            strategy,
+            analysis,
+            rollback_triggers,
+            prediction: self.prediction.as_ref().and_then(|p| p.validate(cx)),
+            shadow: self.shadow.as_ref().and_then(|s| s.validate(cx)),
+            labels: self.labels(cx),
+        }
+    }
+
+    fn traffic_routing(&self, cx: &mut Ctx<'_>) -> TrafficRouting {
+        let p = "spec.trafficRouting.virtualService";
+        let vs = self
+            .traffic_routing
+            .as_ref()
+            .and_then(|t| t.virtual_service.as_ref());
+        let Some(vs) = vs else {
+            cx.error(p, "is required");
+            return TrafficRouting {
+                virtual_service: String::new(),
+                routes: Vec::new(),
+            };
+        };
+        let name = required(cx, &join(p, "name"), &vs.name)
+            .cloned()
+            .unwrap_or_default();
+        let routes = vs.routes.clone().unwrap_or_default();
+        if routes.is_empty() {
+            cx.error(&join(p, "routes"), "at least one route name is required");
+        }
+        TrafficRouting {
+            virtual_service: name,
+            routes,
+        }
+    }
+
+    fn dest(&self, cx: &mut Ctx<'_>, path: &str, r: &Option<RawRef>) -> DestinationRef {
+        let Some(r) = required(cx, path, r) else {
+            return DestinationRef {
+                host: String::new(),
+                subset: None,
+            };
+        };
+        let host = required(cx, &join(path, "host"), &r.host)
+            .cloned()
+            .unwrap_or_default();
+        DestinationRef {
+            host,
+            subset: r.subset.clone(),
+        }
+    }
+
+    fn labels(&self, cx: &mut Ctx<'_>) -> Labels {
+        let raw = self.labels.as_ref();
+        let ttl = raw
+            .and_then(|l| cx.duration("spec.labels.ttl", &l.ttl))
+            .unwrap_or(defaults::LABEL_TTL);
+        let rate = raw.and_then(|l| l.min_label_rate).unwrap_or(0.0);
+        let min_label_rate =
+            Percent::check(cx, "spec.labels.minLabelRate", rate).unwrap_or(Percent::FULL);
+        Labels {
+            ttl,
+            min_label_rate,
+        }
+    }
+}
+
+fn steps_validate(
+    cx: &mut Ctx<'_>,
+    steps: &[RawStep],
+    analysis: Option<&Analysis>,
+) -> Vec<RolloutStep> {
+    if steps.is_empty() {
+        cx.error("spec.steps", "at least one step is required");
+    }
+    let mut out = Vec::new();
+    let mut last_weight: Option<i64> = None;
+    let mut any_weight = false;
+    for (i, s) in steps.iter().enumerate() {
+        let p = format!("spec.steps[{i}]");
+        let set = [
+            s.set_weight.is_some(),
+            s.pause.is_some(),
+            s.analysis.is_some(),
+            s.set_header_route.is_some(),
+            s.set_mirror_route.is_some(),
+        ];
+        if set.iter().filter(|b| **b).count() != 1 {
+            cx.error(&p, "a step needs exactly one of setWeight, pause, analysis, setHeaderRoute or setMirrorRoute");
+            continue;
+        }
+        if let Some(w) = s.set_weight {
+            any_weight = true;
+            if !(0..=100).contains(&w) {
+                cx.error(
+                    &join(&p, "setWeight"),
+                    format!("must be in 0..=100, got {w}"),
+                );
+                continue;
+            }
+            if last_weight.is_some_and(|l| w < l) {
+                cx.warn(
+                    &join(&p, "setWeight"),
+                    format!("weight goes down from {} to {w}", last_weight.unwrap_or(0)),
+                );
+            }
+            last_weight = Some(w);
+            out.push(RolloutStep::SetWeight(u32::try_from(w).unwrap_or(0)));
+        } else if let Some(pause) = &s.pause {
+            out.push(RolloutStep::Pause {
+                duration: cx.duration(&join(&join(&p, "pause"), "duration"), &pause.duration),
+            });
+        } else if let Some(a) = &s.analysis {
+            if let Some(a) = a.apply(cx, &join(&p, "analysis"), analysis) {
+                out.push(RolloutStep::Analysis(a));
+            }
+        } else if let Some(h) = &s.set_header_route {
+            let hp = join(&p, "setHeaderRoute");
+            let name = required(cx, &join(&hp, "name"), &h.name)
+                .cloned()
+                .unwrap_or_default();
+            let mut matches = Vec::new();
+            for (j, m) in h.matches.iter().flatten().enumerate() {
+                let mp = format!("{hp}.match[{j}]");
+                let header = required(cx, &join(&mp, "headerName"), &m.header_name)
+                    .map(|h| h.to_ascii_lowercase());
+                let value = required(cx, &join(&mp, "headerValue"), &m.header_value)
+                    .and_then(|v| v.validate(cx, &join(&mp, "headerValue"), false));
+                if let (Some(h), Some(v)) = (header, value) {
+                    matches.push((h, v));
+                }
+            }
+            if h.matches.as_ref().is_none_or(Vec::is_empty) {
+                cx.error(&join(&hp, "match"), "at least one header match is required");
+            }
+            out.push(RolloutStep::SetHeaderRoute(HeaderRoute { name, matches }));
+        } else if let Some(m) = &s.set_mirror_route {
+            let mp = join(&p, "setMirrorRoute");
+            let name = required(cx, &join(&mp, "name"), &m.name)
+                .cloned()
+                .unwrap_or_default();
+            let pct = m.percentage.unwrap_or(defaults::MIRROR_PERCENTAGE);
+            if let Some(percentage) = Percent::check(cx, &join(&mp, "percentage"), pct) {
+                out.push(RolloutStep::SetMirrorRoute(MirrorRoute {
+                    name,
+                    percentage,
+                }));
+            }
+        }
+    }
+    if !any_weight && !steps.is_empty() {
+        cx.error("spec.steps", "steps must contain at least one setWeight");
+    } else if last_weight.is_some_and(|w| w != 100) {
+        cx.warn(
+            "spec.steps",
+            "the last setWeight is not 100; the canary is promoted to 100% when the steps complete",
+        );
+    }
+    if steps
+        .last()
+        .and_then(|s| s.pause.as_ref())
+        .is_some_and(|p| p.duration.is_none())
+    {
+        cx.warn(
+            &format!("spec.steps[{}]", steps.len() - 1),
+            "steps end with an indefinite pause; promotion needs an operator",
+        );
+    }
+    out
+}
+
+impl RawAnalysisOverride {
+    fn apply(&self, cx: &mut Ctx<'_>, path: &str, base: Option<&Analysis>) -> Option<Analysis> {
+        let Some(base) = base else {
+            cx.error(path, "an analysis step needs spec.analysis (with metrics)");
+            return None;
+        };
+        let mut a = base.clone();
+        if let Some(d) = cx.duration(&join(path, "interval"), &self.interval) {
+            a.interval = d;
+        }
+        a.min_samples = self.min_samples.unwrap_or(a.min_samples);
+        if let Some(alpha) = self.alpha {
+            a.alpha = fraction_at(cx, &join(path, "alpha"), alpha, "alpha").unwrap_or(a.alpha);
+        }
+        a.method = self.method.map(method).unwrap_or(a.method);
+        Some(a)
+    }
+}
+
+fn method(m: RawMethod) -> Method {
+    match m {
+        RawMethod::Sequential => Method::Sequential,
+        RawMethod::MannWhitney => Method::MannWhitney,
+        RawMethod::Threshold => Method::Threshold,
+    }
+}
+
+fn outcome(a: Option<RawOutcomeAction>) -> OutcomeAction {
+    match a {
+        None | Some(RawOutcomeAction::Hold) => OutcomeAction::Hold,
+        Some(RawOutcomeAction::Rollback) => OutcomeAction::Rollback,
+        Some(RawOutcomeAction::Continue) => OutcomeAction::Continue,
+    }
+}
+
+impl RawAnalysis {
+    fn validate(&self, cx: &mut Ctx<'_>, path: &str) -> Analysis {
+        let alpha = self.alpha.map_or(defaults::ANALYSIS_ALPHA, |a| {
+            fraction_at(cx, &join(path, "alpha"), a, "alpha").unwrap_or(defaults::ANALYSIS_ALPHA)
+        });
+        let source = match &self.source {
+            None | Some(RawSource::Embedded) => MetricSource::Embedded,
+            Some(RawSource::Prometheus(p)) => {
+                let address = required(cx, &join(path, "source.prometheus.address"), &p.address)
+                    .cloned()
+                    .unwrap_or_default();
+                MetricSource::Prometheus {
+                    address,
+                    query: p.query.clone(),
+                }
+            }
+        };
+        let metrics_raw = self.metrics.as_deref().unwrap_or_default();
+        if metrics_raw.is_empty() {
+            cx.error(&join(path, "metrics"), "at least one metric is required");
+        }
+        let mut metrics: Vec<Metric> = Vec::new();
+        for (i, m) in metrics_raw.iter().enumerate() {
+            if let Some(m) = m.validate(cx, &format!("{path}.metrics[{i}]")) {
+                if metrics.iter().any(|o| o.name == m.name) {
+                    cx.error(
+                        &format!("{path}.metrics[{i}].name"),
+                        format!("duplicate metric name {:?}", m.name),
+                    );
+                }
+                metrics.push(m);
+            }
+        }
+        Analysis {
+            interval: cx
+                .duration(&join(path, "interval"), &self.interval)
+                .unwrap_or(defaults::ANALYSIS_INTERVAL),
+            min_samples: self.min_samples.unwrap_or(defaults::ANALYSIS_MIN_SAMPLES),
+            alpha,
+            method: self.method.map_or(Method::Sequential, method),
+            failure_limit: self.failure_limit.unwrap_or(defaults::FAILURE_LIMIT),
+            inconclusive_limit: self
+                .inconclusive_limit
+                .unwrap_or(defaults::INCONCLUSIVE_LIMIT),
+            consecutive_error_limit: self
+                .consecutive_error_limit
+                .unwrap_or(defaults::CONSECUTIVE_ERROR_LIMIT),
+            on_no_data: outcome(self.on_no_data),
+            on_inconclusive: outcome(self.on_inconclusive),
+            source,
+            metrics,
+        }
+    }
+}
+
+impl RawMetric {
+    fn validate(&self, cx: &mut Ctx<'_>, path: &str) -> Option<Metric> {
+        let name = required(cx, &join(path, "name"), &self.name).cloned();
+        let kind = match required(cx, &join(path, "kind"), &self.kind)? {
+            RawMetricKind::Latency => {
+                let q = required(cx, &join(path, "quantile"), &self.quantile)?;
+                MetricKind::Latency {
+                    quantile: fraction_at(cx, &join(path, "quantile"), *q, "quantile")?,
+                }
+            }
+            other => {
+                if self.quantile.is_some() {
+                    cx.error(
+                        &join(path, "quantile"),
+                        "only latency metrics take a quantile",
+                    );
+                }
+                match other {
+                    RawMetricKind::ErrorRate => MetricKind::ErrorRate,
+                    RawMetricKind::Accuracy => MetricKind::Accuracy,
+                    RawMetricKind::ShadowAgreement => MetricKind::ShadowAgreement,
+                    RawMetricKind::PredictionDrift => MetricKind::PredictionDrift,
+                    _ => MetricKind::Calibration,
+                }
+            }
+        };
+        let allowed_change = match self
+            .allowed_change
+            .as_ref()
+            .map(|c| (c.absolute, c.relative))
+        {
+            None => None,
+            Some((Some(a), None)) if a >= 0.0 => Some(AllowedChange::Absolute(a)),
+            Some((None, Some(r))) if r >= 0.0 => Some(AllowedChange::Relative(r)),
+            Some((Some(_), None) | (None, Some(_))) => {
+                cx.error(&join(path, "allowedChange"), "must not be negative");
+                None
+            }
+            Some(_) => {
+                cx.error(
+                    &join(path, "allowedChange"),
+                    "exactly one of absolute or relative is required",
+                );
+                None
+            }
+        };
+        let direction = match self.direction {
+            None => kind.default_direction(),
+            Some(RawDirection::Increase) => Direction::Increase,
+            Some(RawDirection::Decrease) => Direction::Decrease,
+        };
+        Some(Metric {
+            name: name?,
+            kind,
+            direction,
+            allowed_change,
+            critical: self.critical.unwrap_or(false),
+        })
+    }
+}

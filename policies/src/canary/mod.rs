@@ -1,0 +1,414 @@
+//! `augur.dev/v1alpha1` CanaryPolicy: which VirtualService routes a rollout
+//! drives, the stable and canary destinations, the steps (or blue/green),
+//! the analysis, rollback triggers, prediction parsing and the shadow model.
+//!
+//! Units: rates (error rate, accuracy, agreement) are percentages 0..=100;
+//! latencies are durations.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::istio::common::{ObjectMeta, Percent, StringMatch};
+
+mod convert;
+pub(crate) mod raw;
+mod triggers;
+
+/// A validated CanaryPolicy.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CanaryPolicy {
+    /// Name and namespace.
+    pub metadata: ObjectMeta,
+    /// The driven VirtualService and routes.
+    pub traffic_routing: TrafficRouting,
+    /// Current model.
+    pub stable: DestinationRef,
+    /// New model.
+    pub canary: DestinationRef,
+    /// Steps or blue/green.
+    pub strategy: Strategy,
+    /// Base analysis settings (steps may override).
+    pub analysis: Option<Analysis>,
+    /// Rollback triggers.
+    pub rollback_triggers: Vec<RollbackTrigger>,
+    /// Prediction extraction.
+    pub prediction: Option<Prediction>,
+    /// Shadow model.
+    pub shadow: Option<Shadow>,
+    /// Ground-truth label handling.
+    pub labels: Labels,
+}
+
+/// Which routes are driven.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TrafficRouting {
+    /// VirtualService name (same namespace as the policy).
+    pub virtual_service: String,
+    /// Route names inside it.
+    pub routes: Vec<String>,
+}
+
+/// A host and subset.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DestinationRef {
+    /// Host as written.
+    pub host: String,
+    /// Subset.
+    pub subset: Option<String>,
+}
+
+/// How the rollout proceeds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Strategy {
+    /// Canary steps.
+    Steps(Vec<RolloutStep>),
+    /// Blue/green.
+    BlueGreen(Box<BlueGreen>),
+}
+
+/// One canary step.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum RolloutStep {
+    /// Set the canary weight to this percentage.
+    SetWeight(u32),
+    /// Wait; `None` = until promoted.
+    Pause {
+        /// How long.
+        duration: Option<Duration>,
+    },
+    /// Run the analysis (overrides already applied).
+    Analysis(Analysis),
+    /// Route matching requests to the canary.
+    SetHeaderRoute(HeaderRoute),
+    /// Mirror a share of traffic to the canary.
+    SetMirrorRoute(MirrorRoute),
+}
+
+/// `setHeaderRoute`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HeaderRoute {
+    /// Route name.
+    pub name: String,
+    /// Lowercase header name → value match; all must hold.
+    pub matches: Vec<(String, StringMatch)>,
+}
+
+/// `setMirrorRoute`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MirrorRoute {
+    /// Route name.
+    pub name: String,
+    /// Share mirrored.
+    pub percentage: Percent,
+}
+
+/// Blue/green strategy.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BlueGreen {
+    /// Route that always sends to the canary.
+    pub preview_route: Option<String>,
+    /// Promote automatically after pre-promotion analysis.
+    pub auto_promote: bool,
+    /// Analysis before switching.
+    pub pre_promotion_analysis: Option<Analysis>,
+    /// Analysis after switching.
+    pub post_promotion_analysis: Option<Analysis>,
+}
+
+/// Analysis settings (defaults filled in).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Analysis {
+    /// Time between evaluations.
+    pub interval: Duration,
+    /// Samples per arm before a verdict.
+    pub min_samples: u32,
+    /// Significance level in (0, 1).
+    pub alpha: f64,
+    /// Statistical method.
+    pub method: Method,
+    /// Failed evaluations before rollback.
+    pub failure_limit: u32,
+    /// Inconclusive evaluations tolerated.
+    pub inconclusive_limit: u32,
+    /// Consecutive metric errors tolerated.
+    pub consecutive_error_limit: u32,
+    /// Action when there is no data.
+    pub on_no_data: OutcomeAction,
+    /// Action past the inconclusive limit.
+    pub on_inconclusive: OutcomeAction,
+    /// Where samples come from.
+    pub source: MetricSource,
+    /// Compared metrics.
+    pub metrics: Vec<Metric>,
+}
+
+/// Statistical method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Method {
+    /// Sequential test (default).
+    Sequential,
+    /// Mann-Whitney U.
+    MannWhitney,
+    /// Thresholds only.
+    Threshold,
+}
+
+/// What to do on no data / inconclusive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum OutcomeAction {
+    /// Stay.
+    Hold,
+    /// Roll back.
+    Rollback,
+    /// Proceed.
+    Continue,
+}
+
+/// Sample source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum MetricSource {
+    /// This proxy's own samples.
+    Embedded,
+    /// A Prometheus server.
+    Prometheus {
+        /// Base URL.
+        address: String,
+        /// Query override.
+        query: Option<String>,
+    },
+}
+
+/// An analysed metric.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Metric {
+    /// Name.
+    pub name: String,
+    /// What is measured.
+    pub kind: MetricKind,
+    /// Which change is bad.
+    pub direction: Direction,
+    /// Tolerated change; `None` = any significant change.
+    pub allowed_change: Option<AllowedChange>,
+    /// Roll back at once on failure.
+    pub critical: bool,
+}
+
+/// Metric kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum MetricKind {
+    /// Latency at a quantile in (0, 1).
+    Latency {
+        /// The quantile.
+        quantile: f64,
+    },
+    /// Error rate.
+    ErrorRate,
+    /// Accuracy against labels.
+    Accuracy,
+    /// Agreement with the shadow model.
+    ShadowAgreement,
+    /// Prediction drift.
+    PredictionDrift,
+    /// Calibration error.
+    Calibration,
+}
+
+impl MetricKind {
+    /// The direction that is bad when none is given.
+    pub fn default_direction(self) -> Direction {
+        match self {
+            MetricKind::Accuracy | MetricKind::ShadowAgreement => Direction::Decrease,
+            _ => Direction::Increase,
+        }
+    }
+}
+
+/// Which change is bad.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Direction {
+    /// An increase.
+    Increase,
+    /// A decrease.
+    Decrease,
+}
+
+/// Tolerated change.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum AllowedChange {
+    /// In the metric's unit.
+    Absolute(f64),
+    /// Fraction of the stable value.
+    Relative(f64),
+}
+
+/// A rollback trigger.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RollbackTrigger {
+    /// Name.
+    pub name: String,
+    /// Watched metric.
+    pub metric: TriggerMetric,
+    /// When it fires.
+    pub condition: TriggerCondition,
+    /// How long the condition must hold.
+    pub window: Duration,
+    /// What happens.
+    pub action: TriggerAction,
+}
+
+/// Trigger metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum TriggerMetric {
+    /// Error rate (percent).
+    ErrorRate,
+    /// Accuracy (percent).
+    Accuracy,
+    /// Median latency.
+    LatencyP50,
+    /// p95 latency.
+    LatencyP95,
+    /// p99 latency.
+    LatencyP99,
+    /// Shadow agreement (percent).
+    ShadowAgreement,
+}
+
+impl TriggerMetric {
+    /// Whether the metric is a latency (thresholds are durations).
+    pub fn is_latency(self) -> bool {
+        matches!(
+            self,
+            TriggerMetric::LatencyP50 | TriggerMetric::LatencyP95 | TriggerMetric::LatencyP99
+        )
+    }
+}
+
+/// A threshold: percentage points or a latency.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Amount {
+    /// Percentage points.
+    Percent(f64),
+    /// Latency.
+    Latency(Duration),
+}
+
+/// When a trigger fires.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum TriggerCondition {
+    /// Canary value above this.
+    Above(Amount),
+    /// Canary this much below stable.
+    DropBy(Amount),
+    /// Canary this much above stable.
+    IncreaseBy(Amount),
+}
+
+/// Trigger action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum TriggerAction {
+    /// All traffic to stable at once.
+    Immediate,
+    /// Step back down.
+    Staged,
+    /// Stop canary traffic only.
+    CanaryOnly,
+}
+
+/// Prediction extraction from response bodies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Prediction {
+    /// JSON pointer to the score.
+    pub score_pointer: String,
+    /// JSON pointer to the label.
+    pub label_pointer: String,
+    /// The positive label.
+    pub positive_label: String,
+}
+
+/// Shadow model.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Shadow {
+    /// ONNX model path.
+    pub model: String,
+    /// Share of requests scored by the shadow.
+    pub mirror_percentage: Percent,
+    /// Input preprocessing.
+    pub preprocessing: Preprocessing,
+}
+
+/// Image → tensor preprocessing.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Preprocessing {
+    /// 1 or 3.
+    pub channels: u32,
+    /// Width.
+    pub width: u32,
+    /// Height.
+    pub height: u32,
+    /// Resize filter.
+    pub resize: Resize,
+    /// Center crop (width, height).
+    pub crop: Option<(u32, u32)>,
+    /// Normalisation.
+    pub normalization: Normalization,
+    /// Tensor layout.
+    pub layout: Layout,
+}
+
+/// Resize filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Resize {
+    /// Nearest neighbour.
+    Nearest,
+    /// Bilinear.
+    Bilinear,
+}
+
+/// Pixel normalisation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Normalization {
+    /// Pixels scaled to 0..1 only.
+    None,
+    /// `(x - mean) / std` per channel.
+    MeanStd {
+        /// Means.
+        mean: Vec<f64>,
+        /// Standard deviations.
+        std: Vec<f64>,
+    },
+    /// Scaled to `[min, max]`.
+    Range {
+        /// Lower bound.
+        min: f64,
+        /// Upper bound.
+        max: f64,
+    },
+}
+
+/// Tensor layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Layout {
+    /// NCHW.
+    Nchw,
+    /// NHWC.
+    Nhwc,
+}
+
+/// Ground-truth labels.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Labels {
+    /// Label time-to-live.
+    pub ttl: Duration,
+    /// Minimum labelled share for accuracy to be judged.
+    pub min_label_rate: Percent,
+}

@@ -1,0 +1,56 @@
+//! Every default value, in one place, with the Istio source it follows
+//! (see `reference/istio-envoy.md` §4).
+
+use std::time::Duration;
+
+/// Namespace of a document without `metadata.namespace`.
+pub const NAMESPACE: &str = "default";
+/// Kubernetes cluster domain used to qualify short host names.
+pub const CLUSTER_DOMAIN: &str = "svc.cluster.local";
+/// Mirror percentage when `mirrorPercentage` is absent: "all the traffic (100%) will be mirrored".
+pub const MIRROR_PERCENTAGE: f64 = 100.0;
+/// Weight of a lone destination: "it will receive all traffic".
+pub const SINGLE_DESTINATION_WEIGHT: u32 = 100;
+/// `redirect.redirectCode` when absent (301 Moved Permanently).
+pub const REDIRECT_CODE: u16 = 301;
+/// Retries when a route has no `retries` block (pilot's default retry policy).
+pub const RETRY_ATTEMPTS: u32 = 2;
+/// `retryOn` when a route has no `retries` block.
+pub const RETRY_ON: &str =
+    "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes";
+/// Load balancer when none is configured: `defaultLBAlgorithm()` is LEAST_REQUEST.
+pub const LOAD_BALANCER: crate::LbPolicy = crate::LbPolicy::LeastRequest;
+/// `connectionPool.tcp.maxConnections` (2^32-1).
+pub const MAX_CONNECTIONS: u32 = u32::MAX;
+/// `connectionPool.tcp.connectTimeout`.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// `connectionPool.{tcp,http}.idleTimeout`.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+/// `http1MaxPendingRequests`, `http2MaxRequests`, `maxRetries` (2^32-1).
+pub const MAX_REQUESTS: u32 = u32::MAX;
+/// `maxRequestsPerConnection`: 0 = unlimited.
+pub const MAX_REQUESTS_PER_CONNECTION: u32 = 0;
+/// `outlierDetection.consecutive5xxErrors` (0 disables).
+pub const CONSECUTIVE_5XX_ERRORS: u32 = 5;
+/// `outlierDetection.interval`.
+pub const OUTLIER_INTERVAL: Duration = Duration::from_secs(10);
+/// `outlierDetection.baseEjectionTime` (multiplied by the ejection count).
+pub const BASE_EJECTION_TIME: Duration = Duration::from_secs(30);
+/// `outlierDetection.maxEjectionPercent`.
+pub const MAX_EJECTION_PERCENT: f64 = 10.0;
+/// `outlierDetection.minHealthPercent`.
+pub const MIN_HEALTH_PERCENT: f64 = 0.0;
+/// CanaryPolicy analysis interval.
+pub const ANALYSIS_INTERVAL: Duration = Duration::from_secs(60);
+/// CanaryPolicy minimum samples per arm before a verdict.
+pub const ANALYSIS_MIN_SAMPLES: u32 = 100;
+/// CanaryPolicy significance level.
+pub const ANALYSIS_ALPHA: f64 = 0.05;
+/// CanaryPolicy failed analyses before rollback.
+pub const FAILURE_LIMIT: u32 = 1;
+/// CanaryPolicy inconclusive analyses tolerated.
+pub const INCONCLUSIVE_LIMIT: u32 = 3;
+/// CanaryPolicy consecutive metric errors tolerated.
+pub const CONSECUTIVE_ERROR_LIMIT: u32 = 4;
+/// Ground-truth label time-to-live.
+pub const LABEL_TTL: Duration = Duration::from_secs(600);

@@ -1,0 +1,388 @@
+//! `augur policy explain`: what the loaded policies do, resolved — each
+//! route's destinations with their share of traffic, labels and endpoints,
+//! mirrors, timeouts and retries, and each CanaryPolicy's rollout plan.
+//! Serializable (JSON) and renderable as plain-text tables.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::duration::format_duration;
+use crate::{
+    AllowedChange, Amount, CanaryPolicy, Destination, HttpRoute, MetricKind, PolicySet,
+    RolloutStep, Strategy, TriggerCondition, VirtualService,
+};
+
+/// Everything `explain` resolves.
+#[derive(Debug, Clone, Serialize)]
+pub struct Explanation {
+    /// One entry per HTTP route of every VirtualService.
+    pub routes: Vec<RouteExplanation>,
+    /// One entry per CanaryPolicy.
+    pub rollouts: Vec<RolloutExplanation>,
+}
+
+/// A resolved HTTP route.
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteExplanation {
+    /// `namespace/name` of the VirtualService.
+    pub virtual_service: String,
+    /// Its hosts.
+    pub hosts: Vec<String>,
+    /// Route name, or `#index`.
+    pub route: String,
+    /// Match summary (`*` = every request).
+    pub matches: String,
+    /// Weighted destinations.
+    pub destinations: Vec<DestinationShare>,
+    /// Mirrors.
+    pub mirrors: Vec<DestinationShare>,
+    /// Redirect or direct response, when the route does not forward.
+    pub action: Option<String>,
+    /// Timeout (`none` when disabled).
+    pub timeout: String,
+    /// Retry summary.
+    pub retries: String,
+}
+
+/// A destination (or mirror) with its share of requests.
+#[derive(Debug, Clone, Serialize)]
+pub struct DestinationShare {
+    /// Host as written.
+    pub host: String,
+    /// Subset.
+    pub subset: Option<String>,
+    /// The subset's labels, from its DestinationRule.
+    pub labels: BTreeMap<String, String>,
+    /// Percent of the route's requests (weight / sum for destinations; the mirror percentage for mirrors).
+    pub share_percent: f64,
+    /// `address:port` from the ServiceEntry, when known.
+    pub endpoints: Vec<String>,
+}
+
+/// A CanaryPolicy's plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct RolloutExplanation {
+    /// `namespace/name`.
+    pub policy: String,
+    /// Driven VirtualService.
+    pub virtual_service: String,
+    /// Driven routes.
+    pub routes: Vec<String>,
+    /// `host/subset`.
+    pub stable: String,
+    /// `host/subset`.
+    pub canary: String,
+    /// `steps` or `blueGreen`.
+    pub strategy: String,
+    /// Steps, with the canary weight after each.
+    pub steps: Vec<StepExplanation>,
+    /// Analysis metrics.
+    pub metrics: Vec<MetricExplanation>,
+    /// Rollback triggers.
+    pub triggers: Vec<TriggerExplanation>,
+}
+
+/// One step of the plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepExplanation {
+    /// 1-based.
+    pub step: usize,
+    /// What the step does.
+    pub action: String,
+    /// Canary weight (percent) after the step.
+    pub canary_weight: u32,
+    /// Stable weight (percent) after the step.
+    pub stable_weight: u32,
+}
+
+/// An analysis metric.
+#[derive(Debug, Clone, Serialize)]
+pub struct MetricExplanation {
+    /// Name.
+    pub name: String,
+    /// Kind (with quantile).
+    pub kind: String,
+    /// Which change is bad.
+    pub bad_direction: String,
+    /// Tolerated change.
+    pub allowed_change: String,
+    /// Critical.
+    pub critical: bool,
+}
+
+/// A rollback trigger.
+#[derive(Debug, Clone, Serialize)]
+pub struct TriggerExplanation {
+    /// Name.
+    pub name: String,
+    /// Metric.
+    pub metric: String,
+    /// Condition.
+    pub condition: String,
+    /// Window.
+    pub window: String,
+    /// Action.
+    pub action: String,
+}
+
+/// Resolve a policy set for display.
+pub fn explain(set: &PolicySet) -> Explanation {
+    let routes = set
+        .virtual_services
+        .iter()
+        .flat_map(|vs| {
+            vs.http
+                .iter()
+                .enumerate()
+                .map(move |(i, r)| route(set, vs, i, r))
+        })
+        .collect();
+    Explanation {
+        routes,
+        rollouts: set.canary_policies.iter().map(rollout).collect(),
+    }
+}
+
+fn share(set: &PolicySet, ns: &str, d: &Destination, share_percent: f64) -> DestinationShare {
+    let labels = d
+        .subset
+        .as_deref()
+        .and_then(|s| {
+            set.destination_rule_for(&d.host, ns)
+                .and_then(|dr| dr.subset(s))
+        })
+        .map(|s| s.labels.clone())
+        .unwrap_or_default();
+    let endpoints = set
+        .endpoints_for(&d.host, d.subset.as_deref(), ns)
+        .into_iter()
+        .map(|(a, p)| format!("{a}:{p}"))
+        .collect();
+    DestinationShare {
+        host: d.host.clone(),
+        subset: d.subset.clone(),
+        labels,
+        share_percent,
+        endpoints,
+    }
+}
+
+fn route(set: &PolicySet, vs: &VirtualService, i: usize, r: &HttpRoute) -> RouteExplanation {
+    let ns = &vs.metadata.namespace;
+    let total = f64::from(r.total_weight());
+    let destinations = r
+        .route
+        .iter()
+        .map(|d| {
+            share(
+                set,
+                ns,
+                &d.destination,
+                if total > 0.0 {
+                    f64::from(d.weight) * 100.0 / total
+                } else {
+                    0.0
+                },
+            )
+        })
+        .collect();
+    let mirrors = r
+        .mirrors
+        .iter()
+        .map(|m| share(set, ns, &m.destination, m.percentage.value()))
+        .collect();
+    let matches = if r.matches.is_empty() {
+        "*".to_owned()
+    } else {
+        r.matches
+            .iter()
+            .map(|m| m.summary())
+            .collect::<Vec<_>>()
+            .join(" | ")
+    };
+    let action = r
+        .redirect
+        .as_ref()
+        .map(|rd| {
+            format!(
+                "redirect {} {}",
+                rd.redirect_code,
+                rd.uri.as_deref().unwrap_or("")
+            )
+        })
+        .or_else(|| {
+            r.direct_response
+                .as_ref()
+                .map(|d| format!("respond {}", d.status))
+        });
+    let retries = match &r.retries {
+        None => format!(
+            "default ({}x on {})",
+            crate::defaults::RETRY_ATTEMPTS,
+            crate::defaults::RETRY_ON
+        ),
+        Some(rt) if rt.attempts == 0 => "off".to_owned(),
+        Some(rt) => {
+            let per_try = rt
+                .per_try_timeout
+                .map(|d| format!(" per try {}", format_duration(d)))
+                .unwrap_or_default();
+            format!("{}x{per_try} on {}", rt.attempts, rt.retry_on.join(","))
+        }
+    };
+    RouteExplanation {
+        virtual_service: format!("{ns}/{}", vs.metadata.name),
+        hosts: vs.hosts.clone(),
+        route: r.name.clone().unwrap_or_else(|| format!("#{i}")),
+        matches,
+        destinations,
+        mirrors,
+        action,
+        timeout: r.timeout.map_or_else(|| "none".to_owned(), format_duration),
+        retries,
+    }
+}
+
+fn dest_ref(d: &crate::DestinationRef) -> String {
+    match &d.subset {
+        Some(s) => format!("{}/{s}", d.host),
+        None => d.host.clone(),
+    }
+}
+
+fn rollout(cp: &CanaryPolicy) -> RolloutExplanation {
+    let mut steps = Vec::new();
+    let (strategy, raw_steps): (&str, Vec<String>) = match &cp.strategy {
+        Strategy::Steps(s) => ("steps", s.iter().map(step_action).collect()),
+        Strategy::BlueGreen(bg) => {
+            let mut v = Vec::new();
+            if let Some(p) = &bg.preview_route {
+                v.push(format!("preview via route {p}"));
+            }
+            if bg.pre_promotion_analysis.is_some() {
+                v.push("pre-promotion analysis".to_owned());
+            }
+            v.push(
+                if bg.auto_promote {
+                    "promote (automatic)"
+                } else {
+                    "promote (operator)"
+                }
+                .to_owned(),
+            );
+            if bg.post_promotion_analysis.is_some() {
+                v.push("post-promotion analysis".to_owned());
+            }
+            ("blueGreen", v)
+        }
+    };
+    let bg_promote_at = raw_steps.iter().position(|s| s.starts_with("promote"));
+    for (i, action) in raw_steps.into_iter().enumerate() {
+        let canary_weight = match (&cp.strategy, bg_promote_at) {
+            (Strategy::Steps(s), _) => weight_after(&s[..=i]),
+            (Strategy::BlueGreen(_), Some(p)) if i >= p => 100,
+            _ => 0,
+        };
+        steps.push(StepExplanation {
+            step: i + 1,
+            action,
+            canary_weight,
+            stable_weight: 100 - canary_weight,
+        });
+    }
+    let metrics = cp
+        .analysis
+        .iter()
+        .flat_map(|a| a.metrics.iter())
+        .map(|m| MetricExplanation {
+            name: m.name.clone(),
+            kind: match m.kind {
+                MetricKind::Latency { quantile } => format!("latency p{}", quantile * 100.0),
+                other => serde_json::to_value(other)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+            },
+            bad_direction: format!("{:?}", m.direction).to_lowercase(),
+            allowed_change: match m.allowed_change {
+                None => "any significant".to_owned(),
+                Some(AllowedChange::Absolute(a)) => format!("±{a} absolute"),
+                Some(AllowedChange::Relative(r)) => format!("±{}% relative", r * 100.0),
+            },
+            critical: m.critical,
+        });
+    let triggers = cp.rollback_triggers.iter().map(|t| TriggerExplanation {
+        name: t.name.clone(),
+        metric: enum_name(t.metric),
+        condition: match t.condition {
+            TriggerCondition::Above(a) => format!("> {}", amount(a)),
+            TriggerCondition::DropBy(a) => format!("drops by {}", amount(a)),
+            TriggerCondition::IncreaseBy(a) => format!("increases by {}", amount(a)),
+        },
+        window: format_duration(t.window),
+        action: enum_name(t.action),
+    });
+    RolloutExplanation {
+        policy: format!("{}/{}", cp.metadata.namespace, cp.metadata.name),
+        virtual_service: format!(
+            "{}/{}",
+            cp.metadata.namespace, cp.traffic_routing.virtual_service
+        ),
+        routes: cp.traffic_routing.routes.clone(),
+        stable: dest_ref(&cp.stable),
+        canary: dest_ref(&cp.canary),
+        strategy: strategy.to_owned(),
+        steps,
+        metrics: metrics.collect(),
+        triggers: triggers.collect(),
+    }
+}
+
+fn enum_name<T: Serialize>(v: T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+fn amount(a: Amount) -> String {
+    match a {
+        Amount::Percent(p) => format!("{p}%"),
+        Amount::Latency(d) => format_duration(d),
+    }
+}
+
+fn weight_after(steps: &[RolloutStep]) -> u32 {
+    steps
+        .iter()
+        .rev()
+        .find_map(|s| {
+            if let RolloutStep::SetWeight(w) = s {
+                Some(*w)
+            } else {
+                None
+            }
+        })
+        .unwrap_or(0)
+}
+
+fn step_action(s: &RolloutStep) -> String {
+    match s {
+        RolloutStep::SetWeight(w) => format!("setWeight {w}"),
+        RolloutStep::Pause { duration: Some(d) } => format!("pause {}", format_duration(*d)),
+        RolloutStep::Pause { duration: None } => "pause until promoted".to_owned(),
+        RolloutStep::Analysis(a) => format!(
+            "analysis every {} (min {} samples, {})",
+            format_duration(a.interval),
+            a.min_samples,
+            enum_name(a.method)
+        ),
+        RolloutStep::SetHeaderRoute(h) => format!("header route {}", h.name),
+        RolloutStep::SetMirrorRoute(m) => {
+            format!("mirror route {} {}%", m.name, m.percentage.value())
+        }
+    }
+}
+
+mod table;

@@ -1,0 +1,203 @@
+//! Plain-text rendering of an [`Explanation`]: aligned columns, no colour.
+
+use super::{DestinationShare, Explanation};
+
+/// Render rows as left-aligned columns separated by two spaces.
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let line = |cells: Vec<&str>, out: &mut String| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<w$}  ", w = widths[i]));
+            }
+        }
+        out.push_str(s.trim_end());
+        out.push('\n');
+    };
+    line(header.to_vec(), &mut out);
+    for row in rows {
+        line(row.iter().map(String::as_str).collect(), &mut out);
+    }
+    out
+}
+
+fn percent(p: f64) -> String {
+    if (p - p.round()).abs() < 1e-9 {
+        format!("{}%", p.round())
+    } else {
+        format!("{p:.2}%")
+    }
+}
+
+fn dest(d: &DestinationShare) -> String {
+    match &d.subset {
+        Some(s) => format!("{}/{s}", d.host),
+        None => d.host.clone(),
+    }
+}
+
+fn labels(d: &DestinationShare) -> String {
+    let l: Vec<String> = d.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    if l.is_empty() {
+        "-".to_owned()
+    } else {
+        l.join(",")
+    }
+}
+
+fn endpoints(d: &DestinationShare) -> String {
+    if d.endpoints.is_empty() {
+        "-".to_owned()
+    } else {
+        d.endpoints.join(",")
+    }
+}
+
+impl Explanation {
+    /// Readable plain-text tables: routes, then each rollout plan.
+    pub fn render_table(&self) -> String {
+        let mut rows = Vec::new();
+        for r in &self.routes {
+            let mut first = vec![
+                r.virtual_service.clone(),
+                r.hosts.join(","),
+                r.route.clone(),
+                r.matches.clone(),
+            ];
+            let blank = || vec![String::new(); 4];
+            let mut lines: Vec<Vec<String>> = Vec::new();
+            for d in &r.destinations {
+                lines.push(vec![
+                    "route".into(),
+                    dest(d),
+                    labels(d),
+                    percent(d.share_percent),
+                    endpoints(d),
+                ]);
+            }
+            for m in &r.mirrors {
+                lines.push(vec![
+                    "mirror".into(),
+                    dest(m),
+                    labels(m),
+                    percent(m.share_percent),
+                    endpoints(m),
+                ]);
+            }
+            if let Some(a) = &r.action {
+                lines.push(vec![
+                    a.clone(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                ]);
+            }
+            for (i, l) in lines.into_iter().enumerate() {
+                let mut row = if i == 0 {
+                    std::mem::take(&mut first)
+                } else {
+                    blank()
+                };
+                row.extend(l);
+                if i == 0 {
+                    row.extend([r.timeout.clone(), r.retries.clone()]);
+                } else {
+                    row.extend([String::new(), String::new()]);
+                }
+                rows.push(row);
+            }
+        }
+        let mut out = String::from("ROUTES\n");
+        out.push_str(&table(
+            &[
+                "VIRTUALSERVICE",
+                "HOSTS",
+                "ROUTE",
+                "MATCH",
+                "KIND",
+                "DESTINATION",
+                "LABELS",
+                "SHARE",
+                "ENDPOINTS",
+                "TIMEOUT",
+                "RETRIES",
+            ],
+            &rows,
+        ));
+        for ro in &self.rollouts {
+            out.push_str(&format!(
+                "\nROLLOUT {} ({}): VirtualService {} routes {}; stable {}, canary {}\n",
+                ro.policy,
+                ro.strategy,
+                ro.virtual_service,
+                ro.routes.join(","),
+                ro.stable,
+                ro.canary
+            ));
+            let steps: Vec<Vec<String>> = ro
+                .steps
+                .iter()
+                .map(|s| {
+                    vec![
+                        s.step.to_string(),
+                        s.action.clone(),
+                        format!("{}%", s.canary_weight),
+                        format!("{}%", s.stable_weight),
+                    ]
+                })
+                .collect();
+            out.push_str(&table(&["STEP", "ACTION", "CANARY", "STABLE"], &steps));
+            if !ro.metrics.is_empty() {
+                out.push('\n');
+                let m: Vec<Vec<String>> = ro
+                    .metrics
+                    .iter()
+                    .map(|m| {
+                        vec![
+                            m.name.clone(),
+                            m.kind.clone(),
+                            m.bad_direction.clone(),
+                            m.allowed_change.clone(),
+                            m.critical.to_string(),
+                        ]
+                    })
+                    .collect();
+                out.push_str(&table(
+                    &["METRIC", "KIND", "BAD", "ALLOWED", "CRITICAL"],
+                    &m,
+                ));
+            }
+            if !ro.triggers.is_empty() {
+                out.push('\n');
+                let t: Vec<Vec<String>> = ro
+                    .triggers
+                    .iter()
+                    .map(|t| {
+                        vec![
+                            t.name.clone(),
+                            t.metric.clone(),
+                            t.condition.clone(),
+                            t.window.clone(),
+                            t.action.clone(),
+                        ]
+                    })
+                    .collect();
+                out.push_str(&table(
+                    &["TRIGGER", "METRIC", "CONDITION", "WINDOW", "ACTION"],
+                    &t,
+                ));
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,18 @@
+//! JSON Schema of the CanaryPolicy document, generated with `schemars` from
+//! the raw serde types (doc comments become descriptions; unknown keys are
+//! flagged with `additionalProperties: false`). The committed copy lives at
+//! `policies/schema/canarypolicy.schema.json`; a test keeps it fresh.
+
+use crate::canary::raw::RawCanarySpec;
+use crate::load::RawDocument;
+
+/// The JSON Schema for an `augur.dev/v1alpha1` CanaryPolicy document.
+pub fn canary_policy_schema() -> serde_json::Value {
+    let mut schema = schemars::schema_for!(RawDocument<RawCanarySpec>);
+    schema.insert("title".into(), "CanaryPolicy (augur.dev/v1alpha1)".into());
+    schema.insert(
+        "description".into(),
+        "augur CanaryPolicy: drives the weights of VirtualService routes between a stable and a canary model, with analysis and rollback triggers.".into(),
+    );
+    schema.to_value()
+}

@@ -1,0 +1,158 @@
+//! CanaryPolicy: unknown fields are errors, references are checked, and
+//! every error in a file is reported at once.
+
+use augur_policies::{load_str, RolloutStep, Severity, Strategy};
+
+const BASE: &str = include_str!("../examples/canary-pneumonia.yaml");
+
+fn errors(yaml: &str) -> Vec<String> {
+    match load_str("c.yaml", yaml) {
+        Ok(_) => panic!("expected errors"),
+        Err(e) => e
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .map(ToString::to_string)
+            .collect(),
+    }
+}
+
+/// Line (1-based) of the first line containing `needle` in BASE.
+fn line_of(needle: &str) -> usize {
+    BASE.lines()
+        .position(|l| l.contains(needle))
+        .map(|i| i + 1)
+        .unwrap_or_else(|| panic!("{needle}"))
+}
+
+#[test]
+fn example_loads_with_seed_plan() {
+    let loaded = load_str("c.yaml", BASE).unwrap_or_else(|e| panic!("{e}"));
+    let cp = &loaded.set.canary_policies[0];
+    let Strategy::Steps(steps) = &cp.strategy else {
+        panic!("steps")
+    };
+    let weights: Vec<u32> = steps
+        .iter()
+        .filter_map(|s| {
+            if let RolloutStep::SetWeight(w) = s {
+                Some(*w)
+            } else {
+                None
+            }
+        })
+        .collect();
+    assert_eq!(weights, [5, 20, 50, 100]);
+    assert_eq!(cp.rollback_triggers.len(), 3);
+    assert_eq!(
+        cp.prediction.as_ref().map(|p| p.positive_label.as_str()),
+        Some("PNEUMONIA")
+    );
+    assert_eq!(
+        cp.shadow.as_ref().map(|s| s.mirror_percentage.value()),
+        Some(10.0)
+    );
+}
+
+#[test]
+fn unknown_field_is_an_error() {
+    let y = BASE.replace(
+        "    minSamples: 200",
+        "    minSamples: 200\n    minSample: 5",
+    );
+    let line = line_of("minSamples: 200") + 1;
+    assert_eq!(
+        errors(&y),
+        [format!(
+            "c.yaml:{line}:5: spec.analysis.minSample: unknown field `minSample`"
+        )]
+    );
+}
+
+#[test]
+fn route_name_that_does_not_exist() {
+    let y = BASE.replace("routes: [primary]", "routes: [primary, secondary]");
+    let line = line_of("routes: [primary]");
+    assert_eq!(
+        errors(&y),
+        [format!("c.yaml:{line}:25: spec.trafficRouting.virtualService.routes[1]: VirtualService default/pneumonia has no http route named \"secondary\"")]
+    );
+}
+
+#[test]
+fn virtual_service_that_does_not_exist() {
+    let y = BASE.replace(
+        "      name: pneumonia\n      routes",
+        "      name: pneumonia-x\n      routes",
+    );
+    let line = line_of("routes: [primary]") - 1;
+    assert_eq!(errors(&y), [format!("c.yaml:{line}:7: spec.trafficRouting.virtualService.name: VirtualService default/pneumonia-x does not exist")]);
+}
+
+#[test]
+fn many_errors_are_all_reported() {
+    let y = BASE
+        .replace("    - setWeight: 20", "    - setWeight: 120")
+        .replace("    alpha: 0.05", "    alpha: 1.5")
+        .replace(
+            "canary: {host: pneumonia, subset: v2}",
+            "canary: {host: pneumonia, subset: v3}",
+        )
+        .replace(
+            "    scorePointer: /confidence",
+            "    scorePointer: confidence",
+        )
+        .replace("        window: 2m", "        window: 2 minutes")
+        .replace(
+            "    source: embedded",
+            "    source: embedded\n    colour: red",
+        );
+    let e = errors(&y);
+    let line_in_y = |needle: &str| {
+        y.lines()
+            .position(|l| l.contains(needle))
+            .map_or(0, |i| i + 1)
+    };
+    let at = |needle: &str, col: usize, rest: &str| {
+        format!("c.yaml:{}:{col}: {rest}", line_in_y(needle))
+    };
+    let expected = [
+        at("canary: {host", 3, "spec.canary: route \"primary\" of VirtualService default/pneumonia has no destination pneumonia subset v3"),
+        at("- setWeight: 120", 7, "spec.steps[2].setWeight: must be in 0..=100, got 120"),
+        at("alpha: 1.5", 5, "spec.analysis.alpha: alpha must be in (0, 1), got 1.5"),
+        at("colour: red", 5, "spec.analysis.colour: unknown field `colour`"),
+        at("window: 2 minutes", 9, "spec.rollback.triggers[0].window: unknown unit \" minutes\" in duration \"2 minutes\" (use ns, us, ms, s, m or h)"),
+        at("scorePointer", 5, "spec.prediction.scorePointer: JSON pointer must start with '/', got \"confidence\""),
+    ];
+    assert_eq!(e, expected);
+}
+
+#[test]
+fn steps_and_blue_green_are_exclusive() {
+    let y = BASE.replace(
+        "  analysis:\n    interval",
+        "  blueGreen: {autoPromote: true}\n  analysis:\n    interval",
+    );
+    let e = errors(&y);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].ends_with("spec: exactly one of steps or blueGreen is required"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn latency_trigger_needs_a_duration() {
+    let y = BASE.replace(
+        "condition: {increaseBy: 500ms}",
+        "condition: {increaseBy: 500}",
+    );
+    let e = errors(&y);
+    assert_eq!(e.len(), 1);
+    assert!(
+        e[0].contains(
+            "spec.rollback.triggers[2].condition.increaseBy: latency thresholds are durations"
+        ),
+        "{e:?}"
+    );
+}

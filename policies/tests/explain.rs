@@ -1,0 +1,122 @@
+//! `explain` on the canary example: shares, endpoints, steps, triggers.
+
+use augur_policies::explain::explain;
+use augur_policies::load_paths;
+
+fn canary_explanation() -> augur_policies::explain::Explanation {
+    let file = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/canary-pneumonia.yaml"
+    );
+    let loaded = load_paths(&[file]).unwrap_or_else(|e| panic!("{e}"));
+    explain(&loaded.set)
+}
+
+#[test]
+fn table_shows_shares_endpoints_and_steps() {
+    let table = canary_explanation().render_table();
+    println!("{table}");
+    let row = |needle: &str| {
+        table
+            .lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no line with {needle:?}:\n{table}"))
+            .to_owned()
+    };
+    let v1 = row("pneumonia/v1");
+    assert!(
+        v1.contains("primary")
+            && v1.contains("version=v1")
+            && v1.contains("100%")
+            && v1.contains("127.0.0.1:8501"),
+        "{v1}"
+    );
+    assert!(v1.contains("5s") && v1.contains("2x per try 2s"), "{v1}");
+    let v2 = row("pneumonia/v2");
+    assert!(
+        v2.contains("version=v2") && v2.contains(" 0% ") && v2.contains("127.0.0.1:8502"),
+        "{v2}"
+    );
+    let steps: Vec<(String, String)> = table
+        .lines()
+        .skip_while(|l| !l.starts_with("STEP"))
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .map(|l| {
+            let cols: Vec<&str> = l
+                .split("  ")
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .collect();
+            (cols[1].to_owned(), cols[2].to_owned())
+        })
+        .collect();
+    let expected = [
+        ("setWeight 5", "5%"),
+        ("analysis every 1m0s (min 200 samples, sequential)", "5%"),
+        ("setWeight 20", "20%"),
+        ("analysis every 1m0s (min 200 samples, sequential)", "20%"),
+        ("setWeight 50", "50%"),
+        ("analysis every 1m0s (min 200 samples, sequential)", "50%"),
+        ("setWeight 100", "100%"),
+    ];
+    let expected: Vec<(String, String)> = expected
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    assert_eq!(steps, expected, "{table}");
+    let trig = row("error-rate-above-10");
+    assert!(
+        trig.contains("errorRate")
+            && trig.contains("> 10%")
+            && trig.contains("2m0s")
+            && trig.contains("immediate"),
+        "{trig}"
+    );
+    assert!(row("accuracy-drop").contains("drops by 5%"));
+    let lat = row("p95-latency-increase");
+    assert!(
+        lat.contains("increases by 500ms") && lat.contains("3m0s") && lat.contains("canaryOnly"),
+        "{lat}"
+    );
+}
+
+#[test]
+fn json_has_shares_and_steps() {
+    let json = serde_json::to_value(canary_explanation()).unwrap_or_default();
+    let dests = &json["routes"][0]["destinations"];
+    assert_eq!(json["routes"][0]["route"], "primary");
+    assert_eq!(dests[0]["share_percent"], 100.0);
+    assert_eq!(dests[1]["share_percent"], 0.0);
+    assert_eq!(dests[1]["labels"]["version"], "v2");
+    assert_eq!(dests[1]["endpoints"][0], "127.0.0.1:8502");
+    let weights: Vec<u64> = json["rollouts"][0]["steps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["canary_weight"].as_u64())
+        .collect();
+    assert_eq!(weights, [5, 5, 20, 20, 50, 50, 100]);
+    assert_eq!(
+        json["rollouts"][0]["triggers"].as_array().map(Vec::len),
+        Some(3)
+    );
+    assert_eq!(json["rollouts"][0]["metrics"][0]["kind"], "latency p95");
+}
+
+#[test]
+fn traffic_shifting_shares_are_weight_over_sum() {
+    let file = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/traffic-shifting-80-20.yaml"
+    );
+    let loaded = load_paths(&[file]).unwrap_or_else(|e| panic!("{e}"));
+    let e = explain(&loaded.set);
+    let shares: Vec<f64> = e.routes[0]
+        .destinations
+        .iter()
+        .map(|d| d.share_percent)
+        .collect();
+    assert_eq!(shares, [80.0, 20.0]);
+    assert_eq!(e.routes[0].destinations[1].endpoints, ["127.0.0.1:9082"]);
+}

@@ -1,0 +1,140 @@
+//! Warnings, defaults, multi-document files and directory loading.
+
+use std::time::Duration;
+
+use augur_policies::{load_paths, load_str, LbPolicy, LoadBalancer, Severity};
+
+const VS: &str = "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: reviews
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - destination: {host: reviews}
+    corsPolicy:
+      allowOrigins: [{exact: '*'}]
+    frobnicate: 1
+    mirror: {host: reviews}
+    mirror_percent: 30
+";
+
+#[test]
+fn unsupported_istio_fields_are_warnings() {
+    let loaded = load_str("w.yaml", VS).unwrap_or_else(|e| panic!("{e}"));
+    let w: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        w,
+        [
+            "w.yaml:10:5: warning: spec.http[0].corsPolicy: `corsPolicy` is not supported by augur; ignored",
+            "w.yaml:12:5: warning: spec.http[0].frobnicate: unknown field `frobnicate`; ignored",
+            "w.yaml:14:5: warning: spec.http[0].mirror_percent: mirror_percent is deprecated; use mirrorPercentage: {value: N}",
+        ]
+    );
+    assert!(loaded
+        .warnings
+        .iter()
+        .all(|d| d.severity == Severity::Warning));
+    let route = &loaded.set.virtual_services[0].http[0];
+    assert_eq!(
+        route.route[0].weight, 100,
+        "a lone destination gets all traffic"
+    );
+    assert_eq!(route.mirrors[0].percentage.value(), 30.0);
+}
+
+#[test]
+fn defaults_follow_istio() {
+    let y = "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: r}
+spec:
+  host: r
+  trafficPolicy:
+    outlierDetection: {}
+  subsets:
+  - name: v1
+    labels: {version: v1}
+    trafficPolicy:
+      loadBalancer: {simple: ROUND_ROBIN}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: r}
+spec:
+  hosts: [r]
+  http:
+  - route:
+    - destination: {host: r}
+    mirror: {host: r}
+";
+    let loaded = load_str("d.yaml", y).unwrap_or_else(|e| panic!("{e}"));
+    let dr = &loaded.set.destination_rules[0];
+    assert_eq!(dr.metadata.namespace, "default");
+    assert_eq!(
+        dr.traffic_policy.load_balancer,
+        LoadBalancer::Simple(LbPolicy::LeastRequest)
+    );
+    let od = dr
+        .traffic_policy
+        .outlier_detection
+        .as_ref()
+        .unwrap_or_else(|| panic!("outlier"));
+    assert_eq!(od.consecutive_5xx_errors, 5);
+    assert_eq!(od.interval, Duration::from_secs(10));
+    assert_eq!(od.base_ejection_time, Duration::from_secs(30));
+    assert_eq!(od.max_ejection_percent.value(), 10.0);
+    assert_eq!(
+        dr.traffic_policy.connection_pool.connect_timeout,
+        Duration::from_secs(10)
+    );
+    // The subset's policy overrides the load balancer and keeps the rule's outlier detection.
+    let sub = dr.policy_for(Some("v1"));
+    assert_eq!(
+        sub.load_balancer,
+        LoadBalancer::Simple(LbPolicy::RoundRobin)
+    );
+    assert!(sub.outlier_detection.is_some());
+    let route = &loaded.set.virtual_services[0].http[0];
+    assert_eq!(
+        route.mirrors[0].percentage.value(),
+        100.0,
+        "absent mirrorPercentage = 100"
+    );
+    assert_eq!(route.timeout, None, "timeout disabled by default");
+    assert!(loaded
+        .set
+        .destination_rule_for("r.default.svc.cluster.local", "other")
+        .is_some());
+}
+
+#[test]
+fn multi_document_and_directories() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let nested = dir.path().join("nested");
+    std::fs::create_dir(&nested).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(nested.join("b.yml"), VS).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(dir.path().join("a.yaml"), "---\n---\n").unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(dir.path().join("notes.txt"), "kind: [").unwrap_or_else(|e| panic!("{e}"));
+    let loaded = load_paths(&[dir.path()]).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        loaded.sources,
+        [dir.path().join("a.yaml"), nested.join("b.yml")]
+    );
+    assert_eq!(loaded.set.virtual_services.len(), 1);
+    let again = load_paths(&[dir.path()]).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(loaded.hash, again.hash);
+}
+
+#[test]
+fn missing_file_is_an_error() {
+    let e = load_paths(&["/nonexistent/policy.yaml"])
+        .err()
+        .unwrap_or_else(|| panic!("should fail"));
+    assert!(
+        e.to_string()
+            .starts_with("/nonexistent/policy.yaml:1:1: cannot read file"),
+        "{e}"
+    );
+}

@@ -1,0 +1,190 @@
+//! Envoy-style admin, the status port and the Prometheus endpoint.
+//!
+//! One [`AdminApp`] type serves the three listeners; its [`Surface`] decides which paths each
+//! one answers:
+//! - admin (127.0.0.1:15000): `GET /ready`, `/server_info`, `/stats` (`?usedonly`, `?filter=`),
+//!   `/stats/prometheus`, `/config_dump`, `/listeners`, `/clusters`;
+//!   `POST /healthcheck/fail`, `/healthcheck/ok` (mutations are POST only);
+//! - status (15021): `GET /healthz/ready`;
+//! - Prometheus (15090): `GET /stats/prometheus`.
+
+mod config_dump;
+mod stats;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use http::{Method, Response, StatusCode};
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+
+use crate::metrics::Metrics;
+use crate::policy_store::{unix_seconds, PolicyStore};
+
+/// Which listener an [`AdminApp`] serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surface {
+    /// The admin port: everything.
+    Admin,
+    /// The status port: `/healthz/ready`.
+    Status,
+    /// The Prometheus port: `/stats/prometheus`.
+    Prometheus,
+}
+
+/// State shared by the admin surfaces.
+pub struct AdminState {
+    /// The serving policy.
+    pub store: Arc<PolicyStore>,
+    /// The metric handles.
+    pub metrics: Arc<Metrics>,
+    /// The proxy's listeners, for `/listeners`.
+    pub listeners: Vec<SocketAddr>,
+    /// Worker threads, for `/server_info`.
+    pub concurrency: usize,
+    /// Process start.
+    pub started: SystemTime,
+    /// Cleared by `POST /healthcheck/fail`, set by `/healthcheck/ok`.
+    pub healthy: AtomicBool,
+}
+
+/// The HTTP application behind the admin, status and Prometheus listeners.
+pub struct AdminApp {
+    surface: Surface,
+    state: Arc<AdminState>,
+}
+
+impl AdminApp {
+    /// An app for one surface.
+    pub fn new(surface: Surface, state: Arc<AdminState>) -> Self {
+        Self { surface, state }
+    }
+
+    fn route(&self, method: &Method, path: &str, query: Option<&str>) -> Reply {
+        let s = &self.state;
+        match (self.surface, path) {
+            (Surface::Status, "/healthz/ready") => readiness(s),
+            (Surface::Status, _) => Reply::not_found(),
+            (_, "/stats/prometheus") => Reply::new(
+                StatusCode::OK,
+                "text/plain; version=0.0.4",
+                s.metrics.render(),
+            ),
+            (Surface::Prometheus, _) => Reply::not_found(),
+            (Surface::Admin, "/healthcheck/fail" | "/healthcheck/ok") => {
+                if method != Method::POST {
+                    // Envoy answers a GET on a mutating endpoint with 400.
+                    return Reply::text(StatusCode::BAD_REQUEST, "This endpoint requires POST\n");
+                }
+                s.healthy
+                    .store(path == "/healthcheck/ok", Ordering::Relaxed);
+                Reply::text(StatusCode::OK, "OK\n")
+            }
+            (Surface::Admin, _) if method != Method::GET && method != Method::HEAD => {
+                Reply::text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
+            }
+            (Surface::Admin, "/ready") => {
+                if s.healthy.load(Ordering::Relaxed) {
+                    Reply::text(StatusCode::OK, "LIVE\n")
+                } else {
+                    Reply::text(StatusCode::SERVICE_UNAVAILABLE, "DRAINING\n")
+                }
+            }
+            (Surface::Admin, "/server_info") => Reply::json(&server_info(s)),
+            (Surface::Admin, "/stats") => Reply::text(StatusCode::OK, stats::envoy_stats(s, query)),
+            (Surface::Admin, "/config_dump") => Reply::json(&config_dump::dump(s)),
+            (Surface::Admin, "/listeners") => {
+                let lines: String = s.listeners.iter().map(|l| format!("{l}::{l}\n")).collect();
+                Reply::text(StatusCode::OK, lines)
+            }
+            (Surface::Admin, "/clusters") => Reply::text(StatusCode::OK, stats::clusters(s)),
+            (Surface::Admin, _) => Reply::not_found(),
+        }
+    }
+}
+
+fn readiness(s: &AdminState) -> Reply {
+    if s.healthy.load(Ordering::Relaxed) {
+        Reply::text(StatusCode::OK, "")
+    } else {
+        Reply::text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: health check failed\n",
+        )
+    }
+}
+
+fn server_info(s: &AdminState) -> serde_json::Value {
+    let uptime = SystemTime::now()
+        .duration_since(s.started)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    serde_json::json!({
+        "version": format!("augur/{}", env!("CARGO_PKG_VERSION")),
+        "state": if s.healthy.load(Ordering::Relaxed) { "LIVE" } else { "DRAINING" },
+        "uptime_current_epoch": format!("{uptime}s"),
+        "uptime_all_epochs": format!("{uptime}s"),
+        "command_line_options": { "concurrency": s.concurrency },
+        "node": { "started_unix": unix_seconds(s.started) },
+    })
+}
+
+/// A complete admin response.
+struct Reply {
+    status: StatusCode,
+    content_type: &'static str,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn new(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Self {
+        Self {
+            status,
+            content_type,
+            body,
+        }
+    }
+    fn text(status: StatusCode, body: impl Into<String>) -> Self {
+        Self::new(
+            status,
+            "text/plain; charset=UTF-8",
+            body.into().into_bytes(),
+        )
+    }
+    fn json(value: &serde_json::Value) -> Self {
+        let mut body = serde_json::to_vec_pretty(value).unwrap_or_default();
+        body.push(b'\n');
+        Self::new(StatusCode::OK, "application/json", body)
+    }
+    fn not_found() -> Self {
+        Self::text(StatusCode::NOT_FOUND, "invalid path\n")
+    }
+}
+
+#[async_trait]
+impl ServeHttp for AdminApp {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let (method, path, query) = {
+            let req = session.req_header();
+            (
+                req.method.clone(),
+                req.uri.path().to_owned(),
+                req.uri.query().map(str::to_owned),
+            )
+        };
+        // Admin requests carry no body we use; drain it so the connection can be reused.
+        let _ = session.drain_request_body().await;
+        let reply = self.route(&method, &path, query.as_deref());
+        let len = reply.body.len();
+        Response::builder()
+            .status(reply.status)
+            .header("content-type", reply.content_type)
+            .header("content-length", len)
+            .header("server", "envoy")
+            .body(reply.body)
+            .unwrap_or_else(|_| Response::new(Vec::new()))
+    }
+}

@@ -1,0 +1,153 @@
+//! The `augur` command line: subcommands and flags (each flag also as an `AUGUR_*` variable).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// augur: a sidecar proxy for shipping ML models safely (Envoy- and Istio-compatible).
+#[derive(Debug, Parser)]
+#[command(name = "augur", version, about, long_about = None, after_help = EXAMPLES)]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, global = true, env = "AUGUR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `augur_proxy=debug`.
+    #[arg(long, global = true, env = "AUGUR_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+const EXAMPLES: &str = "\
+Examples:
+  augur policy check policies/
+  augur policy explain policies/examples/canary-pneumonia.yaml --output json
+  augur proxy --policy policies/examples/canary-pneumonia.yaml --listen 127.0.0.1:8080";
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check and explain policy files (Istio VirtualService, DestinationRule, ServiceEntry and
+    /// augur CanaryPolicy).
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Run the sidecar proxy.
+    Proxy(ProxyArgs),
+}
+
+/// `augur policy ...`
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Validate policy files: exit 0 when valid (warnings on stderr), 1 with every error.
+    Check {
+        /// Policy files or directories (YAML, multi-document).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Print the resolved routes, splits and rollout plans.
+    Explain {
+        /// Policy files or directories (YAML, multi-document).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Output format.
+        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+}
+
+/// Flags of `augur proxy`. Ports follow Istio's sidecar conventions.
+#[derive(Debug, Clone, Args)]
+pub struct ProxyArgs {
+    /// Policy files or directories; watched and hot-reloaded (also on SIGHUP).
+    #[arg(
+        long = "policy",
+        env = "AUGUR_POLICY",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub policies: Vec<PathBuf>,
+    /// Explicit HTTP listeners; requests are routed by Host against VirtualService hosts.
+    #[arg(
+        long = "listen",
+        env = "AUGUR_LISTEN",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:15001"
+    )]
+    pub listen: Vec<SocketAddr>,
+    /// Envoy-style admin endpoint (`/config_dump`, `/stats`, `/ready`, ...).
+    #[arg(long, env = "AUGUR_ADMIN", default_value = "127.0.0.1:15000")]
+    pub admin: SocketAddr,
+    /// Status endpoint serving `/healthz/ready` for Kubernetes probes.
+    #[arg(long, env = "AUGUR_STATUS", default_value = "0.0.0.0:15021")]
+    pub status: SocketAddr,
+    /// Prometheus endpoint serving `/stats/prometheus`.
+    #[arg(long, env = "AUGUR_PROMETHEUS", default_value = "0.0.0.0:15090")]
+    pub prometheus: SocketAddr,
+    /// Worker threads of the proxy (Envoy's flag; Istio sets 2 for sidecars).
+    #[arg(long, env = "AUGUR_CONCURRENCY", default_value_t = 2)]
+    pub concurrency: usize,
+    /// How long to let in-flight requests finish after SIGTERM (below Kubernetes' 30 s).
+    #[arg(long, env = "AUGUR_DRAIN_DURATION", value_parser = parse_seconds, default_value = "25")]
+    pub drain_duration: Duration,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable text.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Output format of report commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Aligned plain-text tables.
+    Table,
+    /// JSON for scripts.
+    Json,
+}
+
+fn parse_seconds(s: &str) -> Result<Duration, String> {
+    let trimmed = s.strip_suffix('s').unwrap_or(s);
+    trimmed
+        .parse::<u64>()
+        .map(Duration::from_secs)
+        .map_err(|_| format!("{s:?} is not a whole number of seconds (e.g. 25 or 25s)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn proxy_defaults_follow_istio_ports() {
+        let cli = Cli::try_parse_from(["augur", "proxy", "--policy", "p.yaml"]).unwrap();
+        let Command::Proxy(args) = cli.command else {
+            panic!("not proxy")
+        };
+        assert_eq!(args.admin.port(), 15000);
+        assert_eq!(args.listen[0].port(), 15001);
+        assert_eq!(args.status.port(), 15021);
+        assert_eq!(args.prometheus.port(), 15090);
+        assert_eq!(args.concurrency, 2);
+        assert!(args.admin.ip().is_loopback());
+    }
+
+    #[test]
+    fn drain_duration_accepts_seconds() {
+        assert_eq!(parse_seconds("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_seconds("5"), Ok(Duration::from_secs(5)));
+        assert!(parse_seconds("5m").is_err());
+    }
+}

@@ -1,0 +1,108 @@
+//! `augur proxy`: loads the policy, builds the pingora server and runs until SIGTERM.
+
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use anyhow::Context;
+use pingora::apps::http_app::HttpServer;
+use pingora::server::configuration::ServerConf;
+use pingora::server::Server;
+use pingora::services::background::background_service;
+use pingora::services::listening::Service;
+
+use crate::admin::{AdminApp, AdminState, Surface};
+use crate::cli::ProxyArgs;
+use crate::metrics::Metrics;
+use crate::policy_store::{PolicyStore, StoreError};
+use crate::reload::Reloader;
+use crate::service::AugurProxy;
+
+/// Runs the sidecar; returns only on a start-up error (pingora exits the process on shutdown).
+pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
+    let metrics = Arc::new(Metrics::new().context("registering metrics")?);
+    let store = match PolicyStore::open(args.policies.clone(), Arc::clone(&metrics)) {
+        Ok(store) => Arc::new(store),
+        Err(StoreError::Invalid(e)) => {
+            eprint!("{}", crate::cmd::policy::render_diagnostics(&e));
+            return Ok(ExitCode::FAILURE);
+        }
+        Err(e) => return Err(e).context("loading the policy"),
+    };
+    let snapshot = store.snapshot();
+    for w in &snapshot.loaded.warnings {
+        tracing::warn!(diagnostic = %w, "policy warning");
+    }
+    tracing::info!(hash = %snapshot.loaded.hash, files = snapshot.loaded.sources.len(), "policy loaded");
+    drop(snapshot);
+
+    let conf = ServerConf {
+        threads: args.concurrency.max(1),
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(args.drain_duration.as_secs()),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        AugurProxy::new(Arc::clone(&store)),
+        "augur proxy",
+    );
+    for addr in &args.listen {
+        proxy.add_tcp(&addr.to_string());
+    }
+
+    let state = Arc::new(AdminState {
+        store: Arc::clone(&store),
+        metrics,
+        listeners: args.listen.clone(),
+        concurrency: args.concurrency,
+        started: SystemTime::now(),
+        healthy: AtomicBool::new(true),
+    });
+    let admin = admin_service(
+        "augur admin",
+        Surface::Admin,
+        &state,
+        &args.admin.to_string(),
+    );
+    let status = admin_service(
+        "augur status",
+        Surface::Status,
+        &state,
+        &args.status.to_string(),
+    );
+    let prometheus = admin_service(
+        "augur prometheus",
+        Surface::Prometheus,
+        &state,
+        &args.prometheus.to_string(),
+    );
+    let reloader = background_service("augur policy reload", Reloader::new(store));
+
+    server.add_service(proxy);
+    server.add_service(admin);
+    server.add_service(status);
+    server.add_service(prometheus);
+    server.add_service(reloader);
+    tracing::info!(listen = ?args.listen, admin = %args.admin, "augur proxy starting");
+    server.run_forever()
+}
+
+fn admin_service(
+    name: &str,
+    surface: Surface,
+    state: &Arc<AdminState>,
+    addr: &str,
+) -> Service<HttpServer<AdminApp>> {
+    let mut service = Service::new(
+        name.to_owned(),
+        HttpServer::new_app(AdminApp::new(surface, Arc::clone(state))),
+    );
+    service.add_tcp(addr);
+    service.threads = Some(1);
+    service
+}

@@ -1,0 +1,20 @@
+//! augur's data plane and command line.
+//!
+//! Where things happen, in request order:
+//! - [`cmd::proxy`] builds the pingora server: listeners, admin, status and reload services;
+//! - [`service::AugurProxy`] is where a request enters (`request_filter`) and leaves (`logging`);
+//! - [`route`] matches it against the VirtualService routes and picks a weighted destination;
+//! - [`policy_store`] holds the validated policy set and its compiled routes behind `arc-swap`,
+//!   and [`reload`] swaps in a new set when the files change (or on SIGHUP);
+//! - [`admin`] serves Envoy's admin shapes, the status port and Prometheus metrics.
+
+pub mod admin;
+pub mod cli;
+pub mod cmd;
+pub mod local_reply;
+pub mod logging;
+pub mod metrics;
+pub mod policy_store;
+pub mod reload;
+pub mod route;
+pub mod service;

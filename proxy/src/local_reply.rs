@@ -1,0 +1,66 @@
+//! Responses augur makes itself, with Envoy's status codes, bodies and response flags.
+
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+
+/// A local reply: status, Envoy response flag and body text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalReply {
+    /// HTTP status.
+    pub status: u16,
+    /// Envoy's `%RESPONSE_FLAGS%` value.
+    pub flag: &'static str,
+    /// Body text, as Envoy writes it.
+    pub body: &'static str,
+}
+
+/// No route matched: Envoy answers 404 with an empty body (flag NR).
+pub const NO_ROUTE: LocalReply = LocalReply {
+    status: 404,
+    flag: "NR",
+    body: "",
+};
+
+/// The chosen cluster has no endpoint (flag UH).
+pub const NO_HEALTHY_UPSTREAM: LocalReply = LocalReply {
+    status: 503,
+    flag: "UH",
+    body: "no healthy upstream",
+};
+
+impl LocalReply {
+    /// Writes the reply to the client, with `server: envoy` as Envoy's own replies carry.
+    pub async fn send(&self, session: &mut Session) -> pingora::Result<()> {
+        send(
+            session,
+            self.status,
+            Bytes::from_static(self.body.as_bytes()),
+            "text/plain",
+        )
+        .await
+    }
+}
+
+/// Writes a complete locally generated response.
+pub async fn send(
+    session: &mut Session,
+    status: u16,
+    body: Bytes,
+    content_type: &str,
+) -> pingora::Result<()> {
+    let mut header = ResponseHeader::build(status, Some(4))?;
+    header.insert_header("server", "envoy")?;
+    header.insert_header("content-length", body.len().to_string())?;
+    if !body.is_empty() {
+        header.insert_header("content-type", content_type)?;
+    }
+    session.set_keepalive(Some(60));
+    session
+        .write_response_header(Box::new(header), body.is_empty())
+        .await?;
+    if !body.is_empty() {
+        session.write_response_body(Some(body), true).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,104 @@
+//! Hot reload: watches the policy paths (and listens for SIGHUP) and reloads the store.
+//!
+//! Directories are watched recursively and single files through their parent directory, because
+//! editors and Kubernetes ConfigMap updates replace files by rename (`..data` symlink swaps).
+//! Events are debounced so that a burst of writes makes one reload; the store compares hashes so
+//! an event that changed nothing swaps nothing.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use notify::{RecommendedWatcher, RecursiveMode, Watcher};
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+
+use crate::policy_store::PolicyStore;
+
+/// How long to wait after the last file event before reloading.
+pub const DEBOUNCE: Duration = Duration::from_millis(200);
+
+/// The background service that drives reloads.
+pub struct Reloader {
+    store: Arc<PolicyStore>,
+}
+
+impl Reloader {
+    /// A reloader for the store's paths.
+    pub fn new(store: Arc<PolicyStore>) -> Self {
+        Self { store }
+    }
+
+    async fn reload(&self, trigger: &'static str) {
+        let store = Arc::clone(&self.store);
+        match tokio::task::spawn_blocking(move || store.reload()).await {
+            Ok(outcome) => tracing::debug!(trigger, ?outcome, "policy reload"),
+            Err(e) => tracing::error!(trigger, error = %e, "policy reload task failed"),
+        }
+    }
+}
+
+#[async_trait]
+impl BackgroundService for Reloader {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut hangup = match signal(SignalKind::hangup()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGHUP; reload on file changes only");
+                None
+            }
+        };
+        let (tx, mut events) = mpsc::unbounded_channel::<()>();
+        let _watcher = match watch(self.store.paths(), tx) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot watch the policy files; reload on SIGHUP only");
+                None
+            }
+        };
+        loop {
+            tokio::select! {
+                Some(()) = events.recv() => {
+                    // Debounce: wait until the files have been quiet for DEBOUNCE.
+                    while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, events.recv()).await {}
+                    self.reload("file change").await;
+                }
+                Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => None } } => {
+                    tracing::info!("SIGHUP: reloading policies");
+                    self.reload("SIGHUP").await;
+                }
+                _ = shutdown.changed() => break,
+            }
+        }
+    }
+}
+
+fn watch(paths: &[PathBuf], tx: mpsc::UnboundedSender<()>) -> notify::Result<RecommendedWatcher> {
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = event {
+            if !event.kind.is_access() {
+                let _ = tx.send(());
+            }
+        }
+    })?;
+    for path in paths {
+        let (target, mode) = watch_target(path);
+        watcher.watch(&target, mode)?;
+    }
+    Ok(watcher)
+}
+
+/// A directory is watched recursively; a file through its parent directory.
+fn watch_target(path: &Path) -> (PathBuf, RecursiveMode) {
+    if path.is_dir() {
+        return (path.to_path_buf(), RecursiveMode::Recursive);
+    }
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    (parent, RecursiveMode::NonRecursive)
+}

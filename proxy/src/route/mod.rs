@@ -1,0 +1,228 @@
+//! Routing: the VirtualService http routes compiled for fast lookup.
+//!
+//! [`RouteTable::compile`] turns a validated policy set into virtual hosts (one per VirtualService,
+//! reachable by every alias of its hosts), ordered routes with compiled matches, and weighted
+//! splits over clusters. [`RouteTable::find`] is the request-time lookup: first matching route
+//! wins, as in Istio.
+
+pub mod cluster;
+pub mod endpoints;
+pub mod host;
+pub mod matcher;
+pub mod split;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use augur_policies::{DirectResponseBody, HttpRoute, PolicySet};
+use base64::Engine as _;
+
+pub use cluster::Cluster;
+pub use matcher::RequestView;
+pub use split::{Split, WeightedCluster};
+
+use matcher::MatchBlock;
+
+/// A route's compiled matches could not be built (a regex the policy validator let through).
+#[derive(Debug, thiserror::Error)]
+#[error("VirtualService {virtual_service}: route {route}: {source}")]
+pub struct CompileError {
+    virtual_service: String,
+    route: String,
+    #[source]
+    source: regex::Error,
+}
+
+/// What a matched route does.
+#[derive(Debug)]
+pub enum Action {
+    /// Forward to one of the weighted destinations.
+    Forward(Split),
+    /// Answer locally with a fixed status and body.
+    DirectResponse {
+        /// HTTP status.
+        status: u16,
+        /// Response body.
+        body: bytes::Bytes,
+    },
+}
+
+/// One compiled http route.
+#[derive(Debug)]
+pub struct Route {
+    /// The route's name (its `name`, else its index in the VirtualService).
+    pub name: String,
+    matches: Vec<MatchBlock>,
+    /// What to do with a matching request.
+    pub action: Action,
+}
+
+impl Route {
+    fn matches(&self, req: &RequestView<'_>) -> bool {
+        self.matches.is_empty() || self.matches.iter().any(|m| m.matches(req))
+    }
+}
+
+/// The routes of one VirtualService.
+#[derive(Debug)]
+pub struct VirtualHost {
+    /// `namespace/name` of the VirtualService.
+    pub name: String,
+    /// Its http routes in order.
+    pub routes: Vec<Route>,
+}
+
+/// Every virtual host, indexed by host name.
+#[derive(Debug, Default)]
+pub struct RouteTable {
+    vhosts: Vec<VirtualHost>,
+    by_host: HashMap<String, usize>,
+    wildcards: Vec<(String, usize)>,
+    clusters: Vec<Arc<Cluster>>,
+}
+
+impl RouteTable {
+    /// Compiles the policy set. Destinations that do not resolve get clusters without endpoints
+    /// (requests to them get 503 UH) rather than failing the whole set.
+    pub fn compile(set: &PolicySet) -> Result<Self, CompileError> {
+        let mut table = RouteTable::default();
+        let mut clusters: HashMap<String, Arc<Cluster>> = HashMap::new();
+        for vs in &set.virtual_services {
+            let ns = vs.metadata.namespace.as_str();
+            let vs_name = format!("{ns}/{}", vs.metadata.name);
+            let mut routes = Vec::with_capacity(vs.http.len());
+            for (i, http) in vs.http.iter().enumerate() {
+                let name = http.name.clone().unwrap_or_else(|| i.to_string());
+                let matches = http
+                    .matches
+                    .iter()
+                    .map(MatchBlock::compile)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|source| CompileError {
+                        virtual_service: vs_name.clone(),
+                        route: name.clone(),
+                        source,
+                    })?;
+                let action = compile_action(set, http, ns, &mut clusters);
+                routes.push(Route {
+                    name,
+                    matches,
+                    action,
+                });
+            }
+            let index = table.vhosts.len();
+            table.vhosts.push(VirtualHost {
+                name: vs_name,
+                routes,
+            });
+            for h in &vs.hosts {
+                if let Some(suffix) = h.strip_prefix('*') {
+                    table.wildcards.push((suffix.to_ascii_lowercase(), index));
+                } else {
+                    for alias in host::aliases(h, ns) {
+                        table.by_host.entry(alias).or_insert(index);
+                    }
+                }
+            }
+        }
+        // Longest wildcard suffix first, so `*.a.b` wins over `*.b` and `*` comes last.
+        table
+            .wildcards
+            .sort_by_key(|w| std::cmp::Reverse(w.0.len()));
+        table.clusters = clusters.into_values().collect();
+        table.clusters.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(table)
+    }
+
+    /// The virtual host serving `authority` (a Host header value, port allowed).
+    pub fn virtual_host(&self, authority: &str) -> Option<&VirtualHost> {
+        let host = host::strip_port(authority);
+        let index = self.by_host.get(host).copied().or_else(|| {
+            let lower = host.to_ascii_lowercase();
+            self.by_host.get(&lower).copied().or_else(|| {
+                self.wildcards
+                    .iter()
+                    .find(|(suffix, _)| lower.ends_with(suffix.as_str()))
+                    .map(|(_, i)| *i)
+            })
+        })?;
+        self.vhosts.get(index)
+    }
+
+    /// The first route of the request's virtual host whose matches hold.
+    pub fn find(&self, req: &RequestView<'_>) -> Option<&Route> {
+        self.virtual_host(req.authority)?
+            .routes
+            .iter()
+            .find(|r| r.matches(req))
+    }
+
+    /// Every cluster the routes can send to, by name.
+    pub fn clusters(&self) -> &[Arc<Cluster>] {
+        &self.clusters
+    }
+}
+
+fn compile_action(
+    set: &PolicySet,
+    http: &HttpRoute,
+    namespace: &str,
+    clusters: &mut HashMap<String, Arc<Cluster>>,
+) -> Action {
+    if let Some(direct) = &http.direct_response {
+        return Action::DirectResponse {
+            status: direct.status,
+            body: direct_body(direct.body.as_ref()),
+        };
+    }
+    let destinations = http
+        .route
+        .iter()
+        .map(|d| {
+            let resolved = endpoints::resolve(set, &d.destination, namespace);
+            let subset = d.destination.subset.clone();
+            let name = format!(
+                "outbound|{}|{}|{}",
+                resolved.port,
+                subset.as_deref().unwrap_or(""),
+                resolved.host
+            );
+            let cluster = clusters
+                .entry(name.clone())
+                .or_insert_with(|| {
+                    let version = resolved
+                        .labels
+                        .get("version")
+                        .cloned()
+                        .or_else(|| subset.clone())
+                        .unwrap_or_else(|| "unknown".to_owned());
+                    Arc::new(Cluster::new(
+                        name,
+                        resolved.host,
+                        subset,
+                        version,
+                        resolved.endpoints,
+                    ))
+                })
+                .clone();
+            WeightedCluster {
+                cluster,
+                weight: d.weight,
+            }
+        })
+        .collect();
+    Action::Forward(Split::new(destinations))
+}
+
+/// A direct response body: text as written, `bytes` base64-decoded (undecodable input was
+/// rejected by validation; an empty body stands in if it slipped through).
+fn direct_body(body: Option<&DirectResponseBody>) -> bytes::Bytes {
+    match body {
+        None => bytes::Bytes::new(),
+        Some(DirectResponseBody::String(s)) => bytes::Bytes::copy_from_slice(s.as_bytes()),
+        Some(DirectResponseBody::Bytes(b64)) => base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .map(bytes::Bytes::from)
+            .unwrap_or_default(),
+    }
+}

@@ -1,0 +1,106 @@
+//! Weighted choice between a route's destinations: share = weight / sum, weight 0 gets nothing.
+
+use std::sync::Arc;
+
+use super::cluster::Cluster;
+
+/// One destination of a split.
+#[derive(Debug)]
+pub struct WeightedCluster {
+    /// Where the traffic goes.
+    pub cluster: Arc<Cluster>,
+    /// Relative weight.
+    pub weight: u32,
+}
+
+/// The destinations of a route with their relative weights.
+#[derive(Debug)]
+pub struct Split {
+    destinations: Vec<WeightedCluster>,
+    total: u64,
+}
+
+impl Split {
+    /// A split over the destinations; zero-weight entries are kept for reporting but never chosen.
+    pub fn new(destinations: Vec<WeightedCluster>) -> Self {
+        let total = destinations.iter().map(|d| u64::from(d.weight)).sum();
+        Self {
+            destinations,
+            total,
+        }
+    }
+
+    /// The destinations in policy order.
+    pub fn destinations(&self) -> &[WeightedCluster] {
+        &self.destinations
+    }
+
+    /// Picks the destination for a uniformly random `roll` (any `u64`): destination `i` is chosen
+    /// with probability `weight_i / total`. `None` when every weight is zero.
+    pub fn pick(&self, roll: u64) -> Option<&Arc<Cluster>> {
+        if self.total == 0 {
+            return None;
+        }
+        let mut point = roll % self.total;
+        for d in &self.destinations {
+            let w = u64::from(d.weight);
+            if point < w {
+                return Some(&d.cluster);
+            }
+            point -= w;
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster(name: &str) -> Arc<Cluster> {
+        Arc::new(Cluster::new(
+            name.into(),
+            "h".into(),
+            None,
+            name.into(),
+            vec![],
+        ))
+    }
+
+    #[test]
+    fn shares_follow_weights_exactly_over_one_cycle() {
+        let split = Split::new(vec![
+            WeightedCluster {
+                cluster: cluster("v1"),
+                weight: 80,
+            },
+            WeightedCluster {
+                cluster: cluster("v2"),
+                weight: 20,
+            },
+            WeightedCluster {
+                cluster: cluster("v3"),
+                weight: 0,
+            },
+        ]);
+        let mut counts = [0usize; 3];
+        for roll in 0..100u64 {
+            let c = split.pick(roll).unwrap();
+            let i = ["v1", "v2", "v3"]
+                .iter()
+                .position(|n| *n == c.name)
+                .unwrap();
+            counts[i] += 1;
+        }
+        assert_eq!(counts, [80, 20, 0]);
+    }
+
+    #[test]
+    fn all_zero_weights_pick_nothing() {
+        let split = Split::new(vec![WeightedCluster {
+            cluster: cluster("v1"),
+            weight: 0,
+        }]);
+        assert!(split.pick(7).is_none());
+    }
+}

@@ -1,0 +1,127 @@
+//! The real `augur` binary, started as a child process on free loopback ports.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use crate::http::{self, Response};
+use crate::{free_port, wait_for};
+
+/// The `augur` binary built for this test run (`target/<profile>/augur`).
+pub fn bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/augur
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = dir.join("augur");
+    assert!(
+        bin.exists(),
+        "{} not found: build it first with `cargo build -p augur-proxy --bin augur`",
+        bin.display()
+    );
+    bin
+}
+
+/// Runs `augur ARGS...` to completion.
+pub fn run(args: &[&str]) -> Output {
+    Command::new(bin()).args(args).output().expect("run augur")
+}
+
+/// A running `augur proxy`; killed when dropped.
+pub struct Proxy {
+    child: Child,
+    /// The HTTP listener.
+    pub listen: SocketAddr,
+    /// The admin endpoint.
+    pub admin: SocketAddr,
+    /// The status endpoint.
+    pub status: SocketAddr,
+    /// The Prometheus endpoint.
+    pub prometheus: SocketAddr,
+}
+
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+impl Proxy {
+    /// Starts `augur proxy --policy P...` on free ports and waits until the admin says LIVE.
+    pub fn start(policies: &[&Path]) -> Self {
+        let (listen, admin, status, prometheus) = (
+            loopback(free_port()),
+            loopback(free_port()),
+            loopback(free_port()),
+            loopback(free_port()),
+        );
+        let mut cmd = Command::new(bin());
+        cmd.arg("proxy");
+        for p in policies {
+            cmd.arg("--policy").arg(p);
+        }
+        cmd.args(["--listen", &listen.to_string()])
+            .args(["--admin", &admin.to_string()])
+            .args(["--status", &status.to_string()])
+            .args(["--prometheus", &prometheus.to_string()])
+            .args(["--concurrency", "1", "--log-level", "warn"])
+            .stdin(Stdio::null());
+        let child = cmd.spawn().expect("spawn augur proxy");
+        let mut proxy = Self {
+            child,
+            listen,
+            admin,
+            status,
+            prometheus,
+        };
+        wait_for("augur admin /ready", Duration::from_secs(20), || {
+            if let Ok(Some(status)) = proxy.child.try_wait() {
+                panic!("augur proxy exited during start-up: {status}");
+            }
+            http::get(admin, "localhost", "/ready")
+                .ok()
+                .filter(|r| r.status == 200)
+        });
+        proxy
+    }
+
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// `GET path` on the admin port.
+    pub fn admin_get(&self, path: &str) -> Response {
+        http::get(self.admin, "localhost", path).expect("admin request")
+    }
+
+    /// The value of an unlabelled Prometheus metric, 0 when absent.
+    pub fn metric(&self, name: &str) -> f64 {
+        let text = http::get(self.prometheus, "localhost", "/stats/prometheus")
+            .expect("prometheus request")
+            .body;
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// Sends a signal to the process with `kill(1)`.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,197 @@
+//! The admin, status and Prometheus listeners answer with Envoy's and Istio's shapes, and the
+//! proxy's own replies carry Envoy's codes and bodies.
+
+use augur_tests::augur::Proxy;
+use augur_tests::http;
+use augur_tests::upstream::Upstream;
+
+fn policy(dir: &std::path::Path, up: &Upstream) -> std::path::PathBuf {
+    let file = dir.join("policy.yaml");
+    let yaml = format!(
+        r#"apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: model}}
+spec:
+  hosts: [model]
+  http:
+  - name: gone
+    match: [{{uri: {{prefix: /gone}}}}]
+    route: [{{destination: {{host: nowhere, subset: v9}}}}]
+  - name: main
+    route: [{{destination: {{host: model}}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: model}}
+spec:
+  hosts: [model]
+  ports: [{{number: 80, name: http, protocol: HTTP}}]
+  resolution: STATIC
+  endpoints: [{{address: 127.0.0.1, ports: {{http: {port}}}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: nowhere}}
+spec:
+  hosts: [nowhere]
+  ports: [{{number: 80, name: http, protocol: HTTP}}]
+  resolution: STATIC
+  endpoints: [{{address: 127.0.0.1, ports: {{http: {port}}}, labels: {{version: none}}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: nowhere}}
+spec:
+  host: nowhere
+  subsets: [{{name: v9, labels: {{version: v9}}}}]
+"#,
+        port = up.addr.port()
+    );
+    std::fs::write(&file, yaml).expect("write policy");
+    file
+}
+
+#[test]
+fn admin_endpoints_have_envoys_shapes() {
+    let up = Upstream::start("v1");
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(&[&policy(dir.path(), &up)]);
+
+    let ready = proxy.admin_get("/ready");
+    assert_eq!((ready.status, ready.body.as_str()), (200, "LIVE\n"));
+
+    let info: serde_json::Value =
+        serde_json::from_str(&proxy.admin_get("/server_info").body).unwrap();
+    assert_eq!(info["state"], "LIVE");
+    assert_eq!(info["command_line_options"]["concurrency"], 1);
+
+    // pilot-agent's readiness probe reads these two through /stats?usedonly&filter=...
+    let stats = proxy
+        .admin_get("/stats?usedonly&filter=^(server.state|listener_manager.workers_started)$")
+        .body;
+    assert_eq!(
+        stats, "listener_manager.workers_started: 1\n",
+        "server.state is 0 (LIVE), dropped by usedonly"
+    );
+    let all = proxy.admin_get("/stats?filter=^server.state$").body;
+    assert_eq!(all, "server.state: 0\n");
+
+    let dump: serde_json::Value =
+        serde_json::from_str(&proxy.admin_get("/config_dump").body).unwrap();
+    let section = &dump["configs"][0];
+    assert_eq!(
+        section["version_info"].as_str().unwrap().len(),
+        64,
+        "sha256 hex"
+    );
+    assert!(section["sources"][0]
+        .as_str()
+        .unwrap()
+        .ends_with("policy.yaml"));
+
+    let clusters = proxy.admin_get("/clusters").body;
+    assert!(
+        clusters.contains(&format!(
+            "outbound|80||model.default.svc.cluster.local::{}::health_flags::healthy",
+            up.addr
+        )),
+        "{clusters}"
+    );
+    assert!(proxy
+        .admin_get("/listeners")
+        .body
+        .contains(&proxy.listen.to_string()));
+    assert_eq!(proxy.admin_get("/no-such-endpoint").status, 404);
+}
+
+#[test]
+fn health_check_fail_and_ok_drive_readiness() {
+    let up = Upstream::start("v1");
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(&[&policy(dir.path(), &up)]);
+    let ready = || {
+        http::get(proxy.status, "localhost", "/healthz/ready")
+            .unwrap()
+            .status
+    };
+    assert_eq!(ready(), 200);
+
+    assert_eq!(
+        proxy.admin_get("/healthcheck/fail").status,
+        400,
+        "mutations are POST only"
+    );
+    assert_eq!(ready(), 200);
+
+    assert_eq!(
+        http::post(proxy.admin, "localhost", "/healthcheck/fail")
+            .unwrap()
+            .status,
+        200
+    );
+    assert_eq!(ready(), 503);
+    assert_eq!(proxy.admin_get("/ready").status, 503);
+
+    assert_eq!(
+        http::post(proxy.admin, "localhost", "/healthcheck/ok")
+            .unwrap()
+            .status,
+        200
+    );
+    assert_eq!(ready(), 200);
+}
+
+#[test]
+fn status_and_prometheus_ports_serve_only_their_paths() {
+    let up = Upstream::start("v1");
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(&[&policy(dir.path(), &up)]);
+    assert_eq!(
+        http::get(proxy.status, "localhost", "/config_dump")
+            .unwrap()
+            .status,
+        404
+    );
+    assert_eq!(
+        http::get(proxy.prometheus, "localhost", "/config_dump")
+            .unwrap()
+            .status,
+        404
+    );
+    let metrics = http::get(proxy.prometheus, "localhost", "/stats/prometheus").unwrap();
+    assert_eq!(metrics.status, 200);
+    assert!(metrics
+        .body
+        .contains("# TYPE augur_config_reload_failures_total counter"));
+}
+
+#[test]
+fn local_replies_use_envoys_codes_and_bodies() {
+    let up = Upstream::start("v1");
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(&[&policy(dir.path(), &up)]);
+
+    let ok = http::get(proxy.listen, "model", "/predict").unwrap();
+    assert_eq!(ok.status, 200);
+    assert!(ok.body.contains("v1"));
+    let fqdn = http::get(
+        proxy.listen,
+        "model.default.svc.cluster.local:80",
+        "/predict",
+    )
+    .unwrap();
+    assert_eq!(
+        fqdn.status, 200,
+        "FQDN with port routes like the short name"
+    );
+
+    let no_route = http::get(proxy.listen, "unknown-host", "/").unwrap();
+    assert_eq!(no_route.status, 404);
+    assert_eq!(no_route.body, "");
+    assert_eq!(no_route.header("server"), Some("envoy"));
+
+    let no_endpoint = http::get(proxy.listen, "model", "/gone").unwrap();
+    assert_eq!(no_endpoint.status, 503);
+    assert_eq!(no_endpoint.body, "no healthy upstream");
+    assert_eq!(up.served(), 2);
+}

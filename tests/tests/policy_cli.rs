@@ -1,0 +1,162 @@
+//! `augur policy check|explain` as an SRE runs them: exit codes and `file:line:column` errors.
+
+use std::path::{Path, PathBuf};
+
+use augur_tests::augur::run;
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repo root")
+        .to_path_buf()
+}
+
+/// A valid base: VirtualService `m` with a named route, its DestinationRule and a CanaryPolicy.
+const BASE: &str = r#"apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: m}
+spec:
+  hosts: [m]
+  http:
+  - name: primary
+    route:
+    - destination: {host: m, subset: v1}
+      weight: 100
+    - destination: {host: m, subset: v2}
+      weight: 0
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: m}
+spec:
+  host: m
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+---
+apiVersion: augur.dev/v1alpha1
+kind: CanaryPolicy
+metadata: {name: m}
+spec:
+  trafficRouting:
+    virtualService: {name: m, routes: [primary]}
+  stable: {host: m, subset: v1}
+  canary: {host: m, subset: v2}
+  steps:
+  - setWeight: 50
+  - setWeight: 100
+"#;
+
+/// Runs `augur policy check` on `yaml` and returns (exit code, stdout, stderr).
+fn check(yaml: &str) -> (Option<i32>, String, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("bad.yaml");
+    std::fs::write(&file, yaml).expect("write policy");
+    let out = run(&["policy", "check", file.to_str().expect("utf-8 path")]);
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Asserts exit 1 and an error line starting with `bad.yaml:line:column: ` that contains `needle`.
+fn assert_rejected(yaml: &str, line: usize, column: usize, needle: &str) {
+    let (code, _, stderr) = check(yaml);
+    assert_eq!(code, Some(1), "stderr: {stderr}");
+    let prefix = format!("bad.yaml:{line}:{column}: ");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains(&prefix) && l.contains(needle)),
+        "expected a line with {prefix:?} and {needle:?} in:\n{stderr}"
+    );
+}
+
+#[test]
+fn the_committed_policies_are_valid() {
+    let out = run(&[
+        "policy",
+        "check",
+        repo_root().join("policies").to_str().expect("utf-8"),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok: 5 file(s)"));
+}
+
+#[test]
+fn the_base_fixture_is_valid() {
+    let (code, _, stderr) = check(BASE);
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+#[test]
+fn yaml_syntax_error() {
+    let yaml = BASE.replace("hosts: [m]", "hosts: [m\n  oops: {");
+    assert_rejected(&yaml, 6, 7, "YAML syntax error");
+}
+
+#[test]
+fn unknown_field_in_canary_policy() {
+    let yaml = BASE.replace("  steps:\n", "  stepz: []\n  steps:\n");
+    assert_rejected(&yaml, 31, 3, "spec.stepz: unknown field");
+}
+
+#[test]
+fn total_weight_zero_with_two_destinations() {
+    let yaml = BASE.replace("weight: 100", "weight: 0");
+    assert_rejected(&yaml, 8, 5, "total destination weight = 0");
+}
+
+#[test]
+fn negative_mirror_percentage() {
+    let yaml = BASE.replace(
+        "      weight: 0\n---",
+        "      weight: 0\n    mirror: {host: m, subset: v2}\n    mirrorPercentage: {value: -1}\n---",
+    );
+    assert_rejected(&yaml, 14, 24, "mirrorPercentage.value");
+}
+
+#[test]
+fn subset_no_destination_rule_defines() {
+    let yaml = BASE.replace(
+        "{host: m, subset: v2}\n      weight: 0",
+        "{host: m, subset: v3}\n      weight: 0",
+    );
+    assert_rejected(&yaml, 11, 30, "subset \"v3\"");
+}
+
+#[test]
+fn canary_policy_route_that_does_not_exist() {
+    let yaml = BASE.replace("routes: [primary]", "routes: [primery]");
+    assert_rejected(&yaml, 28, 40, "no http route named \"primery\"");
+}
+
+#[test]
+fn explain_prints_the_plan_as_table_and_json() {
+    let file = repo_root().join("policies/examples/canary-pneumonia.yaml");
+    let out = run(&["policy", "explain", file.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(0));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("pneumonia/v1") && table.contains("100%"),
+        "{table}"
+    );
+    assert!(table.contains("setWeight 20"), "{table}");
+
+    let out = run(&[
+        "policy",
+        "explain",
+        file.to_str().expect("utf-8"),
+        "--output",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON output");
+    assert!(json.is_object());
+}

@@ -1,0 +1,168 @@
+//! Hot reload under `augur proxy`: an invalid policy file leaves the old routing in place and
+//! counts a failure; a valid one changes routing without a restart; SIGHUP reloads too.
+
+use std::path::Path;
+use std::time::Duration;
+
+use augur_tests::augur::Proxy;
+use augur_tests::upstream::Upstream;
+use augur_tests::{http, wait_for};
+
+/// The canary layout the seeds use: VirtualService `pneumonia` with stable v1 and canary v2.
+fn policy(v1: &Upstream, v2: &Upstream, w1: u32, w2: u32) -> String {
+    format!(
+        r#"apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: pneumonia
+spec:
+  hosts: [pneumonia]
+  http:
+  - name: primary
+    route:
+    - destination: {{host: pneumonia, subset: v1}}
+      weight: {w1}
+    - destination: {{host: pneumonia, subset: v2}}
+      weight: {w2}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: pneumonia
+spec:
+  host: pneumonia
+  subsets:
+  - name: v1
+    labels: {{version: v1}}
+  - name: v2
+    labels: {{version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: pneumonia
+spec:
+  hosts: [pneumonia]
+  ports:
+  - {{number: 80, name: http, protocol: HTTP}}
+  resolution: STATIC
+  endpoints:
+  - address: 127.0.0.1
+    ports: {{http: {p1}}}
+    labels: {{version: v1}}
+  - address: 127.0.0.1
+    ports: {{http: {p2}}}
+    labels: {{version: v2}}
+"#,
+        p1 = v1.addr.port(),
+        p2 = v2.addr.port(),
+    )
+}
+
+/// Sends `n` requests and returns how many each version answered.
+fn versions(proxy: &Proxy, n: usize) -> (usize, usize) {
+    let mut counts = (0, 0);
+    for _ in 0..n {
+        let r = http::get(proxy.listen, "pneumonia", "/predict").expect("request through augur");
+        assert_eq!(r.status, 200, "body: {}", r.body);
+        if r.body.contains(r#""model_version":"v1""#) {
+            counts.0 += 1;
+        } else if r.body.contains(r#""model_version":"v2""#) {
+            counts.1 += 1;
+        } else {
+            panic!("unexpected body {}", r.body);
+        }
+    }
+    counts
+}
+
+/// Replaces the file's content in one rename, as editors and ConfigMap updates do.
+fn write_atomically(path: &Path, content: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, content).expect("write policy");
+    std::fs::rename(&tmp, path).expect("rename policy");
+}
+
+fn config_version(proxy: &Proxy) -> String {
+    let dump: serde_json::Value =
+        serde_json::from_str(&proxy.admin_get("/config_dump").body).expect("config dump JSON");
+    dump["configs"][0]["version_info"]
+        .as_str()
+        .expect("version_info is a string")
+        .to_owned()
+}
+
+#[test]
+fn invalid_policy_keeps_old_routing_and_valid_policy_applies_without_restart() {
+    let (v1, v2) = (Upstream::start("v1"), Upstream::start("v2"));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pneumonia.yaml");
+    std::fs::write(&file, policy(&v1, &v2, 100, 0)).unwrap();
+    let mut proxy = Proxy::start(&[&file]);
+    let pid = proxy.pid();
+    let first_version = config_version(&proxy);
+
+    assert_eq!(versions(&proxy, 20), (20, 0));
+
+    // Invalid: total weight 0 with two destinations.
+    write_atomically(&file, &policy(&v1, &v2, 0, 0));
+    wait_for(
+        "the reload failure to be counted",
+        Duration::from_secs(10),
+        || (proxy.metric("augur_config_reload_failures_total") >= 1.0).then_some(()),
+    );
+    assert_eq!(proxy.metric("augur_config_last_reload_successful"), 0.0);
+    assert_eq!(
+        versions(&proxy, 20),
+        (20, 0),
+        "the last good policy keeps serving"
+    );
+    assert_eq!(config_version(&proxy), first_version);
+    let dump = proxy.admin_get("/config_dump").body;
+    assert!(
+        dump.contains("pneumonia.yaml:") && dump.contains("weight"),
+        "the config dump shows the rejected reload's errors: {dump}"
+    );
+
+    // Valid: all traffic to v2.
+    write_atomically(&file, &policy(&v1, &v2, 0, 100));
+    wait_for("routing to switch to v2", Duration::from_secs(10), || {
+        (versions(&proxy, 1) == (0, 1)).then_some(())
+    });
+    assert_eq!(versions(&proxy, 20), (0, 20));
+    assert_ne!(config_version(&proxy), first_version);
+    assert_eq!(proxy.metric("augur_config_last_reload_successful"), 1.0);
+    assert_eq!(proxy.metric("augur_config_reload_failures_total"), 1.0);
+    assert!(proxy.is_running());
+    assert_eq!(proxy.pid(), pid, "no restart");
+}
+
+#[test]
+fn sighup_reloads_and_keeps_running() {
+    let (v1, v2) = (Upstream::start("v1"), Upstream::start("v2"));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pneumonia.yaml");
+    std::fs::write(&file, policy(&v1, &v2, 100, 0)).unwrap();
+    let mut proxy = Proxy::start(&[&file]);
+    let before = proxy.metric("augur_config_reloads_total");
+    proxy.signal("HUP");
+    wait_for(
+        "SIGHUP to trigger a reload",
+        Duration::from_secs(10),
+        || (proxy.metric("augur_config_reloads_total") > before).then_some(()),
+    );
+    assert!(proxy.is_running(), "SIGHUP must not terminate the proxy");
+    assert_eq!(versions(&proxy, 5), (5, 0));
+}
+
+#[test]
+fn invalid_policy_at_start_is_refused_with_every_error() {
+    let (v1, v2) = (Upstream::start("v1"), Upstream::start("v2"));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.yaml");
+    std::fs::write(&file, policy(&v1, &v2, 0, 0)).unwrap();
+    let out = augur_tests::augur::run(&["proxy", "--policy", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("bad.yaml:"), "{stderr}");
+}
