@@ -8,7 +8,13 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// augur: a sidecar proxy for shipping ML models safely (Envoy- and Istio-compatible).
 #[derive(Debug, Parser)]
-#[command(name = "augur", version, about, long_about = None, after_help = EXAMPLES)]
+#[command(
+    name = "augur",
+    version,
+    about = "augur: a sidecar proxy for shipping ML models safely (Envoy- and Istio-compatible).",
+    long_about = None,
+    after_help = EXAMPLES
+)]
 pub struct Cli {
     /// Log format.
     #[arg(long, global = true, env = "AUGUR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]

@@ -32,13 +32,8 @@ pub const NO_HEALTHY_UPSTREAM: LocalReply = LocalReply {
 impl LocalReply {
     /// Writes the reply to the client, with `server: envoy` as Envoy's own replies carry.
     pub async fn send(&self, session: &mut Session) -> pingora::Result<()> {
-        send(
-            session,
-            self.status,
-            Bytes::from_static(self.body.as_bytes()),
-            "text/plain",
-        )
-        .await
+        let body = Bytes::from_static(self.body.as_bytes());
+        send(session, self.status, body, "text/plain").await
     }
 }
 
@@ -49,11 +44,34 @@ pub async fn send(
     body: Bytes,
     content_type: &str,
 ) -> pingora::Result<()> {
-    let mut header = ResponseHeader::build(status, Some(4))?;
+    write(session, status, body, content_type, None).await
+}
+
+/// Writes a local response with an optional `location` (redirects).
+pub async fn send_with_location(
+    session: &mut Session,
+    status: u16,
+    body: Bytes,
+    location: Option<&str>,
+) -> pingora::Result<()> {
+    write(session, status, body, "text/plain", location).await
+}
+
+async fn write(
+    session: &mut Session,
+    status: u16,
+    body: Bytes,
+    content_type: &str,
+    location: Option<&str>,
+) -> pingora::Result<()> {
+    let mut header = ResponseHeader::build(status, Some(5))?;
     header.insert_header("server", "envoy")?;
     header.insert_header("content-length", body.len().to_string())?;
     if !body.is_empty() {
         header.insert_header("content-type", content_type)?;
+    }
+    if let Some(location) = location {
+        header.insert_header("location", location)?;
     }
     session.set_keepalive(Some(60));
     session

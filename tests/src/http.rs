@@ -97,3 +97,49 @@ fn dechunk(mut s: &str) -> String {
     }
     out
 }
+
+/// A keep-alive HTTP/1.1 connection for sending many requests (responses must carry
+/// `content-length`, as augur's and the test upstreams' do).
+pub struct Connection {
+    reader: std::io::BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Connection {
+    /// Connects to `addr`.
+    pub fn open(addr: SocketAddr) -> std::io::Result<Self> {
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        stream.set_nodelay(true)?;
+        Ok(Self {
+            reader: std::io::BufReader::new(stream.try_clone()?),
+            writer: stream,
+        })
+    }
+
+    /// Sends `GET path` with the given Host and reads one response.
+    pub fn get(&mut self, host: &str, path: &str) -> std::io::Result<Response> {
+        use std::io::BufRead;
+        write!(self.writer, "GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n")?;
+        let mut head = String::new();
+        loop {
+            let before = head.len();
+            if self.reader.read_line(&mut head)? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            if head[before..] == *"\r\n" {
+                break;
+            }
+        }
+        let length = head
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+            .unwrap_or(0);
+        let mut body = vec![0u8; length];
+        self.reader.read_exact(&mut body)?;
+        head.push_str(&String::from_utf8_lossy(&body));
+        parse(head.as_bytes())
+    }
+}

@@ -3,6 +3,7 @@
 
 pub mod augur;
 pub mod http;
+pub mod policy;
 pub mod upstream;
 
 use std::net::TcpListener;

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 /// The endpoints of one `(host, subset, port)` destination, named as Istio names clusters
 /// (`outbound|9080|v1|reviews.default.svc.cluster.local`).
@@ -18,6 +19,8 @@ pub struct Cluster {
     pub version: String,
     /// Resolved endpoint addresses.
     pub endpoints: Vec<SocketAddr>,
+    /// TCP connect timeout (DestinationRule `connectionPool.tcp.connectTimeout`).
+    pub connect_timeout: Duration,
     next: AtomicUsize,
 }
 
@@ -36,6 +39,7 @@ impl Cluster {
             subset,
             version,
             endpoints,
+            connect_timeout: augur_policies::defaults::CONNECT_TIMEOUT,
             next: AtomicUsize::new(0),
         }
     }

@@ -9,16 +9,23 @@ pub mod cluster;
 pub mod endpoints;
 pub mod host;
 pub mod matcher;
+pub mod retry;
 pub mod split;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use augur_policies::{DirectResponseBody, HttpRoute, PolicySet};
+use std::time::Duration;
+
+use augur_policies::{
+    DirectResponseBody, Headers, HttpFaultInjection, HttpRedirect, HttpRewrite, HttpRoute,
+    PolicySet,
+};
 use base64::Engine as _;
 
 pub use cluster::Cluster;
 pub use matcher::RequestView;
+pub use retry::RetryPolicy;
 pub use split::{Split, WeightedCluster};
 
 use matcher::MatchBlock;
@@ -38,6 +45,8 @@ pub struct CompileError {
 pub enum Action {
     /// Forward to one of the weighted destinations.
     Forward(Split),
+    /// Answer with a redirect.
+    Redirect(HttpRedirect),
     /// Answer locally with a fixed status and body.
     DirectResponse {
         /// HTTP status.
@@ -55,6 +64,16 @@ pub struct Route {
     matches: Vec<MatchBlock>,
     /// What to do with a matching request.
     pub action: Action,
+    /// Route timeout (`None`: disabled, Istio's default).
+    pub timeout: Option<Duration>,
+    /// Retries (Istio's default policy when the route has none).
+    pub retry: RetryPolicy,
+    /// Fault injection.
+    pub fault: Option<HttpFaultInjection>,
+    /// Header edits.
+    pub headers: Headers,
+    /// Path and authority rewrite.
+    pub rewrite: Option<HttpRewrite>,
 }
 
 impl Route {
@@ -69,7 +88,7 @@ pub struct VirtualHost {
     /// `namespace/name` of the VirtualService.
     pub name: String,
     /// Its http routes in order.
-    pub routes: Vec<Route>,
+    pub routes: Vec<Arc<Route>>,
 }
 
 /// Every virtual host, indexed by host name.
@@ -104,11 +123,16 @@ impl RouteTable {
                         source,
                     })?;
                 let action = compile_action(set, http, ns, &mut clusters);
-                routes.push(Route {
+                routes.push(Arc::new(Route {
                     name,
                     matches,
                     action,
-                });
+                    timeout: http.timeout,
+                    retry: RetryPolicy::compile(http.retries.as_ref()),
+                    fault: http.fault.clone(),
+                    headers: http.headers.clone(),
+                    rewrite: http.rewrite.clone(),
+                }));
             }
             let index = table.vhosts.len();
             table.vhosts.push(VirtualHost {
@@ -150,7 +174,7 @@ impl RouteTable {
     }
 
     /// The first route of the request's virtual host whose matches hold.
-    pub fn find(&self, req: &RequestView<'_>) -> Option<&Route> {
+    pub fn find(&self, req: &RequestView<'_>) -> Option<&Arc<Route>> {
         self.virtual_host(req.authority)?
             .routes
             .iter()
@@ -169,6 +193,9 @@ fn compile_action(
     namespace: &str,
     clusters: &mut HashMap<String, Arc<Cluster>>,
 ) -> Action {
+    if let Some(redirect) = &http.redirect {
+        return Action::Redirect(redirect.clone());
+    }
     if let Some(direct) = &http.direct_response {
         return Action::DirectResponse {
             status: direct.status,

@@ -1,0 +1,348 @@
+//! The proxy itself: where a request enters (`request_filter`), is routed to a weighted
+//! destination (`upstream_peer`), is retried or answered locally on failure, and leaves
+//! (`logging`).
+
+pub mod failure;
+pub mod headers;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::HttpPeer;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::{Error, ErrorType, Result};
+
+use crate::local_reply::{self, LocalReply, NO_HEALTHY_UPSTREAM, NO_ROUTE};
+use crate::policy_store::PolicyStore;
+use crate::route::{Action, Cluster, RequestView, RetryPolicy, Route};
+use failure::Failure;
+
+/// A response status the route's retry policy retries; raised from the response filter so
+/// that pingora's retry loop sends the request again.
+const RETRIABLE_STATUS: ErrorType = ErrorType::new("augur: retriable upstream status");
+
+/// The pingora proxy application.
+pub struct AugurProxy {
+    store: Arc<PolicyStore>,
+}
+
+impl AugurProxy {
+    /// A proxy that routes by the store's serving policy.
+    pub fn new(store: Arc<PolicyStore>) -> Self {
+        Self { store }
+    }
+}
+
+/// Per-request state.
+pub struct RequestCtx {
+    /// When the request arrived.
+    pub start: Instant,
+    /// The matched route.
+    pub route: Option<Arc<Route>>,
+    /// The chosen destination cluster.
+    pub cluster: Option<Arc<Cluster>>,
+    /// The endpoint of the current attempt.
+    pub endpoint: Option<SocketAddr>,
+    /// Upstream attempts made so far (1 on the first try).
+    pub attempts: u32,
+    /// When the current attempt's request was sent upstream.
+    pub attempt_start: Option<Instant>,
+    /// Envoy response flag for the access log, `None` = `-`.
+    pub flag: Option<&'static str>,
+    /// The request id (`x-request-id`).
+    pub request_id: Option<String>,
+}
+
+impl RequestCtx {
+    fn retries_left(&self) -> bool {
+        let allowed = self.route.as_ref().map_or(0, |r| r.retry.attempts);
+        self.attempts <= allowed
+    }
+
+    fn retry(&self) -> Option<&RetryPolicy> {
+        self.route.as_ref().map(|r| &r.retry)
+    }
+}
+
+/// What the request filter decided.
+enum Decision {
+    Reply(LocalReply),
+    Local(u16, Bytes, Option<String>),
+    Forward(Arc<Route>, Arc<Cluster>),
+}
+
+fn decide(store: &PolicyStore, session: &Session) -> Decision {
+    let snapshot = store.snapshot();
+    let req = session.req_header();
+    let headers = &req.headers;
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let authority = req
+        .uri
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| header("host"))
+        .unwrap_or("");
+    let port = session
+        .server_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.port())
+        .unwrap_or(0);
+    let view = RequestView {
+        method: req.method.as_str(),
+        path: req.uri.path(),
+        query: req.uri.query(),
+        authority,
+        scheme: "http",
+        port,
+        header: &header,
+    };
+    let Some(route) = snapshot.routes.find(&view) else {
+        return Decision::Reply(NO_ROUTE);
+    };
+    match &route.action {
+        Action::DirectResponse { status, body } => Decision::Local(*status, body.clone(), None),
+        Action::Redirect(r) => {
+            let scheme = r.scheme.as_deref().unwrap_or("http");
+            let host = r
+                .authority
+                .as_deref()
+                .unwrap_or(crate::route::host::strip_port(authority));
+            let port = r.port.map(|p| format!(":{p}")).unwrap_or_default();
+            let path = r.uri.as_deref().unwrap_or(req.uri.path());
+            let location = format!("{scheme}://{host}{port}{path}");
+            Decision::Local(r.redirect_code, Bytes::new(), Some(location))
+        }
+        Action::Forward(split) => match split.pick(rand::random::<u64>()) {
+            Some(cluster) => Decision::Forward(Arc::clone(route), Arc::clone(cluster)),
+            None => Decision::Reply(NO_HEALTHY_UPSTREAM),
+        },
+    }
+}
+
+/// Rolls a fault percentage.
+fn roll(percentage: f64) -> bool {
+    percentage > 0.0 && rand::random::<f64>() * 100.0 < percentage
+}
+
+#[async_trait]
+impl ProxyHttp for AugurProxy {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> Self::CTX {
+        RequestCtx {
+            start: Instant::now(),
+            route: None,
+            cluster: None,
+            endpoint: None,
+            attempts: 0,
+            attempt_start: None,
+            flag: None,
+            request_id: None,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
+        ctx.request_id = Some(headers::ensure_request_id(session.req_header_mut())?);
+        let (route, cluster) = match decide(&self.store, session) {
+            Decision::Reply(reply) => {
+                ctx.flag = Some(reply.flag);
+                reply.send(session).await?;
+                return Ok(true);
+            }
+            Decision::Local(status, body, location) => {
+                local_reply::send_with_location(session, status, body, location.as_deref()).await?;
+                return Ok(true);
+            }
+            Decision::Forward(route, cluster) => (route, cluster),
+        };
+        if let Some(fault) = &route.fault {
+            if let Some(delay) = fault.delay.as_ref().filter(|d| roll(d.percentage.value())) {
+                ctx.flag = Some("DI");
+                tokio::time::sleep(delay.fixed_delay).await;
+            }
+            if let Some(abort) = fault.abort.as_ref().filter(|a| roll(a.percentage.value())) {
+                ctx.flag = Some("FI");
+                local_reply::send(
+                    session,
+                    abort.http_status,
+                    Bytes::from_static(b"fault filter abort"),
+                    "text/plain",
+                )
+                .await?;
+                return Ok(true);
+            }
+        }
+        ctx.route = Some(route);
+        ctx.cluster = Some(cluster);
+        Ok(false)
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut Self::CTX,
+    ) -> Result<Box<HttpPeer>> {
+        ctx.attempts += 1;
+        if ctx.attempts > 1 {
+            tokio::time::sleep(RetryPolicy::backoff(ctx.attempts - 1, rand::random())).await;
+        }
+        let Some(cluster) = ctx.cluster.as_ref() else {
+            return Error::e_explain(ErrorType::InternalError, "no upstream chosen for request");
+        };
+        let Some(endpoint) = cluster.pick() else {
+            return Error::e_explain(ErrorType::ConnectNoRoute, "cluster has no endpoint");
+        };
+        ctx.endpoint = Some(endpoint);
+        let mut peer = HttpPeer::new(endpoint, false, String::new());
+        peer.options.connection_timeout = Some(cluster.connect_timeout);
+        let route = ctx.route.as_ref();
+        let per_try = route.and_then(|r| r.retry.per_try_timeout.or(r.timeout));
+        peer.options.read_timeout = per_try;
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        headers::strip_hop_by_hop(upstream);
+        upstream.insert_header("x-envoy-attempt-count", ctx.attempts.to_string())?;
+        if upstream.headers.get("x-forwarded-proto").is_none() {
+            upstream.insert_header("x-forwarded-proto", "http")?;
+        }
+        if let Some(route) = &ctx.route {
+            headers::edit_request(upstream, &route.headers.request)?;
+            if let Some(rewrite) = &route.rewrite {
+                if let Some(authority) = &rewrite.authority {
+                    upstream.insert_header("host", authority.as_str())?;
+                }
+                if let Some(uri) = &rewrite.uri {
+                    rewrite_path(upstream, uri)?;
+                }
+            }
+        }
+        ctx.attempt_start = Some(Instant::now());
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream: &mut ResponseHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        let status = upstream.status.as_u16();
+        if let Some(policy) = ctx.retry() {
+            if policy.retries_status(status) {
+                if ctx.retries_left() {
+                    let mut e =
+                        Error::explain(RETRIABLE_STATUS, format!("upstream answered {status}"));
+                    e.set_retry(true);
+                    return Err(e);
+                }
+                if ctx.attempts > 1 {
+                    ctx.flag = Some("URX");
+                }
+            }
+        }
+        let service_ms = ctx.attempt_start.map_or(0, |t| t.elapsed().as_millis());
+        upstream.insert_header("x-envoy-upstream-service-time", service_ms.to_string())?;
+        upstream.insert_header("server", "envoy")?;
+        if let Some(route) = &ctx.route {
+            headers::edit_response(upstream, &route.headers.response)?;
+        }
+        Ok(())
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut Self::CTX,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        let retry = ctx
+            .retry()
+            .is_some_and(RetryPolicy::retries_connect_failure);
+        e.set_retry(retry && ctx.retries_left());
+        e
+    }
+
+    fn error_while_proxy(
+        &self,
+        _peer: &HttpPeer,
+        session: &mut Session,
+        mut e: Box<Error>,
+        ctx: &mut Self::CTX,
+        _client_reused: bool,
+    ) -> Box<Error> {
+        // Never retry once the response has started, nor when the buffered body was truncated.
+        let replayable = session.response_written().is_none()
+            && !session.as_ref().retry_buffer_truncated()
+            && ctx.retries_left();
+        let wanted = if e.etype() == &RETRIABLE_STATUS {
+            true
+        } else {
+            ctx.retry().is_some_and(RetryPolicy::retries_reset)
+                && matches!(failure::classify(&e), Failure::Reply(_))
+        };
+        e.set_retry(replayable && wanted);
+        e
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut Self::CTX,
+    ) -> FailToProxy
+    where
+        Self::CTX: Send + Sync,
+    {
+        let code = match failure::classify(e) {
+            Failure::Reply(reply) if session.response_written().is_none() => {
+                ctx.flag = Some(if ctx.attempts > 1 && reply.flag == "UF" {
+                    "URX"
+                } else {
+                    reply.flag
+                });
+                if let Err(write) = reply.send(session).await {
+                    tracing::debug!(error = %write, "could not send the local reply");
+                }
+                reply.status
+            }
+            Failure::DownstreamGone => {
+                ctx.flag = Some("DC");
+                0
+            }
+            _ => {
+                ctx.flag.get_or_insert("UC");
+                0
+            }
+        };
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+}
+
+/// Replaces the path (keeping the query) as Istio's `rewrite.uri` does for the matched prefix:
+/// augur replaces the whole path.
+fn rewrite_path(req: &mut RequestHeader, uri: &str) -> Result<()> {
+    let new = match req.uri.query() {
+        Some(q) => format!("{uri}?{q}"),
+        None => uri.to_owned(),
+    };
+    let parsed = new
+        .parse::<http::Uri>()
+        .map_err(|_| Error::explain(ErrorType::InternalError, "invalid rewrite uri"))?;
+    req.set_uri(parsed);
+    Ok(())
+}

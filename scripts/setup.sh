@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs what augur's build, tests and demo need. Idempotent: a second run installs nothing.
+#   Debian: cmake (pingora's zlib-ng build), nginx (demo model endpoints), curl
+#   Rust:   rustfmt and clippy components
+#   PyPI:   the onnxruntime wheel, from which only libonnxruntime.so is kept (for `ort`'s
+#           load-dynamic), under .cache/onnxruntime; nothing downloads at build or run time.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+ORT_VERSION=1.32.0
+
+sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+missing=()
+command -v cmake >/dev/null || missing+=(cmake)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+command -v curl >/dev/null || missing+=(curl)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]} (Debian)"
+  sudo_if_needed apt-get update -qq
+  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if command -v rustup >/dev/null; then
+  for component in rustfmt clippy; do
+    rustup component list --installed 2>/dev/null | grep -q "^$component" || rustup component add "$component"
+  done
+fi
+
+ort_dir="$root/.cache/onnxruntime"
+if [ ! -e "$ort_dir/libonnxruntime.so.$ORT_VERSION" ]; then
+  echo "setup: fetching onnxruntime==$ORT_VERSION from PyPI for libonnxruntime.so"
+  tmp=$(mktemp -d)
+  python3 -m pip download -q --no-deps --only-binary=:all: -d "$tmp" "onnxruntime==$ORT_VERSION"
+  mkdir -p "$ort_dir"
+  python3 - "$tmp"/onnxruntime-*.whl "$ort_dir" <<'PY'
+import os, sys, zipfile
+wheel, dest = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(wheel) as z:
+    for name in z.namelist():
+        base = os.path.basename(name)
+        if name.startswith("onnxruntime/capi/") and base.startswith("libonnxruntime.so"):
+            with z.open(name) as src, open(os.path.join(dest, base), "wb") as out:
+                out.write(src.read())
+PY
+  rm -rf "$tmp"
+fi
+echo "setup: ok (ONNX Runtime at $ort_dir/libonnxruntime.so.$ORT_VERSION)"

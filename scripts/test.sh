@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: set-up, format, lints, build, tests, policy check.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+start=$(date +%s)
+scripts/setup.sh
+export ORT_DYLIB_PATH="$root/.cache/onnxruntime/libonnxruntime.so.1.32.0"
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo build (the augur binary the end-to-end tests run)"
+cargo build --workspace --locked --bins
+echo "== cargo test"
+cargo test --workspace --locked
+echo "== augur policy check policies/"
+target/debug/augur policy check policies/
+echo "== done in $(( $(date +%s) - start )) s"

@@ -1,0 +1,45 @@
+//! Builders for the policy files tests write: a service's DestinationRule subsets and its
+//! ServiceEntry endpoints, so each test only spells out the VirtualService it is about.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// A DestinationRule with one subset per `(subset, port)` and a ServiceEntry with one STATIC
+/// endpoint on 127.0.0.1 per subset (labelled `version: <subset>`), for host `host`.
+pub fn service(host: &str, subsets: &[(&str, u16)]) -> String {
+    let mut out = format!(
+        "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: {host}}}\n\
+         spec:\n  host: {host}\n  subsets:\n"
+    );
+    for (name, _) in subsets {
+        let _ = writeln!(out, "  - {{name: {name}, labels: {{version: {name}}}}}");
+    }
+    let _ = write!(
+        out,
+        "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: {host}}}\n\
+         spec:\n  hosts: [{host}]\n  ports: [{{number: 80, name: http, protocol: HTTP}}]\n  \
+         resolution: STATIC\n  endpoints:\n"
+    );
+    for (name, port) in subsets {
+        let _ = writeln!(
+            out,
+            "  - {{address: 127.0.0.1, ports: {{http: {port}}}, labels: {{version: {name}}}}}"
+        );
+    }
+    out
+}
+
+/// A VirtualService for `host` whose `http:` list is `http` (YAML, indented by two spaces).
+pub fn virtual_service(host: &str, http: &str) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: {host}}}\n\
+         spec:\n  hosts: [{host}]\n  http:\n{http}"
+    )
+}
+
+/// Writes the documents, joined by `---`, to `dir/policy.yaml` and returns the path.
+pub fn write(dir: &Path, documents: &[&str]) -> PathBuf {
+    let path = dir.join("policy.yaml");
+    std::fs::write(&path, documents.join("\n---\n")).expect("write policy");
+    path
+}

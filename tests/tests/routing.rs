@@ -1,0 +1,255 @@
+//! Routing through `augur proxy` with Istio semantics and Envoy's headers, retries, timeouts,
+//! faults and local replies, against real upstreams on loopback.
+
+use std::time::{Duration, Instant};
+
+use augur_tests::augur::Proxy;
+use augur_tests::http;
+use augur_tests::policy::{service, virtual_service, write};
+use augur_tests::upstream::{Answer, Upstream};
+
+/// One route to subset v1 of host `model`, with extra route fields (YAML at route level).
+fn one_route(up: &Upstream, extra: &str) -> (tempfile::TempDir, Proxy) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let http = format!(
+        "  - name: main\n{extra}    route:\n    - destination: {{host: model, subset: v1}}\n"
+    );
+    let vs = virtual_service("model", &http);
+    let svc = service("model", &[("v1", up.addr.port())]);
+    let file = write(dir.path(), &[&vs, &svc]);
+    let proxy = Proxy::start(&[&file]);
+    (dir, proxy)
+}
+
+#[test]
+fn envoy_request_and_response_headers() {
+    let up = Upstream::start("v1");
+    let (_dir, proxy) = one_route(&up, "");
+    let raw =
+        "GET /predict HTTP/1.1\r\nHost: model\r\nConnection: close, x-hop\r\nx-hop: secret\r\n\
+               traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n\r\n";
+    let resp = http::request(proxy.listen, raw).expect("request");
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.header("server"), Some("envoy"));
+    let service_time: u64 = resp
+        .header("x-envoy-upstream-service-time")
+        .expect("x-envoy-upstream-service-time")
+        .parse()
+        .expect("milliseconds");
+    assert!(service_time < 5_000);
+
+    let got = &up.received()[0];
+    assert_eq!(got.header("x-envoy-attempt-count"), Some("1"));
+    assert_eq!(got.header("x-forwarded-proto"), Some("http"));
+    assert_eq!(
+        got.header("x-hop"),
+        None,
+        "a header nominated in Connection is hop-by-hop"
+    );
+    assert!(
+        got.header("traceparent").is_some(),
+        "trace headers pass through"
+    );
+    let id = got.header("x-request-id").expect("x-request-id generated");
+    assert_eq!(id.len(), 36);
+    assert_eq!(&id[14..15], "4", "UUID version 4");
+
+    let given =
+        "GET / HTTP/1.1\r\nHost: model\r\nx-request-id: given-id\r\nConnection: close\r\n\r\n";
+    http::request(proxy.listen, given).expect("request");
+    assert_eq!(
+        up.received()[1].header("x-request-id"),
+        Some("given-id"),
+        "propagated"
+    );
+}
+
+#[test]
+fn retry_on_503_then_success() {
+    let up = Upstream::scripted("v1", |n| Answer {
+        status: if n == 0 { 503 } else { 200 },
+        ..Answer::OK
+    });
+    let (_dir, proxy) = one_route(&up, "    retries: {attempts: 2, retryOn: \"503\"}\n");
+    let resp = http::get(proxy.listen, "model", "/predict").expect("request");
+    assert_eq!(resp.status, 200);
+    let got = up.received();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[1].header("x-envoy-attempt-count"), Some("2"));
+    assert_eq!(got[0].header("x-request-id"), got[1].header("x-request-id"));
+}
+
+#[test]
+fn retries_stop_at_the_attempt_limit() {
+    let up = Upstream::scripted("v1", |_| Answer {
+        status: 503,
+        ..Answer::OK
+    });
+    let (_dir, proxy) = one_route(&up, "    retries: {attempts: 2, retryOn: 5xx}\n");
+    let resp = http::get(proxy.listen, "model", "/predict").expect("request");
+    assert_eq!(resp.status, 503, "the upstream's last answer is passed on");
+    assert_eq!(up.served(), 3, "1 try + 2 retries");
+}
+
+#[test]
+fn no_retry_when_the_policy_does_not_ask() {
+    let up = Upstream::scripted("v1", |_| Answer {
+        status: 500,
+        ..Answer::OK
+    });
+    let (_dir, proxy) = one_route(
+        &up,
+        "    retries: {attempts: 3, retryOn: connect-failure}\n",
+    );
+    assert_eq!(
+        http::get(proxy.listen, "model", "/")
+            .expect("request")
+            .status,
+        500
+    );
+    assert_eq!(up.served(), 1);
+}
+
+#[test]
+fn connection_refused_is_503_uf() {
+    // A port with nothing listening: bind, take the port, close.
+    let port = augur_tests::free_port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vs = virtual_service(
+        "model",
+        "  - route:\n    - destination: {host: model, subset: v1}\n",
+    );
+    let file = write(dir.path(), &[&vs, &service("model", &[("v1", port)])]);
+    let proxy = Proxy::start(&[&file]);
+    let resp = http::get(proxy.listen, "model", "/").expect("request");
+    assert_eq!(resp.status, 503);
+    assert!(
+        resp.body
+            .starts_with("upstream connect error or disconnect/reset before headers"),
+        "{}",
+        resp.body
+    );
+}
+
+#[test]
+fn route_timeout_is_504_ut() {
+    let up = Upstream::scripted("v1", |_| Answer {
+        status: 200,
+        delay: Duration::from_secs(3),
+    });
+    let (_dir, proxy) = one_route(&up, "    timeout: 300ms\n    retries: {attempts: 0}\n");
+    let start = Instant::now();
+    let resp = http::get(proxy.listen, "model", "/").expect("request");
+    assert_eq!(resp.status, 504);
+    assert_eq!(resp.body, "upstream request timeout");
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "answered at the timeout, not the upstream's pace"
+    );
+}
+
+#[test]
+fn fault_abort_and_delay() {
+    let up = Upstream::start("v1");
+    let (_dir, proxy) = one_route(
+        &up,
+        "    fault:\n      abort: {httpStatus: 418, percentage: {value: 100}}\n",
+    );
+    let resp = http::get(proxy.listen, "model", "/").expect("request");
+    assert_eq!(resp.status, 418);
+    assert_eq!(up.served(), 0);
+
+    let up = Upstream::start("v1");
+    let (_dir, proxy) = one_route(
+        &up,
+        "    fault:\n      delay: {fixedDelay: 400ms, percentage: {value: 100}}\n",
+    );
+    let start = Instant::now();
+    assert_eq!(
+        http::get(proxy.listen, "model", "/")
+            .expect("request")
+            .status,
+        200
+    );
+    assert!(start.elapsed() >= Duration::from_millis(400));
+}
+
+#[test]
+fn header_edits_and_rewrite() {
+    let up = Upstream::start("v1");
+    let (_dir, proxy) = one_route(
+        &up,
+        "    rewrite: {uri: /v2/predict}\n    headers:\n      request:\n        set: {x-model-route: main}\n        remove: [x-drop]\n      response:\n        add: {x-served-by: augur}\n",
+    );
+    let raw = "GET /predict?x=1 HTTP/1.1\r\nHost: model\r\nx-drop: 1\r\nConnection: close\r\n\r\n";
+    let resp = http::request(proxy.listen, raw).expect("request");
+    assert_eq!(resp.header("x-served-by"), Some("augur"));
+    let got = &up.received()[0];
+    assert_eq!(got.line, "GET /v2/predict?x=1 HTTP/1.1");
+    assert_eq!(got.header("x-model-route"), Some("main"));
+    assert_eq!(got.header("x-drop"), None);
+}
+
+#[test]
+fn redirect_and_direct_response() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vs = virtual_service(
+        "model",
+        "  - match: [{uri: {exact: /old}}]\n    redirect: {uri: /new, redirectCode: 308}\n  - directResponse: {status: 200, body: {string: pong}}\n",
+    );
+    let file = write(dir.path(), &[&vs]);
+    let proxy = Proxy::start(&[&file]);
+    let moved = http::get(proxy.listen, "model", "/old").expect("request");
+    assert_eq!(moved.status, 308);
+    assert_eq!(moved.header("location"), Some("http://model/new"));
+    let pong = http::get(proxy.listen, "model", "/anything").expect("request");
+    assert_eq!((pong.status, pong.body.as_str()), (200, "pong"));
+}
+
+#[test]
+fn header_match_routes_ab_traffic() {
+    let (v1, v2) = (Upstream::start("v1"), Upstream::start("v2"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vs = virtual_service(
+        "model",
+        "  - match: [{headers: {x-model-version: {exact: v2}}}]\n    route: [{destination: {host: model, subset: v2}}]\n  - route: [{destination: {host: model, subset: v1}}]\n",
+    );
+    let svc = service("model", &[("v1", v1.addr.port()), ("v2", v2.addr.port())]);
+    let proxy = Proxy::start(&[&write(dir.path(), &[&vs, &svc])]);
+    let raw = "GET / HTTP/1.1\r\nHost: model\r\nx-model-version: v2\r\nConnection: close\r\n\r\n";
+    assert!(http::request(proxy.listen, raw)
+        .expect("request")
+        .body
+        .contains("\"v2\""));
+    assert!(http::get(proxy.listen, "model", "/")
+        .expect("request")
+        .body
+        .contains("\"v1\""));
+}
+
+#[test]
+fn weighted_split_lands_within_three_sigma() {
+    let (v1, v2) = (Upstream::start("v1"), Upstream::start("v2"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vs = virtual_service(
+        "model",
+        "  - route:\n    - destination: {host: model, subset: v1}\n      weight: 80\n    - destination: {host: model, subset: v2}\n      weight: 20\n",
+    );
+    let svc = service("model", &[("v1", v1.addr.port()), ("v2", v2.addr.port())]);
+    let proxy = Proxy::start(&[&write(dir.path(), &[&vs, &svc])]);
+    let n = 10_000usize;
+    let mut conn = http::Connection::open(proxy.listen).expect("connect");
+    for _ in 0..n {
+        assert_eq!(conn.get("model", "/").expect("request").status, 200);
+    }
+    let p = 0.2f64;
+    let sigma = (n as f64 * p * (1.0 - p)).sqrt();
+    let observed = v2.served() as f64;
+    assert_eq!(v1.served() + v2.served(), n);
+    assert!(
+        (observed - n as f64 * p).abs() <= 3.0 * sigma,
+        "canary got {observed} of {n}; expected {} ± {:.0}",
+        n as f64 * p,
+        3.0 * sigma
+    );
+}
