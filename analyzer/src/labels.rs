@@ -1,0 +1,237 @@
+//! Joining delayed ground-truth labels (or shadow answers) to predictions by request id.
+//!
+//! Contract: [`LabelJoin`] holds at most `capacity` predictions, each for at most `ttl_s`
+//! seconds after it was recorded (time is passed in, never read). A label arriving for a held
+//! request id is joined and returned; a label for an unknown (never seen, expired or already
+//! joined) id is counted as unmatched. Predictions that time out are counted as expired, those
+//! pushed out by the capacity bound as evicted. [`LabelJoin::label_rate`] is the share of
+//! predictions that got their label: a low rate means accuracy is judged on a biased subset
+//! (Seldon MPM's caveat, `reference/canary-analysis.md` §5), so the proxy can surface it.
+//!
+//! The same structure joins the shadow model's answer to the serving arm's prediction of the
+//! same request (the shadow's label plays the truth), for the agreement metric.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use augur_model::{Arm, Sample};
+use serde::{Deserialize, Serialize};
+
+/// A prediction waiting for its label.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PendingPrediction {
+    /// The arm that answered.
+    pub arm: Arm,
+    /// The predicted label.
+    pub label: Option<String>,
+    /// The positive-class score.
+    pub score: Option<f64>,
+    /// When it was recorded, seconds.
+    pub t: f64,
+}
+
+/// A prediction joined with its label.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JoinedLabel {
+    /// The request id.
+    pub request_id: String,
+    /// The prediction.
+    pub prediction: PendingPrediction,
+    /// The label that arrived (ground truth, or the shadow's answer).
+    pub truth: String,
+}
+
+/// Counters of the join.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinCounts {
+    /// Predictions recorded.
+    pub predictions: u64,
+    /// Labels joined to a prediction.
+    pub joined: u64,
+    /// Predictions that timed out without a label.
+    pub expired: u64,
+    /// Predictions dropped by the capacity bound.
+    pub evicted: u64,
+    /// Labels with no held prediction.
+    pub unmatched: u64,
+}
+
+/// A bounded, TTL-limited join of predictions and later labels by request id.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LabelJoin {
+    ttl_s: f64,
+    capacity: usize,
+    pending: BTreeMap<String, PendingPrediction>,
+    order: VecDeque<(f64, String)>,
+    counts: JoinCounts,
+}
+
+impl LabelJoin {
+    /// A join holding at most `capacity` predictions for `ttl_s` seconds each.
+    pub fn new(ttl_s: f64, capacity: usize) -> Self {
+        LabelJoin {
+            ttl_s: if ttl_s.is_finite() {
+                ttl_s.max(0.0)
+            } else {
+                0.0
+            },
+            capacity: capacity.max(1),
+            pending: BTreeMap::new(),
+            order: VecDeque::new(),
+            counts: JoinCounts::default(),
+        }
+    }
+
+    /// Holds the prediction of `sample` (needs a request id and a label or score); returns
+    /// whether it was held. A repeated request id replaces the earlier prediction.
+    pub fn record_prediction(&mut self, sample: &Sample, now: f64) -> bool {
+        let Some(id) = sample.request_id.as_ref() else {
+            return false;
+        };
+        if sample.label.is_none() && sample.score.is_none() {
+            return false;
+        }
+        self.expire(now);
+        while self.pending.len() >= self.capacity && !self.pending.contains_key(id) {
+            if !self.pop_oldest() {
+                break;
+            }
+            self.counts.evicted += 1;
+        }
+        self.counts.predictions += 1;
+        self.pending.insert(
+            id.clone(),
+            PendingPrediction {
+                arm: sample.arm,
+                label: sample.label.clone(),
+                score: sample.score,
+                t: now,
+            },
+        );
+        self.order.push_back((now, id.clone()));
+        if self.order.len() > 2 * self.capacity {
+            let pending = &self.pending;
+            self.order
+                .retain(|(t, id)| pending.get(id).is_some_and(|p| p.t == *t));
+        }
+        true
+    }
+
+    /// Joins a label to the held prediction of `request_id`, if any.
+    pub fn join(&mut self, request_id: &str, truth: &str, now: f64) -> Option<JoinedLabel> {
+        self.expire(now);
+        match self.pending.remove(request_id) {
+            Some(prediction) => {
+                self.counts.joined += 1;
+                Some(JoinedLabel {
+                    request_id: request_id.to_owned(),
+                    prediction,
+                    truth: truth.to_owned(),
+                })
+            }
+            None => {
+                self.counts.unmatched += 1;
+                None
+            }
+        }
+    }
+
+    /// Drops predictions older than the TTL at `now`, counting them as expired.
+    pub fn expire(&mut self, now: f64) {
+        while let Some((t, _)) = self.order.front() {
+            if *t + self.ttl_s > now {
+                break;
+            }
+            if self.pop_oldest() {
+                self.counts.expired += 1;
+            }
+        }
+    }
+
+    /// Removes the oldest order entry; true when it still held a live prediction.
+    fn pop_oldest(&mut self) -> bool {
+        let Some((t, id)) = self.order.pop_front() else {
+            return false;
+        };
+        if self.pending.get(&id).is_some_and(|p| p.t == t) {
+            self.pending.remove(&id);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// The share of resolved predictions that got a label: `joined / (joined + expired +
+    /// evicted)`; `None` before any is resolved.
+    pub fn label_rate(&self) -> Option<f64> {
+        let c = self.counts;
+        let resolved = c.joined + c.expired + c.evicted;
+        (resolved > 0).then(|| c.joined as f64 / resolved as f64)
+    }
+
+    /// The counters.
+    pub fn counts(&self) -> JoinCounts {
+        self.counts
+    }
+
+    /// Predictions currently held.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prediction(id: &str, label: &str) -> Sample {
+        Sample {
+            t: 0.0,
+            request_id: Some(id.to_owned()),
+            route: None,
+            arm: Arm::Canary,
+            upstream: None,
+            status: 200,
+            response_flags: None,
+            latency_ms: 5.0,
+            bytes: None,
+            score: Some(0.8),
+            label: Some(label.to_owned()),
+            truth: None,
+        }
+    }
+
+    #[test]
+    fn joins_expires_and_counts() {
+        let mut j = LabelJoin::new(10.0, 100);
+        assert!(j.record_prediction(&prediction("a", "PNEUMONIA"), 0.0));
+        assert!(j.record_prediction(&prediction("b", "NORMAL"), 1.0));
+        let joined = j.join("a", "NORMAL", 5.0).expect("held");
+        assert_eq!(joined.prediction.label.as_deref(), Some("PNEUMONIA"));
+        assert!(j.join("a", "NORMAL", 5.0).is_none());
+        assert!(j.join("b", "NORMAL", 11.0).is_none());
+        let c = j.counts();
+        assert_eq!(
+            (c.predictions, c.joined, c.expired, c.unmatched),
+            (2, 1, 1, 2)
+        );
+        assert_eq!(j.label_rate(), Some(0.5));
+        let mut no_id = prediction("x", "NORMAL");
+        no_id.request_id = None;
+        assert!(!j.record_prediction(&no_id, 12.0));
+    }
+
+    #[test]
+    fn capacity_evicts_the_oldest() {
+        let mut j = LabelJoin::new(1e9, 3);
+        for i in 0..10 {
+            j.record_prediction(&prediction(&format!("r{i}"), "NORMAL"), i as f64);
+            j.join(&format!("r{i}"), "NORMAL", i as f64 + 0.5);
+            j.record_prediction(&prediction(&format!("s{i}"), "NORMAL"), i as f64 + 0.5);
+        }
+        assert_eq!(j.pending(), 3);
+        assert!(j.order.len() <= 6);
+        assert_eq!(j.counts().evicted, 7);
+        assert!(j.join("s9", "NORMAL", 20.0).is_some());
+        assert!(j.join("s0", "NORMAL", 20.0).is_none());
+    }
+}

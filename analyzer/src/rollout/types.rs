@@ -1,0 +1,206 @@
+//! The rollout's vocabulary: states, actions out, commands in and the audit [`Decision`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::spec::TriggerAction;
+use crate::verdict::Verdict;
+
+/// Why a rollout is paused.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PauseReason {
+    /// An indefinite `Pause` step: waits for promote (or resume).
+    ManualGate,
+    /// A `pause` command.
+    Manual,
+    /// A metric had no data past `consecutive_error_limit` and `on_no_data` is Hold.
+    NoData {
+        /// The metric.
+        metric: String,
+    },
+}
+
+/// Where a rollout is.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "phase")]
+pub enum RolloutState {
+    /// Running step `step` (a timed pause, an analysis gate, or before the first tick).
+    Progressing {
+        /// The current step index.
+        step: usize,
+    },
+    /// Paused at `step` until resumed or promoted.
+    Paused {
+        /// The current step index.
+        step: usize,
+        /// Why.
+        reason: PauseReason,
+    },
+    /// A staged rollback: the canary weight was halved; after `decide_at` the rollback finishes
+    /// if the trigger's condition still holds on the data since `since`, else `restore_weight` is
+    /// restored. Without enough samples it keeps observing for up to one trigger window more,
+    /// then finishes the rollback (the safe side).
+    RollingBack {
+        /// The step to return to on restore.
+        step: usize,
+        /// The trigger that fired.
+        trigger: String,
+        /// The canary weight before halving.
+        restore_weight: u8,
+        /// The state to return to on restore.
+        restore_to: Box<RolloutState>,
+        /// When the halving started.
+        since: f64,
+        /// When to decide.
+        decide_at: f64,
+    },
+    /// The analysis was inconclusive past its limit (`on_inconclusive: Hold`): a human decides.
+    Inconclusive {
+        /// The current step index.
+        step: usize,
+    },
+    /// Every step done: the canary takes all traffic.
+    Promoted,
+    /// Rolled back by the analysis or a trigger.
+    RolledBack {
+        /// Why.
+        reason: String,
+        /// The trigger that fired, if one did.
+        trigger: Option<String>,
+    },
+    /// Aborted by a command.
+    Aborted {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl RolloutState {
+    /// Whether the rollout has ended (until a retry).
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            RolloutState::Promoted | RolloutState::RolledBack { .. } | RolloutState::Aborted { .. }
+        )
+    }
+
+    /// The current step, for non-terminal states.
+    pub fn step(&self) -> Option<usize> {
+        match self {
+            RolloutState::Progressing { step }
+            | RolloutState::Paused { step, .. }
+            | RolloutState::RollingBack { step, .. }
+            | RolloutState::Inconclusive { step } => Some(*step),
+            _ => None,
+        }
+    }
+}
+
+/// What the proxy must do after a transition.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "action")]
+pub enum Action {
+    /// Send `canary` percent of traffic to the canary (the rest to stable).
+    SetWeight {
+        /// The canary's percentage.
+        canary: u8,
+    },
+    /// Add the named header route to the canary.
+    SetHeaderRoute {
+        /// The managed route.
+        name: String,
+    },
+    /// Remove the named header route.
+    RemoveHeaderRoute {
+        /// The managed route.
+        name: String,
+    },
+    /// Mirror `percent` of traffic through the named route.
+    SetMirror {
+        /// The managed route.
+        name: String,
+        /// The mirrored percentage.
+        percent: u8,
+    },
+    /// Stop the named mirror.
+    RemoveMirror {
+        /// The managed route.
+        name: String,
+    },
+    /// A rollback in the given mode (the weights follow as `SetWeight`).
+    Rollback {
+        /// Immediate, staged or canary only.
+        mode: TriggerAction,
+    },
+    /// The canary becomes the new stable.
+    Promote,
+}
+
+/// A manual command (`augur rollout promote|abort|retry|pause|resume`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Command {
+    /// Skip the current pause or analysis step (Argo's `promote`).
+    Promote,
+    /// Skip every remaining step (Argo's `promote --full`).
+    PromoteFull,
+    /// Roll back now and stop.
+    Abort,
+    /// Start again from step 0 after an abort or rollback.
+    Retry,
+    /// Pause a progressing rollout.
+    Pause,
+    /// Resume a paused or inconclusive rollout (on an indefinite pause step: promote).
+    Resume,
+}
+
+/// A command that does not apply in the current state.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("command {command:?} is not allowed while {state:?}")]
+pub struct CommandError {
+    /// The command.
+    pub command: Command,
+    /// The state it was refused in.
+    pub state: RolloutState,
+}
+
+/// Traffic weights in percent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Weights {
+    /// Stable's share.
+    pub stable: u8,
+    /// The canary's share.
+    pub canary: u8,
+}
+
+impl Weights {
+    /// Weights with `canary` percent to the canary.
+    pub fn canary(canary: u8) -> Self {
+        let canary = canary.min(100);
+        Weights {
+            stable: 100 - canary,
+            canary,
+        }
+    }
+}
+
+/// One transition, for the audit log (JSON lines).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    /// When, seconds (the `now` passed in).
+    pub time: f64,
+    /// The state before.
+    pub from: RolloutState,
+    /// The state after.
+    pub to: RolloutState,
+    /// The step after the transition (`steps.len()` once promoted).
+    pub step: usize,
+    /// The weights after the transition.
+    pub weights: Weights,
+    /// What the proxy must do.
+    pub actions: Vec<Action>,
+    /// The latest verdicts, with values and statistics.
+    pub verdicts: Vec<Verdict>,
+    /// Why, in words.
+    pub reason: String,
+}

@@ -1,0 +1,316 @@
+//! The analyzer's own plain configuration types: what to measure, how to judge it, the rollout
+//! steps and the rollback triggers.
+//!
+//! Contract: these types are the analyzer's input vocabulary and do not depend on the policy
+//! crate; the proxy maps its CanaryPolicy onto them. Every default lives here, in one place
+//! ([`AnalysisSpec::default`], [`MetricSpec::new`], [`default_triggers`]). Argo Rollouts
+//! semantics for the limits (`failureLimit` 0, `inconclusiveLimit` 0, `consecutiveErrorLimit`
+//! 4; `argo-rollouts:pkg/apis/rollouts/v1alpha1/analysis_types.go`) and Kayenta's scoring
+//! thresholds (pass/marginal, `kayenta-core CanaryClassifierThresholdsConfig`).
+
+use serde::{Deserialize, Serialize};
+
+/// What a metric measures.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricKind {
+    /// Request latency; `quantile` is used by the threshold method (the sequential and
+    /// Mann-Whitney methods compare whole distributions).
+    Latency {
+        /// The quantile compared by the threshold method, e.g. 0.95.
+        quantile: f64,
+    },
+    /// Share of failed requests (5xx or no response).
+    ErrorRate,
+    /// Share of predictions equal to the delayed ground-truth label.
+    Accuracy,
+    /// Share of an arm's predictions that the shadow model (or mirror) agrees with.
+    ShadowAgreement,
+    /// Population stability index between the arms' score histograms.
+    PredictionDrift,
+    /// Brier score of the positive-class score against the ground truth.
+    Calibration,
+}
+
+/// Which change of the canary against stable is bad.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// An increase is bad (latency, error rate, drift, Brier score).
+    Increase,
+    /// A decrease is bad (accuracy, agreement).
+    Decrease,
+}
+
+/// How much worse than stable the canary may be before it fails.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Allowed {
+    /// An absolute difference in the metric's unit (a rate, a PSI, a Brier score).
+    Absolute(f64),
+    /// A relative difference, e.g. 0.1 for 10% (latency, and rates as a share of stable's).
+    Relative(f64),
+}
+
+/// The statistical method for comparative metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// Anytime-valid mSPRT (the default): safe to look at every interval.
+    Sequential,
+    /// Fixed-horizon tests (Mann-Whitney + Hodges-Lehmann 98% CI, z / Fisher), Kayenta style.
+    MannWhitney,
+    /// Point comparison of quantiles and rates against the allowed difference, no test.
+    Threshold,
+}
+
+/// What to do when a metric has no data, or a verdict is inconclusive, past its limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GapAction {
+    /// Pause the rollout for a human.
+    Hold,
+    /// Roll back.
+    Rollback,
+    /// Carry on, recording the gap in the decision.
+    Continue,
+}
+
+/// One judged metric.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MetricSpec {
+    /// The metric's name, unique in the analysis.
+    pub name: String,
+    /// What is measured.
+    pub kind: MetricKind,
+    /// Which change is bad.
+    pub direction: Direction,
+    /// The tolerated change.
+    pub allowed: Allowed,
+    /// A critical metric's failure rolls back at once, ignoring `failure_limit`.
+    pub critical: bool,
+    /// Kayenta scoring group (default: the metric's own name).
+    pub group: Option<String>,
+    /// The mSPRT mixing standard deviation `τ` in the tested difference's unit; `None` picks
+    /// [`MetricSpec::default_tau`].
+    pub tau: Option<f64>,
+}
+
+impl MetricSpec {
+    /// A metric with the usual direction and a zero tolerance for its kind, not critical.
+    pub fn new(name: &str, kind: MetricKind) -> Self {
+        let direction = match kind {
+            MetricKind::Accuracy | MetricKind::ShadowAgreement => Direction::Decrease,
+            _ => Direction::Increase,
+        };
+        let allowed = match kind {
+            MetricKind::PredictionDrift => Allowed::Absolute(0.2),
+            MetricKind::Calibration => Allowed::Absolute(0.02),
+            MetricKind::Latency { .. } => Allowed::Relative(0.0),
+            _ => Allowed::Absolute(0.0),
+        };
+        MetricSpec {
+            name: name.to_owned(),
+            kind,
+            direction,
+            allowed,
+            critical: false,
+            group: None,
+            tau: None,
+        }
+    }
+
+    /// The default `τ`: near the smallest regression worth catching (Johari et al. 2022 §5):
+    /// 0.1 for log-latency (≈10%), 0.01 for error rate, 0.03 for accuracy and agreement.
+    pub fn default_tau(&self) -> f64 {
+        match self.kind {
+            MetricKind::Latency { .. } => 0.1,
+            MetricKind::ErrorRate => 0.01,
+            _ => 0.03,
+        }
+    }
+}
+
+/// Kayenta-compatible scoring: the weighted share of passing metrics per group.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScoringSpec {
+    /// Group weights (totalling 100); groups not listed share the rest equally.
+    pub group_weights: Vec<(String, f64)>,
+    /// A score at or above this passes (Argo's example: 90).
+    pub pass: f64,
+    /// A score at or above this (and below `pass`) is marginal, i.e. inconclusive (75).
+    pub marginal: f64,
+}
+
+/// The analysis: metrics, method, confidence and Argo-style limits.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AnalysisSpec {
+    /// The judged metrics.
+    pub metrics: Vec<MetricSpec>,
+    /// The method for comparative metrics.
+    pub method: Method,
+    /// The false-rollback probability (sequential) or per-look level (fixed).
+    pub alpha: f64,
+    /// Samples per arm (labelled samples for accuracy/calibration) below which a metric is NoData.
+    pub min_samples: u64,
+    /// Seconds between analysis looks.
+    pub interval_s: f64,
+    /// Failed looks tolerated before rolling back; negative disables (Argo default 0).
+    pub failure_limit: i64,
+    /// Inconclusive looks tolerated before `on_inconclusive` applies (Argo default 0).
+    pub inconclusive_limit: i64,
+    /// Consecutive NoData looks tolerated before `on_no_data` applies (Argo default 4).
+    pub consecutive_error_limit: i64,
+    /// What NoData past its limit does; `Continue` also lets an Analysis step pass over it.
+    pub on_no_data: GapAction,
+    /// What Inconclusive past its limit does.
+    pub on_inconclusive: GapAction,
+    /// Kayenta-compatible scoring instead of per-metric verdicts, when set.
+    pub scoring: Option<ScoringSpec>,
+    /// The label counted as positive for the Brier score.
+    pub positive_label: String,
+    /// Seconds a prediction waits for its ground-truth label (or shadow answer).
+    pub label_ttl_s: f64,
+}
+
+impl Default for AnalysisSpec {
+    /// p95 latency, error rate and accuracy, sequential at α = 0.05, 100 samples, 60 s looks.
+    fn default() -> Self {
+        AnalysisSpec {
+            metrics: vec![
+                MetricSpec::new("latency-p95", MetricKind::Latency { quantile: 0.95 }),
+                MetricSpec::new("error-rate", MetricKind::ErrorRate),
+                MetricSpec::new("accuracy", MetricKind::Accuracy),
+            ],
+            method: Method::Sequential,
+            alpha: 0.05,
+            min_samples: 100,
+            interval_s: 60.0,
+            failure_limit: 0,
+            inconclusive_limit: 0,
+            consecutive_error_limit: 4,
+            on_no_data: GapAction::Hold,
+            on_inconclusive: GapAction::Hold,
+            scoring: None,
+            positive_label: "PNEUMONIA".to_owned(),
+            label_ttl_s: 3600.0,
+        }
+    }
+}
+
+/// One step of a rollout (Argo Rollouts' canary steps).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepSpec {
+    /// Send this percentage of traffic to the canary.
+    SetWeight(u8),
+    /// Wait `duration_s`, or until promoted when `None`.
+    Pause {
+        /// Seconds to wait; `None` waits for a manual promote.
+        duration_s: Option<f64>,
+    },
+    /// Block until the analysis passes (a gate); a failure rolls back.
+    Analysis,
+    /// Route requests matching the named header route to the canary.
+    SetHeaderRoute {
+        /// The managed route's name.
+        name: String,
+    },
+    /// Mirror a percentage of traffic to the canary through the named route.
+    SetMirrorRoute {
+        /// The managed route's name.
+        name: String,
+        /// The mirrored percentage.
+        percent: u8,
+    },
+}
+
+/// The metric a rollback trigger watches (on the canary, or canary vs stable).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TriggerMetric {
+    /// Share of failed requests.
+    ErrorRate,
+    /// Share of correct predictions among labelled ones.
+    Accuracy,
+    /// Median latency, ms.
+    LatencyP50,
+    /// 95th percentile latency, ms.
+    LatencyP95,
+    /// 99th percentile latency, ms.
+    LatencyP99,
+    /// Share of predictions the shadow agrees with.
+    ShadowAgreement,
+}
+
+/// When a trigger's condition holds.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TriggerCondition {
+    /// The canary's value is above this (a rate as a fraction, or ms).
+    Above(f64),
+    /// The canary's value is below stable's by more than this (fraction, 0.05 = 5 points).
+    DropBy(f64),
+    /// The canary's value is above stable's by more than this many ms (or rate units).
+    IncreaseBy(f64),
+}
+
+/// What a fired trigger does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TriggerAction {
+    /// Canary weight 0, routes and mirrors removed.
+    Immediate,
+    /// Halve the canary weight, observe one interval, then finish the rollback or restore.
+    Staged,
+    /// Canary weight 0, mirror and shadow kept.
+    CanaryOnly,
+}
+
+/// A rollback trigger over a sliding time window.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TriggerSpec {
+    /// The trigger's name, reported in the decision.
+    pub name: String,
+    /// The watched metric.
+    pub metric: TriggerMetric,
+    /// The condition.
+    pub condition: TriggerCondition,
+    /// The window the condition must hold over, seconds.
+    pub window_s: f64,
+    /// What firing does.
+    pub action: TriggerAction,
+    /// Canary samples (labelled ones for accuracy) needed in the window.
+    pub min_samples: u64,
+}
+
+/// The seed triggers: error rate > 10% for 2 m → immediate; accuracy −5 points for 5 m →
+/// staged; p95 +500 ms for 3 m → canary only; each needing 20 samples in its window.
+pub fn default_triggers() -> Vec<TriggerSpec> {
+    vec![
+        TriggerSpec {
+            name: "error-rate-above-10pct".to_owned(),
+            metric: TriggerMetric::ErrorRate,
+            condition: TriggerCondition::Above(0.10),
+            window_s: 120.0,
+            action: TriggerAction::Immediate,
+            min_samples: 20,
+        },
+        TriggerSpec {
+            name: "accuracy-drop-5-points".to_owned(),
+            metric: TriggerMetric::Accuracy,
+            condition: TriggerCondition::DropBy(0.05),
+            window_s: 300.0,
+            action: TriggerAction::Staged,
+            min_samples: 20,
+        },
+        TriggerSpec {
+            name: "p95-latency-plus-500ms".to_owned(),
+            metric: TriggerMetric::LatencyP95,
+            condition: TriggerCondition::IncreaseBy(500.0),
+            window_s: 180.0,
+            action: TriggerAction::CanaryOnly,
+            min_samples: 20,
+        },
+    ]
+}

@@ -1,0 +1,420 @@
+//! The rollout state machine: step types, triggers, gates, no-data, limits, commands, resume.
+
+mod common;
+
+use augur_analyzer::rollout::{Action, Command, Decision, PauseReason, Rollout, RolloutState};
+use augur_analyzer::spec::{
+    default_triggers, AnalysisSpec, GapAction, Method, MetricKind, MetricSpec, ScoringSpec,
+    StepSpec, TriggerAction,
+};
+use augur_model::Arm;
+use common::{request, ArmModel, Rng, BASE};
+
+/// Feeds traffic from `from` to `to` s at `rate`/s, ticking every 5 s; `canary(t)` models it.
+fn drive(
+    r: &mut Rollout,
+    rng: &mut Rng,
+    (from, to): (f64, f64),
+    rate: f64,
+    canary: impl Fn(f64) -> ArmModel,
+) -> Vec<Decision> {
+    let mut out = Vec::new();
+    let mut t = from;
+    let mut next_tick = from;
+    while t < to {
+        while next_tick <= t {
+            out.extend(r.tick(next_tick));
+            next_tick += 5.0;
+        }
+        let w = f64::from(r.weights().canary) / 100.0;
+        let arm = if rng.uniform() < w {
+            Arm::Canary
+        } else {
+            Arm::Stable
+        };
+        let model = if arm == Arm::Canary { canary(t) } else { BASE };
+        r.observe(&request(rng, t, arm, model));
+        t += 1.0 / rate;
+    }
+    out.extend(r.tick(to));
+    out
+}
+
+fn spec() -> AnalysisSpec {
+    AnalysisSpec {
+        min_samples: 50,
+        ..AnalysisSpec::default()
+    }
+}
+
+fn actions(ds: &[Decision]) -> Vec<Action> {
+    ds.iter().flat_map(|d| d.actions.clone()).collect()
+}
+
+#[test]
+fn every_step_type_and_a_manual_gate() {
+    let steps = vec![
+        StepSpec::SetHeaderRoute {
+            name: "beta".into(),
+        },
+        StepSpec::SetMirrorRoute {
+            name: "mirror".into(),
+            percent: 10,
+        },
+        StepSpec::SetWeight(10),
+        StepSpec::Pause {
+            duration_s: Some(120.0),
+        },
+        StepSpec::SetWeight(30),
+        StepSpec::Analysis,
+        StepSpec::Pause { duration_s: None },
+        StepSpec::SetWeight(60),
+    ];
+    let mut r = Rollout::new(spec(), steps, default_triggers());
+    let mut rng = Rng(7);
+    let first = r.tick(0.0);
+    assert_eq!(
+        actions(&first),
+        vec![
+            Action::SetHeaderRoute {
+                name: "beta".into()
+            },
+            Action::SetMirror {
+                name: "mirror".into(),
+                percent: 10
+            },
+            Action::SetWeight { canary: 10 },
+        ]
+    );
+    assert_eq!(r.state(), &RolloutState::Progressing { step: 3 });
+    let ds = drive(&mut r, &mut rng, (0.0, 119.0), 20.0, |_| BASE);
+    assert!(ds.is_empty(), "{ds:?}");
+    let ds = drive(&mut r, &mut rng, (119.0, 125.0), 20.0, |_| BASE);
+    assert_eq!(actions(&ds), vec![Action::SetWeight { canary: 30 }]);
+    assert_eq!(r.state(), &RolloutState::Progressing { step: 5 });
+    // the analysis gate passes at a look with enough data, then the manual gate holds
+    let ds = drive(&mut r, &mut rng, (125.0, 1200.0), 20.0, |_| BASE);
+    let gate = RolloutState::Paused {
+        step: 6,
+        reason: PauseReason::ManualGate,
+    };
+    assert_eq!(r.state(), &gate, "{ds:?}");
+    assert!(ds
+        .last()
+        .is_some_and(|d| !d.verdicts.is_empty() && d.reason.contains("analysis passed")));
+    let promoted = r.command(Command::Promote, 1200.0).expect("allowed");
+    assert_eq!(
+        promoted.actions,
+        vec![
+            Action::SetWeight { canary: 60 },
+            Action::SetWeight { canary: 100 },
+            Action::Promote
+        ]
+    );
+    assert_eq!(r.state(), &RolloutState::Promoted);
+    assert_eq!(r.weights().canary, 100);
+    assert!(r.command(Command::Promote, 1201.0).is_err());
+}
+
+fn triggered(canary: ArmModel, seed: u64) -> (Rollout, Vec<Decision>) {
+    let steps = vec![
+        StepSpec::SetMirrorRoute {
+            name: "m".into(),
+            percent: 5,
+        },
+        StepSpec::SetWeight(40),
+        StepSpec::Pause { duration_s: None },
+    ];
+    // the judge is off (no metrics) so that only the triggers act
+    let spec = AnalysisSpec {
+        metrics: vec![],
+        ..spec()
+    };
+    let mut r = Rollout::new(spec, steps, default_triggers());
+    let ds = drive(&mut r, &mut Rng(seed), (0.0, 900.0), 20.0, |_| canary);
+    (r, ds)
+}
+
+#[test]
+fn immediate_trigger_rolls_back_and_removes_routes() {
+    let (r, ds) = triggered(
+        ArmModel {
+            error_rate: 0.5,
+            ..BASE
+        },
+        1,
+    );
+    let RolloutState::RolledBack { trigger, .. } = r.state() else {
+        panic!("{:?}", r.state())
+    };
+    assert_eq!(trigger.as_deref(), Some("error-rate-above-10pct"));
+    let last = ds.last().expect("decision");
+    assert!(last.time >= 120.0 && last.time < 200.0, "{}", last.time);
+    assert_eq!(
+        last.actions,
+        vec![
+            Action::Rollback {
+                mode: TriggerAction::Immediate
+            },
+            Action::SetWeight { canary: 0 },
+            Action::RemoveMirror { name: "m".into() },
+        ]
+    );
+}
+
+#[test]
+fn canary_only_trigger_keeps_the_mirror() {
+    let (r, ds) = triggered(
+        ArmModel {
+            median_ms: 800.0,
+            ..BASE
+        },
+        2,
+    );
+    assert!(
+        matches!(r.state(), RolloutState::RolledBack { trigger: Some(t), .. } if t == "p95-latency-plus-500ms")
+    );
+    assert_eq!(
+        ds.last().map(|d| d.actions.clone()),
+        Some(vec![
+            Action::Rollback {
+                mode: TriggerAction::CanaryOnly
+            },
+            Action::SetWeight { canary: 0 }
+        ])
+    );
+}
+
+#[test]
+fn staged_trigger_halves_then_finishes_or_restores() {
+    let (r, ds) = triggered(
+        ArmModel {
+            accuracy: 0.6,
+            ..BASE
+        },
+        3,
+    );
+    let n = ds.len();
+    assert!(matches!(
+        ds[n - 2].to,
+        RolloutState::RollingBack {
+            restore_weight: 40,
+            ..
+        }
+    ));
+    assert_eq!(ds[n - 2].weights.canary, 20);
+    assert!(matches!(r.state(), RolloutState::RolledBack { .. }));
+    assert_eq!(r.weights().canary, 0);
+    // a canary that recovers at half weight gets its weight back
+    let spec = AnalysisSpec {
+        metrics: vec![],
+        ..spec()
+    };
+    let steps = vec![
+        StepSpec::SetWeight(40),
+        StepSpec::Pause { duration_s: None },
+    ];
+    let mut r = Rollout::new(spec, steps, default_triggers());
+    let mut rng = Rng(4);
+    let mut t = 0.0;
+    while !matches!(r.state(), RolloutState::RollingBack { .. }) {
+        assert!(t < 900.0, "the staged trigger fires");
+        drive(&mut r, &mut rng, (t, t + 5.0), 20.0, |_| ArmModel {
+            accuracy: 0.6,
+            ..BASE
+        });
+        t += 5.0;
+    }
+    let ds = drive(&mut r, &mut rng, (t, t + 300.0), 20.0, |_| BASE);
+    assert!(
+        ds.iter()
+            .any(|d| d.actions == vec![Action::SetWeight { canary: 40 }]),
+        "{ds:?}"
+    );
+    assert!(
+        matches!(r.state(), RolloutState::Paused { step: 1, .. }),
+        "{ds:#?}"
+    );
+}
+
+#[test]
+fn no_data_holds_rolls_back_or_continues() {
+    let steps = vec![StepSpec::SetWeight(10), StepSpec::Analysis];
+    let mut r = Rollout::new(spec(), steps.clone(), vec![]);
+    let mut out = Vec::new();
+    for i in 0..=6 {
+        out.extend(r.tick(f64::from(i) * 60.0));
+    }
+    assert!(
+        matches!(
+            r.state(),
+            RolloutState::Paused {
+                reason: PauseReason::NoData { .. },
+                ..
+            }
+        ),
+        "{out:?}"
+    );
+    assert_eq!(out.last().map(|d| d.time), Some(300.0));
+    assert!(out
+        .last()
+        .is_some_and(|d| d.verdicts.iter().all(|v| v.reason.starts_with("no data"))));
+    r.command(Command::Resume, 301.0).expect("resumes");
+    assert_eq!(r.state(), &RolloutState::Progressing { step: 1 });
+
+    let mut r = Rollout::new(
+        AnalysisSpec {
+            on_no_data: GapAction::Rollback,
+            ..spec()
+        },
+        steps.clone(),
+        vec![],
+    );
+    for i in 0..=6 {
+        r.tick(f64::from(i) * 60.0);
+    }
+    assert!(matches!(r.state(), RolloutState::RolledBack { .. }));
+
+    let mut r = Rollout::new(
+        AnalysisSpec {
+            on_no_data: GapAction::Continue,
+            ..spec()
+        },
+        steps,
+        vec![],
+    );
+    r.tick(0.0);
+    r.tick(60.0);
+    assert_eq!(r.state(), &RolloutState::Promoted);
+}
+
+#[test]
+fn failure_limit_and_critical_metrics() {
+    let threshold = |failure_limit, critical| {
+        let mut m = MetricSpec::new("latency-p95", MetricKind::Latency { quantile: 0.95 });
+        m.critical = critical;
+        AnalysisSpec {
+            metrics: vec![m],
+            method: Method::Threshold,
+            failure_limit,
+            ..spec()
+        }
+    };
+    let steps = vec![
+        StepSpec::SetWeight(50),
+        StepSpec::Pause { duration_s: None },
+    ];
+    let slow = ArmModel {
+        median_ms: 70.0,
+        ..BASE
+    };
+    let mut r = Rollout::new(threshold(2, false), steps.clone(), vec![]);
+    let ds = drive(&mut r, &mut Rng(5), (0.0, 600.0), 20.0, |_| slow);
+    assert!(matches!(
+        r.state(),
+        RolloutState::RolledBack { trigger: None, .. }
+    ));
+    assert_eq!(r.counters().get("latency-p95").map(|c| c.failed), Some(3));
+    assert_eq!(ds.last().map(|d| d.time), Some(180.0));
+    let mut r = Rollout::new(threshold(5, true), steps, vec![]);
+    let ds = drive(&mut r, &mut Rng(5), (0.0, 600.0), 20.0, |_| slow);
+    assert_eq!(ds.last().map(|d| d.time), Some(60.0));
+    assert!(ds
+        .last()
+        .is_some_and(|d| d.verdicts[0].critical && d.verdicts[0].is_fail()));
+}
+
+#[test]
+fn kayenta_marginal_score_is_inconclusive_and_holds() {
+    let metrics = vec![
+        MetricSpec::new("latency-p95", MetricKind::Latency { quantile: 0.95 }),
+        MetricSpec::new("error-rate", MetricKind::ErrorRate),
+        MetricSpec::new("accuracy", MetricKind::Accuracy),
+    ];
+    let scoring = Some(ScoringSpec {
+        group_weights: vec![],
+        pass: 90.0,
+        marginal: 50.0,
+    });
+    let spec = AnalysisSpec {
+        metrics,
+        method: Method::Threshold,
+        scoring,
+        ..spec()
+    };
+    let steps = vec![StepSpec::SetWeight(50), StepSpec::Analysis];
+    let mut r = Rollout::new(spec, steps, vec![]);
+    let slow = ArmModel {
+        median_ms: 70.0,
+        error_rate: 0.0,
+        accuracy: 0.95,
+        ..BASE
+    };
+    let ds = drive(&mut r, &mut Rng(6), (0.0, 300.0), 20.0, |_| slow);
+    assert_eq!(r.state(), &RolloutState::Inconclusive { step: 1 }, "{ds:?}");
+    let score = r.verdicts().last().expect("score");
+    assert_eq!(
+        (score.metric.as_str(), score.statistic),
+        ("score", Some(66.67))
+    );
+    r.command(Command::Promote, 300.0)
+        .expect("a human promotes");
+    assert_eq!(r.state(), &RolloutState::Promoted);
+}
+
+#[test]
+fn commands_pause_resume_abort_retry_and_promote_full() {
+    let steps = vec![
+        StepSpec::SetWeight(20),
+        StepSpec::Pause {
+            duration_s: Some(600.0),
+        },
+        StepSpec::SetWeight(50),
+    ];
+    let mut r = Rollout::new(spec(), steps, vec![]);
+    r.tick(0.0);
+    let d = r.command(Command::Pause, 10.0).expect("pauses");
+    assert_eq!(
+        d.to,
+        RolloutState::Paused {
+            step: 1,
+            reason: PauseReason::Manual
+        }
+    );
+    assert!(r.command(Command::Pause, 11.0).is_err());
+    assert!(
+        r.tick(700.0).is_empty(),
+        "a paused rollout does not advance"
+    );
+    r.command(Command::Resume, 701.0).expect("resumes");
+    assert_eq!(r.tick(702.0).last().map(|d| d.weights.canary), Some(100));
+    assert!(
+        r.command(Command::Abort, 703.0).is_err(),
+        "already promoted"
+    );
+    let mut r = Rollout::new(
+        spec(),
+        vec![
+            StepSpec::SetWeight(20),
+            StepSpec::Pause { duration_s: None },
+        ],
+        vec![],
+    );
+    r.tick(0.0);
+    let d = r.command(Command::Abort, 5.0).expect("aborts");
+    assert!(matches!(d.to, RolloutState::Aborted { .. }) && d.weights.canary == 0);
+    let d = r.command(Command::Retry, 6.0).expect("retries");
+    assert_eq!(
+        (d.to.clone(), d.weights.canary),
+        (
+            RolloutState::Paused {
+                step: 1,
+                reason: PauseReason::ManualGate
+            },
+            20
+        )
+    );
+    let d = r.command(Command::PromoteFull, 7.0).expect("promotes");
+    assert_eq!((d.to, d.weights.canary), (RolloutState::Promoted, 100));
+    assert_eq!(r.history().count(), 4);
+}
