@@ -95,6 +95,10 @@ pub struct ProxyArgs {
     /// Worker threads of the proxy (Envoy's flag; Istio sets 2 for sidecars).
     #[arg(long, env = "AUGUR_CONCURRENCY", default_value_t = 2)]
     pub concurrency: usize,
+    /// Where rollout state (one JSON file per CanaryPolicy) and the decision audit logs live;
+    /// a restarted proxy resumes each rollout at the same step and weight.
+    #[arg(long, env = "AUGUR_STATE_DIR", default_value = "/var/lib/augur")]
+    pub state_dir: PathBuf,
     /// How long to let in-flight requests finish after SIGTERM (below Kubernetes' 30 s).
     #[arg(long, env = "AUGUR_DRAIN_DURATION", value_parser = parse_seconds, default_value = "25")]
     pub drain_duration: Duration,

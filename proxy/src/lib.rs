@@ -6,15 +6,20 @@
 //! - [`route`] matches it against the VirtualService routes and picks a weighted destination;
 //! - [`policy_store`] holds the validated policy set and its compiled routes behind `arc-swap`,
 //!   and [`reload`] swaps in a new set when the files change (or on SIGHUP);
+//! - [`sample`] records one sample per request for the analyzer, and [`rollout`] is where a
+//!   decision is made: it judges the samples and sets the weights the next requests use;
 //! - [`admin`] serves Envoy's admin shapes, the status port and Prometheus metrics.
 
 pub mod admin;
 pub mod cli;
 pub mod cmd;
+pub mod identity;
 pub mod local_reply;
 pub mod logging;
 pub mod metrics;
 pub mod policy_store;
 pub mod reload;
+pub mod rollout;
 pub mod route;
+pub mod sample;
 pub mod service;

@@ -30,6 +30,9 @@ pub fn run(args: &[&str]) -> Output {
 /// A running `augur proxy`; killed when dropped.
 pub struct Proxy {
     child: Child,
+    /// The rollout state directory.
+    pub state_dir: PathBuf,
+    _state_tmp: Option<tempfile::TempDir>,
     /// The HTTP listener.
     pub listen: SocketAddr,
     /// The admin endpoint.
@@ -45,8 +48,18 @@ fn loopback(port: u16) -> SocketAddr {
 }
 
 impl Proxy {
-    /// Starts `augur proxy --policy P...` on free ports and waits until the admin says LIVE.
+    /// Starts `augur proxy --policy P...` on free ports, with a fresh state directory, and
+    /// waits until the admin says LIVE.
     pub fn start(policies: &[&Path]) -> Self {
+        let tmp = tempfile::tempdir().expect("state dir");
+        let dir = tmp.path().to_path_buf();
+        let mut proxy = Self::start_with_state(policies, &dir);
+        proxy._state_tmp = Some(tmp);
+        proxy
+    }
+
+    /// Starts `augur proxy` with the given state directory (to test resuming after a crash).
+    pub fn start_with_state(policies: &[&Path], state_dir: &Path) -> Self {
         let (listen, admin, status, prometheus) = (
             loopback(free_port()),
             loopback(free_port()),
@@ -63,10 +76,14 @@ impl Proxy {
             .args(["--status", &status.to_string()])
             .args(["--prometheus", &prometheus.to_string()])
             .args(["--concurrency", "1", "--log-level", "warn"])
+            .arg("--state-dir")
+            .arg(state_dir)
             .stdin(Stdio::null());
         let child = cmd.spawn().expect("spawn augur proxy");
         let mut proxy = Self {
             child,
+            state_dir: state_dir.to_path_buf(),
+            _state_tmp: None,
             listen,
             admin,
             status,
@@ -96,6 +113,22 @@ impl Proxy {
     /// `GET path` on the admin port.
     pub fn admin_get(&self, path: &str) -> Response {
         http::get(self.admin, "localhost", path).expect("admin request")
+    }
+
+    /// `POST path` on the admin port with a JSON body.
+    pub fn admin_post(&self, path: &str, body: &str) -> Response {
+        let raw = format!(
+            "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        http::request(self.admin, &raw).expect("admin request")
+    }
+
+    /// Kills the process at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// The value of an unlabelled Prometheus metric, 0 when absent.

@@ -3,12 +3,14 @@
 //! One [`AdminApp`] type serves the three listeners; its [`Surface`] decides which paths each
 //! one answers:
 //! - admin (127.0.0.1:15000): `GET /ready`, `/server_info`, `/stats` (`?usedonly`, `?filter=`),
-//!   `/stats/prometheus`, `/config_dump`, `/listeners`, `/clusters`;
-//!   `POST /healthcheck/fail`, `/healthcheck/ok` (mutations are POST only);
+//!   `/stats/prometheus`, `/config_dump`, `/listeners`, `/clusters`, `/rollouts`;
+//!   `POST /healthcheck/fail`, `/healthcheck/ok`, `/rollouts/{name}/{command}`, `/labels`
+//!   (mutations are POST only);
 //! - status (15021): `GET /healthz/ready`;
 //! - Prometheus (15090): `GET /stats/prometheus`.
 
 mod config_dump;
+mod rollouts;
 mod stats;
 
 use std::net::SocketAddr;
@@ -23,6 +25,10 @@ use pingora::protocols::http::ServerSession;
 
 use crate::metrics::Metrics;
 use crate::policy_store::{unix_seconds, PolicyStore};
+use crate::rollout::Rollouts;
+
+/// The largest admin request body read (label batches); larger ones get 413.
+const MAX_BODY: usize = 1024 * 1024;
 
 /// Which listener an [`AdminApp`] serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +55,8 @@ pub struct AdminState {
     pub started: SystemTime,
     /// Cleared by `POST /healthcheck/fail`, set by `/healthcheck/ok`.
     pub healthy: AtomicBool,
+    /// The rollouts, for `/rollouts` and `/labels`.
+    pub rollouts: Arc<Rollouts>,
 }
 
 /// The HTTP application behind the admin, status and Prometheus listeners.
@@ -63,9 +71,18 @@ impl AdminApp {
         Self { surface, state }
     }
 
-    fn route(&self, method: &Method, path: &str, query: Option<&str>) -> Reply {
+    fn route(&self, method: &Method, path: &str, query: Option<&str>, body: &[u8]) -> Reply {
         let s = &self.state;
         match (self.surface, path) {
+            (Surface::Admin, p) if p.starts_with("/rollouts/") || p == "/labels" => {
+                if method != Method::POST {
+                    return Reply::text(StatusCode::BAD_REQUEST, "This endpoint requires POST\n");
+                }
+                match p.strip_prefix("/rollouts/") {
+                    Some(rest) => rollouts::command(s, rest),
+                    None => rollouts::labels(s, body),
+                }
+            }
             (Surface::Status, "/healthz/ready") => readiness(s),
             (Surface::Status, _) => Reply::not_found(),
             (_, "/stats/prometheus") => Reply::new(
@@ -101,6 +118,7 @@ impl AdminApp {
                 Reply::text(StatusCode::OK, lines)
             }
             (Surface::Admin, "/clusters") => Reply::text(StatusCode::OK, stats::clusters(s)),
+            (Surface::Admin, "/rollouts") => Reply::json(&s.rollouts.status()),
             (Surface::Admin, _) => Reply::not_found(),
         }
     }
@@ -164,6 +182,18 @@ impl Reply {
     }
 }
 
+/// Reads the request body up to [`MAX_BODY`]; `None` when it is larger.
+async fn read_body(session: &mut ServerSession) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = session.read_request_body().await {
+        if body.len() + chunk.len() > MAX_BODY {
+            return None;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Some(body)
+}
+
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
@@ -175,9 +205,10 @@ impl ServeHttp for AdminApp {
                 req.uri.query().map(str::to_owned),
             )
         };
-        // Admin requests carry no body we use; drain it so the connection can be reused.
-        let _ = session.drain_request_body().await;
-        let reply = self.route(&method, &path, query.as_deref());
+        let reply = match read_body(session).await {
+            Some(body) => self.route(&method, &path, query.as_deref(), &body),
+            None => Reply::text(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n"),
+        };
         let len = reply.body.len();
         Response::builder()
             .status(reply.status)

@@ -17,11 +17,21 @@ use crate::cli::ProxyArgs;
 use crate::metrics::Metrics;
 use crate::policy_store::{PolicyStore, StoreError};
 use crate::reload::Reloader;
+use crate::rollout::driver::RolloutDriver;
+use crate::rollout::persist::StateDir;
+use crate::rollout::weights::RolloutWeights;
+use crate::rollout::Rollouts;
+use crate::sample::SampleSink;
 use crate::service::AugurProxy;
+
+/// Samples the analyzer's queue holds before new ones are dropped (and counted).
+const SAMPLE_QUEUE: usize = 65_536;
 
 /// Runs the sidecar; returns only on a start-up error (pingora exits the process on shutdown).
 pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
-    let metrics = Arc::new(Metrics::new().context("registering metrics")?);
+    let metrics = Arc::new(
+        Metrics::new(crate::identity::Workload::from_env()).context("registering metrics")?,
+    );
     let store = match PolicyStore::open(args.policies.clone(), Arc::clone(&metrics)) {
         Ok(store) => Arc::new(store),
         Err(StoreError::Invalid(e)) => {
@@ -43,12 +53,26 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         graceful_shutdown_timeout_seconds: Some(args.drain_duration.as_secs()),
         ..ServerConf::default()
     };
+    let state_dir = StateDir::open(&args.state_dir)
+        .with_context(|| format!("cannot use --state-dir {}", args.state_dir.display()))?;
+    let weights = Arc::new(RolloutWeights::default());
+    let rollouts = Arc::new(Rollouts::new(
+        Arc::clone(&weights),
+        Some(state_dir),
+        Arc::clone(&metrics),
+    ));
+    let (sample_sink, sample_rx) = SampleSink::channel(SAMPLE_QUEUE);
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
-        AugurProxy::new(Arc::clone(&store)),
+        AugurProxy::new(
+            Arc::clone(&store),
+            Arc::clone(&metrics),
+            sample_sink,
+            weights,
+        ),
         "augur proxy",
     );
     for addr in &args.listen {
@@ -62,6 +86,7 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         concurrency: args.concurrency,
         started: SystemTime::now(),
         healthy: AtomicBool::new(true),
+        rollouts: Arc::clone(&rollouts),
     });
     let admin = admin_service(
         "augur admin",
@@ -81,6 +106,10 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         &state,
         &args.prometheus.to_string(),
     );
+    let driver = background_service(
+        "augur rollout driver",
+        RolloutDriver::new(rollouts, Arc::clone(&store), sample_rx),
+    );
     let reloader = background_service("augur policy reload", Reloader::new(store));
 
     server.add_service(proxy);
@@ -88,6 +117,7 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     server.add_service(status);
     server.add_service(prometheus);
     server.add_service(reloader);
+    server.add_service(driver);
     tracing::info!(listen = ?args.listen, admin = %args.admin, "augur proxy starting");
     server.run_forever()
 }

@@ -17,9 +17,10 @@ use std::sync::Arc;
 
 use std::time::Duration;
 
+use augur_model::Arm;
 use augur_policies::{
-    DirectResponseBody, Headers, HttpFaultInjection, HttpRedirect, HttpRewrite, HttpRoute,
-    PolicySet,
+    CanaryPolicy, DirectResponseBody, Headers, HttpFaultInjection, HttpRedirect, HttpRewrite,
+    HttpRoute, PolicySet, Prediction,
 };
 use base64::Engine as _;
 
@@ -74,6 +75,10 @@ pub struct Route {
     pub headers: Headers,
     /// Path and authority rewrite.
     pub rewrite: Option<HttpRewrite>,
+    /// `namespace/name` of the CanaryPolicy driving this route, if any.
+    pub canary_policy: Option<Arc<str>>,
+    /// How to read a prediction from the model's response (from the CanaryPolicy).
+    pub prediction: Option<Prediction>,
 }
 
 impl Route {
@@ -122,7 +127,8 @@ impl RouteTable {
                         route: name.clone(),
                         source,
                     })?;
-                let action = compile_action(set, http, ns, &mut clusters);
+                let policy = driving_policy(set, &vs.metadata.name, ns, http.name.as_deref());
+                let action = compile_action(set, http, ns, policy, &mut clusters);
                 routes.push(Arc::new(Route {
                     name,
                     matches,
@@ -132,6 +138,8 @@ impl RouteTable {
                     fault: http.fault.clone(),
                     headers: http.headers.clone(),
                     rewrite: http.rewrite.clone(),
+                    canary_policy: policy.map(|p| Arc::from(policy_key(p))),
+                    prediction: policy.and_then(|p| p.prediction.clone()),
                 }));
             }
             let index = table.vhosts.len();
@@ -187,10 +195,51 @@ impl RouteTable {
     }
 }
 
+/// The key a CanaryPolicy's rollout is known by: `namespace/name`.
+pub fn policy_key(p: &CanaryPolicy) -> String {
+    format!("{}/{}", p.metadata.namespace, p.metadata.name)
+}
+
+/// The CanaryPolicy whose `trafficRouting` names this VirtualService route.
+fn driving_policy<'a>(
+    set: &'a PolicySet,
+    vs_name: &str,
+    namespace: &str,
+    route: Option<&str>,
+) -> Option<&'a CanaryPolicy> {
+    let route = route?;
+    set.canary_policies.iter().find(|p| {
+        p.metadata.namespace == namespace
+            && p.traffic_routing.virtual_service == vs_name
+            && p.traffic_routing.routes.iter().any(|r| r == route)
+    })
+}
+
+/// The arm a destination plays: the CanaryPolicy's stable and canary when one drives the route;
+/// otherwise the first destination is stable and the others canary (Istio's 80/20 convention).
+fn arm_of(
+    policy: Option<&CanaryPolicy>,
+    dest: &augur_policies::Destination,
+    namespace: &str,
+    index: usize,
+) -> Arm {
+    let same = |r: &augur_policies::DestinationRef| {
+        augur_policies::hosts::same_host(&r.host, namespace, &dest.host, namespace)
+            && r.subset == dest.subset
+    };
+    match policy {
+        Some(p) if same(&p.canary) => Arm::Canary,
+        Some(p) if same(&p.stable) => Arm::Stable,
+        _ if index == 0 => Arm::Stable,
+        _ => Arm::Canary,
+    }
+}
+
 fn compile_action(
     set: &PolicySet,
     http: &HttpRoute,
     namespace: &str,
+    policy: Option<&CanaryPolicy>,
     clusters: &mut HashMap<String, Arc<Cluster>>,
 ) -> Action {
     if let Some(redirect) = &http.redirect {
@@ -205,7 +254,8 @@ fn compile_action(
     let destinations = http
         .route
         .iter()
-        .map(|d| {
+        .enumerate()
+        .map(|(index, d)| {
             let resolved = endpoints::resolve(set, &d.destination, namespace);
             let subset = d.destination.subset.clone();
             let name = format!(
@@ -217,24 +267,24 @@ fn compile_action(
             let cluster = clusters
                 .entry(name.clone())
                 .or_insert_with(|| {
-                    let version = resolved
-                        .labels
-                        .get("version")
-                        .cloned()
-                        .or_else(|| subset.clone())
-                        .unwrap_or_else(|| "unknown".to_owned());
-                    Arc::new(Cluster::new(
-                        name,
-                        resolved.host,
-                        subset,
-                        version,
-                        resolved.endpoints,
-                    ))
+                    let connect_timeout = set
+                        .destination_rule_for(&d.destination.host, namespace)
+                        .map(|dr| {
+                            dr.policy_for(subset.as_deref())
+                                .connection_pool
+                                .connect_timeout
+                        })
+                        .unwrap_or(augur_policies::defaults::CONNECT_TIMEOUT);
+                    let mut cluster = Cluster::new(name, resolved.host, subset, resolved.endpoints);
+                    cluster.labels = resolved.labels;
+                    cluster.connect_timeout = connect_timeout;
+                    Arc::new(cluster)
                 })
                 .clone();
             WeightedCluster {
                 cluster,
                 weight: d.weight,
+                arm: arm_of(policy, &d.destination, namespace, index),
             }
         })
         .collect();

@@ -2,6 +2,9 @@
 
 use std::sync::Arc;
 
+use augur_analyzer::rollout::Weights;
+use augur_model::Arm;
+
 use super::cluster::Cluster;
 
 /// One destination of a split.
@@ -11,6 +14,8 @@ pub struct WeightedCluster {
     pub cluster: Arc<Cluster>,
     /// Relative weight.
     pub weight: u32,
+    /// Whether this destination is the stable or the canary version.
+    pub arm: Arm,
 }
 
 /// The destinations of a route with their relative weights.
@@ -37,15 +42,35 @@ impl Split {
 
     /// Picks the destination for a uniformly random `roll` (any `u64`): destination `i` is chosen
     /// with probability `weight_i / total`. `None` when every weight is zero.
-    pub fn pick(&self, roll: u64) -> Option<&Arc<Cluster>> {
-        if self.total == 0 {
+    pub fn pick(&self, roll: u64) -> Option<&WeightedCluster> {
+        self.pick_by(roll, self.total, |d| d.weight)
+    }
+
+    /// Like [`Split::pick`], but with the weights a rollout set: each destination weighs what
+    /// its arm (stable or canary) is given.
+    pub fn pick_with(&self, roll: u64, rollout: Weights) -> Option<&WeightedCluster> {
+        let weight = |d: &WeightedCluster| match d.arm {
+            Arm::Canary => u32::from(rollout.canary),
+            _ => u32::from(rollout.stable),
+        };
+        let total = self.destinations.iter().map(|d| u64::from(weight(d))).sum();
+        self.pick_by(roll, total, weight)
+    }
+
+    fn pick_by(
+        &self,
+        roll: u64,
+        total: u64,
+        weight: impl Fn(&WeightedCluster) -> u32,
+    ) -> Option<&WeightedCluster> {
+        if total == 0 {
             return None;
         }
-        let mut point = roll % self.total;
+        let mut point = roll % total;
         for d in &self.destinations {
-            let w = u64::from(d.weight);
+            let w = u64::from(weight(d));
             if point < w {
-                return Some(&d.cluster);
+                return Some(d);
             }
             point -= w;
         }
@@ -58,13 +83,7 @@ mod tests {
     use super::*;
 
     fn cluster(name: &str) -> Arc<Cluster> {
-        Arc::new(Cluster::new(
-            name.into(),
-            "h".into(),
-            None,
-            name.into(),
-            vec![],
-        ))
+        Arc::new(Cluster::new(name.into(), "h".into(), None, vec![]))
     }
 
     #[test]
@@ -73,19 +92,22 @@ mod tests {
             WeightedCluster {
                 cluster: cluster("v1"),
                 weight: 80,
+                arm: Arm::Stable,
             },
             WeightedCluster {
                 cluster: cluster("v2"),
                 weight: 20,
+                arm: Arm::Stable,
             },
             WeightedCluster {
                 cluster: cluster("v3"),
                 weight: 0,
+                arm: Arm::Stable,
             },
         ]);
         let mut counts = [0usize; 3];
         for roll in 0..100u64 {
-            let c = split.pick(roll).unwrap();
+            let c = &split.pick(roll).unwrap().cluster;
             let i = ["v1", "v2", "v3"]
                 .iter()
                 .position(|n| *n == c.name)
@@ -96,10 +118,31 @@ mod tests {
     }
 
     #[test]
+    fn rollout_weights_override_the_policy_by_arm() {
+        let split = Split::new(vec![
+            WeightedCluster {
+                cluster: cluster("v1"),
+                weight: 100,
+                arm: Arm::Stable,
+            },
+            WeightedCluster {
+                cluster: cluster("v2"),
+                weight: 0,
+                arm: Arm::Canary,
+            },
+        ]);
+        let canary = (0..100u64)
+            .filter(|r| split.pick_with(*r, Weights::canary(20)).unwrap().arm == Arm::Canary)
+            .count();
+        assert_eq!(canary, 20);
+    }
+
+    #[test]
     fn all_zero_weights_pick_nothing() {
         let split = Split::new(vec![WeightedCluster {
             cluster: cluster("v1"),
             weight: 0,
+            arm: Arm::Stable,
         }]);
         assert!(split.pick(7).is_none());
     }

@@ -16,9 +16,15 @@ use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorType, Result};
 
+use augur_model::{Arm, Sample};
+
 use crate::local_reply::{self, LocalReply, NO_HEALTHY_UPSTREAM, NO_ROUTE};
+use crate::metrics::istio::{Reporter, RequestRecord};
+use crate::metrics::Metrics;
 use crate::policy_store::PolicyStore;
+use crate::rollout::weights::RolloutWeights;
 use crate::route::{Action, Cluster, RequestView, RetryPolicy, Route};
+use crate::sample::{self as samples, RoutedSample, SampleSink};
 use failure::Failure;
 
 /// A response status the route's retry policy retries; raised from the response filter so
@@ -28,12 +34,29 @@ const RETRIABLE_STATUS: ErrorType = ErrorType::new("augur: retriable upstream st
 /// The pingora proxy application.
 pub struct AugurProxy {
     store: Arc<PolicyStore>,
+    metrics: Arc<Metrics>,
+    samples: SampleSink,
+    weights: Arc<RolloutWeights>,
+    reporter: Reporter,
 }
 
 impl AugurProxy {
-    /// A proxy that routes by the store's serving policy.
-    pub fn new(store: Arc<PolicyStore>) -> Self {
-        Self { store }
+    /// A proxy that routes by the store's serving policy, counts into `metrics` and records
+    /// one sample per forwarded request into `samples`.
+    /// Routes driven by a CanaryPolicy use the weights its rollout sets in `weights`.
+    pub fn new(
+        store: Arc<PolicyStore>,
+        metrics: Arc<Metrics>,
+        samples: SampleSink,
+        weights: Arc<RolloutWeights>,
+    ) -> Self {
+        Self {
+            store,
+            metrics,
+            samples,
+            weights,
+            reporter: Reporter::Source,
+        }
     }
 }
 
@@ -55,6 +78,14 @@ pub struct RequestCtx {
     pub flag: Option<&'static str>,
     /// The request id (`x-request-id`).
     pub request_id: Option<String>,
+    /// The rollout arm of the chosen destination.
+    pub arm: Option<Arm>,
+    /// Request body bytes received.
+    pub request_bytes: u64,
+    /// Response body bytes sent.
+    pub response_bytes: u64,
+    /// The response body, kept (up to a limit) when the route reads predictions from it.
+    pub response_body: Option<Vec<u8>>,
 }
 
 impl RequestCtx {
@@ -72,10 +103,10 @@ impl RequestCtx {
 enum Decision {
     Reply(LocalReply),
     Local(u16, Bytes, Option<String>),
-    Forward(Arc<Route>, Arc<Cluster>),
+    Forward(Arc<Route>, Arc<Cluster>, Arm),
 }
 
-fn decide(store: &PolicyStore, session: &Session) -> Decision {
+fn decide(store: &PolicyStore, weights: &RolloutWeights, session: &Session) -> Decision {
     let snapshot = store.snapshot();
     let req = session.req_header();
     let headers = &req.headers;
@@ -116,10 +147,26 @@ fn decide(store: &PolicyStore, session: &Session) -> Decision {
             let location = format!("{scheme}://{host}{port}{path}");
             Decision::Local(r.redirect_code, Bytes::new(), Some(location))
         }
-        Action::Forward(split) => match split.pick(rand::random::<u64>()) {
-            Some(cluster) => Decision::Forward(Arc::clone(route), Arc::clone(cluster)),
-            None => Decision::Reply(NO_HEALTHY_UPSTREAM),
+        Action::Forward(split) => match pick(split, route, weights) {
+            Some(chosen) if !chosen.cluster.endpoints.is_empty() => {
+                Decision::Forward(Arc::clone(route), Arc::clone(&chosen.cluster), chosen.arm)
+            }
+            _ => Decision::Reply(NO_HEALTHY_UPSTREAM),
         },
+    }
+}
+
+/// Picks a destination: by the rollout's weights when a CanaryPolicy drives the route and has
+/// set them, else by the VirtualService's.
+fn pick<'a>(
+    split: &'a crate::route::Split,
+    route: &Route,
+    weights: &RolloutWeights,
+) -> Option<&'a crate::route::WeightedCluster> {
+    let roll = rand::random::<u64>();
+    match route.canary_policy.as_deref().and_then(|p| weights.get(p)) {
+        Some(w) => split.pick_with(roll, w),
+        None => split.pick(roll),
     }
 }
 
@@ -142,12 +189,16 @@ impl ProxyHttp for AugurProxy {
             attempt_start: None,
             flag: None,
             request_id: None,
+            arm: None,
+            request_bytes: 0,
+            response_bytes: 0,
+            response_body: None,
         }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
         ctx.request_id = Some(headers::ensure_request_id(session.req_header_mut())?);
-        let (route, cluster) = match decide(&self.store, session) {
+        let (route, cluster, arm) = match decide(&self.store, &self.weights, session) {
             Decision::Reply(reply) => {
                 ctx.flag = Some(reply.flag);
                 reply.send(session).await?;
@@ -157,7 +208,7 @@ impl ProxyHttp for AugurProxy {
                 local_reply::send_with_location(session, status, body, location.as_deref()).await?;
                 return Ok(true);
             }
-            Decision::Forward(route, cluster) => (route, cluster),
+            Decision::Forward(route, cluster, arm) => (route, cluster, arm),
         };
         if let Some(fault) = &route.fault {
             if let Some(delay) = fault.delay.as_ref().filter(|d| roll(d.percentage.value())) {
@@ -176,9 +227,91 @@ impl ProxyHttp for AugurProxy {
                 return Ok(true);
             }
         }
+        if route.prediction.is_some() {
+            ctx.response_body = Some(Vec::new());
+        }
+        ctx.arm = Some(arm);
         ctx.route = Some(route);
         ctx.cluster = Some(cluster);
         Ok(false)
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        if let Some(b) = body {
+            ctx.request_bytes += b.len() as u64;
+        }
+        Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Self::CTX,
+    ) -> Result<Option<std::time::Duration>> {
+        if let Some(b) = body {
+            ctx.response_bytes += b.len() as u64;
+            if let Some(kept) = ctx.response_body.as_mut() {
+                if kept.len() + b.len() <= samples::MAX_PREDICTION_BODY {
+                    kept.extend_from_slice(b);
+                } else {
+                    ctx.response_body = None;
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Self::CTX) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let latency_ms = ctx.start.elapsed().as_secs_f64() * 1000.0;
+        let flags = ctx.flag.unwrap_or("-");
+        self.metrics.istio.record(&RequestRecord {
+            reporter: self.reporter,
+            cluster: ctx.cluster.as_deref(),
+            status,
+            flags,
+            duration_ms: latency_ms,
+            request_bytes: ctx.request_bytes,
+            response_bytes: ctx.response_bytes,
+        });
+        let (Some(route), Some(arm)) = (ctx.route.as_ref(), ctx.arm) else {
+            return;
+        };
+        self.metrics
+            .arm_requests
+            .with_label_values(&[route.name.as_str(), arm.as_str()])
+            .inc();
+        let (score, label) = match (&route.prediction, &ctx.response_body) {
+            (Some(how), Some(body)) if (200..300).contains(&status) => {
+                samples::read_prediction(body, how)
+            }
+            _ => (None, None),
+        };
+        let sample = Sample {
+            t: samples::now(),
+            request_id: ctx.request_id.take(),
+            route: Some(route.name.clone()),
+            arm,
+            upstream: ctx.endpoint.map(|e| e.to_string()),
+            status,
+            response_flags: ctx.flag.map(str::to_owned),
+            latency_ms,
+            bytes: Some(ctx.response_bytes),
+            score,
+            label,
+            truth: None,
+        };
+        let policy = route.canary_policy.clone();
+        self.samples
+            .record(RoutedSample { policy, sample }, &self.metrics);
     }
 
     async fn upstream_peer(

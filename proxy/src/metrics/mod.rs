@@ -1,7 +1,15 @@
 //! Every metric the proxy exports, declared once as a struct of handles.
 
+pub mod istio;
+
 use prometheus::proto::MetricType;
-use prometheus::{Encoder, IntCounter, IntGauge, Registry, TextEncoder};
+use prometheus::{
+    Encoder, GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::identity::Workload;
+use istio::IstioMetrics;
 
 /// The proxy's metric handles and the registry that exports them.
 pub struct Metrics {
@@ -14,12 +22,92 @@ pub struct Metrics {
     pub config_last_reload_successful: IntGauge,
     /// Unix time of the last policy set that was swapped in.
     pub config_last_reload_success_timestamp: IntGauge,
+    /// Istio's standard request metrics.
+    pub istio: IstioMetrics,
+    /// Requests per rollout arm (`stable`, `canary`), by route.
+    pub arm_requests: IntCounterVec,
+    /// Samples the analyzer could not take because its queue was full.
+    pub samples_dropped: IntCounter,
+    /// Rollout metrics.
+    pub rollout: RolloutMetrics,
+}
+
+/// Gauges and counters of the rollouts (one label set per CanaryPolicy).
+pub struct RolloutMetrics {
+    /// Current weight per arm (`stable`, `canary`), in percent.
+    pub weight: IntGaugeVec,
+    /// Current step index (0-based).
+    pub step: IntGaugeVec,
+    /// Last verdict per metric: 1 pass, 0 inconclusive or no data, -1 fail.
+    pub verdict: GaugeVec,
+    /// Rollouts that ended rolled back.
+    pub rollbacks: IntCounterVec,
+    /// Rollouts that ended promoted.
+    pub deployments: IntCounterVec,
+}
+
+impl RolloutMetrics {
+    fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let weight = IntGaugeVec::new(
+            Opts::new(
+                "augur_rollout_weight",
+                "Current traffic weight per arm, in percent.",
+            ),
+            &["policy", "arm"],
+        )?;
+        let step = IntGaugeVec::new(
+            Opts::new("augur_rollout_step", "Current rollout step (0-based)."),
+            &["policy"],
+        )?;
+        let verdict = GaugeVec::new(
+            Opts::new(
+                "augur_rollout_verdict",
+                "Last verdict per metric: 1 pass, 0 inconclusive or no data, -1 fail.",
+            ),
+            &["policy", "metric"],
+        )?;
+        let rollbacks = IntCounterVec::new(
+            Opts::new("rollbacks_total", "Rollouts rolled back."),
+            &["policy"],
+        )?;
+        let deployments = IntCounterVec::new(
+            Opts::new("deployments_total", "Rollouts promoted to 100%."),
+            &["policy"],
+        )?;
+        registry.register(Box::new(weight.clone()))?;
+        registry.register(Box::new(step.clone()))?;
+        registry.register(Box::new(verdict.clone()))?;
+        registry.register(Box::new(rollbacks.clone()))?;
+        registry.register(Box::new(deployments.clone()))?;
+        Ok(Self {
+            weight,
+            step,
+            verdict,
+            rollbacks,
+            deployments,
+        })
+    }
 }
 
 impl Metrics {
-    /// Creates and registers every handle.
-    pub fn new() -> Result<Self, prometheus::Error> {
+    /// Creates and registers every handle; `source` labels Istio's metrics.
+    pub fn new(source: Workload) -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
+        let istio = IstioMetrics::register(&registry, source)?;
+        let arm_requests = IntCounterVec::new(
+            Opts::new(
+                "augur_requests_total",
+                "Requests routed to each rollout arm.",
+            ),
+            &["route", "arm"],
+        )?;
+        let samples_dropped = IntCounter::new(
+            "augur_samples_dropped_total",
+            "Per-request samples dropped because the analyzer's queue was full.",
+        )?;
+        let rollout = RolloutMetrics::register(&registry)?;
+        registry.register(Box::new(arm_requests.clone()))?;
+        registry.register(Box::new(samples_dropped.clone()))?;
         let config_reloads = IntCounter::new(
             "augur_config_reloads_total",
             "Policy reloads attempted (file changes and SIGHUP).",
@@ -43,6 +131,10 @@ impl Metrics {
         config_last_reload_successful.set(1);
         Ok(Self {
             registry,
+            istio,
+            arm_requests,
+            samples_dropped,
+            rollout,
             config_reloads,
             config_reload_failures,
             config_last_reload_successful,

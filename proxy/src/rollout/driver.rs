@@ -1,0 +1,73 @@
+//! The background service that feeds samples to the rollouts, keeps them in step with policy
+//! reloads, and lets time pass once a second.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use tokio::sync::mpsc;
+
+use super::Rollouts;
+use crate::policy_store::PolicyStore;
+use crate::sample::{self, RoutedSample};
+
+/// How often rollouts are ticked (analysis intervals are whole seconds or more).
+pub const TICK: Duration = Duration::from_secs(1);
+
+/// Drives the rollouts.
+pub struct RolloutDriver {
+    rollouts: Arc<Rollouts>,
+    store: Arc<PolicyStore>,
+    samples: Mutex<Option<mpsc::Receiver<RoutedSample>>>,
+}
+
+impl RolloutDriver {
+    /// A driver reading `samples` into `rollouts`, following `store`'s policy set.
+    pub fn new(
+        rollouts: Arc<Rollouts>,
+        store: Arc<PolicyStore>,
+        samples: mpsc::Receiver<RoutedSample>,
+    ) -> Self {
+        Self {
+            rollouts,
+            store,
+            samples: Mutex::new(Some(samples)),
+        }
+    }
+
+    fn sync(&self, last_hash: &mut String) {
+        let snapshot = self.store.snapshot();
+        if snapshot.loaded.hash != *last_hash {
+            self.rollouts
+                .sync(&snapshot.loaded.set, &snapshot.loaded.hash, sample::now());
+            last_hash.clone_from(&snapshot.loaded.hash);
+        }
+    }
+}
+
+#[async_trait]
+impl BackgroundService for RolloutDriver {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let taken = self.samples.lock().ok().and_then(|mut s| s.take());
+        let Some(mut samples) = taken else {
+            tracing::error!("rollout driver started twice; the second instance does nothing");
+            return;
+        };
+        let mut last_hash = String::new();
+        self.sync(&mut last_hash);
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                Some(s) = samples.recv() => self.rollouts.observe(&s),
+                _ = tick.tick() => {
+                    self.sync(&mut last_hash);
+                    self.rollouts.tick(sample::now());
+                }
+                _ = shutdown.changed() => break,
+            }
+        }
+    }
+}

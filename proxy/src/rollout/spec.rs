@@ -1,0 +1,205 @@
+//! Maps a CanaryPolicy onto the analyzer's own spec types.
+//!
+//! Units change here: the policy writes rates in percent (`above: 10`, `allowedChange.absolute:
+//! 1` = one point) and durations as durations; the analyzer takes rates as fractions, latency in
+//! milliseconds and time in seconds.
+
+use augur_analyzer::spec::{
+    Allowed, AnalysisSpec, Direction, GapAction, Method, MetricKind, MetricSpec, StepSpec,
+    TriggerAction, TriggerCondition, TriggerMetric, TriggerSpec,
+};
+use augur_policies as p;
+
+/// Samples a trigger window needs before it may fire.
+const TRIGGER_MIN_SAMPLES: u64 = 20;
+
+/// Everything the rollout state machine needs from one CanaryPolicy.
+#[derive(Debug, Clone)]
+pub struct RolloutSpec {
+    /// The base analysis.
+    pub analysis: AnalysisSpec,
+    /// The steps in order.
+    pub steps: Vec<StepSpec>,
+    /// Rollback triggers.
+    pub triggers: Vec<TriggerSpec>,
+}
+
+/// Builds the analyzer spec of a policy.
+pub fn from_policy(policy: &p::CanaryPolicy) -> RolloutSpec {
+    let mut analysis = policy
+        .analysis
+        .as_ref()
+        .map(analysis_spec)
+        .unwrap_or_default();
+    if let Some(prediction) = &policy.prediction {
+        analysis.positive_label = prediction.positive_label.clone();
+    }
+    analysis.label_ttl_s = policy.labels.ttl.as_secs_f64();
+    let steps = match &policy.strategy {
+        p::Strategy::Steps(steps) => steps.iter().map(step_spec).collect(),
+        p::Strategy::BlueGreen(bg) => {
+            let mut steps = Vec::new();
+            if bg.pre_promotion_analysis.is_some() {
+                steps.push(StepSpec::Analysis);
+            }
+            if !bg.auto_promote {
+                steps.push(StepSpec::Pause { duration_s: None });
+            }
+            steps.push(StepSpec::SetWeight(100));
+            if bg.post_promotion_analysis.is_some() {
+                steps.push(StepSpec::Analysis);
+            }
+            steps
+        }
+    };
+    let triggers = policy.rollback_triggers.iter().map(trigger_spec).collect();
+    RolloutSpec {
+        analysis,
+        steps,
+        triggers,
+    }
+}
+
+fn analysis_spec(a: &p::Analysis) -> AnalysisSpec {
+    AnalysisSpec {
+        metrics: a.metrics.iter().map(metric_spec).collect(),
+        method: match a.method {
+            p::Method::Sequential => Method::Sequential,
+            p::Method::MannWhitney => Method::MannWhitney,
+            p::Method::Threshold => Method::Threshold,
+        },
+        alpha: a.alpha,
+        min_samples: u64::from(a.min_samples),
+        interval_s: a.interval.as_secs_f64(),
+        failure_limit: i64::from(a.failure_limit),
+        inconclusive_limit: i64::from(a.inconclusive_limit),
+        consecutive_error_limit: i64::from(a.consecutive_error_limit),
+        on_no_data: gap(a.on_no_data),
+        on_inconclusive: gap(a.on_inconclusive),
+        ..AnalysisSpec::default()
+    }
+}
+
+fn gap(a: p::OutcomeAction) -> GapAction {
+    match a {
+        p::OutcomeAction::Hold => GapAction::Hold,
+        p::OutcomeAction::Rollback => GapAction::Rollback,
+        p::OutcomeAction::Continue => GapAction::Continue,
+    }
+}
+
+fn metric_spec(m: &p::Metric) -> MetricSpec {
+    let kind = match m.kind {
+        p::MetricKind::Latency { quantile } => MetricKind::Latency { quantile },
+        p::MetricKind::ErrorRate => MetricKind::ErrorRate,
+        p::MetricKind::Accuracy => MetricKind::Accuracy,
+        p::MetricKind::ShadowAgreement => MetricKind::ShadowAgreement,
+        p::MetricKind::PredictionDrift => MetricKind::PredictionDrift,
+        p::MetricKind::Calibration => MetricKind::Calibration,
+    };
+    let is_rate = matches!(
+        kind,
+        MetricKind::ErrorRate | MetricKind::Accuracy | MetricKind::ShadowAgreement
+    );
+    let mut spec = MetricSpec::new(&m.name, kind);
+    spec.direction = match m.direction {
+        p::Direction::Increase => Direction::Increase,
+        p::Direction::Decrease => Direction::Decrease,
+    };
+    if let Some(change) = m.allowed_change {
+        spec.allowed = match change {
+            p::AllowedChange::Absolute(points) if is_rate => Allowed::Absolute(points / 100.0),
+            p::AllowedChange::Absolute(v) => Allowed::Absolute(v),
+            p::AllowedChange::Relative(r) => Allowed::Relative(r),
+        };
+    }
+    spec.critical = m.critical;
+    spec
+}
+
+fn step_spec(s: &p::RolloutStep) -> StepSpec {
+    match s {
+        p::RolloutStep::SetWeight(w) => StepSpec::SetWeight((*w).min(100) as u8),
+        p::RolloutStep::Pause { duration } => StepSpec::Pause {
+            duration_s: duration.map(|d| d.as_secs_f64()),
+        },
+        p::RolloutStep::Analysis(_) => StepSpec::Analysis,
+        p::RolloutStep::SetHeaderRoute(h) => StepSpec::SetHeaderRoute {
+            name: h.name.clone(),
+        },
+        p::RolloutStep::SetMirrorRoute(m) => StepSpec::SetMirrorRoute {
+            name: m.name.clone(),
+            percent: m.percentage.value().round().clamp(0.0, 100.0) as u8,
+        },
+    }
+}
+
+fn trigger_spec(t: &p::RollbackTrigger) -> TriggerSpec {
+    let amount = |a: p::Amount| match a {
+        p::Amount::Percent(pct) => pct / 100.0,
+        p::Amount::Latency(d) => d.as_secs_f64() * 1000.0,
+    };
+    TriggerSpec {
+        name: t.name.clone(),
+        metric: match t.metric {
+            p::TriggerMetric::ErrorRate => TriggerMetric::ErrorRate,
+            p::TriggerMetric::Accuracy => TriggerMetric::Accuracy,
+            p::TriggerMetric::LatencyP50 => TriggerMetric::LatencyP50,
+            p::TriggerMetric::LatencyP95 => TriggerMetric::LatencyP95,
+            p::TriggerMetric::LatencyP99 => TriggerMetric::LatencyP99,
+            p::TriggerMetric::ShadowAgreement => TriggerMetric::ShadowAgreement,
+        },
+        condition: match t.condition {
+            p::TriggerCondition::Above(a) => TriggerCondition::Above(amount(a)),
+            p::TriggerCondition::DropBy(a) => TriggerCondition::DropBy(amount(a)),
+            p::TriggerCondition::IncreaseBy(a) => TriggerCondition::IncreaseBy(amount(a)),
+        },
+        window_s: t.window.as_secs_f64(),
+        action: match t.action {
+            p::TriggerAction::Immediate => TriggerAction::Immediate,
+            p::TriggerAction::Staged => TriggerAction::Staged,
+            p::TriggerAction::CanaryOnly => TriggerAction::CanaryOnly,
+        },
+        min_samples: TRIGGER_MIN_SAMPLES,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_seed_policy_maps_with_unit_conversions() {
+        let loaded = augur_policies::load_paths(&[concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../policies/examples/canary-pneumonia.yaml"
+        )])
+        .unwrap();
+        let spec = from_policy(&loaded.set.canary_policies[0]);
+        assert_eq!(spec.steps.first(), Some(&StepSpec::SetWeight(5)));
+        assert_eq!(spec.steps.last(), Some(&StepSpec::SetWeight(100)));
+        assert_eq!(spec.analysis.interval_s, 60.0);
+        assert_eq!(spec.analysis.positive_label, "PNEUMONIA");
+        let error_rate = spec
+            .analysis
+            .metrics
+            .iter()
+            .find(|m| m.name == "error-rate")
+            .unwrap();
+        assert_eq!(
+            error_rate.allowed,
+            Allowed::Absolute(0.01),
+            "1 point = 0.01"
+        );
+        assert!(error_rate.critical);
+        let t = &spec.triggers;
+        assert_eq!(t[0].condition, TriggerCondition::Above(0.10));
+        assert_eq!(
+            (t[0].window_s, t[0].action),
+            (120.0, TriggerAction::Immediate)
+        );
+        assert_eq!(t[1].condition, TriggerCondition::DropBy(0.05));
+        assert_eq!(t[2].condition, TriggerCondition::IncreaseBy(500.0));
+        assert_eq!(t[2].action, TriggerAction::CanaryOnly);
+    }
+}

@@ -1,0 +1,228 @@
+//! Rollouts under `augur proxy`: steps set the weights requests see, manual promotion, a
+//! rollback trigger against a failing canary, and resuming after a crash at the same step.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use augur_tests::augur::Proxy;
+use augur_tests::http::Connection;
+use augur_tests::policy::{service, virtual_service, write};
+use augur_tests::upstream::{Answer, Upstream};
+use augur_tests::wait_for;
+
+/// Analysis on the error rate: a canary failing every request fails it.
+const ERROR_RATE_ANALYSIS: &str =
+    "    - name: error-rate\n      kind: errorRate\n      allowedChange: {absolute: 5}\n";
+/// Analysis on latency only, with room to spare: errors are left to the triggers.
+const LATENCY_ANALYSIS: &str = "    - name: latency\n      kind: latency\n      quantile: 0.95\n      allowedChange: {relative: 10}\n";
+
+fn canary_policy(metrics: &str, triggers: &str) -> String {
+    format!(
+        r#"apiVersion: augur.dev/v1alpha1
+kind: CanaryPolicy
+metadata: {{name: model}}
+spec:
+  trafficRouting:
+    virtualService: {{name: model, routes: [primary]}}
+  stable: {{host: model, subset: v1}}
+  canary: {{host: model, subset: v2}}
+  steps:
+  - setWeight: 30
+  - pause: {{}}
+  - setWeight: 100
+  analysis:
+    interval: 1s
+    minSamples: 20
+    metrics:
+{metrics}{triggers}"#
+    )
+}
+
+fn setup(
+    v1: &Upstream,
+    v2: &Upstream,
+    metrics: &str,
+    triggers: &str,
+) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vs = virtual_service(
+        "model",
+        "  - name: primary\n    retries: {attempts: 0}\n    route:\n    - destination: {host: model, subset: v1}\n      weight: 100\n    - destination: {host: model, subset: v2}\n      weight: 0\n",
+    );
+    let svc = service("model", &[("v1", v1.addr.port()), ("v2", v2.addr.port())]);
+    let file = write(dir.path(), &[&vs, &svc, &canary_policy(metrics, triggers)]);
+    (dir, file)
+}
+
+/// Sends `n` requests and returns how many the canary (v2) answered.
+fn canary_share(proxy: &Proxy, n: usize) -> usize {
+    let mut conn = Connection::open(proxy.listen).expect("connect");
+    (0..n)
+        .filter(|_| {
+            conn.get("model", "/predict")
+                .expect("request")
+                .body
+                .contains("\"v2\"")
+        })
+        .count()
+}
+
+fn rollout_status(proxy: &Proxy) -> serde_json::Value {
+    let status: serde_json::Value =
+        serde_json::from_str(&proxy.admin_get("/rollouts").body).expect("rollouts JSON");
+    status["rollouts"][0].clone()
+}
+
+fn assert_near(observed: usize, n: usize, p: f64) {
+    let sigma = (n as f64 * p * (1.0 - p)).sqrt();
+    let expected = n as f64 * p;
+    assert!(
+        (observed as f64 - expected).abs() <= 3.0 * sigma,
+        "observed {observed} of {n}, expected {expected} ± {:.0}",
+        3.0 * sigma
+    );
+}
+
+#[test]
+fn steps_set_weights_and_promotion_completes_the_rollout() {
+    let (v1, v2) = (Upstream::start("v1"), Upstream::start("v2"));
+    let (_dir, file) = setup(&v1, &v2, ERROR_RATE_ANALYSIS, "");
+    let proxy = Proxy::start(&[&file]);
+    wait_for("the first step to set 30%", Duration::from_secs(10), || {
+        (rollout_status(&proxy)["weights"]["canary"] == 30).then_some(())
+    });
+    assert_near(canary_share(&proxy, 2000), 2000, 0.3);
+    let status = rollout_status(&proxy);
+    assert_eq!(status["name"], "default/model");
+    assert_eq!(
+        status["state"]["phase"], "paused",
+        "pause without duration waits for promotion"
+    );
+    assert_eq!(
+        proxy.metric("augur_rollout_weight{arm=\"canary\",policy=\"default/model\"}"),
+        30.0
+    );
+
+    let promoted = proxy.admin_post("/rollouts/model/promote", "");
+    assert_eq!(promoted.status, 200, "{}", promoted.body);
+    wait_for("the rollout to reach 100%", Duration::from_secs(10), || {
+        (rollout_status(&proxy)["state"]["phase"] == "promoted").then_some(())
+    });
+    assert_eq!(canary_share(&proxy, 200), 200);
+    assert_eq!(
+        proxy.metric("deployments_total{policy=\"default/model\"}"),
+        1.0
+    );
+
+    let audit = std::fs::read_to_string(proxy.state_dir.join("default_model.decisions.jsonl"))
+        .expect("audit log");
+    let lines: Vec<serde_json::Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert!(
+        lines.iter().any(|d| d["actor"] == "admin"),
+        "the manual promotion is audited"
+    );
+    assert!(lines
+        .iter()
+        .all(|d| d["policy_hash"].as_str().map(str::len) == Some(64)));
+    assert_eq!(proxy.admin_post("/rollouts/nope/promote", "").status, 404);
+    assert_eq!(
+        proxy.admin_get("/rollouts/model/promote").status,
+        400,
+        "mutations are POST only"
+    );
+}
+
+#[test]
+fn a_failing_canary_is_rolled_back_by_the_analysis() {
+    let v1 = Upstream::start("v1");
+    let v2 = Upstream::scripted("v2", |_| Answer {
+        status: 500,
+        ..Answer::OK
+    });
+    let metrics = ERROR_RATE_ANALYSIS;
+    let triggers = "";
+    let (_dir, file) = setup(&v1, &v2, metrics, triggers);
+    let proxy = Proxy::start(&[&file]);
+    wait_for("the first step to set 30%", Duration::from_secs(10), || {
+        (rollout_status(&proxy)["weights"]["canary"] == 30).then_some(())
+    });
+    let mut conn = Connection::open(proxy.listen).expect("connect");
+    wait_for("the rollback", Duration::from_secs(20), || {
+        for _ in 0..50 {
+            conn.get("model", "/predict").expect("request");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        (rollout_status(&proxy)["state"]["phase"] == "rolled_back").then_some(())
+    });
+    let status = rollout_status(&proxy);
+    assert_eq!(status["weights"]["canary"], 0);
+    assert!(status["state"]["reason"]
+        .as_str()
+        .unwrap_or("")
+        .contains("error-rate"));
+    assert_eq!(status["state"]["trigger"], serde_json::Value::Null);
+    assert!(status["decisions"].to_string().contains("rolled_back"));
+    assert_eq!(canary_share(&proxy, 200), 0, "all traffic back on stable");
+    assert_eq!(
+        proxy.metric("rollbacks_total{policy=\"default/model\"}"),
+        1.0
+    );
+}
+
+#[test]
+fn a_failing_canary_is_rolled_back_by_the_error_rate_trigger() {
+    let v1 = Upstream::start("v1");
+    let v2 = Upstream::scripted("v2", |_| Answer {
+        status: 500,
+        ..Answer::OK
+    });
+    let metrics = LATENCY_ANALYSIS;
+    let triggers = "  rollback:\n    triggers:\n    - name: errors\n      metric: errorRate\n      condition: {above: 10}\n      window: 2s\n      action: immediate\n";
+    let (_dir, file) = setup(&v1, &v2, metrics, triggers);
+    let proxy = Proxy::start(&[&file]);
+    wait_for("the first step to set 30%", Duration::from_secs(10), || {
+        (rollout_status(&proxy)["weights"]["canary"] == 30).then_some(())
+    });
+    let mut conn = Connection::open(proxy.listen).expect("connect");
+    wait_for("the rollback", Duration::from_secs(20), || {
+        for _ in 0..50 {
+            conn.get("model", "/predict").expect("request");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        (rollout_status(&proxy)["state"]["phase"] == "rolled_back").then_some(())
+    });
+    let status = rollout_status(&proxy);
+    assert_eq!(status["weights"]["canary"], 0);
+    assert_eq!(status["state"]["trigger"], "errors", "{}", status["state"]);
+    assert!(status["decisions"].to_string().contains("rolled_back"));
+    assert_eq!(canary_share(&proxy, 200), 0, "all traffic back on stable");
+    assert_eq!(
+        proxy.metric("rollbacks_total{policy=\"default/model\"}"),
+        1.0
+    );
+}
+
+#[test]
+fn a_killed_proxy_resumes_the_rollout_at_the_same_step_and_weight() {
+    let (v1, v2) = (Upstream::start("v1"), Upstream::start("v2"));
+    let (_dir, file) = setup(&v1, &v2, ERROR_RATE_ANALYSIS, "");
+    let state = tempfile::tempdir().expect("state dir");
+    let mut proxy = Proxy::start_with_state(&[&file], state.path());
+    wait_for("the first step to set 30%", Duration::from_secs(10), || {
+        (rollout_status(&proxy)["weights"]["canary"] == 30).then_some(())
+    });
+    let before = rollout_status(&proxy);
+    proxy.kill();
+
+    let proxy = Proxy::start_with_state(&[&file], state.path());
+    let after = rollout_status(&proxy);
+    assert_eq!(after["state"], before["state"], "same step, same phase");
+    assert_eq!(
+        after["weights"]["canary"], 30,
+        "never back to 0% or up to 100%"
+    );
+    assert_near(canary_share(&proxy, 1000), 1000, 0.3);
+}
