@@ -31,7 +31,10 @@ const EXAMPLES: &str = "\
 Examples:
   augur policy check policies/
   augur policy explain policies/examples/canary-pneumonia.yaml --output json
-  augur proxy --policy policies/examples/canary-pneumonia.yaml --listen 127.0.0.1:8080";
+  augur proxy --policy policies/examples/canary-pneumonia.yaml --listen 127.0.0.1:8080
+  augur rollout status --watch
+  augur rollout promote pneumonia
+  augur analyze --policy policies/examples/canary-pneumonia.yaml --samples last-week.jsonl";
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
@@ -42,6 +45,80 @@ pub enum Command {
     Policy(PolicyCommand),
     /// Run the sidecar proxy.
     Proxy(ProxyArgs),
+    /// Show and steer the running rollouts through the admin API.
+    Rollout {
+        /// The proxy's admin endpoint.
+        #[arg(
+            long,
+            env = "AUGUR_ADMIN",
+            default_value = "127.0.0.1:15000",
+            global = true
+        )]
+        admin: SocketAddr,
+        /// What to do.
+        #[command(subcommand)]
+        command: RolloutCommand,
+    },
+    /// Replay recorded samples (JSON lines) through the analyzer and print the decisions.
+    Analyze {
+        /// Policy files or directories holding the CanaryPolicy.
+        #[arg(long = "policy", required = true)]
+        policy: Vec<PathBuf>,
+        /// Which CanaryPolicy, when the files hold several (`name` or `namespace/name`).
+        #[arg(long)]
+        name: Option<String>,
+        /// Samples, one JSON object per line: `t`, `arm`, `latency_ms`, `status`, and optional
+        /// `score`, `label`, `truth`, `request_id`.
+        #[arg(long)]
+        samples: PathBuf,
+        /// Output format.
+        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+}
+
+/// `augur rollout ...`
+#[derive(Debug, Subcommand)]
+pub enum RolloutCommand {
+    /// Steps, weights and verdicts of each rollout.
+    Status {
+        /// Only this rollout (`name` or `namespace/name`).
+        name: Option<String>,
+        /// Output format.
+        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+        /// Refresh every 2 seconds.
+        #[arg(long, short)]
+        watch: bool,
+    },
+    /// Go to the next step (or, with --full, straight to 100%).
+    Promote {
+        /// The rollout.
+        name: String,
+        /// Skip the remaining steps and analysis.
+        #[arg(long)]
+        full: bool,
+    },
+    /// Stop the rollout and send all traffic to stable.
+    Abort {
+        /// The rollout.
+        name: String,
+    },
+    /// Start an aborted or rolled-back rollout again from its first step.
+    Retry {
+        /// The rollout.
+        name: String,
+    },
+    /// Hold the rollout at its current step.
+    Pause {
+        /// The rollout.
+        name: String,
+    },
+    /// Continue a paused rollout.
+    Resume {
+        /// The rollout.
+        name: String,
+    },
 }
 
 /// `augur policy ...`

@@ -19,6 +19,13 @@ fn main() -> ExitCode {
             cmd::policy::explain(&paths, output)
         }
         Command::Proxy(args) => cmd::proxy::run(args),
+        Command::Rollout { admin, command } => cmd::rollout::run(admin, command),
+        Command::Analyze {
+            policy,
+            name,
+            samples,
+            output,
+        } => cmd::analyze::run(&policy, name.as_deref(), &samples, output),
     };
     match result {
         Ok(code) => code,

@@ -105,6 +105,11 @@ impl Rollout {
         }
     }
 
+    /// The steps, in order.
+    pub fn steps(&self) -> &[StepSpec] {
+        &self.steps
+    }
+
     /// The current state.
     pub fn state(&self) -> &RolloutState {
         &self.state

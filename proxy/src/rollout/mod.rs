@@ -179,6 +179,7 @@ impl Rollouts {
                     "policy_hash": m.policy_hash,
                     "state": r.state(),
                     "step": r.state().step(),
+                    "steps": r.steps(),
                     "weights": r.weights(),
                     "verdicts": r.verdicts(),
                     "counters": r.counters(),

@@ -123,7 +123,10 @@ mod tests {
         let state = StateDir::open(dir.path()).unwrap();
         let mut rollout = Rollout::new(
             AnalysisSpec::default(),
-            vec![StepSpec::SetWeight(20), StepSpec::Pause { duration_s: None }],
+            vec![
+                StepSpec::SetWeight(20),
+                StepSpec::Pause { duration_s: None },
+            ],
             vec![],
         );
         rollout.tick(1000.0);

@@ -1,0 +1,115 @@
+//! `augur analyze`: replays a recorded sample stream through the same analyzer the proxy runs,
+//! and prints the decision timeline with each test's statistic and p- or e-value.
+
+use std::fmt::Write as _;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use augur_analyzer::rollout::Decision;
+use augur_model::Sample;
+
+use crate::cli::OutputFormat;
+use crate::rollout::spec;
+use crate::route::policy_key;
+
+/// Replays `samples` (JSON lines) under the CanaryPolicy in `policy` (the one named `name`
+/// when the files hold several).
+pub fn run(
+    policy: &[PathBuf],
+    name: Option<&str>,
+    samples: &Path,
+    output: OutputFormat,
+) -> anyhow::Result<ExitCode> {
+    let loaded = match augur_policies::load_paths(policy) {
+        Ok(l) => l,
+        Err(e) => {
+            eprint!("{}", super::policy::render_diagnostics(&e));
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let policies = &loaded.set.canary_policies;
+    let chosen = match name {
+        Some(n) => policies
+            .iter()
+            .find(|p| policy_key(p) == n || p.metadata.name == n)
+            .with_context(|| format!("no CanaryPolicy named {n:?} in the policy files"))?,
+        None if policies.len() == 1 => &policies[0],
+        None if policies.is_empty() => bail!("the policy files hold no CanaryPolicy to replay"),
+        None => bail!(
+            "the policy files hold {} CanaryPolicies: choose one with --name",
+            policies.len()
+        ),
+    };
+    let samples = read_samples(samples)?;
+    let spec = spec::from_policy(chosen);
+    let decisions = augur_analyzer::replay::replay(
+        spec.analysis,
+        spec.steps,
+        spec.triggers,
+        samples.into_iter(),
+    );
+    match output {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&decisions)?),
+        OutputFormat::Table => print!("{}", render(&policy_key(chosen), &decisions)),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads one JSON sample per line (blank lines skipped); errors name the line.
+fn read_samples(path: &Path) -> anyhow::Result<Vec<Sample>> {
+    let file = std::fs::File::open(path)
+        .with_context(|| format!("cannot open the samples file {}", path.display()))?;
+    let mut samples = Vec::new();
+    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.with_context(|| format!("{}:{}: cannot read", path.display(), i + 1))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let sample: Sample = serde_json::from_str(&line)
+            .with_context(|| format!("{}:{}: not a sample", path.display(), i + 1))?;
+        samples.push(sample);
+    }
+    Ok(samples)
+}
+
+fn render(policy: &str, decisions: &[Decision]) -> String {
+    let mut out = format!("Replay of {policy}: {} decision(s)\n", decisions.len());
+    for d in decisions {
+        let phase = |s: &augur_analyzer::rollout::RolloutState| {
+            serde_json::to_value(s)
+                .ok()
+                .and_then(|v| v["phase"].as_str().map(str::to_owned))
+                .unwrap_or_default()
+        };
+        let _ = writeln!(
+            out,
+            "\nt={:>8.1}s  step {}  {} -> {}  stable {}% canary {}%\n  {}",
+            d.time,
+            d.step + 1,
+            phase(&d.from),
+            phase(&d.to),
+            d.weights.stable,
+            d.weights.canary,
+            d.reason
+        );
+        for v in &d.verdicts {
+            let value = |x: Option<f64>| x.map_or_else(|| "-".to_owned(), |x| format!("{x:.4}"));
+            let _ = writeln!(
+                out,
+                "    {:<16} stable {:>9} canary {:>9}  n {}/{}  stat {:>9}  p {:>9}  e {:>9}  {}",
+                v.metric,
+                value(v.stable),
+                value(v.canary),
+                v.n_stable,
+                v.n_canary,
+                value(v.statistic),
+                value(v.p_value),
+                value(v.e_value),
+                v.reason
+            );
+        }
+    }
+    out
+}

@@ -1,0 +1,209 @@
+//! `augur rollout status|promote|abort|retry|pause|resume`: the admin API from the terminal,
+//! with a table like `kubectl argo rollouts get rollout`.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde_json::Value;
+
+use super::admin_client;
+use crate::cli::{OutputFormat, RolloutCommand};
+
+/// Runs one rollout subcommand against the admin API at `admin`.
+pub fn run(admin: SocketAddr, command: RolloutCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        RolloutCommand::Status {
+            name,
+            output,
+            watch,
+        } => loop {
+            let (status, body) = admin_client::call(admin, "GET", "/rollouts", "")?;
+            if status != 200 {
+                anyhow::bail!("GET /rollouts answered {status}: {body}");
+            }
+            let json: Value =
+                serde_json::from_str(&body).context("the admin API sent invalid JSON")?;
+            let rollouts: Vec<&Value> = json["rollouts"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter(|r| matches_name(r, name.as_deref()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if watch {
+                print!("\x1b[2J\x1b[H");
+            }
+            match output {
+                OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&rollouts)?),
+                OutputFormat::Table if rollouts.is_empty() => {
+                    println!("No rollouts: no CanaryPolicy is loaded (see `augur policy explain`).")
+                }
+                OutputFormat::Table => {
+                    for r in rollouts {
+                        print!("{}", render(r));
+                    }
+                }
+            }
+            if !watch {
+                return Ok(ExitCode::SUCCESS);
+            }
+            std::thread::sleep(Duration::from_secs(2));
+        },
+        RolloutCommand::Promote { name, full } => {
+            command_call(admin, &name, if full { "promote-full" } else { "promote" })
+        }
+        RolloutCommand::Abort { name } => command_call(admin, &name, "abort"),
+        RolloutCommand::Retry { name } => command_call(admin, &name, "retry"),
+        RolloutCommand::Pause { name } => command_call(admin, &name, "pause"),
+        RolloutCommand::Resume { name } => command_call(admin, &name, "resume"),
+    }
+}
+
+fn matches_name(r: &Value, name: Option<&str>) -> bool {
+    let Some(name) = name else { return true };
+    let full = r["name"].as_str().unwrap_or("");
+    full == name || full.rsplit('/').next() == Some(name)
+}
+
+fn command_call(admin: SocketAddr, name: &str, verb: &str) -> anyhow::Result<ExitCode> {
+    let (status, body) =
+        admin_client::call(admin, "POST", &format!("/rollouts/{name}/{verb}"), "")?;
+    if status == 200 {
+        let json: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        let d = &json["decision"];
+        println!(
+            "{name}: {verb} done: {} -> {} (canary {}%): {}",
+            phase(&d["from"]),
+            phase(&d["to"]),
+            d["weights"]["canary"],
+            d["reason"].as_str().unwrap_or("")
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("augur: {verb} {name} refused ({status}): {}", body.trim());
+        if status == 409 {
+            eprintln!("hint: `augur rollout status {name}` shows the state; `retry` restarts an ended rollout.");
+        }
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+fn phase(state: &Value) -> String {
+    let p = state["phase"].as_str().unwrap_or("?");
+    match state["reason"]
+        .as_str()
+        .or(state["reason"]["no_data"]["metric"].as_str())
+    {
+        Some(reason) if p == "paused" => format!("paused ({reason})"),
+        _ => p.to_owned(),
+    }
+}
+
+fn step_text(step: &Value) -> String {
+    if let Some(w) = step.get("set_weight") {
+        return format!("setWeight {w}");
+    }
+    if let Some(p) = step.get("pause") {
+        return match p["duration_s"].as_f64() {
+            Some(s) => format!("pause {s}s"),
+            None => "pause (until promoted)".to_owned(),
+        };
+    }
+    if let Some(h) = step.get("set_header_route") {
+        return format!("setHeaderRoute {}", h["name"].as_str().unwrap_or(""));
+    }
+    if let Some(m) = step.get("set_mirror_route") {
+        return format!(
+            "setMirrorRoute {} {}%",
+            m["name"].as_str().unwrap_or(""),
+            m["percent"]
+        );
+    }
+    step.as_str()
+        .map_or_else(|| step.to_string(), str::to_owned)
+}
+
+fn num(v: &Value) -> String {
+    v.as_f64()
+        .map_or_else(|| "-".to_owned(), |x| format!("{x:.4}"))
+}
+
+/// The status of one rollout as text.
+pub fn render(r: &Value) -> String {
+    let mut out = String::new();
+    let current = r["step"].as_u64();
+    let steps = r["steps"].as_array().cloned().unwrap_or_default();
+    let _ = writeln!(out, "Name:     {}", r["name"].as_str().unwrap_or(""));
+    let _ = writeln!(out, "Status:   {}", phase(&r["state"]));
+    if let Some(step) = current {
+        let _ = writeln!(out, "Step:     {}/{}", step + 1, steps.len());
+    }
+    let _ = writeln!(
+        out,
+        "Weights:  stable {}%  canary {}%",
+        r["weights"]["stable"], r["weights"]["canary"]
+    );
+    if let Some(rate) = r["label_rate"].as_f64() {
+        let _ = writeln!(
+            out,
+            "Labels:   {:.1}% of predictions labelled",
+            rate * 100.0
+        );
+    }
+    let _ = writeln!(out, "\n  STEP  ACTION");
+    for (i, s) in steps.iter().enumerate() {
+        let marker = match current {
+            Some(c) if c as usize == i => "▶",
+            Some(c) if (i as u64) < c => "✔",
+            _ => " ",
+        };
+        let _ = writeln!(out, "{marker} {:<5} {}", i + 1, step_text(s));
+    }
+    if let Some(verdicts) = r["verdicts"].as_array().filter(|v| !v.is_empty()) {
+        let _ = writeln!(
+            out,
+            "\n{:<16} {:<13} {:>10} {:>10} {:>8} {:>8} {:>11}",
+            "METRIC", "VERDICT", "STABLE", "CANARY", "N STABLE", "N CANARY", "P/E-VALUE"
+        );
+        for v in verdicts {
+            let outcome = match &v["outcome"] {
+                Value::String(s) => s.clone(),
+                other => other
+                    .as_object()
+                    .and_then(|o| o.keys().next().cloned())
+                    .unwrap_or_default(),
+            };
+            let pe = if v["p_value"].is_number() {
+                format!("p={}", num(&v["p_value"]))
+            } else if v["e_value"].is_number() {
+                format!("e={}", num(&v["e_value"]))
+            } else {
+                "-".to_owned()
+            };
+            let _ = writeln!(
+                out,
+                "{:<16} {:<13} {:>10} {:>10} {:>8} {:>8} {:>11}",
+                v["metric"].as_str().unwrap_or(""),
+                outcome,
+                num(&v["stable"]),
+                num(&v["canary"]),
+                v["n_stable"],
+                v["n_canary"],
+                pe
+            );
+        }
+    }
+    if let Some(last) = r["decisions"].as_array().and_then(|d| d.first()) {
+        let _ = writeln!(
+            out,
+            "\nLast decision: {}",
+            last["reason"].as_str().unwrap_or("")
+        );
+    }
+    out.push('\n');
+    out
+}

@@ -1,0 +1,172 @@
+//! `augur rollout ...` against a running proxy, and `augur analyze` on a recorded stream.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use augur_tests::augur::{run, Proxy};
+use augur_tests::policy::{service, virtual_service, write};
+use augur_tests::upstream::Upstream;
+use augur_tests::wait_for;
+
+const CANARY: &str = r#"apiVersion: augur.dev/v1alpha1
+kind: CanaryPolicy
+metadata: {name: model}
+spec:
+  trafficRouting:
+    virtualService: {name: model, routes: [primary]}
+  stable: {host: model, subset: v1}
+  canary: {host: model, subset: v2}
+  steps:
+  - setWeight: 20
+  - pause: {}
+  - setWeight: 60
+  - pause: {}
+  - setWeight: 100
+  analysis:
+    interval: 1s
+    minSamples: 20
+    metrics:
+    - {name: error-rate, kind: errorRate, allowedChange: {absolute: 2}, critical: true}
+  rollback:
+    triggers:
+    - {name: errors-above-10, metric: errorRate, condition: {above: 10}, window: 60s, action: immediate}
+"#;
+
+fn policy_file(dir: &std::path::Path, v1: u16, v2: u16) -> std::path::PathBuf {
+    let vs = virtual_service(
+        "model",
+        "  - name: primary\n    route:\n    - destination: {host: model, subset: v1}\n      weight: 100\n    - destination: {host: model, subset: v2}\n      weight: 0\n",
+    );
+    write(
+        dir,
+        &[&vs, &service("model", &[("v1", v1), ("v2", v2)]), CANARY],
+    )
+}
+
+fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn status_promote_abort_and_retry_from_the_command_line() {
+    let (v1, v2) = (Upstream::start("v1"), Upstream::start("v2"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let proxy = Proxy::start(&[&policy_file(dir.path(), v1.addr.port(), v2.addr.port())]);
+    let admin = proxy.admin.to_string();
+    let status = |extra: &[&str]| {
+        let mut args = vec!["rollout", "--admin", admin.as_str(), "status"];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    wait_for("step 1", Duration::from_secs(10), || {
+        stdout(&status(&[])).contains("canary 20%").then_some(())
+    });
+    let table = stdout(&status(&["model"]));
+    assert!(table.contains("Name:     default/model"), "{table}");
+    assert!(table.contains("Step:     2/5"), "{table}");
+    assert!(table.contains("▶ 2     pause (until promoted)"), "{table}");
+    assert!(table.contains("✔ 1     setWeight 20"), "{table}");
+
+    let promoted = run(&["rollout", "--admin", &admin, "promote", "model"]);
+    assert_eq!(
+        promoted.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&promoted.stderr)
+    );
+    wait_for("step 3 (60%)", Duration::from_secs(10), || {
+        stdout(&status(&[])).contains("canary 60%").then_some(())
+    });
+
+    let json: serde_json::Value =
+        serde_json::from_str(&stdout(&status(&["-o", "json"]))).expect("JSON status");
+    assert_eq!(json[0]["weights"]["canary"], 60);
+
+    assert_eq!(
+        run(&["rollout", "--admin", &admin, "abort", "model"])
+            .status
+            .code(),
+        Some(0)
+    );
+    assert!(stdout(&status(&[])).contains("Status:   aborted"));
+    let again = run(&["rollout", "--admin", &admin, "abort", "model"]);
+    assert_eq!(
+        again.status.code(),
+        Some(1),
+        "abort is refused once aborted"
+    );
+    assert!(String::from_utf8_lossy(&again.stderr).contains("hint:"));
+    assert_eq!(
+        run(&["rollout", "--admin", &admin, "retry", "model"])
+            .status
+            .code(),
+        Some(0)
+    );
+    wait_for(
+        "the retried rollout at 20%",
+        Duration::from_secs(10),
+        || stdout(&status(&[])).contains("canary 20%").then_some(()),
+    );
+}
+
+#[test]
+fn status_explains_an_unreachable_admin() {
+    let port = augur_tests::free_port();
+    let out = run(&["rollout", "--admin", &format!("127.0.0.1:{port}"), "status"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is `augur proxy` running there?"));
+}
+
+#[test]
+fn analyze_replays_a_recorded_stream_to_a_rollback() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = policy_file(dir.path(), 1, 2);
+    // Two minutes of traffic, 20 requests a second; the canary fails 30% of its requests.
+    let mut jsonl = String::new();
+    for i in 0..2400u32 {
+        let t = f64::from(i) * 0.05;
+        let canary = i % 4 == 0;
+        let failed = canary && i % 10 < 3;
+        let _ = writeln!(
+            jsonl,
+            r#"{{"t": {t}, "arm": "{}", "latency_ms": 40, "status": {}, "request_id": "r{i}"}}"#,
+            if canary { "canary" } else { "stable" },
+            if failed { 503 } else { 200 }
+        );
+    }
+    let samples = dir.path().join("samples.jsonl");
+    std::fs::write(&samples, jsonl).expect("write samples");
+    let args = [
+        "analyze",
+        "--policy",
+        policy.to_str().expect("utf-8"),
+        "--samples",
+        samples.to_str().expect("utf-8"),
+    ];
+    let out = run(&args);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = stdout(&out);
+    assert!(text.contains("Replay of default/model"), "{text}");
+    assert!(text.contains("-> rolled_back"), "{text}");
+
+    let mut json_args = args.to_vec();
+    json_args.extend_from_slice(&["--output", "json"]);
+    let decisions: serde_json::Value =
+        serde_json::from_slice(&run(&json_args).stdout).expect("JSON decisions");
+    let last = decisions
+        .as_array()
+        .and_then(|d| d.last())
+        .expect("a decision");
+    assert_eq!(last["to"]["phase"], "rolled_back");
+    assert_eq!(last["weights"]["canary"], 0);
+
+    std::fs::write(&samples, "{\"t\": 0, \"arm\": \"blue\"}\n").expect("write samples");
+    let bad = run(&args);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("samples.jsonl:1: not a sample"));
+}
