@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what augur's build, tests and demo need. Idempotent: a second run installs nothing.
-#   Debian: cmake (pingora's zlib-ng build), nginx (demo model endpoints), curl
+#   Debian: cmake (pingora's zlib-ng build), nginx (demo model endpoints), curl, prometheus
+#           (the real server the Prometheus metric-source tests query)
 #   Rust:   rustfmt and clippy components
 #   PyPI:   the onnxruntime wheel, from which only libonnxruntime.so is kept (for `ort`'s
 #           load-dynamic), under .cache/onnxruntime; nothing downloads at build or run time.
@@ -14,6 +15,7 @@ missing=()
 command -v cmake >/dev/null || missing+=(cmake)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 command -v curl >/dev/null || missing+=(curl)
+command -v prometheus >/dev/null || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]} (Debian)"
   sudo_if_needed apt-get update -qq

@@ -4,6 +4,7 @@
 pub mod augur;
 pub mod http;
 pub mod policy;
+pub mod prometheus;
 pub mod upstream;
 
 use std::net::TcpListener;

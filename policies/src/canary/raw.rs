@@ -224,7 +224,8 @@ pub(crate) enum RawSource {
 pub(crate) struct RawPrometheus {
     /// Base URL, e.g. `http://prometheus:9090`.
     pub(crate) address: Option<String>,
-    /// PromQL query overriding the built-in ones.
+    /// Extra label matchers added to the built-in queries over Istio's standard series, e.g.
+    /// `destination_workload_namespace="prod"`.
     pub(crate) query: Option<String>,
 }
 

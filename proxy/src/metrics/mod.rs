@@ -44,6 +44,8 @@ pub struct RolloutMetrics {
     pub rollbacks: IntCounterVec,
     /// Rollouts that ended promoted.
     pub deployments: IntCounterVec,
+    /// Failed reads of a rollout's metric source (Prometheus down, slow or answering errors).
+    pub source_errors: IntCounterVec,
 }
 
 impl RolloutMetrics {
@@ -74,6 +76,14 @@ impl RolloutMetrics {
             Opts::new("deployments_total", "Rollouts promoted to 100%."),
             &["policy"],
         )?;
+        let source_errors = IntCounterVec::new(
+            Opts::new(
+                "augur_metric_source_errors_total",
+                "Failed reads of a rollout's metric source.",
+            ),
+            &["policy"],
+        )?;
+        registry.register(Box::new(source_errors.clone()))?;
         registry.register(Box::new(weight.clone()))?;
         registry.register(Box::new(step.clone()))?;
         registry.register(Box::new(verdict.clone()))?;
@@ -85,6 +95,7 @@ impl RolloutMetrics {
             verdict,
             rollbacks,
             deployments,
+            source_errors,
         })
     }
 }

@@ -64,7 +64,18 @@ impl BackgroundService for RolloutDriver {
                 Some(s) = samples.recv() => self.rollouts.observe(&s),
                 _ = tick.tick() => {
                     self.sync(&mut last_hash);
-                    self.rollouts.tick(sample::now());
+                    let now = sample::now();
+                    for due in self.rollouts.due_fetches(now) {
+                        // A slow source must not hold up the other rollouts or the samples.
+                        let rollouts = Arc::clone(&self.rollouts);
+                        tokio::spawn(async move {
+                            match due.source.fetch(due.window_s, now).await {
+                                Ok(samples) => rollouts.feed(&due.policy, &samples),
+                                Err(e) => rollouts.source_failed(&due.policy, &e),
+                            }
+                        });
+                    }
+                    self.rollouts.tick(now);
                 }
                 _ = shutdown.changed() => break,
             }

@@ -8,6 +8,7 @@
 
 pub mod driver;
 pub mod persist;
+pub mod prometheus;
 pub mod spec;
 pub mod weights;
 
@@ -23,6 +24,7 @@ use crate::metrics::Metrics;
 use crate::route::policy_key;
 use crate::sample::RoutedSample;
 use persist::{AuditRecord, SavedRollout, StateDir};
+use prometheus::PrometheusSource;
 use weights::RolloutWeights;
 
 /// Decisions kept in memory per rollout for `GET /rollouts`.
@@ -42,6 +44,20 @@ pub enum RolloutError {
 struct Managed {
     rollout: Rollout,
     policy_hash: String,
+    /// Where the evidence comes from when it is not this proxy's own samples.
+    source: Option<PrometheusSource>,
+    /// When the source was last read (analyzer clock).
+    last_fetch: f64,
+}
+
+/// A fetch from a metric source that is due.
+pub struct DueFetch {
+    /// The rollout.
+    pub policy: String,
+    /// Where to read.
+    pub source: PrometheusSource,
+    /// Seconds since the last fetch.
+    pub window_s: f64,
 }
 
 /// The rollouts of the serving policy set.
@@ -92,37 +108,78 @@ impl Rollouts {
             if map.contains_key(&key) {
                 continue;
             }
-            let managed = match self.state.as_ref().and_then(|s| s.load(&key)) {
+            let source = metric_source(set, policy);
+            let (rollout, policy_hash) = match self.state.as_ref().and_then(|s| s.load(&key)) {
                 Some(saved) => {
                     tracing::info!(policy = %key, state = ?saved.rollout.state(), "rollout resumed from saved state");
-                    Managed {
-                        rollout: saved.rollout,
-                        policy_hash: saved.policy_hash,
-                    }
+                    (saved.rollout, saved.policy_hash)
                 }
                 None => {
                     let spec = spec::from_policy(policy);
-                    Managed {
-                        rollout: Rollout::new(spec.analysis, spec.steps, spec.triggers),
-                        policy_hash: policy_hash.to_owned(),
-                    }
+                    let rollout = Rollout::new(spec.analysis, spec.steps, spec.triggers);
+                    (rollout, policy_hash.to_owned())
                 }
             };
-            let mut managed = managed;
+            let mut managed = Managed {
+                rollout,
+                policy_hash,
+                source,
+                last_fetch: now,
+            };
             let decisions = managed.rollout.tick(now);
             self.applied(&key, &managed, &decisions, "analyzer");
             map.insert(key, managed);
         }
     }
 
-    /// Feeds a sample to the rollout of its policy.
+    /// Feeds a sample to the rollout of its policy (unless that rollout reads its evidence from
+    /// Prometheus, where this proxy's requests are already counted).
     pub fn observe(&self, s: &RoutedSample) {
         let Some(policy) = s.policy.as_deref() else {
             return;
         };
-        if let Some(m) = self.lock().get_mut(policy) {
+        if let Some(m) = self.lock().get_mut(policy).filter(|m| m.source.is_none()) {
             m.rollout.observe(&s.sample);
         }
+    }
+
+    /// The metric-source reads due at `now` (one per analysis interval and rollout).
+    pub fn due_fetches(&self, now: f64) -> Vec<DueFetch> {
+        let mut map = self.lock();
+        map.iter_mut()
+            .filter(|(_, m)| !m.rollout.state().is_terminal())
+            .filter_map(|(key, m)| {
+                let source = m.source.clone()?;
+                let window_s = now - m.last_fetch;
+                (window_s >= m.rollout.analysis().interval_s).then(|| {
+                    m.last_fetch = now;
+                    DueFetch {
+                        policy: key.clone(),
+                        source,
+                        window_s,
+                    }
+                })
+            })
+            .collect()
+    }
+
+    /// Feeds the samples a metric source returned.
+    pub fn feed(&self, policy: &str, samples: &[augur_model::Sample]) {
+        if let Some(m) = self.lock().get_mut(policy) {
+            for s in samples {
+                m.rollout.observe(s);
+            }
+        }
+    }
+
+    /// Counts a failed metric-source read; the analysis then sees no data for the interval.
+    pub fn source_failed(&self, policy: &str, error: &prometheus::SourceError) {
+        self.metrics
+            .rollout
+            .source_errors
+            .with_label_values(&[policy])
+            .inc();
+        tracing::warn!(policy, error = %error, "metric source read failed; no data this interval");
     }
 
     /// Joins a delayed ground-truth label (by request id) in whichever rollout holds it.
@@ -246,6 +303,43 @@ impl Rollouts {
             if let Err(e) = state.save(&saved) {
                 tracing::error!(policy = key, error = %e, "cannot save the rollout state");
             }
+        }
+    }
+}
+
+/// The Prometheus source of a policy whose analysis names one.
+fn metric_source(
+    set: &PolicySet,
+    policy: &augur_policies::CanaryPolicy,
+) -> Option<PrometheusSource> {
+    let augur_policies::MetricSource::Prometheus { address, query } =
+        &policy.analysis.as_ref()?.source
+    else {
+        return None;
+    };
+    let ns = &policy.metadata.namespace;
+    let version = |d: &augur_policies::DestinationRef| {
+        let labels = d.subset.as_deref().and_then(|s| {
+            set.destination_rule_for(&d.host, ns)
+                .and_then(|dr| dr.subset(s))
+        });
+        labels
+            .and_then(|s| s.labels.get("version").cloned())
+            .or_else(|| d.subset.clone())
+            .unwrap_or_else(|| "unknown".to_owned())
+    };
+    let service = augur_policies::hosts::fqdn(&policy.stable.host, ns);
+    match PrometheusSource::new(
+        address,
+        query.as_deref(),
+        &service,
+        &version(&policy.stable),
+        &version(&policy.canary),
+    ) {
+        Ok(source) => Some(source),
+        Err(e) => {
+            tracing::error!(policy = %policy_key(policy), error = %e, "unusable metric source; the analysis will see no data");
+            None
         }
     }
 }
