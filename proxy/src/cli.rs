@@ -34,7 +34,11 @@ Examples:
   augur proxy --policy policies/examples/canary-pneumonia.yaml --listen 127.0.0.1:8080
   augur rollout status --watch
   augur rollout promote pneumonia
-  augur analyze --policy policies/examples/canary-pneumonia.yaml --samples last-week.jsonl";
+  augur analyze --policy policies/examples/canary-pneumonia.yaml --samples last-week.jsonl
+  augur score --model model.onnx inference/testdata/xrays/*.jpeg
+  augur model-server --model model.onnx --listen 127.0.0.1:8501 --version v1
+
+ONNX Runtime: set ORT_DYLIB_PATH to libonnxruntime.so (scripts/setup.sh installs it).";
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
@@ -59,6 +63,35 @@ pub enum Command {
         #[command(subcommand)]
         command: RolloutCommand,
     },
+    /// Score X-ray images (PNG, JPEG, DICOM) with an ONNX model, to check it and its
+    /// preprocessing before a rollout.
+    Score {
+        /// The model.
+        #[command(flatten)]
+        model: ScoreModel,
+        /// Which CanaryPolicy, with --policy, when the files hold several.
+        #[arg(long)]
+        name: Option<String>,
+        /// Images to score.
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        /// Output format.
+        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+    /// Serve a model like the reference FastAPI service: `POST /predict`, `GET /health`,
+    /// `GET /metrics`.
+    ModelServer {
+        /// The `.onnx` model (metadata JSON beside it).
+        #[arg(long)]
+        model: PathBuf,
+        /// Listen address.
+        #[arg(long, default_value = "127.0.0.1:8501")]
+        listen: SocketAddr,
+        /// The `model_version` to report (default: the metadata's).
+        #[arg(long)]
+        version: Option<String>,
+    },
     /// Replay recorded samples (JSON lines) through the analyzer and print the decisions.
     Analyze {
         /// Policy files or directories holding the CanaryPolicy.
@@ -75,6 +108,19 @@ pub enum Command {
         #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
         output: OutputFormat,
     },
+}
+
+/// Where `augur score` gets its model.
+#[derive(Debug, Clone, Args)]
+#[group(required = true, multiple = false)]
+pub struct ScoreModel {
+    /// An `.onnx` model; its preprocessing comes from the metadata JSON beside it
+    /// (`model.onnx` -> `model.json`).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Policy files: the CanaryPolicy's shadow model and its `preprocessing`.
+    #[arg(long = "policy")]
+    pub policy: Vec<PathBuf>,
 }
 
 /// `augur rollout ...`

@@ -20,6 +20,23 @@ fn main() -> ExitCode {
         }
         Command::Proxy(args) => cmd::proxy::run(args),
         Command::Rollout { admin, command } => cmd::rollout::run(admin, command),
+        Command::Score {
+            model,
+            name,
+            images,
+            output,
+        } => {
+            let source = match &model.model {
+                Some(path) => cmd::score::ModelSource::Model(path),
+                None => cmd::score::ModelSource::Policy(&model.policy, name.as_deref()),
+            };
+            cmd::score::score(source, &images, output)
+        }
+        Command::ModelServer {
+            model,
+            listen,
+            version,
+        } => cmd::score::model_server(model, listen, version),
         Command::Analyze {
             policy,
             name,

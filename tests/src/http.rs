@@ -43,9 +43,14 @@ pub fn post(addr: SocketAddr, host: &str, path: &str) -> std::io::Result<Respons
 
 /// Sends raw request bytes on a new connection and reads the response until the peer closes.
 pub fn request(addr: SocketAddr, raw: &str) -> std::io::Result<Response> {
+    request_bytes(addr, raw.as_bytes())
+}
+
+/// Like [`request`], for requests with binary bodies.
+pub fn request_bytes(addr: SocketAddr, raw: &[u8]) -> std::io::Result<Response> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    stream.write_all(raw.as_bytes())?;
+    stream.write_all(raw)?;
     let mut buf = Vec::new();
     stream.read_to_end(&mut buf)?;
     parse(&buf)

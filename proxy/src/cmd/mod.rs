@@ -5,3 +5,4 @@ pub mod analyze;
 pub mod policy;
 pub mod proxy;
 pub mod rollout;
+pub mod score;

@@ -126,10 +126,7 @@ impl PrometheusSource {
         Ok(samples)
     }
 
-    async fn query(
-        &self,
-        promql: &str,
-    ) -> Result<Vec<Series>, SourceError> {
+    async fn query(&self, promql: &str) -> Result<Vec<Series>, SourceError> {
         let path = format!(
             "{}/api/v1/query?query={}",
             self.prefix,
