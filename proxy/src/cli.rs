@@ -222,6 +222,17 @@ pub struct ProxyArgs {
     /// a restarted proxy resumes each rollout at the same step and weight.
     #[arg(long, env = "AUGUR_STATE_DIR", default_value = "/var/lib/augur")]
     pub state_dir: PathBuf,
+    /// Largest request body mirrored (to shadow destinations and the shadow model); larger
+    /// requests are not mirrored, and counted.
+    #[arg(long, env = "AUGUR_MIRROR_MAX_BODY", default_value_t = 4 * 1024 * 1024)]
+    pub mirror_max_body: usize,
+    /// Mirror copies waiting to be sent before new ones are dropped (and counted).
+    #[arg(long, env = "AUGUR_MIRROR_QUEUE", default_value_t = 1024)]
+    pub mirror_queue: usize,
+    /// Suffix for the Host of mirrored requests, e.g. `-shadow` as Envoy before Istio 1.28
+    /// (default: none, as Istio 1.28+).
+    #[arg(long, env = "AUGUR_MIRROR_HOST_SUFFIX")]
+    pub mirror_host_suffix: Option<String>,
     /// How long to let in-flight requests finish after SIGTERM (below Kubernetes' 30 s).
     #[arg(long, env = "AUGUR_DRAIN_DURATION", value_parser = parse_seconds, default_value = "25")]
     pub drain_duration: Duration,

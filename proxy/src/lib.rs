@@ -17,6 +17,7 @@ pub mod identity;
 pub mod local_reply;
 pub mod logging;
 pub mod metrics;
+pub mod mirror;
 pub mod policy_store;
 pub mod reload;
 pub mod rollout;

@@ -8,21 +8,44 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use std::collections::HashMap;
+
 use arc_swap::{ArcSwap, ArcSwapOption};
-use augur_policies::{Diagnostic, LoadError, Loaded};
+use augur_inference::{ShadowConfig, ShadowModel};
+use augur_policies::{Diagnostic, LoadError, Loaded, PolicySet};
 
 use crate::metrics::Metrics;
 use crate::route::{CompileError, RouteTable};
 
 /// One loaded, validated and compiled policy set.
-#[derive(Debug)]
 pub struct Snapshot {
     /// The validated policy set, its warnings, sources and hash.
     pub loaded: Loaded,
     /// The compiled routes.
     pub routes: RouteTable,
+    /// The embedded shadow models, by CanaryPolicy key (`namespace/name`).
+    pub shadows: HashMap<String, Arc<ShadowHandle>>,
+    /// Shadow models that could not be loaded (the routes serve without them).
+    pub shadow_errors: Vec<String>,
     /// When it was loaded.
     pub loaded_at: SystemTime,
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("hash", &self.loaded.hash)
+            .field("shadows", &self.shadows.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// A loaded shadow model and the policy settings it was loaded from.
+pub struct ShadowHandle {
+    /// The CanaryPolicy's `shadow` block.
+    pub config: augur_policies::Shadow,
+    /// The model and its worker pool.
+    pub model: ShadowModel,
 }
 
 /// Why a policy set could not be served.
@@ -67,7 +90,7 @@ pub struct PolicyStore {
 impl PolicyStore {
     /// Loads the initial set; the proxy does not start without a valid one.
     pub fn open(paths: Vec<PathBuf>, metrics: Arc<Metrics>) -> Result<Self, StoreError> {
-        let snapshot = build(&paths)?;
+        let snapshot = build(&paths, None)?;
         metrics
             .config_last_reload_success_timestamp
             .set(unix_seconds(snapshot.loaded_at) as i64);
@@ -98,7 +121,8 @@ impl PolicyStore {
     /// Blocking (file reads, DNS): call it off the async worker threads.
     pub fn reload(&self) -> ReloadOutcome {
         self.metrics.config_reloads.inc();
-        match build(&self.paths) {
+        let previous = self.current.load_full();
+        match build(&self.paths, Some(&previous)) {
             Ok(snapshot) => {
                 self.metrics.config_last_reload_successful.set(1);
                 self.last_failure.store(None);
@@ -133,14 +157,58 @@ impl PolicyStore {
     }
 }
 
-fn build(paths: &[PathBuf]) -> Result<Snapshot, StoreError> {
+fn build(paths: &[PathBuf], previous: Option<&Snapshot>) -> Result<Snapshot, StoreError> {
     let loaded = augur_policies::load_paths(paths)?;
     let routes = RouteTable::compile(&loaded.set)?;
+    let (shadows, shadow_errors) = load_shadows(&loaded.set, previous);
     Ok(Snapshot {
         loaded,
         routes,
+        shadows,
+        shadow_errors,
         loaded_at: SystemTime::now(),
     })
+}
+
+/// Loads each CanaryPolicy's shadow model, reusing the previous snapshot's when its settings
+/// are unchanged. A model that does not load is reported, not fatal: the primary path never
+/// depends on the shadow.
+fn load_shadows(
+    set: &PolicySet,
+    previous: Option<&Snapshot>,
+) -> (HashMap<String, Arc<ShadowHandle>>, Vec<String>) {
+    let mut shadows = HashMap::new();
+    let mut errors = Vec::new();
+    for policy in &set.canary_policies {
+        let Some(config) = &policy.shadow else {
+            continue;
+        };
+        let key = crate::route::policy_key(policy);
+        let reused = previous
+            .and_then(|p| p.shadows.get(&key))
+            .filter(|h| h.config == *config)
+            .cloned();
+        if let Some(handle) = reused {
+            shadows.insert(key, handle);
+            continue;
+        }
+        match ShadowModel::from_policy(config, ShadowConfig::default()) {
+            Ok(model) => {
+                tracing::info!(policy = %key, model = %config.model, "shadow model loaded");
+                let handle = ShadowHandle {
+                    config: config.clone(),
+                    model,
+                };
+                shadows.insert(key, Arc::new(handle));
+            }
+            Err(e) => {
+                let line = format!("{key}: shadow model {}: {e}", config.model);
+                tracing::warn!(error = %line, "shadow model not loaded; the route serves without it");
+                errors.push(line);
+            }
+        }
+    }
+    (shadows, errors)
 }
 
 fn error_lines(e: &StoreError) -> Vec<String> {

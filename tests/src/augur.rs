@@ -58,8 +58,21 @@ impl Proxy {
         proxy
     }
 
+    /// Starts `augur proxy` with extra flags (and a fresh state directory).
+    pub fn start_with_args(policies: &[&Path], extra: &[&str]) -> Self {
+        let tmp = tempfile::tempdir().expect("state dir");
+        let dir = tmp.path().to_path_buf();
+        let mut proxy = Self::spawn(policies, &dir, extra);
+        proxy._state_tmp = Some(tmp);
+        proxy
+    }
+
     /// Starts `augur proxy` with the given state directory (to test resuming after a crash).
     pub fn start_with_state(policies: &[&Path], state_dir: &Path) -> Self {
+        Self::spawn(policies, state_dir, &[])
+    }
+
+    fn spawn(policies: &[&Path], state_dir: &Path, extra: &[&str]) -> Self {
         let (listen, admin, status, prometheus) = (
             loopback(free_port()),
             loopback(free_port()),
@@ -78,6 +91,7 @@ impl Proxy {
             .args(["--concurrency", "1", "--log-level", "warn"])
             .arg("--state-dir")
             .arg(state_dir)
+            .args(extra)
             .stdin(Stdio::null());
         let child = cmd.spawn().expect("spawn augur proxy");
         let mut proxy = Self {

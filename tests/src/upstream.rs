@@ -16,6 +16,8 @@ pub struct Received {
     pub line: String,
     /// Headers, names lowercased, in order.
     pub headers: Vec<(String, String)>,
+    /// The request body.
+    pub body: Vec<u8>,
 }
 
 impl Received {
@@ -148,6 +150,8 @@ impl Conn {
             if reader.read_exact(&mut sink).is_err() {
                 return;
             }
+            let mut req = req;
+            req.body = sink;
             if let Ok(mut r) = self.received.lock() {
                 r.push(req);
             }
@@ -183,6 +187,7 @@ fn read_head(reader: &mut BufReader<TcpStream>) -> Option<Received> {
                 head = Some(Received {
                     line: trimmed.to_owned(),
                     headers: Vec::new(),
+                    body: Vec::new(),
                 });
             }
             Some(_) if trimmed.is_empty() => return head,

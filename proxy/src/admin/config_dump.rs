@@ -18,6 +18,12 @@ pub(super) fn dump(s: &AdminState) -> Value {
             "sources": loaded.sources,
             "warnings": loaded.warnings.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "last_rejected_reload": failure.as_deref(),
+            "shadow_models": snapshot
+                .shadows
+                .iter()
+                .map(|(k, h)| json!({"policy": k, "model": h.config.model}))
+                .collect::<Vec<_>>(),
+            "shadow_model_errors": snapshot.shadow_errors,
             "routes": augur_policies::explain::explain(&loaded.set),
         }]
     })

@@ -88,7 +88,7 @@ impl AdminApp {
             (_, "/stats/prometheus") => Reply::new(
                 StatusCode::OK,
                 "text/plain; version=0.0.4",
-                s.metrics.render(),
+                prometheus_text(s),
             ),
             (Surface::Prometheus, _) => Reply::not_found(),
             (Surface::Admin, "/healthcheck/fail" | "/healthcheck/ok") => {
@@ -122,6 +122,25 @@ impl AdminApp {
             (Surface::Admin, _) => Reply::not_found(),
         }
     }
+}
+
+/// The proxy's metrics, then the embedded shadow model's (the first policy's, by name, when
+/// several have one: metric families must not repeat in one exposition).
+fn prometheus_text(s: &AdminState) -> Vec<u8> {
+    let mut out = s.metrics.render();
+    let snapshot = s.store.snapshot();
+    let mut keys: Vec<&String> = snapshot.shadows.keys().collect();
+    keys.sort();
+    if let Some(handle) = keys.first().and_then(|k| snapshot.shadows.get(*k)) {
+        let mut text = String::new();
+        handle
+            .model
+            .metrics()
+            .snapshot()
+            .render_prometheus(&mut text);
+        out.extend_from_slice(text.as_bytes());
+    }
+    out
 }
 
 fn readiness(s: &AdminState) -> Reply {

@@ -15,6 +15,7 @@ use pingora::services::listening::Service;
 use crate::admin::{AdminApp, AdminState, Surface};
 use crate::cli::ProxyArgs;
 use crate::metrics::Metrics;
+use crate::mirror::{MirrorConfig, MirrorQueue, MirrorService};
 use crate::policy_store::{PolicyStore, StoreError};
 use crate::reload::Reloader;
 use crate::rollout::driver::RolloutDriver;
@@ -62,6 +63,13 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         Arc::clone(&metrics),
     ));
     let (sample_sink, sample_rx) = SampleSink::channel(SAMPLE_QUEUE);
+    let mirror_config = MirrorConfig {
+        max_body: args.mirror_max_body,
+        queue: args.mirror_queue,
+        host_suffix: args.mirror_host_suffix.clone(),
+    };
+    let (mirror_queue, mirror_rx) =
+        MirrorQueue::channel(mirror_config.queue, metrics.mirror_dropped.clone());
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
@@ -70,8 +78,10 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         AugurProxy::new(
             Arc::clone(&store),
             Arc::clone(&metrics),
-            sample_sink,
+            sample_sink.clone(),
             weights,
+            mirror_queue,
+            mirror_config.max_body,
         ),
         "augur proxy",
     );
@@ -81,7 +91,7 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
 
     let state = Arc::new(AdminState {
         store: Arc::clone(&store),
-        metrics,
+        metrics: Arc::clone(&metrics),
         listeners: args.listen.clone(),
         concurrency: args.concurrency,
         started: SystemTime::now(),
@@ -110,6 +120,10 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         "augur rollout driver",
         RolloutDriver::new(rollouts, Arc::clone(&store), sample_rx),
     );
+    let mirrors = background_service(
+        "augur mirror",
+        MirrorService::new(mirror_rx, mirror_config, Arc::clone(&metrics), sample_sink),
+    );
     let reloader = background_service("augur policy reload", Reloader::new(store));
 
     server.add_service(proxy);
@@ -118,6 +132,7 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     server.add_service(prometheus);
     server.add_service(reloader);
     server.add_service(driver);
+    server.add_service(mirrors);
     tracing::info!(listen = ?args.listen, admin = %args.admin, "augur proxy starting");
     server.run_forever()
 }

@@ -30,6 +30,10 @@ pub struct Metrics {
     pub samples_dropped: IntCounter,
     /// Rollout metrics.
     pub rollout: RolloutMetrics,
+    /// Mirror copies sent, by outcome (`answered`, `failed`).
+    pub mirror_requests: IntCounterVec,
+    /// Mirror copies not sent, by reason (`queue_full`, `body_too_large`), shadow model included.
+    pub mirror_dropped: IntCounterVec,
 }
 
 /// Gauges and counters of the rollouts (one label set per CanaryPolicy).
@@ -117,6 +121,22 @@ impl Metrics {
             "Per-request samples dropped because the analyzer's queue was full.",
         )?;
         let rollout = RolloutMetrics::register(&registry)?;
+        let mirror_requests = IntCounterVec::new(
+            Opts::new(
+                "augur_mirror_requests_total",
+                "Mirror copies sent, by outcome.",
+            ),
+            &["outcome"],
+        )?;
+        let mirror_dropped = IntCounterVec::new(
+            Opts::new(
+                "augur_mirror_dropped_total",
+                "Mirror copies dropped (queue full or body too large); the primary is unaffected.",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(mirror_requests.clone()))?;
+        registry.register(Box::new(mirror_dropped.clone()))?;
         registry.register(Box::new(arm_requests.clone()))?;
         registry.register(Box::new(samples_dropped.clone()))?;
         let config_reloads = IntCounter::new(
@@ -146,6 +166,8 @@ impl Metrics {
             arm_requests,
             samples_dropped,
             rollout,
+            mirror_requests,
+            mirror_dropped,
             config_reloads,
             config_reload_failures,
             config_last_reload_successful,

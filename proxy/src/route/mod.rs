@@ -79,6 +79,11 @@ pub struct Route {
     pub canary_policy: Option<Arc<str>>,
     /// How to read a prediction from the model's response (from the CanaryPolicy).
     pub prediction: Option<Prediction>,
+    /// Shadow destinations and the share of requests each gets (`mirror`/`mirrors`).
+    pub mirrors: Vec<(Arc<Cluster>, f64)>,
+    /// The CanaryPolicy's embedded shadow model share, in percent (the model itself lives in
+    /// the snapshot, keyed by [`Route::canary_policy`]).
+    pub shadow_percentage: Option<f64>,
 }
 
 impl Route {
@@ -129,6 +134,14 @@ impl RouteTable {
                     })?;
                 let policy = driving_policy(set, &vs.metadata.name, ns, http.name.as_deref());
                 let action = compile_action(set, http, ns, policy, &mut clusters);
+                let mirrors = http
+                    .mirrors
+                    .iter()
+                    .map(|m| {
+                        let cluster = cluster_for(set, &m.destination, ns, &mut clusters);
+                        (cluster, m.percentage.value())
+                    })
+                    .collect();
                 routes.push(Arc::new(Route {
                     name,
                     matches,
@@ -140,6 +153,10 @@ impl RouteTable {
                     rewrite: http.rewrite.clone(),
                     canary_policy: policy.map(|p| Arc::from(policy_key(p))),
                     prediction: policy.and_then(|p| p.prediction.clone()),
+                    mirrors,
+                    shadow_percentage: policy
+                        .and_then(|p| p.shadow.as_ref())
+                        .map(|s| s.mirror_percentage.value()),
                 }));
             }
             let index = table.vhosts.len();
@@ -255,40 +272,47 @@ fn compile_action(
         .route
         .iter()
         .enumerate()
-        .map(|(index, d)| {
-            let resolved = endpoints::resolve(set, &d.destination, namespace);
-            let subset = d.destination.subset.clone();
-            let name = format!(
-                "outbound|{}|{}|{}",
-                resolved.port,
-                subset.as_deref().unwrap_or(""),
-                resolved.host
-            );
-            let cluster = clusters
-                .entry(name.clone())
-                .or_insert_with(|| {
-                    let connect_timeout = set
-                        .destination_rule_for(&d.destination.host, namespace)
-                        .map(|dr| {
-                            dr.policy_for(subset.as_deref())
-                                .connection_pool
-                                .connect_timeout
-                        })
-                        .unwrap_or(augur_policies::defaults::CONNECT_TIMEOUT);
-                    let mut cluster = Cluster::new(name, resolved.host, subset, resolved.endpoints);
-                    cluster.labels = resolved.labels;
-                    cluster.connect_timeout = connect_timeout;
-                    Arc::new(cluster)
-                })
-                .clone();
-            WeightedCluster {
-                cluster,
-                weight: d.weight,
-                arm: arm_of(policy, &d.destination, namespace, index),
-            }
+        .map(|(index, d)| WeightedCluster {
+            cluster: cluster_for(set, &d.destination, namespace, clusters),
+            weight: d.weight,
+            arm: arm_of(policy, &d.destination, namespace, index),
         })
         .collect();
     Action::Forward(Split::new(destinations))
+}
+
+/// The cluster of a destination, shared by every route that names it.
+fn cluster_for(
+    set: &PolicySet,
+    dest: &augur_policies::Destination,
+    namespace: &str,
+    clusters: &mut HashMap<String, Arc<Cluster>>,
+) -> Arc<Cluster> {
+    let resolved = endpoints::resolve(set, dest, namespace);
+    let subset = dest.subset.clone();
+    let name = format!(
+        "outbound|{}|{}|{}",
+        resolved.port,
+        subset.as_deref().unwrap_or(""),
+        resolved.host
+    );
+    clusters
+        .entry(name.clone())
+        .or_insert_with(|| {
+            let connect_timeout = set
+                .destination_rule_for(&dest.host, namespace)
+                .map(|dr| {
+                    dr.policy_for(subset.as_deref())
+                        .connection_pool
+                        .connect_timeout
+                })
+                .unwrap_or(augur_policies::defaults::CONNECT_TIMEOUT);
+            let mut cluster = Cluster::new(name, resolved.host, subset, resolved.endpoints);
+            cluster.labels = resolved.labels;
+            cluster.connect_timeout = connect_timeout;
+            Arc::new(cluster)
+        })
+        .clone()
 }
 
 /// A direct response body: text as written, `bytes` base64-decoded (undecodable input was

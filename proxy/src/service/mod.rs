@@ -4,6 +4,7 @@
 
 pub mod failure;
 pub mod headers;
+mod mirroring;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use augur_model::{Arm, Sample};
 use crate::local_reply::{self, LocalReply, NO_HEALTHY_UPSTREAM, NO_ROUTE};
 use crate::metrics::istio::{Reporter, RequestRecord};
 use crate::metrics::Metrics;
+use crate::mirror::MirrorQueue;
 use crate::policy_store::PolicyStore;
 use crate::rollout::weights::RolloutWeights;
 use crate::route::{Action, Cluster, RequestView, RetryPolicy, Route};
@@ -38,17 +40,22 @@ pub struct AugurProxy {
     samples: SampleSink,
     weights: Arc<RolloutWeights>,
     reporter: Reporter,
+    mirror: MirrorQueue,
+    mirror_max_body: usize,
 }
 
 impl AugurProxy {
     /// A proxy that routes by the store's serving policy, counts into `metrics` and records
     /// one sample per forwarded request into `samples`.
     /// Routes driven by a CanaryPolicy use the weights its rollout sets in `weights`.
+    /// Mirror copies go to `mirror`, with bodies up to `mirror_max_body`.
     pub fn new(
         store: Arc<PolicyStore>,
         metrics: Arc<Metrics>,
         samples: SampleSink,
         weights: Arc<RolloutWeights>,
+        mirror: MirrorQueue,
+        mirror_max_body: usize,
     ) -> Self {
         Self {
             store,
@@ -56,6 +63,14 @@ impl AugurProxy {
             samples,
             weights,
             reporter: Reporter::Source,
+            mirror,
+            mirror_max_body,
+        }
+    }
+
+    fn dispatch_mirrors(&self, ctx: &mut RequestCtx) {
+        if let Some(plan) = ctx.mirror.take() {
+            plan.dispatch(&self.mirror, &self.samples, &self.metrics);
         }
     }
 }
@@ -86,6 +101,8 @@ pub struct RequestCtx {
     pub response_bytes: u64,
     /// The response body, kept (up to a limit) when the route reads predictions from it.
     pub response_body: Option<Vec<u8>>,
+    /// The copies this request makes, while its body streams.
+    mirror: Option<Box<mirroring::MirrorPlan>>,
 }
 
 impl RequestCtx {
@@ -193,6 +210,7 @@ impl ProxyHttp for AugurProxy {
             request_bytes: 0,
             response_bytes: 0,
             response_body: None,
+            mirror: None,
         }
     }
 
@@ -231,6 +249,18 @@ impl ProxyHttp for AugurProxy {
             ctx.response_body = Some(Vec::new());
         }
         ctx.arm = Some(arm);
+        if !route.mirrors.is_empty() || route.shadow_percentage.is_some() {
+            let shadow = route
+                .canary_policy
+                .as_deref()
+                .and_then(|p| self.store.snapshot().shadows.get(p).cloned());
+            ctx.mirror = mirroring::plan(
+                &route,
+                shadow,
+                session.req_header(),
+                ctx.request_id.as_deref(),
+            );
+        }
         ctx.route = Some(route);
         ctx.cluster = Some(cluster);
         Ok(false)
@@ -240,11 +270,19 @@ impl ProxyHttp for AugurProxy {
         &self,
         _session: &mut Session,
         body: &mut Option<Bytes>,
-        _end_of_stream: bool,
+        end_of_stream: bool,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
         if let Some(b) = body {
             ctx.request_bytes += b.len() as u64;
+            if let Some(plan) = ctx.mirror.as_mut() {
+                if !plan.keep(b, self.mirror_max_body, &self.mirror) {
+                    ctx.mirror = None;
+                }
+            }
+        }
+        if end_of_stream {
+            self.dispatch_mirrors(ctx);
         }
         Ok(())
     }
@@ -270,6 +308,8 @@ impl ProxyHttp for AugurProxy {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Self::CTX) {
+        // A request whose body never reached the body filter (none at all) is mirrored now.
+        self.dispatch_mirrors(ctx);
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let latency_ms = ctx.start.elapsed().as_secs_f64() * 1000.0;
         let flags = ctx.flag.unwrap_or("-");

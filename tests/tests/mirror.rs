@@ -1,0 +1,243 @@
+//! Mirroring: copies are fire-and-forget (a slow, failing or saturated shadow never delays or
+//! fails the primary), drops are counted, the copy carries the request's id and body, and the
+//! embedded shadow model scores mirrored X-rays into the rollout's samples.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use augur_tests::augur::Proxy;
+use augur_tests::http;
+use augur_tests::policy::{service, virtual_service, write};
+use augur_tests::upstream::{Answer, Upstream};
+use augur_tests::wait_for;
+
+/// `model` routes to v1 and mirrors `percentage` of requests to the `shadow` subset.
+fn mirror_policy(dir: &Path, primary: &Upstream, shadow_port: u16, percentage: u32) -> PathBuf {
+    let vs = virtual_service(
+        "model",
+        &format!(
+            "  - name: main\n    route: [{{destination: {{host: model, subset: v1}}}}]\n    \
+             mirror: {{host: model, subset: shadow}}\n    mirrorPercentage: {{value: {percentage}}}\n"
+        ),
+    );
+    let svc = service(
+        "model",
+        &[("v1", primary.addr.port()), ("shadow", shadow_port)],
+    );
+    write(dir, &[&vs, &svc])
+}
+
+fn post(addr: std::net::SocketAddr, body: &str, id: &str) -> http::Response {
+    let raw = format!(
+        "POST /predict HTTP/1.1\r\nHost: model\r\nx-request-id: {id}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    http::request(addr, &raw).expect("request")
+}
+
+fn p99(mut latencies: Vec<Duration>) -> Duration {
+    latencies.sort();
+    latencies[(latencies.len() * 99 / 100).min(latencies.len() - 1)]
+}
+
+fn timed(proxy: &Proxy, n: usize) -> Vec<Duration> {
+    (0..n)
+        .map(|i| {
+            let start = Instant::now();
+            assert_eq!(post(proxy.listen, "{}", &format!("t{i}")).status, 200);
+            start.elapsed()
+        })
+        .collect()
+}
+
+#[test]
+fn the_copy_carries_the_request_id_and_body_and_its_answer_is_counted() {
+    let (primary, shadow) = (Upstream::start("v1"), Upstream::start("shadow"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let proxy = Proxy::start(&[&mirror_policy(
+        dir.path(),
+        &primary,
+        shadow.addr.port(),
+        100,
+    )]);
+    let resp = post(proxy.listen, r#"{"image": "abc"}"#, "req-42");
+    assert!(
+        resp.body.contains("\"v1\""),
+        "the client sees the primary's answer"
+    );
+    wait_for("the mirror copy", Duration::from_secs(10), || {
+        (shadow.served() == 1).then_some(())
+    });
+    let copy = &shadow.received()[0];
+    assert_eq!(copy.header("x-request-id"), Some("req-42"));
+    assert_eq!(
+        copy.header("host"),
+        Some("model"),
+        "no -shadow suffix by default (Istio 1.28+)"
+    );
+    assert_eq!(copy.body, br#"{"image": "abc"}"#);
+    wait_for("the mirror answer counted", Duration::from_secs(10), || {
+        (proxy.metric("augur_mirror_requests_total{outcome=\"answered\"}") == 1.0).then_some(())
+    });
+    let metrics = http::get(proxy.prometheus, "localhost", "/stats/prometheus")
+        .expect("metrics")
+        .body;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("istio_requests_total{")
+                && l.contains("destination_version=\"shadow\"")),
+        "mirrored requests are counted under the shadow destination"
+    );
+}
+
+#[test]
+fn a_slow_or_failing_shadow_never_delays_or_fails_the_primary() {
+    let primary = Upstream::start("v1");
+    let slow = Upstream::scripted("shadow", |_| Answer {
+        status: 200,
+        delay: Duration::from_secs(2),
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let off = Proxy::start(&[&mirror_policy(dir.path(), &primary, slow.addr.port(), 0)]);
+    let baseline = p99(timed(&off, 200));
+    drop(off);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let on = Proxy::start(&[&mirror_policy(dir.path(), &primary, slow.addr.port(), 100)]);
+    let mirrored = timed(&on, 200);
+    let slowest = mirrored.iter().max().copied().unwrap_or_default();
+    eprintln!(
+        "primary p99 with 100% mirroring to a 2 s shadow: {:?}, without: {:?} (ratio {:.2})",
+        p99(mirrored.clone()),
+        baseline,
+        p99(mirrored).as_secs_f64() / baseline.as_secs_f64().max(1e-6)
+    );
+    assert!(
+        slowest < Duration::from_secs(1),
+        "no primary waited for the 2 s shadow: {slowest:?}"
+    );
+
+    // A shadow that refuses connections: primaries still all succeed.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let refused = augur_tests::free_port();
+    let failing = Proxy::start(&[&mirror_policy(dir.path(), &primary, refused, 100)]);
+    assert!(timed(&failing, 50)
+        .iter()
+        .all(|d| *d < Duration::from_secs(1)));
+    wait_for("failed mirrors counted", Duration::from_secs(10), || {
+        (failing.metric("augur_mirror_requests_total{outcome=\"failed\"}") >= 50.0).then_some(())
+    });
+}
+
+#[test]
+fn a_saturated_queue_and_oversized_bodies_drop_and_count() {
+    let primary = Upstream::start("v1");
+    let slow = Upstream::scripted("shadow", |_| Answer {
+        status: 200,
+        delay: Duration::from_secs(3),
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = mirror_policy(dir.path(), &primary, slow.addr.port(), 100);
+    let proxy = Proxy::start_with_args(
+        &[&policy],
+        &["--mirror-queue", "1", "--mirror-max-body", "1024"],
+    );
+    // 64 in flight to the 3 s shadow fill the senders; the 1-slot queue then overflows.
+    let mut conn = http::Connection::open(proxy.listen).expect("connect");
+    for _ in 0..150 {
+        assert_eq!(conn.get("model", "/").expect("request").status, 200);
+    }
+    assert!(proxy.metric("augur_mirror_dropped_total{reason=\"queue_full\"}") > 0.0);
+    let big = "x".repeat(4096);
+    assert_eq!(
+        post(proxy.listen, &big, "big").status,
+        200,
+        "the primary is unaffected"
+    );
+    wait_for("the oversized body counted", Duration::from_secs(5), || {
+        (proxy.metric("augur_mirror_dropped_total{reason=\"body_too_large\"}") == 1.0).then_some(())
+    });
+}
+
+#[test]
+fn the_embedded_shadow_model_scores_mirrored_xrays() {
+    let ort = std::env::var("ORT_DYLIB_PATH").expect(
+        "ORT_DYLIB_PATH must name libonnxruntime.so: run the tests through scripts/test.sh",
+    );
+    assert!(
+        Path::new(&ort).exists(),
+        "ORT_DYLIB_PATH={ort} does not exist: run scripts/setup.sh"
+    );
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repo")
+        .to_path_buf();
+    let model = repo.join("inference/fixtures/models/nonmedical-tiny-a.onnx");
+    let v1 = Upstream::start("v1");
+    let v2 = Upstream::start("v2");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vs = virtual_service(
+        "model",
+        "  - name: primary\n    route:\n    - destination: {host: model, subset: v1}\n      weight: 100\n    - destination: {host: model, subset: v2}\n      weight: 0\n",
+    );
+    let svc = service("model", &[("v1", v1.addr.port()), ("v2", v2.addr.port())]);
+    let canary = format!(
+        r#"apiVersion: augur.dev/v1alpha1
+kind: CanaryPolicy
+metadata: {{name: model}}
+spec:
+  trafficRouting:
+    virtualService: {{name: model, routes: [primary]}}
+  stable: {{host: model, subset: v1}}
+  canary: {{host: model, subset: v2}}
+  steps:
+  - setWeight: 50
+  - pause: {{}}
+  - setWeight: 100
+  analysis:
+    interval: 1s
+    minSamples: 1
+    onNoData: continue
+    metrics:
+    - {{name: agreement, kind: shadowAgreement, allowedChange: {{absolute: 100}}}}
+  prediction: {{scorePointer: /confidence, labelPointer: /prediction, positiveLabel: PNEUMONIA}}
+  shadow:
+    model: {model}
+    mirrorPercentage: 100
+    preprocessing: {{channels: 1, width: 64, height: 64, resize: bilinear, range: [0, 1], layout: NCHW}}
+"#,
+        model = model.display()
+    );
+    let proxy = Proxy::start(&[&write(dir.path(), &[&vs, &svc, &canary])]);
+    let xray = std::fs::read(repo.join("inference/testdata/xrays/NORMAL2-IM-1427-0001.jpeg"))
+        .expect("x-ray");
+    for i in 0..20 {
+        let mut raw = format!(
+            "POST /predict HTTP/1.1\r\nHost: model\r\nContent-Type: image/jpeg\r\nx-request-id: x{i}\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n",
+            xray.len()
+        )
+        .into_bytes();
+        raw.extend_from_slice(&xray);
+        assert_eq!(
+            http::request_bytes(proxy.listen, &raw)
+                .expect("request")
+                .status,
+            200
+        );
+    }
+    wait_for("shadow inferences", Duration::from_secs(20), || {
+        (proxy.metric("augur_shadow_inferences_total{outcome=\"success\"}") >= 20.0).then_some(())
+    });
+    wait_for(
+        "an agreement verdict from shadow samples",
+        Duration::from_secs(10),
+        || {
+            let s: serde_json::Value =
+                serde_json::from_str(&proxy.admin_get("/rollouts").body).ok()?;
+            let v = &s["rollouts"][0]["verdicts"][0];
+            (v["n_stable"].as_u64()? + v["n_canary"].as_u64()? > 0).then_some(())
+        },
+    );
+}
