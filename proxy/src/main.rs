@@ -20,6 +20,13 @@ fn main() -> ExitCode {
         }
         Command::Proxy(args) => cmd::proxy::run(args),
         Command::Rollout { admin, command } => cmd::rollout::run(admin, command),
+        Command::Init(args) => augur_k8s::iptables::run_init(args).map(|()| ExitCode::SUCCESS),
+        Command::Inject(args) => augur_k8s::inject::run_inject(args).map(|()| ExitCode::SUCCESS),
+        Command::Injector(args) => {
+            augur_k8s::webhook::run_injector(args).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Wait(args) => augur_k8s::lifecycle::run_wait(args).map(|()| ExitCode::SUCCESS),
+        Command::Drain(args) => augur_k8s::lifecycle::run_drain(args).map(|()| ExitCode::SUCCESS),
         Command::Score {
             model,
             name,
