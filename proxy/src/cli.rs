@@ -212,14 +212,19 @@ pub struct ProxyArgs {
         required = true
     )]
     pub policies: Vec<PathBuf>,
-    /// Explicit HTTP listeners; requests are routed by Host against VirtualService hosts.
-    #[arg(
-        long = "listen",
-        env = "AUGUR_LISTEN",
-        value_delimiter = ',',
-        default_value = "127.0.0.1:15001"
-    )]
+    /// Explicit HTTP listeners; requests are routed by Host against VirtualService hosts
+    /// (default 127.0.0.1:15001 when no capture listener is given either).
+    #[arg(long = "listen", env = "AUGUR_LISTEN", value_delimiter = ',')]
     pub listen: Vec<SocketAddr>,
+    /// Transparent mode: the outbound capture listener iptables redirects the pod's outgoing TCP
+    /// to (Istio's 0.0.0.0:15001); HTTP is routed by VirtualService, the rest passes through to
+    /// its original destination.
+    #[arg(long, env = "AUGUR_OUTBOUND_CAPTURE")]
+    pub outbound_capture: Option<SocketAddr>,
+    /// Transparent mode: the inbound capture listener (Istio's 0.0.0.0:15006); requests go on
+    /// to the local app at their original destination, from 127.0.0.6.
+    #[arg(long, env = "AUGUR_INBOUND_CAPTURE")]
+    pub inbound_capture: Option<SocketAddr>,
     /// Envoy-style admin endpoint (`/config_dump`, `/stats`, `/ready`, ...).
     #[arg(long, env = "AUGUR_ADMIN", default_value = "127.0.0.1:15000")]
     pub admin: SocketAddr,
@@ -295,7 +300,10 @@ mod tests {
             panic!("not proxy")
         };
         assert_eq!(args.admin.port(), 15000);
-        assert_eq!(args.listen[0].port(), 15001);
+        assert!(
+            args.listen.is_empty(),
+            "filled in by `augur proxy` when nothing else listens"
+        );
         assert_eq!(args.status.port(), 15021);
         assert_eq!(args.prometheus.port(), 15090);
         assert_eq!(args.concurrency, 2);

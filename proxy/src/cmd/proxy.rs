@@ -23,6 +23,7 @@ use crate::rollout::persist::StateDir;
 use crate::rollout::weights::RolloutWeights;
 use crate::rollout::Rollouts;
 use crate::sample::SampleSink;
+use crate::service::capture::CapturePorts;
 use crate::service::AugurProxy;
 
 /// Samples the analyzer's queue holds before new ones are dropped (and counted).
@@ -48,6 +49,10 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     tracing::info!(hash = %snapshot.loaded.hash, files = snapshot.loaded.sources.len(), "policy loaded");
     drop(snapshot);
 
+    let mut listen = args.listen.clone();
+    if listen.is_empty() && args.outbound_capture.is_none() && args.inbound_capture.is_none() {
+        listen.push(std::net::SocketAddr::from(([127, 0, 0, 1], 15001)));
+    }
     let conf = ServerConf {
         threads: args.concurrency.max(1),
         grace_period_seconds: Some(0),
@@ -82,17 +87,29 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
             weights,
             mirror_queue,
             mirror_config.max_body,
-        ),
+        )
+        .with_capture(CapturePorts {
+            outbound: args.outbound_capture.map(|a| a.port()),
+            inbound: args.inbound_capture.map(|a| a.port()),
+        }),
         "augur proxy",
     );
-    for addr in &args.listen {
+    for addr in &listen {
+        proxy.add_tcp(&addr.to_string());
+    }
+    for addr in args.outbound_capture.iter().chain(&args.inbound_capture) {
         proxy.add_tcp(&addr.to_string());
     }
 
     let state = Arc::new(AdminState {
         store: Arc::clone(&store),
         metrics: Arc::clone(&metrics),
-        listeners: args.listen.clone(),
+        listeners: listen
+            .iter()
+            .chain(&args.outbound_capture)
+            .chain(&args.inbound_capture)
+            .copied()
+            .collect(),
         concurrency: args.concurrency,
         started: SystemTime::now(),
         healthy: AtomicBool::new(true),
@@ -133,7 +150,7 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     server.add_service(reloader);
     server.add_service(driver);
     server.add_service(mirrors);
-    tracing::info!(listen = ?args.listen, admin = %args.admin, "augur proxy starting");
+    tracing::info!(listen = ?listen, outbound = ?args.outbound_capture, inbound = ?args.inbound_capture, admin = %args.admin, "augur proxy starting");
     server.run_forever()
 }
 

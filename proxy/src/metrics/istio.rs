@@ -1,4 +1,4 @@
-//! Istio's standard HTTP metrics with the same names, label set (in emitted order) and Envoy's
+//! Istio's standard HTTP metrics with the same names, label set and Envoy's
 //! default histogram buckets, so Flagger's, Kiali's and Grafana's queries work unchanged.
 
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
@@ -12,7 +12,7 @@ pub const ENVOY_BUCKETS: [f64; 19] = [
     60000.0, 300000.0, 600000.0, 1800000.0, 3600000.0,
 ];
 
-/// Istio's HTTP label names, in the order Istio emits them.
+/// Istio's HTTP label names (the exposition sorts them; scrapers do not care about order).
 pub const LABELS: [&str; 25] = [
     "reporter",
     "source_workload",

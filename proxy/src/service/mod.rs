@@ -2,6 +2,7 @@
 //! destination (`upstream_peer`), is retried or answered locally on failure, and leaves
 //! (`logging`).
 
+pub mod capture;
 pub mod failure;
 pub mod headers;
 mod mirroring;
@@ -27,7 +28,9 @@ use crate::policy_store::PolicyStore;
 use crate::rollout::weights::RolloutWeights;
 use crate::route::{Action, Cluster, RequestView, RetryPolicy, Route};
 use crate::sample::{self as samples, RoutedSample, SampleSink};
+use capture::{CapturePorts, Listener};
 use failure::Failure;
+use pingora::connectors::l4::BindTo;
 
 /// A response status the route's retry policy retries; raised from the response filter so
 /// that pingora's retry loop sends the request again.
@@ -42,6 +45,7 @@ pub struct AugurProxy {
     reporter: Reporter,
     mirror: MirrorQueue,
     mirror_max_body: usize,
+    capture: CapturePorts,
 }
 
 impl AugurProxy {
@@ -65,7 +69,14 @@ impl AugurProxy {
             reporter: Reporter::Source,
             mirror,
             mirror_max_body,
+            capture: CapturePorts::default(),
         }
+    }
+
+    /// Turns on transparent mode for the capture listeners on these ports.
+    pub fn with_capture(mut self, capture: CapturePorts) -> Self {
+        self.capture = capture;
+        self
     }
 
     fn dispatch_mirrors(&self, ctx: &mut RequestCtx) {
@@ -103,6 +114,10 @@ pub struct RequestCtx {
     pub response_body: Option<Vec<u8>>,
     /// The copies this request makes, while its body streams.
     mirror: Option<Box<mirroring::MirrorPlan>>,
+    /// A captured request no route covers: forwarded to where it was going.
+    passthrough: Option<SocketAddr>,
+    /// The request arrived on the inbound capture listener.
+    inbound: bool,
 }
 
 impl RequestCtx {
@@ -211,12 +226,37 @@ impl ProxyHttp for AugurProxy {
             response_bytes: 0,
             response_body: None,
             mirror: None,
+            passthrough: None,
+            inbound: false,
         }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
         ctx.request_id = Some(headers::ensure_request_id(session.req_header_mut())?);
+        let listener = self.capture.listener(session);
+        if listener == Listener::Inbound {
+            // Inbound: the local app, at the address the client dialled.
+            ctx.inbound = true;
+            if let Some(dst) = capture::original_dst(session) {
+                ctx.passthrough = Some(dst);
+                return Ok(false);
+            }
+        }
         let (route, cluster, arm) = match decide(&self.store, &self.weights, session) {
+            Decision::Reply(reply) if reply == NO_ROUTE && listener == Listener::Outbound => {
+                // ALLOW_ANY: a destination no policy covers is passed through.
+                match capture::original_dst(session) {
+                    Some(dst) => {
+                        ctx.passthrough = Some(dst);
+                        return Ok(false);
+                    }
+                    None => {
+                        ctx.flag = Some(reply.flag);
+                        reply.send(session).await?;
+                        return Ok(true);
+                    }
+                }
+            }
             Decision::Reply(reply) => {
                 ctx.flag = Some(reply.flag);
                 reply.send(session).await?;
@@ -314,7 +354,11 @@ impl ProxyHttp for AugurProxy {
         let latency_ms = ctx.start.elapsed().as_secs_f64() * 1000.0;
         let flags = ctx.flag.unwrap_or("-");
         self.metrics.istio.record(&RequestRecord {
-            reporter: self.reporter,
+            reporter: if ctx.inbound {
+                Reporter::Destination
+            } else {
+                self.reporter
+            },
             cluster: ctx.cluster.as_deref(),
             status,
             flags,
@@ -362,6 +406,17 @@ impl ProxyHttp for AugurProxy {
         ctx.attempts += 1;
         if ctx.attempts > 1 {
             tokio::time::sleep(RetryPolicy::backoff(ctx.attempts - 1, rand::random())).await;
+        }
+        if let Some(dst) = ctx.passthrough {
+            ctx.endpoint = Some(dst);
+            let mut peer = HttpPeer::new(dst, false, String::new());
+            peer.options.connection_timeout = Some(augur_policies::defaults::CONNECT_TIMEOUT);
+            if ctx.inbound {
+                let mut bind = BindTo::default();
+                bind.addr = Some(SocketAddr::new(capture::INBOUND_PASSTHROUGH_BIND, 0));
+                peer.options.bind_to = Some(bind);
+            }
+            return Ok(Box::new(peer));
         }
         let Some(cluster) = ctx.cluster.as_ref() else {
             return Error::e_explain(ErrorType::InternalError, "no upstream chosen for request");
