@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on its embedded default: augur in front of two local model endpoints (nginx
 # answering as pneumonia model v1 and v2), driven by the example canary policy. It shows the
-# split, a hot reload to 80/20, and an invalid edit that is rejected while traffic keeps flowing.
+# rollout's first step (5%), manual promotion through the analysis gates to 20%, an invalid
+# policy edit that is rejected while traffic keeps flowing, and an abort back to stable.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -48,7 +49,8 @@ echo "== the policy, as augur resolves it"
 
 listen=127.0.0.1:18080
 "$augur" proxy --policy "$policy" --listen "$listen" --admin 127.0.0.1:15000 \
-  --status 127.0.0.1:15021 --prometheus 127.0.0.1:15090 --log-level warn &
+  --status 127.0.0.1:15021 --prometheus 127.0.0.1:15090 --state-dir "$work/state" \
+  --log-level warn &
 pids+=($!)
 for _ in $(seq 100); do curl -fs http://127.0.0.1:15000/ready >/dev/null && break; sleep 0.1; done
 
@@ -68,15 +70,22 @@ print("   " + ", ".join(f"{k}: {v} ({100*v/n:.1f}%)" for k, v in sorted(seen.ite
 PY
 }
 
-echo "== 1000 requests with the policy as committed (stable v1 100, canary v2 0)"
-traffic 1000
-echo "== an SRE edits the weights to 80/20: augur reloads without a restart"
-sed -i '0,/weight: 100$/s//weight: 80/; 0,/weight: 0$/s//weight: 20/' "$policy"
+rollout() { "$augur" rollout --admin 127.0.0.1:15000 "$@"; }
 sleep 1
+echo "== the CanaryPolicy starts its rollout: step 1 sends 5% to the canary"
+rollout status pneumonia
+traffic 1000
+echo "== an SRE promotes past the analysis gate to 20% (analysis runs every minute in this policy)"
+rollout promote pneumonia
 traffic 1000
 echo "== a broken edit (total weight 0) is rejected; the last good policy keeps serving"
-sed -i 's/weight: 80$/weight: 0/; s/weight: 20$/weight: 0/' "$policy"
+sed -i '0,/weight: 100$/s//weight: 0/' "$policy"
 sleep 1
 traffic 1000
-curl -s http://127.0.0.1:15090/stats/prometheus | grep -E '^augur_config_(reload|last)'
+echo "== abort: all traffic back to stable, recorded in the audit log"
+rollout abort pneumonia
+traffic 1000
+echo "== the decisions, as audited in $work/state"
+cut -c1-160 "$work/state/default_pneumonia.decisions.jsonl"
+curl -s http://127.0.0.1:15090/stats/prometheus | grep -E '^augur_config_(reload|last)|^augur_rollout_weight|^rollbacks_total'
 echo "== done: see README.md for the policy files, the admin endpoints and the tests"
