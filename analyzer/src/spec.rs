@@ -153,6 +153,10 @@ pub struct AnalysisSpec {
     pub alpha: f64,
     /// Samples per arm (labelled samples for accuracy/calibration) below which a metric is NoData.
     pub min_samples: u64,
+    /// Share of predictions (0–1) that must have a ground-truth label for accuracy and
+    /// calibration to be judged; below it they are NoData.
+    #[serde(default)]
+    pub min_label_rate: f64,
     /// Seconds between analysis looks.
     pub interval_s: f64,
     /// Failed looks tolerated before rolling back; negative disables (Argo default 0).
@@ -185,6 +189,7 @@ impl Default for AnalysisSpec {
             method: Method::Sequential,
             alpha: 0.05,
             min_samples: 100,
+            min_label_rate: 0.0,
             interval_s: 60.0,
             failure_limit: 0,
             inconclusive_limit: 0,

@@ -60,6 +60,8 @@ pub enum TestUsed {
     Brier,
     /// Kayenta-style weighted score of metric verdicts.
     KayentaScore,
+    /// Chi-square goodness of fit of the arms' request counts to the configured weights.
+    SampleRatio,
     /// None: the metric had no data.
     None,
 }

@@ -105,7 +105,8 @@ fn delayed_labels_and_shadow_answers_join_by_request_id() {
     let ds = r.tick(60.0);
     assert_eq!(r.state(), &RolloutState::Promoted, "{ds:#?}");
     let v = r.verdicts();
-    assert_eq!(v.len(), 4);
+    assert_eq!(v.len(), 5, "four metrics and the sample-ratio check");
+    assert_eq!(v[4].metric, augur_analyzer::rollout::SAMPLE_RATIO_METRIC);
     assert_eq!(
         (v[1].stable, v[1].canary),
         (Some(1.0), Some(1.0)),

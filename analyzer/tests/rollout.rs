@@ -352,7 +352,11 @@ fn kayenta_marginal_score_is_inconclusive_and_holds() {
     };
     let ds = drive(&mut r, &mut Rng(6), (0.0, 300.0), 20.0, |_| slow);
     assert_eq!(r.state(), &RolloutState::Inconclusive { step: 1 }, "{ds:?}");
-    let score = r.verdicts().last().expect("score");
+    let score = r
+        .verdicts()
+        .iter()
+        .find(|v| v.metric == "score")
+        .expect("score");
     assert_eq!(
         (score.metric.as_str(), score.statistic),
         ("score", Some(66.67))

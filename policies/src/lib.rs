@@ -31,7 +31,7 @@ pub use canary::{
     AllowedChange, Amount, Analysis, BlueGreen, CanaryPolicy, DestinationRef, Direction,
     HeaderRoute, Labels, Layout, Method, Metric, MetricKind, MetricSource, MirrorRoute,
     Normalization, OutcomeAction, Prediction, Preprocessing, Resize, RollbackTrigger, RolloutStep,
-    Shadow, Strategy, TrafficRouting, TriggerAction, TriggerCondition, TriggerMetric,
+    Scoring, Shadow, Strategy, TrafficRouting, TriggerAction, TriggerCondition, TriggerMetric,
 };
 pub use diagnostic::{Diagnostic, LoadError, Severity};
 pub use duration::{parse_duration, DurationError};

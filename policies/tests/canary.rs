@@ -156,3 +156,45 @@ fn latency_trigger_needs_a_duration() {
         "{e:?}"
     );
 }
+
+#[test]
+fn kayenta_scoring_groups_and_thresholds() {
+    let yaml = BASE
+        .replace(
+            "        critical: true\n",
+            "        critical: true\n        group: errors\n",
+        )
+        .replace(
+            "    metrics:\n      - name: p95-latency",
+            "    scoring:\n      groups: {errors: 60, latency: 40}\n      pass: 90\n      marginal: 70\n    metrics:\n      - name: p95-latency",
+        );
+    let loaded = load_str("c.yaml", &yaml).unwrap_or_else(|e| panic!("{e}"));
+    let analysis = loaded.set.canary_policies[0].analysis.as_ref().unwrap();
+    let scoring = analysis.scoring.as_ref().expect("scoring");
+    assert_eq!((scoring.pass, scoring.marginal), (90.0, 70.0));
+    assert_eq!(
+        scoring.groups,
+        vec![("errors".into(), 60.0), ("latency".into(), 40.0)]
+    );
+    let error_rate = analysis
+        .metrics
+        .iter()
+        .find(|m| m.name == "error-rate")
+        .unwrap();
+    assert_eq!(error_rate.group.as_deref(), Some("errors"));
+
+    let bad = yaml
+        .replace("group: errors", "group: erors")
+        .replace("marginal: 70", "marginal: 95");
+    let errs = errors(&bad);
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("group \"erors\" is not declared")),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("scoring.marginal: must not exceed pass")),
+        "{errs:?}"
+    );
+}

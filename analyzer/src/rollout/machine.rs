@@ -1,8 +1,16 @@
 //! The transitions of [`Rollout`]: steps, analysis looks, triggers, staged rollbacks, commands.
 
 use crate::judge::{Evidence, Judge};
-use crate::spec::{GapAction, StepSpec, TriggerAction};
-use crate::verdict::{Outcome, Verdict};
+use crate::spec::{GapAction, MetricKind, StepSpec, TriggerAction};
+use crate::stats::srm::sample_ratio_mismatch;
+use crate::verdict::{Outcome, TestUsed, Verdict};
+
+/// The verdict name of the sample-ratio check.
+pub const SAMPLE_RATIO_METRIC: &str = "sample-ratio";
+/// Requests since the last weight change before the split is checked.
+const SRM_MIN_SAMPLES: u64 = 200;
+/// Significance of a sample-ratio mismatch (strict: it is checked at every look).
+const SRM_ALPHA: f64 = 1e-3;
 
 use super::{
     Action, Command, CommandError, Decision, PauseReason, Rollout, RolloutState, MAX_HISTORY,
@@ -37,6 +45,7 @@ impl Rollout {
 
     fn set_weight(&mut self, weight: u8, actions: &mut Vec<Action>) {
         self.canary_weight = weight.min(100);
+        self.step_counts = [0, 0];
         actions.push(Action::SetWeight {
             canary: self.canary_weight,
         });
@@ -186,9 +195,75 @@ impl Rollout {
         Some(self.rollback(now, firing.action, Some(firing.trigger), firing.reason))
     }
 
+    /// Accuracy and calibration are NoData while too few predictions have their ground truth.
+    fn require_labels(&self, verdicts: &mut [Verdict]) {
+        let min = self.analysis.min_label_rate;
+        // Labelled so far, of every prediction recorded (pending ones count as not yet labelled).
+        let counts = self.labels.counts();
+        let rate = if counts.predictions == 0 {
+            0.0
+        } else {
+            counts.joined as f64 / counts.predictions as f64
+        };
+        if min <= 0.0 || rate >= min {
+            return;
+        }
+        for v in verdicts.iter_mut() {
+            let needs_labels = self.analysis.metrics.iter().any(|m| {
+                m.name == v.metric
+                    && matches!(m.kind, MetricKind::Accuracy | MetricKind::Calibration)
+            });
+            if needs_labels && v.outcome != Outcome::NoData {
+                let reason = format!(
+                    "label rate {:.1}% is below the minimum {:.1}%",
+                    rate * 100.0,
+                    min * 100.0
+                );
+                *v = Verdict::new(&v.metric, Outcome::NoData, TestUsed::None, reason);
+            }
+        }
+    }
+
+    /// Sample-ratio mismatch: do the arms' request counts since the last weight change match the
+    /// weight? A mismatch (p < 0.001) means routing is not doing what the rollout asked.
+    fn sample_ratio(&self) -> Option<Verdict> {
+        let [stable, canary] = self.step_counts;
+        let w = f64::from(self.canary_weight);
+        if stable + canary < SRM_MIN_SAMPLES || w <= 0.0 || w >= 100.0 {
+            return None;
+        }
+        let test = sample_ratio_mismatch(&[stable, canary], &[100.0 - w, w]).ok()?;
+        let mismatch = test.p_value < SRM_ALPHA;
+        let reason = if mismatch {
+            format!(
+                "sample-ratio mismatch: {canary} of {} requests went to the canary at weight {w}% \
+                 (chi-square p = {:.2e}): check the routing",
+                stable + canary,
+                test.p_value
+            )
+        } else {
+            format!(
+                "the split matches the weight {w}% (chi-square p = {:.3})",
+                test.p_value
+            )
+        };
+        let outcome = if mismatch {
+            Outcome::Inconclusive
+        } else {
+            Outcome::Pass
+        };
+        let mut v = Verdict::new(SAMPLE_RATIO_METRIC, outcome, TestUsed::SampleRatio, reason);
+        v.n_stable = stable;
+        v.n_canary = canary;
+        v.statistic = crate::verdict::finite(test.statistic);
+        v.p_value = crate::verdict::finite(test.p_value);
+        Some(v)
+    }
+
     /// One analysis look: verdicts, counters, limits, and the analysis gate.
     pub(super) fn look(&mut self, now: f64) -> Option<Decision> {
         let mut verdicts = self.judge.evaluate(&self.analysis, &self.evidence);
+        self.require_labels(&mut verdicts);
         let judged: Vec<Verdict> = match Judge::score(&self.analysis, &verdicts) {
             Some(score) => {
                 verdicts.push(score.clone());
@@ -196,6 +271,8 @@ impl Rollout {
             }
             None => verdicts.clone(),
         };
+        // Informational: reported with the verdicts, never counted towards the limits.
+        verdicts.extend(self.sample_ratio());
         self.last_verdicts = verdicts;
         let spec = &self.analysis;
         let exceeds = |count: u64, limit: i64| limit >= 0 && count > limit as u64;

@@ -37,6 +37,7 @@ use crate::spec::{AnalysisSpec, StepSpec, TriggerSpec};
 use crate::triggers::Triggers;
 use crate::verdict::Verdict;
 
+pub use machine::SAMPLE_RATIO_METRIC;
 pub use types::{Action, Command, CommandError, Decision, PauseReason, RolloutState, Weights};
 
 /// Decisions kept in [`Rollout::history`].
@@ -76,6 +77,9 @@ pub struct Rollout {
     counters: BTreeMap<String, MetricCounters>,
     last_verdicts: Vec<Verdict>,
     history: VecDeque<Decision>,
+    /// Stable and canary requests since the last weight change (for the sample-ratio check).
+    #[serde(default)]
+    step_counts: [u64; 2],
 }
 
 impl Rollout {
@@ -102,6 +106,7 @@ impl Rollout {
             counters: BTreeMap::new(),
             last_verdicts: Vec::new(),
             history: VecDeque::new(),
+            step_counts: [0, 0],
         }
     }
 
@@ -157,6 +162,7 @@ impl Rollout {
         let t = sample.t;
         match sample.arm {
             Arm::Stable | Arm::Canary => {
+                self.step_counts[usize::from(sample.arm == Arm::Canary)] += 1;
                 self.evidence.record(sample, &self.analysis.positive_label);
                 self.triggers.record(sample);
                 if let Some(truth) = &sample.truth {

@@ -323,9 +323,62 @@ impl RawAnalysis {
                 .unwrap_or(defaults::CONSECUTIVE_ERROR_LIMIT),
             on_no_data: outcome(self.on_no_data),
             on_inconclusive: outcome(self.on_inconclusive),
+            scoring: self
+                .scoring
+                .as_ref()
+                .map(|sc| scoring(sc, &metrics, cx, &join(path, "scoring"))),
             source,
             metrics,
         }
+    }
+}
+
+/// Validates Kayenta scoring: thresholds in 0..=100 with marginal <= pass, non-negative group
+/// weights, and every metric's group declared.
+fn scoring(raw: &RawScoring, metrics: &[Metric], cx: &mut Ctx<'_>, path: &str) -> Scoring {
+    let pass = raw.pass.unwrap_or(95.0);
+    let marginal = raw.marginal.unwrap_or(75.0);
+    for (field, v) in [("pass", pass), ("marginal", marginal)] {
+        if !(0.0..=100.0).contains(&v) {
+            cx.error(
+                &join(path, field),
+                format!("must be a score in 0..=100, got {v}"),
+            );
+        }
+    }
+    if marginal > pass {
+        cx.error(
+            &join(path, "marginal"),
+            format!("must not exceed pass ({pass}), got {marginal}"),
+        );
+    }
+    let groups: Vec<(String, f64)> = raw
+        .groups
+        .as_ref()
+        .map(|g| g.iter().map(|(k, v)| (k.clone(), *v)).collect())
+        .unwrap_or_default();
+    for (name, weight) in &groups {
+        if !weight.is_finite() || *weight < 0.0 {
+            cx.error(
+                &format!("{path}.groups.{name}"),
+                format!("weight must be >= 0, got {weight}"),
+            );
+        }
+    }
+    for (i, m) in metrics.iter().enumerate() {
+        if let Some(g) = &m.group {
+            if !groups.iter().any(|(name, _)| name == g) {
+                cx.error(
+                    &format!("{}.metrics[{i}].group", path.trim_end_matches(".scoring")),
+                    format!("group {g:?} is not declared in scoring.groups"),
+                );
+            }
+        }
+    }
+    Scoring {
+        groups,
+        pass,
+        marginal,
     }
 }
 
@@ -386,6 +439,7 @@ impl RawMetric {
             direction,
             allowed_change,
             critical: self.critical.unwrap_or(false),
+            group: self.group.clone(),
         })
     }
 }

@@ -141,6 +141,19 @@ pub struct Analysis {
     pub source: MetricSource,
     /// Compared metrics.
     pub metrics: Vec<Metric>,
+    /// Kayenta-style scoring, when configured.
+    pub scoring: Option<Scoring>,
+}
+
+/// Kayenta-style scoring: weighted share of passing metrics by group, with thresholds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Scoring {
+    /// Weight of each group.
+    pub groups: Vec<(String, f64)>,
+    /// Pass threshold, 0–100.
+    pub pass: f64,
+    /// Marginal threshold, 0–100.
+    pub marginal: f64,
 }
 
 /// Statistical method.
@@ -194,6 +207,8 @@ pub struct Metric {
     pub allowed_change: Option<AllowedChange>,
     /// Roll back at once on failure.
     pub critical: bool,
+    /// Kayenta scoring group.
+    pub group: Option<String>,
 }
 
 /// Metric kinds.

@@ -182,6 +182,21 @@ pub(crate) struct RawAnalysis {
     pub(crate) source: Option<RawSource>,
     /// Metrics compared between stable and canary.
     pub(crate) metrics: Option<Vec<RawMetric>>,
+    /// Kayenta-style scoring: the verdict is the weighted share of passing metrics, by group.
+    pub(crate) scoring: Option<RawScoring>,
+}
+
+/// `analysis.scoring`, as in Spinnaker's Kayenta canary configs.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(deny_unknown_fields)]
+pub(crate) struct RawScoring {
+    /// Weight of each metric group (metrics name their group with `group`).
+    pub(crate) groups: Option<std::collections::BTreeMap<String, f64>>,
+    /// Score (0–100) at or above which the analysis passes.
+    pub(crate) pass: Option<f64>,
+    /// Score (0–100) below which it fails; between marginal and pass it is inconclusive.
+    pub(crate) marginal: Option<f64>,
 }
 
 /// Statistical method.
@@ -246,6 +261,8 @@ pub(crate) struct RawMetric {
     pub(crate) allowed_change: Option<RawAllowedChange>,
     /// A failure of a critical metric rolls back at once.
     pub(crate) critical: Option<bool>,
+    /// The Kayenta scoring group this metric counts in (with `analysis.scoring`).
+    pub(crate) group: Option<String>,
 }
 
 /// Metric kinds.

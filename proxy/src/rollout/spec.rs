@@ -5,8 +5,8 @@
 //! milliseconds and time in seconds.
 
 use augur_analyzer::spec::{
-    Allowed, AnalysisSpec, Direction, GapAction, Method, MetricKind, MetricSpec, StepSpec,
-    TriggerAction, TriggerCondition, TriggerMetric, TriggerSpec,
+    Allowed, AnalysisSpec, Direction, GapAction, Method, MetricKind, MetricSpec, ScoringSpec,
+    StepSpec, TriggerAction, TriggerCondition, TriggerMetric, TriggerSpec,
 };
 use augur_policies as p;
 
@@ -35,6 +35,7 @@ pub fn from_policy(policy: &p::CanaryPolicy) -> RolloutSpec {
         analysis.positive_label = prediction.positive_label.clone();
     }
     analysis.label_ttl_s = policy.labels.ttl.as_secs_f64();
+    analysis.min_label_rate = policy.labels.min_label_rate.fraction();
     let steps = match &policy.strategy {
         p::Strategy::Steps(steps) => steps.iter().map(step_spec).collect(),
         p::Strategy::BlueGreen(bg) => {
@@ -76,6 +77,11 @@ fn analysis_spec(a: &p::Analysis) -> AnalysisSpec {
         consecutive_error_limit: i64::from(a.consecutive_error_limit),
         on_no_data: gap(a.on_no_data),
         on_inconclusive: gap(a.on_inconclusive),
+        scoring: a.scoring.as_ref().map(|sc| ScoringSpec {
+            group_weights: sc.groups.clone(),
+            pass: sc.pass,
+            marginal: sc.marginal,
+        }),
         ..AnalysisSpec::default()
     }
 }
@@ -114,6 +120,7 @@ fn metric_spec(m: &p::Metric) -> MetricSpec {
         };
     }
     spec.critical = m.critical;
+    spec.group.clone_from(&m.group);
     spec
 }
 
@@ -180,6 +187,10 @@ mod tests {
         assert_eq!(spec.steps.last(), Some(&StepSpec::SetWeight(100)));
         assert_eq!(spec.analysis.interval_s, 60.0);
         assert_eq!(spec.analysis.positive_label, "PNEUMONIA");
+        assert_eq!(
+            spec.analysis.min_label_rate, 0.05,
+            "minLabelRate: 5 (percent)"
+        );
         let error_rate = spec
             .analysis
             .metrics
@@ -201,5 +212,28 @@ mod tests {
         assert_eq!(t[1].condition, TriggerCondition::DropBy(0.05));
         assert_eq!(t[2].condition, TriggerCondition::IncreaseBy(500.0));
         assert_eq!(t[2].action, TriggerAction::CanaryOnly);
+    }
+
+    #[test]
+    fn kayenta_scoring_and_groups_map_through() {
+        let base = include_str!("../../../policies/examples/canary-pneumonia.yaml");
+        let yaml = base
+            .replace("        critical: true\n", "        critical: true\n        group: errors\n")
+            .replace(
+                "    metrics:\n      - name: p95-latency",
+                "    scoring:\n      groups: {errors: 100}\n      pass: 90\n      marginal: 70\n    metrics:\n      - name: p95-latency",
+            );
+        let loaded = augur_policies::load_str("c.yaml", &yaml).unwrap();
+        let spec = from_policy(&loaded.set.canary_policies[0]);
+        let scoring = spec.analysis.scoring.expect("scoring");
+        assert_eq!(scoring.group_weights, vec![("errors".to_owned(), 100.0)]);
+        assert_eq!((scoring.pass, scoring.marginal), (90.0, 70.0));
+        let m = spec
+            .analysis
+            .metrics
+            .iter()
+            .find(|m| m.name == "error-rate")
+            .unwrap();
+        assert_eq!(m.group.as_deref(), Some("errors"));
     }
 }
