@@ -164,6 +164,12 @@ fn a_failing_canary_is_rolled_back_by_the_analysis() {
         .unwrap_or("")
         .contains("error-rate"));
     assert_eq!(status["state"]["trigger"], serde_json::Value::Null);
+    let canary_errors = "augur_rollout_metric_value{arm=\"canary\",kind=\"error_rate\",metric=\"error-rate\",policy=\"default/model\"}";
+    assert_eq!(
+        proxy.metric(canary_errors),
+        1.0,
+        "the measured value is exported for dashboards"
+    );
     assert!(status["decisions"].to_string().contains("rolled_back"));
     assert_eq!(canary_share(&proxy, 200), 0, "all traffic back on stable");
     assert_eq!(

@@ -44,6 +44,10 @@ pub struct RolloutMetrics {
     pub step: IntGaugeVec,
     /// Last verdict per metric: 1 pass, 0 inconclusive or no data, -1 fail.
     pub verdict: GaugeVec,
+    /// The value each arm measured at the last look (rate, latency in ms, PSI, Brier score).
+    pub value: GaugeVec,
+    /// The last look's estimate per metric: canary minus stable, or the PSI for drift.
+    pub estimate: GaugeVec,
     /// Rollouts that ended rolled back.
     pub rollbacks: IntCounterVec,
     /// Rollouts that ended promoted.
@@ -72,6 +76,22 @@ impl RolloutMetrics {
             ),
             &["policy", "metric"],
         )?;
+        let value = GaugeVec::new(
+            Opts::new(
+                "augur_rollout_metric_value",
+                "Value each arm measured at the last analysis look.",
+            ),
+            &["policy", "metric", "kind", "arm"],
+        )?;
+        let estimate = GaugeVec::new(
+            Opts::new(
+                "augur_rollout_metric_estimate",
+                "Estimate at the last analysis look: canary minus stable, or the PSI for drift.",
+            ),
+            &["policy", "metric", "kind"],
+        )?;
+        registry.register(Box::new(value.clone()))?;
+        registry.register(Box::new(estimate.clone()))?;
         let rollbacks = IntCounterVec::new(
             Opts::new("rollbacks_total", "Rollouts rolled back."),
             &["policy"],
@@ -97,6 +117,8 @@ impl RolloutMetrics {
             weight,
             step,
             verdict,
+            value,
+            estimate,
             rollbacks,
             deployments,
             source_errors,

@@ -197,6 +197,41 @@ impl Rollouts {
             if !decisions.is_empty() {
                 self.applied(key, m, &decisions, "analyzer");
             }
+            self.export_verdicts(key, &m.rollout);
+        }
+    }
+
+    /// The last look's verdicts as gauges: outcome, each arm's measured value, and the estimate
+    /// (the difference, or the PSI for drift), labelled with the metric's kind for alerts.
+    fn export_verdicts(&self, key: &str, r: &Rollout) {
+        let g = &self.metrics.rollout;
+        for v in r.verdicts() {
+            let outcome = match v.outcome {
+                Outcome::Pass => 1.0,
+                Outcome::Fail { .. } => -1.0,
+                Outcome::Inconclusive | Outcome::NoData => 0.0,
+            };
+            g.verdict
+                .with_label_values(&[key, v.metric.as_str()])
+                .set(outcome);
+            let kind = r
+                .analysis()
+                .metrics
+                .iter()
+                .find(|m| m.name == v.metric)
+                .map_or("check", |m| kind_label(&m.kind));
+            for (arm, value) in [("stable", v.stable), ("canary", v.canary)] {
+                if let Some(x) = value {
+                    g.value
+                        .with_label_values(&[key, v.metric.as_str(), kind, arm])
+                        .set(x);
+                }
+            }
+            if let Some(x) = v.estimate {
+                g.estimate
+                    .with_label_values(&[key, v.metric.as_str(), kind])
+                    .set(x);
+            }
         }
     }
 
@@ -263,16 +298,7 @@ impl Rollouts {
         if let Some(step) = r.state().step() {
             g.step.with_label_values(&[key]).set(step as i64);
         }
-        for v in r.verdicts() {
-            let value = match v.outcome {
-                Outcome::Pass => 1.0,
-                Outcome::Fail { .. } => -1.0,
-                Outcome::Inconclusive | Outcome::NoData => 0.0,
-            };
-            g.verdict
-                .with_label_values(&[key, v.metric.as_str()])
-                .set(value);
-        }
+        self.export_verdicts(key, r);
         for d in decisions {
             tracing::info!(policy = key, from = ?d.from, to = ?d.to, weights = ?d.weights, reason = %d.reason, "rollout decision");
             if d.from != d.to {
@@ -341,6 +367,19 @@ fn metric_source(
             tracing::error!(policy = %policy_key(policy), error = %e, "unusable metric source; the analysis will see no data");
             None
         }
+    }
+}
+
+/// The closed set of metric kinds, as label values.
+fn kind_label(kind: &augur_analyzer::spec::MetricKind) -> &'static str {
+    use augur_analyzer::spec::MetricKind as K;
+    match kind {
+        K::Latency { .. } => "latency",
+        K::ErrorRate => "error_rate",
+        K::Accuracy => "accuracy",
+        K::ShadowAgreement => "shadow_agreement",
+        K::PredictionDrift => "prediction_drift",
+        K::Calibration => "calibration",
     }
 }
 
