@@ -4,8 +4,9 @@
 //!   `/healthz/ready` every 500 ms until it answers 200 or the timeout passes, like
 //!   `pilot-agent wait`; the kubelet starts the app containers only after it returns.
 //! - `drain` (preStop) turns the proxy's health check to failing through the admin API
-//!   (`POST /healthcheck/fail`) and then waits, so endpoints are withdrawn while in-flight
-//!   requests finish, before the kubelet sends SIGTERM.
+//!   (`POST /healthcheck/fail`), waits for endpoints to be withdrawn, then until no request is
+//!   in flight (`augur_downstream_requests_active` in `/stats`, so a slow inference finishes)
+//!   or the deadline passes, before the kubelet sends SIGTERM.
 //!
 //! Plain HTTP/1.1 over `std::net` to loopback: the hooks run once and need no runtime.
 
@@ -39,6 +40,10 @@ pub struct DrainArgs {
     /// Seconds to wait after failing the health check (let endpoints update).
     #[arg(long, default_value_t = 5)]
     pub wait_seconds: u64,
+    /// Longest wait, in seconds, for in-flight requests to finish (below Kubernetes' 30 s
+    /// grace period).
+    #[arg(long, default_value_t = 25)]
+    pub max_seconds: u64,
 }
 
 /// Runs `augur wait`: returns once `/healthz/ready` answers 200.
@@ -69,7 +74,46 @@ pub fn run_drain(args: DrainArgs) -> anyhow::Result<()> {
         bail!("POST /healthcheck/fail answered {code}");
     }
     std::thread::sleep(Duration::from_secs(args.wait_seconds));
-    Ok(())
+    let deadline = std::time::Instant::now()
+        + Duration::from_secs(args.max_seconds.saturating_sub(args.wait_seconds));
+    while std::time::Instant::now() < deadline {
+        match active_requests(args.admin) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            // The proxy is gone: nothing left to drain.
+            Err(_) => return Ok(()),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    bail!("requests still in flight after {} s", args.max_seconds)
+}
+
+/// Requests the proxy is serving now, from its `/stats`.
+fn active_requests(admin: SocketAddr) -> anyhow::Result<u64> {
+    let body = http_body(admin, "/stats?filter=^augur_downstream_requests_active$")?;
+    body.lines()
+        .find_map(|l| l.strip_prefix("augur_downstream_requests_active: "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|v| v.max(0.0) as u64)
+        .context("no augur_downstream_requests_active in /stats")
+}
+
+/// `GET path` and the response body.
+fn http_body(addr: SocketAddr, path: &str) -> anyhow::Result<String> {
+    let timeout = Duration::from_secs(2);
+    let mut stream =
+        TcpStream::connect_timeout(&addr, timeout).with_context(|| format!("connect {addr}"))?;
+    stream.set_read_timeout(Some(timeout))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw)?;
+    Ok(raw
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default())
 }
 
 /// Sends one request and returns the response's status code.
@@ -123,6 +167,7 @@ mod tests {
         run_drain(DrainArgs {
             admin,
             wait_seconds: 0,
+            max_seconds: 5,
         })
         .expect("drain");
         let closed = TcpListener::bind("127.0.0.1:0")

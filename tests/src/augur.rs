@@ -72,7 +72,25 @@ impl Proxy {
         Self::spawn(policies, state_dir, &[])
     }
 
+    /// Starts `augur proxy` with extra environment variables.
+    pub fn start_with_env(policies: &[&Path], env: &[(&str, &str)]) -> Self {
+        let tmp = tempfile::tempdir().expect("state dir");
+        let dir = tmp.path().to_path_buf();
+        let mut proxy = Self::spawn_env(policies, &dir, &[], env);
+        proxy._state_tmp = Some(tmp);
+        proxy
+    }
+
     fn spawn(policies: &[&Path], state_dir: &Path, extra: &[&str]) -> Self {
+        Self::spawn_env(policies, state_dir, extra, &[])
+    }
+
+    fn spawn_env(
+        policies: &[&Path],
+        state_dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let (listen, admin, status, prometheus) = (
             loopback(free_port()),
             loopback(free_port()),
@@ -92,6 +110,7 @@ impl Proxy {
             .arg("--state-dir")
             .arg(state_dir)
             .args(extra)
+            .envs(env.iter().copied())
             .stdin(Stdio::null());
         let child = cmd.spawn().expect("spawn augur proxy");
         let mut proxy = Self {

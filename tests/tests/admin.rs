@@ -195,3 +195,86 @@ fn local_replies_use_envoys_codes_and_bodies() {
     assert_eq!(no_endpoint.body, "no healthy upstream");
     assert_eq!(up.served(), 2);
 }
+
+#[test]
+fn app_probes_run_through_the_status_port() {
+    let healthy = Upstream::start("v1");
+    let sick = augur_tests::upstream::Upstream::scripted("v1", |_| augur_tests::upstream::Answer {
+        status: 503,
+        ..augur_tests::upstream::Answer::OK
+    });
+    let closed = augur_tests::free_port();
+    let probers = serde_json::json!({
+        "/app-health/model/readyz": {"httpGet": {"path": "/health", "port": healthy.addr.port()}},
+        "/app-health/model/livez": {"tcpSocket": {"port": healthy.addr.port()}},
+        "/app-health/sick/readyz": {"httpGet": {"path": "/health", "port": sick.addr.port()}},
+        "/app-health/gone/livez": {"tcpSocket": {"port": closed}, "timeoutSeconds": 1},
+    })
+    .to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start_with_env(
+        &[&policy(dir.path(), &healthy)],
+        &[("AUGUR_APP_PROBERS", &probers)],
+    );
+    let probe = |path: &str| http::get(proxy.status, "localhost", path).unwrap().status;
+    assert_eq!(probe("/app-health/model/readyz"), 200);
+    assert_eq!(probe("/app-health/model/livez"), 200);
+    assert_eq!(probe("/app-health/sick/readyz"), 503);
+    assert_eq!(probe("/app-health/gone/livez"), 503);
+    assert_eq!(probe("/app-health/other/readyz"), 404);
+    let got = healthy.received();
+    assert!(got
+        .iter()
+        .any(|r| r.line == "GET /health HTTP/1.1"
+            && r.header("user-agent") == Some("kube-probe/augur")));
+}
+
+#[test]
+fn drain_fails_readiness_and_waits_for_in_flight_requests() {
+    let slow = augur_tests::upstream::Upstream::scripted("v1", |_| augur_tests::upstream::Answer {
+        status: 200,
+        delay: std::time::Duration::from_millis(1500),
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(&[&policy(dir.path(), &slow)]);
+    let listen = proxy.listen;
+    let in_flight =
+        std::thread::spawn(move || http::get(listen, "model", "/predict").unwrap().status);
+    augur_tests::wait_for(
+        "the request in flight",
+        std::time::Duration::from_secs(5),
+        || (slow.received().len() == 1).then_some(()),
+    );
+    let start = std::time::Instant::now();
+    let admin = proxy.admin.to_string();
+    let out = augur_tests::augur::run(&[
+        "drain",
+        "--admin",
+        &admin,
+        "--wait-seconds",
+        "0",
+        "--max-seconds",
+        "10",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        start.elapsed() >= std::time::Duration::from_millis(800),
+        "drain waited for the request"
+    );
+    assert_eq!(
+        in_flight.join().unwrap(),
+        200,
+        "the in-flight request completed"
+    );
+    assert_eq!(
+        http::get(proxy.status, "localhost", "/healthz/ready")
+            .unwrap()
+            .status,
+        503
+    );
+}

@@ -17,6 +17,7 @@ pub mod annotations;
 pub mod args;
 pub mod config;
 pub mod pod;
+pub mod probes;
 pub mod template;
 pub mod yaml;
 

@@ -99,7 +99,23 @@ pub fn inject_pod_template(
         image_pull_secrets: None,
         revision: cfg.revision.clone(),
     };
+    let rewrite_probes = meta
+        .sidecar_setting("rewriteAppHTTPProbers")
+        .is_none_or(|v| !v.trim().eq_ignore_ascii_case("false"));
     let spec = child(as_object(template), "spec");
+    let mut proxy = sidecar.proxy;
+    if rewrite_probes {
+        let originals = super::probes::rewrite(list_at(spec, "containers"));
+        if !originals.is_empty() {
+            let env = json!({
+                "name": super::probes::APP_PROBERS_ENV,
+                "value": Value::Object(originals).to_string(),
+            });
+            if let Some(list) = proxy.get_mut("env").and_then(Value::as_array_mut) {
+                list.push(env);
+            }
+        }
+    }
     let mut inits: Vec<Value> = Vec::new();
     if let Some(init) = sidecar.init {
         status.init_containers.push(cfg.init_container_name.clone());
@@ -109,10 +125,10 @@ pub fn inject_pod_template(
         status
             .init_containers
             .push(cfg.proxy_container_name.clone());
-        inits.push(sidecar.proxy);
+        inits.push(proxy);
     } else {
         status.containers = Some(vec![cfg.proxy_container_name.clone()]);
-        prepend(spec, "containers", vec![sidecar.proxy]);
+        prepend(spec, "containers", vec![proxy]);
     }
     prepend(spec, "initContainers", inits);
     append(spec, "volumes", sidecar.volumes);

@@ -6,9 +6,12 @@
 //!   `/stats/prometheus`, `/config_dump`, `/listeners`, `/clusters`, `/rollouts`;
 //!   `POST /healthcheck/fail`, `/healthcheck/ok`, `/rollouts/{name}/{command}`, `/labels`
 //!   (mutations are POST only);
-//! - status (15021): `GET /healthz/ready`;
+//! - status (15021): `GET /healthz/ready`, and `/app-health/<container>/<probe>` (the app's
+//!   probes, rewritten by the injector);
 //! - Prometheus (15090): `GET /stats/prometheus`.
 
+mod app_probe;
+pub use app_probe::AppProbers;
 mod config_dump;
 mod rollouts;
 mod stats;
@@ -57,6 +60,8 @@ pub struct AdminState {
     pub healthy: AtomicBool,
     /// The rollouts, for `/rollouts` and `/labels`.
     pub rollouts: Arc<Rollouts>,
+    /// The app's probes, for `/app-health/...` on the status port.
+    pub app_probers: app_probe::AppProbers,
 }
 
 /// The HTTP application behind the admin, status and Prometheus listeners.
@@ -224,17 +229,31 @@ impl ServeHttp for AdminApp {
                 req.uri.query().map(str::to_owned),
             )
         };
+        if self.surface == Surface::Status && path.starts_with("/app-health/") {
+            let reply = match self.state.app_probers.check(&path).await {
+                Some(true) => Reply::text(StatusCode::OK, ""),
+                Some(false) => Reply::text(StatusCode::SERVICE_UNAVAILABLE, "app probe failed\n"),
+                None => Reply::not_found(),
+            };
+            return reply.into_response();
+        }
         let reply = match read_body(session).await {
             Some(body) => self.route(&method, &path, query.as_deref(), &body),
             None => Reply::text(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n"),
         };
-        let len = reply.body.len();
+        reply.into_response()
+    }
+}
+
+impl Reply {
+    fn into_response(self) -> Response<Vec<u8>> {
+        let len = self.body.len();
         Response::builder()
-            .status(reply.status)
-            .header("content-type", reply.content_type)
+            .status(self.status)
+            .header("content-type", self.content_type)
             .header("content-length", len)
             .header("server", "envoy")
-            .body(reply.body)
+            .body(self.body)
             .unwrap_or_else(|_| Response::new(Vec::new()))
     }
 }

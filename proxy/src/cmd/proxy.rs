@@ -114,6 +114,7 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         started: SystemTime::now(),
         healthy: AtomicBool::new(true),
         rollouts: Arc::clone(&rollouts),
+        app_probers: crate::admin::AppProbers::from_env(),
     });
     let admin = admin_service(
         "augur admin",

@@ -28,6 +28,8 @@ pub struct Metrics {
     pub arm_requests: IntCounterVec,
     /// Samples the analyzer could not take because its queue was full.
     pub samples_dropped: IntCounter,
+    /// Requests being served now (what `augur drain` waits on).
+    pub active_requests: IntGauge,
     /// Rollout metrics.
     pub rollout: RolloutMetrics,
     /// Mirror copies sent, by outcome (`answered`, `failed`).
@@ -161,6 +163,11 @@ impl Metrics {
         registry.register(Box::new(mirror_dropped.clone()))?;
         registry.register(Box::new(arm_requests.clone()))?;
         registry.register(Box::new(samples_dropped.clone()))?;
+        let active_requests = IntGauge::new(
+            "augur_downstream_requests_active",
+            "Requests being served now.",
+        )?;
+        registry.register(Box::new(active_requests.clone()))?;
         let config_reloads = IntCounter::new(
             "augur_config_reloads_total",
             "Policy reloads attempted (file changes and SIGHUP).",
@@ -187,6 +194,7 @@ impl Metrics {
             istio,
             arm_requests,
             samples_dropped,
+            active_requests,
             rollout,
             mirror_requests,
             mirror_dropped,

@@ -116,6 +116,8 @@ pub struct RequestCtx {
     mirror: Option<Box<mirroring::MirrorPlan>>,
     /// A captured request no route covers: forwarded to where it was going.
     passthrough: Option<SocketAddr>,
+    /// Counts the request as active until the context is dropped.
+    _active: ActiveRequest,
     /// The request arrived on the inbound capture listener.
     inbound: bool,
 }
@@ -128,6 +130,22 @@ impl RequestCtx {
 
     fn retry(&self) -> Option<&RetryPolicy> {
         self.route.as_ref().map(|r| &r.retry)
+    }
+}
+
+/// Holds one count of the active-requests gauge for the life of a request.
+struct ActiveRequest(prometheus::IntGauge);
+
+impl ActiveRequest {
+    fn new(gauge: &prometheus::IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for ActiveRequest {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
@@ -228,6 +246,7 @@ impl ProxyHttp for AugurProxy {
             mirror: None,
             passthrough: None,
             inbound: false,
+            _active: ActiveRequest::new(&self.metrics.active_requests),
         }
     }
 
