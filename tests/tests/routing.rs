@@ -253,3 +253,41 @@ fn weighted_split_lands_within_three_sigma() {
         3.0 * sigma
     );
 }
+
+#[test]
+fn prior_knowledge_http2_is_routed_like_http1() {
+    let (v1, v2) = (Upstream::start("v1"), Upstream::start("v2"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vs = virtual_service(
+        "model",
+        "  - match: [{headers: {x-model-version: {exact: v2}}}]\n    route: [{destination: {host: model, subset: v2}}]\n  - route: [{destination: {host: model, subset: v1}}]\n",
+    );
+    let svc = service("model", &[("v1", v1.addr.port()), ("v2", v2.addr.port())]);
+    let proxy = Proxy::start(&[&write(dir.path(), &[&vs, &svc])]);
+    let curl = |extra: &[&str]| {
+        let out = std::process::Command::new("curl")
+            .args([
+                "-s",
+                "--http2-prior-knowledge",
+                "-w",
+                "\n%{http_version}",
+                "-H",
+                "Host: model",
+            ])
+            .args(extra)
+            .arg(format!("http://{}/predict", proxy.listen))
+            .output()
+            .expect("curl (scripts/setup.sh installs it)");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let plain = curl(&[]);
+    assert!(
+        plain.contains("\"v1\"") && plain.ends_with("\n2"),
+        "{plain}"
+    );
+    let header = curl(&["-H", "x-model-version: v2"]);
+    assert!(
+        header.contains("\"v2\"") && header.ends_with("\n2"),
+        "{header}"
+    );
+}

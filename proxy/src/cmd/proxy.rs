@@ -94,6 +94,12 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         }),
         "augur proxy",
     );
+    // Prior-knowledge HTTP/2 (h2c) next to HTTP/1.1 on every cleartext listener.
+    if let Some(app) = proxy.app_logic_mut() {
+        let mut options = pingora::apps::HttpServerOptions::default();
+        options.h2c = true;
+        app.server_options = Some(options);
+    }
     for addr in &listen {
         proxy.add_tcp(&addr.to_string());
     }
