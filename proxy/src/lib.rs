@@ -13,6 +13,7 @@
 pub mod admin;
 pub mod cli;
 pub mod cmd;
+pub mod drain;
 pub mod identity;
 pub mod local_reply;
 pub mod logging;

@@ -55,8 +55,10 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     }
     let conf = ServerConf {
         threads: args.concurrency.max(1),
-        grace_period_seconds: Some(0),
-        graceful_shutdown_timeout_seconds: Some(args.drain_duration.as_secs()),
+        // Stop accepting at once, then wait up to the drain duration for in-flight requests;
+        // `Drain` exits as soon as none is left.
+        grace_period_seconds: Some(args.drain_duration.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(1),
         ..ServerConf::default()
     };
     let state_dir = StateDir::open(&args.state_dir)
@@ -157,6 +159,10 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     server.add_service(reloader);
     server.add_service(driver);
     server.add_service(mirrors);
+    server.add_service(background_service(
+        "augur drain",
+        crate::drain::Drain::new(metrics.active_requests.clone()),
+    ));
     tracing::info!(listen = ?listen, outbound = ?args.outbound_capture, inbound = ?args.inbound_capture, admin = %args.admin, "augur proxy starting");
     server.run_forever()
 }
