@@ -252,6 +252,13 @@ pub struct ProxyArgs {
     /// (default: none, as Istio 1.28+).
     #[arg(long, env = "AUGUR_MIRROR_HOST_SUFFIX")]
     pub mirror_host_suffix: Option<String>,
+    /// Write the access log here (`/dev/stdout` as Istio's `accessLogFile`); off by default.
+    /// Paths are logged without query strings, and bodies never.
+    #[arg(long, env = "AUGUR_ACCESS_LOG")]
+    pub access_log: Option<PathBuf>,
+    /// Access log format: Istio's default text format, or JSON with Istio's keys.
+    #[arg(long, env = "AUGUR_ACCESS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub access_log_format: LogFormat,
     /// How long to let in-flight requests finish after SIGTERM (below Kubernetes' 30 s).
     #[arg(long, env = "AUGUR_DRAIN_DURATION", value_parser = parse_seconds, default_value = "25")]
     pub drain_duration: Duration,

@@ -10,6 +10,7 @@
 //!   decision is made: it judges the samples and sets the weights the next requests use;
 //! - [`admin`] serves Envoy's admin shapes, the status port and Prometheus metrics.
 
+pub mod access_log;
 pub mod admin;
 pub mod cli;
 pub mod cmd;

@@ -291,3 +291,61 @@ fn prior_knowledge_http2_is_routed_like_http1() {
         "{header}"
     );
 }
+
+#[test]
+fn access_log_in_istio_format_without_query_strings() {
+    let up = Upstream::start("v1");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let http_routes = "  - name: main\n    route: [{destination: {host: model, subset: v1}}]\n";
+    let file = write(
+        dir.path(),
+        &[
+            &virtual_service("model", http_routes),
+            &service("model", &[("v1", up.addr.port())]),
+        ],
+    );
+    let log = dir.path().join("access.log");
+    let proxy = Proxy::start_with_args(&[&file], &["--access-log", log.to_str().expect("utf-8")]);
+    let raw = "GET /predict?patient=SECRET-NAME HTTP/1.1\r\nHost: model\r\nx-request-id: rid-1\r\n\
+               User-Agent: test-agent\r\nConnection: close\r\n\r\n";
+    assert_eq!(
+        http::request(proxy.listen, raw).expect("request").status,
+        200
+    );
+    assert_eq!(
+        http::get(proxy.listen, "nowhere", "/x")
+            .expect("request")
+            .status,
+        404
+    );
+    let text = augur_tests::wait_for("two access-log lines", Duration::from_secs(5), || {
+        let t = std::fs::read_to_string(&log).ok()?;
+        (t.lines().count() == 2).then_some(t)
+    });
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with('['), "{}", lines[0]);
+    assert!(
+        lines[0].contains("] \"GET /predict HTTP/1.1\" 200 - via_upstream - \"-\" 0 "),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[0].contains("\"-\" \"test-agent\" \"rid-1\" \"model\""),
+        "{}",
+        lines[0]
+    );
+    assert!(lines[0].contains(&format!(
+        "\"{}\" outbound|80|v1|model.default.svc.cluster.local",
+        up.addr
+    )));
+    assert!(lines[0].ends_with(" main"), "route name last: {}", lines[0]);
+    assert!(
+        !text.contains("SECRET"),
+        "no query strings in the access log"
+    );
+    assert!(
+        lines[1].contains("\"GET /x HTTP/1.1\" 404 NR route_not_found"),
+        "{}",
+        lines[1]
+    );
+}

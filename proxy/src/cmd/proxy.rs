@@ -12,6 +12,7 @@ use pingora::server::Server;
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
+use crate::access_log::AccessLog;
 use crate::admin::{AdminApp, AdminState, Surface};
 use crate::cli::ProxyArgs;
 use crate::metrics::Metrics;
@@ -69,6 +70,18 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         Some(state_dir),
         Arc::clone(&metrics),
     ));
+    let access_log = match &args.access_log {
+        Some(path) => {
+            let format = match args.access_log_format {
+                crate::cli::LogFormat::Text => crate::access_log::Format::Text,
+                crate::cli::LogFormat::Json => crate::access_log::Format::Json,
+            };
+            let log = AccessLog::open(path, format, metrics.access_log_dropped.clone())
+                .with_context(|| format!("cannot open --access-log {}", path.display()))?;
+            Some(log)
+        }
+        None => None,
+    };
     let (sample_sink, sample_rx) = SampleSink::channel(SAMPLE_QUEUE);
     let mirror_config = MirrorConfig {
         max_body: args.mirror_max_body,
@@ -90,6 +103,7 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
             mirror_queue,
             mirror_config.max_body,
         )
+        .with_access_log(access_log)
         .with_capture(CapturePorts {
             outbound: args.outbound_capture.map(|a| a.port()),
             inbound: args.inbound_capture.map(|a| a.port()),

@@ -30,6 +30,8 @@ pub struct Metrics {
     pub samples_dropped: IntCounter,
     /// Requests being served now (what `augur drain` waits on).
     pub active_requests: IntGauge,
+    /// Access-log lines dropped because the writer fell behind.
+    pub access_log_dropped: IntCounter,
     /// Rollout metrics.
     pub rollout: RolloutMetrics,
     /// Mirror copies sent, by outcome (`answered`, `failed`).
@@ -168,6 +170,11 @@ impl Metrics {
             "Requests being served now.",
         )?;
         registry.register(Box::new(active_requests.clone()))?;
+        let access_log_dropped = IntCounter::new(
+            "augur_access_log_dropped_total",
+            "Access-log lines dropped because the writer fell behind.",
+        )?;
+        registry.register(Box::new(access_log_dropped.clone()))?;
         let config_reloads = IntCounter::new(
             "augur_config_reloads_total",
             "Policy reloads attempted (file changes and SIGHUP).",
@@ -195,6 +202,7 @@ impl Metrics {
             arm_requests,
             samples_dropped,
             active_requests,
+            access_log_dropped,
             rollout,
             mirror_requests,
             mirror_dropped,

@@ -20,6 +20,7 @@ use pingora::{Error, ErrorType, Result};
 
 use augur_model::{Arm, Sample};
 
+use crate::access_log::{self, AccessLog};
 use crate::local_reply::{self, LocalReply, NO_HEALTHY_UPSTREAM, NO_ROUTE};
 use crate::metrics::istio::{Reporter, RequestRecord};
 use crate::metrics::Metrics;
@@ -46,6 +47,7 @@ pub struct AugurProxy {
     mirror: MirrorQueue,
     mirror_max_body: usize,
     capture: CapturePorts,
+    access_log: Option<AccessLog>,
 }
 
 impl AugurProxy {
@@ -70,7 +72,51 @@ impl AugurProxy {
             mirror,
             mirror_max_body,
             capture: CapturePorts::default(),
+            access_log: None,
         }
+    }
+
+    /// Writes Istio's access log to `log`.
+    pub fn with_access_log(mut self, log: Option<AccessLog>) -> Self {
+        self.access_log = log;
+        self
+    }
+
+    fn log_access(&self, session: &Session, ctx: &RequestCtx, status: u16) {
+        let Some(log) = &self.access_log else { return };
+        let req = session.req_header();
+        let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
+        let elapsed = ctx.start.elapsed();
+        log.record(&access_log::Entry {
+            start: std::time::SystemTime::now() - elapsed,
+            method: req.method.as_str(),
+            path: req.uri.path(),
+            protocol: if session.is_http2() {
+                "HTTP/2"
+            } else {
+                "HTTP/1.1"
+            },
+            status,
+            flags: ctx.flag.unwrap_or("-"),
+            bytes_received: ctx.request_bytes,
+            bytes_sent: ctx.response_bytes,
+            duration_ms: elapsed.as_millis(),
+            upstream_ms: ctx.upstream_ms,
+            forwarded_for: header("x-forwarded-for"),
+            user_agent: header("user-agent"),
+            request_id: ctx.request_id.as_deref(),
+            authority: req
+                .uri
+                .authority()
+                .map(|a| a.as_str())
+                .or(header("host"))
+                .unwrap_or("-"),
+            upstream_host: ctx.endpoint,
+            upstream_cluster: ctx.cluster.as_deref().map(|c| c.name.as_str()),
+            local: session.server_addr().and_then(|a| a.as_inet()).copied(),
+            remote: session.client_addr().and_then(|a| a.as_inet()).copied(),
+            route: ctx.route.as_deref().map(|r| r.name.as_str()),
+        });
     }
 
     /// Turns on transparent mode for the capture listeners on these ports.
@@ -118,6 +164,8 @@ pub struct RequestCtx {
     passthrough: Option<SocketAddr>,
     /// Counts the request as active until the context is dropped.
     _active: ActiveRequest,
+    /// `x-envoy-upstream-service-time` of the answer, in ms.
+    upstream_ms: Option<u128>,
     /// The request arrived on the inbound capture listener.
     inbound: bool,
 }
@@ -247,6 +295,7 @@ impl ProxyHttp for AugurProxy {
             passthrough: None,
             inbound: false,
             _active: ActiveRequest::new(&self.metrics.active_requests),
+            upstream_ms: None,
         }
     }
 
@@ -370,6 +419,7 @@ impl ProxyHttp for AugurProxy {
         // A request whose body never reached the body filter (none at all) is mirrored now.
         self.dispatch_mirrors(ctx);
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        self.log_access(session, ctx, status);
         let latency_ms = ctx.start.elapsed().as_secs_f64() * 1000.0;
         let flags = ctx.flag.unwrap_or("-");
         self.metrics.istio.record(&RequestRecord {
@@ -499,6 +549,7 @@ impl ProxyHttp for AugurProxy {
             }
         }
         let service_ms = ctx.attempt_start.map_or(0, |t| t.elapsed().as_millis());
+        ctx.upstream_ms = Some(service_ms);
         upstream.insert_header("x-envoy-upstream-service-time", service_ms.to_string())?;
         upstream.insert_header("server", "envoy")?;
         if let Some(route) = &ctx.route {
