@@ -349,3 +349,45 @@ fn access_log_in_istio_format_without_query_strings() {
         lines[1]
     );
 }
+
+#[test]
+fn consistent_hash_keeps_each_user_on_one_version() {
+    let (v1, v2) = (Upstream::start("v1"), Upstream::start("v2"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vs = virtual_service(
+        "model",
+        "  - route:\n    - destination: {host: model, subset: v1}\n      weight: 80\n    - destination: {host: model, subset: v2}\n      weight: 20\n",
+    );
+    let dr = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: model}\nspec:\n  host: model\n  trafficPolicy:\n    loadBalancer:\n      consistentHash: {httpHeaderName: x-user}\n  subsets:\n  - {name: v1, labels: {version: v1}}\n  - {name: v2, labels: {version: v2}}\n";
+    // The ServiceEntry of `service`, without its DestinationRule (the one above replaces it).
+    let svc = service("model", &[("v1", v1.addr.port()), ("v2", v2.addr.port())]);
+    let se = svc.split("---\n").nth(1).expect("service entry");
+    let proxy = Proxy::start(&[&write(dir.path(), &[&vs, dr, se])]);
+    let mut conn = http::Connection::open(proxy.listen).expect("connect");
+    let mut on_canary = 0;
+    for user in 0..200 {
+        let versions: std::collections::BTreeSet<bool> = (0..5)
+            .map(|_| {
+                let raw = format!("GET / HTTP/1.1\r\nHost: model\r\nx-user: user-{user}\r\nConnection: close\r\n\r\n");
+                http::request(proxy.listen, &raw).expect("request").body.contains("\"v2\"")
+            })
+            .collect();
+        assert_eq!(versions.len(), 1, "user-{user} switched versions");
+        on_canary += usize::from(versions.contains(&true));
+    }
+    let sigma = (200.0f64 * 0.2 * 0.8).sqrt();
+    assert!(
+        (on_canary as f64 - 40.0).abs() <= 3.0 * sigma,
+        "{on_canary} of 200 users on the canary"
+    );
+    // Without the key, requests are spread at random.
+    let anonymous: std::collections::BTreeSet<bool> = (0..100)
+        .map(|_| {
+            conn.get("model", "/")
+                .expect("request")
+                .body
+                .contains("\"v2\"")
+        })
+        .collect();
+    assert_eq!(anonymous.len(), 2);
+}

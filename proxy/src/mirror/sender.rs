@@ -83,7 +83,8 @@ struct Answer {
 
 async fn send(job: MirrorJob, suffix: Option<&str>, metrics: &Metrics, samples: &SampleSink) {
     let start = Instant::now();
-    let endpoint = job.cluster.pick();
+    let picked = job.cluster.pick(None);
+    let endpoint = picked.as_ref().map(|(addr, _)| *addr);
     let result = match endpoint {
         Some(addr) => {
             let timeout = job.cluster.connect_timeout.max(MIRROR_TIMEOUT);

@@ -1,9 +1,36 @@
-//! Upstream clusters: the endpoints of one destination host and subset.
+//! Upstream clusters: the endpoints of one destination host and subset, and how one is chosen.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+
+use augur_policies::LbPolicy;
+
+/// How an endpoint is chosen within a cluster (DestinationRule `loadBalancer.simple`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Balancer {
+    /// In turn.
+    RoundRobin,
+    /// Uniformly at random.
+    Random,
+    /// The less busy of two random endpoints (Istio's default, Envoy's LEAST_REQUEST).
+    LeastRequest,
+}
+
+impl From<LbPolicy> for Balancer {
+    fn from(p: LbPolicy) -> Self {
+        match p {
+            LbPolicy::RoundRobin => Balancer::RoundRobin,
+            LbPolicy::Random => Balancer::Random,
+            // PASSTHROUGH has no meaning for a cluster with endpoints; UNSPECIFIED is the default.
+            LbPolicy::LeastRequest | LbPolicy::Unspecified | LbPolicy::Passthrough => {
+                Balancer::LeastRequest
+            }
+        }
+    }
+}
 
 /// The endpoints of one `(host, subset, port)` destination, named as Istio names clusters
 /// (`outbound|9080|v1|reviews.default.svc.cluster.local`).
@@ -21,7 +48,10 @@ pub struct Cluster {
     pub endpoints: Vec<SocketAddr>,
     /// TCP connect timeout (DestinationRule `connectionPool.tcp.connectTimeout`).
     pub connect_timeout: Duration,
+    /// Endpoint selection.
+    pub balancer: Balancer,
     next: AtomicUsize,
+    active: Vec<AtomicUsize>,
 }
 
 impl Cluster {
@@ -32,6 +62,7 @@ impl Cluster {
         subset: Option<String>,
         endpoints: Vec<SocketAddr>,
     ) -> Self {
+        let active = endpoints.iter().map(|_| AtomicUsize::new(0)).collect();
         Self {
             name,
             host,
@@ -39,7 +70,9 @@ impl Cluster {
             labels: BTreeMap::new(),
             endpoints,
             connect_timeout: augur_policies::defaults::CONNECT_TIMEOUT,
+            balancer: Balancer::LeastRequest,
             next: AtomicUsize::new(0),
+            active,
         }
     }
 
@@ -53,14 +86,62 @@ impl Cluster {
             .unwrap_or("unknown")
     }
 
-    /// The next endpoint in round-robin order, or `None` when the cluster has no endpoint
-    /// (Envoy answers 503 `no healthy upstream`, flag UH).
-    pub fn pick(&self) -> Option<SocketAddr> {
-        if self.endpoints.is_empty() {
+    /// Chooses an endpoint: by `hash` when the route is sticky, else by the balancer. `None`
+    /// when the cluster has no endpoint (Envoy answers 503 `no healthy upstream`, flag UH).
+    /// The returned guard counts the request as active on that endpoint until dropped.
+    pub fn pick(self: &Arc<Self>, hash: Option<u64>) -> Option<(SocketAddr, EndpointGuard)> {
+        let n = self.endpoints.len();
+        if n == 0 {
             return None;
         }
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.endpoints.len();
-        self.endpoints.get(i).copied()
+        let index = match (hash, self.balancer) {
+            (Some(h), _) => (h % n as u64) as usize,
+            (None, Balancer::RoundRobin) => self.next.fetch_add(1, Ordering::Relaxed) % n,
+            (None, Balancer::Random) => rand::random_range(0..n),
+            (None, Balancer::LeastRequest) if n == 1 => 0,
+            (None, Balancer::LeastRequest) => {
+                let (a, b) = (rand::random_range(0..n), rand::random_range(0..n));
+                let load = |i: usize| self.active.get(i).map_or(0, |c| c.load(Ordering::Relaxed));
+                if load(b) < load(a) {
+                    b
+                } else {
+                    a
+                }
+            }
+        };
+        let addr = *self.endpoints.get(index)?;
+        if let Some(c) = self.active.get(index) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        Some((
+            addr,
+            EndpointGuard {
+                cluster: Arc::clone(self),
+                index,
+            },
+        ))
+    }
+
+    /// Requests in flight on endpoint `index`.
+    pub fn active(&self, index: usize) -> usize {
+        self.active
+            .get(index)
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+}
+
+/// One request's claim on an endpoint, for least-request balancing.
+#[derive(Debug)]
+pub struct EndpointGuard {
+    cluster: Arc<Cluster>,
+    index: usize,
+}
+
+impl Drop for EndpointGuard {
+    fn drop(&mut self) {
+        if let Some(c) = self.cluster.active.get(self.index) {
+            c.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -68,14 +149,46 @@ impl Cluster {
 mod tests {
     use super::*;
 
+    fn addrs(n: u16) -> Vec<SocketAddr> {
+        (1..=n)
+            .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
+            .collect()
+    }
+
     #[test]
     fn round_robin_over_endpoints() {
-        let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        let b: SocketAddr = "127.0.0.1:2".parse().unwrap();
-        let c = Cluster::new("c".into(), "h".into(), None, vec![a, b]);
-        assert_eq!([c.pick(), c.pick(), c.pick()], [Some(a), Some(b), Some(a)]);
-        let empty = Cluster::new("e".into(), "h".into(), None, vec![]);
-        assert_eq!(empty.pick(), None);
+        let mut c = Cluster::new("c".into(), "h".into(), None, addrs(2));
+        c.balancer = Balancer::RoundRobin;
+        let c = Arc::new(c);
+        let picks: Vec<u16> = (0..3).map(|_| c.pick(None).unwrap().0.port()).collect();
+        assert_eq!(picks, [1, 2, 1]);
+        let empty = Arc::new(Cluster::new("e".into(), "h".into(), None, vec![]));
+        assert!(empty.pick(None).is_none());
+    }
+
+    #[test]
+    fn least_request_avoids_the_busy_endpoint() {
+        let c = Arc::new(Cluster::new("c".into(), "h".into(), None, addrs(2)));
+        // Hold many requests on endpoint 1 (port 1).
+        let held: Vec<_> = (0..50).map(|_| c.pick(Some(0)).unwrap().1).collect();
+        assert_eq!(c.active(0), 50);
+        let to_idle = (0..200)
+            .filter(|_| c.pick(None).unwrap().0.port() == 2)
+            .count();
+        // Both choices hit the busy endpoint with probability 1/4: 150 of 200 expected, sd 6.
+        assert!(
+            to_idle > 120,
+            "two random choices prefer the idle endpoint: {to_idle}/200"
+        );
+        drop(held);
+        assert_eq!(c.active(0), 0, "guards release their claim");
+    }
+
+    #[test]
+    fn a_hash_always_picks_the_same_endpoint() {
+        let c = Arc::new(Cluster::new("c".into(), "h".into(), None, addrs(5)));
+        let first = c.pick(Some(12345)).unwrap().0;
+        assert!((0..20).all(|_| c.pick(Some(12345)).unwrap().0 == first));
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod host;
 pub mod matcher;
 pub mod retry;
 pub mod split;
+pub mod sticky;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -81,6 +82,8 @@ pub struct Route {
     pub prediction: Option<Prediction>,
     /// Shadow destinations and the share of requests each gets (`mirror`/`mirrors`).
     pub mirrors: Vec<(Arc<Cluster>, f64)>,
+    /// Consistent-hash stickiness from the DestinationRule of the route's first destination.
+    pub sticky: Option<augur_policies::ConsistentHash>,
     /// The CanaryPolicy's embedded shadow model share, in percent (the model itself lives in
     /// the snapshot, keyed by [`Route::canary_policy`]).
     pub shadow_percentage: Option<f64>,
@@ -154,6 +157,7 @@ impl RouteTable {
                     canary_policy: policy.map(|p| Arc::from(policy_key(p))),
                     prediction: policy.and_then(|p| p.prediction.clone()),
                     mirrors,
+                    sticky: sticky_policy(set, http, ns),
                     shadow_percentage: policy
                         .and_then(|p| p.shadow.as_ref())
                         .map(|s| s.mirror_percentage.value()),
@@ -281,6 +285,20 @@ fn compile_action(
     Action::Forward(Split::new(destinations))
 }
 
+/// The consistent-hash policy that applies to a route (its first destination's rule).
+fn sticky_policy(
+    set: &PolicySet,
+    http: &HttpRoute,
+    namespace: &str,
+) -> Option<augur_policies::ConsistentHash> {
+    let dest = &http.route.first()?.destination;
+    let dr = set.destination_rule_for(&dest.host, namespace)?;
+    match &dr.policy_for(dest.subset.as_deref()).load_balancer {
+        augur_policies::LoadBalancer::ConsistentHash(ch) => Some(ch.clone()),
+        augur_policies::LoadBalancer::Simple(_) => None,
+    }
+}
+
 /// The cluster of a destination, shared by every route that names it.
 fn cluster_for(
     set: &PolicySet,
@@ -299,17 +317,17 @@ fn cluster_for(
     clusters
         .entry(name.clone())
         .or_insert_with(|| {
-            let connect_timeout = set
+            let policy = set
                 .destination_rule_for(&dest.host, namespace)
-                .map(|dr| {
-                    dr.policy_for(subset.as_deref())
-                        .connection_pool
-                        .connect_timeout
-                })
-                .unwrap_or(augur_policies::defaults::CONNECT_TIMEOUT);
+                .map(|dr| dr.policy_for(subset.as_deref()).clone());
             let mut cluster = Cluster::new(name, resolved.host, subset, resolved.endpoints);
             cluster.labels = resolved.labels;
-            cluster.connect_timeout = connect_timeout;
+            if let Some(p) = policy {
+                cluster.connect_timeout = p.connection_pool.connect_timeout;
+                if let augur_policies::LoadBalancer::Simple(lb) = p.load_balancer {
+                    cluster.balancer = lb.into();
+                }
+            }
             Arc::new(cluster)
         })
         .clone()

@@ -27,6 +27,8 @@ use crate::metrics::Metrics;
 use crate::mirror::MirrorQueue;
 use crate::policy_store::PolicyStore;
 use crate::rollout::weights::RolloutWeights;
+use crate::route::cluster::EndpointGuard;
+use crate::route::sticky::{self, KeySource};
 use crate::route::{Action, Cluster, RequestView, RetryPolicy, Route};
 use crate::sample::{self as samples, RoutedSample, SampleSink};
 use capture::{CapturePorts, Listener};
@@ -166,6 +168,10 @@ pub struct RequestCtx {
     _active: ActiveRequest,
     /// `x-envoy-upstream-service-time` of the answer, in ms.
     upstream_ms: Option<u128>,
+    /// The consistent-hash key's hash, for sticky routes.
+    sticky: Option<u64>,
+    /// The current attempt's claim on its endpoint (least-request balancing).
+    endpoint_claim: Option<EndpointGuard>,
     /// The request arrived on the inbound capture listener.
     inbound: bool,
 }
@@ -201,7 +207,7 @@ impl Drop for ActiveRequest {
 enum Decision {
     Reply(LocalReply),
     Local(u16, Bytes, Option<String>),
-    Forward(Arc<Route>, Arc<Cluster>, Arm),
+    Forward(Arc<Route>, Arc<Cluster>, Arm, Option<u64>),
 }
 
 fn decide(store: &PolicyStore, weights: &RolloutWeights, session: &Session) -> Decision {
@@ -245,12 +251,28 @@ fn decide(store: &PolicyStore, weights: &RolloutWeights, session: &Session) -> D
             let location = format!("{scheme}://{host}{port}{path}");
             Decision::Local(r.redirect_code, Bytes::new(), Some(location))
         }
-        Action::Forward(split) => match pick(split, route, weights) {
-            Some(chosen) if !chosen.cluster.endpoints.is_empty() => {
-                Decision::Forward(Arc::clone(route), Arc::clone(&chosen.cluster), chosen.arm)
+        Action::Forward(split) => {
+            let sticky = route.sticky.as_ref().and_then(|policy| {
+                let key = KeySource {
+                    header: &header,
+                    query: req.uri.query(),
+                    client_ip: session
+                        .client_addr()
+                        .and_then(|a| a.as_inet())
+                        .map(|a| a.ip()),
+                };
+                sticky::hash(policy, &key)
+            });
+            match pick(split, route, weights, sticky) {
+                Some(chosen) if !chosen.cluster.endpoints.is_empty() => Decision::Forward(
+                    Arc::clone(route),
+                    Arc::clone(&chosen.cluster),
+                    chosen.arm,
+                    sticky,
+                ),
+                _ => Decision::Reply(NO_HEALTHY_UPSTREAM),
             }
-            _ => Decision::Reply(NO_HEALTHY_UPSTREAM),
-        },
+        }
     }
 }
 
@@ -260,8 +282,10 @@ fn pick<'a>(
     split: &'a crate::route::Split,
     route: &Route,
     weights: &RolloutWeights,
+    sticky: Option<u64>,
 ) -> Option<&'a crate::route::WeightedCluster> {
-    let roll = rand::random::<u64>();
+    // A sticky request's hash is its roll, so the same user lands on the same version.
+    let roll = sticky.unwrap_or_else(rand::random::<u64>);
     match route.canary_policy.as_deref().and_then(|p| weights.get(p)) {
         Some(w) => split.pick_with(roll, w),
         None => split.pick(roll),
@@ -296,6 +320,8 @@ impl ProxyHttp for AugurProxy {
             inbound: false,
             _active: ActiveRequest::new(&self.metrics.active_requests),
             upstream_ms: None,
+            sticky: None,
+            endpoint_claim: None,
         }
     }
 
@@ -334,7 +360,10 @@ impl ProxyHttp for AugurProxy {
                 local_reply::send_with_location(session, status, body, location.as_deref()).await?;
                 return Ok(true);
             }
-            Decision::Forward(route, cluster, arm) => (route, cluster, arm),
+            Decision::Forward(route, cluster, arm, sticky) => {
+                ctx.sticky = sticky;
+                (route, cluster, arm)
+            }
         };
         if let Some(fault) = &route.fault {
             if let Some(delay) = fault.delay.as_ref().filter(|d| roll(d.percentage.value())) {
@@ -490,9 +519,10 @@ impl ProxyHttp for AugurProxy {
         let Some(cluster) = ctx.cluster.as_ref() else {
             return Error::e_explain(ErrorType::InternalError, "no upstream chosen for request");
         };
-        let Some(endpoint) = cluster.pick() else {
+        let Some((endpoint, claim)) = cluster.pick(ctx.sticky) else {
             return Error::e_explain(ErrorType::ConnectNoRoute, "cluster has no endpoint");
         };
+        ctx.endpoint_claim = Some(claim);
         ctx.endpoint = Some(endpoint);
         let mut peer = HttpPeer::new(endpoint, false, String::new());
         peer.options.connection_timeout = Some(cluster.connect_timeout);
