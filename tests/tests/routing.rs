@@ -391,3 +391,48 @@ fn consistent_hash_keeps_each_user_on_one_version() {
         .collect();
     assert_eq!(anonymous.len(), 2);
 }
+
+#[test]
+fn outlier_detection_ejects_a_failing_endpoint() {
+    let good = Upstream::start("v1");
+    let bad = Upstream::scripted("v1", |_| Answer {
+        status: 500,
+        ..Answer::OK
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vs = virtual_service(
+        "model",
+        "  - route: [{destination: {host: model, subset: v1}}]\n",
+    );
+    let rest = format!(
+        "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: model}}\nspec:\n  host: model\n  \
+         trafficPolicy:\n    loadBalancer: {{simple: ROUND_ROBIN}}\n    outlierDetection:\n      consecutive5xxErrors: 3\n      \
+         interval: 1s\n      baseEjectionTime: 30s\n      maxEjectionPercent: 100\n  subsets: [{{name: v1, labels: {{version: v1}}}}]\n\
+         ---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: model}}\nspec:\n  hosts: [model]\n  \
+         ports: [{{number: 80, name: http, protocol: HTTP}}]\n  resolution: STATIC\n  endpoints:\n  \
+         - {{address: 127.0.0.1, ports: {{http: {}}}, labels: {{version: v1}}}}\n  \
+         - {{address: 127.0.0.1, ports: {{http: {}}}, labels: {{version: v1}}}}\n",
+        good.addr.port(),
+        bad.addr.port()
+    );
+    let proxy = Proxy::start(&[&write(dir.path(), &[&vs, &rest])]);
+    let mut conn = http::Connection::open(proxy.listen).expect("connect");
+    // Round robin: the bad endpoint answers every other request until its third 5xx in a row.
+    let warmup: Vec<u16> = (0..6)
+        .map(|_| conn.get("model", "/").expect("request").status)
+        .collect();
+    assert_eq!(
+        warmup.iter().filter(|s| **s == 500).count(),
+        3,
+        "{warmup:?}"
+    );
+    assert_eq!(proxy.metric("augur_outlier_ejections_total"), 1.0);
+    let after: Vec<u16> = (0..50)
+        .map(|_| conn.get("model", "/").expect("request").status)
+        .collect();
+    assert!(
+        after.iter().all(|s| *s == 200),
+        "the ejected endpoint gets no traffic: {after:?}"
+    );
+    assert_eq!(bad.served(), 3);
+}

@@ -32,6 +32,8 @@ pub struct Metrics {
     pub active_requests: IntGauge,
     /// Access-log lines dropped because the writer fell behind.
     pub access_log_dropped: IntCounter,
+    /// Endpoints ejected by outlier detection.
+    pub outlier_ejections: IntCounter,
     /// Rollout metrics.
     pub rollout: RolloutMetrics,
     /// Mirror copies sent, by outcome (`answered`, `failed`).
@@ -175,6 +177,11 @@ impl Metrics {
             "Access-log lines dropped because the writer fell behind.",
         )?;
         registry.register(Box::new(access_log_dropped.clone()))?;
+        let outlier_ejections = IntCounter::new(
+            "augur_outlier_ejections_total",
+            "Endpoints ejected by outlier detection.",
+        )?;
+        registry.register(Box::new(outlier_ejections.clone()))?;
         let config_reloads = IntCounter::new(
             "augur_config_reloads_total",
             "Policy reloads attempted (file changes and SIGHUP).",
@@ -203,6 +210,7 @@ impl Metrics {
             samples_dropped,
             active_requests,
             access_log_dropped,
+            outlier_ejections,
             rollout,
             mirror_requests,
             mirror_dropped,

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use augur_policies::LbPolicy;
 
+use super::outlier::{Detector, Outcome};
+
 /// How an endpoint is chosen within a cluster (DestinationRule `loadBalancer.simple`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Balancer {
@@ -50,6 +52,8 @@ pub struct Cluster {
     pub connect_timeout: Duration,
     /// Endpoint selection.
     pub balancer: Balancer,
+    /// Outlier detection, when the DestinationRule asks for it.
+    pub outlier: Option<Detector>,
     next: AtomicUsize,
     active: Vec<AtomicUsize>,
 }
@@ -71,6 +75,7 @@ impl Cluster {
             endpoints,
             connect_timeout: augur_policies::defaults::CONNECT_TIMEOUT,
             balancer: Balancer::LeastRequest,
+            outlier: None,
             next: AtomicUsize::new(0),
             active,
         }
@@ -94,14 +99,31 @@ impl Cluster {
         if n == 0 {
             return None;
         }
-        let index = match (hash, self.balancer) {
-            (Some(h), _) => (h % n as u64) as usize,
-            (None, Balancer::RoundRobin) => self.next.fetch_add(1, Ordering::Relaxed) % n,
-            (None, Balancer::Random) => rand::random_range(0..n),
-            (None, Balancer::LeastRequest) if n == 1 => 0,
+        // Ejected endpoints are skipped; with every endpoint out, all are used (panic mode).
+        let ejected = |i: usize| self.outlier.as_ref().is_some_and(|d| d.is_ejected(i));
+        // Only when something is ejected is a list of candidates built (the rare case).
+        let pool: Option<Vec<usize>> = (0..n).any(ejected).then(|| {
+            let healthy: Vec<usize> = (0..n).filter(|i| !ejected(*i)).collect();
+            if healthy.is_empty() {
+                (0..n).collect()
+            } else {
+                healthy
+            }
+        });
+        let m = pool.as_ref().map_or(n, Vec::len);
+        let at = |slot: usize| pool.as_ref().map_or(Some(slot), |p| p.get(slot).copied());
+        let slot = match (hash, self.balancer) {
+            (Some(h), _) => (h % m as u64) as usize,
+            (None, Balancer::RoundRobin) => self.next.fetch_add(1, Ordering::Relaxed) % m,
+            (None, Balancer::Random) => rand::random_range(0..m),
+            (None, Balancer::LeastRequest) if m == 1 => 0,
             (None, Balancer::LeastRequest) => {
-                let (a, b) = (rand::random_range(0..n), rand::random_range(0..n));
-                let load = |i: usize| self.active.get(i).map_or(0, |c| c.load(Ordering::Relaxed));
+                let (a, b) = (rand::random_range(0..m), rand::random_range(0..m));
+                let load = |slot: usize| {
+                    at(slot)
+                        .and_then(|i| self.active.get(i))
+                        .map_or(0, |c| c.load(Ordering::Relaxed))
+                };
                 if load(b) < load(a) {
                     b
                 } else {
@@ -109,6 +131,7 @@ impl Cluster {
                 }
             }
         };
+        let index = at(slot)?;
         let addr = *self.endpoints.get(index)?;
         if let Some(c) = self.active.get(index) {
             c.fetch_add(1, Ordering::Relaxed);
@@ -135,6 +158,17 @@ impl Cluster {
 pub struct EndpointGuard {
     cluster: Arc<Cluster>,
     index: usize,
+}
+
+impl EndpointGuard {
+    /// Reports the attempt's outcome to the cluster's outlier detection; returns whether the
+    /// endpoint was ejected by it.
+    pub fn report(&self, outcome: Outcome) -> bool {
+        self.cluster
+            .outlier
+            .as_ref()
+            .is_some_and(|d| d.report(self.index, outcome))
+    }
 }
 
 impl Drop for EndpointGuard {

@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod endpoints;
 pub mod host;
 pub mod matcher;
+pub mod outlier;
 pub mod retry;
 pub mod split;
 pub mod sticky;
@@ -324,6 +325,9 @@ fn cluster_for(
             cluster.labels = resolved.labels;
             if let Some(p) = policy {
                 cluster.connect_timeout = p.connection_pool.connect_timeout;
+                if let Some(od) = p.outlier_detection {
+                    cluster.outlier = Some(outlier::Detector::new(od, cluster.endpoints.len()));
+                }
                 if let augur_policies::LoadBalancer::Simple(lb) = p.load_balancer {
                     cluster.balancer = lb.into();
                 }

@@ -28,6 +28,7 @@ use crate::mirror::MirrorQueue;
 use crate::policy_store::PolicyStore;
 use crate::rollout::weights::RolloutWeights;
 use crate::route::cluster::EndpointGuard;
+use crate::route::outlier::Outcome;
 use crate::route::sticky::{self, KeySource};
 use crate::route::{Action, Cluster, RequestView, RetryPolicy, Route};
 use crate::sample::{self as samples, RoutedSample, SampleSink};
@@ -125,6 +126,16 @@ impl AugurProxy {
     pub fn with_capture(mut self, capture: CapturePorts) -> Self {
         self.capture = capture;
         self
+    }
+
+    fn report_outlier(&self, ctx: &RequestCtx, outcome: Outcome) {
+        let ejected = ctx
+            .endpoint_claim
+            .as_ref()
+            .is_some_and(|c| c.report(outcome));
+        if ejected {
+            self.metrics.outlier_ejections.inc();
+        }
     }
 
     fn dispatch_mirrors(&self, ctx: &mut RequestCtx) {
@@ -565,6 +576,7 @@ impl ProxyHttp for AugurProxy {
         ctx: &mut Self::CTX,
     ) -> Result<()> {
         let status = upstream.status.as_u16();
+        self.report_outlier(ctx, Outcome::Status(status));
         if let Some(policy) = ctx.retry() {
             if policy.retries_status(status) {
                 if ctx.retries_left() {
@@ -595,6 +607,7 @@ impl ProxyHttp for AugurProxy {
         ctx: &mut Self::CTX,
         mut e: Box<Error>,
     ) -> Box<Error> {
+        self.report_outlier(ctx, Outcome::Failure);
         let retry = ctx
             .retry()
             .is_some_and(RetryPolicy::retries_connect_failure);
@@ -617,6 +630,9 @@ impl ProxyHttp for AugurProxy {
         let wanted = if e.etype() == &RETRIABLE_STATUS {
             true
         } else {
+            if matches!(failure::classify(&e), Failure::Reply(_)) {
+                self.report_outlier(ctx, Outcome::Failure);
+            }
             ctx.retry().is_some_and(RetryPolicy::retries_reset)
                 && matches!(failure::classify(&e), Failure::Reply(_))
         };
