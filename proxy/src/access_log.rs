@@ -116,10 +116,8 @@ fn details(e: &Entry<'_>) -> &'static str {
     match e.flags {
         "NR" => "route_not_found",
         "UH" => "no_healthy_upstream",
-        "UT" => "upstream_response_timeout",
-        "UF" | "URX" if e.upstream_ms.is_none() => {
-            "upstream_reset_before_response_started{connection_failure}"
-        }
+        "UT" => "response_timeout",
+        "UF" | "URX,UF" => "upstream_reset_before_response_started{remote_connection_failure}",
         "UC" => "upstream_reset_before_response_started{connection_termination}",
         "FI" => "fault_filter_abort",
         "DC" => "downstream_remote_disconnect",
@@ -249,10 +247,10 @@ mod tests {
         };
         let v: serde_json::Value = serde_json::from_str(&json(&e)).unwrap();
         assert_eq!(v["response_code"], 504);
-        assert_eq!(v["response_code_details"], "upstream_response_timeout");
+        assert_eq!(v["response_code_details"], "response_timeout");
         assert_eq!(v["route_name"], "main");
         assert_eq!(v["upstream_host"], "127.0.0.1:9");
-        assert!(text(&e).contains("\"POST /predict HTTP/1.1\" 504 UT upstream_response_timeout"));
+        assert!(text(&e).contains("\"POST /predict HTTP/1.1\" 504 UT response_timeout"));
     }
 
     #[test]

@@ -8,7 +8,14 @@ use crate::local_reply::LocalReply;
 pub const CONNECT_FAILURE: LocalReply = LocalReply {
     status: 503,
     flag: "UF",
-    body: "upstream connect error or disconnect/reset before headers. reset reason: connection failure",
+    body: "upstream connect error or disconnect/reset before headers. reset reason: remote connection failure",
+};
+
+/// Every attempt failed to connect and the retries are spent (Envoy's `URX,UF`).
+pub const RETRIED_CONNECT_FAILURE: LocalReply = LocalReply {
+    status: 503,
+    flag: "URX,UF",
+    body: "upstream connect error or disconnect/reset before headers. retried and the latest reset reason: remote connection failure",
 };
 
 /// The upstream closed or reset the connection before sending response headers (flag UC).

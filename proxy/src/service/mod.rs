@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
-use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::proxy::{FailToProxy, ProxyHttp, ProxyWarnLogContext, Session};
 use pingora::{Error, ErrorType, Result};
 
 use augur_model::{Arm, Sample};
@@ -600,6 +600,28 @@ impl ProxyHttp for AugurProxy {
         Ok(())
     }
 
+    fn suppress_error_log(&self, _session: &Session, ctx: &Self::CTX, error: &Error) -> bool {
+        // Upstream failures are answered like Envoy's and recorded in the access log and
+        // metrics; pingora's per-request error line would only repeat them.
+        let upstream = *error.esource() == pingora::ErrorSource::Upstream;
+        if upstream {
+            tracing::debug!(flag = ctx.flag.unwrap_or("-"), error = %error, "upstream failure");
+        }
+        upstream
+    }
+
+    fn suppress_proxy_warn_log(
+        &self,
+        _session: &Session,
+        ctx: &Self::CTX,
+        error: &Error,
+        _context: ProxyWarnLogContext,
+    ) -> bool {
+        // Retries show in x-envoy-attempt-count, the access log and the URX flag.
+        tracing::debug!(attempt = ctx.attempts, error = %error, "retrying");
+        true
+    }
+
     fn fail_to_connect(
         &self,
         _session: &mut Session,
@@ -651,11 +673,12 @@ impl ProxyHttp for AugurProxy {
     {
         let code = match failure::classify(e) {
             Failure::Reply(reply) if session.response_written().is_none() => {
-                ctx.flag = Some(if ctx.attempts > 1 && reply.flag == "UF" {
-                    "URX"
+                let reply = if ctx.attempts > 1 && reply == failure::CONNECT_FAILURE {
+                    failure::RETRIED_CONNECT_FAILURE
                 } else {
-                    reply.flag
-                });
+                    reply
+                };
+                ctx.flag = Some(reply.flag);
                 if let Err(write) = reply.send(session).await {
                     tracing::debug!(error = %write, "could not send the local reply");
                 }
