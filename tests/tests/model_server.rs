@@ -221,6 +221,16 @@ spec:
                 .then_some(())
         },
     );
+    let metrics = http::get(proxy.prometheus, "localhost", "/stats/prometheus")
+        .expect("metrics")
+        .body;
+    let successes: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("predictions_total{") && l.contains("status=\"success\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(successes, 64.0, "every answer's prediction was read");
+    assert!(metrics.contains("prediction_confidence_bucket{model_version=\"v1\""));
     let bad = proxy.admin_post("/labels", "{\"oops\": 1}");
     assert_eq!(bad.status, 400);
 }

@@ -34,6 +34,11 @@ pub struct Metrics {
     pub access_log_dropped: IntCounter,
     /// Endpoints ejected by outlier detection.
     pub outlier_ejections: IntCounter,
+    /// Model answers by version and outcome (`success` with a readable prediction, else
+    /// `error`), as the seeds' model service exports them.
+    pub predictions: IntCounterVec,
+    /// The score read from model answers, by version.
+    pub confidence: prometheus::HistogramVec,
     /// Rollout metrics.
     pub rollout: RolloutMetrics,
     /// Mirror copies sent, by outcome (`answered`, `failed`).
@@ -182,6 +187,23 @@ impl Metrics {
             "Endpoints ejected by outlier detection.",
         )?;
         registry.register(Box::new(outlier_ejections.clone()))?;
+        let predictions = IntCounterVec::new(
+            Opts::new(
+                "predictions_total",
+                "Model answers by model version and outcome.",
+            ),
+            &["model_version", "status"],
+        )?;
+        let confidence = prometheus::HistogramVec::new(
+            prometheus::HistogramOpts::new(
+                "prediction_confidence",
+                "Score read from model answers, by model version.",
+            )
+            .buckets(vec![0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]),
+            &["model_version"],
+        )?;
+        registry.register(Box::new(predictions.clone()))?;
+        registry.register(Box::new(confidence.clone()))?;
         let config_reloads = IntCounter::new(
             "augur_config_reloads_total",
             "Policy reloads attempted (file changes and SIGHUP).",
@@ -211,6 +233,8 @@ impl Metrics {
             active_requests,
             access_log_dropped,
             outlier_ejections,
+            predictions,
+            confidence,
             rollout,
             mirror_requests,
             mirror_dropped,

@@ -488,6 +488,20 @@ impl ProxyHttp for AugurProxy {
             }
             _ => (None, None),
         };
+        if route.prediction.is_some() {
+            let version = ctx.cluster.as_deref().map_or("unknown", Cluster::version);
+            let outcome = if label.is_some() { "success" } else { "error" };
+            self.metrics
+                .predictions
+                .with_label_values(&[version, outcome])
+                .inc();
+            if let Some(score) = score {
+                self.metrics
+                    .confidence
+                    .with_label_values(&[version])
+                    .observe(score);
+            }
+        }
         let sample = Sample {
             t: samples::now(),
             request_id: ctx.request_id.take(),
