@@ -135,16 +135,23 @@ fn steps_set_weights_and_promotion_completes_the_rollout() {
     );
 }
 
-#[test]
-fn a_failing_canary_is_rolled_back_by_the_analysis() {
+/// A rolled-back rollout: the proxy, its final status, and what must outlive them.
+struct RolledBack {
+    proxy: Proxy,
+    status: serde_json::Value,
+    _upstreams: (Upstream, Upstream),
+    _dir: tempfile::TempDir,
+}
+
+/// A canary that fails every request, driven at 30% until the rollout rolls back; checks what
+/// every rollback must do.
+fn roll_back_a_failing_canary(metrics: &str, triggers: &str) -> RolledBack {
     let v1 = Upstream::start("v1");
     let v2 = Upstream::scripted("v2", |_| Answer {
         status: 500,
         ..Answer::OK
     });
-    let metrics = ERROR_RATE_ANALYSIS;
-    let triggers = "";
-    let (_dir, file) = setup(&v1, &v2, metrics, triggers);
+    let (dir, file) = setup(&v1, &v2, metrics, triggers);
     let proxy = Proxy::start(&[&file]);
     wait_for("the first step to set 30%", Duration::from_secs(10), || {
         (rollout_status(&proxy)["weights"]["canary"] == 30).then_some(())
@@ -159,6 +166,23 @@ fn a_failing_canary_is_rolled_back_by_the_analysis() {
     });
     let status = rollout_status(&proxy);
     assert_eq!(status["weights"]["canary"], 0);
+    assert!(status["decisions"].to_string().contains("rolled_back"));
+    assert_eq!(canary_share(&proxy, 200), 0, "all traffic back on stable");
+    assert_eq!(
+        proxy.metric("rollbacks_total{policy=\"default/model\"}"),
+        1.0
+    );
+    RolledBack {
+        proxy,
+        status,
+        _upstreams: (v1, v2),
+        _dir: dir,
+    }
+}
+
+#[test]
+fn a_failing_canary_is_rolled_back_by_the_analysis() {
+    let RolledBack { proxy, status, .. } = roll_back_a_failing_canary(ERROR_RATE_ANALYSIS, "");
     assert!(status["state"]["reason"]
         .as_str()
         .unwrap_or("")
@@ -170,45 +194,14 @@ fn a_failing_canary_is_rolled_back_by_the_analysis() {
         1.0,
         "the measured value is exported for dashboards"
     );
-    assert!(status["decisions"].to_string().contains("rolled_back"));
-    assert_eq!(canary_share(&proxy, 200), 0, "all traffic back on stable");
-    assert_eq!(
-        proxy.metric("rollbacks_total{policy=\"default/model\"}"),
-        1.0
-    );
 }
 
 #[test]
 fn a_failing_canary_is_rolled_back_by_the_error_rate_trigger() {
-    let v1 = Upstream::start("v1");
-    let v2 = Upstream::scripted("v2", |_| Answer {
-        status: 500,
-        ..Answer::OK
-    });
-    let metrics = LATENCY_ANALYSIS;
     let triggers = "  rollback:\n    triggers:\n    - name: errors\n      metric: errorRate\n      condition: {above: 10}\n      window: 2s\n      action: immediate\n";
-    let (_dir, file) = setup(&v1, &v2, metrics, triggers);
-    let proxy = Proxy::start(&[&file]);
-    wait_for("the first step to set 30%", Duration::from_secs(10), || {
-        (rollout_status(&proxy)["weights"]["canary"] == 30).then_some(())
-    });
-    let mut conn = Connection::open(proxy.listen).expect("connect");
-    wait_for("the rollback", Duration::from_secs(20), || {
-        for _ in 0..50 {
-            conn.get("model", "/predict").expect("request");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-        (rollout_status(&proxy)["state"]["phase"] == "rolled_back").then_some(())
-    });
-    let status = rollout_status(&proxy);
-    assert_eq!(status["weights"]["canary"], 0);
+    let rolled_back = roll_back_a_failing_canary(LATENCY_ANALYSIS, triggers);
+    let status = &rolled_back.status;
     assert_eq!(status["state"]["trigger"], "errors", "{}", status["state"]);
-    assert!(status["decisions"].to_string().contains("rolled_back"));
-    assert_eq!(canary_share(&proxy, 200), 0, "all traffic back on stable");
-    assert_eq!(
-        proxy.metric("rollbacks_total{policy=\"default/model\"}"),
-        1.0
-    );
 }
 
 #[test]
