@@ -617,11 +617,15 @@ impl ProxyHttp for AugurProxy {
     fn suppress_error_log(&self, _session: &Session, ctx: &Self::CTX, error: &Error) -> bool {
         // Upstream failures are answered like Envoy's and recorded in the access log and
         // metrics; pingora's per-request error line would only repeat them.
-        let upstream = *error.esource() == pingora::ErrorSource::Upstream;
-        if upstream {
-            tracing::debug!(flag = ctx.flag.unwrap_or("-"), error = %error, "upstream failure");
+        // A client that went away (flag DC) is not an error of the proxy either.
+        let expected = matches!(
+            error.esource(),
+            pingora::ErrorSource::Upstream | pingora::ErrorSource::Downstream
+        );
+        if expected {
+            tracing::debug!(flag = ctx.flag.unwrap_or("-"), error = %error, "request failed");
         }
-        upstream
+        expected
     }
 
     fn suppress_proxy_warn_log(
