@@ -166,3 +166,53 @@ fn invalid_policy_at_start_is_refused_with_every_error() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("bad.yaml:"), "{stderr}");
 }
+
+#[test]
+fn a_weight_change_mid_run_takes_effect_without_errors() {
+    let (v1, v2) = (Upstream::start("v1"), Upstream::start("v2"));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pneumonia.yaml");
+    std::fs::write(&file, policy(&v1, &v2, 80, 20)).unwrap();
+    let proxy = Proxy::start(&[&file]);
+    let listen = proxy.listen;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = std::sync::Arc::clone(&stop);
+    // Load on a keep-alive connection while the weights change underneath it.
+    let load = std::thread::spawn(move || {
+        let mut conn = http::Connection::open(listen).expect("connect");
+        let mut statuses = Vec::new();
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            statuses.push(conn.get("pneumonia", "/predict").expect("request").status);
+        }
+        statuses
+    });
+    wait_for("traffic at 80/20", Duration::from_secs(10), || {
+        (v2.served() >= 50).then_some(())
+    });
+    write_atomically(&file, &policy(&v1, &v2, 0, 100));
+    let mut last = v1.served();
+    wait_for(
+        "stable to stop getting traffic",
+        Duration::from_secs(10),
+        || {
+            std::thread::sleep(Duration::from_millis(300));
+            let now = v1.served();
+            let quiet = now == last;
+            last = now;
+            quiet.then_some(())
+        },
+    );
+    let after_switch = v2.served();
+    wait_for(
+        "more traffic after the switch",
+        Duration::from_secs(10),
+        || (v2.served() >= after_switch + 200).then_some(()),
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let statuses = load.join().expect("load thread");
+    assert!(statuses.len() > 300);
+    assert!(
+        statuses.iter().all(|s| *s == 200),
+        "no request failed during the change"
+    );
+}
