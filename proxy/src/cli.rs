@@ -216,6 +216,16 @@ pub struct ProxyArgs {
     /// (default 127.0.0.1:15001 when no capture listener is given either).
     #[arg(long = "listen", env = "AUGUR_LISTEN", value_delimiter = ',')]
     pub listen: Vec<SocketAddr>,
+    /// HTTPS listeners (rustls: TLS 1.2 and 1.3, ALPN h2 and http/1.1); need --tls-cert and
+    /// --tls-key.
+    #[arg(long = "tls-listen", env = "AUGUR_TLS_LISTEN", value_delimiter = ',', requires_all = ["tls_cert", "tls_key"])]
+    pub tls_listen: Vec<SocketAddr>,
+    /// PEM certificate chain of the HTTPS listeners.
+    #[arg(long, env = "AUGUR_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of the HTTPS listeners.
+    #[arg(long, env = "AUGUR_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
     /// Transparent mode: the outbound capture listener iptables redirects the pod's outgoing TCP
     /// to (Istio's 0.0.0.0:15001); HTTP is routed by VirtualService, the rest passes through to
     /// its original destination.

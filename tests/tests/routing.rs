@@ -436,3 +436,90 @@ fn outlier_detection_ejects_a_failing_endpoint() {
     );
     assert_eq!(bad.served(), 3);
 }
+
+#[test]
+fn https_listener_negotiates_h2_and_http1() {
+    let up = Upstream::start("v1");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ])
+        .args([
+            "-days",
+            "1",
+            "-subj",
+            "/CN=model",
+            "-addext",
+            "subjectAltName=DNS:model",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let http_routes = "  - route: [{destination: {host: model, subset: v1}}]\n";
+    let file = write(
+        dir.path(),
+        &[
+            &virtual_service("model", http_routes),
+            &service("model", &[("v1", up.addr.port())]),
+        ],
+    );
+    let tls = std::net::SocketAddr::from(([127, 0, 0, 1], augur_tests::free_port()));
+    let tls_arg = tls.to_string();
+    let proxy = Proxy::start_with_args(
+        &[&file],
+        &[
+            "--tls-listen",
+            &tls_arg,
+            "--tls-cert",
+            cert.to_str().expect("utf-8"),
+            "--tls-key",
+            key.to_str().expect("utf-8"),
+        ],
+    );
+    let curl = |version: &str| {
+        let out = std::process::Command::new("curl")
+            .args(["-s", version, "--cacert"])
+            .arg(&cert)
+            .args([
+                "--resolve",
+                &format!("model:{}:127.0.0.1", tls.port()),
+                "-w",
+                "\n%{http_version}",
+            ])
+            .arg(format!("https://model:{}/predict", tls.port()))
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let h2 = curl("--http2");
+    assert!(
+        h2.contains("\"v1\"") && h2.ends_with("\n2"),
+        "ALPN h2: {h2}"
+    );
+    let h1 = curl("--http1.1");
+    assert!(
+        h1.contains("\"v1\"") && h1.ends_with("\n1.1"),
+        "ALPN http/1.1: {h1}"
+    );
+    assert!(up
+        .received()
+        .iter()
+        .all(|r| r.header("x-forwarded-proto") == Some("https")));
+    drop(proxy);
+}

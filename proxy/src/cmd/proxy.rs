@@ -51,7 +51,11 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     drop(snapshot);
 
     let mut listen = args.listen.clone();
-    if listen.is_empty() && args.outbound_capture.is_none() && args.inbound_capture.is_none() {
+    if listen.is_empty()
+        && args.tls_listen.is_empty()
+        && args.outbound_capture.is_none()
+        && args.inbound_capture.is_none()
+    {
         listen.push(std::net::SocketAddr::from(([127, 0, 0, 1], 15001)));
     }
     let conf = ServerConf {
@@ -122,12 +126,24 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     for addr in args.outbound_capture.iter().chain(&args.inbound_capture) {
         proxy.add_tcp(&addr.to_string());
     }
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        for addr in &args.tls_listen {
+            let (cert, key) = (cert.to_string_lossy(), key.to_string_lossy());
+            let mut tls =
+                pingora::listeners::tls::TlsSettings::intermediate(&cert, &key).map_err(|e| {
+                    anyhow::anyhow!("cannot use --tls-cert {cert} / --tls-key {key}: {e}")
+                })?;
+            tls.enable_h2();
+            proxy.add_tls_with_settings(&addr.to_string(), None, tls);
+        }
+    }
 
     let state = Arc::new(AdminState {
         store: Arc::clone(&store),
         metrics: Arc::clone(&metrics),
         listeners: listen
             .iter()
+            .chain(&args.tls_listen)
             .chain(&args.outbound_capture)
             .chain(&args.inbound_capture)
             .copied()

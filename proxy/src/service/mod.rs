@@ -242,7 +242,7 @@ fn decide(store: &PolicyStore, weights: &RolloutWeights, session: &Session) -> D
         path: req.uri.path(),
         query: req.uri.query(),
         authority,
-        scheme: "http",
+        scheme: if is_tls(session) { "https" } else { "http" },
         port,
         header: &header,
     };
@@ -301,6 +301,14 @@ fn pick<'a>(
         Some(w) => split.pick_with(roll, w),
         None => split.pick(roll),
     }
+}
+
+/// Whether the client connection is TLS.
+fn is_tls(session: &Session) -> bool {
+    session
+        .downstream_session
+        .digest()
+        .is_some_and(|d| d.ssl_digest.is_some())
 }
 
 /// Rolls a fault percentage.
@@ -559,14 +567,15 @@ impl ProxyHttp for AugurProxy {
 
     async fn upstream_request_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream: &mut RequestHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
         headers::strip_hop_by_hop(upstream);
         upstream.insert_header("x-envoy-attempt-count", ctx.attempts.to_string())?;
         if upstream.headers.get("x-forwarded-proto").is_none() {
-            upstream.insert_header("x-forwarded-proto", "http")?;
+            let proto = if is_tls(session) { "https" } else { "http" };
+            upstream.insert_header("x-forwarded-proto", proto)?;
         }
         if let Some(route) = &ctx.route {
             headers::edit_request(upstream, &route.headers.request)?;
