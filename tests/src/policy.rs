@@ -43,3 +43,22 @@ pub fn write(dir: &Path, documents: &[&str]) -> PathBuf {
     std::fs::write(&path, documents.join("\n---\n")).expect("write policy");
     path
 }
+
+/// The `http:` list of a VirtualService whose route `primary` sends everything to subset `v1`
+/// (stable) and nothing to `v2` (canary): what a CanaryPolicy starts from.
+pub fn primary_route(host: &str) -> String {
+    format!(
+        "  - name: primary\n    route:\n    - destination: {{host: {host}, subset: v1}}\n      weight: 100\n    \
+         - destination: {{host: {host}, subset: v2}}\n      weight: 0\n"
+    )
+}
+
+/// A CanaryPolicy named `host` driving route `primary` of VirtualService `host`, stable `v1`,
+/// canary `v2`; `rest` holds the remaining `spec` fields (steps, analysis, ...), indented by two.
+pub fn canary_policy(host: &str, rest: &str) -> String {
+    format!(
+        "apiVersion: augur.dev/v1alpha1\nkind: CanaryPolicy\nmetadata: {{name: {host}}}\nspec:\n  \
+         trafficRouting:\n    virtualService: {{name: {host}, routes: [primary]}}\n  \
+         stable: {{host: {host}, subset: v1}}\n  canary: {{host: {host}, subset: v2}}\n{rest}"
+    )
+}

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use augur_tests::augur::Proxy;
 use augur_tests::http;
-use augur_tests::policy::{service, virtual_service, write};
+use augur_tests::policy::{canary_policy, primary_route, service, virtual_service, write};
 use augur_tests::upstream::{Answer, Upstream};
 use augur_tests::wait_for;
 
@@ -177,21 +177,10 @@ fn the_embedded_shadow_model_scores_mirrored_xrays() {
     let v1 = Upstream::start("v1");
     let v2 = Upstream::start("v2");
     let dir = tempfile::tempdir().expect("tempdir");
-    let vs = virtual_service(
-        "model",
-        "  - name: primary\n    route:\n    - destination: {host: model, subset: v1}\n      weight: 100\n    - destination: {host: model, subset: v2}\n      weight: 0\n",
-    );
+    let vs = virtual_service("model", &primary_route("model"));
     let svc = service("model", &[("v1", v1.addr.port()), ("v2", v2.addr.port())]);
     let canary = format!(
-        r#"apiVersion: augur.dev/v1alpha1
-kind: CanaryPolicy
-metadata: {{name: model}}
-spec:
-  trafficRouting:
-    virtualService: {{name: model, routes: [primary]}}
-  stable: {{host: model, subset: v1}}
-  canary: {{host: model, subset: v2}}
-  steps:
+        r#"  steps:
   - setWeight: 50
   - pause: {{}}
   - setWeight: 100
@@ -209,6 +198,7 @@ spec:
 "#,
         model = model.display()
     );
+    let canary = canary_policy("model", &canary);
     let proxy = Proxy::start(&[&write(dir.path(), &[&vs, &svc, &canary])]);
     let xray = std::fs::read(repo.join("inference/testdata/xrays/NORMAL2-IM-1427-0001.jpeg"))
         .expect("x-ray");

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use augur_tests::augur::Proxy;
 use augur_tests::http::Connection;
-use augur_tests::policy::{service, virtual_service, write};
+use augur_tests::policy::{canary_policy, primary_route, service, virtual_service, write};
 use augur_tests::prometheus::Prometheus;
 use augur_tests::upstream::Upstream;
 use augur_tests::{free_port, wait_for};
@@ -21,20 +21,9 @@ fn rollout_policy(
     prometheus: &str,
     analysis: &str,
 ) -> PathBuf {
-    let vs = virtual_service(
-        "model",
-        "  - name: primary\n    route:\n    - destination: {host: model, subset: v1}\n      weight: 100\n    - destination: {host: model, subset: v2}\n      weight: 0\n",
-    );
+    let vs = virtual_service("model", &primary_route("model"));
     let canary = format!(
-        r#"apiVersion: augur.dev/v1alpha1
-kind: CanaryPolicy
-metadata: {{name: model}}
-spec:
-  trafficRouting:
-    virtualService: {{name: model, routes: [primary]}}
-  stable: {{host: model, subset: v1}}
-  canary: {{host: model, subset: v2}}
-  steps:
+        r#"  steps:
   - setWeight: 50
   - analysis: {{}}
   - setWeight: 100
@@ -46,6 +35,7 @@ spec:
     - {{name: error-rate, kind: errorRate, allowedChange: {{absolute: 5}}}}
 "#
     );
+    let canary = canary_policy("model", &canary);
     let svc = service("model", &[("v1", v1.addr.port()), ("v2", v2.addr.port())]);
     write(dir, &[&vs, &svc, &canary])
 }

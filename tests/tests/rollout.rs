@@ -17,16 +17,10 @@ const ERROR_RATE_ANALYSIS: &str =
 const LATENCY_ANALYSIS: &str = "    - name: latency\n      kind: latency\n      quantile: 0.95\n      allowedChange: {relative: 10}\n";
 
 fn canary_policy(metrics: &str, triggers: &str) -> String {
-    format!(
-        r#"apiVersion: augur.dev/v1alpha1
-kind: CanaryPolicy
-metadata: {{name: model}}
-spec:
-  trafficRouting:
-    virtualService: {{name: model, routes: [primary]}}
-  stable: {{host: model, subset: v1}}
-  canary: {{host: model, subset: v2}}
-  steps:
+    augur_tests::policy::canary_policy(
+        "model",
+        &format!(
+            r#"  steps:
   - setWeight: 30
   - pause: {{}}
   - setWeight: 100
@@ -35,6 +29,7 @@ spec:
     minSamples: 20
     metrics:
 {metrics}{triggers}"#
+        ),
     )
 }
 

@@ -279,9 +279,8 @@ impl ShadowModel {
         self.batch == Batch::Dynamic
     }
 
-    /// Queues an image without waiting; `on_done` runs on a worker thread with the result.
-    /// A full queue drops the image (counted as [`Outcome::Dropped`]) and `on_done` is not called.
-    pub fn try_submit<F>(&self, input: ScoreInput, on_done: F) -> Result<(), SubmitError>
+    /// A job for the queue, counted in the queue depth (the caller uncounts it if not sent).
+    fn job<F>(&self, input: ScoreInput, on_done: F) -> Result<(&Sender<Job>, Job), SubmitError>
     where
         F: FnOnce(Result<Score, ScoreError>) + Send + 'static,
     {
@@ -292,6 +291,16 @@ impl ShadowModel {
             reply: Box::new(on_done),
         };
         self.shared.metrics.queue_add(1);
+        Ok((tx, job))
+    }
+
+    /// Queues an image without waiting; `on_done` runs on a worker thread with the result.
+    /// A full queue drops the image (counted as [`Outcome::Dropped`]) and `on_done` is not called.
+    pub fn try_submit<F>(&self, input: ScoreInput, on_done: F) -> Result<(), SubmitError>
+    where
+        F: FnOnce(Result<Score, ScoreError>) + Send + 'static,
+    {
+        let (tx, job) = self.job(input, on_done)?;
         match tx.try_send(job) {
             Ok(()) => Ok(()),
             Err(e) => {
@@ -320,13 +329,7 @@ impl ShadowModel {
     where
         F: FnOnce(Result<Score, ScoreError>) + Send + 'static,
     {
-        let tx = self.tx.as_ref().ok_or(SubmitError::ShutDown)?;
-        let job = Job {
-            input,
-            enqueued: std::time::Instant::now(),
-            reply: Box::new(on_done),
-        };
-        self.shared.metrics.queue_add(1);
+        let (tx, job) = self.job(input, on_done)?;
         tx.send(job).map_err(|_| {
             self.shared.metrics.queue_add(-1);
             SubmitError::ShutDown
