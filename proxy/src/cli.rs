@@ -238,6 +238,10 @@ pub struct ProxyArgs {
     /// Envoy-style admin endpoint (`/config_dump`, `/stats`, `/ready`, ...).
     #[arg(long, env = "AUGUR_ADMIN", default_value = "127.0.0.1:15000")]
     pub admin: SocketAddr,
+    /// Bearer token that lets admin mutations (POST) come from beyond loopback; without it
+    /// they are accepted from loopback only.
+    #[arg(long, env = "AUGUR_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
     /// Status endpoint serving `/healthz/ready` for Kubernetes probes.
     #[arg(long, env = "AUGUR_STATUS", default_value = "0.0.0.0:15021")]
     pub status: SocketAddr,

@@ -16,7 +16,7 @@ mod config_dump;
 mod rollouts;
 mod stats;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -62,6 +62,8 @@ pub struct AdminState {
     pub rollouts: Arc<Rollouts>,
     /// The app's probes, for `/app-health/...` on the status port.
     pub app_probers: app_probe::AppProbers,
+    /// The bearer token that admits mutations from beyond loopback.
+    pub admin_token: Option<String>,
 }
 
 /// The HTTP application behind the admin, status and Prometheus listeners.
@@ -206,6 +208,28 @@ impl Reply {
     }
 }
 
+impl AdminApp {
+    /// Mutations come from loopback, or carry `Authorization: Bearer <admin token>`.
+    fn may_mutate(&self, session: &ServerSession) -> bool {
+        let client = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        let presented = session
+            .req_header()
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        mutation_allowed(client, self.state.admin_token.as_deref(), presented)
+    }
+}
+
+/// Whether an admin mutation from `client` presenting `presented` may run.
+fn mutation_allowed(client: Option<IpAddr>, token: Option<&str>, presented: Option<&str>) -> bool {
+    client.is_some_and(|ip| ip.is_loopback()) || (token.is_some() && presented == token)
+}
+
 /// Reads the request body up to [`MAX_BODY`]; `None` when it is larger.
 async fn read_body(session: &mut ServerSession) -> Option<Vec<u8>> {
     let mut body = Vec::new();
@@ -229,6 +253,13 @@ impl ServeHttp for AdminApp {
                 req.uri.query().map(str::to_owned),
             )
         };
+        if method == Method::POST && !self.may_mutate(session) {
+            return Reply::text(
+                StatusCode::FORBIDDEN,
+                "admin mutations are accepted from loopback, or with the admin bearer token\n",
+            )
+            .into_response();
+        }
         if self.surface == Surface::Status && path.starts_with("/app-health/") {
             let reply = match self.state.app_probers.check(&path).await {
                 Some(true) => Reply::text(StatusCode::OK, ""),
@@ -255,5 +286,25 @@ impl Reply {
             .header("server", "envoy")
             .body(self.body)
             .unwrap_or_else(|_| Response::new(Vec::new()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mutation_allowed;
+
+    #[test]
+    fn mutations_need_loopback_or_the_token() {
+        let lo = Some("127.0.0.1".parse().unwrap());
+        let far = Some("10.1.2.3".parse().unwrap());
+        assert!(mutation_allowed(lo, None, None));
+        assert!(!mutation_allowed(far, None, None));
+        assert!(
+            !mutation_allowed(far, None, Some("x")),
+            "no token configured: loopback only"
+        );
+        assert!(!mutation_allowed(far, Some("s3cret"), Some("guess")));
+        assert!(mutation_allowed(far, Some("s3cret"), Some("s3cret")));
+        assert!(!mutation_allowed(None, Some("s3cret"), None));
     }
 }

@@ -17,9 +17,12 @@ pub(super) fn call(
         format!("cannot reach the augur admin API at {admin}: is `augur proxy` running there? (set --admin or AUGUR_ADMIN)")
     })?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let auth = std::env::var("AUGUR_ADMIN_TOKEN")
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: {admin}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {admin}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )?;
     let mut raw = Vec::new();

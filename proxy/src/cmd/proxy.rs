@@ -153,6 +153,7 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         healthy: AtomicBool::new(true),
         rollouts: Arc::clone(&rollouts),
         app_probers: crate::admin::AppProbers::from_env(),
+        admin_token: args.admin_token.clone(),
     });
     let admin = admin_service(
         "augur admin",
