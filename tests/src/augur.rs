@@ -130,6 +130,10 @@ impl Proxy {
                 .ok()
                 .filter(|r| r.status == 200)
         });
+        // The admin listener can be up before the proxy's: wait for the proxy port too.
+        wait_for("augur's listener", Duration::from_secs(20), || {
+            std::net::TcpStream::connect_timeout(&listen, Duration::from_millis(200)).ok()
+        });
         proxy
     }
 

@@ -510,6 +510,10 @@ impl ProxyHttp for AugurProxy {
                     .observe(score);
             }
         }
+        // Only a rollout reads samples: routes no CanaryPolicy drives make none (no allocation).
+        let Some(policy) = route.canary_policy.clone() else {
+            return;
+        };
         let sample = Sample {
             t: samples::now(),
             request_id: ctx.request_id.take(),
@@ -524,9 +528,11 @@ impl ProxyHttp for AugurProxy {
             label,
             truth: None,
         };
-        let policy = route.canary_policy.clone();
-        self.samples
-            .record(RoutedSample { policy, sample }, &self.metrics);
+        let routed = RoutedSample {
+            policy: Some(policy),
+            sample,
+        };
+        self.samples.record(routed, &self.metrics);
     }
 
     async fn upstream_peer(
