@@ -127,9 +127,18 @@ pub fn http_status(addr: SocketAddr, method: &str, path: &str) -> anyhow::Result
         stream,
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     )?;
-    let mut head = [0u8; 64];
-    let n = stream.read(&mut head)?;
-    let line = String::from_utf8_lossy(&head[..n]);
+    // Read until the status line is complete: a response can arrive in several pieces.
+    let mut head = Vec::with_capacity(64);
+    let mut chunk = [0u8; 64];
+    while !head.windows(2).any(|w| w == b"\r\n") && head.len() < 512 {
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(&chunk[..n]);
+    }
+    let line = String::from_utf8_lossy(&head);
+    let line = line.lines().next().unwrap_or("");
     line.split_whitespace()
         .nth(1)
         .and_then(|code| code.parse().ok())
