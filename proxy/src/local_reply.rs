@@ -29,6 +29,34 @@ pub const NO_HEALTHY_UPSTREAM: LocalReply = LocalReply {
     body: "no healthy upstream",
 };
 
+/// The upstream refused or never completed the connection (flag UF).
+pub const CONNECT_FAILURE: LocalReply = LocalReply {
+    status: 503,
+    flag: "UF",
+    body: "upstream connect error or disconnect/reset before headers. reset reason: remote connection failure",
+};
+
+/// Every attempt failed to connect and the retries are spent (Envoy's `URX,UF`).
+pub const RETRIED_CONNECT_FAILURE: LocalReply = LocalReply {
+    status: 503,
+    flag: "URX,UF",
+    body: "upstream connect error or disconnect/reset before headers. retried and the latest reset reason: remote connection failure",
+};
+
+/// The upstream closed or reset the connection before sending response headers (flag UC).
+pub const CONNECTION_TERMINATION: LocalReply = LocalReply {
+    status: 503,
+    flag: "UC",
+    body: "upstream connect error or disconnect/reset before headers. reset reason: connection termination",
+};
+
+/// No response headers within the route or per-try timeout (flag UT).
+pub const UPSTREAM_TIMEOUT: LocalReply = LocalReply {
+    status: 504,
+    flag: "UT",
+    body: "upstream request timeout",
+};
+
 impl LocalReply {
     /// Writes the reply to the client, with `server: envoy` as Envoy's own replies carry.
     pub async fn send(&self, session: &mut Session) -> pingora::Result<()> {

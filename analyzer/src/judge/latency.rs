@@ -135,13 +135,7 @@ fn mann_whitney(metric: &MetricSpec, evidence: &Evidence) -> Verdict {
         Direction::Increase => shift.lower > theta0,
         Direction::Decrease => shift.upper < theta0,
     };
-    let outcome = if failed {
-        Outcome::Fail {
-            side: margin::bad_side(metric.direction),
-        }
-    } else {
-        Outcome::Pass
-    };
+    let outcome = margin::outcome(failed, metric.direction);
     let reason = format!(
         "Hodges-Lehmann shift {:+.2} ms, 98% CI [{:.2}, {:.2}] vs allowed {:+.2} ms; one-sided Mann-Whitney p = {:.3e} ({} and {} kept samples)",
         shift.estimate, shift.lower, shift.upper, theta0, test.p_value, x.len(), y.len()
@@ -158,13 +152,7 @@ fn threshold(metric: &MetricSpec, quantile: f64, qs: f64, qc: f64) -> Verdict {
     let theta0 = margin::linear(metric.allowed, metric.direction, qs);
     let delta = qc - qs;
     let failed = margin::beyond(delta, theta0, metric.direction);
-    let outcome = if failed {
-        Outcome::Fail {
-            side: margin::bad_side(metric.direction),
-        }
-    } else {
-        Outcome::Pass
-    };
+    let outcome = margin::outcome(failed, metric.direction);
     let reason = format!(
         "p{:.0} canary {qc:.2} ms vs stable {qs:.2} ms: difference {delta:+.2} ms, allowed {theta0:+.2} ms",
         quantile * 100.0

@@ -54,6 +54,17 @@ pub fn bad_side(direction: Direction) -> crate::verdict::Side {
     }
 }
 
+/// Fail on the bad side when `failed`, else Pass.
+pub fn outcome(failed: bool, direction: Direction) -> crate::verdict::Outcome {
+    if failed {
+        crate::verdict::Outcome::Fail {
+            side: bad_side(direction),
+        }
+    } else {
+        crate::verdict::Outcome::Pass
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

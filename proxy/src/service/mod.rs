@@ -25,7 +25,7 @@ use crate::local_reply::{self, LocalReply, NO_HEALTHY_UPSTREAM, NO_ROUTE};
 use crate::metrics::istio::{Reporter, RequestRecord};
 use crate::metrics::Metrics;
 use crate::mirror::MirrorQueue;
-use crate::policy_store::PolicyStore;
+use crate::policy_store::{PolicyStore, Snapshot};
 use crate::rollout::weights::RolloutWeights;
 use crate::route::cluster::EndpointGuard;
 use crate::route::outlier::Outcome;
@@ -221,8 +221,7 @@ enum Decision {
     Forward(Arc<Route>, Arc<Cluster>, Arm, Option<u64>),
 }
 
-fn decide(store: &PolicyStore, weights: &RolloutWeights, session: &Session) -> Decision {
-    let snapshot = store.snapshot();
+fn decide(snapshot: &Snapshot, weights: &RolloutWeights, session: &Session) -> Decision {
     let req = session.req_header();
     let headers = &req.headers;
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
@@ -355,7 +354,9 @@ impl ProxyHttp for AugurProxy {
                 return Ok(false);
             }
         }
-        let (route, cluster, arm) = match decide(&self.store, &self.weights, session) {
+        // One snapshot per request: routing and the shadow model come from the same policy set.
+        let snapshot = self.store.snapshot();
+        let (route, cluster, arm) = match decide(&snapshot, &self.weights, session) {
             Decision::Reply(reply) if reply == NO_ROUTE && listener == Listener::Outbound => {
                 // ALLOW_ANY: a destination no policy covers is passed through.
                 match capture::original_dst(session) {
@@ -409,7 +410,7 @@ impl ProxyHttp for AugurProxy {
             let shadow = route
                 .canary_policy
                 .as_deref()
-                .and_then(|p| self.store.snapshot().shadows.get(p).cloned());
+                .and_then(|p| snapshot.shadows.get(p).cloned());
             ctx.mirror = mirroring::plan(
                 &route,
                 shadow,
@@ -706,8 +707,8 @@ impl ProxyHttp for AugurProxy {
     {
         let code = match failure::classify(e) {
             Failure::Reply(reply) if session.response_written().is_none() => {
-                let reply = if ctx.attempts > 1 && reply == failure::CONNECT_FAILURE {
-                    failure::RETRIED_CONNECT_FAILURE
+                let reply = if ctx.attempts > 1 && reply == local_reply::CONNECT_FAILURE {
+                    local_reply::RETRIED_CONNECT_FAILURE
                 } else {
                     reply
                 };
