@@ -235,6 +235,11 @@ pub struct ProxyArgs {
     /// to the local app at their original destination, from 127.0.0.6.
     #[arg(long, env = "AUGUR_INBOUND_CAPTURE")]
     pub inbound_capture: Option<SocketAddr>,
+    /// Transparent mode: how long to wait for a captured connection's first bytes before
+    /// treating it as opaque TCP (a server-first protocol such as MySQL). 0 waits for them, as
+    /// Istio's default `protocolDetectionTimeout` does.
+    #[arg(long, env = "AUGUR_PROTOCOL_DETECTION_TIMEOUT", value_parser = parse_seconds, default_value = "0")]
+    pub protocol_detection_timeout: Duration,
     /// Envoy-style admin endpoint (`/config_dump`, `/stats`, `/ready`, ...).
     #[arg(long, env = "AUGUR_ADMIN", default_value = "127.0.0.1:15000")]
     pub admin: SocketAddr,

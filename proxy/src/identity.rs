@@ -28,6 +28,11 @@ impl Workload {
         Self::from_lookup(|k| std::env::var(k).ok())
     }
 
+    /// A peer augur knows nothing about (every field `unknown`, cluster `Kubernetes`).
+    pub fn unknown() -> Self {
+        Self::from_lookup(|_| None)
+    }
+
     /// Reads the identity through `get` (testable without touching the environment).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Self {
         let first = |keys: &[&str], default: &str| {

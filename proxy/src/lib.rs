@@ -26,3 +26,4 @@ pub mod rollout;
 pub mod route;
 pub mod sample;
 pub mod service;
+pub mod tcp;

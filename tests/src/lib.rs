@@ -3,6 +3,7 @@
 
 pub mod augur;
 pub mod http;
+pub mod nginx;
 pub mod policy;
 pub mod prometheus;
 pub mod upstream;

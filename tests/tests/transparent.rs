@@ -99,6 +99,89 @@ fn curl(ns: &str, url: &str, host: Option<&str>) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// A TCP server in `ns` on `ip:port` speaking no HTTP: it sends `greeting` first (a
+/// server-first protocol, like MySQL or SMTP) when given, then answers each read upper-cased.
+fn tcp_server(ns: &str, ip: &str, port: u16, greeting: &str) -> Running {
+    let script = format!(
+        r#"
+import socketserver
+class Echo(socketserver.BaseRequestHandler):
+    def handle(self):
+        if {greeting:?}:
+            self.request.sendall({greeting:?}.encode())
+        while True:
+            data = self.request.recv(4096)
+            if not data:
+                break
+            self.request.sendall(data.upper())
+socketserver.ThreadingTCPServer.allow_reuse_address = True
+socketserver.ThreadingTCPServer(({ip:?}, {port}), Echo).serve_forever()
+"#
+    );
+    spawn_in(ns, &["python3", "-c", &script])
+}
+
+/// A raw TCP client in `ns`: sends `payload` (when not empty), half-closes, and returns what
+/// came back before the server closed (`None` on a connection failure).
+fn tcp_exchange(
+    ns: &str,
+    ip: &str,
+    port: u16,
+    payload: &[u8],
+    wait_first: bool,
+) -> Option<Vec<u8>> {
+    let script = format!(
+        r#"
+import socket, sys
+s = socket.create_connection(({ip:?}, {port}), timeout=5)
+got = b""
+if {wait_first}:
+    got += s.recv(4096)
+payload = bytes.fromhex({hex:?})
+if payload:
+    s.sendall(payload)
+s.shutdown(socket.SHUT_WR)
+while True:
+    data = s.recv(4096)
+    if not data:
+        break
+    got += data
+sys.stdout.write(got.hex())
+"#,
+        wait_first = if wait_first { "True" } else { "False" },
+        hex = payload
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>(),
+    );
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "python3", "-c", &script])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        eprintln!(
+            "tcp client: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        return None;
+    }
+    let hex = String::from_utf8_lossy(&out.stdout);
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// The sum of a Prometheus metric's series whose labels contain every one of `labels`.
+fn metric_sum(ns: &str, name: &str, labels: &[&str]) -> f64 {
+    curl(ns, "http://127.0.0.1:15090/stats/prometheus", None)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) && labels.iter().all(|f| l.contains(f)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 fn destination_requests(ns: &str) -> f64 {
     curl(ns, "http://127.0.0.1:15090/stats/prometheus", None)
         .unwrap_or_default()
@@ -190,6 +273,9 @@ spec:
     let _bypass = http_server(&pod, root.path(), POD_IP, 9999, "bypass");
     let _external = http_server(&peer, root.path(), PEER_IP, 9001, "external");
     let _model = http_server(&peer, root.path(), PEER_IP, 9002, "model-v1");
+    let _tcp_out = tcp_server(&peer, PEER_IP, 7000, "");
+    let _smtp_like = tcp_server(&peer, PEER_IP, 7001, "220 ready\r\n");
+    let _tcp_in = tcp_server(&pod, POD_IP, 7002, "");
 
     let augur = bin();
     let augur = augur.to_str().expect("utf-8");
@@ -243,6 +329,8 @@ spec:
             "0.0.0.0:15090",
             "--state-dir",
             state.to_str().expect("utf-8"),
+            "--protocol-detection-timeout",
+            "1",
             "--log-level",
             "warn",
         ],
@@ -286,4 +374,47 @@ spec:
     // because augur's own connections (uid 1337) are not captured again.
     let passed = curl(&pod, &format!("http://{PEER_IP}:9001/who"), None);
     assert_eq!(passed.as_deref(), Some("external"));
+
+    // Opaque TCP (here bytes like a TLS ClientHello) passes through to the original destination
+    // in both directions, counted in Istio's TCP metrics.
+    let outbound = [
+        r#"reporter="source""#,
+        r#"destination_service_name="PassthroughCluster""#,
+    ];
+    let opened = metric_sum(&pod, "istio_tcp_connections_opened_total", &outbound);
+    let payload = b"\x16\x03\x01 opaque bytes";
+    let echoed = tcp_exchange(&pod, PEER_IP, 7000, payload, false);
+    assert_eq!(echoed.as_deref(), Some(&b"\x16\x03\x01 OPAQUE BYTES"[..]));
+    assert_eq!(
+        metric_sum(&pod, "istio_tcp_connections_opened_total", &outbound),
+        opened + 1.0,
+        "the opaque connection went through augur"
+    );
+    wait_for(
+        "the closed connection's bytes",
+        Duration::from_secs(5),
+        || {
+            (metric_sum(&pod, "istio_tcp_received_bytes_total", &outbound) >= payload.len() as f64)
+                .then_some(())
+        },
+    );
+    assert_eq!(
+        metric_sum(&pod, "istio_tcp_sent_bytes_total", &outbound),
+        payload.len() as f64
+    );
+
+    // A server-first protocol: the client waits for the greeting, which arrives once protocol
+    // detection gives up on the silent client (--protocol-detection-timeout).
+    let greeted = tcp_exchange(&pod, PEER_IP, 7001, b"quit", true);
+    assert_eq!(greeted.as_deref(), Some(&b"220 ready\r\nQUIT"[..]));
+
+    // Inbound opaque TCP reaches the app from 127.0.0.6, reported by the destination.
+    let inbound_tcp = [r#"reporter="destination""#, r#"request_protocol="tcp""#];
+    let before = metric_sum(&pod, "istio_tcp_connections_opened_total", &inbound_tcp);
+    let echoed = tcp_exchange(&peer, POD_IP, 7002, b"\x00\x01inbound", false);
+    assert_eq!(echoed.as_deref(), Some(&b"\x00\x01INBOUND"[..]));
+    assert_eq!(
+        metric_sum(&pod, "istio_tcp_connections_opened_total", &inbound_tcp),
+        before + 1.0
+    );
 }

@@ -26,8 +26,6 @@ const UNSUPPORTED: &[&str] = &[
     "exponentialDelay",
     "retryIgnorePreviousHosts",
     "backoff",
-    "h2UpgradePolicy",
-    "useClientProtocol",
     "maxConcurrentStreams",
     "tcpKeepalive",
     "splitExternalLocalOriginErrors",

@@ -26,6 +26,7 @@ use crate::rollout::Rollouts;
 use crate::sample::SampleSink;
 use crate::service::capture::CapturePorts;
 use crate::service::AugurProxy;
+use crate::tcp::CaptureApp;
 
 /// Samples the analyzer's queue holds before new ones are dropped (and counted).
 const SAMPLE_QUEUE: usize = 65_536;
@@ -97,35 +98,57 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
+    let capture = CapturePorts {
+        outbound: args.outbound_capture.map(|a| a.port()),
+        inbound: args.inbound_capture.map(|a| a.port()),
+    };
+    let make_app = || {
         AugurProxy::new(
             Arc::clone(&store),
             Arc::clone(&metrics),
             sample_sink.clone(),
-            weights,
-            mirror_queue,
+            Arc::clone(&weights),
+            mirror_queue.clone(),
             mirror_config.max_body,
         )
-        .with_access_log(access_log)
-        .with_capture(CapturePorts {
-            outbound: args.outbound_capture.map(|a| a.port()),
-            inbound: args.inbound_capture.map(|a| a.port()),
-        }),
+        .with_access_log(access_log.clone())
+        .with_capture(capture)
+    };
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        make_app(),
         "augur proxy",
     );
     // Prior-knowledge HTTP/2 (h2c) next to HTTP/1.1 on every cleartext listener.
-    if let Some(app) = proxy.app_logic_mut() {
+    let h2c = || {
         let mut options = pingora::apps::HttpServerOptions::default();
         options.h2c = true;
-        app.server_options = Some(options);
+        Some(options)
+    };
+    if let Some(app) = proxy.app_logic_mut() {
+        app.server_options = h2c();
     }
     for addr in &listen {
         proxy.add_tcp(&addr.to_string());
     }
-    for addr in args.outbound_capture.iter().chain(&args.inbound_capture) {
-        proxy.add_tcp(&addr.to_string());
-    }
+    // The capture ports take any TCP: protocol detection sends HTTP to the same proxy logic
+    // and passes the rest through.
+    let captured: Vec<_> = args
+        .outbound_capture
+        .iter()
+        .chain(&args.inbound_capture)
+        .collect();
+    let capture_service = (!captured.is_empty()).then(|| {
+        let mut http = pingora::proxy::http_proxy(&server.configuration, make_app());
+        http.server_options = h2c();
+        let timeout = Some(args.protocol_detection_timeout).filter(|t| !t.is_zero());
+        let app = CaptureApp::new(http, capture.inbound, Arc::clone(&metrics), timeout);
+        let mut service = Service::new("augur capture".to_owned(), app);
+        for addr in &captured {
+            service.add_tcp(&addr.to_string());
+        }
+        service
+    });
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         for addr in &args.tls_listen {
             let (cert, key) = (cert.to_string_lossy(), key.to_string_lossy());
@@ -184,6 +207,9 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     let reloader = background_service("augur policy reload", Reloader::new(store));
 
     server.add_service(proxy);
+    if let Some(capture) = capture_service {
+        server.add_service(capture);
+    }
     server.add_service(admin);
     server.add_service(status);
     server.add_service(prometheus);

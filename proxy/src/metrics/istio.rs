@@ -60,12 +60,26 @@ impl Reporter {
     }
 }
 
+/// Where a request or connection went, for the `destination_*` labels.
+#[derive(Debug, Clone, Copy)]
+pub enum Destination<'a> {
+    /// A cluster of the routes.
+    Cluster(&'a Cluster),
+    /// This workload: traffic the inbound listener delivered to the local app.
+    Local,
+    /// A destination no policy covers, passed through to its original address (Istio's
+    /// `PassthroughCluster`).
+    Passthrough,
+    /// Nowhere: answered locally (404 NR, a direct response).
+    Nowhere,
+}
+
 /// One finished request, as the metrics see it.
 pub struct RequestRecord<'a> {
     /// Who reports it.
     pub reporter: Reporter,
-    /// Where it went (`None` for local replies such as 404 NR).
-    pub cluster: Option<&'a Cluster>,
+    /// Where it went.
+    pub destination: Destination<'a>,
     /// Status sent to the client (0 when none was sent).
     pub status: u16,
     /// Envoy response flags, `-` when none.
@@ -78,18 +92,40 @@ pub struct RequestRecord<'a> {
     pub response_bytes: u64,
 }
 
-/// The handles of Istio's HTTP metrics.
+/// One opaque TCP connection, as the metrics see it.
+pub struct TcpRecord<'a> {
+    /// Who reports it.
+    pub reporter: Reporter,
+    /// Where it went.
+    pub destination: Destination<'a>,
+    /// Envoy response flags, `-` when none (`UF` when the upstream could not be reached).
+    pub flags: &'a str,
+}
+
+/// Istio's TCP label names: the HTTP set without `response_code` and `grpc_response_status`.
+const TCP_LABELS: [&str; 23] = [
+    LABELS[0], LABELS[1], LABELS[2], LABELS[3], LABELS[4], LABELS[5], LABELS[6], LABELS[7],
+    LABELS[8], LABELS[9], LABELS[10], LABELS[11], LABELS[12], LABELS[13], LABELS[14], LABELS[15],
+    LABELS[16], LABELS[17], LABELS[18], LABELS[19], LABELS[20], LABELS[23], LABELS[24],
+];
+
+/// The handles of Istio's HTTP and TCP metrics.
 pub struct IstioMetrics {
     requests: IntCounterVec,
     duration: HistogramVec,
     request_bytes: HistogramVec,
     response_bytes: HistogramVec,
-    source: Workload,
+    tcp_opened: IntCounterVec,
+    tcp_closed: IntCounterVec,
+    tcp_sent: IntCounterVec,
+    tcp_received: IntCounterVec,
+    local: Workload,
+    unknown: Workload,
 }
 
 impl IstioMetrics {
     /// Creates the handles and registers them.
-    pub fn register(registry: &Registry, source: Workload) -> prometheus::Result<Self> {
+    pub fn register(registry: &Registry, local: Workload) -> prometheus::Result<Self> {
         let requests = IntCounterVec::new(
             Opts::new(
                 "istio_requests_total",
@@ -115,27 +151,81 @@ impl IstioMetrics {
             "istio_response_bytes",
             "Response body sizes, as Istio's standard metric.",
         )?;
-        registry.register(Box::new(requests.clone()))?;
-        registry.register(Box::new(duration.clone()))?;
-        registry.register(Box::new(request_bytes.clone()))?;
-        registry.register(Box::new(response_bytes.clone()))?;
+        let tcp = |name: &str, help: &str| IntCounterVec::new(Opts::new(name, help), &TCP_LABELS);
+        let tcp_opened = tcp(
+            "istio_tcp_connections_opened_total",
+            "Opaque TCP connections opened, as Istio's standard metric.",
+        )?;
+        let tcp_closed = tcp(
+            "istio_tcp_connections_closed_total",
+            "Opaque TCP connections closed, as Istio's standard metric.",
+        )?;
+        let tcp_sent = tcp(
+            "istio_tcp_sent_bytes_total",
+            "Bytes sent back to the client on opaque TCP connections, as Istio's standard metric.",
+        )?;
+        let tcp_received = tcp(
+            "istio_tcp_received_bytes_total",
+            "Bytes received from the client on opaque TCP connections, as Istio's standard metric.",
+        )?;
+        for c in [
+            &requests,
+            &tcp_opened,
+            &tcp_closed,
+            &tcp_sent,
+            &tcp_received,
+        ] {
+            registry.register(Box::new(c.clone()))?;
+        }
+        for h in [&duration, &request_bytes, &response_bytes] {
+            registry.register(Box::new(h.clone()))?;
+        }
         Ok(Self {
             requests,
             duration,
             request_bytes,
             response_bytes,
-            source,
+            tcp_opened,
+            tcp_closed,
+            tcp_sent,
+            tcp_received,
+            unknown: Workload {
+                cluster: local.cluster.clone(),
+                ..Workload::unknown()
+            },
+            local,
         })
     }
 
-    /// Counts one finished request.
-    pub fn record(&self, r: &RequestRecord<'_>) {
-        let status = http::StatusCode::from_u16(r.status).ok();
-        let code = status.as_ref().map_or("0", http::StatusCode::as_str);
-        let dest = r.cluster.map(DestinationLabels::of).unwrap_or_default();
-        let s = &self.source;
-        let values: [&str; 25] = [
-            r.reporter.as_str(),
+    /// The label values Istio's metrics share, in [`LABELS`] order, with `protocol` and
+    /// without the status labels (filled in by the caller).
+    fn values<'a>(
+        &'a self,
+        reporter: Reporter,
+        destination: Destination<'a>,
+        protocol: &'static str,
+        code: &'a str,
+        flags: &'a str,
+    ) -> [&'a str; 25] {
+        // The client side knows itself and not its peer; the server side the reverse (augur
+        // has no peer-metadata exchange, so the other side is `unknown`, as Istio reports it
+        // without one).
+        let source = match reporter {
+            Reporter::Source => &self.local,
+            Reporter::Destination => &self.unknown,
+        };
+        let dest = match destination {
+            Destination::Cluster(c) => DestinationLabels::of(c),
+            Destination::Local => DestinationLabels::local(&self.local),
+            Destination::Passthrough => DestinationLabels {
+                service_name: "PassthroughCluster",
+                ..DestinationLabels::default()
+            },
+            Destination::Nowhere => DestinationLabels::default(),
+        };
+        let s = source;
+        [
+            reporter.as_str(),
             &s.name,
             &s.app,
             &s.version,
@@ -154,13 +244,20 @@ impl IstioMetrics {
             dest.version,
             dest.service_name,
             dest.namespace,
-            &s.cluster,
-            "http",
+            &self.local.cluster,
+            protocol,
             code,
             "",
-            r.flags,
+            flags,
             "unknown",
-        ];
+        ]
+    }
+
+    /// Counts one finished request.
+    pub fn record(&self, r: &RequestRecord<'_>) {
+        let status = http::StatusCode::from_u16(r.status).ok();
+        let code = status.as_ref().map_or("0", http::StatusCode::as_str);
+        let values = self.values(r.reporter, r.destination, "http", code, r.flags);
         self.requests.with_label_values(&values).inc();
         self.duration
             .with_label_values(&values)
@@ -171,6 +268,29 @@ impl IstioMetrics {
         self.response_bytes
             .with_label_values(&values)
             .observe(r.response_bytes as f64);
+    }
+
+    fn tcp_values<'a>(&'a self, r: &TcpRecord<'a>) -> [&'a str; 23] {
+        let v = self.values(r.reporter, r.destination, "tcp", "", r.flags);
+        [
+            v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12], v[13],
+            v[14], v[15], v[16], v[17], v[18], v[19], v[20], v[23], v[24],
+        ]
+    }
+
+    /// Counts an opaque TCP connection opened.
+    pub fn tcp_opened(&self, r: &TcpRecord<'_>) {
+        self.tcp_opened.with_label_values(&self.tcp_values(r)).inc();
+    }
+
+    /// Counts an opaque TCP connection closed, with the bytes it carried each way.
+    pub fn tcp_closed(&self, r: &TcpRecord<'_>, received: u64, sent: u64) {
+        let values = self.tcp_values(r);
+        self.tcp_closed.with_label_values(&values).inc();
+        self.tcp_received
+            .with_label_values(&values)
+            .inc_by(received);
+        self.tcp_sent.with_label_values(&values).inc_by(sent);
     }
 }
 
@@ -200,6 +320,17 @@ impl Default for DestinationLabels<'_> {
 }
 
 impl<'a> DestinationLabels<'a> {
+    fn local(w: &'a Workload) -> Self {
+        Self {
+            workload: &w.name,
+            namespace: &w.namespace,
+            app: &w.app,
+            version: &w.version,
+            canonical_service: &w.app,
+            ..Self::default()
+        }
+    }
+
     fn of(c: &'a Cluster) -> Self {
         let label = |k: &str| c.labels.get(k).map(String::as_str);
         let mut parts = c.host.split('.');

@@ -13,7 +13,7 @@ use pingora::services::background::BackgroundService;
 use tokio::sync::{mpsc, Mutex, Semaphore};
 
 use super::{MirrorConfig, MirrorJob};
-use crate::metrics::istio::{Reporter, RequestRecord};
+use crate::metrics::istio::{Destination, Reporter, RequestRecord};
 use crate::metrics::Metrics;
 use crate::sample::{self, RoutedSample, SampleSink, MAX_PREDICTION_BODY};
 
@@ -105,7 +105,7 @@ async fn send(job: MirrorJob, suffix: Option<&str>, metrics: &Metrics, samples: 
     metrics.mirror_requests.with_label_values(&[outcome]).inc();
     metrics.istio.record(&RequestRecord {
         reporter: Reporter::Source,
-        cluster: Some(&job.cluster),
+        destination: Destination::Cluster(&job.cluster),
         status,
         flags,
         duration_ms: latency_ms,

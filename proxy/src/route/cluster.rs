@@ -54,6 +54,8 @@ pub struct Cluster {
     pub balancer: Balancer,
     /// Outlier detection, when the DestinationRule asks for it.
     pub outlier: Option<Detector>,
+    /// HTTP version and TLS towards the endpoints.
+    pub upstream: super::upstream::Upstream,
     next: AtomicUsize,
     active: Vec<AtomicUsize>,
 }
@@ -76,6 +78,7 @@ impl Cluster {
             connect_timeout: augur_policies::defaults::CONNECT_TIMEOUT,
             balancer: Balancer::LeastRequest,
             outlier: None,
+            upstream: super::upstream::Upstream::default(),
             next: AtomicUsize::new(0),
             active,
         }

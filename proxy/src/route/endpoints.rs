@@ -22,6 +22,9 @@ pub struct Resolved {
     pub labels: BTreeMap<String, String>,
     /// Endpoint addresses; empty when nothing resolved.
     pub endpoints: Vec<SocketAddr>,
+    /// The ServiceEntry port's protocol (`HTTP`, `HTTP2`, `GRPC`, ...), upper case; empty when
+    /// no ServiceEntry declares it.
+    pub protocol: String,
 }
 
 /// Resolves `dest`, declared in `namespace`, against the policy set.
@@ -46,6 +49,7 @@ pub fn resolve(set: &PolicySet, dest: &Destination, namespace: &str) -> Resolved
                 port,
                 labels,
                 endpoints,
+                protocol: String::new(),
             }
         }
     }
@@ -96,6 +100,7 @@ fn from_service_entry(
         port: number,
         labels,
         endpoints,
+        protocol: port.map(|p| p.protocol.clone()).unwrap_or_default(),
     }
 }
 

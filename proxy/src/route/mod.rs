@@ -13,6 +13,7 @@ pub mod outlier;
 pub mod retry;
 pub mod split;
 pub mod sticky;
+pub mod upstream;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -33,14 +34,29 @@ pub use split::{Split, WeightedCluster};
 
 use matcher::MatchBlock;
 
-/// A route's compiled matches could not be built (a regex the policy validator let through).
+/// A policy set the routes could not be built from.
 #[derive(Debug, thiserror::Error)]
-#[error("VirtualService {virtual_service}: route {route}: {source}")]
-pub struct CompileError {
-    virtual_service: String,
-    route: String,
-    #[source]
-    source: regex::Error,
+pub enum CompileError {
+    /// A route's match regex (one the policy validator let through).
+    #[error("VirtualService {virtual_service}: route {route}: {source}")]
+    Match {
+        /// `namespace/name` of the VirtualService.
+        virtual_service: String,
+        /// The route.
+        route: String,
+        /// The regex error.
+        #[source]
+        source: regex::Error,
+    },
+    /// A DestinationRule's TLS certificate files.
+    #[error("DestinationRule for {host}: trafficPolicy.tls: {source}")]
+    Tls {
+        /// The destination host.
+        host: String,
+        /// What is wrong with the files.
+        #[source]
+        source: upstream::TlsError,
+    },
 }
 
 /// What a matched route does.
@@ -131,21 +147,21 @@ impl RouteTable {
                     .iter()
                     .map(MatchBlock::compile)
                     .collect::<Result<Vec<_>, _>>()
-                    .map_err(|source| CompileError {
+                    .map_err(|source| CompileError::Match {
                         virtual_service: vs_name.clone(),
                         route: name.clone(),
                         source,
                     })?;
                 let policy = driving_policy(set, &vs.metadata.name, ns, http.name.as_deref());
-                let action = compile_action(set, http, ns, policy, &mut clusters);
+                let action = compile_action(set, http, ns, policy, &mut clusters)?;
                 let mirrors = http
                     .mirrors
                     .iter()
                     .map(|m| {
-                        let cluster = cluster_for(set, &m.destination, ns, &mut clusters);
-                        (cluster, m.percentage.value())
+                        let cluster = cluster_for(set, &m.destination, ns, &mut clusters)?;
+                        Ok((cluster, m.percentage.value()))
                     })
-                    .collect();
+                    .collect::<Result<_, CompileError>>()?;
                 routes.push(Arc::new(Route {
                     name,
                     matches,
@@ -263,27 +279,29 @@ fn compile_action(
     namespace: &str,
     policy: Option<&CanaryPolicy>,
     clusters: &mut HashMap<String, Arc<Cluster>>,
-) -> Action {
+) -> Result<Action, CompileError> {
     if let Some(redirect) = &http.redirect {
-        return Action::Redirect(redirect.clone());
+        return Ok(Action::Redirect(redirect.clone()));
     }
     if let Some(direct) = &http.direct_response {
-        return Action::DirectResponse {
+        return Ok(Action::DirectResponse {
             status: direct.status,
             body: direct_body(direct.body.as_ref()),
-        };
+        });
     }
     let destinations = http
         .route
         .iter()
         .enumerate()
-        .map(|(index, d)| WeightedCluster {
-            cluster: cluster_for(set, &d.destination, namespace, clusters),
-            weight: d.weight,
-            arm: arm_of(policy, &d.destination, namespace, index),
+        .map(|(index, d)| {
+            Ok(WeightedCluster {
+                cluster: cluster_for(set, &d.destination, namespace, clusters)?,
+                weight: d.weight,
+                arm: arm_of(policy, &d.destination, namespace, index),
+            })
         })
-        .collect();
-    Action::Forward(Split::new(destinations))
+        .collect::<Result<_, CompileError>>()?;
+    Ok(Action::Forward(Split::new(destinations)))
 }
 
 /// The consistent-hash policy that applies to a route (its first destination's rule).
@@ -306,7 +324,7 @@ fn cluster_for(
     dest: &augur_policies::Destination,
     namespace: &str,
     clusters: &mut HashMap<String, Arc<Cluster>>,
-) -> Arc<Cluster> {
+) -> Result<Arc<Cluster>, CompileError> {
     let resolved = endpoints::resolve(set, dest, namespace);
     let subset = dest.subset.clone();
     let name = format!(
@@ -315,26 +333,43 @@ fn cluster_for(
         subset.as_deref().unwrap_or(""),
         resolved.host
     );
-    clusters
-        .entry(name.clone())
-        .or_insert_with(|| {
-            let policy = set
-                .destination_rule_for(&dest.host, namespace)
-                .map(|dr| dr.policy_for(subset.as_deref()).clone());
-            let mut cluster = Cluster::new(name, resolved.host, subset, resolved.endpoints);
-            cluster.labels = resolved.labels;
-            if let Some(p) = policy {
-                cluster.connect_timeout = p.connection_pool.connect_timeout;
-                if let Some(od) = p.outlier_detection {
-                    cluster.outlier = Some(outlier::Detector::new(od, cluster.endpoints.len()));
-                }
-                if let augur_policies::LoadBalancer::Simple(lb) = p.load_balancer {
-                    cluster.balancer = lb.into();
-                }
-            }
-            Arc::new(cluster)
-        })
-        .clone()
+    if let Some(cluster) = clusters.get(&name) {
+        return Ok(Arc::clone(cluster));
+    }
+    let policy = set
+        .destination_rule_for(&dest.host, namespace)
+        .map(|dr| dr.policy_for(subset.as_deref()).clone());
+    // Istio speaks HTTP/2 to a port declared HTTP2 or GRPC, or when the rule asks for it.
+    let declared_h2 = matches!(resolved.protocol.as_str(), "HTTP2" | "GRPC" | "GRPC-WEB");
+    let mut cluster = Cluster::new(name.clone(), resolved.host, subset, resolved.endpoints);
+    cluster.labels = resolved.labels;
+    if declared_h2 {
+        cluster.upstream.version = upstream::HttpVersion::Http2;
+    }
+    if let Some(p) = policy {
+        cluster.connect_timeout = p.connection_pool.connect_timeout;
+        if let Some(od) = p.outlier_detection {
+            cluster.outlier = Some(outlier::Detector::new(od, cluster.endpoints.len()));
+        }
+        if let augur_policies::LoadBalancer::Simple(lb) = p.load_balancer {
+            cluster.balancer = lb.into();
+        }
+        if p.connection_pool.use_client_protocol {
+            cluster.upstream.version = upstream::HttpVersion::Client;
+        } else if p.connection_pool.h2_upgrade {
+            cluster.upstream.version = upstream::HttpVersion::Http2;
+        }
+        if let Some(tls) = &p.tls {
+            cluster.upstream.tls =
+                upstream::UpstreamTls::load(tls).map_err(|source| CompileError::Tls {
+                    host: cluster.host.clone(),
+                    source,
+                })?;
+        }
+    }
+    let cluster = Arc::new(cluster);
+    clusters.insert(name, Arc::clone(&cluster));
+    Ok(cluster)
 }
 
 /// A direct response body: text as written, `bytes` base64-decoded (undecodable input was

@@ -22,7 +22,7 @@ use augur_model::{Arm, Sample};
 
 use crate::access_log::{self, AccessLog};
 use crate::local_reply::{self, LocalReply, NO_HEALTHY_UPSTREAM, NO_ROUTE};
-use crate::metrics::istio::{Reporter, RequestRecord};
+use crate::metrics::istio::{Destination, Reporter, RequestRecord};
 use crate::metrics::Metrics;
 use crate::mirror::MirrorQueue;
 use crate::policy_store::{PolicyStore, Snapshot};
@@ -477,7 +477,12 @@ impl ProxyHttp for AugurProxy {
             } else {
                 self.reporter
             },
-            cluster: ctx.cluster.as_deref(),
+            destination: match (&ctx.cluster, ctx.passthrough) {
+                (Some(c), _) => Destination::Cluster(c),
+                (None, Some(_)) if ctx.inbound => Destination::Local,
+                (None, Some(_)) => Destination::Passthrough,
+                (None, None) => Destination::Nowhere,
+            },
             status,
             flags,
             duration_ms: latency_ms,
@@ -538,7 +543,7 @@ impl ProxyHttp for AugurProxy {
 
     async fn upstream_peer(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         ctx: &mut Self::CTX,
     ) -> Result<Box<HttpPeer>> {
         ctx.attempts += 1;
@@ -564,7 +569,9 @@ impl ProxyHttp for AugurProxy {
         };
         ctx.endpoint_claim = Some(claim);
         ctx.endpoint = Some(endpoint);
-        let mut peer = HttpPeer::new(endpoint, false, String::new());
+        let mut peer = cluster
+            .upstream
+            .peer(endpoint, &cluster.host, session.is_http2());
         peer.options.connection_timeout = Some(cluster.connect_timeout);
         let route = ctx.route.as_ref();
         let per_try = route.and_then(|r| r.retry.per_try_timeout.or(r.timeout));

@@ -130,6 +130,10 @@ pub struct ConnectionPool {
     pub max_retries: u32,
     /// HTTP idle timeout.
     pub http_idle_timeout: Duration,
+    /// `h2UpgradePolicy: UPGRADE`: speak HTTP/2 to the endpoints.
+    pub h2_upgrade: bool,
+    /// `useClientProtocol`: speak to the endpoints what the client spoke.
+    pub use_client_protocol: bool,
 }
 
 impl Default for ConnectionPool {
@@ -144,6 +148,8 @@ impl Default for ConnectionPool {
             max_requests_per_connection: defaults::MAX_REQUESTS_PER_CONNECTION,
             max_retries: defaults::MAX_REQUESTS,
             http_idle_timeout: defaults::IDLE_TIMEOUT,
+            h2_upgrade: false,
+            use_client_protocol: false,
         }
     }
 }

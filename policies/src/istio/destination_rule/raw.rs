@@ -82,6 +82,8 @@ struct RawHttp {
     max_requests_per_connection: Option<u32>,
     max_retries: Option<u32>,
     idle_timeout: Option<String>,
+    h2_upgrade_policy: Option<String>,
+    use_client_protocol: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -292,6 +294,18 @@ impl RawConnectionPool {
             pool.http_idle_timeout = cx
                 .duration(&join(&p, "idleTimeout"), &h.idle_timeout)
                 .unwrap_or(pool.http_idle_timeout);
+            pool.h2_upgrade = match h.h2_upgrade_policy.as_deref() {
+                None | Some("DEFAULT") | Some("DO_NOT_UPGRADE") => false,
+                Some("UPGRADE") => true,
+                Some(other) => {
+                    cx.error(
+                        &join(&p, "h2UpgradePolicy"),
+                        format!("unknown h2UpgradePolicy {other:?} (expected DEFAULT, DO_NOT_UPGRADE or UPGRADE)"),
+                    );
+                    false
+                }
+            };
+            pool.use_client_protocol = h.use_client_protocol.unwrap_or(false);
         }
         pool
     }

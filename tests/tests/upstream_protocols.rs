@@ -1,0 +1,237 @@
+//! How augur speaks to upstreams, against real nginx: TLS per DestinationRule `tls` (SIMPLE
+//! with a CA, MUTUAL with a client certificate, `sni`, `insecureSkipVerify`), HTTP/2 over TLS
+//! (ALPN) and in cleartext (prior knowledge) when `h2UpgradePolicy: UPGRADE`, the ServiceEntry
+//! port says HTTP2, or `useClientProtocol` follows an HTTP/2 client; and certificate files that
+//! cannot be used reject a reload while the last good policy keeps serving.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use augur_tests::augur::Proxy;
+use augur_tests::nginx::Nginx;
+use augur_tests::{free_port, http, wait_for};
+use rcgen::{BasicConstraints, Certificate, CertificateParams, DnType, IsCa, KeyPair};
+
+/// A CA, a server certificate for the test hosts and a client certificate, as PEM files.
+struct Pki {
+    ca: String,
+    other_ca: String,
+    server_cert: String,
+    server_key: String,
+    client_cert: String,
+    client_key: String,
+}
+
+fn ca(name: &str) -> (Certificate, KeyPair) {
+    let key = KeyPair::generate().expect("CA key");
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, name);
+    (params.self_signed(&key).expect("CA certificate"), key)
+}
+
+fn pki() -> Pki {
+    let (ca_cert, ca_key) = ca("augur test CA");
+    let (other_ca, _) = ca("a CA nobody uses");
+    let server_key = KeyPair::generate().expect("server key");
+    let names = vec![
+        "*.default.svc.cluster.local".to_owned(),
+        "custom.example".to_owned(),
+    ];
+    let server = CertificateParams::new(names)
+        .expect("server params")
+        .signed_by(&server_key, &ca_cert, &ca_key)
+        .expect("server certificate");
+    let client_key = KeyPair::generate().expect("client key");
+    let mut client_params = CertificateParams::new(Vec::<String>::new()).expect("client params");
+    client_params
+        .distinguished_name
+        .push(DnType::CommonName, "augur-client");
+    let client = client_params
+        .signed_by(&client_key, &ca_cert, &ca_key)
+        .expect("client certificate");
+    Pki {
+        ca: ca_cert.pem(),
+        other_ca: other_ca.pem(),
+        server_cert: server.pem(),
+        server_key: server_key.serialize_pem(),
+        client_cert: client.pem(),
+        client_key: client_key.serialize_pem(),
+    }
+}
+
+/// A host with one STATIC endpoint on 127.0.0.1:`port` (ServiceEntry port protocol
+/// `protocol`), the DestinationRule `traffic_policy` (flow YAML) and a VirtualService to it.
+fn host(name: &str, port: u16, protocol: &str, traffic_policy: &str) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: {name}}}\n\
+         spec:\n  hosts: [{name}]\n  ports: [{{number: 80, name: web, protocol: {protocol}}}]\n  \
+         resolution: STATIC\n  endpoints: [{{address: 127.0.0.1, ports: {{web: {port}}}}}]\n---\n\
+         apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: {name}}}\n\
+         spec:\n  host: {name}\n  trafficPolicy: {traffic_policy}\n---\n\
+         apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: {name}}}\n\
+         spec:\n  hosts: [{name}]\n  http:\n  - route: [{{destination: {{host: {name}}}}}]\n"
+    )
+}
+
+/// One answer through the proxy: status and body.
+fn call(proxy: &Proxy, host: &str) -> (u16, String) {
+    let r = http::get(proxy.listen, host, "/").expect("request through augur");
+    (r.status, r.body)
+}
+
+/// The same over prior-knowledge HTTP/2 from the client (curl).
+fn call_h2(proxy: &Proxy, host: &str) -> String {
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "5", "--http2-prior-knowledge", "-H"])
+        .arg(format!("host: {host}"))
+        .arg(format!("http://{}/", proxy.listen))
+        .output()
+        .expect("curl (scripts/setup.sh installs it)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn tls_and_http2_to_upstreams_follow_the_destination_rule() {
+    let pki = pki();
+    let (tls_port, mtls_port, h2c_port) = (free_port(), free_port(), free_port());
+    let answer = r#"return 200 "$server_protocol $ssl_protocol sni=$ssl_server_name client=$ssl_client_s_dn\n";"#;
+    let tls = "ssl_certificate {dir}/server.pem; ssl_certificate_key {dir}/server.key; \
+               ssl_client_certificate {dir}/ca.pem; ssl_protocols TLSv1.2 TLSv1.3;";
+    let servers = format!(
+        "server {{ listen 127.0.0.1:{tls_port} ssl http2; {tls} ssl_verify_client optional; \
+           location / {{ {answer} }} }}\n\
+         server {{ listen 127.0.0.1:{mtls_port} ssl http2; {tls} ssl_verify_client on; \
+           location / {{ {answer} }} }}\n\
+         server {{ listen 127.0.0.1:{h2c_port} http2; location / {{ {answer} }} }}\n"
+    );
+    let nginx = Nginx::start(
+        &servers,
+        &[
+            ("server.pem", pki.server_cert.as_bytes()),
+            ("server.key", pki.server_key.as_bytes()),
+            ("ca.pem", pki.ca.as_bytes()),
+        ],
+        &[tls_port, mtls_port, h2c_port],
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = |name: &str, content: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, content).expect("write PEM");
+        path.to_str().expect("utf-8").to_owned()
+    };
+    let (ca, other_ca) = (file("ca.pem", &pki.ca), file("other-ca.pem", &pki.other_ca));
+    let client_cert = file("client.pem", &pki.client_cert);
+    let client_key = file("client.key", &pki.client_key);
+    let simple = format!("{{tls: {{mode: SIMPLE, caCertificates: {ca}}}}}");
+    let mutual = format!(
+        "{{tls: {{mode: MUTUAL, caCertificates: {ca}, clientCertificate: {client_cert}, privateKey: {client_key}}}}}"
+    );
+    let documents = |mutual_tp: &str| {
+        [
+            host("simple", tls_port, "HTTPS", &simple),
+            host(
+                "simple-h2",
+                tls_port,
+                "HTTPS",
+                &format!("{{tls: {{mode: SIMPLE, caCertificates: {ca}}}, connectionPool: {{http: {{h2UpgradePolicy: UPGRADE}}}}}}"),
+            ),
+            host(
+                "client-protocol",
+                tls_port,
+                "HTTPS",
+                &format!("{{tls: {{mode: SIMPLE, caCertificates: {ca}}}, connectionPool: {{http: {{useClientProtocol: true}}}}}}"),
+            ),
+            host(
+                "named",
+                tls_port,
+                "HTTPS",
+                &format!("{{tls: {{mode: SIMPLE, caCertificates: {ca}, sni: custom.example}}}}"),
+            ),
+            host(
+                "wrong-ca",
+                tls_port,
+                "HTTPS",
+                &format!("{{tls: {{mode: SIMPLE, caCertificates: {other_ca}}}}}"),
+            ),
+            host(
+                "skip-verify",
+                tls_port,
+                "HTTPS",
+                &format!("{{tls: {{mode: SIMPLE, caCertificates: {other_ca}, insecureSkipVerify: true}}}}"),
+            ),
+            host("mutual", mtls_port, "HTTPS", mutual_tp),
+            host("no-client-cert", mtls_port, "HTTPS", &simple),
+            host(
+                "h2c",
+                h2c_port,
+                "HTTP",
+                "{connectionPool: {http: {h2UpgradePolicy: UPGRADE}}}",
+            ),
+            host("declared-h2", h2c_port, "HTTP2", "{}"),
+        ]
+        .join("---\n")
+    };
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(&policy, documents(&mutual)).expect("write policy");
+    let proxy = Proxy::start(&[&policy]);
+
+    // SIMPLE: verified against the CA, SNI is the destination host (Istio's auto SNI), HTTP/1.1.
+    let (status, body) = call(&proxy, "simple");
+    assert_eq!(status, 200, "{body} / nginx: {}", nginx.error_log());
+    assert!(
+        body.starts_with("HTTP/1.1 TLSv1.3 sni=simple.default.svc.cluster.local client=\n"),
+        "{body}"
+    );
+    // h2UpgradePolicy: UPGRADE over TLS negotiates h2 by ALPN.
+    let (status, body) = call(&proxy, "simple-h2");
+    assert_eq!(
+        (status, body.split(' ').next()),
+        (200, Some("HTTP/2.0")),
+        "{body}"
+    );
+    // useClientProtocol: HTTP/1.1 in, HTTP/1.1 out; HTTP/2 in, HTTP/2 out.
+    let (_, body) = call(&proxy, "client-protocol");
+    assert!(body.starts_with("HTTP/1.1 "), "{body}");
+    let body = call_h2(&proxy, "client-protocol");
+    assert!(body.starts_with("HTTP/2.0 "), "{body}");
+    // `sni` overrides the host.
+    let (_, body) = call(&proxy, "named");
+    assert!(body.contains(" sni=custom.example "), "{body}");
+    // A server certificate the CA did not sign fails the handshake: Envoy's 503 UF.
+    let (status, body) = call(&proxy, "wrong-ca");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("upstream connect error"), "{body}");
+    // ... unless verification is off.
+    assert_eq!(call(&proxy, "skip-verify").0, 200);
+    // MUTUAL presents the client certificate; without one the server refuses.
+    let (status, body) = call(&proxy, "mutual");
+    assert_eq!(status, 200, "{body} / nginx: {}", nginx.error_log());
+    assert!(
+        body.trim_end().ends_with("client=CN=augur-client"),
+        "{body}"
+    );
+    assert_eq!(call(&proxy, "no-client-cert").0, 400);
+    // Cleartext HTTP/2 with prior knowledge: by the rule, or by the declared port protocol.
+    let (status, body) = call(&proxy, "h2c");
+    assert_eq!((status, body.as_str()), (200, "HTTP/2.0  sni= client=\n"));
+    assert_eq!(call(&proxy, "declared-h2").1, "HTTP/2.0  sni= client=\n");
+
+    // A reload naming a key file that does not exist is rejected whole; the last good policy
+    // keeps serving mutual TLS.
+    let failures = proxy.metric("augur_config_reload_failures_total");
+    let broken = mutual.replace(&client_key, &format!("{client_key}.missing"));
+    std::fs::write(&policy, documents(&broken)).expect("write policy");
+    wait_for("the reload to be rejected", Duration::from_secs(10), || {
+        (proxy.metric("augur_config_reload_failures_total") > failures).then_some(())
+    });
+    let dump = proxy.admin_get("/config_dump");
+    let dump = dump.body;
+    assert!(
+        dump.contains("privateKey") && dump.contains(".missing"),
+        "the rejection names the field and the file: {dump}"
+    );
+    assert_eq!(call(&proxy, "mutual").0, 200);
+    assert!(Path::new(&client_key).exists());
+}
