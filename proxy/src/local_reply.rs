@@ -50,6 +50,13 @@ pub const CONNECTION_TERMINATION: LocalReply = LocalReply {
     body: "upstream connect error or disconnect/reset before headers. reset reason: connection termination",
 };
 
+/// A circuit breaker of the cluster (DestinationRule `connectionPool`) is open (flag UO).
+pub const OVERFLOW: LocalReply = LocalReply {
+    status: 503,
+    flag: "UO",
+    body: "upstream connect error or disconnect/reset before headers. reset reason: overflow",
+};
+
 /// No response headers within the route or per-try timeout (flag UT).
 pub const UPSTREAM_TIMEOUT: LocalReply = LocalReply {
     status: 504,
@@ -61,7 +68,9 @@ impl LocalReply {
     /// Writes the reply to the client, with `server: envoy` as Envoy's own replies carry.
     pub async fn send(&self, session: &mut Session) -> pingora::Result<()> {
         let body = Bytes::from_static(self.body.as_bytes());
-        send(session, self.status, body, "text/plain").await
+        // Envoy marks a shed request so that clients and meshes can back off.
+        let overloaded = (self.flag == OVERFLOW.flag).then_some(("x-envoy-overloaded", "true"));
+        write(session, self.status, body, "text/plain", None, overloaded).await
     }
 }
 
@@ -72,7 +81,7 @@ pub async fn send(
     body: Bytes,
     content_type: &str,
 ) -> pingora::Result<()> {
-    write(session, status, body, content_type, None).await
+    write(session, status, body, content_type, None, None).await
 }
 
 /// Writes a local response with an optional `location` (redirects).
@@ -82,7 +91,7 @@ pub async fn send_with_location(
     body: Bytes,
     location: Option<&str>,
 ) -> pingora::Result<()> {
-    write(session, status, body, "text/plain", location).await
+    write(session, status, body, "text/plain", location, None).await
 }
 
 async fn write(
@@ -91,6 +100,7 @@ async fn write(
     body: Bytes,
     content_type: &str,
     location: Option<&str>,
+    extra: Option<(&'static str, &'static str)>,
 ) -> pingora::Result<()> {
     let mut header = ResponseHeader::build(status, Some(5))?;
     header.insert_header("server", "envoy")?;
@@ -100,6 +110,9 @@ async fn write(
     }
     if let Some(location) = location {
         header.insert_header("location", location)?;
+    }
+    if let Some((name, value)) = extra {
+        header.insert_header(name, value)?;
     }
     session.set_keepalive(Some(60));
     session

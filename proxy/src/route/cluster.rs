@@ -56,6 +56,12 @@ pub struct Cluster {
     pub outlier: Option<Detector>,
     /// HTTP version and TLS towards the endpoints.
     pub upstream: super::upstream::Upstream,
+    /// Circuit breakers (`connectionPool` limits); `None` when all are Istio's defaults.
+    pub breakers: Option<Arc<super::breakers::CircuitBreakers>>,
+    /// How long an idle upstream connection stays pooled (`connectionPool.http.idleTimeout`).
+    pub idle_timeout: Duration,
+    /// One request per upstream connection (`maxRequestsPerConnection: 1`).
+    pub close_after_request: bool,
     next: AtomicUsize,
     active: Vec<AtomicUsize>,
 }
@@ -79,6 +85,9 @@ impl Cluster {
             balancer: Balancer::LeastRequest,
             outlier: None,
             upstream: super::upstream::Upstream::default(),
+            breakers: None,
+            idle_timeout: augur_policies::defaults::IDLE_TIMEOUT,
+            close_after_request: false,
             next: AtomicUsize::new(0),
             active,
         }

@@ -5,6 +5,7 @@
 //! splits over clusters. [`RouteTable::find`] is the request-time lookup: first matching route
 //! wins, as in Istio.
 
+pub mod breakers;
 pub mod cluster;
 pub mod endpoints;
 pub mod host;
@@ -347,16 +348,26 @@ fn cluster_for(
         cluster.upstream.version = upstream::HttpVersion::Http2;
     }
     if let Some(p) = policy {
-        cluster.connect_timeout = p.connection_pool.connect_timeout;
+        let pool = &p.connection_pool;
+        cluster.connect_timeout = pool.connect_timeout;
+        cluster.idle_timeout = pool.http_idle_timeout;
+        cluster.breakers = breakers::CircuitBreakers::from_pool(pool);
+        cluster.close_after_request = pool.max_requests_per_connection == 1;
+        if pool.max_requests_per_connection > 1 {
+            tracing::warn!(
+                host = %cluster.host,
+                "connectionPool.http.maxRequestsPerConnection above 1 is not enforced by augur"
+            );
+        }
         if let Some(od) = p.outlier_detection {
             cluster.outlier = Some(outlier::Detector::new(od, cluster.endpoints.len()));
         }
         if let augur_policies::LoadBalancer::Simple(lb) = p.load_balancer {
             cluster.balancer = lb.into();
         }
-        if p.connection_pool.use_client_protocol {
+        if pool.use_client_protocol {
             cluster.upstream.version = upstream::HttpVersion::Client;
-        } else if p.connection_pool.h2_upgrade {
+        } else if pool.h2_upgrade {
             cluster.upstream.version = upstream::HttpVersion::Http2;
         }
         if let Some(tls) = &p.tls {

@@ -143,14 +143,19 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// A peer for `endpoint` of the cluster serving `host`. `client_h2` says whether the
-    /// client spoke HTTP/2 (for `useClientProtocol`).
-    pub fn peer(&self, endpoint: std::net::SocketAddr, host: &str, client_h2: bool) -> HttpPeer {
-        let h2 = match self.version {
+    /// Whether requests go out over HTTP/2 (`client_h2`: the client spoke HTTP/2).
+    pub fn speaks_h2(&self, client_h2: bool) -> bool {
+        match self.version {
             HttpVersion::Http1 => false,
             HttpVersion::Http2 => true,
             HttpVersion::Client => client_h2,
-        };
+        }
+    }
+
+    /// A peer for `endpoint` of the cluster serving `host`. `client_h2` says whether the
+    /// client spoke HTTP/2 (for `useClientProtocol`).
+    pub fn peer(&self, endpoint: std::net::SocketAddr, host: &str, client_h2: bool) -> HttpPeer {
+        let h2 = self.speaks_h2(client_h2);
         let mut peer = match &self.tls {
             None => HttpPeer::new(endpoint, false, String::new()),
             Some(tls) => {

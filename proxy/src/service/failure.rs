@@ -2,7 +2,12 @@
 
 use pingora::{Error, ErrorSource, ErrorType};
 
-use crate::local_reply::{LocalReply, CONNECTION_TERMINATION, CONNECT_FAILURE, UPSTREAM_TIMEOUT};
+use crate::local_reply::{
+    LocalReply, CONNECTION_TERMINATION, CONNECT_FAILURE, OVERFLOW, UPSTREAM_TIMEOUT,
+};
+
+/// A circuit breaker of the cluster refused the request (answered 503 UO).
+pub const CIRCUIT_OPEN: ErrorType = ErrorType::new("augur: circuit breaker overflow");
 
 /// How a failed request ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +25,7 @@ pub fn classify(e: &Error) -> Failure {
     use ErrorType::*;
     match (e.esource(), e.etype()) {
         (ErrorSource::Downstream, _) => Failure::DownstreamGone,
+        (_, t) if *t == CIRCUIT_OPEN => Failure::Reply(OVERFLOW),
         (_, ConnectTimedout | ConnectRefused | ConnectNoRoute | ConnectError | SocketError) => {
             Failure::Reply(CONNECT_FAILURE)
         }

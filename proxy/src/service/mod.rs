@@ -27,13 +27,14 @@ use crate::metrics::Metrics;
 use crate::mirror::MirrorQueue;
 use crate::policy_store::{PolicyStore, Snapshot};
 use crate::rollout::weights::RolloutWeights;
+use crate::route::breakers::{Admission, Overflow};
 use crate::route::cluster::EndpointGuard;
 use crate::route::outlier::Outcome;
 use crate::route::sticky::{self, KeySource};
 use crate::route::{Action, Cluster, RequestView, RetryPolicy, Route};
 use crate::sample::{self as samples, RoutedSample, SampleSink};
 use capture::{CapturePorts, Listener};
-use failure::Failure;
+use failure::{Failure, CIRCUIT_OPEN};
 use pingora::connectors::l4::BindTo;
 
 /// A response status the route's retry policy retries; raised from the response filter so
@@ -185,12 +186,19 @@ pub struct RequestCtx {
     endpoint_claim: Option<EndpointGuard>,
     /// The request arrived on the inbound capture listener.
     inbound: bool,
+    /// The current attempt's hold on the cluster's circuit breakers.
+    admission: Option<Admission>,
 }
 
 impl RequestCtx {
     fn retries_left(&self) -> bool {
         let allowed = self.route.as_ref().map_or(0, |r| r.retry.attempts);
-        self.attempts <= allowed
+        let budget = self
+            .cluster
+            .as_ref()
+            .and_then(|c| c.breakers.as_ref())
+            .is_none_or(|b| b.retry_allowed());
+        self.attempts <= allowed && budget
     }
 
     fn retry(&self) -> Option<&RetryPolicy> {
@@ -340,6 +348,7 @@ impl ProxyHttp for AugurProxy {
             upstream_ms: None,
             sticky: None,
             endpoint_claim: None,
+            admission: None,
         }
     }
 
@@ -561,18 +570,36 @@ impl ProxyHttp for AugurProxy {
             }
             return Ok(Box::new(peer));
         }
-        let Some(cluster) = ctx.cluster.as_ref() else {
+        let Some(cluster) = ctx.cluster.clone() else {
             return Error::e_explain(ErrorType::InternalError, "no upstream chosen for request");
         };
+        let client_h2 = session.is_http2();
+        // The previous attempt's hold is released before this one asks.
+        ctx.admission = None;
+        if let Some(breakers) = &cluster.breakers {
+            let http1 = !cluster.upstream.speaks_h2(client_h2);
+            let wait = ctx.route.as_ref().and_then(|r| r.timeout);
+            match breakers.admit(http1, ctx.attempts > 1, wait).await {
+                Ok(admission) => ctx.admission = Some(admission),
+                Err(Overflow::Requests) => {
+                    return Error::e_explain(CIRCUIT_OPEN, "connection pool limits reached");
+                }
+                Err(Overflow::Timeout) => {
+                    return Error::e_explain(
+                        ErrorType::ReadTimedout,
+                        "route timeout while waiting for an upstream connection",
+                    );
+                }
+            }
+        }
         let Some((endpoint, claim)) = cluster.pick(ctx.sticky) else {
             return Error::e_explain(ErrorType::ConnectNoRoute, "cluster has no endpoint");
         };
         ctx.endpoint_claim = Some(claim);
         ctx.endpoint = Some(endpoint);
-        let mut peer = cluster
-            .upstream
-            .peer(endpoint, &cluster.host, session.is_http2());
+        let mut peer = cluster.upstream.peer(endpoint, &cluster.host, client_h2);
         peer.options.connection_timeout = Some(cluster.connect_timeout);
+        peer.options.idle_timeout = Some(cluster.idle_timeout);
         let route = ctx.route.as_ref();
         let per_try = route.and_then(|r| r.retry.per_try_timeout.or(r.timeout));
         peer.options.read_timeout = per_try;
@@ -586,6 +613,11 @@ impl ProxyHttp for AugurProxy {
         ctx: &mut Self::CTX,
     ) -> Result<()> {
         headers::strip_hop_by_hop(upstream);
+        if let Some(cluster) = ctx.cluster.as_ref().filter(|c| c.close_after_request) {
+            if !cluster.upstream.speaks_h2(session.is_http2()) {
+                upstream.insert_header("connection", "close")?;
+            }
+        }
         upstream.insert_header("x-envoy-attempt-count", ctx.attempts.to_string())?;
         if upstream.headers.get("x-forwarded-proto").is_none() {
             let proto = if is_tls(session) { "https" } else { "http" };
