@@ -6,12 +6,31 @@
 //! active-requests gauge and exits the process as soon as no request is in flight, so a drain
 //! takes as long as the slowest in-flight request, and never longer than the drain duration.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use prometheus::IntGauge;
+
+/// Set by the admin's `POST /drain_listeners`: readiness fails and each kept-alive connection
+/// is closed after its current response, so clients move to other pods before shutdown.
+#[derive(Debug, Clone, Default)]
+pub struct Draining(Arc<AtomicBool>);
+
+impl Draining {
+    /// Starts draining (there is no way back, as in Envoy).
+    pub fn start(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether draining has started.
+    pub fn is_set(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
 
 /// How often the in-flight count is checked while draining.
 const POLL: Duration = Duration::from_millis(50);

@@ -81,6 +81,16 @@ impl Proxy {
         proxy
     }
 
+    /// Starts `augur proxy` with its log (stderr) written to `log`.
+    pub fn start_logging_to(policies: &[&Path], log: &Path) -> Self {
+        let tmp = tempfile::tempdir().expect("state dir");
+        let dir = tmp.path().to_path_buf();
+        let file = std::fs::File::create(log).expect("create the log file");
+        let mut proxy = Self::spawn_with(policies, &dir, &[], &[], Some(file));
+        proxy._state_tmp = Some(tmp);
+        proxy
+    }
+
     fn spawn(policies: &[&Path], state_dir: &Path, extra: &[&str]) -> Self {
         Self::spawn_env(policies, state_dir, extra, &[])
     }
@@ -90,6 +100,16 @@ impl Proxy {
         state_dir: &Path,
         extra: &[&str],
         env: &[(&str, &str)],
+    ) -> Self {
+        Self::spawn_with(policies, state_dir, extra, env, None)
+    }
+
+    fn spawn_with(
+        policies: &[&Path],
+        state_dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        stderr: Option<std::fs::File>,
     ) -> Self {
         let (listen, admin, status, prometheus) = (
             loopback(free_port()),
@@ -112,6 +132,9 @@ impl Proxy {
             .args(extra)
             .envs(env.iter().copied())
             .stdin(Stdio::null());
+        if let Some(file) = stderr {
+            cmd.stderr(file);
+        }
         let child = cmd.spawn().expect("spawn augur proxy");
         let mut proxy = Self {
             child,

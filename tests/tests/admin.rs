@@ -278,3 +278,84 @@ fn drain_fails_readiness_and_waits_for_in_flight_requests() {
         503
     );
 }
+
+#[test]
+fn logging_level_changes_at_run_time() {
+    let dir = tempfile::tempdir().unwrap();
+    // An upstream that is gone: each request fails to connect, which augur logs at debug.
+    let gone = Upstream::start("v1");
+    let policy = policy(dir.path(), &gone);
+    drop(gone);
+    let log = dir.path().join("augur.log");
+    let proxy = Proxy::start_logging_to(&[&policy], &log);
+    let debug_lines = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("DEBUG") && l.contains("request failed"))
+            .count()
+    };
+    assert_eq!(http::get(proxy.listen, "model", "/").unwrap().status, 503);
+    assert_eq!(debug_lines(), 0, "started at --log-level warn");
+
+    assert_eq!(
+        proxy.admin_get("/logging").status,
+        400,
+        "mutations are POST only"
+    );
+    let refused = proxy.admin_post("/logging?level=loud", "");
+    assert_eq!(refused.status, 400);
+    assert!(refused.body.contains("unknown level"), "{}", refused.body);
+
+    let set = proxy.admin_post("/logging?level=debug", "");
+    assert_eq!(set.status, 200);
+    assert!(set.body.contains("augur: debug"), "{}", set.body);
+    assert_eq!(http::get(proxy.listen, "model", "/").unwrap().status, 503);
+    augur_tests::wait_for("a debug line", std::time::Duration::from_secs(5), || {
+        (debug_lines() > 0).then_some(())
+    });
+    // Envoy's `warning` maps to tracing's `warn`; debug stops.
+    assert!(proxy
+        .admin_post("/logging?level=warning", "")
+        .body
+        .contains("augur: warn"));
+    let before = debug_lines();
+    assert_eq!(http::get(proxy.listen, "model", "/").unwrap().status, 503);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(debug_lines(), before);
+}
+
+#[test]
+fn drain_listeners_fails_readiness_and_closes_kept_alive_connections() {
+    let up = Upstream::start("v1");
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(&[&policy(dir.path(), &up)]);
+    let mut conn = http::Connection::open(proxy.listen).unwrap();
+    let first = conn.get("model", "/").unwrap();
+    assert_eq!(first.status, 200);
+    assert_ne!(first.header("connection"), Some("close"));
+
+    assert_eq!(proxy.admin_get("/drain_listeners").status, 400);
+    assert_eq!(proxy.admin_post("/drain_listeners", "").status, 200);
+    assert_eq!(proxy.admin_get("/ready").status, 503);
+    let status = http::get(proxy.status, "localhost", "/healthz/ready").unwrap();
+    assert_eq!(status.status, 503);
+    // The request in progress on a kept-alive connection is served, and the connection closes.
+    let next = conn.get("model", "/").unwrap();
+    assert_eq!(next.status, 200);
+    assert_eq!(next.header("connection"), Some("close"));
+    assert!(conn.get("model", "/").is_err(), "the connection was closed");
+}
+
+#[test]
+fn quitquitquit_shuts_the_proxy_down() {
+    let up = Upstream::start("v1");
+    let dir = tempfile::tempdir().unwrap();
+    let mut proxy = Proxy::start(&[&policy(dir.path(), &up)]);
+    assert_eq!(proxy.admin_get("/quitquitquit").status, 400);
+    assert!(proxy.is_running());
+    assert_eq!(proxy.admin_post("/quitquitquit", "").status, 200);
+    augur_tests::wait_for("augur to exit", std::time::Duration::from_secs(10), || {
+        (!proxy.is_running()).then_some(())
+    });
+}

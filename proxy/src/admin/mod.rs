@@ -4,8 +4,8 @@
 //! one answers:
 //! - admin (127.0.0.1:15000): `GET /ready`, `/server_info`, `/stats` (`?usedonly`, `?filter=`),
 //!   `/stats/prometheus`, `/config_dump`, `/listeners`, `/clusters`, `/rollouts`;
-//!   `POST /healthcheck/fail`, `/healthcheck/ok`, `/rollouts/{name}/{command}`, `/labels`
-//!   (mutations are POST only);
+//!   `POST /healthcheck/fail`, `/healthcheck/ok`, `/logging[?level=]`, `/drain_listeners`,
+//!   `/quitquitquit`, `/rollouts/{name}/{command}`, `/labels` (mutations are POST only);
 //! - status (15021): `GET /healthz/ready`, and `/app-health/<container>/<probe>` (the app's
 //!   probes, rewritten by the injector);
 //! - Prometheus (15090): `GET /stats/prometheus`.
@@ -64,6 +64,8 @@ pub struct AdminState {
     pub app_probers: app_probe::AppProbers,
     /// The bearer token that admits mutations from beyond loopback.
     pub admin_token: Option<String>,
+    /// Set by `POST /drain_listeners`.
+    pub draining: crate::drain::Draining,
 }
 
 /// The HTTP application behind the admin, status and Prometheus listeners.
@@ -98,6 +100,21 @@ impl AdminApp {
                 prometheus_text(s),
             ),
             (Surface::Prometheus, _) => Reply::not_found(),
+            (Surface::Admin, "/logging" | "/drain_listeners" | "/quitquitquit")
+                if method != Method::POST =>
+            {
+                Reply::text(StatusCode::BAD_REQUEST, "This endpoint requires POST\n")
+            }
+            (Surface::Admin, "/logging") => logging(query),
+            (Surface::Admin, "/drain_listeners") => {
+                s.draining.start();
+                s.healthy.store(false, Ordering::Relaxed);
+                Reply::text(StatusCode::OK, "OK\n")
+            }
+            (Surface::Admin, "/quitquitquit") => {
+                quit();
+                Reply::text(StatusCode::OK, "OK\n")
+            }
             (Surface::Admin, "/healthcheck/fail" | "/healthcheck/ok") => {
                 if method != Method::POST {
                     // Envoy answers a GET on a mutating endpoint with 400.
@@ -129,6 +146,38 @@ impl AdminApp {
             (Surface::Admin, _) => Reply::not_found(),
         }
     }
+}
+
+/// Envoy's `POST /logging`: lists the level, and with `?level=` sets it for every logger.
+fn logging(query: Option<&str>) -> Reply {
+    let level = query
+        .unwrap_or_default()
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("level="));
+    if let Some(level) = level {
+        if let Err(e) = crate::logging::set_level(level) {
+            return Reply::text(StatusCode::BAD_REQUEST, format!("{e}\n"));
+        }
+        tracing::info!(level, "log level changed through the admin");
+    }
+    Reply::text(
+        StatusCode::OK,
+        format!("active loggers:\n  augur: {}\n", crate::logging::current()),
+    )
+}
+
+/// Envoy's `POST /quitquitquit`: shuts down as on SIGTERM (stop accepting, let in-flight
+/// requests finish), once the reply is on its way.
+fn quit() {
+    tracing::info!("shutdown requested through the admin");
+    std::thread::spawn(|| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let me = nix::unistd::Pid::this();
+        if let Err(e) = nix::sys::signal::kill(me, nix::sys::signal::Signal::SIGTERM) {
+            tracing::error!(error = %e, "cannot signal shutdown; exiting");
+            std::process::exit(0);
+        }
+    });
 }
 
 /// The proxy's metrics, then the embedded shadow model's (the first policy's, by name, when

@@ -98,6 +98,7 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
+    let draining = crate::drain::Draining::default();
     let capture = CapturePorts {
         outbound: args.outbound_capture.map(|a| a.port()),
         inbound: args.inbound_capture.map(|a| a.port()),
@@ -113,6 +114,7 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         )
         .with_access_log(access_log.clone())
         .with_capture(capture)
+        .with_draining(draining.clone())
     };
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
@@ -177,6 +179,7 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         rollouts: Arc::clone(&rollouts),
         app_probers: crate::admin::AppProbers::from_env(),
         admin_token: args.admin_token.clone(),
+        draining: draining.clone(),
     });
     let admin = admin_service(
         "augur admin",

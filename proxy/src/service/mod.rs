@@ -52,6 +52,7 @@ pub struct AugurProxy {
     mirror_max_body: usize,
     capture: CapturePorts,
     access_log: Option<AccessLog>,
+    draining: crate::drain::Draining,
 }
 
 impl AugurProxy {
@@ -77,6 +78,7 @@ impl AugurProxy {
             mirror_max_body,
             capture: CapturePorts::default(),
             access_log: None,
+            draining: crate::drain::Draining::default(),
         }
     }
 
@@ -121,6 +123,13 @@ impl AugurProxy {
             remote: session.client_addr().and_then(|a| a.as_inet()).copied(),
             route: ctx.route.as_deref().map(|r| r.name.as_str()),
         });
+    }
+
+    /// Closes kept-alive client connections after their current response once `draining` is
+    /// set (the admin's `POST /drain_listeners`).
+    pub fn with_draining(mut self, draining: crate::drain::Draining) -> Self {
+        self.draining = draining;
+        self
     }
 
     /// Turns on transparent mode for the capture listeners on these ports.
@@ -640,10 +649,14 @@ impl ProxyHttp for AugurProxy {
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream: &mut ResponseHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
+        if self.draining.is_set() {
+            // Clients reconnect, to another pod, for their next request.
+            session.set_keepalive(None);
+        }
         let status = upstream.status.as_u16();
         self.report_outlier(ctx, Outcome::Status(status));
         if let Some(policy) = ctx.retry() {
