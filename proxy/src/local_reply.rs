@@ -50,6 +50,13 @@ pub const CONNECTION_TERMINATION: LocalReply = LocalReply {
     body: "upstream connect error or disconnect/reset before headers. reset reason: connection termination",
 };
 
+/// The upstream reset the HTTP/2 stream before sending response headers (flag UR).
+pub const REMOTE_RESET: LocalReply = LocalReply {
+    status: 503,
+    flag: "UR",
+    body: "upstream connect error or disconnect/reset before headers. reset reason: remote reset",
+};
+
 /// A circuit breaker of the cluster (DestinationRule `connectionPool`) is open (flag UO).
 pub const OVERFLOW: LocalReply = LocalReply {
     status: 503,

@@ -235,3 +235,52 @@ fn tls_and_http2_to_upstreams_follow_the_destination_rule() {
     assert_eq!(call(&proxy, "mutual").0, 200);
     assert!(Path::new(&client_key).exists());
 }
+
+/// A cleartext HTTP/2 server that resets every stream (RST_STREAM INTERNAL_ERROR) before
+/// answering; returns its port.
+fn resetting_h2_server() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    listener.set_nonblocking(true).expect("nonblocking");
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+            while let Ok((socket, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let Ok(mut conn) = h2::server::handshake(socket).await else {
+                        return;
+                    };
+                    while let Some(Ok((_request, mut respond))) = conn.accept().await {
+                        respond.send_reset(h2::Reason::INTERNAL_ERROR);
+                    }
+                });
+            }
+        });
+    });
+    port
+}
+
+#[test]
+fn an_http2_stream_reset_is_envoys_503_ur() {
+    let port = resetting_h2_server();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(&policy, host("resets", port, "HTTP2", "{}")).expect("write policy");
+    let proxy = Proxy::start_with_args(&[&policy], &[]);
+    let r = http::get(proxy.listen, "resets", "/").expect("request");
+    assert_eq!(r.status, 503);
+    assert_eq!(
+        r.body,
+        "upstream connect error or disconnect/reset before headers. reset reason: remote reset"
+    );
+    let text = proxy.admin_get("/stats/prometheus").body;
+    assert!(
+        text.lines().any(|l| l.starts_with("istio_requests_total{")
+            && l.contains(r#"response_flags="UR""#)),
+        "counted with flag UR"
+    );
+}

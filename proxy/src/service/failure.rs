@@ -3,7 +3,7 @@
 use pingora::{Error, ErrorSource, ErrorType};
 
 use crate::local_reply::{
-    LocalReply, CONNECTION_TERMINATION, CONNECT_FAILURE, OVERFLOW, UPSTREAM_TIMEOUT,
+    LocalReply, CONNECTION_TERMINATION, CONNECT_FAILURE, OVERFLOW, REMOTE_RESET, UPSTREAM_TIMEOUT,
 };
 
 /// A circuit breaker of the cluster refused the request (answered 503 UO).
@@ -26,6 +26,7 @@ pub fn classify(e: &Error) -> Failure {
     match (e.esource(), e.etype()) {
         (ErrorSource::Downstream, _) => Failure::DownstreamGone,
         (_, t) if *t == CIRCUIT_OPEN => Failure::Reply(OVERFLOW),
+        (_, H2Error) if remote_reset(e) => Failure::Reply(REMOTE_RESET),
         (_, ConnectTimedout | ConnectRefused | ConnectNoRoute | ConnectError | SocketError) => {
             Failure::Reply(CONNECT_FAILURE)
         }
@@ -38,6 +39,13 @@ pub fn classify(e: &Error) -> Failure {
         }
         _ => Failure::Internal,
     }
+}
+
+/// Whether the upstream reset the HTTP/2 stream (RST_STREAM), which Envoy reports as UR.
+fn remote_reset(e: &Error) -> bool {
+    e.root_cause()
+        .downcast_ref::<h2::Error>()
+        .is_some_and(|h2| h2.is_reset() && h2.is_remote())
 }
 
 #[cfg(test)]
