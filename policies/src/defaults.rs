@@ -54,3 +54,14 @@ pub const INCONCLUSIVE_LIMIT: u32 = 3;
 pub const CONSECUTIVE_ERROR_LIMIT: u32 = 4;
 /// Ground-truth label time-to-live.
 pub const LABEL_TTL: Duration = Duration::from_secs(600);
+
+/// Shadow model worker threads, each with its own ONNX Runtime session.
+pub const SHADOW_WORKERS: u32 = 1;
+/// Mirrored images waiting for the shadow model; beyond it they are dropped and counted.
+pub const SHADOW_QUEUE_CAPACITY: u32 = 64;
+/// Largest micro-batch when the model's batch dimension is dynamic.
+pub const SHADOW_MAX_BATCH: u32 = 8;
+/// How long a worker waits to fill a micro-batch after its first image.
+pub const SHADOW_MAX_BATCH_WAIT: Duration = Duration::from_millis(2);
+/// ONNX Runtime intra-op threads per session.
+pub const SHADOW_INTRA_OP_THREADS: u32 = 1;

@@ -198,3 +198,37 @@ fn kayenta_scoring_groups_and_thresholds() {
         "{errs:?}"
     );
 }
+
+#[test]
+fn shadow_runtime_is_read_and_bounded() {
+    let loaded = load_str("c.yaml", BASE).unwrap_or_else(|e| panic!("{e}"));
+    let shadow = loaded.set.canary_policies[0]
+        .shadow
+        .as_ref()
+        .expect("shadow");
+    assert_eq!(
+        (shadow.runtime.workers, shadow.runtime.queue_capacity),
+        (1, 64)
+    );
+    assert_eq!(
+        shadow.runtime.max_batch_wait,
+        std::time::Duration::from_millis(2)
+    );
+    let y = BASE
+        .replace("      workers: 1", "      workers: 0")
+        .replace("      maxBatchWait: 2ms", "      maxBatchWait: soon");
+    let errs = errors(&y);
+    let line = line_of("      workers: 1");
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with(&format!("c.yaml:{line}:"))
+                && e.contains("spec.shadow.runtime.workers")
+                && e.contains("between 1 and 64")),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("spec.shadow.runtime.maxBatchWait")),
+        "{errs:?}"
+    );
+}

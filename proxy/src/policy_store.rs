@@ -192,7 +192,16 @@ fn load_shadows(
             shadows.insert(key, handle);
             continue;
         }
-        match ShadowModel::from_policy(config, ShadowConfig::default()) {
+        let runtime = &config.runtime;
+        let settings = ShadowConfig {
+            workers: runtime.workers as usize,
+            queue_capacity: runtime.queue_capacity as usize,
+            max_batch: runtime.max_batch as usize,
+            max_batch_wait: runtime.max_batch_wait,
+            intra_op_threads: runtime.intra_op_threads as usize,
+            ..ShadowConfig::default()
+        };
+        match ShadowModel::from_policy(config, settings) {
             Ok(model) => {
                 tracing::info!(policy = %key, model = %config.model, "shadow model loaded");
                 let handle = ShadowHandle {

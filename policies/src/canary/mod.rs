@@ -359,6 +359,35 @@ pub struct Shadow {
     pub mirror_percentage: Percent,
     /// Input preprocessing.
     pub preprocessing: Preprocessing,
+    /// Worker threads, queue and micro-batching.
+    pub runtime: ShadowRuntime,
+}
+
+/// How the shadow model runs (`shadow.runtime`); defaults in [`crate::defaults`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ShadowRuntime {
+    /// Worker threads, each owning a session.
+    pub workers: u32,
+    /// Images that may wait for a worker.
+    pub queue_capacity: u32,
+    /// Largest micro-batch.
+    pub max_batch: u32,
+    /// Wait to fill a micro-batch.
+    pub max_batch_wait: Duration,
+    /// ONNX Runtime intra-op threads per session.
+    pub intra_op_threads: u32,
+}
+
+impl Default for ShadowRuntime {
+    fn default() -> Self {
+        Self {
+            workers: crate::defaults::SHADOW_WORKERS,
+            queue_capacity: crate::defaults::SHADOW_QUEUE_CAPACITY,
+            max_batch: crate::defaults::SHADOW_MAX_BATCH,
+            max_batch_wait: crate::defaults::SHADOW_MAX_BATCH_WAIT,
+            intra_op_threads: crate::defaults::SHADOW_INTRA_OP_THREADS,
+        }
+    }
 }
 
 /// Image → tensor preprocessing.

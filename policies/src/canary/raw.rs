@@ -404,6 +404,25 @@ pub(crate) struct RawShadow {
     pub(crate) mirror_percentage: Option<f64>,
     /// How request images become the model's input tensor.
     pub(crate) preprocessing: Option<RawPreprocessing>,
+    /// Worker threads, queue and micro-batching of the shadow model.
+    pub(crate) runtime: Option<RawShadowRuntime>,
+}
+
+/// `shadow.runtime`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(deny_unknown_fields)]
+pub(crate) struct RawShadowRuntime {
+    /// Worker threads, each owning an ONNX Runtime session (default 1).
+    pub(crate) workers: Option<u32>,
+    /// Mirrored images that may wait for a worker; more are dropped and counted (default 64).
+    pub(crate) queue_capacity: Option<u32>,
+    /// Largest micro-batch when the model's batch dimension is dynamic (default 8).
+    pub(crate) max_batch: Option<u32>,
+    /// How long a worker waits to fill a micro-batch, as a duration such as `2ms` (default 2ms).
+    pub(crate) max_batch_wait: Option<String>,
+    /// ONNX Runtime intra-op threads per session (default 1).
+    pub(crate) intra_op_threads: Option<u32>,
 }
 
 /// `shadow.preprocessing`.

@@ -161,11 +161,74 @@ impl RawShadow {
             }
             Some(pre) => pre.validate(cx, &join(p, "preprocessing")),
         };
+        let runtime = self
+            .runtime
+            .as_ref()
+            .map_or_else(ShadowRuntime::default, |r| {
+                r.validate(cx, &join(p, "runtime"))
+            });
         Some(Shadow {
             model: model?,
             mirror_percentage: mirror_percentage?,
             preprocessing: preprocessing?,
+            runtime,
         })
+    }
+}
+
+/// Upper bounds that keep a typo from starting thousands of threads or buffering gigabytes.
+const MAX_SHADOW_THREADS: u32 = 64;
+const MAX_SHADOW_QUEUE: u32 = 65_536;
+const MAX_SHADOW_BATCH: u32 = 256;
+
+impl RawShadowRuntime {
+    fn validate(&self, cx: &mut Ctx<'_>, path: &str) -> ShadowRuntime {
+        let defaults = ShadowRuntime::default();
+        let mut bounded = |field: &str, value: Option<u32>, max: u32, default: u32| match value {
+            None => default,
+            Some(n) if (1..=max).contains(&n) => n,
+            Some(n) => {
+                cx.error(
+                    &join(path, field),
+                    format!("must be between 1 and {max}, got {n}"),
+                );
+                default
+            }
+        };
+        let workers = bounded(
+            "workers",
+            self.workers,
+            MAX_SHADOW_THREADS,
+            defaults.workers,
+        );
+        let queue_capacity = bounded(
+            "queueCapacity",
+            self.queue_capacity,
+            MAX_SHADOW_QUEUE,
+            defaults.queue_capacity,
+        );
+        let max_batch = bounded(
+            "maxBatch",
+            self.max_batch,
+            MAX_SHADOW_BATCH,
+            defaults.max_batch,
+        );
+        let intra_op_threads = bounded(
+            "intraOpThreads",
+            self.intra_op_threads,
+            MAX_SHADOW_THREADS,
+            defaults.intra_op_threads,
+        );
+        let max_batch_wait = cx
+            .duration(&join(path, "maxBatchWait"), &self.max_batch_wait)
+            .unwrap_or(defaults.max_batch_wait);
+        ShadowRuntime {
+            workers,
+            queue_capacity,
+            max_batch,
+            max_batch_wait,
+            intra_op_threads,
+        }
     }
 }
 
