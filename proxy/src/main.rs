@@ -19,6 +19,7 @@ fn main() -> ExitCode {
             cmd::policy::explain(&paths, output)
         }
         Command::Proxy(args) => cmd::proxy::run(args),
+        Command::Demo(args) => cmd::demo::run(args),
         Command::Rollout { admin, command } => cmd::rollout::run(admin, command),
         Command::Init(args) => augur_k8s::iptables::run_init(args).map(|()| ExitCode::SUCCESS),
         Command::Inject(args) => augur_k8s::inject::run_inject(args).map(|()| ExitCode::SUCCESS),

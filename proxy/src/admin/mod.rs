@@ -3,7 +3,8 @@
 //! One [`AdminApp`] type serves the three listeners; its [`Surface`] decides which paths each
 //! one answers:
 //! - admin (127.0.0.1:15000): `GET /ready`, `/server_info`, `/stats` (`?usedonly`, `?filter=`),
-//!   `/stats/prometheus`, `/config_dump`, `/listeners`, `/clusters`, `/rollouts`;
+//!   `/stats/prometheus`, `/config_dump`, `/listeners`, `/clusters`, `/rollouts`,
+//!   `/rollouts/{name}/history` and the dashboard `/ui`;
 //!   `POST /healthcheck/fail`, `/healthcheck/ok`, `/logging[?level=]`, `/drain_listeners`,
 //!   `/quitquitquit`, `/rollouts/{name}/{command}`, `/labels` (mutations are POST only);
 //! - status (15021): `GET /healthz/ready`, and `/app-health/<container>/<probe>` (the app's
@@ -15,6 +16,7 @@ pub use app_probe::AppProbers;
 mod config_dump;
 mod rollouts;
 mod stats;
+mod ui;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -83,6 +85,7 @@ impl AdminApp {
     fn route(&self, method: &Method, path: &str, query: Option<&str>, body: &[u8]) -> Reply {
         let s = &self.state;
         match (self.surface, path) {
+            (Surface::Admin, p) if method == Method::GET && ui::handles(p) => ui::get(s, p),
             (Surface::Admin, p) if p.starts_with("/rollouts/") || p == "/labels" => {
                 if method != Method::POST {
                     return Reply::text(StatusCode::BAD_REQUEST, "This endpoint requires POST\n");

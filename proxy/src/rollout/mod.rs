@@ -7,6 +7,7 @@
 //! background service that feeds samples in and lets time pass.
 
 pub mod driver;
+pub mod history;
 pub mod persist;
 pub mod prometheus;
 pub mod spec;
@@ -48,6 +49,8 @@ struct Managed {
     source: Option<PrometheusSource>,
     /// When the source was last read (analyzer clock).
     last_fetch: f64,
+    /// The dashboard's time series.
+    history: history::History,
 }
 
 /// A fetch from a metric source that is due.
@@ -120,11 +123,13 @@ impl Rollouts {
                     (rollout, policy_hash.to_owned())
                 }
             };
+            let history = history::History::new(rollout.analysis().interval_s);
             let mut managed = Managed {
                 rollout,
                 policy_hash,
                 source,
                 last_fetch: now,
+                history,
             };
             let decisions = managed.rollout.tick(now);
             self.applied(&key, &managed, &decisions, "analyzer");
@@ -140,6 +145,7 @@ impl Rollouts {
         };
         if let Some(m) = self.lock().get_mut(policy).filter(|m| m.source.is_none()) {
             m.rollout.observe(&s.sample);
+            m.history.observe(&s.sample);
         }
     }
 
@@ -197,6 +203,7 @@ impl Rollouts {
             if !decisions.is_empty() {
                 self.applied(key, m, &decisions, "analyzer");
             }
+            m.history.tick(now, &m.rollout, !decisions.is_empty());
             self.export_verdicts(key, &m.rollout);
         }
     }
@@ -281,6 +288,22 @@ impl Rollouts {
             })
             .collect();
         json!({ "rollouts": rollouts })
+    }
+
+    /// One rollout's time series and its whole decision history (oldest first), for
+    /// `GET /rollouts/{name}/history`; `None` when no rollout has that name.
+    pub fn history(&self, policy: &str) -> Option<Value> {
+        let map = self.lock();
+        let key = resolve(&map, policy)?;
+        let m = map.get(&key)?;
+        let points: Vec<&history::Point> = m.history.points().collect();
+        let decisions: Vec<&Decision> = m.rollout.history().collect();
+        Some(json!({
+            "name": key,
+            "period_s": m.history.period_s(),
+            "points": points,
+            "decisions": decisions,
+        }))
     }
 
     /// After a transition: weights, persistence, audit and gauges.

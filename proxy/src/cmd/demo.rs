@@ -1,0 +1,454 @@
+//! `augur demo --scenario good-canary|bad-canary`: a canary rollout of the pneumonia model, end to
+//! end on loopback, with a live view.
+//!
+//! It starts `augur model-server` processes (stable v1 as two replicas, canary v2 as one), `augur proxy` with a
+//! CanaryPolicy like `policies/examples/canary-pneumonia.yaml` (steps 5% → 20% → 50% → 100%
+//! with analysis between them, 10% mirrored to the embedded shadow model, the three rollback
+//! triggers; intervals shortened), and a traffic generator that uploads the 16 real chest X-rays
+//! and posts their true labels for a share of the requests. Nothing about the outcome is
+//! scripted: the proxy's analyzer decides, and the demo reports what it decided. The exit status
+//! is 0 when the outcome is the scenario's expected one (good canary → Promoted, bad canary →
+//! RolledBack), 1 otherwise.
+
+mod assets;
+mod client;
+mod policy;
+mod procs;
+mod traffic;
+mod view;
+
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use serde_json::Value;
+
+use super::admin_client;
+
+/// Which canary the demo rolls out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// The canary is the same model: the rollout should be Promoted.
+    GoodCanary,
+    /// The canary is worse (a degraded model, or a slower one): it should be RolledBack.
+    BadCanary,
+}
+
+/// Which models the demo serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModelChoice {
+    /// The real model when `scripts/fetch-model.sh` has fetched it, else the fixtures.
+    Auto,
+    /// The real Xception pneumonia model (fails when it has not been fetched).
+    Real,
+    /// The small non-medical fixture models.
+    Fixtures,
+}
+
+/// Flags of `augur demo`.
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// good-canary: v2 is the same model (expected outcome: Promoted); bad-canary: v2 is a
+    /// degraded or slower model (expected: RolledBack).
+    #[arg(long, value_enum, default_value_t = Scenario::GoodCanary)]
+    pub scenario: Scenario,
+    /// Which models to serve.
+    #[arg(long, value_enum, default_value_t = ModelChoice::Auto)]
+    pub models: ModelChoice,
+    /// The augur checkout holding inference/testdata/xrays and .cache/models (default: found
+    /// from the current directory or the binary's location).
+    #[arg(long)]
+    pub repo: Option<PathBuf>,
+    /// The proxy's admin address, which serves the dashboard at /ui (default: a free loopback
+    /// port).
+    #[arg(long)]
+    pub admin: Option<SocketAddr>,
+    /// Requests per second the traffic generator aims at (fewer when the models are slower).
+    #[arg(long, default_value_t = 20.0)]
+    pub rate: f64,
+    /// Share (0–1) of answered requests whose true label is posted to /labels.
+    #[arg(long, default_value_t = 0.75)]
+    pub label_fraction: f64,
+    /// Give up (exit 1) after this many seconds without an outcome.
+    #[arg(long, default_value_t = 300)]
+    pub timeout: u64,
+    /// Keep everything running this many seconds after the outcome (to look at the dashboard).
+    #[arg(long, default_value_t = 0)]
+    pub linger: u64,
+    /// Print plain progress lines instead of redrawing the screen (the default when stdout is
+    /// not a terminal).
+    #[arg(long)]
+    pub plain: bool,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq)]
+enum Ending {
+    Promoted,
+    RolledBack {
+        trigger: Option<String>,
+        reason: String,
+    },
+    Other {
+        phase: String,
+        reason: String,
+    },
+    TimedOut {
+        phase: String,
+    },
+}
+
+impl Ending {
+    fn of(rollout: &Value) -> Option<Self> {
+        let state = &rollout["state"];
+        let reason = state["reason"].as_str().unwrap_or("").to_owned();
+        match state["phase"].as_str()? {
+            "promoted" => Some(Ending::Promoted),
+            "rolled_back" => Some(Ending::RolledBack {
+                trigger: state["trigger"].as_str().map(str::to_owned),
+                reason,
+            }),
+            "aborted" => Some(Ending::Other {
+                phase: "aborted".to_owned(),
+                reason,
+            }),
+            _ => None,
+        }
+    }
+
+    fn expected(&self, scenario: Scenario) -> bool {
+        matches!(
+            (self, scenario),
+            (Ending::Promoted, Scenario::GoodCanary)
+                | (Ending::RolledBack { .. }, Scenario::BadCanary)
+        )
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Ending::Promoted => "Promoted: the canary (v2) now takes all traffic".to_owned(),
+            Ending::RolledBack {
+                trigger: Some(t),
+                reason,
+            } => format!("RolledBack by trigger {t}: {reason}"),
+            Ending::RolledBack {
+                trigger: None,
+                reason,
+            } => format!("RolledBack by the analysis: {reason}"),
+            Ending::Other { phase, reason } => format!("{phase}: {reason}"),
+            Ending::TimedOut { phase } => format!("no outcome in time (still {phase})"),
+        }
+    }
+}
+
+/// Runs the demo.
+pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    let repo = assets::find_repo(args.repo.as_deref())?;
+    let xrays = assets::xrays(&repo)?;
+    let models = assets::models(&repo, args.models, args.scenario)?;
+    let work = std::env::temp_dir().join(format!("augur-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+    let result = run_in(&args, &repo, xrays, &models, &work);
+    let _ = std::fs::remove_dir_all(&work);
+    result
+}
+
+fn run_in(
+    args: &DemoArgs,
+    repo: &std::path::Path,
+    xrays: Vec<assets::Xray>,
+    models: &assets::Models,
+    work: &std::path::Path,
+) -> anyhow::Result<ExitCode> {
+    let tty = !args.plain && std::io::stdout().is_terminal();
+    let expected = match args.scenario {
+        Scenario::GoodCanary => "Promoted",
+        Scenario::BadCanary => "RolledBack",
+    };
+    let scenario = match args.scenario {
+        Scenario::GoodCanary => "good-canary",
+        Scenario::BadCanary => "bad-canary",
+    };
+    let mut header = vec![
+        format!("augur demo --scenario {scenario}: canary v2 is {} (expected outcome: {expected})", models.canary_is),
+        if models.real {
+            format!("models: the real Xception pneumonia model ({}); shadow: the same model in the sidecar", models.stable.display())
+        } else {
+            "models: FIXTURES (non-medical tiny CNNs with random weights; their answers are not diagnoses). \
+             Run scripts/fetch-model.sh for the real Xception pneumonia model.".to_owned()
+        },
+        format!(
+            "traffic: the {} real chest X-rays of inference/testdata/xrays, repeated: a demonstration, not an evaluation; \
+             true labels for {:.0}% of answers, {} s later",
+            xrays.len(),
+            args.label_fraction * 100.0,
+            traffic::LABEL_DELAY.as_secs()
+        ),
+    ];
+
+    // ONNX Runtime for the children: the environment's, else the one scripts/setup.sh installs.
+    let ort = std::env::var_os("ORT_DYLIB_PATH")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::fs::read_dir(repo.join(".cache/onnxruntime"))
+                .ok()?
+                .flatten()
+                .map(|e| e.path())
+                .find(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with("libonnxruntime.so."))
+                })
+        });
+    let ort = ort.context("ONNX Runtime not found: run scripts/setup.sh, or set ORT_DYLIB_PATH")?;
+    let env = [("ORT_DYLIB_PATH", ort.as_path())];
+
+    let mut procs = procs::Procs::default();
+    // Stable runs as two replicas (its single-worker servers would otherwise cap the traffic on
+    // a small machine); the canary as one.
+    let (v1a, v1b, v2) = (
+        procs::free_addr()?,
+        procs::free_addr()?,
+        procs::free_addr()?,
+    );
+    let servers = [
+        ("model-v1-a", v1a, &models.stable, "v1"),
+        ("model-v1-b", v1b, &models.stable, "v1"),
+        ("model-v2", v2, &models.canary, "v2"),
+    ];
+    for (name, addr, model, version) in servers {
+        let (addr_s, model_s) = (addr.to_string(), model.display().to_string());
+        procs.spawn(
+            name,
+            &[
+                "model-server",
+                "--model",
+                &model_s,
+                "--listen",
+                &addr_s,
+                "--version",
+                version,
+                "--log-level",
+                "warn",
+            ],
+            &env,
+            work,
+        )?;
+    }
+    for (name, addr, ..) in servers {
+        procs.wait_ready(name, addr, "/health", Duration::from_secs(120))?;
+    }
+    let canary_addr = match models.canary_delay_ms {
+        Some(ms) => procs::slow_relay(v2, Duration::from_millis(ms))?,
+        None => v2,
+    };
+
+    let policy_file = work.join("canary-pneumonia.yaml");
+    let preprocessing = assets::preprocessing_yaml(&models.stable)?;
+    std::fs::write(
+        &policy_file,
+        policy::yaml(&policy::PolicyInputs {
+            stable_ports: [v1a.port(), v1b.port()],
+            canary_port: canary_addr.port(),
+            shadow_model: &models.stable,
+            shadow_preprocessing: &preprocessing,
+        }),
+    )?;
+    let listen = procs::free_addr()?;
+    let admin = match args.admin {
+        Some(a) => a,
+        None => procs::free_addr()?,
+    };
+    let (status, prometheus) = (procs::free_addr()?, procs::free_addr()?);
+    let state_dir = work.join("state");
+    let strings = [
+        policy_file.display().to_string(),
+        listen.to_string(),
+        admin.to_string(),
+        status.to_string(),
+        prometheus.to_string(),
+        state_dir.display().to_string(),
+    ];
+    procs.spawn(
+        "proxy",
+        &[
+            "proxy",
+            "--policy",
+            &strings[0],
+            "--listen",
+            &strings[1],
+            "--admin",
+            &strings[2],
+            "--status",
+            &strings[3],
+            "--prometheus",
+            &strings[4],
+            "--state-dir",
+            &strings[5],
+            "--concurrency",
+            "2",
+            "--log-level",
+            "warn",
+        ],
+        &env,
+        work,
+    )?;
+    procs.wait_ready("proxy", admin, "/ready", Duration::from_secs(60))?;
+    procs.wait_ready("proxy", admin, "/rollouts", Duration::from_secs(10))?;
+    header.push(format!(
+        "dashboard: http://{admin}/ui   (or: augur rollout status --admin {admin} --watch)"
+    ));
+
+    let started = Instant::now();
+    let started_unix = crate::sample::now();
+    let traffic = traffic::Traffic::start(xrays, listen, admin, args.rate, args.label_fraction)?;
+    if !tty {
+        for line in &header {
+            println!("{line}");
+        }
+    }
+    let deadline = started + Duration::from_secs(args.timeout);
+    let mut seen_decisions = 0;
+    let mut last_line = Instant::now();
+    let mut ending = None;
+    let mut ended_at = None;
+    let mut sent_at_end = 0;
+    let mut last: (Value, Value);
+    loop {
+        let rollout = rollout(admin)?;
+        let name = rollout["name"]
+            .as_str()
+            .unwrap_or("default/pneumonia")
+            .to_owned();
+        let history = get_json(admin, &format!("/rollouts/{name}/history"))?;
+        traffic.with_stats(|stats| {
+            let frame = view::Frame {
+                header: &header,
+                elapsed: started.elapsed(),
+                started_unix,
+                rollout: &rollout,
+                history: &history,
+                stats,
+            };
+            if tty {
+                print!("\x1b[H\x1b[2J{}", view::render(&frame));
+            } else {
+                for line in view::new_decisions(&frame, &mut seen_decisions) {
+                    println!("{line}");
+                }
+                if last_line.elapsed() >= Duration::from_secs(10) {
+                    println!("{}", view::progress_line(&frame));
+                    last_line = Instant::now();
+                }
+            }
+        });
+        let _ = std::io::stdout().flush();
+        if ending.is_none() {
+            ending = Ending::of(&rollout);
+            if ending.is_some() {
+                ended_at = Some(started.elapsed());
+                sent_at_end = traffic.with_stats(|s| s.sent);
+            }
+        }
+        last = (rollout, history);
+        let lingered =
+            ended_at.is_some_and(|t| started.elapsed() >= t + Duration::from_secs(args.linger));
+        if lingered {
+            break;
+        }
+        if ending.is_none() && Instant::now() >= deadline {
+            let phase = last.0["state"]["phase"].as_str().unwrap_or("?").to_owned();
+            ending = Some(Ending::TimedOut { phase });
+            ended_at = Some(started.elapsed());
+            sent_at_end = traffic.with_stats(|s| s.sent);
+            break;
+        }
+        let dead = procs.exited();
+        if !dead.is_empty() {
+            anyhow::bail!("a demo process stopped:\n{}", dead.join("\n"));
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let took = ended_at.unwrap_or_else(|| started.elapsed());
+    let ending = ending.unwrap_or(Ending::TimedOut {
+        phase: "?".to_owned(),
+    });
+    let sent = sent_at_end;
+    let per_second = sent as f64 / took.as_secs_f64().max(1e-3);
+    drop(traffic);
+    println!("\nDecisions:");
+    for d in last.1["decisions"].as_array().into_iter().flatten() {
+        let at = d["time"].as_f64().unwrap_or(started_unix) - started_unix;
+        println!(
+            "  [{}] {} → {} (canary {}%): {}",
+            view::clock(Duration::from_secs_f64(at.max(0.0))),
+            d["from"]["phase"].as_str().unwrap_or("?"),
+            d["to"]["phase"].as_str().unwrap_or("?"),
+            d["weights"]["canary"],
+            d["reason"].as_str().unwrap_or("")
+        );
+    }
+    let ok = ending.expected(args.scenario);
+    println!(
+        "\nOutcome after {} ({sent} requests, {per_second:.1}/s): {}",
+        view::clock(took),
+        ending.describe()
+    );
+    println!(
+        "{}",
+        if ok {
+            format!("as expected for {scenario}")
+        } else {
+            format!(
+                "NOT the expected outcome for {scenario} ({expected}); the proxy's log was in {}",
+                work.join("proxy.log").display()
+            )
+        }
+    );
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn get_json(admin: SocketAddr, path: &str) -> anyhow::Result<Value> {
+    let (status, body) = admin_client::call(admin, "GET", path, "")?;
+    if status != 200 {
+        anyhow::bail!("GET {path} answered {status}: {}", body.trim());
+    }
+    serde_json::from_str(&body).with_context(|| format!("GET {path}: invalid JSON"))
+}
+
+/// The demo's rollout, as `GET /rollouts` shows it.
+fn rollout(admin: SocketAddr) -> anyhow::Result<Value> {
+    let all = get_json(admin, "/rollouts")?;
+    all["rollouts"]
+        .as_array()
+        .and_then(|r| r.first())
+        .cloned()
+        .context("the proxy runs no rollout: the demo's CanaryPolicy did not load")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endings_are_read_from_the_state() {
+        let promoted = serde_json::json!({"state": {"phase": "promoted"}});
+        assert_eq!(Ending::of(&promoted), Some(Ending::Promoted));
+        assert!(Ending::Promoted.expected(Scenario::GoodCanary));
+        assert!(!Ending::Promoted.expected(Scenario::BadCanary));
+        let back = serde_json::json!({"state": {"phase": "rolled_back", "reason": "r", "trigger": "accuracy-drop"}});
+        let ending = Ending::of(&back).expect("ended");
+        assert!(ending.expected(Scenario::BadCanary));
+        assert_eq!(ending.describe(), "RolledBack by trigger accuracy-drop: r");
+        let going = serde_json::json!({"state": {"phase": "progressing", "step": 1}});
+        assert_eq!(Ending::of(&going), None);
+    }
+}
