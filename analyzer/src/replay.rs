@@ -31,7 +31,17 @@ pub fn replay(
     samples: impl Iterator<Item = Sample>,
 ) -> Vec<Decision> {
     let period = tick_period(&spec, &triggers);
-    let mut rollout = Rollout::new(spec, steps, triggers);
+    replay_rollout(Rollout::new(spec, steps, triggers), period, samples)
+}
+
+/// Runs `samples` through `rollout` (built by the caller, e.g. with per-step gate specs),
+/// ticking every `period` seconds, and returns its decisions.
+pub fn replay_rollout(
+    mut rollout: Rollout,
+    period: f64,
+    samples: impl Iterator<Item = Sample>,
+) -> Vec<Decision> {
+    let period = period.max(1e-3);
     let mut decisions = Vec::new();
     let mut next_tick: Option<f64> = None;
     let mut last_t = f64::NEG_INFINITY;

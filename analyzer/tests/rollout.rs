@@ -422,3 +422,49 @@ fn commands_pause_resume_abort_retry_and_promote_full() {
     assert_eq!((d.to, d.weights.canary), (RolloutState::Promoted, 100));
     assert_eq!(r.history().count(), 4);
 }
+
+#[test]
+fn a_gate_with_its_own_spec_judges_with_it() {
+    let steps = || vec![StepSpec::SetWeight(50), StepSpec::Analysis];
+    let base = || AnalysisSpec {
+        min_samples: 50,
+        interval_s: 30.0,
+        on_no_data: GapAction::Hold,
+        consecutive_error_limit: -1,
+        ..AnalysisSpec::default()
+    };
+    let strict = AnalysisSpec {
+        min_samples: 1_000_000,
+        ..base()
+    };
+    let mut plain = Rollout::new(base(), steps(), Vec::new());
+    let mut gated = Rollout::new(base(), steps(), Vec::new()).with_gate_analysis(1, strict);
+    assert_eq!(
+        gated.active_analysis().min_samples,
+        50,
+        "not at the gate yet"
+    );
+    let (mut rng_a, mut rng_b) = (Rng(11), Rng(11));
+    drive(&mut plain, &mut rng_a, (0.0, 900.0), 20.0, |_| BASE);
+    drive(&mut gated, &mut rng_b, (0.0, 900.0), 20.0, |_| BASE);
+    assert_eq!(
+        plain.state(),
+        &RolloutState::Promoted,
+        "the base spec passes the gate"
+    );
+    assert_eq!(gated.state(), &RolloutState::Progressing { step: 1 });
+    assert_eq!(gated.active_analysis().min_samples, 1_000_000);
+    assert!(
+        gated
+            .verdicts()
+            .iter()
+            .filter(|v| v.metric != augur_analyzer::rollout::SAMPLE_RATIO_METRIC)
+            .all(|v| v.outcome == augur_analyzer::verdict::Outcome::NoData),
+        "the gate's minSamples holds every metric at NoData: {:?}",
+        gated.verdicts()
+    );
+    // a gate override on a step that is not an Analysis step is ignored
+    let r =
+        Rollout::new(base(), steps(), Vec::new()).with_gate_analysis(0, AnalysisSpec::default());
+    assert_eq!(r.active_analysis(), &base());
+}

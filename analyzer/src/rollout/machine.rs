@@ -197,7 +197,7 @@ impl Rollout {
 
     /// Accuracy and calibration are NoData while too few predictions have their ground truth.
     fn require_labels(&self, verdicts: &mut [Verdict]) {
-        let min = self.analysis.min_label_rate;
+        let min = self.active_analysis().min_label_rate;
         // Labelled so far, of every prediction recorded (pending ones count as not yet labelled).
         let counts = self.labels.counts();
         let rate = if counts.predictions == 0 {
@@ -209,7 +209,7 @@ impl Rollout {
             return;
         }
         for v in verdicts.iter_mut() {
-            let needs_labels = self.analysis.metrics.iter().any(|m| {
+            let needs_labels = self.active_analysis().metrics.iter().any(|m| {
                 m.name == v.metric
                     && matches!(m.kind, MetricKind::Accuracy | MetricKind::Calibration)
             });
@@ -262,9 +262,10 @@ impl Rollout {
 
     /// One analysis look: verdicts, counters, limits, and the analysis gate.
     pub(super) fn look(&mut self, now: f64) -> Option<Decision> {
-        let mut verdicts = self.judge.evaluate(&self.analysis, &self.evidence);
+        let spec = self.active_analysis().clone();
+        let mut verdicts = self.judge.evaluate(&spec, &self.evidence);
         self.require_labels(&mut verdicts);
-        let judged: Vec<Verdict> = match Judge::score(&self.analysis, &verdicts) {
+        let judged: Vec<Verdict> = match Judge::score(&spec, &verdicts) {
             Some(score) => {
                 verdicts.push(score.clone());
                 vec![score]
@@ -274,7 +275,7 @@ impl Rollout {
         // Informational: reported with the verdicts, never counted towards the limits.
         verdicts.extend(self.sample_ratio());
         self.last_verdicts = verdicts;
-        let spec = &self.analysis;
+        let spec = &spec;
         let exceeds = |count: u64, limit: i64| limit >= 0 && count > limit as u64;
         let (mut failed, mut no_data, mut inconclusive) = (None, None, None);
         for v in &judged {

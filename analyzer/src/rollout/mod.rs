@@ -13,7 +13,10 @@
 //!   look where every metric passes (NoData / Inconclusive count as passing only when their
 //!   action is `Continue`). After the last step the rollout is Promoted (canary 100%).
 //! - the analysis runs in the background every `interval_s` from the first tick, on the
-//!   cumulative evidence, in every non-terminal state but a staged rollback. Per metric: Fail
+//!   cumulative evidence, in every non-terminal state but a staged rollback. While the rollout
+//!   stands at an `Analysis` step that has its own spec ([`Rollout::with_gate_analysis`]: the
+//!   policy's per-step `interval`, `minSamples`, `alpha`, `method`), that spec replaces the base
+//!   one for the looks (cadence, verdicts, limits and the gate). Per metric: Fail
 //!   counts `failed` (rollback when `> failure_limit`, at once for a critical metric);
 //!   Inconclusive counts `inconclusive` (`on_inconclusive` when `> inconclusive_limit`); NoData
 //!   counts `consecutive_errors`, reset by data (`on_no_data` when `> consecutive_error_limit`).
@@ -80,6 +83,9 @@ pub struct Rollout {
     /// Stable and canary requests since the last weight change (for the sample-ratio check).
     #[serde(default)]
     step_counts: [u64; 2],
+    /// Analysis specs of the `Analysis` steps that override `analysis`, by step index.
+    #[serde(default)]
+    gates: BTreeMap<usize, AnalysisSpec>,
 }
 
 impl Rollout {
@@ -107,7 +113,29 @@ impl Rollout {
             last_verdicts: Vec::new(),
             history: VecDeque::new(),
             step_counts: [0, 0],
+            gates: BTreeMap::new(),
         }
+    }
+
+    /// Gives the `Analysis` step at index `step` its own spec (a policy's per-step override),
+    /// used for the looks while the rollout stands at that step. Ignored for other steps.
+    #[must_use]
+    pub fn with_gate_analysis(mut self, step: usize, spec: AnalysisSpec) -> Self {
+        if self.steps.get(step) == Some(&StepSpec::Analysis) {
+            self.gates.insert(step, spec);
+        }
+        self
+    }
+
+    /// The spec the next look uses: the current gate step's own, else the base analysis.
+    pub fn active_analysis(&self) -> &AnalysisSpec {
+        match self.state {
+            RolloutState::Progressing { step }
+            | RolloutState::Paused { step, .. }
+            | RolloutState::Inconclusive { step } => self.gates.get(&step),
+            _ => None,
+        }
+        .unwrap_or(&self.analysis)
     }
 
     /// The steps, in order.
@@ -229,8 +257,9 @@ impl Rollout {
         out.extend(self.tick_staged(now));
         out.extend(self.check_triggers(now));
         if now >= self.next_look && !self.state.is_terminal() {
+            let interval = self.active_analysis().interval_s.max(1e-3);
             while self.next_look <= now {
-                self.next_look += self.analysis.interval_s.max(1e-3);
+                self.next_look += interval;
             }
             if !matches!(self.state, RolloutState::RollingBack { .. }) {
                 out.extend(self.look(now));

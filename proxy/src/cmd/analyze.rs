@@ -44,12 +44,9 @@ pub fn run(
     };
     let samples = read_samples(samples)?;
     let spec = spec::from_policy(chosen);
-    let decisions = augur_analyzer::replay::replay(
-        spec.analysis,
-        spec.steps,
-        spec.triggers,
-        samples.into_iter(),
-    );
+    let period = augur_analyzer::replay::tick_period(&spec.analysis, &spec.triggers);
+    let decisions =
+        augur_analyzer::replay::replay_rollout(spec.rollout(), period, samples.into_iter());
     match output {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&decisions)?),
         OutputFormat::Table => print!("{}", render(&policy_key(chosen), &decisions)),

@@ -119,7 +119,7 @@ impl Rollouts {
                 }
                 None => {
                     let spec = spec::from_policy(policy);
-                    let rollout = Rollout::new(spec.analysis, spec.steps, spec.triggers);
+                    let rollout = spec.rollout();
                     (rollout, policy_hash.to_owned())
                 }
             };

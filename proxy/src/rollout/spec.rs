@@ -4,6 +4,7 @@
 //! 1` = one point) and durations as durations; the analyzer takes rates as fractions, latency in
 //! milliseconds and time in seconds.
 
+use augur_analyzer::rollout::Rollout;
 use augur_analyzer::spec::{
     Allowed, AnalysisSpec, Direction, GapAction, Method, MetricKind, MetricSpec, ScoringSpec,
     StepSpec, TriggerAction, TriggerCondition, TriggerMetric, TriggerSpec,
@@ -22,22 +23,52 @@ pub struct RolloutSpec {
     pub steps: Vec<StepSpec>,
     /// Rollback triggers.
     pub triggers: Vec<TriggerSpec>,
+    /// The `Analysis` steps whose per-step override (`interval`, `minSamples`, `alpha`,
+    /// `method`) makes their spec differ from `analysis`, by step index.
+    pub gates: Vec<(usize, AnalysisSpec)>,
+}
+
+impl RolloutSpec {
+    /// A fresh rollout of this spec, with its gate steps' own analysis specs.
+    pub fn rollout(self) -> Rollout {
+        let mut rollout = Rollout::new(self.analysis, self.steps, self.triggers);
+        for (step, spec) in self.gates {
+            rollout = rollout.with_gate_analysis(step, spec);
+        }
+        rollout
+    }
 }
 
 /// Builds the analyzer spec of a policy.
 pub fn from_policy(policy: &p::CanaryPolicy) -> RolloutSpec {
-    let mut analysis = policy
-        .analysis
-        .as_ref()
-        .map(analysis_spec)
-        .unwrap_or_default();
-    if let Some(prediction) = &policy.prediction {
-        analysis.positive_label = prediction.positive_label.clone();
-    }
-    analysis.label_ttl_s = policy.labels.ttl.as_secs_f64();
-    analysis.min_label_rate = policy.labels.min_label_rate.fraction();
+    let complete = |mut analysis: AnalysisSpec| {
+        if let Some(prediction) = &policy.prediction {
+            analysis.positive_label = prediction.positive_label.clone();
+        }
+        analysis.label_ttl_s = policy.labels.ttl.as_secs_f64();
+        analysis.min_label_rate = policy.labels.min_label_rate.fraction();
+        analysis
+    };
+    let analysis = complete(
+        policy
+            .analysis
+            .as_ref()
+            .map(analysis_spec)
+            .unwrap_or_default(),
+    );
+    let mut gates = Vec::new();
     let steps = match &policy.strategy {
-        p::Strategy::Steps(steps) => steps.iter().map(step_spec).collect(),
+        p::Strategy::Steps(steps) => {
+            for (i, step) in steps.iter().enumerate() {
+                if let p::RolloutStep::Analysis(a) = step {
+                    let gate = complete(analysis_spec(a));
+                    if gate != analysis {
+                        gates.push((i, gate));
+                    }
+                }
+            }
+            steps.iter().map(step_spec).collect()
+        }
         p::Strategy::BlueGreen(bg) => {
             let mut steps = Vec::new();
             if bg.pre_promotion_analysis.is_some() {
@@ -58,6 +89,7 @@ pub fn from_policy(policy: &p::CanaryPolicy) -> RolloutSpec {
         analysis,
         steps,
         triggers,
+        gates,
     }
 }
 
@@ -212,6 +244,37 @@ mod tests {
         assert_eq!(t[1].condition, TriggerCondition::DropBy(0.05));
         assert_eq!(t[2].condition, TriggerCondition::IncreaseBy(500.0));
         assert_eq!(t[2].action, TriggerAction::CanaryOnly);
+    }
+
+    #[test]
+    fn a_gate_steps_override_becomes_its_own_spec() {
+        let base = include_str!("../../../policies/examples/canary-pneumonia.yaml");
+        let yaml = base.replacen(
+            "    - setWeight: 20\n    - analysis: {}",
+            "    - setWeight: 20\n    - analysis: {minSamples: 500, interval: 2m, alpha: 0.01}",
+            1,
+        );
+        assert_ne!(yaml, base, "the example's second gate was found");
+        let loaded = augur_policies::load_str("c.yaml", &yaml).unwrap();
+        let spec = from_policy(&loaded.set.canary_policies[0]);
+        assert_eq!(spec.gates.len(), 1, "only the overridden gate differs");
+        let (step, gate) = &spec.gates[0];
+        assert_eq!(spec.steps[*step], StepSpec::Analysis);
+        assert_eq!(spec.steps[*step - 1], StepSpec::SetWeight(20));
+        assert_eq!(
+            (gate.min_samples, gate.interval_s, gate.alpha),
+            (500, 120.0, 0.01)
+        );
+        assert_eq!(gate.positive_label, spec.analysis.positive_label);
+        assert_eq!(gate.metrics, spec.analysis.metrics);
+        let step = *step;
+        let rollout = spec.rollout();
+        assert_eq!(
+            rollout.active_analysis().min_samples,
+            200,
+            "base until the gate"
+        );
+        assert_eq!(rollout.steps()[step], StepSpec::Analysis);
     }
 
     #[test]
