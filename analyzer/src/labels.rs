@@ -185,18 +185,10 @@ mod tests {
 
     fn prediction(id: &str, label: &str) -> Sample {
         Sample {
-            t: 0.0,
             request_id: Some(id.to_owned()),
-            route: None,
-            arm: Arm::Canary,
-            upstream: None,
-            status: 200,
-            response_flags: None,
-            latency_ms: 5.0,
-            bytes: None,
             score: Some(0.8),
             label: Some(label.to_owned()),
-            truth: None,
+            ..Sample::new(0.0, Arm::Canary, 200, 5.0)
         }
     }
 

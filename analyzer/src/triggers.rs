@@ -327,20 +327,7 @@ mod tests {
     use crate::spec::default_triggers;
 
     fn sample(arm: Arm, t: f64, status: u16, latency_ms: f64) -> Sample {
-        Sample {
-            t,
-            request_id: None,
-            route: None,
-            arm,
-            upstream: None,
-            status,
-            response_flags: None,
-            latency_ms,
-            bytes: None,
-            score: None,
-            label: None,
-            truth: None,
-        }
+        Sample::new(t, arm, status, latency_ms)
     }
 
     #[test]

@@ -54,6 +54,25 @@ pub struct Sample {
 }
 
 impl Sample {
+    /// A sample with only the always-present fields; the optional ones are `None` (set them with
+    /// struct update syntax: `Sample { label: Some(..), ..Sample::new(t, arm, 200, 12.5) }`).
+    pub fn new(t: f64, arm: Arm, status: u16, latency_ms: f64) -> Self {
+        Sample {
+            t,
+            request_id: None,
+            route: None,
+            arm,
+            upstream: None,
+            status,
+            response_flags: None,
+            latency_ms,
+            bytes: None,
+            score: None,
+            label: None,
+            truth: None,
+        }
+    }
+
     /// Whether the request failed from the client's point of view (5xx or no response).
     pub fn is_error(&self) -> bool {
         self.status == 0 || self.status >= 500

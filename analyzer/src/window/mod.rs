@@ -167,18 +167,10 @@ mod tests {
         truth: Option<&str>,
     ) -> Sample {
         Sample {
-            t: 0.0,
-            request_id: None,
-            route: None,
-            arm,
-            upstream: None,
-            status,
-            response_flags: None,
-            latency_ms,
-            bytes: None,
             score: Some(0.5),
             label: label.map(str::to_owned),
             truth: truth.map(str::to_owned),
+            ..Sample::new(0.0, arm, status, latency_ms)
         }
     }
 

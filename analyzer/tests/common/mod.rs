@@ -62,23 +62,17 @@ pub fn request(rng: &mut Rng, t: f64, arm: Arm, m: ArmModel) -> Sample {
     } else {
         0.5 * rng.uniform()
     };
+    let status = if rng.uniform() < m.error_rate {
+        503
+    } else {
+        200
+    };
+    let latency_ms = m.median_ms * (m.log_sd * rng.normal()).exp();
     Sample {
-        t,
-        request_id: None,
-        route: None,
-        arm,
-        upstream: None,
-        status: if rng.uniform() < m.error_rate {
-            503
-        } else {
-            200
-        },
-        response_flags: None,
-        latency_ms: m.median_ms * (m.log_sd * rng.normal()).exp(),
-        bytes: None,
         score: Some(score),
         label: Some(label.to_owned()),
         truth: Some(truth.to_owned()),
+        ..Sample::new(t, arm, status, latency_ms)
     }
 }
 

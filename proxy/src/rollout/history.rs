@@ -228,18 +228,9 @@ mod tests {
 
     fn sample(arm: Arm, id: &str, label: &str, status: u16, latency_ms: f64) -> Sample {
         Sample {
-            t: 1.0,
             request_id: Some(id.to_owned()),
-            route: None,
-            arm,
-            upstream: None,
-            status,
-            response_flags: None,
-            latency_ms,
-            bytes: None,
-            score: None,
             label: Some(label.to_owned()),
-            truth: None,
+            ..Sample::new(1.0, arm, status, latency_ms)
         }
     }
 

@@ -207,19 +207,14 @@ fn arm_samples(
     let n = (total * scale).round() as usize;
     let error_count = (errors * scale).round() as usize;
     (0..n)
-        .map(|i| Sample {
-            t: now,
-            request_id: None,
-            route: None,
-            arm,
-            upstream: None,
-            status: if i < error_count { 503 } else { 200 },
-            response_flags: None,
-            latency_ms: latencies.get(i).copied().unwrap_or(f64::NAN),
-            bytes: None,
-            score: None,
-            label: None,
-            truth: None,
+        .map(|i| {
+            let status = if i < error_count { 503 } else { 200 };
+            Sample::new(
+                now,
+                arm,
+                status,
+                latencies.get(i).copied().unwrap_or(f64::NAN),
+            )
         })
         .filter(|s| s.latency_ms.is_finite())
         .collect()

@@ -14,6 +14,8 @@ const XRAYS: &str = "inference/testdata/xrays";
 /// The real model and its degraded copy (`scripts/fetch-model.sh`).
 const REAL: &str = ".cache/models/pneumonia_xception.onnx";
 const DEGRADED: &str = ".cache/models/pneumonia_xception_degraded.onnx";
+/// The real model re-exported unchanged as version 2: the good canary.
+const REEXPORT: &str = ".cache/models/pneumonia_xception_v2.onnx";
 /// The fixture used when the real model is absent.
 const FIXTURE: &str = "inference/fixtures/models/nonmedical-tiny-a.onnx";
 /// How much slower the "slower" bad canary answers.
@@ -136,7 +138,17 @@ pub(super) fn models(
     }
     let degraded = repo.join(DEGRADED);
     let have_degraded = degraded.is_file() && degraded.with_extension("json").is_file();
+    let reexport = repo.join(REEXPORT);
+    let have_reexport = reexport.is_file() && reexport.with_extension("json").is_file();
     Ok(match scenario {
+        Scenario::GoodCanary if use_real && have_reexport => Models {
+            stable,
+            canary: reexport,
+            canary_delay_ms: None,
+            real: true,
+            canary_is: "an equivalent re-export (same graph and weights, ONNX model_version 2)"
+                .to_owned(),
+        },
         Scenario::GoodCanary => Models {
             canary: stable.clone(),
             stable,
