@@ -91,9 +91,11 @@ impl RetryPolicy {
         self.on.connect_failure || self.on.five_xx || self.on.gateway_error
     }
 
-    /// Whether a reset or timeout before response headers is retried.
+    /// Whether a reset or timeout before response headers is retried: Envoy counts one as the
+    /// 503/504 it becomes, so `5xx` and `gateway-error` retry it as `reset` does (checked
+    /// against Envoy 1.40: a per-try timeout and an RST are both retried under `gateway-error`).
     pub fn retries_reset(&self) -> bool {
-        self.on.reset || self.on.five_xx
+        self.on.reset || self.on.five_xx || self.on.gateway_error
     }
 
     /// The back-off before retry number `retry` (1-based): Envoy draws uniformly from
@@ -143,6 +145,25 @@ mod tests {
             ..r
         }));
         assert!(gw.retries_status(502) && gw.retries_status(504) && !gw.retries_status(500));
+    }
+
+    #[test]
+    fn resets_and_per_try_timeouts_retry_under_reset_5xx_and_gateway_error() {
+        for (on, retried) in [
+            ("reset", true),
+            ("5xx", true),
+            ("gateway-error", true),
+            ("connect-failure", false),
+            ("retriable-4xx", false),
+        ] {
+            let p = RetryPolicy::compile(Some(&HttpRetry {
+                attempts: 2,
+                per_try_timeout: None,
+                retry_on: vec![on.into()],
+                retry_remote_localities: false,
+            }));
+            assert_eq!(p.retries_reset(), retried, "retryOn: {on}");
+        }
     }
 
     #[test]
