@@ -220,3 +220,49 @@ fn a_killed_proxy_resumes_the_rollout_at_the_same_step_and_weight() {
     );
     assert_near(canary_share(&proxy, 1000), 1000, 0.3);
 }
+
+#[test]
+fn a_proxy_killed_at_every_step_resumes_at_that_step() {
+    let (v1, v2) = (Upstream::start("v1"), Upstream::start("v2"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vs = virtual_service(
+        "model",
+        "  - name: primary\n    route:\n    - destination: {host: model, subset: v1}\n      weight: 100\n    - destination: {host: model, subset: v2}\n      weight: 0\n",
+    );
+    let svc = service("model", &[("v1", v1.addr.port()), ("v2", v2.addr.port())]);
+    let policy = augur_tests::policy::canary_policy(
+        "model",
+        "  steps:\n  - setWeight: 10\n  - pause: {}\n  - setWeight: 40\n  - pause: {}\n  - setWeight: 70\n  - pause: {}\n  \
+         analysis:\n    interval: 1s\n    minSamples: 20\n    onNoData: continue\n    metrics:\n\
+         \x20   - name: error-rate\n      kind: errorRate\n      allowedChange: {absolute: 100}\n",
+    );
+    let file = write(dir.path(), &[&vs, &svc, &policy]);
+    let state = tempfile::tempdir().expect("state dir");
+    let mut proxy = Proxy::start_with_state(&[&file], state.path());
+    for (step, weight) in [(1, 10), (3, 40), (5, 70)] {
+        wait_for(
+            &format!("step {step} at {weight}%"),
+            Duration::from_secs(10),
+            || {
+                let s = rollout_status(&proxy);
+                (s["weights"]["canary"] == weight && s["state"]["step"] == step).then_some(())
+            },
+        );
+        let before = rollout_status(&proxy);
+        proxy.kill(); // SIGKILL: no chance to save anything on the way out
+        proxy = Proxy::start_with_state(&[&file], state.path());
+        let after = rollout_status(&proxy);
+        assert_eq!(after["state"], before["state"], "killed at step {step}");
+        assert_eq!(after["weights"], before["weights"], "killed at step {step}");
+        assert_near(canary_share(&proxy, 400), 400, f64::from(weight) / 100.0);
+        let promoted = proxy.admin_post("/rollouts/model/promote", "");
+        assert_eq!(promoted.status, 200, "{}", promoted.body);
+    }
+    wait_for("the rollout to finish", Duration::from_secs(10), || {
+        (rollout_status(&proxy)["state"]["phase"] == "promoted").then_some(())
+    });
+    proxy.kill();
+    let proxy = Proxy::start_with_state(&[&file], state.path());
+    assert_eq!(rollout_status(&proxy)["state"]["phase"], "promoted");
+    assert_eq!(canary_share(&proxy, 50), 50, "promoted stays promoted");
+}
