@@ -32,22 +32,29 @@ augur="$root/target/release/augur"
 export ORT_DYLIB_PATH="$root/.cache/onnxruntime/libonnxruntime.so.1.32.0"
 
 shot="${AUGUR_DEMO_SCREENSHOT:-}"
+case "$shot" in "" | /*) ;; *) shot="$root/$shot" ;; esac
 if [ -z "$shot" ]; then
   exec "$augur" demo "$@"
 fi
 
-# With a screenshot: the dashboard on a known admin port; once the rollout has ended (the page
-# then shows the whole history), headless Chromium takes the picture while the demo lingers.
-admin=127.0.0.1:15000
+# With a screenshot: the dashboard on a free loopback port (or AUGUR_DEMO_ADMIN); once the
+# rollout has ended (the page then shows the whole history), headless Chromium takes the
+# picture while the demo lingers.
+admin=${AUGUR_DEMO_ADMIN:-127.0.0.1:$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 "$augur" demo --admin "$admin" --linger 20 "$@" &
 demo=$!
 (
   for _ in $(seq 600); do
     if curl -fs "http://$admin/rollouts" 2>/dev/null | grep -Eq '"phase": "(promoted|rolled_back|aborted)"'; then
       sleep 3
+      rm -f "$shot"
       chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1280,1500 \
-        --virtual-time-budget=4000 --screenshot="$root/$shot" "http://$admin/ui" >/dev/null 2>&1 \
-        && echo "== dashboard screenshot: $shot" >&2
+        --virtual-time-budget=4000 --screenshot="$shot" "http://$admin/ui" >/dev/null 2>&1 || true
+      if [ -s "$shot" ]; then
+        echo "== dashboard screenshot: $shot" >&2
+      else
+        echo "== the dashboard screenshot failed (chromium wrote nothing to $shot)" >&2
+      fi
       exit 0
     fi
     sleep 1

@@ -79,7 +79,7 @@ onnx.save(m, dest + ".part")
 os.replace(dest + ".part", dest)
 meta = json.load(open(src[:-5] + ".json"))
 meta["model_version"] = "v2"
-meta["variant"] = "re-export of v1: same graph and weights, model_version 2"
+meta["description"] = "Re-export of v1 (same graph and weights, ONNX model_version 2). " + meta["description"]
 json.dump(meta, open(dest[:-5] + ".json", "w"), indent=2)
 PY
   say "wrote $reexport (equivalent re-export, model_version 2)"
