@@ -230,6 +230,24 @@ pub enum StepSpec {
     },
 }
 
+impl std::fmt::Display for StepSpec {
+    /// The step as a policy author wrote it, e.g. `setWeight 20%` or `pause 45 s`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StepSpec::SetWeight(w) => write!(f, "setWeight {w}%"),
+            StepSpec::Pause {
+                duration_s: Some(d),
+            } => write!(f, "pause {d} s"),
+            StepSpec::Pause { duration_s: None } => f.write_str("pause until promoted"),
+            StepSpec::Analysis => f.write_str("analysis"),
+            StepSpec::SetHeaderRoute { name } => write!(f, "setHeaderRoute {name}"),
+            StepSpec::SetMirrorRoute { name, percent } => {
+                write!(f, "setMirrorRoute {name} {percent}%")
+            }
+        }
+    }
+}
+
 /// The metric a rollback trigger watches (on the canary, or canary vs stable).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

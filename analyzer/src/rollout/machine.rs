@@ -87,7 +87,7 @@ impl Rollout {
                 }
                 StepSpec::Pause { .. } | StepSpec::Analysis => {
                     self.step_started = now;
-                    let why = format!("{reason}; step {step}: {spec:?}");
+                    let why = format!("{reason}; step {step}: {spec}");
                     return Some(self.transition(
                         now,
                         RolloutState::Progressing { step },
