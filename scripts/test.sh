@@ -17,4 +17,14 @@ echo "== cargo test"
 cargo test --workspace --locked
 echo "== augur policy check policies/"
 target/debug/augur policy check policies/
+echo "== cargo deny check licenses bans sources"
+# cargo-deny is built once into .cache/cargo-deny (about 11 minutes on 2 cores, then cached).
+# The advisories check needs RustSec's database, cloned from GitHub, which this CI cannot
+# reach (package registries only): see docs/security.md.
+deny_version=0.20.2
+deny="$root/.cache/cargo-deny/bin/cargo-deny"
+if ! "$deny" --version 2>/dev/null | grep -q " $deny_version\$"; then
+    cargo install --locked --quiet cargo-deny --version "$deny_version" --root "$root/.cache/cargo-deny"
+fi
+"$deny" --locked check licenses bans sources
 echo "== done in $(( $(date +%s) - start )) s"

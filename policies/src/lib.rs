@@ -1,5 +1,5 @@
 //! augur's policy model: Istio VirtualService, DestinationRule and
-//! ServiceEntry plus augur's own CanaryPolicy, loaded from YAML files and
+//! ServiceEntry plus augur's own CanaryPolicy and ApiProtection, loaded from YAML files and
 //! validated in two phases (raw serde shape → domain types), with every
 //! problem reported at once as `file:line:column: path: message`.
 //!
@@ -23,6 +23,7 @@ pub mod explain;
 pub mod hosts;
 mod istio;
 mod load;
+mod protection;
 mod schema;
 mod validate;
 mod yaml;
@@ -48,7 +49,10 @@ pub use istio::virtual_service::{
     HttpRouteDestination, VirtualService,
 };
 pub use load::{load_paths, load_str, MAX_FILE_BYTES};
-pub use schema::canary_policy_schema;
+pub use protection::{
+    ApiKey, ApiProtection, KeysFrom, RateLimit, RateLimitKey, DEFAULT_API_KEY_HEADER,
+};
+pub use schema::{api_protection_schema, canary_policy_schema};
 
 /// A successfully loaded policy set.
 #[derive(Debug, Clone)]
@@ -74,6 +78,8 @@ pub struct PolicySet {
     pub service_entries: Vec<ServiceEntry>,
     /// CanaryPolicies, in file order.
     pub canary_policies: Vec<CanaryPolicy>,
+    /// ApiProtections, in file order.
+    pub api_protections: Vec<ApiProtection>,
 }
 
 impl PolicySet {

@@ -16,6 +16,7 @@ use crate::istio::common::RawMeta;
 use crate::istio::destination_rule::raw::RawDestinationRuleSpec;
 use crate::istio::service_entry::RawServiceEntrySpec;
 use crate::istio::virtual_service::raw::RawVirtualServiceSpec;
+use crate::protection::raw::RawProtectionSpec;
 use crate::validate::{Origin, Origins};
 use crate::yaml::{self, Document};
 use crate::{Loaded, PolicySet};
@@ -281,6 +282,26 @@ fn load_document(
                 }
             }
         }
-        _ => cx.error("kind", format!("unsupported kind {kind} in {api_version} (expected Istio VirtualService, DestinationRule, ServiceEntry or augur.dev CanaryPolicy)")),
+        ("augur.dev", "ApiProtection") => {
+            if version != "v1alpha1" {
+                cx.error("apiVersion", format!("unsupported version {api_version:?} (expected augur.dev/v1alpha1)"));
+                return;
+            }
+            let unknown = |cx: &mut Ctx<'_>, p: String| {
+                let field = crate::context::last_segment(&p).to_owned();
+                cx.error(&p, format!("unknown field `{field}`"));
+            };
+            if let Some(d) = cx.deserialize::<RawDocument<RawProtectionSpec>>(&value, unknown) {
+                let meta = d.metadata.unwrap_or_default().validate(&mut cx);
+                match d.spec {
+                    Some(spec) => {
+                        set.api_protections.push(spec.validate(meta, &mut cx));
+                        origins.api_protections.push(origin);
+                    }
+                    None => cx.error("spec", "is required"),
+                }
+            }
+        }
+        _ => cx.error("kind", format!("unsupported kind {kind} in {api_version} (expected Istio VirtualService, DestinationRule, ServiceEntry or augur.dev CanaryPolicy or ApiProtection)")),
     }
 }

@@ -26,6 +26,7 @@ pub(crate) struct Origins {
     pub(crate) destination_rules: Vec<Origin>,
     pub(crate) service_entries: Vec<Origin>,
     pub(crate) canary_policies: Vec<Origin>,
+    pub(crate) api_protections: Vec<Origin>,
 }
 
 fn ctx<'a>(o: &'a Origin, diags: &'a mut Diagnostics) -> Ctx<'a> {
@@ -67,6 +68,63 @@ pub(crate) fn validate(set: &PolicySet, origins: &Origins, diags: &mut Diagnosti
     }
     for (i, o) in origins.canary_policies.iter().enumerate() {
         canary(set, i, &mut ctx(o, diags));
+    }
+    duplicates(
+        "ApiProtection",
+        set.api_protections.iter().map(|v| &v.metadata),
+        &origins.api_protections,
+        diags,
+    );
+    for (i, o) in origins.api_protections.iter().enumerate() {
+        protection(set, i, &mut ctx(o, diags));
+    }
+}
+
+/// An ApiProtection's VirtualService and routes exist, and no route is protected twice.
+fn protection(set: &PolicySet, i: usize, cx: &mut Ctx<'_>) {
+    let ap = &set.api_protections[i];
+    let ns = &ap.metadata.namespace;
+    let vp = "spec.virtualService";
+    if ap.virtual_service.is_empty() {
+        return;
+    }
+    let Some(vs) = set.virtual_service(&ap.virtual_service, ns) else {
+        cx.error(
+            &join(vp, "name"),
+            format!("VirtualService {ns}/{} does not exist", ap.virtual_service),
+        );
+        return;
+    };
+    for (k, name) in ap.routes.iter().enumerate() {
+        if !vs
+            .http
+            .iter()
+            .any(|r| r.name.as_deref() == Some(name.as_str()))
+        {
+            cx.error(
+                &format!("{vp}.routes[{k}]"),
+                format!(
+                    "VirtualService {ns}/{} has no http route named {name:?}",
+                    vs.metadata.name
+                ),
+            );
+        }
+    }
+    let overlaps = |a: &[String], b: &[String]| {
+        a.is_empty() || b.is_empty() || a.iter().any(|r| b.contains(r))
+    };
+    if let Some(other) = set.api_protections[..i].iter().find(|o| {
+        o.metadata.namespace == *ns
+            && o.virtual_service == ap.virtual_service
+            && overlaps(&o.routes, &ap.routes)
+    }) {
+        cx.error(
+            &join(vp, "name"),
+            format!(
+                "a route of VirtualService {ns}/{} is already protected by ApiProtection {ns}/{}",
+                ap.virtual_service, other.metadata.name
+            ),
+        );
     }
 }
 

@@ -190,7 +190,7 @@ pub fn json(e: &Entry<'_>) -> String {
 }
 
 /// `2026-11-23T13:00:00.123Z`.
-fn rfc3339(t: SystemTime) -> String {
+pub(crate) fn rfc3339(t: SystemTime) -> String {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs();
     let (days, rem) = (secs / 86_400, secs % 86_400);

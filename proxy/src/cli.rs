@@ -52,7 +52,7 @@ pub enum Command {
     #[command(subcommand)]
     Policy(PolicyCommand),
     /// Run the sidecar proxy.
-    Proxy(ProxyArgs),
+    Proxy(Box<ProxyArgs>),
     /// Show and steer the running rollouts through the admin API.
     Rollout {
         /// The proxy's admin endpoint.
@@ -230,6 +230,10 @@ pub struct ProxyArgs {
     /// PEM private key of the HTTPS listeners.
     #[arg(long, env = "AUGUR_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
+    /// Mutual TLS on the HTTPS listeners: PEM CA certificates that client certificates must
+    /// chain to; clients without a valid one fail the handshake.
+    #[arg(long, env = "AUGUR_TLS_CLIENT_CA", requires = "tls_listen")]
+    pub tls_client_ca: Option<PathBuf>,
     /// Transparent mode: the outbound capture listener iptables redirects the pod's outgoing TCP
     /// to (Istio's 0.0.0.0:15001); HTTP is routed by VirtualService, the rest passes through to
     /// its original destination.
@@ -279,12 +283,19 @@ pub struct ProxyArgs {
     /// Paths are logged without query strings, and bodies never.
     #[arg(long, env = "AUGUR_ACCESS_LOG")]
     pub access_log: Option<PathBuf>,
+    /// Audit log of admin mutations and policy loads (JSON lines); default `audit.jsonl` in
+    /// --state-dir.
+    #[arg(long, env = "AUGUR_AUDIT_LOG")]
+    pub audit_log: Option<PathBuf>,
     /// Access log format: Istio's default text format, or JSON with Istio's keys.
     #[arg(long, env = "AUGUR_ACCESS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub access_log_format: LogFormat,
     /// How long to let in-flight requests finish after SIGTERM (below Kubernetes' 30 s).
     #[arg(long, env = "AUGUR_DRAIN_DURATION", value_parser = parse_seconds, default_value = "25")]
     pub drain_duration: Duration,
+    /// Limits on clients (docs/hardening.md).
+    #[command(flatten)]
+    pub limits: crate::limits::args::LimitArgs,
 }
 
 /// Log line format.

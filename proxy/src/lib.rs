@@ -8,22 +8,28 @@
 //!   and [`reload`] swaps in a new set when the files change (or on SIGHUP);
 //! - [`sample`] records one sample per request for the analyzer, and [`rollout`] is where a
 //!   decision is made: it judges the samples and sets the weights the next requests use;
-//! - [`admin`] serves Envoy's admin shapes, the status port and Prometheus metrics.
+//! - [`admin`] serves Envoy's admin shapes, the status port and Prometheus metrics;
+//! - [`protect`] checks API keys and rate limits (augur's ApiProtection) before a request is
+//!   forwarded, and [`audit`] records who changed what through the admin or the policy files.
 
 pub mod access_log;
 pub mod admin;
+pub mod audit;
 pub mod cli;
 pub mod cmd;
 pub mod drain;
 pub mod identity;
+pub mod limits;
 pub mod local_reply;
 pub mod logging;
 pub mod metrics;
 pub mod mirror;
 pub mod policy_store;
+pub mod protect;
 pub mod reload;
 pub mod rollout;
 pub mod route;
 pub mod sample;
 pub mod service;
 pub mod tcp;
+pub mod tls;

@@ -76,8 +76,20 @@ impl LocalReply {
     pub async fn send(&self, session: &mut Session) -> pingora::Result<()> {
         let body = Bytes::from_static(self.body.as_bytes());
         // Envoy marks a shed request so that clients and meshes can back off.
-        let overloaded = (self.flag == OVERFLOW.flag).then_some(("x-envoy-overloaded", "true"));
-        write(session, self.status, body, "text/plain", None, overloaded).await
+        let overloaded = matches!(self.flag, "UO" | "OM").then_some(("x-envoy-overloaded", "true"));
+        // Envoy's local rate limit marks its 429 so that routers do not retry it.
+        let extra = overloaded.or((self.flag == "RL").then_some(("x-envoy-ratelimited", "true")));
+        write(session, self.status, body, "text/plain", None, extra).await
+    }
+
+    /// Writes the reply and closes the connection after it (`connection: close`), as Envoy
+    /// does when it rejects a request whose body it will not read.
+    pub async fn send_and_close(&self, session: &mut Session) -> pingora::Result<()> {
+        let body = Bytes::from_static(self.body.as_bytes());
+        let overloaded = (self.flag == "OM").then_some(("x-envoy-overloaded", "true"));
+        let header = build(self.status, &body, "text/plain", None, overloaded)?;
+        session.set_keepalive(None);
+        write_header_and_body(session, header, body).await
     }
 }
 
@@ -109,6 +121,18 @@ async fn write(
     location: Option<&str>,
     extra: Option<(&'static str, &'static str)>,
 ) -> pingora::Result<()> {
+    let header = build(status, &body, content_type, location, extra)?;
+    session.set_keepalive(Some(60));
+    write_header_and_body(session, header, body).await
+}
+
+fn build(
+    status: u16,
+    body: &Bytes,
+    content_type: &str,
+    location: Option<&str>,
+    extra: Option<(&'static str, &'static str)>,
+) -> pingora::Result<ResponseHeader> {
     let mut header = ResponseHeader::build(status, Some(5))?;
     header.insert_header("server", "envoy")?;
     header.insert_header("content-length", body.len().to_string())?;
@@ -121,7 +145,14 @@ async fn write(
     if let Some((name, value)) = extra {
         header.insert_header(name, value)?;
     }
-    session.set_keepalive(Some(60));
+    Ok(header)
+}
+
+async fn write_header_and_body(
+    session: &mut Session,
+    header: ResponseHeader,
+    body: Bytes,
+) -> pingora::Result<()> {
     session
         .write_response_header(Box::new(header), body.is_empty())
         .await?;

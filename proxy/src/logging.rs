@@ -5,9 +5,11 @@
 
 use std::sync::OnceLock;
 
+use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::reload;
 use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::Layer as _;
 use tracing_subscriber::{EnvFilter, Registry};
 
 use crate::cli::LogFormat;
@@ -40,12 +42,28 @@ pub fn init(format: LogFormat, filter: &str) -> anyhow::Result<()> {
         .with_writer(std::io::stderr);
     let registry = tracing_subscriber::registry().with(layer);
     let result = match format {
-        LogFormat::Text => registry.with(fmt).try_init(),
-        LogFormat::Json => registry.with(fmt.json().flatten_event(true)).try_init(),
+        LogFormat::Text => registry
+            .with(fmt.with_filter(filter_fn(phi_safe)))
+            .try_init(),
+        LogFormat::Json => registry
+            .with(
+                fmt.json()
+                    .flatten_event(true)
+                    .with_filter(filter_fn(phi_safe)),
+            )
+            .try_init(),
     };
     result.map_err(|e| anyhow::anyhow!("cannot install the log subscriber: {e}"))?;
     let _ = FILTER.set((handle, std::sync::Mutex::new(filter.to_owned())));
     Ok(())
+}
+
+/// Whether an event may be written whatever the filter: augur's own at every level, other
+/// crates' only up to `info`. Their debug and trace lines are not written with patient data in
+/// mind: pingora's print whole request headers and URIs (query strings included), so they are
+/// never emitted, even at `--log-level trace`.
+fn phi_safe(meta: &tracing::Metadata<'_>) -> bool {
+    meta.target().starts_with("augur") || *meta.level() <= tracing::Level::INFO
 }
 
 /// Why a level change was refused.
@@ -85,6 +103,39 @@ pub fn current() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn other_crates_debug_lines_are_never_written() {
+        use tracing::{Level, Metadata};
+        static FIELDS: &[&str] = &[];
+        macro_rules! meta {
+            ($target:expr, $level:expr) => {{
+                struct Cs;
+                impl tracing::callsite::Callsite for Cs {
+                    fn set_interest(&self, _: tracing::subscriber::Interest) {}
+                    fn metadata(&self) -> &Metadata<'_> {
+                        unreachable!()
+                    }
+                }
+                static CS: Cs = Cs;
+                Metadata::new(
+                    "e",
+                    $target,
+                    $level,
+                    None,
+                    None,
+                    None,
+                    tracing::field::FieldSet::new(FIELDS, tracing::callsite::Identifier(&CS)),
+                    tracing::metadata::Kind::EVENT,
+                )
+            }};
+        }
+        assert!(!phi_safe(&meta!("pingora_proxy::proxy_h1", Level::DEBUG)));
+        assert!(!phi_safe(&meta!("h2::codec", Level::TRACE)));
+        assert!(phi_safe(&meta!("pingora_core::server", Level::INFO)));
+        assert!(phi_safe(&meta!("augur_proxy::service", Level::TRACE)));
+        assert!(phi_safe(&meta!("augur::audit", Level::DEBUG)));
+    }
 
     #[test]
     fn unknown_levels_are_refused_by_name() {

@@ -7,6 +7,12 @@ use clap::Parser;
 use augur_proxy::cli::{Cli, Command, PolicyCommand};
 use augur_proxy::{cmd, logging};
 
+/// jemalloc rather than glibc's malloc: the proxy allocates and frees small buffers on every
+/// request, and glibc's allocator took 11% of its CPU in the scenario-1 profile (BENCHMARKS.md).
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Err(e) = logging::init(cli.log_format, &cli.log_level) {
@@ -18,7 +24,7 @@ fn main() -> ExitCode {
         Command::Policy(PolicyCommand::Explain { paths, output }) => {
             cmd::policy::explain(&paths, output)
         }
-        Command::Proxy(args) => cmd::proxy::run(args),
+        Command::Proxy(args) => cmd::proxy::run(*args),
         Command::Demo(args) => cmd::demo::run(args),
         Command::Rollout { admin, command } => cmd::rollout::run(admin, command),
         Command::Init(args) => augur_k8s::iptables::run_init(args).map(|()| ExitCode::SUCCESS),

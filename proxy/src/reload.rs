@@ -16,7 +16,8 @@ use pingora::services::background::BackgroundService;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
-use crate::policy_store::PolicyStore;
+use crate::audit::{AuditLog, PolicyChange};
+use crate::policy_store::{PolicyStore, ReloadOutcome};
 
 /// How long to wait after the last file event before reloading.
 pub const DEBOUNCE: Duration = Duration::from_millis(200);
@@ -24,17 +25,51 @@ pub const DEBOUNCE: Duration = Duration::from_millis(200);
 /// The background service that drives reloads.
 pub struct Reloader {
     store: Arc<PolicyStore>,
+    audit: Arc<AuditLog>,
 }
 
 impl Reloader {
     /// A reloader for the store's paths.
     pub fn new(store: Arc<PolicyStore>) -> Self {
-        Self { store }
+        Self {
+            store,
+            audit: Arc::new(AuditLog::tracing_only()),
+        }
+    }
+
+    /// Records every applied or rejected reload in `audit`.
+    pub fn with_audit(mut self, audit: Arc<AuditLog>) -> Self {
+        self.audit = audit;
+        self
     }
 
     async fn reload(&self, trigger: &'static str) {
         let store = Arc::clone(&self.store);
-        match tokio::task::spawn_blocking(move || store.reload()).await {
+        let audit = Arc::clone(&self.audit);
+        let reload = move || {
+            let old = store.snapshot().loaded.hash.clone();
+            let outcome = store.reload();
+            let serving = store.snapshot();
+            let failure = store.last_failure();
+            let (name, errors) = match &outcome {
+                ReloadOutcome::Unchanged => return outcome,
+                ReloadOutcome::Applied(_) => ("applied", &[][..]),
+                ReloadOutcome::Rejected => (
+                    "rejected",
+                    failure.as_deref().map_or(&[][..], |f| f.errors.as_slice()),
+                ),
+            };
+            audit.policy(&PolicyChange {
+                trigger,
+                outcome: name,
+                old_hash: Some(&old),
+                new_hash: &serving.loaded.hash,
+                files: &serving.loaded.sources,
+                errors,
+            });
+            outcome
+        };
+        match tokio::task::spawn_blocking(reload).await {
             Ok(outcome) => tracing::debug!(trigger, ?outcome, "policy reload"),
             Err(e) => tracing::error!(trigger, error = %e, "policy reload task failed"),
         }

@@ -91,6 +91,22 @@ impl Proxy {
         proxy
     }
 
+    /// Starts `augur proxy` with extra flags and environment variables, and its log (stderr)
+    /// written to `log` when given.
+    pub fn start_full(
+        policies: &[&Path],
+        extra: &[&str],
+        env: &[(&str, &str)],
+        log: Option<&Path>,
+    ) -> Self {
+        let tmp = tempfile::tempdir().expect("state dir");
+        let dir = tmp.path().to_path_buf();
+        let file = log.map(|l| std::fs::File::create(l).expect("create the log file"));
+        let mut proxy = Self::spawn_with(policies, &dir, extra, env, file);
+        proxy._state_tmp = Some(tmp);
+        proxy
+    }
+
     fn spawn(policies: &[&Path], state_dir: &Path, extra: &[&str]) -> Self {
         Self::spawn_env(policies, state_dir, extra, &[])
     }

@@ -2,6 +2,7 @@
 //! who they are, and a plain HTTP/1.1 client that sends exactly the bytes a test asks for.
 
 pub mod augur;
+pub mod echo_origin;
 pub mod faulty;
 pub mod http;
 pub mod nginx;

@@ -28,6 +28,7 @@ use http::{Method, Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
+use crate::audit::{Actor, Admission};
 use crate::metrics::Metrics;
 use crate::policy_store::{unix_seconds, PolicyStore};
 use crate::rollout::Rollouts;
@@ -68,6 +69,8 @@ pub struct AdminState {
     pub admin_token: Option<String>,
     /// Set by `POST /drain_listeners`.
     pub draining: crate::drain::Draining,
+    /// Where admin mutations are recorded.
+    pub audit: Arc<crate::audit::AuditLog>,
 }
 
 /// The HTTP application behind the admin, status and Prometheus listeners.
@@ -262,7 +265,7 @@ impl Reply {
 
 impl AdminApp {
     /// Mutations come from loopback, or carry `Authorization: Bearer <admin token>`.
-    fn may_mutate(&self, session: &ServerSession) -> bool {
+    fn admission(&self, session: &ServerSession) -> Admission {
         let client = session
             .client_addr()
             .and_then(|a| a.as_inet())
@@ -273,13 +276,71 @@ impl AdminApp {
             .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        mutation_allowed(client, self.state.admin_token.as_deref(), presented)
+        admission(client, self.state.admin_token.as_deref(), presented)
+    }
+}
+
+/// How an admin mutation from `client` presenting `presented` is admitted. The token is
+/// compared in constant time.
+fn admission(client: Option<IpAddr>, token: Option<&str>, presented: Option<&str>) -> Admission {
+    use subtle::ConstantTimeEq;
+    let bearer = match (token, presented) {
+        (Some(t), Some(p)) => bool::from(t.as_bytes().ct_eq(p.as_bytes())),
+        _ => false,
+    };
+    if bearer {
+        Admission::Bearer
+    } else if client.is_some_and(|ip| ip.is_loopback()) {
+        Admission::Loopback
+    } else {
+        Admission::Refused
     }
 }
 
 /// Whether an admin mutation from `client` presenting `presented` may run.
+#[cfg(test)]
 fn mutation_allowed(client: Option<IpAddr>, token: Option<&str>, presented: Option<&str>) -> bool {
-    client.is_some_and(|ip| ip.is_loopback()) || (token.is_some() && presented == token)
+    admission(client, token, presented) != Admission::Refused
+}
+
+/// The endpoint and the validated parameters of an admin mutation, for the audit log. Paths
+/// and values a client chose freely are not recorded.
+fn audited(path: &str, query: Option<&str>, reply: &Reply) -> (&'static str, serde_json::Value) {
+    use serde_json::json;
+    let ok = reply.status.is_success();
+    let known: &[&'static str] = &[
+        "/logging",
+        "/drain_listeners",
+        "/quitquitquit",
+        "/healthcheck/fail",
+        "/healthcheck/ok",
+        "/labels",
+    ];
+    if let Some(endpoint) = known.iter().find(|e| **e == path) {
+        let params = match *endpoint {
+            "/logging" if ok => query
+                .unwrap_or_default()
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("level="))
+                .map_or(json!({}), |level| json!({ "level": level })),
+            "/labels" if ok => serde_json::from_slice::<serde_json::Value>(&reply.body)
+                .map(|v| json!({ "received": v["received"], "matched": v["matched"] }))
+                .unwrap_or(json!({})),
+            _ => json!({}),
+        };
+        return (endpoint, params);
+    }
+    if let Some(rest) = path.strip_prefix("/rollouts/") {
+        let params = match rest.rsplit_once('/') {
+            // A rollout that exists (the command ran, or was not allowed in its state).
+            Some((name, command)) if reply.status != StatusCode::NOT_FOUND => {
+                json!({ "rollout": name, "command": command })
+            }
+            _ => json!({}),
+        };
+        return ("/rollouts/{name}/{command}", params);
+    }
+    ("(unknown)", json!({}))
 }
 
 /// Reads the request body up to [`MAX_BODY`]; `None` when it is larger.
@@ -305,13 +366,25 @@ impl ServeHttp for AdminApp {
                 req.uri.query().map(str::to_owned),
             )
         };
-        if method == Method::POST && !self.may_mutate(session) {
-            return Reply::text(
+        let admission = (method == Method::POST).then(|| self.admission(session));
+        let actor = |admission| Actor {
+            peer: session.client_addr().and_then(|a| a.as_inet()).copied(),
+            admission,
+        };
+        if admission == Some(Admission::Refused) {
+            let reply = Reply::text(
                 StatusCode::FORBIDDEN,
                 "admin mutations are accepted from loopback, or with the admin bearer token\n",
-            )
-            .into_response();
+            );
+            let (endpoint, _) = audited(&path, None, &reply);
+            let who = actor(Admission::Refused);
+            let status = reply.status.as_u16();
+            self.state
+                .audit
+                .admin(who, "POST", endpoint, serde_json::json!({}), status);
+            return reply.into_response();
         }
+        let actor = admission.map(actor);
         if self.surface == Surface::Status && path.starts_with("/app-health/") {
             let reply = match self.state.app_probers.check(&path).await {
                 Some(true) => Reply::text(StatusCode::OK, ""),
@@ -324,6 +397,13 @@ impl ServeHttp for AdminApp {
             Some(body) => self.route(&method, &path, query.as_deref(), &body),
             None => Reply::text(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n"),
         };
+        if let Some(actor) = actor {
+            let (endpoint, params) = audited(&path, query.as_deref(), &reply);
+            let status = reply.status.as_u16();
+            self.state
+                .audit
+                .admin(actor, "POST", endpoint, params, status);
+        }
         reply.into_response()
     }
 }

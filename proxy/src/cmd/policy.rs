@@ -18,12 +18,13 @@ pub fn check(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
             }
             let set = &loaded.set;
             println!(
-                "ok: {} file(s), {} VirtualService, {} DestinationRule, {} ServiceEntry, {} CanaryPolicy, {} warning(s)",
+                "ok: {} file(s), {} VirtualService, {} DestinationRule, {} ServiceEntry, {} CanaryPolicy, {} ApiProtection, {} warning(s)",
                 loaded.sources.len(),
                 set.virtual_services.len(),
                 set.destination_rules.len(),
                 set.service_entries.len(),
                 set.canary_policies.len(),
+                set.api_protections.len(),
                 loaded.warnings.len(),
             );
             Ok(ExitCode::SUCCESS)

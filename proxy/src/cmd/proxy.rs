@@ -15,6 +15,7 @@ use pingora::services::listening::Service;
 use crate::access_log::AccessLog;
 use crate::admin::{AdminApp, AdminState, Surface};
 use crate::cli::ProxyArgs;
+use crate::limits::conn::Guarded;
 use crate::metrics::Metrics;
 use crate::mirror::{MirrorConfig, MirrorQueue, MirrorService};
 use crate::policy_store::{PolicyStore, StoreError};
@@ -61,6 +62,10 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     }
     let conf = ServerConf {
         threads: args.concurrency.max(1),
+        // One single-threaded runtime per worker thread (Envoy's and haproxy's model: a
+        // connection stays on its thread) rather than tokio's work-stealing scheduler, whose
+        // cross-thread queues and wake-ups cost CPU on every request (see BENCHMARKS.md).
+        work_stealing: false,
         // Stop accepting at once, then wait up to the drain duration for in-flight requests;
         // `Drain` exits as soon as none is left.
         grace_period_seconds: Some(args.drain_duration.as_secs()),
@@ -69,6 +74,25 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     };
     let state_dir = StateDir::open(&args.state_dir)
         .with_context(|| format!("cannot use --state-dir {}", args.state_dir.display()))?;
+    let audit_path = args
+        .audit_log
+        .clone()
+        .unwrap_or_else(|| args.state_dir.join("audit.jsonl"));
+    let audit = Arc::new(
+        crate::audit::AuditLog::open(&audit_path)
+            .with_context(|| format!("cannot open --audit-log {}", audit_path.display()))?,
+    );
+    {
+        let snapshot = store.snapshot();
+        audit.policy(&crate::audit::PolicyChange {
+            trigger: "startup",
+            outcome: "loaded",
+            old_hash: None,
+            new_hash: &snapshot.loaded.hash,
+            files: &snapshot.loaded.sources,
+            errors: &[],
+        });
+    }
     let weights = Arc::new(RolloutWeights::default());
     let rollouts = Arc::new(Rollouts::new(
         Arc::clone(&weights),
@@ -103,6 +127,8 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         outbound: args.outbound_capture.map(|a| a.port()),
         inbound: args.inbound_capture.map(|a| a.port()),
     };
+    let limiter = Arc::new(crate::protect::Limiter::default());
+    let gate = crate::limits::Gate::new(args.limits.to_limits());
     let make_app = || {
         AugurProxy::new(
             Arc::clone(&store),
@@ -115,21 +141,18 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         .with_access_log(access_log.clone())
         .with_capture(capture)
         .with_draining(draining.clone())
+        .with_limiter(Arc::clone(&limiter))
+        .with_gate(gate.clone())
     };
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        make_app(),
-        "augur proxy",
-    );
-    // Prior-knowledge HTTP/2 (h2c) next to HTTP/1.1 on every cleartext listener.
-    let h2c = || {
-        let mut options = pingora::apps::HttpServerOptions::default();
-        options.h2c = true;
-        Some(options)
+    // Prior-knowledge HTTP/2 (h2c) next to HTTP/1.1 on every cleartext listener, behind the
+    // connection limit and the request-headers deadline.
+    let guarded = || {
+        let mut http = pingora::proxy::http_proxy(&server.configuration, make_app());
+        http.server_options = Some(gate.limits.server_options(true));
+        http.h2_options = Some(gate.limits.h2_options());
+        Guarded::new(http, Arc::clone(&gate.limits), gate.connections.clone())
     };
-    if let Some(app) = proxy.app_logic_mut() {
-        app.server_options = h2c();
-    }
+    let mut proxy = Service::new("augur proxy".to_owned(), guarded());
     for addr in &listen {
         proxy.add_tcp(&addr.to_string());
     }
@@ -141,8 +164,7 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         .chain(&args.inbound_capture)
         .collect();
     let capture_service = (!captured.is_empty()).then(|| {
-        let mut http = pingora::proxy::http_proxy(&server.configuration, make_app());
-        http.server_options = h2c();
+        let http = guarded();
         let timeout = Some(args.protocol_detection_timeout).filter(|t| !t.is_zero());
         let app = CaptureApp::new(http, capture.inbound, Arc::clone(&metrics), timeout);
         let mut service = Service::new("augur capture".to_owned(), app);
@@ -159,6 +181,9 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
                     anyhow::anyhow!("cannot use --tls-cert {cert} / --tls-key {key}: {e}")
                 })?;
             tls.enable_h2();
+            if let Some(ca) = &args.tls_client_ca {
+                tls.set_client_cert_verifier(crate::tls::client_verifier(ca)?);
+            }
             proxy.add_tls_with_settings(&addr.to_string(), None, tls);
         }
     }
@@ -180,6 +205,7 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         app_probers: crate::admin::AppProbers::from_env(),
         admin_token: args.admin_token.clone(),
         draining: draining.clone(),
+        audit: Arc::clone(&audit),
     });
     let admin = admin_service(
         "augur admin",
@@ -207,7 +233,10 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         "augur mirror",
         MirrorService::new(mirror_rx, mirror_config, Arc::clone(&metrics), sample_sink),
     );
-    let reloader = background_service("augur policy reload", Reloader::new(store));
+    let reloader = background_service(
+        "augur policy reload",
+        Reloader::new(store).with_audit(audit),
+    );
 
     server.add_service(proxy);
     if let Some(capture) = capture_service {

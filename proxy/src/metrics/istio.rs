@@ -1,7 +1,12 @@
 //! Istio's standard HTTP metrics with the same names, label set and Envoy's
 //! default histogram buckets, so Flagger's, Kiali's and Grafana's queries work unchanged.
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
+};
 
 use crate::identity::Workload;
 use crate::route::Cluster;
@@ -109,6 +114,96 @@ const TCP_LABELS: [&str; 23] = [
     LABELS[16], LABELS[17], LABELS[18], LABELS[19], LABELS[20], LABELS[23], LABELS[24],
 ];
 
+/// Label sets a [`HandleCache`] keeps at most; beyond them requests resolve their labels
+/// every time (still correct, only slower), so odd flag combinations cannot grow memory.
+const CACHED_LABEL_SETS: usize = 64;
+
+/// Tells registries apart, so a cache filled for one never serves another (tests make many).
+static NEXT_REGISTRY_ID: AtomicU64 = AtomicU64::new(1);
+
+/// The four HTTP metric handles of one complete label set, resolved once.
+struct Handles {
+    requests: IntCounter,
+    duration: Histogram,
+    request_bytes: Histogram,
+    response_bytes: Histogram,
+}
+
+/// What identifies a label set within one destination: the registry, who reports, the
+/// destination kind, the status and the flags (every other label is fixed by the destination
+/// and this workload).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct HandleKey<'a> {
+    registry: u64,
+    reporter: Reporter,
+    destination: u8,
+    status: u16,
+    flags: &'a str,
+}
+
+/// A [`HandleKey`] kept in a cache (it owns its flags).
+struct OwnedKey {
+    registry: u64,
+    reporter: Reporter,
+    destination: u8,
+    status: u16,
+    flags: Box<str>,
+}
+
+impl OwnedKey {
+    fn is(&self, k: &HandleKey<'_>) -> bool {
+        self.registry == k.registry
+            && self.reporter == k.reporter
+            && self.destination == k.destination
+            && self.status == k.status
+            && *self.flags == *k.flags
+    }
+}
+
+/// Resolved metric handles per label set, kept beside what the labels derive from (a
+/// [`Cluster`], or the metrics themselves for the other destinations). Resolving Istio's 25
+/// labels hashes every value under a lock, four times per request; a hit here is a short scan
+/// of a few entries under an uncontended mutex. A cache lives as long as its cluster, so a
+/// reload that replaces clusters starts afresh.
+#[derive(Default)]
+pub struct HandleCache {
+    entries: Mutex<Vec<(OwnedKey, Arc<Handles>)>>,
+}
+
+impl std::fmt::Debug for HandleCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.entries.lock().map_or(0, |e| e.len());
+        f.debug_struct("HandleCache")
+            .field("label_sets", &n)
+            .finish()
+    }
+}
+
+impl HandleCache {
+    fn get(&self, key: &HandleKey<'_>) -> Option<Arc<Handles>> {
+        let entries = self.entries.lock().ok()?;
+        entries
+            .iter()
+            .find(|(k, _)| k.is(key))
+            .map(|(_, h)| Arc::clone(h))
+    }
+
+    fn put(&self, key: &HandleKey<'_>, handles: &Arc<Handles>) {
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() < CACHED_LABEL_SETS && !entries.iter().any(|(k, _)| k.is(key)) {
+                let owned = OwnedKey {
+                    registry: key.registry,
+                    reporter: key.reporter,
+                    destination: key.destination,
+                    status: key.status,
+                    flags: key.flags.into(),
+                };
+                entries.push((owned, Arc::clone(handles)));
+            }
+        }
+    }
+}
+
 /// The handles of Istio's HTTP and TCP metrics.
 pub struct IstioMetrics {
     requests: IntCounterVec,
@@ -121,6 +216,10 @@ pub struct IstioMetrics {
     tcp_received: IntCounterVec,
     local: Workload,
     unknown: Workload,
+    /// This registry's id in [`HandleKey`]s.
+    id: u64,
+    /// Handles of the destinations that are not clusters (local app, passthrough, nowhere).
+    other: HandleCache,
 }
 
 impl IstioMetrics {
@@ -194,6 +293,8 @@ impl IstioMetrics {
                 ..Workload::unknown()
             },
             local,
+            id: NEXT_REGISTRY_ID.fetch_add(1, Ordering::Relaxed),
+            other: HandleCache::default(),
         })
     }
 
@@ -255,19 +356,44 @@ impl IstioMetrics {
 
     /// Counts one finished request.
     pub fn record(&self, r: &RequestRecord<'_>) {
+        let (cache, kind) = match r.destination {
+            Destination::Cluster(c) => (&c.metric_handles, 0),
+            Destination::Local => (&self.other, 1),
+            Destination::Passthrough => (&self.other, 2),
+            Destination::Nowhere => (&self.other, 3),
+        };
+        let key = HandleKey {
+            registry: self.id,
+            reporter: r.reporter,
+            destination: kind,
+            status: r.status,
+            flags: r.flags,
+        };
+        let handles = match cache.get(&key) {
+            Some(h) => h,
+            None => {
+                let h = Arc::new(self.resolve(r));
+                cache.put(&key, &h);
+                h
+            }
+        };
+        handles.requests.inc();
+        handles.duration.observe(r.duration_ms);
+        handles.request_bytes.observe(r.request_bytes as f64);
+        handles.response_bytes.observe(r.response_bytes as f64);
+    }
+
+    /// Resolves the four HTTP metrics' handles for a request's labels.
+    fn resolve(&self, r: &RequestRecord<'_>) -> Handles {
         let status = http::StatusCode::from_u16(r.status).ok();
         let code = status.as_ref().map_or("0", http::StatusCode::as_str);
         let values = self.values(r.reporter, r.destination, "http", code, r.flags);
-        self.requests.with_label_values(&values).inc();
-        self.duration
-            .with_label_values(&values)
-            .observe(r.duration_ms);
-        self.request_bytes
-            .with_label_values(&values)
-            .observe(r.request_bytes as f64);
-        self.response_bytes
-            .with_label_values(&values)
-            .observe(r.response_bytes as f64);
+        Handles {
+            requests: self.requests.with_label_values(&values),
+            duration: self.duration.with_label_values(&values),
+            request_bytes: self.request_bytes.with_label_values(&values),
+            response_bytes: self.response_bytes.with_label_values(&values),
+        }
     }
 
     fn tcp_values<'a>(&'a self, r: &TcpRecord<'a>) -> [&'a str; 23] {

@@ -1,5 +1,7 @@
 //! Sends queued mirror copies and records what the shadow destination answered.
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -7,6 +9,7 @@ use async_trait::async_trait;
 use augur_model::{Arm, Sample};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
+use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
@@ -54,6 +57,7 @@ impl BackgroundService for MirrorService {
             return;
         };
         let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+        let pool = Arc::new(Pool::default());
         loop {
             let job = tokio::select! {
                 job = jobs.recv() => match job { Some(j) => j, None => break },
@@ -62,15 +66,48 @@ impl BackgroundService for MirrorService {
             let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
                 break;
             };
-            let (metrics, samples, suffix) = (
+            let (metrics, samples, suffix, pool) = (
                 Arc::clone(&self.metrics),
                 self.samples.clone(),
                 self.config.host_suffix.clone(),
+                Arc::clone(&pool),
             );
             tokio::spawn(async move {
-                send(job, suffix.as_deref(), &metrics, &samples).await;
+                send(job, suffix.as_deref(), &metrics, &samples, &pool).await;
                 drop(permit);
             });
+        }
+    }
+}
+
+/// Kept-alive HTTP/1.1 connections to mirror endpoints, reused as Envoy reuses its cluster
+/// connections: a new TCP connection (and a TIME_WAIT socket) per copy cost the mirror more
+/// than the copy itself (BENCHMARKS.md, scenario 3).
+#[derive(Default)]
+struct Pool {
+    idle: std::sync::Mutex<HashMap<SocketAddr, Vec<SendRequest<Full<Bytes>>>>>,
+}
+
+impl Pool {
+    /// An idle connection to `addr` that is still open, if any.
+    fn take(&self, addr: SocketAddr) -> Option<SendRequest<Full<Bytes>>> {
+        let mut idle = self.idle.lock().ok()?;
+        let list = idle.get_mut(&addr)?;
+        while let Some(sender) = list.pop() {
+            if sender.is_ready() && !sender.is_closed() {
+                return Some(sender);
+            }
+        }
+        None
+    }
+
+    /// Returns a connection whose exchange completed (at most [`MAX_IN_FLIGHT`] per endpoint).
+    fn put(&self, addr: SocketAddr, sender: SendRequest<Full<Bytes>>) {
+        if let Ok(mut idle) = self.idle.lock() {
+            let list = idle.entry(addr).or_default();
+            if list.len() < MAX_IN_FLIGHT {
+                list.push(sender);
+            }
         }
     }
 }
@@ -81,14 +118,20 @@ struct Answer {
     body: Bytes,
 }
 
-async fn send(job: MirrorJob, suffix: Option<&str>, metrics: &Metrics, samples: &SampleSink) {
+async fn send(
+    job: MirrorJob,
+    suffix: Option<&str>,
+    metrics: &Metrics,
+    samples: &SampleSink,
+    pool: &Pool,
+) {
     let start = Instant::now();
     let picked = job.cluster.pick(None);
     let endpoint = picked.as_ref().map(|(addr, _)| *addr);
     let result = match endpoint {
         Some(addr) => {
             let timeout = job.cluster.connect_timeout.max(MIRROR_TIMEOUT);
-            tokio::time::timeout(timeout, exchange(addr, &job, suffix))
+            tokio::time::timeout(timeout, exchange(addr, &job, suffix, pool))
                 .await
                 .unwrap_or(Err("timeout"))
         }
@@ -140,17 +183,71 @@ async fn send(job: MirrorJob, suffix: Option<&str>, metrics: &Metrics, samples: 
 }
 
 async fn exchange(
-    addr: std::net::SocketAddr,
+    addr: SocketAddr,
     job: &MirrorJob,
     suffix: Option<&str>,
+    pool: &Pool,
 ) -> Result<Answer, &'static str> {
+    let (response, mut sender) = match pool.take(addr) {
+        // A kept-alive connection the endpoint may have closed meanwhile: on failure the copy
+        // goes once more over a new connection.
+        Some(mut sender) => match sender.send_request(mirror_request(job, suffix)?).await {
+            Ok(response) => (response, sender),
+            Err(_) => {
+                let mut sender = connect(addr).await?;
+                let response = sender
+                    .send_request(mirror_request(job, suffix)?)
+                    .await
+                    .map_err(|_| "send")?;
+                (response, sender)
+            }
+        },
+        None => {
+            let mut sender = connect(addr).await?;
+            let response = sender
+                .send_request(mirror_request(job, suffix)?)
+                .await
+                .map_err(|_| "send")?;
+            (response, sender)
+        }
+    };
+    let status = response.status().as_u16();
+    let body = Limited::new(response.into_body(), MAX_PREDICTION_BODY)
+        .collect()
+        .await
+        .map(|b| b.to_bytes());
+    // Only a connection whose answer was read whole can carry the next copy.
+    let body = match body {
+        Ok(b) => {
+            if sender.ready().await.is_ok() {
+                pool.put(addr, sender);
+            }
+            b
+        }
+        Err(_) => Bytes::new(),
+    };
+    Ok(Answer { status, body })
+}
+
+/// A new HTTP/1.1 connection to a mirror endpoint.
+async fn connect(addr: SocketAddr) -> Result<SendRequest<Full<Bytes>>, &'static str> {
     let stream = tokio::net::TcpStream::connect(addr)
         .await
         .map_err(|_| "connect")?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|_| "handshake")?;
     tokio::spawn(conn);
+    Ok(sender)
+}
+
+/// The copy of the primary request: same method, path, headers and body; the host with the
+/// mirror suffix when one is configured.
+fn mirror_request(
+    job: &MirrorJob,
+    suffix: Option<&str>,
+) -> Result<http::Request<Full<Bytes>>, &'static str> {
     let head = &job.head;
     let path = head.uri.path_and_query().map_or("/", |p| p.as_str());
     let mut request = http::Request::builder()
@@ -172,18 +269,10 @@ async fn exchange(
         Some(s) => add_suffix(host, s),
         None => host.to_owned(),
     };
-    let request = request
+    request
         .header(http::header::HOST, host)
         .body(Full::new(job.body.clone()))
-        .map_err(|_| "request")?;
-    let response = sender.send_request(request).await.map_err(|_| "send")?;
-    let status = response.status().as_u16();
-    let body = Limited::new(response.into_body(), MAX_PREDICTION_BODY)
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
-    Ok(Answer { status, body })
+        .map_err(|_| "request")
 }
 
 /// `host:port` + `-shadow` → `host-shadow:port`, as Envoy appends the suffix.

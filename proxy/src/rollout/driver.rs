@@ -16,6 +16,11 @@ use crate::sample::{self, RoutedSample};
 /// How often rollouts are ticked (analysis intervals are whole seconds or more).
 pub const TICK: Duration = Duration::from_secs(1);
 
+/// How long samples gather in the queue between two wake-ups of the driver: at most this much
+/// later reach the analysis and the triggers, and the queue (65,536) holds far more than this
+/// many milliseconds of any request rate.
+const SAMPLE_BATCH: Duration = Duration::from_millis(5);
+
 /// Drives the rollouts.
 pub struct RolloutDriver {
     rollouts: Arc<Rollouts>,
@@ -61,7 +66,16 @@ impl BackgroundService for RolloutDriver {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                Some(s) = samples.recv() => self.rollouts.observe(&s),
+                Some(s) = samples.recv() => {
+                    self.rollouts.observe(&s);
+                    // Take what else is queued, then let samples gather for a moment: one
+                    // wake-up of this thread per batch instead of one per request (each is a
+                    // context switch beside the proxy's worker; see BENCHMARKS.md).
+                    while let Ok(s) = samples.try_recv() {
+                        self.rollouts.observe(&s);
+                    }
+                    tokio::time::sleep(SAMPLE_BATCH).await;
+                }
                 _ = tick.tick() => {
                     self.sync(&mut last_hash);
                     let now = sample::now();

@@ -62,6 +62,9 @@ pub struct Cluster {
     pub idle_timeout: Duration,
     /// One request per upstream connection (`maxRequestsPerConnection: 1`).
     pub close_after_request: bool,
+    /// Istio metric handles resolved for this cluster's label sets (see
+    /// [`crate::metrics::istio::HandleCache`]).
+    pub metric_handles: crate::metrics::istio::HandleCache,
     next: AtomicUsize,
     active: Vec<AtomicUsize>,
 }
@@ -88,6 +91,7 @@ impl Cluster {
             breakers: None,
             idle_timeout: augur_policies::defaults::IDLE_TIMEOUT,
             close_after_request: false,
+            metric_handles: crate::metrics::istio::HandleCache::default(),
             next: AtomicUsize::new(0),
             active,
         }

@@ -49,6 +49,9 @@ pub enum CompileError {
         #[source]
         source: regex::Error,
     },
+    /// An ApiProtection's key file or variable.
+    #[error(transparent)]
+    Protection(#[from] crate::protect::ProtectError),
     /// A DestinationRule's TLS certificate files.
     #[error("DestinationRule for {host}: trafficPolicy.tls: {source}")]
     Tls {
@@ -105,6 +108,8 @@ pub struct Route {
     /// The CanaryPolicy's embedded shadow model share, in percent (the model itself lives in
     /// the snapshot, keyed by [`Route::canary_policy`]).
     pub shadow_percentage: Option<f64>,
+    /// The ApiProtection of the route (API key, rate limit), if any.
+    pub protection: Option<Arc<crate::protect::Protection>>,
 }
 
 impl Route {
@@ -137,6 +142,7 @@ impl RouteTable {
     pub fn compile(set: &PolicySet) -> Result<Self, CompileError> {
         let mut table = RouteTable::default();
         let mut clusters: HashMap<String, Arc<Cluster>> = HashMap::new();
+        let protections = crate::protect::compile(set)?;
         for vs in &set.virtual_services {
             let ns = vs.metadata.namespace.as_str();
             let vs_name = format!("{ns}/{}", vs.metadata.name);
@@ -179,6 +185,12 @@ impl RouteTable {
                     shadow_percentage: policy
                         .and_then(|p| p.shadow.as_ref())
                         .map(|s| s.mirror_percentage.value()),
+                    protection: crate::protect::for_route(
+                        &protections,
+                        ns,
+                        &vs.metadata.name,
+                        http.name.as_deref(),
+                    ),
                 }));
             }
             let index = table.vhosts.len();

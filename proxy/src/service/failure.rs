@@ -9,6 +9,9 @@ use crate::local_reply::{
 /// A circuit breaker of the cluster refused the request (answered 503 UO).
 pub const CIRCUIT_OPEN: ErrorType = ErrorType::new("augur: circuit breaker overflow");
 
+/// pingora's error for a malformed chunked body (`pingora-core` `v1::body::INVALID_CHUNK`).
+const INVALID_CHUNK: ErrorType = ErrorType::new("InvalidChunk");
+
 /// How a failed request ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
@@ -24,8 +27,15 @@ pub enum Failure {
 pub fn classify(e: &Error) -> Failure {
     use ErrorType::*;
     match (e.esource(), e.etype()) {
+        // A request body pingora cannot frame (bad chunk syntax): Envoy's `400`.
+        (ErrorSource::Downstream, t) if *t == INVALID_CHUNK || *t == InvalidHTTPHeader => {
+            Failure::Reply(crate::limits::BAD_REQUEST)
+        }
         (ErrorSource::Downstream, _) => Failure::DownstreamGone,
         (_, t) if *t == CIRCUIT_OPEN => Failure::Reply(OVERFLOW),
+        (_, t) if *t == crate::limits::BODY_TOO_LARGE => {
+            Failure::Reply(crate::limits::PAYLOAD_TOO_LARGE)
+        }
         (_, H2Error) if remote_reset(e) => Failure::Reply(REMOTE_RESET),
         (_, ConnectTimedout | ConnectRefused | ConnectNoRoute | ConnectError | SocketError) => {
             Failure::Reply(CONNECT_FAILURE)

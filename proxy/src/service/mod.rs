@@ -53,6 +53,8 @@ pub struct AugurProxy {
     capture: CapturePorts,
     access_log: Option<AccessLog>,
     draining: crate::drain::Draining,
+    limiter: Arc<crate::protect::Limiter>,
+    gate: crate::limits::Gate,
 }
 
 impl AugurProxy {
@@ -79,7 +81,15 @@ impl AugurProxy {
             capture: CapturePorts::default(),
             access_log: None,
             draining: crate::drain::Draining::default(),
+            limiter: Arc::default(),
+            gate: crate::limits::Gate::default(),
         }
+    }
+
+    /// Checks every request against these limits (defaults: [`crate::limits::Limits`]).
+    pub fn with_gate(mut self, gate: crate::limits::Gate) -> Self {
+        self.gate = gate;
+        self
     }
 
     /// Writes Istio's access log to `log`.
@@ -129,6 +139,13 @@ impl AugurProxy {
     /// set (the admin's `POST /drain_listeners`).
     pub fn with_draining(mut self, draining: crate::drain::Draining) -> Self {
         self.draining = draining;
+        self
+    }
+
+    /// Keeps the ApiProtection rate-limit buckets in `limiter` (one per process, shared by
+    /// every listener and kept across policy reloads).
+    pub fn with_limiter(mut self, limiter: Arc<crate::protect::Limiter>) -> Self {
+        self.limiter = limiter;
         self
     }
 
@@ -362,6 +379,11 @@ impl ProxyHttp for AugurProxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
+        if let Some(reply) = self.gate.admit(session, self.metrics.active_requests.get()) {
+            ctx.flag = Some(reply.flag);
+            reply.send_and_close(session).await?;
+            return Ok(true);
+        }
         ctx.request_id = Some(headers::ensure_request_id(session.req_header_mut())?);
         let listener = self.capture.listener(session);
         if listener == Listener::Inbound {
@@ -403,6 +425,30 @@ impl ProxyHttp for AugurProxy {
                 (route, cluster, arm)
             }
         };
+        if let Some(protection) = &route.protection {
+            let client = session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip());
+            if let Some(reply) = protection.check(&self.limiter, session.req_header_mut(), client) {
+                ctx.flag = (reply.flag != "-").then_some(reply.flag);
+                ctx.route = Some(route);
+                reply.send(session).await?;
+                return Ok(true);
+            }
+            let declared = crate::limits::declared_body_bytes(session.req_header());
+            if protection
+                .max_request_body_bytes
+                .is_some_and(|max| declared.is_some_and(|n| n > max))
+            {
+                ctx.route = Some(route);
+                // The body is never read: close, so it cannot be taken for the next request.
+                crate::limits::PAYLOAD_TOO_LARGE
+                    .send_and_close(session)
+                    .await?;
+                return Ok(true);
+            }
+        }
         if let Some(fault) = &route.fault {
             if let Some(delay) = fault.delay.as_ref().filter(|d| roll(d.percentage.value())) {
                 ctx.flag = Some("DI");
@@ -450,6 +496,20 @@ impl ProxyHttp for AugurProxy {
     ) -> Result<()> {
         if let Some(b) = body {
             ctx.request_bytes += b.len() as u64;
+            let route_max = ctx
+                .route
+                .as_ref()
+                .and_then(|r| r.protection.as_ref())
+                .and_then(|p| p.max_request_body_bytes);
+            let max = route_max.map_or(self.gate.limits.max_request_body_bytes, |m| {
+                m.min(self.gate.limits.max_request_body_bytes)
+            });
+            if ctx.request_bytes > max {
+                return Error::e_explain(
+                    crate::limits::BODY_TOO_LARGE,
+                    "request body over the route's or the proxy's limit",
+                );
+            }
             if let Some(plan) = ctx.mirror.as_mut() {
                 if !plan.keep(b, self.mirror_max_body, &self.mirror) {
                     ctx.mirror = None;
@@ -483,6 +543,7 @@ impl ProxyHttp for AugurProxy {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Self::CTX) {
+        crate::limits::Gate::finished(session);
         // A request whose body never reached the body filter (none at all) is mirrored now.
         self.dispatch_mirrors(ctx);
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
@@ -622,6 +683,13 @@ impl ProxyHttp for AugurProxy {
         ctx: &mut Self::CTX,
     ) -> Result<()> {
         headers::strip_hop_by_hop(upstream);
+        // A client may nominate `x-request-id` in `Connection` (pingora then strips it): the
+        // id augur logs and joins samples by must still reach the upstream.
+        if let Some(id) = ctx.request_id.as_deref() {
+            if upstream.headers.get("x-request-id").is_none() {
+                upstream.insert_header("x-request-id", id)?;
+            }
+        }
         if let Some(cluster) = ctx.cluster.as_ref().filter(|c| c.close_after_request) {
             if !cluster.upstream.speaks_h2(session.is_http2()) {
                 upstream.insert_header("connection", "close")?;
@@ -689,7 +757,7 @@ impl ProxyHttp for AugurProxy {
         let expected = matches!(
             error.esource(),
             pingora::ErrorSource::Upstream | pingora::ErrorSource::Downstream
-        );
+        ) || error.etype() == &crate::limits::BODY_TOO_LARGE;
         if expected {
             tracing::debug!(flag = ctx.flag.unwrap_or("-"), error = %error, "request failed");
         }

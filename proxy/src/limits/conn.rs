@@ -1,0 +1,469 @@
+//! Per-connection guards: the connection limit, and the request-headers deadline that closes
+//! slowloris clients (pingora times out each read, not the whole header).
+//!
+//! [`Guarded`] wraps the proxy application. It counts open connections, tells whether HTTP/1
+//! or HTTP/2 is spoken (within the deadline, so a client that trickles its first bytes is
+//! closed too), and hands pingora a [`GuardedStream`] whose reads fail once a request's headers
+//! took longer than `--request-headers-timeout` from their first byte. The proxy marks the
+//! headers as read in `request_filter` and waits for the next ones in `logging`, through the
+//! [`ConnState`] it finds on the session's stream. On HTTP/2 its writes fail once blocked for
+//! `--stream-idle-timeout`, which closes a client that floods PING or SETTINGS without reading.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use pingora::apps::ServerApp;
+use pingora::protocols::l4::stream::Stream as TcpStream;
+use pingora::protocols::raw_connect::ProxyDigest;
+use pingora::protocols::tls::{SslDigest, TlsRef};
+use pingora::protocols::{
+    GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl, Stream,
+    TimingDigest, UniqueID, UniqueIDType, ALPN, IO,
+};
+use pingora::proxy::Session;
+use pingora::server::ShutdownWatch;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::time::Sleep;
+
+use super::Limits;
+
+/// The HTTP/2 connection preface (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// What the proxy and the stream share about one client connection.
+#[derive(Debug)]
+pub struct ConnState {
+    /// When the connection was accepted.
+    pub accepted: Instant,
+    /// The connection is over `--max-connections`: its requests are shed.
+    pub shed: bool,
+    awaiting_headers: AtomicBool,
+    epoch: AtomicU32,
+}
+
+impl ConnState {
+    fn new(shed: bool) -> Self {
+        Self {
+            accepted: Instant::now(),
+            shed,
+            awaiting_headers: AtomicBool::new(true),
+            epoch: AtomicU32::new(0),
+        }
+    }
+
+    /// The current request's headers are in: the deadline no longer applies.
+    pub fn headers_read(&self) {
+        self.awaiting_headers.store(false, Ordering::Relaxed);
+    }
+
+    /// The request is done; the next one's headers get a new deadline from their first byte.
+    pub fn expect_headers(&self) {
+        self.epoch.fetch_add(1, Ordering::Relaxed);
+        self.awaiting_headers.store(true, Ordering::Relaxed);
+    }
+
+    /// The state of the HTTP/1 connection a request came on (`None` for HTTP/2).
+    pub fn of(session: &Session) -> Option<&ConnState> {
+        let stream = session.as_downstream().stream()?;
+        let io: &dyn IO = &**stream;
+        io.as_any()
+            .downcast_ref::<GuardedStream>()
+            .map(|g| &*g.state)
+    }
+}
+
+/// Open client connections of one proxy, shared by its listeners.
+#[derive(Debug, Default, Clone)]
+pub struct Connections(Arc<AtomicUsize>);
+
+impl Connections {
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Holds one count of [`Connections`] for the life of a connection.
+struct Open(Connections);
+
+impl Open {
+    fn enter(c: &Connections) -> (Self, usize) {
+        let now = c.0.fetch_add(1, Ordering::Relaxed) + 1;
+        (Self(c.clone()), now)
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        (self.0).0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The proxy application behind the connection guards.
+pub struct Guarded<A> {
+    app: Arc<A>,
+    limits: Arc<Limits>,
+    connections: Connections,
+}
+
+impl<A> Guarded<A> {
+    /// Guards `app` with `limits`, counting connections in `connections`.
+    pub fn new(app: A, limits: Arc<Limits>, connections: Connections) -> Self {
+        Self {
+            app: Arc::new(app),
+            limits,
+            connections,
+        }
+    }
+}
+
+#[async_trait]
+impl<A> ServerApp for Guarded<A>
+where
+    A: ServerApp + Send + Sync + 'static,
+{
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let (_open, open) = Open::enter(&self.connections);
+        let shed = self.limits.max_connections > 0 && open > self.limits.max_connections;
+        let (stream, h2) = match self.detect(stream).await {
+            Ok(detected) => detected?,
+            Err(e) => {
+                tracing::debug!(error = %e, "client connection closed before its first request");
+                return None;
+            }
+        };
+        let header_timeout = if h2 {
+            None
+        } else {
+            self.limits.request_headers_timeout
+        };
+        let guarded = GuardedStream {
+            inner: stream,
+            state: Arc::new(ConnState::new(shed)),
+            header_timeout,
+            h2,
+            deadline: None,
+            write_stall: self.limits.stream_idle_timeout.filter(|_| h2),
+            write_deadline: None,
+        };
+        // Kept-alive HTTP/1 connections come back here, so the count covers the connection.
+        let mut next = self.app.process_new(Box::new(guarded), shutdown).await;
+        while let Some(stream) = next {
+            next = self.app.process_new(stream, shutdown).await;
+        }
+        None
+    }
+
+    async fn cleanup(&self) {
+        self.app.cleanup().await;
+    }
+}
+
+impl<A> Guarded<A> {
+    /// Whether the client speaks HTTP/2: by ALPN on TLS, by the preface in cleartext (read,
+    /// then put back). `Ok(None)` when the client left or stalled before deciding.
+    async fn detect(&self, stream: Stream) -> std::io::Result<Option<(Stream, bool)>> {
+        if stream.get_ssl_digest().is_some() {
+            let h2 = matches!(stream.selected_alpn_proto(), Some(ALPN::H2));
+            return Ok(Some((stream, h2)));
+        }
+        if !stream.as_any().is::<TcpStream>() {
+            return Ok(Some((stream, false)));
+        }
+        let Ok(mut tcp) = stream.into_any().downcast::<TcpStream>() else {
+            return Ok(None);
+        };
+        let mut buf = [0u8; H2_PREFACE.len()];
+        let mut received = 0;
+        let mut deadline: Option<tokio::time::Instant> = None;
+        let idle = self.limits.idle_timeout;
+        let h2 = loop {
+            let seen = buf.get(..received).unwrap_or_default();
+            if H2_PREFACE.get(..received) != Some(seen) {
+                break false;
+            }
+            let Some(space) = buf.get_mut(received..).filter(|s| !s.is_empty()) else {
+                break true;
+            };
+            // Until the first byte the connection is idle; after it, its headers are late.
+            let wait = match (deadline, idle) {
+                (Some(at), _) => Some(at),
+                (None, Some(idle)) => Some(tokio::time::Instant::now() + idle),
+                (None, None) => None,
+            };
+            let read = tcp.read(space);
+            let n = match wait {
+                Some(at) => match tokio::time::timeout_at(at, read).await {
+                    Ok(n) => n?,
+                    Err(_) => return Ok(None),
+                },
+                None => read.await?,
+            };
+            if n == 0 {
+                return Ok(None);
+            }
+            if received == 0 {
+                deadline = self
+                    .limits
+                    .request_headers_timeout
+                    .map(|t| tokio::time::Instant::now() + t);
+            }
+            received += n;
+        };
+        tcp.rewind(buf.get(..received).unwrap_or_default());
+        Ok(Some((tcp, h2)))
+    }
+}
+
+/// A client connection whose reads fail once a request's headers are late.
+pub struct GuardedStream {
+    inner: Stream,
+    state: Arc<ConnState>,
+    header_timeout: Option<Duration>,
+    h2: bool,
+    /// The running deadline and the request (epoch) it is for.
+    deadline: Option<(u32, Pin<Box<Sleep>>)>,
+    /// HTTP/2: longest time a write may stay blocked (`--stream-idle-timeout`).
+    write_stall: Option<Duration>,
+    /// When the blocked write fails.
+    write_deadline: Option<Pin<Box<Sleep>>>,
+}
+
+impl GuardedStream {
+    /// Fails an HTTP/2 connection whose writes stayed blocked for `write_stall`: the client
+    /// reads nothing. h2 stops reading frames while it cannot write the ACKs that a PING or
+    /// SETTINGS flood asks for, so such a client would otherwise hold the connection and its
+    /// socket buffers until the idle timeout (Envoy closes it: `max_outbound_control_frames`).
+    /// `wrote` is whether `result` is a write that took bytes, which restarts the clock.
+    fn write_stalled<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        result: Poll<std::io::Result<T>>,
+        wrote: bool,
+    ) -> Poll<std::io::Result<T>> {
+        let Some(limit) = self.write_stall else {
+            return result;
+        };
+        if result.is_ready() {
+            if wrote {
+                self.write_deadline = None;
+            }
+            return result;
+        }
+        let sleep = self
+            .write_deadline
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        // Polling registers the timer, so that a connection nobody reads is woken and closed.
+        if sleep.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "HTTP/2 client reads nothing (--stream-idle-timeout)",
+            )));
+        }
+        Poll::Pending
+    }
+}
+
+impl fmt::Debug for GuardedStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GuardedStream")
+            .field("inner", &self.inner)
+            .field("h2", &self.h2)
+            .finish_non_exhaustive()
+    }
+}
+
+fn headers_timed_out() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        "request headers timeout (--request-headers-timeout)",
+    )
+}
+
+impl AsyncRead for GuardedStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let Some(limit) = this.header_timeout else {
+            return Pin::new(&mut this.inner).poll_read(cx, buf);
+        };
+        if !this.state.awaiting_headers.load(Ordering::Relaxed) {
+            this.deadline = None;
+            return Pin::new(&mut this.inner).poll_read(cx, buf);
+        }
+        let epoch = this.state.epoch.load(Ordering::Relaxed);
+        if this.deadline.as_ref().is_some_and(|(e, _)| *e != epoch) {
+            this.deadline = None;
+        }
+        if let Some((_, sleep)) = this.deadline.as_mut() {
+            if sleep.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Err(headers_timed_out()));
+            }
+        }
+        let before = buf.filled().len();
+        let read = Pin::new(&mut this.inner).poll_read(cx, buf);
+        let first_bytes = matches!(read, Poll::Ready(Ok(()))) && buf.filled().len() > before;
+        if first_bytes && this.deadline.is_none() {
+            // The request's first byte: its headers are due within the limit.
+            let mut sleep = Box::pin(tokio::time::sleep(limit));
+            // Registers the timer, so that a stalled client is woken up and closed.
+            let _ = sleep.as_mut().poll(cx);
+            this.deadline = Some((epoch, sleep));
+        }
+        read
+    }
+}
+
+impl AsyncWrite for GuardedStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.write_stalled(cx, result, true)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.inner).poll_flush(cx);
+        this.write_stalled(cx, result, false)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.write_stalled(cx, result, true)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+#[async_trait]
+impl Shutdown for GuardedStream {
+    async fn shutdown(&mut self) {
+        self.inner.shutdown().await;
+    }
+}
+
+impl UniqueID for GuardedStream {
+    fn id(&self) -> UniqueIDType {
+        self.inner.id()
+    }
+}
+
+impl Ssl for GuardedStream {
+    fn get_ssl(&self) -> Option<&TlsRef> {
+        self.inner.get_ssl()
+    }
+
+    fn get_ssl_digest(&self) -> Option<Arc<SslDigest>> {
+        self.inner.get_ssl_digest()
+    }
+
+    fn selected_alpn_proto(&self) -> Option<ALPN> {
+        self.inner.selected_alpn_proto()
+    }
+}
+
+impl GetTimingDigest for GuardedStream {
+    fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
+        self.inner.get_timing_digest()
+    }
+
+    fn get_read_pending_time(&self) -> Duration {
+        self.inner.get_read_pending_time()
+    }
+
+    fn get_write_pending_time(&self) -> Duration {
+        self.inner.get_write_pending_time()
+    }
+}
+
+impl GetProxyDigest for GuardedStream {
+    fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
+        self.inner.get_proxy_digest()
+    }
+
+    fn set_proxy_digest(&mut self, digest: ProxyDigest) {
+        self.inner.set_proxy_digest(digest);
+    }
+}
+
+impl GetSocketDigest for GuardedStream {
+    fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
+        self.inner.get_socket_digest()
+    }
+
+    fn set_socket_digest(&mut self, digest: SocketDigest) {
+        self.inner.set_socket_digest(digest);
+    }
+}
+
+#[async_trait]
+impl Peek for GuardedStream {
+    /// pingora peeks for the HTTP/2 preface; [`Guarded`] already knows, without waiting for
+    /// 24 bytes a short HTTP/1 request never sends.
+    async fn try_peek(&mut self, buf: &mut [u8]) -> std::io::Result<bool> {
+        if self.h2 {
+            return self.inner.try_peek(buf).await;
+        }
+        // Not the preface: pingora reads HTTP/1.
+        buf.fill(0);
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_count_follows_guards() {
+        let c = Connections::default();
+        let (a, n) = Open::enter(&c);
+        assert_eq!(n, 1);
+        let (b, n) = Open::enter(&c);
+        assert_eq!(n, 2);
+        drop(a);
+        assert_eq!(c.open(), 1);
+        drop(b);
+        assert_eq!(c.open(), 0);
+    }
+
+    #[test]
+    fn a_new_request_restarts_the_headers_deadline() {
+        let s = ConnState::new(false);
+        assert!(s.awaiting_headers.load(Ordering::Relaxed));
+        s.headers_read();
+        assert!(!s.awaiting_headers.load(Ordering::Relaxed));
+        let before = s.epoch.load(Ordering::Relaxed);
+        s.expect_headers();
+        assert!(s.awaiting_headers.load(Ordering::Relaxed));
+        assert_eq!(s.epoch.load(Ordering::Relaxed), before + 1);
+    }
+}
