@@ -346,6 +346,51 @@ fn early_responses_never_let_the_unread_body_through() {
 }
 
 #[test]
+fn authentication_and_rate_limit_refusals_never_let_the_unread_body_through() {
+    let origin = EchoOrigin::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let protection = "apiVersion: augur.dev/v1alpha1\nkind: ApiProtection\nmetadata: {name: model-api}\n\
+                      spec:\n  virtualService: {name: model}\n  apiKey: {keysFrom: {env: SMUGGLING_TEST_KEYS}}\n  \
+                      rateLimit: {key: apiKey, tokenBucket: {maxTokens: 1, fillInterval: 1h}}\n";
+    let route = "  - route:\n    - destination: {host: model, subset: v1}\n";
+    let policy = augur_tests::policy::write(
+        dir.path(),
+        &[
+            &augur_tests::policy::service("model", &[("v1", origin.addr.port())]),
+            &augur_tests::policy::virtual_service("model", route),
+            protection,
+        ],
+    );
+    let proxy = Proxy::start_with_env(&[&policy], &[("SMUGGLING_TEST_KEYS", "k-123")]);
+    let post = |key: &str| {
+        format!(
+            "POST /x HTTP/1.1\r\nHost: model\r\n{key}Content-Length: {}\r\n\r\n{SMUGGLED}",
+            SMUGGLED.len()
+        )
+    };
+    let cases = [
+        (post(""), 401),                     // no key
+        (post("x-api-key: wrong\r\n"), 401), // unknown key
+        (post("x-api-key: k-123\r\n"), 200), // takes the only token
+        (post("x-api-key: k-123\r\n"), 429), // bucket empty
+    ];
+    for (raw, want) in &cases {
+        let r = exchange(proxy.listen, raw.as_bytes(), Duration::from_secs(2));
+        println!("refusal: statuses={:?} closed={}", r.statuses(), r.closed);
+        assert_eq!(r.statuses(), vec![*want], "{}", r.text());
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let seen: Vec<String> = origin.requests().iter().map(|r| r.target.clone()).collect();
+    assert_eq!(seen, ["/x"], "only the accepted request reached the origin");
+    assert_origin_clean(&origin, "401/429");
+    println!(
+        "FIGURES class=early-401-429 tried={} failures=0 peak_rss_kib={}",
+        cases.len(),
+        peak_rss_kib(proxy.pid())
+    );
+}
+
+#[test]
 fn client_nominated_connection_headers_cannot_strip_what_augur_adds() {
     let (origin, proxy, _dir) = start();
     // Nominating the Host or forwarding headers is refused outright (pingora 0.9, as Envoy).
