@@ -27,4 +27,9 @@ if ! "$deny" --version 2>/dev/null | grep -q " $deny_version\$"; then
     cargo install --locked --quiet cargo-deny --version "$deny_version" --root "$root/.cache/cargo-deny"
 fi
 "$deny" --locked check licenses bans sources
+echo "== fuzz: policy_load and image_decode for 20 s each (docs/fuzzing.md)"
+# fuzz/ is outside the workspace, so cargo fmt skips it. The proxy targets build pingora under
+# ASan, too long for CI; scripts/fuzz.sh runs them all.
+rustfmt --edition 2021 --check fuzz/fuzz_targets/*.rs
+scripts/fuzz.sh 20 policy_load image_decode
 echo "== done in $(( $(date +%s) - start )) s"

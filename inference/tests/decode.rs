@@ -223,3 +223,32 @@ fn all_16_real_xrays_decode_and_preprocess() {
         }
     }
 }
+
+/// The `image_decode` fuzz target's find: a 556-byte DICOM whose Pixel Data declares 64 MiB
+/// (and the same with 4 GiB) is refused by the length pre-scan before anything is allocated.
+#[test]
+fn a_declared_length_beyond_the_body_is_refused_before_allocation() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../fuzz/regressions/image_decode/dicom-declared-length-64mib"
+    );
+    let input = std::fs::read(path).expect("the fuzz regression input");
+    // The fuzz target's first two bytes choose the content type and the recipe.
+    let body = &input[2..];
+    let opts = DecodeOptions::default();
+    let err = decode(body, Some("application/dicom"), &opts).expect_err("refused");
+    assert!(
+        err.to_string().contains("longer than the file"),
+        "refused by the pre-scan, not after allocating: {err}"
+    );
+    // The same file declaring 4 GiB - 16: the pre-scan's verdict is the same.
+    let original = std::fs::read(common::image("mono1-implicit.dcm")).expect("fixture");
+    let mut huge = original.clone();
+    let at = (0..huge.len() - 8)
+        .find(|&i| huge[i..i + 4] == [0xE0, 0x7F, 0x10, 0x00])
+        .expect("a Pixel Data tag");
+    huge[at + 4..at + 8].copy_from_slice(&0xFFFF_FFF0u32.to_le_bytes());
+    let err = decode(&huge, Some("application/dicom"), &opts).expect_err("refused");
+    assert!(err.to_string().contains("longer than the file"), "{err}");
+    assert!(decode(&original, Some("application/dicom"), &opts).is_ok());
+}

@@ -15,6 +15,25 @@ pub fn fqdn(host: &str, namespace: &str) -> String {
     }
 }
 
+/// Checks a VirtualService host: a DNS name (letters, digits, `-`, `_`, dots), optionally after
+/// a `*` wildcard prefix, `*` alone, or an IP address. Anything else (a port, spaces, control
+/// characters) could never equal a request's `Host`, so the route would be unreachable.
+pub fn check_host(host: &str) -> Result<(), String> {
+    let name = host.strip_prefix('*').unwrap_or(host);
+    let dns = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if host.is_empty() {
+        return Err("host must not be empty".to_owned());
+    }
+    if dns || host.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(());
+    }
+    Err(format!(
+        "host {host:?} is not a DNS name, a `*`-prefixed wildcard or an IP address"
+    ))
+}
+
 /// Whether two hosts, each written in its own namespace, name the same service.
 pub fn same_host(a: &str, a_namespace: &str, b: &str, b_namespace: &str) -> bool {
     fqdn(a, a_namespace) == fqdn(b, b_namespace)

@@ -133,6 +133,62 @@ fn bad_regex() {
 }
 
 #[test]
+fn regex_that_only_parses_once_anchored_is_rejected() {
+    // `^(?:a)|(b)$` compiles, but `a)|(b` is not a regular expression: accepted, it would
+    // match every path starting with `/a`.
+    let e = errors(&vs("  - match:
+    - uri:
+        regex: \"/a)|(/b\"
+    route:
+    - destination: {host: reviews, subset: v1}
+"));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].starts_with(
+            "p.yaml:10:9: spec.http[0].match[0].uri.regex: invalid regex \"/a)|(/b\": "
+        ),
+        "{e:?}"
+    );
+}
+
+/// Found by the `route_match` fuzz target (`fuzz/regressions/route_match/host-with-colon`): a
+/// host with a port or other bytes no `Host` header can equal loaded, and its routes were
+/// unreachable.
+#[test]
+fn fuzz_route_match_host_that_no_request_can_name_is_rejected() {
+    for (host, shown) in [
+        ("\"\\0(:\"", "\"\\0(:\""),
+        ("reviews:9080", "\"reviews:9080\""),
+    ] {
+        let yaml = VS_HEAD.replace("hosts: [reviews]", &format!("hosts: [{host}]"))
+            + "  - route:\n    - destination: {host: reviews, subset: v1}\n"
+            + DR;
+        let e = errors(&yaml);
+        assert_eq!(
+            e,
+            [format!(
+                "p.yaml:6:11: spec.hosts[0]: host {shown} is not a DNS name, a `*`-prefixed \
+                 wildcard or an IP address"
+            )],
+            "{host}"
+        );
+    }
+    for ok in [
+        "reviews",
+        "*.example.com",
+        "*",
+        "10.0.0.1",
+        "::1",
+        "api.example.com.",
+    ] {
+        let yaml = VS_HEAD.replace("hosts: [reviews]", &format!("hosts: [\"{ok}\"]"))
+            + "  - route:\n    - destination: {host: reviews, subset: v1}\n"
+            + DR;
+        assert!(load_str("p.yaml", &yaml).is_ok(), "{ok}");
+    }
+}
+
+#[test]
 fn bad_duration() {
     let e = errors(&vs("  - route:
     - destination: {host: reviews, subset: v1}

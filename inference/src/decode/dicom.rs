@@ -12,10 +12,14 @@
 //! `2^BitsStored − 1`. `PALETTE COLOR`, planar configuration 1 and VOI LUT sequences are
 //! rejected or ignored (the window is used instead), with a typed error where rejected.
 //!
-//! Transfer syntaxes: Implicit VR Little Endian, Explicit VR Little/Big Endian, Deflated
-//! Explicit VR Little Endian, RLE Lossless and the JPEG 8/12-bit lossy and lossless processes
-//! (`jpeg-decoder`). JPEG 2000, JPEG-LS, HTJ2K and JPEG XL need C codecs and are rejected as
-//! unsupported. Tested here: Explicit and Implicit VR Little Endian.
+//! Transfer syntaxes: Implicit VR Little Endian, Explicit VR Little/Big Endian, RLE Lossless
+//! and the JPEG 8/12-bit lossy and lossless processes (`jpeg-decoder`). JPEG 2000, JPEG-LS,
+//! HTJ2K and JPEG XL need C codecs and are rejected as unsupported; Deflated Explicit VR Little
+//! Endian is rejected because its element lengths cannot be checked before inflating (see
+//! `dicom_scan.rs`). Tested here: Explicit and Implicit VR Little Endian.
+//!
+//! Every declared element length is checked against the body before `dicom-object` parses it
+//! (it allocates declared lengths up front).
 //!
 //! `Rows × Columns × NumberOfFrames` is checked against [`Limits`] before pixel data is decoded.
 //! Error messages never include element values, so patient tags cannot leak into logs.
@@ -36,6 +40,8 @@ pub fn decode(body: &[u8], limits: &Limits) -> Result<DecodedImage, DecodeError>
     } else {
         return Err(DecodeError::Malformed("missing the DICM marker"));
     };
+    // Before dicom-object allocates any declared length: each must fit in the body.
+    super::dicom_scan::check_lengths(data)?;
     let obj = OpenFileOptions::new()
         .read_preamble(ReadPreamble::Never)
         .from_reader(data)

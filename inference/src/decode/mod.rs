@@ -16,6 +16,7 @@
 //! a [`DecodeError`], never a panic. Errors never quote image bytes or DICOM tags.
 
 pub mod dicom;
+mod dicom_scan;
 pub mod json;
 pub mod multipart;
 pub mod png_jpeg;

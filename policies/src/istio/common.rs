@@ -161,7 +161,13 @@ impl RawStringMatch {
                     Some(StringMatch::Prefix(s.clone()))
                 } else {
                     let re = self.regex.clone().unwrap_or_default();
-                    if let Err(e) = regex::Regex::new(&format!("^(?:{re})$")) {
+                    // The expression must parse on its own before it is anchored as the
+                    // router anchors it: `a)|(b` would otherwise pass as `^(?:a)|(b)$`, two
+                    // half-anchored alternatives that match far more than was written (RE2,
+                    // and so Envoy, rejects it).
+                    let checked = regex::Regex::new(&re)
+                        .and_then(|_| regex::Regex::new(&format!("^(?:{re})$")));
+                    if let Err(e) = checked {
                         let text = e.to_string();
                         let last = text.lines().last().unwrap_or_default().trim();
                         let first = last.strip_prefix("error: ").unwrap_or(last).to_owned();

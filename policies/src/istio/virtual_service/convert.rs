@@ -17,6 +17,11 @@ impl RawVirtualServiceSpec {
         if hosts.is_empty() {
             cx.error("spec.hosts", "at least one host is required");
         }
+        for (i, h) in hosts.iter().enumerate() {
+            if let Err(message) = crate::hosts::check_host(h) {
+                cx.error(&format!("spec.hosts[{i}]"), message);
+            }
+        }
         for (i, g) in self.gateways.iter().flatten().enumerate() {
             if g != "mesh" {
                 cx.warn(
