@@ -263,45 +263,46 @@ fn load_document(
             }
         }
         ("augur.dev", "CanaryPolicy") => {
-            if version != "v1alpha1" {
-                cx.error("apiVersion", format!("unsupported version {api_version:?} (expected augur.dev/v1alpha1)"));
-                return;
-            }
-            let unknown = |cx: &mut Ctx<'_>, p: String| {
-                let field = crate::context::last_segment(&p).to_owned();
-                cx.error(&p, format!("unknown field `{field}`"));
-            };
-            if let Some(d) = cx.deserialize::<RawDocument<RawCanarySpec>>(&value, unknown) {
-                let meta = d.metadata.unwrap_or_default().validate(&mut cx);
-                match d.spec {
-                    Some(spec) => {
-                        set.canary_policies.push(spec.validate(meta, &mut cx));
-                        origins.canary_policies.push(origin);
-                    }
-                    None => cx.error("spec", "is required"),
-                }
+            if let Some((meta, spec)) = augur_document::<RawCanarySpec>(&mut cx, &value, version) {
+                set.canary_policies.push(spec.validate(meta, &mut cx));
+                origins.canary_policies.push(origin);
             }
         }
         ("augur.dev", "ApiProtection") => {
-            if version != "v1alpha1" {
-                cx.error("apiVersion", format!("unsupported version {api_version:?} (expected augur.dev/v1alpha1)"));
-                return;
-            }
-            let unknown = |cx: &mut Ctx<'_>, p: String| {
-                let field = crate::context::last_segment(&p).to_owned();
-                cx.error(&p, format!("unknown field `{field}`"));
-            };
-            if let Some(d) = cx.deserialize::<RawDocument<RawProtectionSpec>>(&value, unknown) {
-                let meta = d.metadata.unwrap_or_default().validate(&mut cx);
-                match d.spec {
-                    Some(spec) => {
-                        set.api_protections.push(spec.validate(meta, &mut cx));
-                        origins.api_protections.push(origin);
-                    }
-                    None => cx.error("spec", "is required"),
-                }
+            if let Some((meta, spec)) = augur_document::<RawProtectionSpec>(&mut cx, &value, version) {
+                set.api_protections.push(spec.validate(meta, &mut cx));
+                origins.api_protections.push(origin);
             }
         }
         _ => cx.error("kind", format!("unsupported kind {kind} in {api_version} (expected Istio VirtualService, DestinationRule, ServiceEntry or augur.dev CanaryPolicy or ApiProtection)")),
+    }
+}
+
+/// An augur kind's validated metadata and raw spec: the version must be `v1alpha1`, unknown
+/// fields are errors (unlike in Istio documents), and `spec` is required.
+fn augur_document<S: serde::de::DeserializeOwned>(
+    cx: &mut Ctx<'_>,
+    value: &Value,
+    version: &str,
+) -> Option<(crate::istio::common::ObjectMeta, S)> {
+    if version != "v1alpha1" {
+        cx.error(
+            "apiVersion",
+            format!("unsupported version \"augur.dev/{version}\" (expected augur.dev/v1alpha1)"),
+        );
+        return None;
+    }
+    let unknown = |cx: &mut Ctx<'_>, p: String| {
+        let field = crate::context::last_segment(&p).to_owned();
+        cx.error(&p, format!("unknown field `{field}`"));
+    };
+    let d = cx.deserialize::<RawDocument<S>>(value, unknown)?;
+    let meta = d.metadata.unwrap_or_default().validate(cx);
+    match d.spec {
+        Some(spec) => Some((meta, spec)),
+        None => {
+            cx.error("spec", "is required");
+            None
+        }
     }
 }

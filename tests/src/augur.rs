@@ -186,6 +186,16 @@ impl Proxy {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// The serving policy set's hash (`version_info` in `/config_dump`).
+    pub fn config_version(&self) -> String {
+        let dump: serde_json::Value =
+            serde_json::from_str(&self.admin_get("/config_dump").body).expect("config dump JSON");
+        dump["configs"][0]["version_info"]
+            .as_str()
+            .expect("version_info is a string")
+            .to_owned()
+    }
+
     /// `GET path` on the admin port.
     pub fn admin_get(&self, path: &str) -> Response {
         http::get(self.admin, "localhost", path).expect("admin request")

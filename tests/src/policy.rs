@@ -37,6 +37,13 @@ pub fn virtual_service(host: &str, http: &str) -> String {
     )
 }
 
+/// Replaces the file's content in one rename, as editors and ConfigMap updates do.
+pub fn write_atomically(path: &Path, content: impl AsRef<[u8]>) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, content).expect("write policy");
+    std::fs::rename(&tmp, path).expect("rename policy");
+}
+
 /// Writes the documents, joined by `---`, to `dir/policy.yaml` and returns the path.
 pub fn write(dir: &Path, documents: &[&str]) -> PathBuf {
     let path = dir.join("policy.yaml");

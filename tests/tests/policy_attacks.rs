@@ -8,7 +8,6 @@
 //! minute) and counts wrk's non-2xx responses and socket errors.
 
 use std::io::Write as _;
-use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -20,22 +19,6 @@ use augur_tests::{http, policy, wait_for};
 
 fn split(v1: &Upstream, v2: &Upstream, w1: u32, w2: u32) -> String {
     policy::split("pneumonia", (v1.addr.port(), v2.addr.port()), (w1, w2))
-}
-
-/// Replaces the file in one rename, as editors and ConfigMap updates do.
-fn write_atomically(path: &Path, content: &[u8]) {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, content).expect("write policy");
-    std::fs::rename(&tmp, path).expect("rename policy");
-}
-
-fn config_version(proxy: &Proxy) -> String {
-    let dump: serde_json::Value =
-        serde_json::from_str(&proxy.admin_get("/config_dump").body).expect("config dump JSON");
-    dump["configs"][0]["version_info"]
-        .as_str()
-        .expect("version_info is a string")
-        .to_owned()
 }
 
 /// The proxy's peak resident set (VmHWM), in KiB.
@@ -109,7 +92,7 @@ fn hostile_policy_files_under_load_keep_the_last_good_config() {
     std::fs::write(&file, &good).expect("write policy");
     let mut proxy = Proxy::start(&[&file]);
     let pid = proxy.pid();
-    let version = config_version(&proxy);
+    let version = proxy.config_version();
     let load = Load::start(&proxy, 2);
 
     let half = good.len() / 2;
@@ -135,14 +118,14 @@ fn hostile_policy_files_under_load_keep_the_last_good_config() {
     let mut figures = Vec::new();
     for (name, bytes) in &attacks {
         let failures = proxy.metric("augur_config_reload_failures_total");
-        write_atomically(&file, bytes);
+        policy::write_atomically(&file, bytes);
         wait_for(
             &format!("the {name} reload to be rejected"),
             Duration::from_secs(10),
             || (proxy.metric("augur_config_reload_failures_total") > failures).then_some(()),
         );
         assert_eq!(
-            config_version(&proxy),
+            proxy.config_version(),
             version,
             "{name}: the config changed"
         );
@@ -169,7 +152,7 @@ fn hostile_policy_files_under_load_keep_the_last_good_config() {
         || (proxy.metric("augur_config_reload_failures_total") > failures).then_some(()),
     );
     assert_eq!(
-        config_version(&proxy),
+        proxy.config_version(),
         version,
         "a half-written file applied"
     );
@@ -185,7 +168,7 @@ fn hostile_policy_files_under_load_keep_the_last_good_config() {
             r.body.contains(r#""model_version":"v2""#).then_some(())
         },
     );
-    assert_ne!(config_version(&proxy), version);
+    assert_ne!(proxy.config_version(), version);
 
     let statuses = load.finish();
     let failed = statuses.iter().filter(|s| **s != 200).count();
@@ -240,7 +223,7 @@ fn a_reload_every_second_under_wrk_fails_no_request() {
     for i in 0..seconds {
         std::thread::sleep(Duration::from_secs(1));
         let weights = if i % 2 == 0 { (20, 80) } else { (80, 20) };
-        write_atomically(&file, split(&v1, &v2, weights.0, weights.1).as_bytes());
+        policy::write_atomically(&file, split(&v1, &v2, weights.0, weights.1).as_bytes());
         reloads += 1;
     }
     let out = wrk.wait_with_output().expect("wrk finished");

@@ -1,7 +1,6 @@
 //! Hot reload under `augur proxy`: an invalid policy file leaves the old routing in place and
 //! counts a failure; a valid one changes routing without a restart; SIGHUP reloads too.
 
-use std::path::Path;
 use std::time::Duration;
 
 use augur_tests::augur::Proxy;
@@ -30,22 +29,6 @@ fn versions(proxy: &Proxy, n: usize) -> (usize, usize) {
     counts
 }
 
-/// Replaces the file's content in one rename, as editors and ConfigMap updates do.
-fn write_atomically(path: &Path, content: &str) {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, content).expect("write policy");
-    std::fs::rename(&tmp, path).expect("rename policy");
-}
-
-fn config_version(proxy: &Proxy) -> String {
-    let dump: serde_json::Value =
-        serde_json::from_str(&proxy.admin_get("/config_dump").body).expect("config dump JSON");
-    dump["configs"][0]["version_info"]
-        .as_str()
-        .expect("version_info is a string")
-        .to_owned()
-}
-
 #[test]
 fn invalid_policy_keeps_old_routing_and_valid_policy_applies_without_restart() {
     let (v1, v2) = (Upstream::start("v1"), Upstream::start("v2"));
@@ -54,12 +37,12 @@ fn invalid_policy_keeps_old_routing_and_valid_policy_applies_without_restart() {
     std::fs::write(&file, policy(&v1, &v2, 100, 0)).unwrap();
     let mut proxy = Proxy::start(&[&file]);
     let pid = proxy.pid();
-    let first_version = config_version(&proxy);
+    let first_version = proxy.config_version();
 
     assert_eq!(versions(&proxy, 20), (20, 0));
 
     // Invalid: total weight 0 with two destinations.
-    write_atomically(&file, &policy(&v1, &v2, 0, 0));
+    augur_tests::policy::write_atomically(&file, policy(&v1, &v2, 0, 0));
     wait_for(
         "the reload failure to be counted",
         Duration::from_secs(10),
@@ -71,7 +54,7 @@ fn invalid_policy_keeps_old_routing_and_valid_policy_applies_without_restart() {
         (20, 0),
         "the last good policy keeps serving"
     );
-    assert_eq!(config_version(&proxy), first_version);
+    assert_eq!(proxy.config_version(), first_version);
     let dump = proxy.admin_get("/config_dump").body;
     assert!(
         dump.contains("pneumonia.yaml:") && dump.contains("weight"),
@@ -79,12 +62,12 @@ fn invalid_policy_keeps_old_routing_and_valid_policy_applies_without_restart() {
     );
 
     // Valid: all traffic to v2.
-    write_atomically(&file, &policy(&v1, &v2, 0, 100));
+    augur_tests::policy::write_atomically(&file, policy(&v1, &v2, 0, 100));
     wait_for("routing to switch to v2", Duration::from_secs(10), || {
         (versions(&proxy, 1) == (0, 1)).then_some(())
     });
     assert_eq!(versions(&proxy, 20), (0, 20));
-    assert_ne!(config_version(&proxy), first_version);
+    assert_ne!(proxy.config_version(), first_version);
     assert_eq!(proxy.metric("augur_config_last_reload_successful"), 1.0);
     assert_eq!(proxy.metric("augur_config_reload_failures_total"), 1.0);
     assert!(proxy.is_running());
@@ -143,7 +126,7 @@ fn a_weight_change_mid_run_takes_effect_without_errors() {
     wait_for("traffic at 80/20", Duration::from_secs(10), || {
         (v2.served() >= 50).then_some(())
     });
-    write_atomically(&file, &policy(&v1, &v2, 0, 100));
+    augur_tests::policy::write_atomically(&file, policy(&v1, &v2, 0, 100));
     let mut last = v1.served();
     wait_for(
         "stable to stop getting traffic",
