@@ -86,7 +86,11 @@ fn the_committed_policies_are_valid() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok: 5 file(s)"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with("ok: 6 file(s)") && stdout.contains("1 ApiProtection"),
+        "{stdout}"
+    );
 }
 
 #[test]
