@@ -251,4 +251,13 @@ fn a_declared_length_beyond_the_body_is_refused_before_allocation() {
     let err = decode(&huge, Some("application/dicom"), &opts).expect_err("refused");
     assert!(err.to_string().contains("longer than the file"), "{err}");
     assert!(decode(&original, Some("application/dicom"), &opts).is_ok());
+    // Found by the CI fuzz run: an element whose VR bytes are not a VR (`\0\0`), which
+    // dicom-parser reads as UN with a 4-byte length; the pre-scan reads it the same way.
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../fuzz/regressions/image_decode/dicom-unknown-vr-long-length"
+    );
+    let input = std::fs::read(path).expect("the fuzz regression input");
+    let err = decode(&input[2..], Some("application/dicom"), &opts).expect_err("refused");
+    assert!(err.to_string().contains("longer than the file"), "{err}");
 }

@@ -10,9 +10,12 @@
 
 use super::DecodeError;
 
-/// Explicit VRs with a 2-byte reserved field and a 4-byte length (PS3.5 7.1.2).
-const LONG_VRS: [&[u8; 2]; 13] = [
-    b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV",
+/// Explicit VRs with a 2-byte length (PS3.5 Table 7.1-2). Every other VR, and any pair of
+/// bytes that is not a VR, has a 2-byte reserved field and a 4-byte length: `dicom-parser` reads
+/// an unknown VR as UN, so the scan must too (a fuzzed `\0\0` VR once slipped through as short).
+const SHORT_VRS: [&[u8; 2]; 21] = [
+    b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT", b"PN",
+    b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US",
 ];
 /// The undefined length of sequences, items and encapsulated pixel data.
 const UNDEFINED: u32 = 0xFFFF_FFFF;
@@ -76,19 +79,19 @@ fn header(b: &[u8], at: usize, s: Syntax) -> Option<Header> {
     }
     let vr = b.get(at + 4..at + 6)?;
     let sequence = vr == b"SQ";
-    if LONG_VRS.iter().any(|l| l.as_slice() == vr) {
-        Some(Header {
-            tag,
-            sequence,
-            length: s.u32_at(b, at + 8)?,
-            size: 12,
-        })
-    } else {
+    if SHORT_VRS.iter().any(|v| v.as_slice() == vr) {
         Some(Header {
             tag,
             sequence,
             length: u32::from(s.u16_at(b, at + 6)?),
             size: 8,
+        })
+    } else {
+        Some(Header {
+            tag,
+            sequence,
+            length: s.u32_at(b, at + 8)?,
+            size: 12,
         })
     }
 }
