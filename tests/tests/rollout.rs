@@ -68,13 +68,16 @@ fn rollout_status(proxy: &Proxy) -> serde_json::Value {
     status["rollouts"][0].clone()
 }
 
+/// `observed` of `n` is within 4σ of the share `p`. Four, not three: this file checks shares
+/// several times, and at 3σ one of them failed by chance in CI (347 of 1,000 at 30%, 3.25σ);
+/// 4σ still tells 30% from 20%, 50%, 0% or 100% at these sample sizes.
 fn assert_near(observed: usize, n: usize, p: f64) {
     let sigma = (n as f64 * p * (1.0 - p)).sqrt();
     let expected = n as f64 * p;
     assert!(
-        (observed as f64 - expected).abs() <= 3.0 * sigma,
+        (observed as f64 - expected).abs() <= 4.0 * sigma,
         "observed {observed} of {n}, expected {expected} ± {:.0}",
-        3.0 * sigma
+        4.0 * sigma
     );
 }
 
