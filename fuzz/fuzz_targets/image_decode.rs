@@ -1,108 +1,15 @@
 //! Prediction bodies are untrusted: any body with any `Content-Type` must decode to an image
 //! within the limits or give a `DecodeError`, never panic, hang or allocate past the limits.
 //!
-//! Input layout (so that seeds stay plain files with a two-byte prefix):
-//! - byte 0 picks the `Content-Type` ([`CONTENT_TYPES`], modulo its length);
-//! - byte 1 picks the preprocessing recipe ([`spec`]);
-//! - the rest is the request body.
-//!
-//! Checked beyond "no panic": a decoded image has 1 or 3 channels, `width × height × channels`
-//! pixels, dimensions within the limits and every intensity in `[0, 1]`; the tensor has the
-//! length the recipe promises.
+//! The input layout (a two-byte prefix, so that seeds stay plain files) and the checks beyond
+//! "no panic" live in `fuzz/common/image_decode.rs`, which `cargo test` replays too.
 #![no_main]
 
-use augur_inference::metadata::{InputSpec, Layout, Normalization, ResizeFilter};
-use augur_inference::preprocess::Preprocessor;
-use augur_inference::{decode::decode, DecodeOptions, Limits};
 use libfuzzer_sys::fuzz_target;
 
-/// The `Content-Type` values a request may carry (`None`: no header, sniff the bytes).
-const CONTENT_TYPES: [Option<&str>; 8] = [
-    None,
-    Some("image/png"),
-    Some("image/jpeg"),
-    Some("application/dicom"),
-    Some("application/octet-stream"),
-    Some("multipart/form-data; boundary=augurfuzz"),
-    Some("application/json"),
-    Some("multipart/form-data"),
-];
-
-/// Limits small enough to keep the fuzzer fast; the checks are the same code as the defaults.
-const LIMITS: Limits = Limits {
-    max_bytes: 1 << 20,
-    max_dimension: 4096,
-    max_pixels: 1 << 20,
-};
-
-/// A preprocessing recipe from one byte: channels, layout, filter, crop and a size of
-/// 4..=64 px.
-fn spec(b: u8) -> InputSpec {
-    let channels = if b & 1 == 0 { 1 } else { 3 };
-    let size = u32::from(b >> 4) * 4 + 4;
-    let crop = (b & 8 != 0).then_some([size / 2, size / 2 + 1]);
-    InputSpec {
-        name: None,
-        layout: if b & 2 == 0 {
-            Layout::Nchw
-        } else {
-            Layout::Nhwc
-        },
-        channels,
-        width: size,
-        height: size + 1,
-        resize: if b & 4 == 0 {
-            ResizeFilter::Nearest
-        } else {
-            ResizeFilter::Bilinear
-        },
-        crop,
-        normalization: match (channels, b & 8 != 0) {
-            (3, true) => Normalization::MeanStd {
-                mean: vec![0.485, 0.456, 0.406],
-                std: vec![0.229, 0.224, 0.225],
-            },
-            (_, true) => Normalization::Range {
-                min: -1024.0,
-                max: 1024.0,
-            },
-            _ => Normalization::Unit,
-        },
-    }
-}
+#[path = "../common/image_decode.rs"]
+mod image_decode;
 
 fuzz_target!(|data: &[u8]| {
-    let [ct, recipe, body @ ..] = data else {
-        return;
-    };
-    let content_type = CONTENT_TYPES[usize::from(*ct) % CONTENT_TYPES.len()];
-    let opts = DecodeOptions {
-        limits: LIMITS,
-        ..DecodeOptions::default()
-    };
-    let Ok(image) = decode(body, content_type, &opts) else {
-        return;
-    };
-    assert!(
-        image.channels == 1 || image.channels == 3,
-        "{} channels",
-        image.channels
-    );
-    let expected = image.width as usize * image.height as usize * usize::from(image.channels);
-    assert_eq!(image.pixels.len(), expected, "pixel count");
-    assert!(
-        LIMITS
-            .check_dimensions(image.width, image.height, 1)
-            .is_ok(),
-        "decoded {}x{} past the limits",
-        image.width,
-        image.height
-    );
-    assert!(
-        image.pixels.iter().all(|v| (0.0..=1.0).contains(v)),
-        "intensities outside [0, 1]"
-    );
-    let spec = spec(*recipe);
-    let tensor = Preprocessor::new(&spec).tensor(&image);
-    assert_eq!(tensor.len(), spec.image_len(), "tensor length");
+    image_decode::replay(data);
 });

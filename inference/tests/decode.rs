@@ -261,3 +261,120 @@ fn a_declared_length_beyond_the_body_is_refused_before_allocation() {
     let err = decode(&input[2..], Some("application/dicom"), &opts).expect_err("refused");
     assert!(err.to_string().contains("longer than the file"), "{err}");
 }
+
+/// Found by the fuzzer: BitsStored 40 made dicom-pixeldata's rescale table assert (a panic);
+/// 1 to 16 bits stored, at most BitsAllocated, are read, and the rest refused as unsupported.
+#[test]
+fn bits_stored_outside_one_to_sixteen_is_refused() {
+    let opts = DecodeOptions::default();
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../fuzz/regressions/image_decode/dicom-bits-stored-40"
+    );
+    let input = std::fs::read(path).expect("the fuzz regression input");
+    let err = decode(&input[2..], Some("application/dicom"), &opts).expect_err("refused");
+    assert!(err.to_string().contains("40 of 16 bits stored"), "{err}");
+
+    let original = std::fs::read(common::image("mono2-rescale.dcm")).expect("fixture");
+    let at = original
+        .windows(8)
+        .position(|w| w == [0x28, 0x00, 0x01, 0x01, b'U', b'S', 0x02, 0x00])
+        .expect("an explicit BitsStored")
+        + 8;
+    for bits in [0u16, 17, 32] {
+        let mut patched = original.clone();
+        patched[at..at + 2].copy_from_slice(&bits.to_le_bytes());
+        let err = decode(&patched, Some("application/dicom"), &opts).expect_err("refused");
+        assert!(err.to_string().contains("bits stored"), "{bits}: {err}");
+    }
+    assert!(decode(&original, Some("application/dicom"), &opts).is_ok());
+}
+
+/// A DICOM body: `DICM`, a meta group holding only the transfer syntax `ts`, then `dataset`.
+fn dicom_body(ts: &str, dataset: &[u8]) -> Vec<u8> {
+    let mut uid = ts.as_bytes().to_vec();
+    if uid.len() % 2 == 1 {
+        uid.push(0);
+    }
+    let mut meta = Vec::new();
+    meta.extend_from_slice(&[0x02, 0x00, 0x10, 0x00]);
+    meta.extend_from_slice(b"UI");
+    meta.extend_from_slice(&(uid.len() as u16).to_le_bytes());
+    meta.extend_from_slice(&uid);
+    let mut body = b"DICM".to_vec();
+    body.extend_from_slice(&[0x02, 0x00, 0x00, 0x00]);
+    body.extend_from_slice(b"UL");
+    body.extend_from_slice(&4u16.to_le_bytes());
+    body.extend_from_slice(&(meta.len() as u32).to_le_bytes());
+    body.extend_from_slice(&meta);
+    body.extend_from_slice(dataset);
+    body
+}
+
+/// A DICOM body in Implicit VR Little Endian.
+fn implicit_vr_dicom(dataset: &[u8]) -> Vec<u8> {
+    dicom_body("1.2.840.10008.1.2", dataset)
+}
+
+/// An Implicit VR element header: group, element, 4-byte length.
+fn implicit_header(group: u16, element: u16, length: u32) -> Vec<u8> {
+    let mut h = group.to_le_bytes().to_vec();
+    h.extend_from_slice(&element.to_le_bytes());
+    h.extend_from_slice(&length.to_le_bytes());
+    h
+}
+
+/// The pre-scan reads the body as dicom-parser does, so a header the parser will allocate for
+/// cannot hide where the scan steps over. Each body here ends in a 2 GiB SOP Class UID that
+/// the parser would reserve and zero-fill before failing to read it.
+#[test]
+fn a_length_hidden_where_the_scan_and_the_parser_part_is_refused() {
+    let opts = DecodeOptions::default();
+    let refused = |body: &[u8], why: &str| {
+        let err = decode(body, Some("application/dicom"), &opts).expect_err("refused");
+        assert!(err.to_string().contains(why), "want {why:?}, got: {err}");
+    };
+    let bomb = implicit_header(0x0008, 0x0016, 0x7FFF_FFF0);
+
+    // Found by the fuzzer: the meta group's length covers an element of another group,
+    // which dicom-object reads as meta, so the transfer syntax after it (Implicit VR) holds.
+    // The scan stopped the meta group at the first tag not in group 2 and read on as Explicit
+    // VR, where the last header is cut short; the parser read 2.8 GB from it.
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../fuzz/regressions/image_decode/dicom-meta-group-off-group-tag"
+    );
+    let input = std::fs::read(path).expect("the fuzz regression input");
+    refused(&input[2..], "longer than the file");
+
+    // A delimiter with a length: the parser steps over its 8-byte header only.
+    let mut ds = implicit_header(0xFFFE, 0xE00D, bomb.len() as u32);
+    ds.extend_from_slice(&bomb);
+    refused(&implicit_vr_dicom(&ds), "delimiter with a length");
+
+    // Implicit VR: Referenced Image Sequence (0008,1140) is SQ in the dictionary, so the parser
+    // reads its value as items, and a sequence delimiter there ends it early: what follows
+    // inside the declared length is read as elements. The scan steps in as the parser does.
+    let mut inner = implicit_header(0xFFFE, 0xE0DD, 0);
+    inner.extend_from_slice(&bomb);
+    let mut ds = implicit_header(0x0008, 0x1140, inner.len() as u32);
+    ds.extend_from_slice(&inner);
+    refused(&implicit_vr_dicom(&ds), "longer than the file");
+
+    // The same bytes under a tag the dictionary does not call a sequence are an opaque value
+    // to both (Image Type is CS): the scan no longer guesses "sequence" from the first bytes.
+    let mut ds = implicit_header(0x0008, 0x0008, inner.len() as u32);
+    ds.extend_from_slice(&inner);
+    let err = decode(&implicit_vr_dicom(&ds), Some("application/dicom"), &opts)
+        .expect_err("no image in it");
+    assert!(!err.to_string().contains("longer than the file"), "{err}");
+
+    // Every deflated syntax is refused before inflating.
+    for ts in [
+        "1.2.840.10008.1.2.1.99",
+        "1.2.840.10008.1.2.4.95",
+        "1.2.840.10008.1.2.4.205",
+    ] {
+        refused(&dicom_body(ts, &[]), "deflated");
+    }
+}

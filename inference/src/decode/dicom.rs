@@ -25,11 +25,14 @@
 //! Error messages never include element values, so patient tags cannot leak into logs.
 
 use dicom_dictionary_std::tags;
-use dicom_object::file::ReadPreamble;
+use dicom_object::file::{OddLengthStrategy, ReadPreamble};
 use dicom_object::{DefaultDicomObject, OpenFileOptions};
 use dicom_pixeldata::{ConvertOptions, ModalityLutOption, PixelDecoder, VoiLutOption};
 
 use super::{DecodeError, DecodedImage, Limits};
+
+/// The most bits per sample read: the rescale table has `2^BitsStored` entries.
+const MAX_BITS_STORED: u32 = 16;
 
 /// Decodes a DICOM file (with or without the 128-byte preamble).
 pub fn decode(body: &[u8], limits: &Limits) -> Result<DecodedImage, DecodeError> {
@@ -44,6 +47,8 @@ pub fn decode(body: &[u8], limits: &Limits) -> Result<DecodedImage, DecodeError>
     super::dicom_scan::check_lengths(data)?;
     let obj = OpenFileOptions::new()
         .read_preamble(ReadPreamble::Never)
+        // The pre-scan steps over odd lengths as declared; so must the parser.
+        .odd_length_strategy(OddLengthStrategy::Accept)
         .from_reader(data)
         .map_err(|_| {
             DecodeError::Dicom("cannot parse the data set (truncated or malformed)".into())
@@ -59,6 +64,19 @@ pub fn decode(body: &[u8], limits: &Limits) -> Result<DecodedImage, DecodeError>
         return Err(DecodeError::Unsupported(format!(
             "DICOM with {samples} samples per pixel"
         )));
+    }
+    // dicom-pixeldata's rescale LUT has 2^BitsStored entries and asserts 1..=32 bits (a fuzzed
+    // BitsStored of 0 panicked there); radiographs store 8 to 16.
+    let bits_stored = int_tag(&obj, tags::BITS_STORED, "BitsStored")?;
+    let bits_allocated = int_tag(&obj, tags::BITS_ALLOCATED, "BitsAllocated")?;
+    if let (Some(stored), Some(allocated)) = (bits_stored, bits_allocated) {
+        if !(1..=MAX_BITS_STORED).contains(&stored) || stored > allocated {
+            return Err(DecodeError::Unsupported(format!(
+                "DICOM with {stored} of {allocated} bits stored (1 to {MAX_BITS_STORED} are read)"
+            )));
+        }
+    } else {
+        return Err(DecodeError::Dicom("no BitsStored or BitsAllocated".into()));
     }
     let photometric = obj
         .element_opt(tags::PHOTOMETRIC_INTERPRETATION)
@@ -134,7 +152,7 @@ pub fn decode(body: &[u8], limits: &Limits) -> Result<DecodedImage, DecodeError>
                 "DICOM pixel data is shorter than Rows × Columns",
             ));
         }
-        let max = ((1u32 << pixels.bits_stored().clamp(1, 16)) - 1) as f32;
+        let max = ((1u32 << pixels.bits_stored().clamp(1, 16)) - 1) as f32; // checked above
         Ok(DecodedImage {
             width: cols,
             height: rows,

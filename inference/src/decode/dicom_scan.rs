@@ -5,8 +5,18 @@
 //! (found by the `image_decode` fuzz target). This walk reads only the element headers: the
 //! File Meta group (Explicit VR Little Endian), then the data set in its transfer syntax,
 //! stepping into sequences and items and over encapsulated pixel-data fragments. Every defined
-//! length must fit in the bytes that are left in its enclosing scope. The Deflated transfer
-//! syntax is refused: its lengths are only known after inflating, which is itself a bomb risk.
+//! length must fit in the bytes that are left in its enclosing scope. The deflated transfer
+//! syntaxes are refused: their lengths are only known after inflating, itself a bomb risk.
+//!
+//! The walk must visit every header the parser reads, so it reads the body as `dicom-object`
+//! 0.10 does (three fuzzed inputs found three places where it did not): the meta group is as
+//! long as its group length says, whatever tags it holds; Implicit VR takes "sequence" from the
+//! standard dictionary; a delimiter's length is never skipped by the parser, so one that is not
+//! zero is refused.
+
+use dicom_core::dictionary::DataDictionary;
+use dicom_core::{Tag, VR};
+use dicom_dictionary_std::StandardDataDictionary;
 
 use super::DecodeError;
 
@@ -23,13 +33,20 @@ const UNDEFINED: u32 = 0xFFFF_FFFF;
 const MAX_DEPTH: usize = 32;
 const PIXEL_DATA: (u16, u16) = (0x7FE0, 0x0010);
 const ITEM: u16 = 0xE000;
+const ITEM_DELIMITER: u16 = 0xE00D;
 const SEQUENCE_DELIMITER: u16 = 0xE0DD;
 
 const IMPLICIT_VR_LITTLE_ENDIAN: &str = "1.2.840.10008.1.2";
 const EXPLICIT_VR_BIG_ENDIAN: &str = "1.2.840.10008.1.2.2";
-const DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN: &str = "1.2.840.10008.1.2.1.99";
+/// Deflated Explicit VR Little Endian, JPIP Referenced Deflate, JPIP HTJ2K Referenced Deflate.
+const DEFLATED: [&str; 3] = [
+    "1.2.840.10008.1.2.1.99",
+    "1.2.840.10008.1.2.4.95",
+    "1.2.840.10008.1.2.4.205",
+];
 
 const TOO_LONG: DecodeError = DecodeError::Malformed("a DICOM element is longer than the file");
+const TRUNCATED_META: DecodeError = DecodeError::Malformed("truncated DICOM file meta information");
 
 /// How the data set encodes its element headers.
 #[derive(Clone, Copy)]
@@ -39,6 +56,12 @@ struct Syntax {
 }
 
 impl Syntax {
+    /// The File Meta group's encoding, and the default data set encoding.
+    const EXPLICIT_LE: Syntax = Syntax {
+        explicit_vr: true,
+        big_endian: false,
+    };
+
     fn u16_at(self, b: &[u8], at: usize) -> Option<u16> {
         let v: [u8; 2] = b.get(at..at + 2)?.try_into().ok()?;
         Some(if self.big_endian {
@@ -69,10 +92,15 @@ struct Header {
 fn header(b: &[u8], at: usize, s: Syntax) -> Option<Header> {
     let tag = (s.u16_at(b, at)?, s.u16_at(b, at + 2)?);
     if tag.0 == 0xFFFE || !s.explicit_vr {
-        // Items and delimiters never carry a VR; neither does Implicit VR.
+        // Items and delimiters never carry a VR; neither does Implicit VR, where the parser
+        // reads a sequence wherever the standard dictionary says SQ.
+        let sequence = tag.0 != 0xFFFE
+            && StandardDataDictionary
+                .by_tag(Tag(tag.0, tag.1))
+                .is_some_and(|e| e.vr.relaxed() == VR::SQ);
         return Some(Header {
             tag,
-            sequence: false,
+            sequence,
             length: s.u32_at(b, at + 4)?,
             size: 8,
         });
@@ -98,28 +126,7 @@ fn header(b: &[u8], at: usize, s: Syntax) -> Option<Header> {
 
 /// Checks every declared length of `data` (which starts at the `DICM` marker).
 pub(super) fn check_lengths(data: &[u8]) -> Result<(), DecodeError> {
-    let meta = Syntax {
-        explicit_vr: true,
-        big_endian: false,
-    };
-    let mut at = 4; // after "DICM"
-    let mut transfer_syntax = String::new();
-    while data.get(at..at + 2) == Some(&[0x02, 0x00]) {
-        let h = header(data, at, meta).ok_or(DecodeError::Malformed(
-            "truncated DICOM file meta information",
-        ))?;
-        let start = at + h.size;
-        let end = start
-            .checked_add(h.length as usize)
-            .filter(|e| h.length != UNDEFINED && *e <= data.len())
-            .ok_or(TOO_LONG)?;
-        if h.tag == (0x0002, 0x0010) {
-            transfer_syntax = String::from_utf8_lossy(&data[start..end])
-                .trim_end_matches(['\0', ' '])
-                .to_owned();
-        }
-        at = end;
-    }
+    let (at, transfer_syntax) = meta_group(data)?;
     let syntax = match transfer_syntax.as_str() {
         IMPLICIT_VR_LITTLE_ENDIAN => Syntax {
             explicit_vr: false,
@@ -129,14 +136,49 @@ pub(super) fn check_lengths(data: &[u8]) -> Result<(), DecodeError> {
             explicit_vr: true,
             big_endian: true,
         },
-        DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN => {
+        ts if DEFLATED.contains(&ts) => {
             return Err(DecodeError::Unsupported(
                 "deflated DICOM (its element lengths cannot be checked before inflating)".into(),
             ))
         }
-        _ => meta, // Explicit VR Little Endian, and every encapsulated (compressed) syntax
+        // Explicit VR Little Endian and every encapsulated syntax; the parser refuses the rest.
+        _ => Syntax::EXPLICIT_LE,
     };
     scan(data, at, data.len(), syntax, 0)
+}
+
+/// Walks the File Meta group as `dicom-object` reads it: a group length element first, then
+/// elements (of any group) until that many bytes are read. Returns where the data set starts
+/// and the transfer syntax, trimmed as `dicom-object` trims it.
+fn meta_group(data: &[u8]) -> Result<(usize, String), DecodeError> {
+    let first = header(data, 4, Syntax::EXPLICIT_LE).ok_or(TRUNCATED_META)?;
+    if first.tag != (0x0002, 0x0000) || first.length != 4 {
+        return Err(DecodeError::Malformed(
+            "DICOM file meta information does not start with its group length",
+        ));
+    }
+    let group_length = Syntax::EXPLICIT_LE
+        .u32_at(data, 4 + first.size)
+        .ok_or(TRUNCATED_META)?;
+    let mut at = 4 + first.size + 4;
+    let mut read = 0u32;
+    let mut transfer_syntax = String::new();
+    while read < group_length {
+        let h = header(data, at, Syntax::EXPLICIT_LE).ok_or(TRUNCATED_META)?;
+        let start = at + h.size;
+        let end = start
+            .checked_add(h.length as usize)
+            .filter(|e| h.length != UNDEFINED && *e <= data.len())
+            .ok_or(TOO_LONG)?;
+        if h.tag == (0x0002, 0x0010) {
+            transfer_syntax = String::from_utf8_lossy(&data[start..end])
+                .trim_end_matches(|c: char| c.is_whitespace() || c == '\0')
+                .to_owned();
+        }
+        read = read.saturating_add(h.size as u32).saturating_add(h.length);
+        at = end;
+    }
+    Ok((at, transfer_syntax))
 }
 
 /// Walks the elements of `data[at..end]`, stepping into sequences and items.
@@ -158,6 +200,11 @@ fn scan(
             return Ok(());
         };
         let start = at + h.size;
+        let delimiter = h.tag == (0xFFFE, ITEM_DELIMITER) || h.tag == (0xFFFE, SEQUENCE_DELIMITER);
+        if delimiter && h.length != 0 && h.length != UNDEFINED {
+            // The parser steps over a delimiter's header only, so the walk would part from it.
+            return Err(DecodeError::Malformed("a DICOM delimiter with a length"));
+        }
         if h.length == UNDEFINED {
             // Its content follows as elements (or fragments) up to a delimiter.
             fragments |= h.tag == PIXEL_DATA;
@@ -177,12 +224,7 @@ fn scan(
         let nested = if h.tag == (0xFFFE, ITEM) {
             !fragments
         } else {
-            // Implicit VR has no VR to say "sequence": a value that starts with an item tag is one.
             h.sequence
-                || (!s.explicit_vr
-                    && h.length >= 8
-                    && s.u16_at(data, start) == Some(0xFFFE)
-                    && s.u16_at(data, start + 2) == Some(ITEM))
         };
         if nested {
             scan(data, start, value_end, s, depth + 1)?;
