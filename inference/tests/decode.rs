@@ -369,6 +369,21 @@ fn a_length_hidden_where_the_scan_and_the_parser_part_is_refused() {
         .expect_err("no image in it");
     assert!(!err.to_string().contains("longer than the file"), "{err}");
 
+    // Found by the fuzzer next: a binary value is read in whole numbers, so Command Group
+    // Length (UL) declaring 91 bytes is read as 88, and the parser took the 3 left over as the
+    // start of a header declaring 3.5 GB that the scan, 3 bytes further on, never saw.
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../fuzz/regressions/image_decode/dicom-ul-length-not-multiple-of-4"
+    );
+    let input = std::fs::read(path).expect("the fuzz regression input");
+    refused(&input[2..], "not a whole number of values");
+    // The same with Rows (US) declaring 3 bytes.
+    let mut ds = implicit_header(0x0028, 0x0010, 3);
+    ds.extend_from_slice(&[0, 1, 0]);
+    ds.extend_from_slice(&bomb);
+    refused(&implicit_vr_dicom(&ds), "not a whole number of values");
+
     // Every deflated syntax is refused before inflating.
     for ts in [
         "1.2.840.10008.1.2.1.99",

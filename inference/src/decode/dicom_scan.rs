@@ -12,7 +12,9 @@
 //! 0.10 does (three fuzzed inputs found three places where it did not): the meta group is as
 //! long as its group length says, whatever tags it holds; Implicit VR takes "sequence" from the
 //! standard dictionary; a delimiter's length is never skipped by the parser, so one that is not
-//! zero is refused.
+//! zero is refused; a binary number's value is read in whole numbers (2, 4 or 8 bytes), so a
+//! length that is not a multiple of the size would leave the parser short of where the scan
+//! goes on, and is refused too.
 
 use dicom_core::dictionary::DataDictionary;
 use dicom_core::{Tag, VR};
@@ -81,47 +83,69 @@ impl Syntax {
     }
 }
 
-/// One element header: tag, whether its VR says sequence, value length, header size.
+/// One element header: tag, whether its VR says sequence, value length, header size, and the
+/// size of one value of its VR (the parser reads `length / unit` of them).
 struct Header {
     tag: (u16, u16),
     sequence: bool,
     length: u32,
     size: usize,
+    unit: u32,
+}
+
+/// Bytes per value of a binary VR as `dicom-parser` reads it (1 for strings and bytes).
+fn unit(vr: VR) -> u32 {
+    match vr {
+        VR::US | VR::OW | VR::SS => 2,
+        VR::AT | VR::UL | VR::OL | VR::SL | VR::FL | VR::OF => 4,
+        VR::FD | VR::OD | VR::SV | VR::OV | VR::UV => 8,
+        _ => 1,
+    }
+}
+
+/// The VR the Implicit VR decoder gives a tag: OW for Pixel Data and Overlay Data, else the
+/// standard dictionary's (relaxed), else UN.
+fn implicit_vr(tag: (u16, u16)) -> VR {
+    if tag == PIXEL_DATA || (tag.0 >> 8 == 0x60 && tag.1 == 0x3000) {
+        return VR::OW;
+    }
+    StandardDataDictionary
+        .by_tag(Tag(tag.0, tag.1))
+        .map_or(VR::UN, |e| e.vr.relaxed())
 }
 
 fn header(b: &[u8], at: usize, s: Syntax) -> Option<Header> {
     let tag = (s.u16_at(b, at)?, s.u16_at(b, at + 2)?);
     if tag.0 == 0xFFFE || !s.explicit_vr {
         // Items and delimiters never carry a VR; neither does Implicit VR, where the parser
-        // reads a sequence wherever the standard dictionary says SQ.
-        let sequence = tag.0 != 0xFFFE
-            && StandardDataDictionary
-                .by_tag(Tag(tag.0, tag.1))
-                .is_some_and(|e| e.vr.relaxed() == VR::SQ);
+        // takes it from the standard dictionary (a sequence wherever that says SQ).
+        let vr = if tag.0 == 0xFFFE {
+            VR::UN
+        } else {
+            implicit_vr(tag)
+        };
         return Some(Header {
             tag,
-            sequence,
+            sequence: vr == VR::SQ,
             length: s.u32_at(b, at + 4)?,
             size: 8,
+            unit: unit(vr),
         });
     }
-    let vr = b.get(at + 4..at + 6)?;
-    let sequence = vr == b"SQ";
-    if SHORT_VRS.iter().any(|v| v.as_slice() == vr) {
-        Some(Header {
-            tag,
-            sequence,
-            length: u32::from(s.u16_at(b, at + 6)?),
-            size: 8,
-        })
+    let vr_bytes: [u8; 2] = b.get(at + 4..at + 6)?.try_into().ok()?;
+    let vr = VR::from_binary(vr_bytes).unwrap_or(VR::UN);
+    let (length, size) = if SHORT_VRS.contains(&&vr_bytes) {
+        (u32::from(s.u16_at(b, at + 6)?), 8)
     } else {
-        Some(Header {
-            tag,
-            sequence,
-            length: s.u32_at(b, at + 8)?,
-            size: 12,
-        })
-    }
+        (s.u32_at(b, at + 8)?, 12)
+    };
+    Some(Header {
+        tag,
+        sequence: vr == VR::SQ,
+        length,
+        size,
+        unit: unit(vr),
+    })
 }
 
 /// Checks every declared length of `data` (which starts at the `DICM` marker).
@@ -218,6 +242,11 @@ fn scan(
             .checked_add(h.length as usize)
             .filter(|e| *e <= end)
             .ok_or(TOO_LONG)?;
+        if h.length % h.unit != 0 {
+            return Err(DecodeError::Malformed(
+                "a DICOM value length that is not a whole number of values",
+            ));
+        }
         if h.tag == (0xFFFE, SEQUENCE_DELIMITER) {
             fragments = false;
         }
