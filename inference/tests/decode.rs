@@ -290,6 +290,24 @@ fn bits_stored_outside_one_to_sixteen_is_refused() {
     assert!(decode(&original, Some("application/dicom"), &opts).is_ok());
 }
 
+/// Found by the fuzzer: a JPEG on which zune-jpeg 0.5.15 panics (an `unwrap` in its AVX2
+/// IDCT, upstream zune-image#409). `decode` contains it: a typed error, not a panic.
+#[test]
+fn a_panicking_jpeg_decoder_gives_a_typed_error() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../fuzz/regressions/image_decode/jpeg-zune-avx2-idct-panic"
+    );
+    let input = std::fs::read(path).expect("the fuzz regression input");
+    let result = decode(&input[2..], Some("image/jpeg"), &DecodeOptions::default());
+    // zune-jpeg picks its IDCT at run time; only the AVX2 one panics on this input.
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        let err = result.expect_err("refused");
+        assert!(err.to_string().contains("decoder failed"), "{err}");
+    }
+}
+
 /// A DICOM body: `DICM`, a meta group holding only the transfer syntax `ts`, then `dataset`.
 fn dicom_body(ts: &str, dataset: &[u8]) -> Vec<u8> {
     let mut uid = ts.as_bytes().to_vec();

@@ -7,8 +7,13 @@
 //! The header is read first, here, without the decoder (PNG: the IHDR chunk; JPEG: the first
 //! SOFn segment) and checked against
 //! [`Limits`]; the decoder then runs with `image::Limits` as a second guard on allocations.
+//!
+//! A panic inside the decoder is turned into [`DecodeError::Malformed`] here: `zune-jpeg`
+//! 0.5.15, the newest release, still panics on some hostile JPEGs (an `unwrap` in its AVX2
+//! IDCT, found by our fuzzer; upstream zune-image#409, fixed on its development branch).
 
 use std::io::Cursor;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use image::{DynamicImage, ImageFormat, ImageReader};
 
@@ -38,7 +43,10 @@ pub fn decode(body: &[u8], kind: MediaType, limits: &Limits) -> Result<DecodedIm
     // Up to 4 channels × 2 bytes for the decoded buffer, plus one f32 conversion.
     image_limits.max_alloc = Some(limits.max_pixels.saturating_mul(4 * 2 + 4 * 3));
     reader.limits(image_limits);
-    let image = reader.decode().map_err(image_error)?;
+    // The reader owns only its view of `body`: nothing is left half-changed by a panic.
+    let image = catch_unwind(AssertUnwindSafe(|| reader.decode()))
+        .map_err(|_| DecodeError::Malformed("the image decoder failed on this body"))?
+        .map_err(image_error)?;
     Ok(from_dynamic(image))
 }
 
