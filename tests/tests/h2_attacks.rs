@@ -3,10 +3,10 @@
 //! Each attack runs `tests/attacks/h2_attack.py` (PyPI `h2`, in `.cache/h2-venv` from
 //! scripts/setup.sh) for a bounded time, reconnecting whenever augur closes it, while a
 //! well-behaved HTTP/1 client keeps sending requests on other connections. Every test checks
-//! that augur closes the attacker's connection (or refuses its excess streams), that augur's
-//! CPU time stays well under the wall time, that its peak RSS stays small, and that the good
-//! client gets only `200`s with a low p99. Each prints a `FIGURES` line for
-//! `docs/hardening.md`.
+//! that augur's peak RSS stays small and that the good client gets only `200`s with a low p99;
+//! all but the floods of frames that ask for nothing (PRIORITY, WINDOW_UPDATE) also check that
+//! augur closes the attacker's connection (or refuses its excess streams) and that its CPU
+//! time stays well under the wall time. Each prints a `FIGURES` line for `docs/hardening.md`.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -23,9 +23,10 @@ use serde_json::Value;
 
 /// How long each flood runs.
 const ATTACK_SECS: &str = "2";
-/// The good client's p99 must stay under this (debug build, 2 cores shared with the attacker;
-/// the PING and SETTINGS floods delay a request or two by up to about 0.6 s).
-const GOOD_P99: Duration = Duration::from_millis(1500);
+/// The good client's p99 must stay under this (debug build, 2 cores shared with the attacker
+/// and a second test). With the HTTP/2 read budget it is 5 to 35 ms under every flood here;
+/// without it, PRIORITY and WINDOW_UPDATE floods pushed it to 1.1 and 1.4 s.
+const GOOD_P99: Duration = Duration::from_millis(300);
 /// augur's peak RSS must stay under this (about 35 MiB at rest).
 const PEAK_RSS_KIB: u64 = 96 * 1024;
 /// `/proc/PID/stat` counts CPU time in clock ticks of 1/100 s (`USER_HZ` on Linux).
@@ -143,6 +144,20 @@ impl Outcome {
     /// Prints the figures and checks what every attack must leave intact: bounded CPU and
     /// memory, and a good client that kept being served quickly.
     fn check_and_print(&self, class: &str) {
+        self.check_served_and_print(class);
+        // One attacker cannot take more than part of augur's one worker thread.
+        assert!(
+            self.cpu.as_secs_f64() < 0.8 * self.wall.as_secs_f64(),
+            "{class}: augur used {:?} of CPU in {:?}",
+            self.cpu,
+            self.wall
+        );
+    }
+
+    /// Prints the figures and checks bounded memory and a good client served quickly, but not
+    /// CPU: a flood of frames that ask for nothing keeps augur's thread busy by design, and
+    /// only its fairness (the HTTP/2 read budget) protects the others.
+    fn check_served_and_print(&self, class: &str) {
         let tried = self.summary["frames_sent"].as_u64().expect("frames_sent");
         println!(
             "FIGURES class={class} connections={} frames={tried} bytes={} cpu_s={:.2} \
@@ -172,13 +187,6 @@ impl Outcome {
             self.good.p99() < GOOD_P99,
             "{class}: good client's p99 {:?}",
             self.good.p99()
-        );
-        // One attacker cannot take more than part of augur's one worker thread.
-        assert!(
-            self.cpu.as_secs_f64() < 0.8 * self.wall.as_secs_f64(),
-            "{class}: augur used {:?} of CPU in {:?}",
-            self.cpu,
-            self.wall
         );
         assert!(
             self.peak_rss_kib < PEAK_RSS_KIB,
@@ -220,11 +228,19 @@ fn attack(bed: &Bed, mode: &str, args: &[&str]) -> Outcome {
     }
 }
 
-/// Every connection ended with a GOAWAY carrying one of `codes`, after fewer than `most`
-/// frames.
+/// Every connection that attacked ended with a GOAWAY carrying one of `codes`, after fewer
+/// than `most` frames. The attacker opens connections until its time is up, so the last one
+/// may have had no time left to send a frame: then it is not counted (on a loaded 2-core CI
+/// machine its handshake alone once took the last second).
 fn all_goaway(o: &Outcome, codes: &[&str], most: u64) {
-    assert!(!o.runs().is_empty(), "no attack ran");
-    for run in o.runs() {
+    let mut attacked = o.runs();
+    if let Some((last, before)) = attacked.split_last() {
+        if last["frames_sent"].as_u64() == Some(0) {
+            attacked = before;
+        }
+    }
+    assert!(!attacked.is_empty(), "no attack ran: {:?}", o.runs());
+    for run in attacked {
         let code = run["goaway"]["error"].as_str().unwrap_or("none");
         assert!(
             codes.contains(&code),
@@ -313,6 +329,32 @@ fn ping_flood_without_reading_is_closed() {
 #[test]
 fn settings_flood_without_reading_is_closed() {
     control_flood("settings-flood", "h2-settings-flood");
+}
+
+/// Frames that need no answer (PRIORITY; WINDOW_UPDATE of 1), sent as fast as augur reads
+/// them: nothing piles up, so only augur's read budget per turn keeps the good client served.
+/// The connection is not closed (Envoy closes it past `max_inbound_priority_frames_per_stream`
+/// or `max_inbound_window_update_frames_per_data_frame_sent`; augur does not count frames).
+fn frame_flood(mode: &str, class: &str) {
+    let bed = start(&[]);
+    let o = attack(
+        &bed,
+        mode,
+        &["--duration", ATTACK_SECS, "--count", "100000000"],
+    );
+    let frames = o.summary["frames_sent"].as_u64().expect("frames_sent");
+    assert!(frames > 10_000, "only {frames} frames sent");
+    o.check_served_and_print(class);
+}
+
+#[test]
+fn priority_flood_leaves_others_served() {
+    frame_flood("priority-flood", "h2-priority-flood");
+}
+
+#[test]
+fn window_update_flood_leaves_others_served() {
+    frame_flood("window-update-flood", "h2-window-update-flood");
 }
 
 /// `streams` requests whose bodies never come on one connection: `limit` stay open, augur

@@ -7,7 +7,8 @@
 //! took longer than `--request-headers-timeout` from their first byte. The proxy marks the
 //! headers as read in `request_filter` and waits for the next ones in `logging`, through the
 //! [`ConnState`] it finds on the session's stream. On HTTP/2 its writes fail once blocked for
-//! `--stream-idle-timeout`, which closes a client that floods PING or SETTINGS without reading.
+//! `--stream-idle-timeout`, which closes a client that floods PING or SETTINGS without reading,
+//! and its reads yield to other connections after every [`H2_READ_BUDGET`] bytes.
 
 use std::fmt;
 use std::future::Future;
@@ -31,10 +32,23 @@ use pingora::server::ShutdownWatch;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
+use super::head::{self, HeadWatch};
 use super::Limits;
 
 /// The HTTP/2 connection preface (RFC 9113 §3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Bytes read and dropped after a `431` before the connection is closed: closing a socket with
+/// unread bytes sends a reset, which can destroy the reply before the client reads it.
+const DRAIN_AFTER_REJECT: usize = 1024 * 1024;
+/// The longest that dropping lasts; Envoy's `delayed_close_timeout` default.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Bytes an HTTP/2 connection may read before its task yields to the others on the thread.
+/// h2 handles frames for as long as the socket has them, so a flood of small frames (about
+/// 3,800 PINGs in 64 KiB) would otherwise keep a request on another connection waiting; Envoy
+/// bounds the same work per I/O cycle (`max_requests_per_io_cycle`).
+pub const H2_READ_BUDGET: usize = 64 * 1024;
 
 /// What the proxy and the stream share about one client connection.
 #[derive(Debug)]
@@ -155,6 +169,12 @@ where
             deadline: None,
             write_stall: self.limits.stream_idle_timeout.filter(|_| h2),
             write_deadline: None,
+            read_budget: H2_READ_BUDGET,
+            yielding: None,
+            head: (!h2).then(|| Head {
+                watch: HeadWatch::default(),
+                drained: None,
+            }),
         };
         // Kept-alive HTTP/1 connections come back here, so the count covers the connection.
         let mut next = self.app.process_new(Box::new(guarded), shutdown).await;
@@ -237,9 +257,61 @@ pub struct GuardedStream {
     write_stall: Option<Duration>,
     /// When the blocked write fails.
     write_deadline: Option<Pin<Box<Sleep>>>,
+    /// HTTP/2: bytes left to read before yielding ([`H2_READ_BUDGET`]), and the yield.
+    read_budget: usize,
+    yielding: Option<Pin<Box<dyn Future<Output = ()> + Send + Sync>>>,
+    /// HTTP/1: the request head being read, against the header limits.
+    head: Option<Head>,
+}
+
+/// What an HTTP/1 connection knows of the request head it is reading.
+struct Head {
+    watch: HeadWatch,
+    /// After a `431`: what is dropped before the close.
+    drained: Option<Drain>,
+}
+
+/// The client's bytes dropped after a `431`, and when dropping ends.
+struct Drain {
+    bytes: usize,
+    until: Pin<Box<Sleep>>,
 }
 
 impl GuardedStream {
+    /// Reads HTTP/2 bytes until [`H2_READ_BUDGET`] is spent, then yields once, as
+    /// `tokio::task::yield_now` does: the task runs again only after the runtime has polled
+    /// for I/O, so other connections' readiness is seen between two turns of a flood (a plain
+    /// self-wake would keep the run queue busy, and a current-thread runtime looks for I/O
+    /// only every 61 polls while it is).
+    fn poll_read_budgeted(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if self.read_budget == 0 {
+            let turn = self
+                .yielding
+                .get_or_insert_with(|| Box::pin(tokio::task::yield_now()));
+            if turn.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.yielding = None;
+            self.read_budget = H2_READ_BUDGET;
+        }
+        let before = buf.filled().len();
+        let read = Pin::new(&mut self.inner).poll_read(cx, buf);
+        match read {
+            Poll::Ready(Ok(())) => {
+                let n = buf.filled().len().saturating_sub(before);
+                self.read_budget = self.read_budget.saturating_sub(n);
+            }
+            // The task waits for the socket anyway: a fresh budget when it comes back.
+            Poll::Pending => self.read_budget = H2_READ_BUDGET,
+            Poll::Ready(Err(_)) => {}
+        }
+        read
+    }
+
     /// Fails an HTTP/2 connection whose writes stayed blocked for `write_stall`: the client
     /// reads nothing. h2 stops reading frames while it cannot write the ACKs that a PING or
     /// SETTINGS flood asks for, so such a client would otherwise hold the connection and its
@@ -297,9 +369,12 @@ impl AsyncRead for GuardedStream {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
-        let Some(limit) = this.header_timeout else {
-            return Pin::new(&mut this.inner).poll_read(cx, buf);
-        };
+        if this.h2 {
+            return this.poll_read_budgeted(cx, buf);
+        }
+        if this.head.as_ref().is_some_and(|h| h.drained.is_some()) {
+            return this.poll_drain(cx);
+        }
         if !this.state.awaiting_headers.load(Ordering::Relaxed) {
             this.deadline = None;
             return Pin::new(&mut this.inner).poll_read(cx, buf);
@@ -315,15 +390,81 @@ impl AsyncRead for GuardedStream {
         }
         let before = buf.filled().len();
         let read = Pin::new(&mut this.inner).poll_read(cx, buf);
-        let first_bytes = matches!(read, Poll::Ready(Ok(()))) && buf.filled().len() > before;
-        if first_bytes && this.deadline.is_none() {
+        let new = buf.filled().get(before..).unwrap_or_default();
+        if !matches!(read, Poll::Ready(Ok(()))) || new.is_empty() {
+            return read;
+        }
+        if let (Some(limit), None) = (this.header_timeout, &this.deadline) {
             // The request's first byte: its headers are due within the limit.
             let mut sleep = Box::pin(tokio::time::sleep(limit));
             // Registers the timer, so that a stalled client is woken up and closed.
             let _ = sleep.as_mut().poll(cx);
             this.deadline = Some((epoch, sleep));
         }
+        let over = this
+            .head
+            .as_mut()
+            .is_some_and(|h| h.watch.over_parser_limits(epoch, new));
+        if over {
+            return this.reject_head(cx);
+        }
         read
+    }
+}
+
+impl GuardedStream {
+    /// Answers `431` for a head past pingora's ceiling, then drops what the client still sends
+    /// (up to [`DRAIN_AFTER_REJECT`] or [`DRAIN_TIMEOUT`]) before failing the read.
+    fn reject_head(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let reply = head::too_large_reply();
+        // The client is still sending its head, so nothing else is queued on this socket and
+        // the reply goes out in one write; if it does not, the client gets the close alone.
+        let inner = Pin::new(&mut self.inner);
+        if let Poll::Ready(Ok(n)) = inner.poll_write(cx, &reply) {
+            if n == reply.len() {
+                let _ = Pin::new(&mut self.inner).poll_flush(cx);
+            }
+        }
+        tracing::debug!("request head past the parser's ceiling: 431 DPE, connection closed");
+        if let Some(head) = self.head.as_mut() {
+            head.drained = Some(Drain {
+                bytes: 0,
+                until: Box::pin(tokio::time::sleep(DRAIN_TIMEOUT)),
+            });
+        }
+        self.poll_drain(cx)
+    }
+
+    /// Reads and drops the client's bytes after a `431` until it closes, sent
+    /// [`DRAIN_AFTER_REJECT`] or [`DRAIN_TIMEOUT`] passed; then fails the read, which closes
+    /// the connection.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let failed = || {
+            Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "request head past the parser's ceiling (431)",
+            )))
+        };
+        let Some(drain) = self.head.as_mut().and_then(|h| h.drained.as_mut()) else {
+            return failed();
+        };
+        if drain.until.as_mut().poll(cx).is_ready() {
+            return failed();
+        }
+        let mut scratch = [0u8; 8192];
+        loop {
+            let mut buf = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut self.inner).poll_read(cx, &mut buf) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(())) if !buf.filled().is_empty() => {
+                    drain.bytes += buf.filled().len();
+                    if drain.bytes >= DRAIN_AFTER_REJECT {
+                        return failed();
+                    }
+                }
+                Poll::Ready(_) => return failed(),
+            }
+        }
     }
 }
 
@@ -453,6 +594,52 @@ mod tests {
         assert_eq!(c.open(), 1);
         drop(b);
         assert_eq!(c.open(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_http2_connection_yields_after_its_read_budget() {
+        use tokio::io::AsyncWriteExt;
+        // An in-memory pipe already holding three budgets: every read is ready at once, so
+        // without the budget the reads would never pause.
+        let (mut client, server) = tokio::io::duplex(4 * H2_READ_BUDGET);
+        client
+            .write_all(&vec![0u8; 3 * H2_READ_BUDGET])
+            .await
+            .expect("write");
+        let mut guarded = GuardedStream {
+            inner: Box::new(server),
+            state: Arc::new(ConnState::new(false)),
+            header_timeout: None,
+            h2: true,
+            deadline: None,
+            write_stall: None,
+            write_deadline: None,
+            read_budget: H2_READ_BUDGET,
+            yielding: None,
+            head: None,
+        };
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        let mut chunk = [0u8; 4096];
+        let mut turns = vec![0usize];
+        while turns.iter().sum::<usize>() < 3 * H2_READ_BUDGET {
+            let mut buf = ReadBuf::new(&mut chunk);
+            match Pin::new(&mut guarded).poll_read(&mut cx, &mut buf) {
+                Poll::Ready(Ok(())) => {
+                    if let Some(turn) = turns.last_mut() {
+                        *turn += buf.filled().len();
+                    }
+                }
+                Poll::Ready(Err(e)) => panic!("read: {e}"),
+                Poll::Pending => {
+                    turns.push(0);
+                    // Let the runtime poll for I/O and run the deferred wake-up.
+                    tokio::task::yield_now().await;
+                }
+            }
+            assert!(turns.len() <= 4, "too many pauses: {turns:?}");
+        }
+        assert_eq!(turns, vec![H2_READ_BUDGET; 3], "one budget per turn");
     }
 
     #[test]

@@ -10,6 +10,7 @@
 
 pub mod args;
 pub mod conn;
+pub mod head;
 
 use std::sync::Arc;
 use std::time::Duration;
