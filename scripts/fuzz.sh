@@ -6,7 +6,7 @@
 #
 #   scripts/fuzz.sh                          # every target, 20 s each
 #   scripts/fuzz.sh 3600                     # the long run: an hour per target
-#   scripts/fuzz.sh 20 policy_load           # the CI run (scripts/test.sh)
+#   scripts/fuzz.sh 20 policy_load image_decode  # the CI run (scripts/test.sh)
 #
 # Works with the stable toolchain alone: cargo-fuzz is installed (pinned, --locked) into
 # .cache/cargo-fuzz on first use, and RUSTC_BOOTSTRAP=1 lets stable rustc take the -Z flags

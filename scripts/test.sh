@@ -27,12 +27,10 @@ if ! "$deny" --version 2>/dev/null | grep -q " $deny_version\$"; then
     cargo install --locked --quiet cargo-deny --version "$deny_version" --root "$root/.cache/cargo-deny"
 fi
 "$deny" --locked check licenses bans sources
-echo "== fuzz: policy_load for 20 s (docs/fuzzing.md)"
+echo "== fuzz: policy_load and image_decode, 20 s each (docs/fuzzing.md)"
 # fuzz/ is outside the workspace, so cargo fmt skips it. Every committed regression input of
-# every target replays under cargo test above. image_decode still finds DICOM inputs that
-# dicom-parser over-allocates on (docs/fuzzing.md), so a short run of it would fail CI at
-# random; it and the proxy targets (pingora under ASan is too long to build here) run with
-# scripts/fuzz.sh.
-rustfmt --edition 2021 --check fuzz/fuzz_targets/*.rs
-scripts/fuzz.sh 20 policy_load
+# every target replays under cargo test above. The proxy targets (pingora under ASan is too
+# long to build here) run with scripts/fuzz.sh.
+rustfmt --edition 2021 --check fuzz/fuzz_targets/*.rs fuzz/common/*.rs
+scripts/fuzz.sh 20 policy_load image_decode
 echo "== done in $(( $(date +%s) - start )) s"
