@@ -24,7 +24,6 @@ warmup=${SOAK_WARMUP:-900}
 out=target/soak
 get_rps=${SOAK_GET_RPS:-200}
 post_rps=${SOAK_POST_RPS:-10}
-OHA_VERSION=1.16.0
 
 mkdir -p "$out"
 verdict() {
@@ -66,11 +65,7 @@ if [ "${1:-}" = "--verdict" ]; then
   exit
 fi
 scripts/setup.sh >/dev/null
-oha=.cache/oha/bin/oha
-if [ ! -x "$oha" ]; then
-  echo "soak: building oha $OHA_VERSION from crates.io into .cache/oha (once, ~8 min on 2 cores)"
-  cargo install oha --version "$OHA_VERSION" --locked --root .cache/oha
-fi
+oha=$(scripts/oha.sh)
 echo "soak: building augur (release)"
 cargo build --release --locked --bin augur
 export ORT_DYLIB_PATH="$root/.cache/onnxruntime/libonnxruntime.so.1.32.0"
