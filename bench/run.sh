@@ -11,6 +11,7 @@
 #   BENCH_ROUNDS=5 BENCH_SECONDS=10 BENCH_RATES="1000 5000" bench/run.sh
 #   BENCH_SCENARIOS="h1 mirror" bench/run.sh      # a subset (h1 h2 mirror shadow tls conns)
 #   BENCH_COMPONENTS=0 bench/run.sh  # skip the inference and analyzer components
+#   BENCH_INSTRUCTIONS=1 bench/run.sh  # instructions per request under callgrind instead
 #
 # Installs: Debian wrk, haproxy, nghttp2-client (h2load), nginx, openssl; oha from crates.io
 # through scripts/oha.sh (native-tls, cached in .cache/oha-native-tls, ~4 minutes the first time);
@@ -69,6 +70,15 @@ fi
 export ORT_DYLIB_PATH=${ORT_DYLIB_PATH:-$root/.cache/onnxruntime/libonnxruntime.so.1.32.0}
 # The idle-connection scenario holds 1,000 client sockets (and the proxies as many upstream).
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+if [ "${BENCH_INSTRUCTIONS:-0}" = "1" ]; then
+  # Instructions per request under callgrind (make bench-instructions), not timings.
+  command -v valgrind >/dev/null || {
+    sudo_if_needed apt-get update -qq
+    sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null
+  }
+  exec "$venv/bin/python" bench/instructions.py --envoy .cache/envoy/bin/envoy --augur target/release/augur
+fi
 
 exec "$venv/bin/python" bench/harness.py --oha "$oha" --envoy .cache/envoy/bin/envoy \
   --augur target/release/augur "$@"
