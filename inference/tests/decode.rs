@@ -8,6 +8,15 @@ use augur_inference::decode::{decode, DecodeError, DecodeOptions, DecodedImage};
 use augur_inference::metadata::{InputSpec, Layout, Normalization, ResizeFilter};
 use augur_inference::preprocess::{resize, Preprocessor};
 
+/// An input the `image_decode` fuzz target found (`fuzz/regressions/image_decode/`): byte 0
+/// picks the content type, byte 1 the recipe, the rest is the body.
+fn fuzz_regression(name: &str) -> Vec<u8> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/regressions/image_decode")
+        .join(name);
+    std::fs::read(path).expect("the fuzz regression input")
+}
+
 fn decode_file(name: &str) -> Result<DecodedImage, DecodeError> {
     let bytes = std::fs::read(common::image(name)).unwrap();
     decode(&bytes, None, &DecodeOptions::default())
@@ -228,11 +237,7 @@ fn all_16_real_xrays_decode_and_preprocess() {
 /// (and the same with 4 GiB) is refused by the length pre-scan before anything is allocated.
 #[test]
 fn a_declared_length_beyond_the_body_is_refused_before_allocation() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../fuzz/regressions/image_decode/dicom-declared-length-64mib"
-    );
-    let input = std::fs::read(path).expect("the fuzz regression input");
+    let input = fuzz_regression("dicom-declared-length-64mib");
     // The fuzz target's first two bytes choose the content type and the recipe.
     let body = &input[2..];
     let opts = DecodeOptions::default();
@@ -253,11 +258,7 @@ fn a_declared_length_beyond_the_body_is_refused_before_allocation() {
     assert!(decode(&original, Some("application/dicom"), &opts).is_ok());
     // Found by the CI fuzz run: an element whose VR bytes are not a VR (`\0\0`), which
     // dicom-parser reads as UN with a 4-byte length; the pre-scan reads it the same way.
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../fuzz/regressions/image_decode/dicom-unknown-vr-long-length"
-    );
-    let input = std::fs::read(path).expect("the fuzz regression input");
+    let input = fuzz_regression("dicom-unknown-vr-long-length");
     let err = decode(&input[2..], Some("application/dicom"), &opts).expect_err("refused");
     assert!(err.to_string().contains("longer than the file"), "{err}");
 }
@@ -267,11 +268,7 @@ fn a_declared_length_beyond_the_body_is_refused_before_allocation() {
 #[test]
 fn bits_stored_outside_one_to_sixteen_is_refused() {
     let opts = DecodeOptions::default();
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../fuzz/regressions/image_decode/dicom-bits-stored-40"
-    );
-    let input = std::fs::read(path).expect("the fuzz regression input");
+    let input = fuzz_regression("dicom-bits-stored-40");
     let err = decode(&input[2..], Some("application/dicom"), &opts).expect_err("refused");
     assert!(err.to_string().contains("40 of 16 bits stored"), "{err}");
 
@@ -294,11 +291,7 @@ fn bits_stored_outside_one_to_sixteen_is_refused() {
 /// IDCT, upstream zune-image#409). `decode` contains it: a typed error, not a panic.
 #[test]
 fn a_panicking_jpeg_decoder_gives_a_typed_error() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../fuzz/regressions/image_decode/jpeg-zune-avx2-idct-panic"
-    );
-    let input = std::fs::read(path).expect("the fuzz regression input");
+    let input = fuzz_regression("jpeg-zune-avx2-idct-panic");
     let result = decode(&input[2..], Some("image/jpeg"), &DecodeOptions::default());
     // zune-jpeg picks its IDCT at run time; only the AVX2 one panics on this input.
     #[cfg(target_arch = "x86_64")]
@@ -358,11 +351,7 @@ fn a_length_hidden_where_the_scan_and_the_parser_part_is_refused() {
     // which dicom-object reads as meta, so the transfer syntax after it (Implicit VR) holds.
     // The scan stopped the meta group at the first tag not in group 2 and read on as Explicit
     // VR, where the last header is cut short; the parser read 2.8 GB from it.
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../fuzz/regressions/image_decode/dicom-meta-group-off-group-tag"
-    );
-    let input = std::fs::read(path).expect("the fuzz regression input");
+    let input = fuzz_regression("dicom-meta-group-off-group-tag");
     refused(&input[2..], "longer than the file");
 
     // A delimiter with a length: the parser steps over its 8-byte header only.
@@ -390,11 +379,7 @@ fn a_length_hidden_where_the_scan_and_the_parser_part_is_refused() {
     // Found by the fuzzer next: a binary value is read in whole numbers, so Command Group
     // Length (UL) declaring 91 bytes is read as 88, and the parser took the 3 left over as the
     // start of a header declaring 3.5 GB that the scan, 3 bytes further on, never saw.
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../fuzz/regressions/image_decode/dicom-ul-length-not-multiple-of-4"
-    );
-    let input = std::fs::read(path).expect("the fuzz regression input");
+    let input = fuzz_regression("dicom-ul-length-not-multiple-of-4");
     refused(&input[2..], "not a whole number of values");
     // The same with Rows (US) declaring 3 bytes.
     let mut ds = implicit_header(0x0028, 0x0010, 3);

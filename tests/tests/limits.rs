@@ -33,6 +33,14 @@ fn assert_local_reply(raw: &str, status: &str, body: &str) {
     assert!(raw.ends_with(body), "body {body:?} in {raw:?}");
 }
 
+fn assert_headers_too_large(raw: &str) {
+    assert_local_reply(
+        raw,
+        "431 Request Header Fields Too Large",
+        "Request Header Fields Too Large",
+    );
+}
+
 #[test]
 fn header_uri_body_and_framing_limits_answer_like_envoy() {
     let origin = EchoOrigin::start();
@@ -55,11 +63,7 @@ fn header_uri_body_and_framing_limits_answer_like_envoy() {
     let ok = exchange(addr, &get_with_headers(100), WAIT);
     assert_eq!(ok.statuses(), vec![200], "{}", ok.text());
     let too_many = exchange(addr, &get_with_headers(101), WAIT);
-    assert_local_reply(
-        &too_many.text(),
-        "431 Request Header Fields Too Large",
-        "Request Header Fields Too Large",
-    );
+    assert_headers_too_large(&too_many.text());
     assert!(too_many.closed);
     tried += 2;
 
@@ -75,29 +79,17 @@ fn header_uri_body_and_framing_limits_answer_like_envoy() {
         vec![200]
     );
     let too_big = exchange(addr, big(61 * 1024).as_bytes(), WAIT);
-    assert_local_reply(
-        &too_big.text(),
-        "431 Request Header Fields Too Large",
-        "Request Header Fields Too Large",
-    );
+    assert_headers_too_large(&too_big.text());
     tried += 2;
 
     // Past pingora's own ceiling (256 headers; 1 MiB of head) the answer is Envoy's 431 too,
     // not pingora's 400: the connection watches the head as it is read. pingora never makes
     // a request of these, so they have no access-log line.
     let r = exchange(addr, &get_with_headers(300), WAIT);
-    assert_local_reply(
-        &r.text(),
-        "431 Request Header Fields Too Large",
-        "Request Header Fields Too Large",
-    );
+    assert_headers_too_large(&r.text());
     assert!(r.closed);
     let r = exchange(addr, big(2 * 1024 * 1024).as_bytes(), WAIT);
-    assert_local_reply(
-        &r.text(),
-        "431 Request Header Fields Too Large",
-        "Request Header Fields Too Large",
-    );
+    assert_headers_too_large(&r.text());
     assert!(r.closed);
     let unlogged = 2;
 

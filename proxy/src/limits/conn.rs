@@ -406,6 +406,8 @@ impl AsyncRead for GuardedStream {
             .as_mut()
             .is_some_and(|h| h.watch.over_parser_limits(epoch, new));
         if over {
+            // What was read is dropped with the rest: pingora gets no bytes, only the close.
+            buf.set_filled(before);
             return this.reject_head(cx);
         }
         read

@@ -48,7 +48,7 @@ impl HeadWatch {
         if self.done {
             return false;
         }
-        while let Some(at) = read.iter().position(|&b| b == b'\n') {
+        while let Some(at) = memchr::memchr(b'\n', read) {
             self.line(read.get(..at).unwrap_or_default());
             self.bytes += at + 1;
             let empty = self.line_len == 0 || (self.line_len == 1 && self.line_first == b'\r');
