@@ -4,9 +4,9 @@
 //! scripts/setup.sh) for a bounded time, reconnecting whenever augur closes it, while a
 //! well-behaved HTTP/1 client keeps sending requests on other connections. Every test checks
 //! that augur's peak RSS stays small and that the good client gets only `200`s with a low p99;
-//! all but the floods of frames that ask for nothing (PRIORITY, WINDOW_UPDATE) also check that
-//! augur closes the attacker's connection (or refuses its excess streams) and that its CPU
-//! time stays well under the wall time. Each prints a `FIGURES` line for `docs/hardening.md`.
+//! all but the unbounded floods of frames that ask for nothing (PRIORITY, WINDOW_UPDATE, with
+//! their bounds set to 0) also check that augur closes the attacker's connection (or refuses
+//! its excess streams) and that its CPU time stays well under the wall time. Each prints a `FIGURES` line for `docs/hardening.md`.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -332,11 +332,53 @@ fn settings_flood_without_reading_is_closed() {
 }
 
 /// Frames that need no answer (PRIORITY; WINDOW_UPDATE of 1), sent as fast as augur reads
-/// them: nothing piles up, so only augur's read budget per turn keeps the good client served.
-/// The connection is not closed (Envoy closes it past `max_inbound_priority_frames_per_stream`
-/// or `max_inbound_window_update_frames_per_data_frame_sent`; augur does not count frames).
-fn frame_flood(mode: &str, class: &str) {
+/// them: augur closes the connection past Envoy's bounds (100 PRIORITY frames per stream opened
+/// plus 100; 10 WINDOW_UPDATE frames per DATA frame sent, plus 5), as soon as it has read them
+/// (the attacker's count of frames sent is what the kernel took into its buffers meanwhile).
+fn frame_flood_is_closed(mode: &str, class: &str) {
     let bed = start(&[]);
+    let o = attack(
+        &bed,
+        mode,
+        &[
+            "--duration",
+            ATTACK_SECS,
+            "--count",
+            "100000000",
+            "--connections",
+            "1000",
+        ],
+    );
+    for run in o.runs() {
+        assert!(
+            run["closed"] == true,
+            "flooding connection left open: {run}"
+        );
+        let after = run["closed_after_s"].as_f64().expect("closed_after_s");
+        assert!(after < 0.5, "closed after {after} s: {run}");
+    }
+    o.check_and_print(class);
+}
+
+#[test]
+fn priority_flood_is_closed() {
+    frame_flood_is_closed("priority-flood", "h2-priority-flood");
+}
+
+#[test]
+fn window_update_flood_is_closed() {
+    frame_flood_is_closed("window-update-flood", "h2-window-update-flood");
+}
+
+/// The same floods with those bounds off (0): nothing piles up and nothing is closed, so only
+/// augur's read budget per turn keeps the good client served.
+fn frame_flood_is_fair(mode: &str, class: &str) {
+    let bed = start(&[
+        "--http2-max-inbound-priority-frames-per-stream",
+        "0",
+        "--http2-max-inbound-window-update-frames-per-data-frame-sent",
+        "0",
+    ]);
     let o = attack(
         &bed,
         mode,
@@ -348,13 +390,13 @@ fn frame_flood(mode: &str, class: &str) {
 }
 
 #[test]
-fn priority_flood_leaves_others_served() {
-    frame_flood("priority-flood", "h2-priority-flood");
+fn unbounded_priority_flood_leaves_others_served() {
+    frame_flood_is_fair("priority-flood", "h2-priority-flood-unbounded");
 }
 
 #[test]
-fn window_update_flood_leaves_others_served() {
-    frame_flood("window-update-flood", "h2-window-update-flood");
+fn unbounded_window_update_flood_leaves_others_served() {
+    frame_flood_is_fair("window-update-flood", "h2-window-update-flood-unbounded");
 }
 
 /// `streams` requests whose bodies never come on one connection: `limit` stay open, augur

@@ -53,6 +53,14 @@ pub struct LimitArgs {
     /// `max_concurrent_streams`).
     #[arg(long, env = "AUGUR_HTTP2_MAX_CONCURRENT_STREAMS", default_value_t = DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS)]
     pub http2_max_concurrent_streams: u32,
+    /// HTTP/2 PRIORITY frames a client may send per stream it opened, plus as many once;
+    /// past that the connection is closed (Envoy's option of this name; 0: no limit).
+    #[arg(long, env = "AUGUR_HTTP2_MAX_INBOUND_PRIORITY_FRAMES_PER_STREAM", default_value_t = DEFAULT_HTTP2_MAX_INBOUND_PRIORITY_FRAMES_PER_STREAM)]
+    pub http2_max_inbound_priority_frames_per_stream: u64,
+    /// HTTP/2 WINDOW_UPDATE frames a client may send per DATA frame augur sent (plus 2 per
+    /// stream and 5); past that the connection is closed (Envoy's option; 0: no limit).
+    #[arg(long, env = "AUGUR_HTTP2_MAX_INBOUND_WINDOW_UPDATE_FRAMES_PER_DATA_FRAME_SENT", default_value_t = DEFAULT_HTTP2_MAX_INBOUND_WINDOW_UPDATE_FRAMES_PER_DATA_FRAME_SENT)]
+    pub http2_max_inbound_window_update_frames_per_data_frame_sent: u64,
 }
 
 impl LimitArgs {
@@ -71,6 +79,10 @@ impl LimitArgs {
             idle_timeout: on(self.idle_timeout),
             max_connection_duration: on(self.max_connection_duration),
             http2_max_concurrent_streams: self.http2_max_concurrent_streams,
+            http2_max_inbound_priority_frames_per_stream: self
+                .http2_max_inbound_priority_frames_per_stream,
+            http2_max_inbound_window_update_frames_per_data_frame_sent: self
+                .http2_max_inbound_window_update_frames_per_data_frame_sent,
         }
     }
 }

@@ -8,7 +8,8 @@
 //! headers as read in `request_filter` and waits for the next ones in `logging`, through the
 //! [`ConnState`] it finds on the session's stream. On HTTP/2 its writes fail once blocked for
 //! `--stream-idle-timeout`, which closes a client that floods PING or SETTINGS without reading,
-//! and its reads yield to other connections after every [`H2_READ_BUDGET`] bytes.
+//! its reads yield to other connections after every [`H2_READ_BUDGET`] bytes, and it is closed
+//! past Envoy's bounds on PRIORITY and WINDOW_UPDATE frames (`h2_frames`).
 
 use std::fmt;
 use std::future::Future;
@@ -32,6 +33,7 @@ use pingora::server::ShutdownWatch;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
+use super::h2_frames::FrameCounts;
 use super::head::{self, HeadWatch};
 use super::Limits;
 
@@ -171,6 +173,7 @@ where
             write_deadline: None,
             read_budget: H2_READ_BUDGET,
             yielding: None,
+            frames: FrameCounts::new(&self.limits).filter(|_| h2),
             head: (!h2).then(|| Head {
                 watch: HeadWatch::default(),
                 drained: None,
@@ -260,6 +263,8 @@ pub struct GuardedStream {
     /// HTTP/2: bytes left to read before yielding ([`H2_READ_BUDGET`]), and the yield.
     read_budget: usize,
     yielding: Option<Pin<Box<dyn Future<Output = ()> + Send + Sync>>>,
+    /// HTTP/2: the frames each way, against PRIORITY and WINDOW_UPDATE floods.
+    frames: Option<FrameCounts>,
     /// HTTP/1: the request head being read, against the header limits.
     head: Option<Head>,
 }
@@ -302,8 +307,15 @@ impl GuardedStream {
         let read = Pin::new(&mut self.inner).poll_read(cx, buf);
         match read {
             Poll::Ready(Ok(())) => {
-                let n = buf.filled().len().saturating_sub(before);
-                self.read_budget = self.read_budget.saturating_sub(n);
+                let new = buf.filled().get(before..).unwrap_or_default();
+                self.read_budget = self.read_budget.saturating_sub(new.len());
+                if let Some(Err(flood)) = self.frames.as_mut().map(|f| f.received(new)) {
+                    tracing::debug!(%flood, "HTTP/2 connection closed");
+                    return Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        flood.to_string(),
+                    )));
+                }
             }
             // The task waits for the socket anyway: a fresh budget when it comes back.
             Poll::Pending => self.read_budget = H2_READ_BUDGET,
@@ -478,6 +490,9 @@ impl AsyncWrite for GuardedStream {
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
         let result = Pin::new(&mut this.inner).poll_write(cx, buf);
+        if let (Poll::Ready(Ok(n)), Some(frames)) = (&result, this.frames.as_mut()) {
+            frames.sent(buf.get(..*n).unwrap_or_default());
+        }
         this.write_stalled(cx, result, true)
     }
 
@@ -498,6 +513,17 @@ impl AsyncWrite for GuardedStream {
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
         let result = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        if let (Poll::Ready(Ok(n)), Some(frames)) = (&result, this.frames.as_mut()) {
+            let mut left = *n;
+            for b in bufs {
+                let take = left.min(b.len());
+                frames.sent(b.get(..take).unwrap_or_default());
+                left -= take;
+                if left == 0 {
+                    break;
+                }
+            }
+        }
         this.write_stalled(cx, result, true)
     }
 
@@ -618,6 +644,7 @@ mod tests {
             write_deadline: None,
             read_budget: H2_READ_BUDGET,
             yielding: None,
+            frames: None,
             head: None,
         };
         let waker = std::task::Waker::noop();

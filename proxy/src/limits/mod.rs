@@ -10,6 +10,7 @@
 
 pub mod args;
 pub mod conn;
+pub mod h2_frames;
 pub mod head;
 
 use std::sync::Arc;
@@ -42,6 +43,10 @@ pub const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Envoy's edge `max_concurrent_streams`.
 pub const DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS: u32 = 100;
+/// Envoy's `max_inbound_priority_frames_per_stream` default.
+pub const DEFAULT_HTTP2_MAX_INBOUND_PRIORITY_FRAMES_PER_STREAM: u64 = 100;
+/// Envoy's `max_inbound_window_update_frames_per_data_frame_sent` default.
+pub const DEFAULT_HTTP2_MAX_INBOUND_WINDOW_UPDATE_FRAMES_PER_DATA_FRAME_SENT: u64 = 10;
 /// Envoy's edge `initial_stream_window_size` (64 KiB).
 pub const HTTP2_STREAM_WINDOW: u32 = 64 * 1024;
 /// Envoy's edge `initial_connection_window_size` (1 MiB).
@@ -120,6 +125,10 @@ pub struct Limits {
     pub max_connection_duration: Option<Duration>,
     /// HTTP/2 streams a client may have open on one connection.
     pub http2_max_concurrent_streams: u32,
+    /// HTTP/2 PRIORITY frames a client may send per stream it opened (0: no limit).
+    pub http2_max_inbound_priority_frames_per_stream: u64,
+    /// HTTP/2 WINDOW_UPDATE frames a client may send per DATA frame augur sent (0: no limit).
+    pub http2_max_inbound_window_update_frames_per_data_frame_sent: u64,
 }
 
 impl Default for Limits {
@@ -136,6 +145,10 @@ impl Default for Limits {
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
             max_connection_duration: None,
             http2_max_concurrent_streams: DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS,
+            http2_max_inbound_priority_frames_per_stream:
+                DEFAULT_HTTP2_MAX_INBOUND_PRIORITY_FRAMES_PER_STREAM,
+            http2_max_inbound_window_update_frames_per_data_frame_sent:
+                DEFAULT_HTTP2_MAX_INBOUND_WINDOW_UPDATE_FRAMES_PER_DATA_FRAME_SENT,
         }
     }
 }
