@@ -84,14 +84,14 @@ fn header_uri_body_and_framing_limits_answer_like_envoy() {
 
     // Past pingora's own ceiling (256 headers; 1 MiB of head) the answer is Envoy's 431 too,
     // not pingora's 400: the connection watches the head as it is read. pingora never makes
-    // a request of these, so they have no access-log line.
+    // a request of these; the connection logs and counts them itself (no method or path).
     let r = exchange(addr, &get_with_headers(300), WAIT);
     assert_headers_too_large(&r.text());
     assert!(r.closed);
     let r = exchange(addr, big(2 * 1024 * 1024).as_bytes(), WAIT);
     assert_headers_too_large(&r.text());
     assert!(r.closed);
-    let unlogged = 2;
+    tried += 2;
 
     // 8 KiB of request target pass, more are 414.
     let uri = |n: usize| format!("GET /{} HTTP/1.1\r\nHost: model\r\n\r\n", "u".repeat(n));
@@ -148,9 +148,27 @@ fn header_uri_body_and_framing_limits_answer_like_envoy() {
     for want in [" 431 DPE ", " 414 DPE ", " 413 - ", " 400 DPE "] {
         assert!(lines.contains(want), "{want:?} not in {lines}");
     }
+    let refused_by_connection = lines
+        .lines()
+        .filter(|l| l.contains("\"- - HTTP/1.1\" 431 DPE "))
+        .count();
+    assert_eq!(refused_by_connection, 2, "{lines}");
+    // So are Istio's metrics: four 431s, two from each place that answers them.
+    let metrics = augur_tests::http::get(proxy.prometheus, "localhost", "/stats/prometheus")
+        .expect("metrics")
+        .body;
+    let answered_431: f64 = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("istio_requests_total{")
+                && l.contains("response_code=\"431\"")
+                && l.contains("response_flags=\"DPE\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(answered_431, 4.0, "{metrics}");
     println!(
-        "FIGURES class=limits tried={} failures=0 peak_rss_kib={}",
-        tried + unlogged,
+        "FIGURES class=limits tried={tried} failures=0 peak_rss_kib={}",
         peak_rss_kib(proxy.pid())
     );
 }

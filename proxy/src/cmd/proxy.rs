@@ -151,6 +151,7 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         http.server_options = Some(gate.limits.server_options(true));
         http.h2_options = Some(gate.limits.h2_options());
         Guarded::new(http, Arc::clone(&gate.limits), gate.connections.clone())
+            .with_refusals(Arc::new(make_app()))
     };
     let mut proxy = Service::new("augur proxy".to_owned(), guarded());
     for addr in &listen {

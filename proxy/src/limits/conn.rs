@@ -13,6 +13,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -35,7 +36,8 @@ use tokio::time::Sleep;
 
 use super::h2_frames::FrameCounts;
 use super::head::{self, HeadWatch};
-use super::Limits;
+use super::{Limits, HEADERS_TOO_LARGE};
+use crate::local_reply::LocalReply;
 
 /// The HTTP/2 connection preface (RFC 9113 §3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -121,11 +123,32 @@ impl Drop for Open {
     }
 }
 
+/// A request head the connection answered itself, before pingora made a request of it.
+#[derive(Debug, Clone, Copy)]
+pub struct RefusedHead {
+    /// When the head's first byte came (`None` without `--request-headers-timeout`).
+    pub started: Option<Instant>,
+    /// The listener address.
+    pub local: Option<SocketAddr>,
+    /// The client address.
+    pub remote: Option<SocketAddr>,
+    /// What the client was sent.
+    pub reply: LocalReply,
+}
+
+/// Records the heads a connection refuses, as the proxy records the requests it answers
+/// (access log and Istio's metrics).
+pub trait RefusalLog: Send + Sync {
+    /// One refused head.
+    fn refused(&self, head: &RefusedHead);
+}
+
 /// The proxy application behind the connection guards.
 pub struct Guarded<A> {
     app: Arc<A>,
     limits: Arc<Limits>,
     connections: Connections,
+    refusals: Option<Arc<dyn RefusalLog>>,
 }
 
 impl<A> Guarded<A> {
@@ -135,7 +158,14 @@ impl<A> Guarded<A> {
             app: Arc::new(app),
             limits,
             connections,
+            refusals: None,
         }
+    }
+
+    /// Records the request heads the connections refuse in `log`.
+    pub fn with_refusals(mut self, log: Arc<dyn RefusalLog>) -> Self {
+        self.refusals = Some(log);
+        self
     }
 }
 
@@ -177,6 +207,7 @@ where
             head: (!h2).then(|| Head {
                 watch: HeadWatch::default(),
                 drained: None,
+                refusals: self.refusals.clone(),
             }),
         };
         // Kept-alive HTTP/1 connections come back here, so the count covers the connection.
@@ -274,6 +305,8 @@ struct Head {
     watch: HeadWatch,
     /// After a `431`: what is dropped before the close.
     drained: Option<Drain>,
+    /// Where a refused head is recorded.
+    refusals: Option<Arc<dyn RefusalLog>>,
 }
 
 /// The client's bytes dropped after a `431`, and when dropping ends.
@@ -440,7 +473,23 @@ impl GuardedStream {
             }
         }
         tracing::debug!("request head past the parser's ceiling: 431 DPE, connection closed");
+        let started = match (&self.deadline, self.header_timeout) {
+            (Some((_, due)), Some(limit)) => due.deadline().into_std().checked_sub(limit),
+            _ => None,
+        };
+        let digest = self.inner.get_socket_digest();
+        let addr = |a: Option<&pingora::protocols::l4::socket::SocketAddr>| {
+            a.and_then(|a| a.as_inet()).copied()
+        };
         if let Some(head) = self.head.as_mut() {
+            if let Some(log) = &head.refusals {
+                log.refused(&RefusedHead {
+                    started,
+                    local: addr(digest.as_ref().and_then(|d| d.local_addr())),
+                    remote: addr(digest.as_ref().and_then(|d| d.peer_addr())),
+                    reply: HEADERS_TOO_LARGE,
+                });
+            }
             head.drained = Some(Drain {
                 bytes: 0,
                 until: Box::pin(tokio::time::sleep(DRAIN_TIMEOUT)),

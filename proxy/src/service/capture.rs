@@ -42,6 +42,11 @@ impl CapturePorts {
             .server_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.port());
+        self.listener_on(port)
+    }
+
+    /// Which listener has the local port `port`.
+    pub fn listener_on(&self, port: Option<u16>) -> Listener {
         match port {
             Some(p) if Some(p) == self.inbound => Listener::Inbound,
             Some(p) if Some(p) == self.outbound => Listener::Outbound,

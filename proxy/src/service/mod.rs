@@ -9,7 +9,7 @@ mod mirroring;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -21,6 +21,7 @@ use pingora::{Error, ErrorType, Result};
 use augur_model::{Arm, Sample};
 
 use crate::access_log::{self, AccessLog};
+use crate::limits::conn::{RefusalLog, RefusedHead};
 use crate::local_reply::{self, LocalReply, NO_HEALTHY_UPSTREAM, NO_ROUTE};
 use crate::metrics::istio::{Destination, Reporter, RequestRecord};
 use crate::metrics::Metrics;
@@ -133,6 +134,16 @@ impl AugurProxy {
             remote: session.client_addr().and_then(|a| a.as_inet()).copied(),
             route: ctx.route.as_deref().map(|r| r.name.as_str()),
         });
+    }
+
+    /// Who reports a request: the server side for one the inbound capture port took, else the
+    /// proxy's own role.
+    fn reporter_at(&self, inbound: bool) -> Reporter {
+        if inbound {
+            Reporter::Destination
+        } else {
+            self.reporter
+        }
     }
 
     /// Closes kept-alive client connections after their current response once `draining` is
@@ -528,7 +539,7 @@ impl ProxyHttp for AugurProxy {
         body: &mut Option<Bytes>,
         _end_of_stream: bool,
         ctx: &mut Self::CTX,
-    ) -> Result<Option<std::time::Duration>> {
+    ) -> Result<Option<Duration>> {
         if let Some(b) = body {
             ctx.response_bytes += b.len() as u64;
             if let Some(kept) = ctx.response_body.as_mut() {
@@ -551,11 +562,7 @@ impl ProxyHttp for AugurProxy {
         let latency_ms = ctx.start.elapsed().as_secs_f64() * 1000.0;
         let flags = ctx.flag.unwrap_or("-");
         self.metrics.istio.record(&RequestRecord {
-            reporter: if ctx.inbound {
-                Reporter::Destination
-            } else {
-                self.reporter
-            },
+            reporter: self.reporter_at(ctx.inbound),
             destination: match (&ctx.cluster, ctx.passthrough) {
                 (Some(c), _) => Destination::Cluster(c),
                 (None, Some(_)) if ctx.inbound => Destination::Local,
@@ -866,4 +873,47 @@ fn rewrite_path(req: &mut RequestHeader, uri: &str) -> Result<()> {
         .map_err(|_| Error::explain(ErrorType::InternalError, "invalid rewrite uri"))?;
     req.set_uri(parsed);
     Ok(())
+}
+
+impl RefusalLog for AugurProxy {
+    /// A head the connection refused is logged and counted like the `431`s of
+    /// `request_filter`, with what is known before a request exists: no method, path or route.
+    fn refused(&self, head: &RefusedHead) {
+        let elapsed = head.started.map_or(Duration::ZERO, |t| t.elapsed());
+        let inbound = self.capture.listener_on(head.local.map(|a| a.port())) == Listener::Inbound;
+        let reply = head.reply;
+        let body = reply.body.len() as u64;
+        if let Some(log) = &self.access_log {
+            log.record(&access_log::Entry {
+                start: std::time::SystemTime::now() - elapsed,
+                method: "-",
+                path: "-",
+                protocol: "HTTP/1.1",
+                status: reply.status,
+                flags: reply.flag,
+                bytes_received: 0,
+                bytes_sent: body,
+                duration_ms: elapsed.as_millis(),
+                upstream_ms: None,
+                forwarded_for: None,
+                user_agent: None,
+                request_id: None,
+                authority: "-",
+                upstream_host: None,
+                upstream_cluster: None,
+                local: head.local,
+                remote: head.remote,
+                route: None,
+            });
+        }
+        self.metrics.istio.record(&RequestRecord {
+            reporter: self.reporter_at(inbound),
+            destination: Destination::Nowhere,
+            status: reply.status,
+            flags: reply.flag,
+            duration_ms: elapsed.as_secs_f64() * 1000.0,
+            request_bytes: 0,
+            response_bytes: body,
+        });
+    }
 }
