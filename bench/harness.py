@@ -625,26 +625,45 @@ class Bench:
         )
         return r
 
-    def rounds(self, scenario, targets, tests, warm=None):
+    def rounds(self, scenario, targets, tests, warm=None, fresh=None):
         """Every round runs every target (rotated order) through every test.
 
         `warm(target)` runs first for each target, unrecorded (connections, pools, caches);
-        by default one second of the first test."""
-        for t in targets:
-            try:
-                (warm or (lambda t: tests[0][1](t, 1)))(t)
-            except Exception as e:  # noqa: BLE001 - the measurements will show the failure
-                log(f"{scenario} warm-up of {t.name} failed: {e}")
+        by default one second of the first test. With `fresh`, a function that starts the
+        targets, every round gets newly started ones (stopped after it), so no round measures
+        memory a process kept from the round before; `targets` is then ignored."""
+
+        def warm_up(ts):
+            for t in ts:
+                try:
+                    (warm or (lambda t: tests[0][1](t, 1)))(t)
+                except Exception as e:  # noqa: BLE001 - the measurements will show the failure
+                    log(f"{scenario} warm-up of {t.name} failed: {e}")
+
+        peak = {}
+
+        def note_peaks(ts):
+            for t in ts:
+                if t.procs and t.name != "direct":
+                    peak[t.name] = max(peak.get(t.name) or 0, t.rss_kib("VmHWM") or 0) or None
+
+        if fresh is None:
+            warm_up(targets)
         for rnd in range(1, self.args.rounds + 1):
+            if fresh is not None:
+                targets = fresh()
+                warm_up(targets)
             order = targets[(rnd - 1) % len(targets) :] + targets[: (rnd - 1) % len(targets)]
             for t in order:
                 for kind, fn in tests:
                     self.measure(scenario, rnd, t, kind, lambda: fn(t, self.args.seconds))
-        for t in targets:
-            if t.procs and t.name != "direct":
-                self.results.append(
-                    {"scenario": scenario, "target": t.name, "kind": "peak_rss", "vmhwm_kib": t.rss_kib("VmHWM")}
-                )
+            if fresh is not None:
+                note_peaks(targets)
+                self.stop(targets)
+        if fresh is None:
+            note_peaks(targets)
+        for name, kib in peak.items():
+            self.results.append({"scenario": scenario, "target": name, "kind": "peak_rss", "vmhwm_kib": kib})
 
     def stop(self, targets):
         for t in targets:
@@ -737,9 +756,16 @@ class Bench:
         self.stop(ts)
 
     def scenario_conns(self):
-        ts = [self.direct(V1), self.augur("conns", 19601, self.policy_plain, 19610),
-              self.envoy("conns", 19602, 19620), self.haproxy("conns", 19603)]
-        self.ready(ts)
+        """Memory per idle connection, in processes started afresh each round: a proxy that
+        served the round before reuses memory those connections freed, which hides the cost."""
+
+        def fresh():
+            ts = [self.direct(V1), self.augur("conns", 19601, self.policy_plain, 19610),
+                  self.envoy("conns", 19602, 19620), self.haproxy("conns", 19603)]
+            ts[2:2] = self.variants("conns", 19604, self.policy_plain)
+            self.ready(ts)
+            return ts
+
         n = self.args.idle
         rate = self.args.rates[0]
 
@@ -760,8 +786,7 @@ class Bench:
             return r
 
         tests = [(f"idle{n}+rate{rate}", with_idle)]
-        self.rounds("conns", ts, tests, warm=lambda t: oha(self.args.oha, t.port, 1, rate))
-        self.stop(ts)
+        self.rounds("conns", None, tests, warm=lambda t: oha(self.args.oha, t.port, 1, rate), fresh=fresh)
 
     def run(self):
         self.meta["started"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")

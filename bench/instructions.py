@@ -142,6 +142,8 @@ def main():
     ap.add_argument("--augur", required=True)
     ap.add_argument("--envoy", required=True)
     ap.add_argument("--requests", type=int, default=int(os.environ.get("BENCH_INSTR_REQUESTS", 2000)))
+    ap.add_argument("--variants", default=os.environ.get("BENCH_AUGUR_VARIANTS", ""),
+                    help="other augur binaries, 'name=path ...', counted beside augur (before/after a change)")
     args = ap.parse_args()
     for tool in ("valgrind", "callgrind_control", "callgrind_annotate", "h2load", "nginx", "haproxy"):
         if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}"):
@@ -154,14 +156,18 @@ def main():
         b.make_cert()
         b.start_backends()
         policy = harness.augur_policy(work, "plain")
-        augur = [args.augur, "proxy", "--policy", policy, "--admin", "127.0.0.1:19510", "--status", "127.0.0.1:19511",
-                 "--prometheus", "127.0.0.1:19512", "--concurrency", "1", "--state-dir", os.path.join(work, "state"),
-                 "--log-level", "error", "--listen", "127.0.0.1:19501"]
+
+        def augur(binary):
+            return [binary, "proxy", "--policy", policy, "--admin", "127.0.0.1:19510", "--status", "127.0.0.1:19511",
+                    "--prometheus", "127.0.0.1:19512", "--concurrency", "1", "--state-dir", os.path.join(work, "state"),
+                    "--log-level", "error", "--listen", "127.0.0.1:19501"]
         envoy = [real_binary(args.envoy), "-c", harness.envoy_conf(work, "instr", 19502, 19520), "--concurrency", "1",
                  "--log-level", "error", "--base-id", "91"]
         haproxy = ["haproxy", "-db", "-f", harness.haproxy_conf(work, "instr", 19503)]
         results = [
-            measure("augur", augur, 19501, work, args.requests),
+            measure("augur", augur(args.augur), 19501, work, args.requests),
+            *(measure(f"augur-{name}", augur(path), 19501, work, args.requests)
+              for name, _, path in (v.partition("=") for v in args.variants.split())),
             measure("envoy", envoy, 19502, work, args.requests),
             measure("haproxy", haproxy, 19503, work, args.requests),
         ]

@@ -45,6 +45,10 @@ def f0(x):
     return f"{x:,.0f}"
 
 
+def f1(x):
+    return f"{x:.1f}"
+
+
 def f2(x):
     return f"{x:.2f}"
 
@@ -120,20 +124,19 @@ def scenario_tables(doc, scenario):
             )
         if scenario == "conns":
             out.append("")
-            # Only the first round opens the connections in a fresh process: later rounds reuse
-            # memory the allocator kept from the first, so their growth says little.
-            out.append("| target | RSS before, round 1 (MiB) | with 1,000 idle, round 1 (MiB) | KiB per idle connection, round 1 | later rounds, KiB per connection |")
-            out.append("|---|---:|---:|---:|---|")
+            # Every round starts the proxies afresh (harness.scenario_conns), so each round's
+            # growth is the memory of connections opened in a clean process.
+            out.append("| target | RSS before (MiB) | with 1,000 idle (MiB) | KiB per idle connection |")
+            out.append("|---|---:|---:|---:|")
             for t in targets:
-                rs = [r for r in runs(results, scenario, kind, t) if "failed" not in r]
-                if not rs or rs[0].get("bytes_per_idle_conn") is None:
+                rs = [r for r in runs(results, scenario, kind, t)
+                      if "failed" not in r and r.get("bytes_per_idle_conn") is not None]
+                if not rs:
                     continue
-                first, later = rs[0], rs[1:]
+                mib = lambda key: spread([r[key] / 1024 for r in rs], f1)
                 out.append(
-                    f"| {t} | {first['rss_before_kib'] / 1024:.1f} | {first['rss_idle_kib'] / 1024:.1f} | "
-                    f"{first['bytes_per_idle_conn'] / 1024:.1f} | "
-                    + (", ".join(f"{r['bytes_per_idle_conn'] / 1024:.1f}" for r in later if r.get("bytes_per_idle_conn") is not None) or "–")
-                    + " |"
+                    f"| {t} | {mib('rss_before_kib')} | {mib('rss_idle_kib')} | "
+                    f"{spread([r['bytes_per_idle_conn'] / 1024 for r in rs], f1)} |"
                 )
         # Ratios of augur to each peer, per round.
         aug = "augur"

@@ -7,6 +7,8 @@ use std::time::SystemTime;
 
 use anyhow::Context;
 use pingora::apps::http_app::HttpServer;
+use pingora::listeners::ListenerConfig;
+use pingora::protocols::l4::stream::L4BufferSettings;
 use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
 use pingora::services::background::background_service;
@@ -166,7 +168,7 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     };
     let mut proxy = Service::new("augur proxy".to_owned(), guarded());
     for addr in &listen {
-        proxy.add_tcp(&addr.to_string());
+        proxy.add_listener(cleartext_listener(addr));
     }
     // The capture ports take any TCP: protocol detection sends HTTP to the same proxy logic
     // and passes the rest through.
@@ -181,7 +183,7 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         let app = CaptureApp::new(http, capture.inbound, Arc::clone(&metrics), timeout);
         let mut service = Service::new("augur capture".to_owned(), app);
         for addr in &captured {
-            service.add_tcp(&addr.to_string());
+            service.add_listener(cleartext_listener(addr));
         }
         service
     });
@@ -266,6 +268,14 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     ));
     tracing::info!(listen = ?listen, outbound = ?args.outbound_capture, inbound = ?args.inbound_capture, admin = %args.admin, "augur proxy starting");
     server.run_forever()
+}
+
+/// A cleartext proxy listener without pingora's 64 KiB read buffer per connection: the HTTP/1
+/// session reads each head into its own buffer and h2 frames into its codec's, so the extra
+/// buffer only cost a copy of every byte read and memory on every kept-alive connection
+/// (see BENCHMARKS.md). Upstream connections are unbuffered in pingora already.
+fn cleartext_listener(addr: &std::net::SocketAddr) -> ListenerConfig {
+    ListenerConfig::tcp(addr.to_string()).l4_buffer(L4BufferSettings::default().read(0))
 }
 
 fn admin_service(
