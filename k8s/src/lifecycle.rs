@@ -104,10 +104,9 @@ fn http_body(addr: SocketAddr, path: &str) -> anyhow::Result<String> {
     let mut stream =
         TcpStream::connect_timeout(&addr, timeout).with_context(|| format!("connect {addr}"))?;
     stream.set_read_timeout(Some(timeout))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
+    // One write: `write!` on the socket would send each piece of the format in its own segment.
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes())?;
     let mut raw = String::new();
     stream.read_to_string(&mut raw)?;
     Ok(raw
@@ -123,10 +122,12 @@ pub fn http_status(addr: SocketAddr, method: &str, path: &str) -> anyhow::Result
         TcpStream::connect_timeout(&addr, timeout).with_context(|| format!("connect {addr}"))?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
-    write!(
-        stream,
+    // One write: `write!` on the socket would send each piece of the format in its own segment,
+    // and a server that answers after the first one and closes resets the rest.
+    let request = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )?;
+    );
+    stream.write_all(request.as_bytes())?;
     // Read until the status line is complete: a response can arrive in several pieces.
     let mut head = Vec::with_capacity(64);
     let mut chunk = [0u8; 64];
@@ -155,8 +156,15 @@ mod tests {
         let addr = listener.local_addr().expect("addr");
         std::thread::spawn(move || {
             if let Ok((mut s, _)) = listener.accept() {
+                // Read the whole head before answering: closing with unread bytes sends a reset.
+                let mut head = Vec::new();
                 let mut buf = [0u8; 512];
-                let _ = s.read(&mut buf);
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
                 let _ = write!(s, "HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n");
             }
         });
