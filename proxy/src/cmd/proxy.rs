@@ -101,17 +101,6 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         Some(state_dir),
         Arc::clone(&metrics),
     ));
-    // Resume saved rollouts, and set their weights, before any listener opens: the first
-    // request after a restart is split at the saved step's weight, never at the
-    // VirtualService's, and `/rollouts` shows the resumed state as soon as `/ready` answers.
-    {
-        let snapshot = store.snapshot();
-        rollouts.sync(
-            &snapshot.loaded.set,
-            &snapshot.loaded.hash,
-            crate::sample::now(),
-        );
-    }
     let access_log = match &args.access_log {
         Some(path) => {
             let format = match args.access_log_format {

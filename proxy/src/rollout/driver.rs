@@ -26,20 +26,30 @@ pub struct RolloutDriver {
     rollouts: Arc<Rollouts>,
     store: Arc<PolicyStore>,
     samples: Mutex<Option<mpsc::Receiver<RoutedSample>>>,
+    /// The policy set hash the rollouts were synced with when the driver was made.
+    synced: String,
 }
 
 impl RolloutDriver {
-    /// A driver reading `samples` into `rollouts`, following `store`'s policy set.
+    /// A driver reading `samples` into `rollouts`, following `store`'s policy set. It resumes
+    /// the saved rollouts and sets their weights now, not when its service starts: made before
+    /// the server runs, it has them in place before any listener opens, so no request after a
+    /// restart is split at the VirtualService's weights and `/rollouts` is current at `/ready`.
     pub fn new(
         rollouts: Arc<Rollouts>,
         store: Arc<PolicyStore>,
         samples: mpsc::Receiver<RoutedSample>,
     ) -> Self {
-        Self {
+        let mut driver = Self {
             rollouts,
             store,
             samples: Mutex::new(Some(samples)),
-        }
+            synced: String::new(),
+        };
+        let mut hash = String::new();
+        driver.sync(&mut hash);
+        driver.synced = hash;
+        driver
     }
 
     fn sync(&self, last_hash: &mut String) {
@@ -60,7 +70,7 @@ impl BackgroundService for RolloutDriver {
             tracing::error!("rollout driver started twice; the second instance does nothing");
             return;
         };
-        let mut last_hash = String::new();
+        let mut last_hash = self.synced.clone();
         self.sync(&mut last_hash);
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
