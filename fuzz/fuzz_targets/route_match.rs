@@ -210,7 +210,7 @@ fuzz_target!(|input: Input| {
             .map(|d| u64::from(d.weight))
             .sum();
         match split.pick(req.roll) {
-            Some(d) => assert!(d.weight > 0, "picked a zero-weight destination"),
+            Some((_, d)) => assert!(d.weight > 0, "picked a zero-weight destination"),
             None => assert_eq!(total, 0, "no pick with a total weight of {total}"),
         }
     }

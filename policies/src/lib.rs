@@ -46,7 +46,7 @@ pub use istio::service_entry::{Location, Resolution, ServiceEntry, ServicePort, 
 pub use istio::virtual_service::{
     DirectResponseBody, FaultAbort, FaultDelay, HttpDirectResponse, HttpFaultInjection,
     HttpMatchRequest, HttpMirrorPolicy, HttpRedirect, HttpRetry, HttpRewrite, HttpRoute,
-    HttpRouteDestination, VirtualService,
+    HttpRouteDestination, RedirectPort, RegexRewrite, VirtualService,
 };
 pub use load::{load_paths, load_str, MAX_FILE_BYTES};
 pub use protection::{

@@ -228,6 +228,47 @@ fn redirect_with_route() {
 }
 
 #[test]
+fn redirect_fields_are_checked_as_istio_translates_them() {
+    let e = errors(&vs(
+        "  - redirect: {uri: /new, redirectCode: 305, scheme: ftp}
+  - redirect: {port: 8443, derivePort: FROM_REQUEST_PORT}
+  - redirect: {derivePort: SOMETIMES}
+",
+    ));
+    assert_eq!(
+        e,
+        [
+            "p.yaml:8:27: spec.http[0].redirect.redirectCode: must be one of 301, 302, 303, 307 or 308 (Istio's), got 305",
+            "p.yaml:8:46: spec.http[0].redirect.scheme: must be http or https, got \"ftp\"",
+            "p.yaml:9:5: spec.http[1].redirect: port and derivePort cannot both be set",
+            "p.yaml:10:16: spec.http[2].redirect.derivePort: must be FROM_PROTOCOL_DEFAULT or FROM_REQUEST_PORT, got \"SOMETIMES\"",
+        ]
+    );
+}
+
+#[test]
+fn uri_regex_rewrite_is_checked() {
+    let e = errors(&vs(
+        "  - rewrite: {uriRegexRewrite: {match: \"(unclosed\", rewrite: /x}}
+    route: [{destination: {host: reviews, subset: v1}}]
+  - rewrite: {uri: /a, uriRegexRewrite: {match: \"^/b\", rewrite: /c}}
+    route: [{destination: {host: reviews, subset: v1}}]
+",
+    ));
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(
+        e[0].starts_with(
+            "p.yaml:8:33: spec.http[0].rewrite.uriRegexRewrite.match: invalid regular expression"
+        ),
+        "{e:?}"
+    );
+    assert_eq!(
+        e[1],
+        "p.yaml:10:5: spec.http[1].rewrite: uri and uriRegexRewrite cannot both be set"
+    );
+}
+
+#[test]
 fn wrong_type_is_reported_with_its_path() {
     let e = errors(&vs("  - route:
     - destination: {host: reviews, subset: v1}

@@ -293,6 +293,17 @@ pub struct ProxyArgs {
     /// How long to let in-flight requests finish after SIGTERM (below Kubernetes' 30 s).
     #[arg(long, env = "AUGUR_DRAIN_DURATION", value_parser = parse_seconds, default_value = "25")]
     pub drain_duration: Duration,
+    /// How request paths are normalized before routing and forwarding (Istio's
+    /// `meshConfig.pathNormalization`): BASE (Istio's default: `..`, `.`, unreserved escapes
+    /// and `\`), MERGE_SLASHES (also `//` to `/`), DECODE_AND_MERGE_SLASHES (also `%2F` and
+    /// `%5C` decoded) or NONE (as received: routes and ApiProtection can be bypassed).
+    #[arg(long, env = "AUGUR_PATH_NORMALIZATION", default_value = "BASE")]
+    pub path_normalization: crate::route::path::PathNormalization,
+    /// Request body bytes kept per request so that a retry can send the body again (Envoy's
+    /// `per_connection_buffer_limit_bytes`, 1 MiB); larger bodies are not retried: the
+    /// upstream's answer is returned as it is.
+    #[arg(long, env = "AUGUR_RETRY_BUFFER_LIMIT", default_value_t = crate::service::replay::DEFAULT_RETRY_BUFFER_LIMIT)]
+    pub retry_buffer_limit: u64,
     /// Limits on clients (docs/hardening.md).
     #[command(flatten)]
     pub limits: crate::limits::args::LimitArgs,

@@ -8,7 +8,6 @@ use std::sync::OnceLock;
 use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::reload;
-use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::Layer as _;
 use tracing_subscriber::{EnvFilter, Registry};
 
@@ -42,18 +41,21 @@ pub fn init(format: LogFormat, filter: &str) -> anyhow::Result<()> {
         .with_writer(std::io::stderr);
     let registry = tracing_subscriber::registry().with(layer);
     let result = match format {
-        LogFormat::Text => registry
-            .with(fmt.with_filter(filter_fn(phi_safe)))
-            .try_init(),
-        LogFormat::Json => registry
-            .with(
+        LogFormat::Text => tracing::subscriber::set_global_default(
+            registry.with(fmt.with_filter(filter_fn(phi_safe))),
+        ),
+        LogFormat::Json => tracing::subscriber::set_global_default(
+            registry.with(
                 fmt.json()
                     .flatten_event(true)
                     .with_filter(filter_fn(phi_safe)),
-            )
-            .try_init(),
+            ),
+        ),
     };
     result.map_err(|e| anyhow::anyhow!("cannot install the log subscriber: {e}"))?;
+    log::set_boxed_logger(Box::new(PingoraLog))
+        .map_err(|e| anyhow::anyhow!("cannot install the log bridge: {e}"))?;
+    log::set_max_level(log::LevelFilter::Info);
     let _ = FILTER.set((handle, std::sync::Mutex::new(filter.to_owned())));
     Ok(())
 }
@@ -64,6 +66,76 @@ pub fn init(format: LogFormat, filter: &str) -> anyhow::Result<()> {
 /// never emitted, even at `--log-level trace`.
 fn phi_safe(meta: &tracing::Metadata<'_>) -> bool {
     meta.target().starts_with("augur") || *meta.level() <= tracing::Level::INFO
+}
+
+/// pingora's `log` records that report no fault of the proxy's and need nobody's action: a
+/// pooled connection raced by its idle watcher (pingora opens a new one), and clients that went
+/// away or sent garbage. pingora logs them at ERROR; augur writes them at DEBUG, where ERROR
+/// keeps meaning "a person must act" (`(target, start of the message)`).
+const ROUTINE: [(&str, &str); 4] = [
+    (
+        "pingora_core::connectors",
+        "failed to acquire reusable stream",
+    ),
+    ("pingora_proxy", "Error finish sending body to downstream"),
+    (
+        "pingora_proxy",
+        "failed to send error response to downstream",
+    ),
+    ("pingora_proxy", "Fail to proxy: "),
+];
+
+/// Whether a pingora record is one of the [`ROUTINE`] ones. Only ERROR and WARN records are
+/// formatted to look.
+fn routine(record: &log::Record<'_>) -> bool {
+    if record.level() > log::Level::Warn {
+        return false;
+    }
+    let candidates = ROUTINE
+        .iter()
+        .filter(|(t, _)| record.target().starts_with(t));
+    let mut message = None;
+    for (_, start) in candidates {
+        let text = message.get_or_insert_with(|| record.args().to_string());
+        // "Fail to proxy" is routine only for a client's broken request, which pingora
+        // reports with the downstream session's type (`handle_new_request`).
+        let downstream =
+            !start.starts_with("Fail to proxy") || text.contains("downstream session type");
+        if text.starts_with(start) && downstream {
+            return true;
+        }
+    }
+    false
+}
+
+/// Passes pingora's `log` records to `tracing`, the [`ROUTINE`] ones at DEBUG.
+struct PingoraLog;
+
+impl log::Log for PingoraLog {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        let result = if routine(record) {
+            tracing_log::format_trace(
+                &log::Record::builder()
+                    .level(log::Level::Debug)
+                    .target(record.target())
+                    .args(*record.args())
+                    .module_path(record.module_path())
+                    .file(record.file())
+                    .line(record.line())
+                    .build(),
+            )
+        } else {
+            tracing_log::format_trace(record)
+        };
+        // Nowhere to report a failure to log.
+        let _ = result;
+    }
+
+    fn flush(&self) {}
 }
 
 /// Why a level change was refused.
@@ -103,6 +175,47 @@ pub fn current() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn record_of<'a>(
+        target: &'a str,
+        level: log::Level,
+        args: std::fmt::Arguments<'a>,
+    ) -> log::Record<'a> {
+        log::Record::builder()
+            .target(target)
+            .level(level)
+            .args(args)
+            .build()
+    }
+
+    #[test]
+    fn pingoras_routine_errors_are_demoted_and_real_ones_kept() {
+        let pool = format_args!("failed to acquire reusable stream");
+        assert!(routine(&record_of(
+            "pingora_core::connectors",
+            log::Level::Error,
+            pool
+        )));
+        let gone =
+            format_args!("Fail to proxy: Downstream ReadError, downstream session type: HTTP/1.1");
+        assert!(routine(&record_of(
+            "pingora_proxy",
+            log::Level::Error,
+            gone
+        )));
+        let real = format_args!("Fail to proxy: Upstream ConnectRefused, status: 502");
+        assert!(!routine(&record_of(
+            "pingora_proxy",
+            log::Level::Error,
+            real
+        )));
+        let other = format_args!("failed to acquire reusable stream");
+        assert!(!routine(&record_of(
+            "someone_else",
+            log::Level::Error,
+            other
+        )));
+    }
 
     #[test]
     fn other_crates_debug_lines_are_never_written() {

@@ -3,6 +3,7 @@
 
 pub mod augur;
 pub mod echo_origin;
+pub mod envoy;
 pub mod faulty;
 pub mod http;
 pub mod nginx;

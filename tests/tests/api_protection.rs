@@ -232,3 +232,31 @@ fn a_missing_key_file_rejects_the_reload_and_the_last_good_set_keeps_serving() {
     assert_eq!(get(&proxy, "/keyed", Some(ALPHA)).status, 200);
     assert_eq!(get(&proxy, "/keyed", None).status, 401);
 }
+
+/// The bypass Istio closed with `pathNormalization` (CVE-2021-31920): a path that resolves to a
+/// protected route on the origin must meet the route's ApiProtection, and the origin gets the
+/// path the route saw. With `--path-normalization NONE` (which the docs warn against) the old
+/// bypass is back, which shows the test checks what it claims.
+#[test]
+fn paths_that_resolve_to_a_protected_route_meet_its_key_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = Upstream::start("v1");
+    let file = policy(dir.path(), &up, "normalized");
+    let disguised = [
+        "/open/../keyed/x",
+        "/./keyed/x",
+        "/open/%2e%2e/keyed/x",
+        "/%6beyed/x",
+        "/open\\..\\keyed/x",
+    ];
+    let proxy = Proxy::start(&[&file]);
+    for path in disguised {
+        assert_eq!(get(&proxy, path, None).status, 401, "{path} without a key");
+    }
+    let before = up.received().len();
+    assert_eq!(get(&proxy, "/open/%2e%2e/keyed/x", Some(ALPHA)).status, 200);
+    assert_eq!(up.received()[before].line, "GET /keyed/x HTTP/1.1");
+    // The same request, not normalized, slips past the key check (the bypass itself).
+    let unsafe_proxy = Proxy::start_with_args(&[&file], &["--path-normalization", "NONE"]);
+    assert_eq!(get(&unsafe_proxy, "/open/../keyed/x", None).status, 200);
+}

@@ -52,6 +52,8 @@ fn header_uri_body_and_framing_limits_answer_like_envoy() {
         &[
             "--max-request-body-bytes",
             "1000",
+            "--max-request-uri-bytes",
+            "8192",
             "--access-log",
             log.to_str().expect("utf-8 path"),
         ],

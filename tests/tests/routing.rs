@@ -179,13 +179,15 @@ fn header_edits_and_rewrite() {
     let up = Upstream::start("v1");
     let (_dir, proxy) = one_route(
         &up,
-        "    rewrite: {uri: /v2/predict}\n    headers:\n      request:\n        set: {x-model-route: main}\n        remove: [x-drop]\n      response:\n        add: {x-served-by: augur}\n",
+        "    match: [{uri: {prefix: /predict}}]\n    rewrite: {uri: /v2/predict}\n    headers:\n      request:\n        set: {x-model-route: main}\n        remove: [x-drop]\n      response:\n        add: {x-served-by: augur}\n",
     );
     let raw = "GET /predict?x=1 HTTP/1.1\r\nHost: model\r\nx-drop: 1\r\nConnection: close\r\n\r\n";
     let resp = http::request(proxy.listen, raw).expect("request");
     assert_eq!(resp.header("x-served-by"), Some("augur"));
     let got = &up.received()[0];
+    // The matched prefix is replaced and the query kept; the original goes along as Envoy's.
     assert_eq!(got.line, "GET /v2/predict?x=1 HTTP/1.1");
+    assert_eq!(got.header("x-envoy-original-path"), Some("/predict?x=1"));
     assert_eq!(got.header("x-model-route"), Some("main"));
     assert_eq!(got.header("x-drop"), None);
 }

@@ -19,8 +19,6 @@ const UNSUPPORTED: &[&str] = &[
     "sourceLabels",
     "sourceNamespace",
     "statPrefix",
-    "uriRegexRewrite",
-    "derivePort",
     "grpcStatus",
     "http2Error",
     "exponentialDelay",

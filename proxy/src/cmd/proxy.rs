@@ -145,6 +145,8 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         .with_draining(draining.clone())
         .with_limiter(Arc::clone(&limiter))
         .with_gate(gate.clone())
+        .with_path_normalization(args.path_normalization)
+        .with_retry_buffer_limit(args.retry_buffer_limit)
     };
     // Prior-knowledge HTTP/2 (h2c) next to HTTP/1.1 on every cleartext listener, behind the
     // connection limit and the request-headers deadline.

@@ -18,11 +18,13 @@ pub struct LimitArgs {
     /// `max_request_headers_kb`, 60 KiB).
     #[arg(long, env = "AUGUR_MAX_REQUEST_HEADERS_BYTES", default_value_t = DEFAULT_MAX_REQUEST_HEADERS_BYTES)]
     pub max_request_headers_bytes: usize,
-    /// Bytes of the request target (path and query); longer ones are answered 414.
+    /// Bytes of the request target (path and query); longer ones are answered 414 (0: none,
+    /// as in Envoy, where the request line counts in --max-request-headers-bytes).
     #[arg(long, env = "AUGUR_MAX_REQUEST_URI_BYTES", default_value_t = DEFAULT_MAX_REQUEST_URI_BYTES)]
     pub max_request_uri_bytes: usize,
     /// Bytes of request body; larger bodies are answered 413 (by Content-Length before
-    /// anything is forwarded, else when the streamed body passes the limit).
+    /// anything is forwarded, else when the streamed body passes the limit). 0: none, as in
+    /// Envoy, which streams bodies of any size (DICOM studies can pass 64 MiB).
     #[arg(long, env = "AUGUR_MAX_REQUEST_BODY_BYTES", default_value_t = DEFAULT_MAX_REQUEST_BODY_BYTES)]
     pub max_request_body_bytes: u64,
     /// Open client connections; requests on connections beyond it are answered `503` with

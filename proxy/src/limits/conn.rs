@@ -209,6 +209,7 @@ where
                 drained: None,
                 refusals: self.refusals.clone(),
             }),
+            rewritten: None,
         };
         // Kept-alive HTTP/1 connections come back here, so the count covers the connection.
         let mut next = self.app.process_new(Box::new(guarded), shutdown).await;
@@ -298,6 +299,16 @@ pub struct GuardedStream {
     frames: Option<FrameCounts>,
     /// HTTP/1: the request head being read, against the header limits.
     head: Option<Head>,
+    /// HTTP/1: a reply of pingora's own being written as Envoy's ([`head::as_envoys_reply`]).
+    rewritten: Option<Rewritten>,
+}
+
+/// A write whose bytes were replaced: what goes out instead, how much of it went, and how many
+/// of the caller's bytes it stands for.
+struct Rewritten {
+    bytes: Vec<u8>,
+    written: usize,
+    stands_for: usize,
 }
 
 /// What an HTTP/1 connection knows of the request head it is reading.
@@ -388,6 +399,38 @@ impl GuardedStream {
             )));
         }
         Poll::Pending
+    }
+}
+
+impl GuardedStream {
+    /// Writes the replacement bytes of [`Self::rewritten`] until all are out, then reports the
+    /// caller's bytes as written.
+    fn inner_write_rewritten(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
+        loop {
+            let Some(rewritten) = self.rewritten.as_mut() else {
+                return Poll::Ready(Ok(0));
+            };
+            let rest = rewritten.bytes.get(rewritten.written..).unwrap_or_default();
+            match Pin::new(&mut self.inner).poll_write(cx, rest) {
+                Poll::Ready(Ok(0)) => {
+                    self.rewritten = None;
+                    return Poll::Ready(Ok(0));
+                }
+                Poll::Ready(Ok(n)) => {
+                    rewritten.written += n;
+                    if rewritten.written >= rewritten.bytes.len() {
+                        let stands_for = rewritten.stands_for;
+                        self.rewritten = None;
+                        return Poll::Ready(Ok(stands_for));
+                    }
+                }
+                Poll::Ready(Err(e)) => {
+                    self.rewritten = None;
+                    return Poll::Ready(Err(e));
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
     }
 }
 
@@ -538,6 +581,18 @@ impl AsyncWrite for GuardedStream {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
+        if this.head.is_some() {
+            if this.rewritten.is_none() {
+                this.rewritten = head::as_envoys_reply(buf).map(|bytes| Rewritten {
+                    bytes,
+                    written: 0,
+                    stands_for: buf.len(),
+                });
+            }
+            if this.rewritten.is_some() {
+                return this.inner_write_rewritten(cx);
+            }
+        }
         let result = Pin::new(&mut this.inner).poll_write(cx, buf);
         if let (Poll::Ready(Ok(n)), Some(frames)) = (&result, this.frames.as_mut()) {
             frames.sent(buf.get(..*n).unwrap_or_default());
@@ -695,6 +750,7 @@ mod tests {
             yielding: None,
             frames: None,
             head: None,
+            rewritten: None,
         };
         let waker = std::task::Waker::noop();
         let mut cx = Context::from_waker(waker);

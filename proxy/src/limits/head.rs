@@ -95,9 +95,61 @@ pub fn too_large_reply() -> Vec<u8> {
     .into_bytes()
 }
 
+/// The field pingora writes into the replies it makes itself (`400` for a head it cannot
+/// parse), and what Envoy writes in its place.
+const PINGORA_SERVER: &[u8] = b"\r\nServer: Pingora\r\n";
+const ENVOY_SERVER: &[u8] = b"\r\nserver: envoy\r\n";
+
+/// pingora's own reply (`Server: Pingora`) as Envoy's: its `400` for a head it cannot parse
+/// becomes Envoy's codec error (`400 Bad Request` with that text), any other keeps its bytes
+/// with `server: envoy`, so that no answer of the proxy names pingora. `None` for any other
+/// bytes: augur's own replies and upstream answers already say `server: envoy`.
+pub fn as_envoys_reply(written: &[u8]) -> Option<Vec<u8>> {
+    if !written.starts_with(b"HTTP/1.") {
+        return None;
+    }
+    let head = written.get(..written.len().min(512))?;
+    let at = memchr::memmem::find(head, PINGORA_SERVER)?;
+    if written.get(8..13) == Some(b" 400 ".as_slice()) {
+        let reply = super::BAD_REQUEST;
+        return Some(
+            format!(
+                "HTTP/1.1 400 Bad Request\r\ncontent-length: {}\r\ncontent-type: text/plain\r\n\
+                 server: envoy\r\nconnection: close\r\n\r\n{}",
+                reply.body.len(),
+                reply.body
+            )
+            .into_bytes(),
+        );
+    }
+    let mut out = Vec::with_capacity(written.len());
+    out.extend_from_slice(written.get(..at)?);
+    out.extend_from_slice(ENVOY_SERVER);
+    out.extend_from_slice(written.get(at + PINGORA_SERVER.len()..)?);
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pingoras_own_reply_names_envoy() {
+        let pingora = b"HTTP/1.1 400 Bad Request\r\nServer: Pingora\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+        let envoy = String::from_utf8(as_envoys_reply(pingora).expect("rewritten")).expect("text");
+        assert!(envoy.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{envoy}");
+        assert!(
+            envoy.contains("\r\nserver: envoy\r\n") && envoy.ends_with("\r\n\r\nBad Request"),
+            "{envoy}"
+        );
+        let other = b"HTTP/1.1 502 Bad Gateway\r\nServer: Pingora\r\nContent-Length: 0\r\n\r\n";
+        assert_eq!(
+            as_envoys_reply(other).expect("rewritten"),
+            b"HTTP/1.1 502 Bad Gateway\r\nserver: envoy\r\nContent-Length: 0\r\n\r\n"
+        );
+        assert!(as_envoys_reply(b"HTTP/1.1 200 OK\r\nserver: envoy\r\n\r\n").is_none());
+        assert!(as_envoys_reply(b"body bytes that say \r\nServer: Pingora\r\n").is_none());
+    }
 
     fn head(headers: usize) -> Vec<u8> {
         let mut h = b"GET / HTTP/1.1\r\n".to_vec();

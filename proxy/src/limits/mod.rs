@@ -27,10 +27,13 @@ use crate::local_reply::LocalReply;
 pub const DEFAULT_MAX_REQUEST_HEADERS: usize = 100;
 /// Envoy's `max_request_headers_kb` default (60 KiB), request line included.
 pub const DEFAULT_MAX_REQUEST_HEADERS_BYTES: usize = 60 * 1024;
-/// Longest request target; nginx's and Apache's 8 KiB (Envoy counts the path in the headers).
-pub const DEFAULT_MAX_REQUEST_URI_BYTES: usize = 8 * 1024;
-/// Largest request body: a DICOM study fits, a runaway upload does not.
-pub const DEFAULT_MAX_REQUEST_BODY_BYTES: u64 = 64 * 1024 * 1024;
+/// Longest request target: none of its own (0), as in Envoy, which counts the request line in
+/// the 60 KiB of headers; `--max-request-uri-bytes` sets one (nginx's is 8 KiB).
+pub const DEFAULT_MAX_REQUEST_URI_BYTES: usize = 0;
+/// Largest request body: none (0), as in Envoy, which streams bodies of any size; a DICOM study
+/// can pass 64 MiB. `--max-request-body-bytes` (or an ApiProtection's `maxRequestBodyBytes`
+/// per route) sets one.
+pub const DEFAULT_MAX_REQUEST_BODY_BYTES: u64 = 0;
 /// Envoy's edge listener `connection_limit`.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// Requests in flight (all connections) before new ones are shed with `503 OM`.
@@ -107,9 +110,9 @@ pub struct Limits {
     pub max_request_headers: usize,
     /// Bytes of request line and headers (HTTP/1), or of decoded headers (HTTP/2).
     pub max_request_headers_bytes: usize,
-    /// Bytes of the request target (path and query).
+    /// Bytes of the request target (path and query); 0: no limit of its own.
     pub max_request_uri_bytes: usize,
-    /// Bytes of request body, by `Content-Length` up front or counted as it streams.
+    /// Bytes of request body, by `Content-Length` up front or counted as it streams; 0: none.
     pub max_request_body_bytes: u64,
     /// Open client connections; the ones beyond are answered `503 OM` and closed.
     pub max_connections: usize,
@@ -195,7 +198,7 @@ impl Limits {
             return Some(HEADERS_TOO_LARGE);
         }
         let target = req.uri.path_and_query().map_or(0, |p| p.as_str().len());
-        if target > self.max_request_uri_bytes {
+        if self.max_request_uri_bytes > 0 && target > self.max_request_uri_bytes {
             return Some(URI_TOO_LONG);
         }
         // pingora lets Transfer-Encoding win over Content-Length (RFC 9112) and drops the
@@ -212,10 +215,17 @@ impl Limits {
         if lengths.next().is_some() || declared.is_some_and(|v| v.as_bytes().contains(&b',')) {
             return Some(BAD_REQUEST);
         }
-        if declared_body_bytes(req).is_some_and(|n| n > self.max_request_body_bytes) {
+        if declared_body_bytes(req).is_some_and(|n| self.body_over_limit(n, None)) {
             return Some(PAYLOAD_TOO_LARGE);
         }
         None
+    }
+
+    /// Whether `bytes` of request body pass the proxy's limit or the route's (`route`, an
+    /// ApiProtection's `maxRequestBodyBytes`); a limit of 0 is none.
+    pub fn body_over_limit(&self, bytes: u64, route: Option<u64>) -> bool {
+        let proxy = Some(self.max_request_body_bytes).filter(|&m| m > 0);
+        proxy.into_iter().chain(route).any(|max| bytes > max)
     }
 
     /// Whether this many requests in flight (this one included) is past the limit.
@@ -323,6 +333,18 @@ mod tests {
         assert_eq!(limits.http2_max_concurrent_streams, 100);
         assert_eq!(limits.stream_idle_timeout, Some(Duration::from_secs(300)));
         assert_eq!(limits.idle_timeout, Some(Duration::from_secs(3600)));
+        // Envoy limits neither the body nor the target on its own.
+        assert_eq!(limits.max_request_body_bytes, 0);
+        assert_eq!(limits.max_request_uri_bytes, 0);
+        assert!(!limits.body_over_limit(u64::MAX, None));
+        assert!(limits.body_over_limit(11, Some(10)));
+        let strict = Limits {
+            max_request_body_bytes: 100,
+            ..Limits::default()
+        };
+        assert!(strict.body_over_limit(101, Some(1000)));
+        assert!(strict.body_over_limit(11, Some(10)));
+        assert!(!strict.body_over_limit(100, None));
     }
 
     #[test]

@@ -106,6 +106,11 @@ impl MatchBlock {
         })
     }
 
+    /// The block's uri condition, if any (a `rewrite.uri` replaces what it matched).
+    pub fn uri(&self) -> Option<&Matcher> {
+        self.uri.as_ref()
+    }
+
     /// Whether every condition of the block holds for the request.
     pub fn matches(&self, req: &RequestView<'_>) -> bool {
         let check = |m: &Option<Matcher>, v: &str, ic: bool| {

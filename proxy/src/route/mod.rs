@@ -11,7 +11,9 @@ pub mod endpoints;
 pub mod host;
 pub mod matcher;
 pub mod outlier;
+pub mod path;
 pub mod retry;
+pub mod rewrite;
 pub mod split;
 pub mod sticky;
 pub mod upstream;
@@ -23,8 +25,8 @@ use std::time::Duration;
 
 use augur_model::Arm;
 use augur_policies::{
-    CanaryPolicy, DirectResponseBody, Headers, HttpFaultInjection, HttpRedirect, HttpRewrite,
-    HttpRoute, PolicySet, Prediction,
+    CanaryPolicy, DirectResponseBody, Headers, HttpFaultInjection, HttpRedirect, HttpRoute,
+    PolicySet, Prediction,
 };
 use base64::Engine as _;
 
@@ -96,7 +98,7 @@ pub struct Route {
     /// Header edits.
     pub headers: Headers,
     /// Path and authority rewrite.
-    pub rewrite: Option<HttpRewrite>,
+    pub rewrite: Option<rewrite::Rewrite>,
     /// `namespace/name` of the CanaryPolicy driving this route, if any.
     pub canary_policy: Option<Arc<str>>,
     /// How to read a prediction from the model's response (from the CanaryPolicy).
@@ -115,6 +117,33 @@ pub struct Route {
 impl Route {
     fn matches(&self, req: &RequestView<'_>) -> bool {
         self.matches.is_empty() || self.matches.iter().any(|m| m.matches(req))
+    }
+
+    /// The path and query this route forwards the request with, when its `rewrite` changes
+    /// the path (the part replaced depends on which match block selected the route).
+    pub fn rewritten_path(&self, req: &RequestView<'_>) -> Option<String> {
+        let rewrite = self.rewrite.as_ref().filter(|r| r.rewrites_path())?;
+        let matched = self
+            .matches
+            .iter()
+            .find(|m| m.matches(req))
+            .and_then(MatchBlock::uri);
+        rewrite.path(matched, req.path, req.query)
+    }
+
+    /// Whether the route splits its traffic over more than one destination.
+    pub fn splits(&self) -> bool {
+        matches!(&self.action, Action::Forward(split) if split.destinations().len() > 1)
+    }
+
+    /// The header edits of the destination at `index` of the route's split. Istio applies
+    /// them after the route's when the route has one destination (it merges both lists), and
+    /// before them when it has several (Envoy evaluates a weighted cluster's edits first).
+    pub fn destination_headers(&self, index: usize) -> Option<&Headers> {
+        match &self.action {
+            Action::Forward(split) => split.destinations().get(index).map(|d| &d.headers),
+            _ => None,
+        }
     }
 }
 
@@ -159,6 +188,16 @@ impl RouteTable {
                         route: name.clone(),
                         source,
                     })?;
+                let rewrite = http
+                    .rewrite
+                    .as_ref()
+                    .map(rewrite::Rewrite::compile)
+                    .transpose()
+                    .map_err(|source| CompileError::Match {
+                        virtual_service: vs_name.clone(),
+                        route: name.clone(),
+                        source,
+                    })?;
                 let policy = driving_policy(set, &vs.metadata.name, ns, http.name.as_deref());
                 let action = compile_action(set, http, ns, policy, &mut clusters)?;
                 let mirrors = http
@@ -177,7 +216,7 @@ impl RouteTable {
                     retry: RetryPolicy::compile(http.retries.as_ref()),
                     fault: http.fault.clone(),
                     headers: http.headers.clone(),
-                    rewrite: http.rewrite.clone(),
+                    rewrite,
                     canary_policy: policy.map(|p| Arc::from(policy_key(p))),
                     prediction: policy.and_then(|p| p.prediction.clone()),
                     mirrors,
@@ -311,6 +350,7 @@ fn compile_action(
                 cluster: cluster_for(set, &d.destination, namespace, clusters)?,
                 weight: d.weight,
                 arm: arm_of(policy, &d.destination, namespace, index),
+                headers: d.headers.clone(),
             })
         })
         .collect::<Result<_, CompileError>>()?;

@@ -16,6 +16,8 @@ pub struct WeightedCluster {
     pub weight: u32,
     /// Whether this destination is the stable or the canary version.
     pub arm: Arm,
+    /// The destination's own header edits (Istio applies them after the route's).
+    pub headers: augur_policies::Headers,
 }
 
 /// The destinations of a route with their relative weights.
@@ -42,13 +44,13 @@ impl Split {
 
     /// Picks the destination for a uniformly random `roll` (any `u64`): destination `i` is chosen
     /// with probability `weight_i / total`. `None` when every weight is zero.
-    pub fn pick(&self, roll: u64) -> Option<&WeightedCluster> {
+    pub fn pick(&self, roll: u64) -> Option<(usize, &WeightedCluster)> {
         self.pick_by(roll, self.total, |d| d.weight)
     }
 
     /// Like [`Split::pick`], but with the weights a rollout set: each destination weighs what
     /// its arm (stable or canary) is given.
-    pub fn pick_with(&self, roll: u64, rollout: Weights) -> Option<&WeightedCluster> {
+    pub fn pick_with(&self, roll: u64, rollout: Weights) -> Option<(usize, &WeightedCluster)> {
         let weight = |d: &WeightedCluster| match d.arm {
             Arm::Canary => u32::from(rollout.canary),
             _ => u32::from(rollout.stable),
@@ -62,15 +64,15 @@ impl Split {
         roll: u64,
         total: u64,
         weight: impl Fn(&WeightedCluster) -> u32,
-    ) -> Option<&WeightedCluster> {
+    ) -> Option<(usize, &WeightedCluster)> {
         if total == 0 {
             return None;
         }
         let mut point = roll % total;
-        for d in &self.destinations {
+        for (i, d) in self.destinations.iter().enumerate() {
             let w = u64::from(weight(d));
             if point < w {
-                return Some(d);
+                return Some((i, d));
             }
             point -= w;
         }
@@ -93,21 +95,24 @@ mod tests {
                 cluster: cluster("v1"),
                 weight: 80,
                 arm: Arm::Stable,
+                headers: Default::default(),
             },
             WeightedCluster {
                 cluster: cluster("v2"),
                 weight: 20,
                 arm: Arm::Stable,
+                headers: Default::default(),
             },
             WeightedCluster {
                 cluster: cluster("v3"),
                 weight: 0,
                 arm: Arm::Stable,
+                headers: Default::default(),
             },
         ]);
         let mut counts = [0usize; 3];
         for roll in 0..100u64 {
-            let c = &split.pick(roll).unwrap().cluster;
+            let c = &split.pick(roll).unwrap().1.cluster;
             let i = ["v1", "v2", "v3"]
                 .iter()
                 .position(|n| *n == c.name)
@@ -124,15 +129,17 @@ mod tests {
                 cluster: cluster("v1"),
                 weight: 100,
                 arm: Arm::Stable,
+                headers: Default::default(),
             },
             WeightedCluster {
                 cluster: cluster("v2"),
                 weight: 0,
                 arm: Arm::Canary,
+                headers: Default::default(),
             },
         ]);
         let canary = (0..100u64)
-            .filter(|r| split.pick_with(*r, Weights::canary(20)).unwrap().arm == Arm::Canary)
+            .filter(|r| split.pick_with(*r, Weights::canary(20)).unwrap().1.arm == Arm::Canary)
             .count();
         assert_eq!(canary, 20);
     }
@@ -143,6 +150,7 @@ mod tests {
             cluster: cluster("v1"),
             weight: 0,
             arm: Arm::Stable,
+            headers: Default::default(),
         }]);
         assert!(split.pick(7).is_none());
     }

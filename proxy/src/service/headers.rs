@@ -33,6 +33,24 @@ pub fn strip_hop_by_hop(req: &mut RequestHeader) {
     }
 }
 
+/// Whether the client asked for trailers (`te: trailers`). Envoy forwards exactly that `te`
+/// value upstream, and drops every other: gRPC needs it end to end.
+pub fn wants_trailers(client: &RequestHeader) -> bool {
+    client
+        .headers
+        .get_all("te")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            t.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("trailers")
+        })
+}
+
 /// Headers a client may not strip through `Connection` (Envoy refuses to remove these).
 fn is_protected(name: &str) -> bool {
     matches!(
@@ -112,6 +130,18 @@ mod tests {
             "host cannot be nominated"
         );
         assert!(req.headers.get("x-keep").is_some());
+    }
+
+    #[test]
+    fn only_te_trailers_asks_for_trailers() {
+        let mut req = RequestHeader::build("POST", b"/", None).unwrap();
+        req.insert_header("te", "gzip, trailers;q=1").unwrap();
+        assert!(wants_trailers(&req));
+        let mut req = RequestHeader::build("POST", b"/", None).unwrap();
+        req.insert_header("te", "gzip").unwrap();
+        assert!(!wants_trailers(&req));
+        strip_hop_by_hop(&mut req);
+        assert!(req.headers.get("te").is_none());
     }
 
     #[test]

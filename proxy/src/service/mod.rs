@@ -6,6 +6,8 @@ pub mod capture;
 pub mod failure;
 pub mod headers;
 mod mirroring;
+pub mod replay;
+pub mod sanitize;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,12 +33,15 @@ use crate::rollout::weights::RolloutWeights;
 use crate::route::breakers::{Admission, Overflow};
 use crate::route::cluster::EndpointGuard;
 use crate::route::outlier::Outcome;
+use crate::route::path::PathNormalization;
 use crate::route::sticky::{self, KeySource};
 use crate::route::{Action, Cluster, RequestView, RetryPolicy, Route};
 use crate::sample::{self as samples, RoutedSample, SampleSink};
 use capture::{CapturePorts, Listener};
 use failure::{Failure, CIRCUIT_OPEN};
 use pingora::connectors::l4::BindTo;
+use replay::{BodyCopy, Ticket};
+use sanitize::Refusal;
 
 /// A response status the route's retry policy retries; raised from the response filter so
 /// that pingora's retry loop sends the request again.
@@ -56,6 +61,8 @@ pub struct AugurProxy {
     draining: crate::drain::Draining,
     limiter: Arc<crate::protect::Limiter>,
     gate: crate::limits::Gate,
+    path_normalization: PathNormalization,
+    retry_buffer_limit: u64,
 }
 
 impl AugurProxy {
@@ -84,7 +91,22 @@ impl AugurProxy {
             draining: crate::drain::Draining::default(),
             limiter: Arc::default(),
             gate: crate::limits::Gate::default(),
+            path_normalization: PathNormalization::default(),
+            retry_buffer_limit: replay::DEFAULT_RETRY_BUFFER_LIMIT,
         }
+    }
+
+    /// Normalizes request paths this way before routing (Istio's default: `BASE`).
+    pub fn with_path_normalization(mut self, mode: PathNormalization) -> Self {
+        self.path_normalization = mode;
+        self
+    }
+
+    /// Keeps request bodies up to this size for retries (Envoy's
+    /// `per_connection_buffer_limit_bytes`); larger ones are not retried.
+    pub fn with_retry_buffer_limit(mut self, bytes: u64) -> Self {
+        self.retry_buffer_limit = bytes;
+        self
     }
 
     /// Checks every request against these limits (defaults: [`crate::limits::Limits`]).
@@ -225,6 +247,18 @@ pub struct RequestCtx {
     inbound: bool,
     /// The current attempt's hold on the cluster's circuit breakers.
     admission: Option<Admission>,
+    /// Whether the client spoke HTTP/2 (kept for the attempts sent as subrequests).
+    client_h2: bool,
+    /// The request body, kept for a retry pingora cannot replay from its own buffer.
+    body_copy: Option<BodyCopy>,
+    /// A retry is due that augur sends itself ([`replay`]).
+    replay: bool,
+    /// Set when this request is an attempt sent again as a subrequest: where it reports.
+    outcome: Option<Arc<std::sync::Mutex<replay::Outcome>>>,
+    /// The index of the chosen destination in the route's split.
+    destination: usize,
+    /// The path and query forwarded when the route rewrites the path.
+    rewritten_path: Option<String>,
 }
 
 impl RequestCtx {
@@ -244,26 +278,53 @@ impl RequestCtx {
 }
 
 /// Holds one count of the active-requests gauge for the life of a request.
-struct ActiveRequest(prometheus::IntGauge);
+struct ActiveRequest(Option<prometheus::IntGauge>);
 
 impl ActiveRequest {
     fn new(gauge: &prometheus::IntGauge) -> Self {
         gauge.inc();
-        Self(gauge.clone())
+        Self(Some(gauge.clone()))
+    }
+
+    /// Stops counting (an attempt sent again is part of a request already counted).
+    fn release(&mut self) {
+        if let Some(gauge) = self.0.take() {
+            gauge.dec();
+        }
     }
 }
 
 impl Drop for ActiveRequest {
     fn drop(&mut self) {
-        self.0.dec();
+        self.release();
     }
 }
 
 /// What the request filter decided.
 enum Decision {
+    /// Answer with one of Envoy's local replies.
     Reply(LocalReply),
-    Local(u16, Bytes, Option<String>),
-    Forward(Arc<Route>, Arc<Cluster>, Arm, Option<u64>),
+    /// Answer with a route's `directResponse` or `redirect`.
+    Local {
+        status: u16,
+        body: Bytes,
+        location: Option<String>,
+    },
+    /// Send the request upstream.
+    Forward(Box<Forwarding>),
+}
+
+/// Where a request goes and how.
+struct Forwarding {
+    route: Arc<Route>,
+    cluster: Arc<Cluster>,
+    arm: Arm,
+    /// The consistent-hash key's hash, for sticky routes.
+    sticky: Option<u64>,
+    /// The index of the chosen destination in the route's split (its header edits).
+    destination: usize,
+    /// The path and query to forward when the route rewrites the path.
+    rewritten_path: Option<String>,
 }
 
 fn decide(snapshot: &Snapshot, weights: &RolloutWeights, session: &Session) -> Decision {
@@ -294,17 +355,24 @@ fn decide(snapshot: &Snapshot, weights: &RolloutWeights, session: &Session) -> D
         return Decision::Reply(NO_ROUTE);
     };
     match &route.action {
-        Action::DirectResponse { status, body } => Decision::Local(*status, body.clone(), None),
+        Action::DirectResponse { status, body } => Decision::Local {
+            status: *status,
+            body: body.clone(),
+            location: None,
+        },
         Action::Redirect(r) => {
-            let scheme = r.scheme.as_deref().unwrap_or("http");
-            let host = r
-                .authority
-                .as_deref()
-                .unwrap_or(crate::route::host::strip_port(authority));
-            let port = r.port.map(|p| format!(":{p}")).unwrap_or_default();
-            let path = r.uri.as_deref().unwrap_or(req.uri.path());
-            let location = format!("{scheme}://{host}{port}{path}");
-            Decision::Local(r.redirect_code, Bytes::new(), Some(location))
+            let from = crate::route::rewrite::RedirectFrom {
+                scheme: view.scheme,
+                authority,
+                port,
+                path: view.path,
+                query: view.query,
+            };
+            Decision::Local {
+                status: r.redirect_code,
+                body: Bytes::new(),
+                location: Some(crate::route::rewrite::location(r, &from)),
+            }
         }
         Action::Forward(split) => {
             let sticky = route.sticky.as_ref().and_then(|policy| {
@@ -319,12 +387,16 @@ fn decide(snapshot: &Snapshot, weights: &RolloutWeights, session: &Session) -> D
                 sticky::hash(policy, &key)
             });
             match pick(split, route, weights, sticky) {
-                Some(chosen) if !chosen.cluster.endpoints.is_empty() => Decision::Forward(
-                    Arc::clone(route),
-                    Arc::clone(&chosen.cluster),
-                    chosen.arm,
-                    sticky,
-                ),
+                Some((destination, chosen)) if !chosen.cluster.endpoints.is_empty() => {
+                    Decision::Forward(Box::new(Forwarding {
+                        route: Arc::clone(route),
+                        cluster: Arc::clone(&chosen.cluster),
+                        arm: chosen.arm,
+                        sticky,
+                        destination,
+                        rewritten_path: route.rewritten_path(&view),
+                    }))
+                }
                 _ => Decision::Reply(NO_HEALTHY_UPSTREAM),
             }
         }
@@ -338,12 +410,91 @@ fn pick<'a>(
     route: &Route,
     weights: &RolloutWeights,
     sticky: Option<u64>,
-) -> Option<&'a crate::route::WeightedCluster> {
+) -> Option<(usize, &'a crate::route::WeightedCluster)> {
     // A sticky request's hash is its roll, so the same user lands on the same version.
     let roll = sticky.unwrap_or_else(rand::random::<u64>);
     match route.canary_policy.as_deref().and_then(|p| weights.get(p)) {
         Some(w) => split.pick_with(roll, w),
         None => split.pick(roll),
+    }
+}
+
+/// Restores the routing decision of a request whose next attempt runs as a subrequest
+/// ([`replay`]), so that the attempt goes to the same cluster and reports back to it.
+fn resume(ticket: &Ticket, ctx: &mut RequestCtx, retry_buffer_limit: u64, req: &RequestHeader) {
+    ctx._active.release();
+    ctx.route = Some(Arc::clone(&ticket.route));
+    ctx.cluster = Some(Arc::clone(&ticket.cluster));
+    ctx.arm = Some(ticket.arm);
+    ctx.sticky = ticket.sticky;
+    ctx.client_h2 = ticket.client_h2;
+    ctx.request_id = ticket.request_id.clone();
+    ctx.attempts = ticket.attempts_before;
+    ctx.outcome = Some(Arc::clone(&ticket.outcome));
+    ctx.destination = ticket.destination;
+    ctx.rewritten_path = ticket.rewritten_path.clone();
+    ctx.body_copy = BodyCopy::for_request(
+        crate::limits::declared_body_bytes(req),
+        req.headers.contains_key(http::header::TRANSFER_ENCODING),
+        ticket.route.retry.attempts,
+        retry_buffer_limit,
+    );
+}
+
+/// Whether a retry could send the request body again: pingora still holds it all, or augur's
+/// copy does (or will, for a declared length within the limit).
+fn can_resend(session: &Session, ctx: &RequestCtx) -> bool {
+    !session.as_ref().retry_buffer_truncated()
+        || ctx.body_copy.as_ref().is_some_and(BodyCopy::replayable)
+}
+
+impl AugurProxy {
+    /// Sends the next attempt of a request whose body pingora could not keep, when one is due
+    /// (`ctx.replay`): `Some(Ok(status))` once an answer reached the client, `Some(Err)` when
+    /// the attempt could not be made, `None` when no such retry was due.
+    async fn send_again(&self, session: &mut Session, ctx: &mut RequestCtx) -> Option<Result<u16>> {
+        if !std::mem::take(&mut ctx.replay) {
+            return None;
+        }
+        let copy = ctx.body_copy.take()?;
+        let (Some(route), Some(cluster), Some(arm)) =
+            (ctx.route.clone(), ctx.cluster.clone(), ctx.arm)
+        else {
+            return None;
+        };
+        let outcome = Arc::new(std::sync::Mutex::new(replay::Outcome::default()));
+        let ticket = Ticket {
+            route,
+            cluster,
+            arm,
+            sticky: ctx.sticky,
+            client_h2: ctx.client_h2,
+            request_id: ctx.request_id.clone(),
+            attempts_before: ctx.attempts,
+            outcome: Arc::clone(&outcome),
+            destination: ctx.destination,
+            rewritten_path: ctx.rewritten_path.clone(),
+        };
+        let keep = ctx
+            .response_body
+            .is_some()
+            .then_some(samples::MAX_PREDICTION_BODY);
+        let piped = match replay::send_again(session, copy, ticket, keep).await {
+            Ok(piped) => piped,
+            Err(e) => return Some(Err(e)),
+        };
+        if let Ok(o) = outcome.lock() {
+            ctx.attempts = o.attempts.max(ctx.attempts);
+            ctx.flag = o.flag;
+            ctx.endpoint = o.endpoint.or(ctx.endpoint);
+            ctx.upstream_ms = o.upstream_ms;
+        }
+        ctx.response_bytes += piped.response_bytes;
+        if ctx.response_body.is_some() {
+            ctx.response_body = piped.body;
+        }
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        Some(Ok(status))
     }
 }
 
@@ -386,13 +537,50 @@ impl ProxyHttp for AugurProxy {
             sticky: None,
             endpoint_claim: None,
             admission: None,
+            client_h2: false,
+            body_copy: None,
+            replay: false,
+            outcome: None,
+            destination: 0,
+            rewritten_path: None,
         }
     }
 
+    fn allow_spawning_subrequest(&self, _session: &Session, _ctx: &Self::CTX) -> bool {
+        // Retries of bodies past pingora's buffer are sent as subrequests (`replay`).
+        true
+    }
+
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
+        if let Some(ticket) = Ticket::of(session) {
+            // An attempt sent again: the request was admitted, checked and routed already.
+            resume(ticket, ctx, self.retry_buffer_limit, session.req_header());
+            return Ok(false);
+        }
+        // HTTP/1.1 requests a client pipelined behind this one are served in order after it
+        // (RFC 9112 §9.3.2), as Envoy does, instead of being dropped with the connection.
+        session.set_pipelining_enabled(true);
         if let Some(reply) = self.gate.admit(session, self.metrics.active_requests.get()) {
             ctx.flag = Some(reply.flag);
             reply.send_and_close(session).await?;
+            return Ok(true);
+        }
+        ctx.client_h2 = session.is_http2();
+        let http2 = ctx.client_h2;
+        if let Err(refusal) =
+            sanitize::sanitize(session.req_header_mut(), http2, self.path_normalization)
+        {
+            let reply = match refusal {
+                Refusal::Reply(reply) => {
+                    reply.send(session).await?;
+                    reply
+                }
+                Refusal::ReplyAndClose(reply) => {
+                    reply.send_and_close(session).await?;
+                    reply
+                }
+            };
+            ctx.flag = (reply.flag != "-").then_some(reply.flag);
             return Ok(true);
         }
         ctx.request_id = Some(headers::ensure_request_id(session.req_header_mut())?);
@@ -427,12 +615,26 @@ impl ProxyHttp for AugurProxy {
                 reply.send(session).await?;
                 return Ok(true);
             }
-            Decision::Local(status, body, location) => {
+            Decision::Local {
+                status,
+                body,
+                location,
+            } => {
                 local_reply::send_with_location(session, status, body, location.as_deref()).await?;
                 return Ok(true);
             }
-            Decision::Forward(route, cluster, arm, sticky) => {
+            Decision::Forward(forwarding) => {
+                let Forwarding {
+                    route,
+                    cluster,
+                    arm,
+                    sticky,
+                    destination,
+                    rewritten_path,
+                } = *forwarding;
                 ctx.sticky = sticky;
+                ctx.destination = destination;
+                ctx.rewritten_path = rewritten_path;
                 (route, cluster, arm)
             }
         };
@@ -480,6 +682,13 @@ impl ProxyHttp for AugurProxy {
         if route.prediction.is_some() {
             ctx.response_body = Some(Vec::new());
         }
+        let req = session.req_header();
+        ctx.body_copy = BodyCopy::for_request(
+            crate::limits::declared_body_bytes(req),
+            req.headers.contains_key(http::header::TRANSFER_ENCODING),
+            route.retry.attempts,
+            self.retry_buffer_limit,
+        );
         ctx.arm = Some(arm);
         if !route.mirrors.is_empty() || route.shadow_percentage.is_some() {
             let shadow = route
@@ -512,10 +721,11 @@ impl ProxyHttp for AugurProxy {
                 .as_ref()
                 .and_then(|r| r.protection.as_ref())
                 .and_then(|p| p.max_request_body_bytes);
-            let max = route_max.map_or(self.gate.limits.max_request_body_bytes, |m| {
-                m.min(self.gate.limits.max_request_body_bytes)
-            });
-            if ctx.request_bytes > max {
+            if self
+                .gate
+                .limits
+                .body_over_limit(ctx.request_bytes, route_max)
+            {
                 return Error::e_explain(
                     crate::limits::BODY_TOO_LARGE,
                     "request body over the route's or the proxy's limit",
@@ -526,8 +736,14 @@ impl ProxyHttp for AugurProxy {
                     ctx.mirror = None;
                 }
             }
+            if let Some(copy) = ctx.body_copy.as_mut() {
+                copy.keep(b);
+            }
         }
         if end_of_stream {
+            if let Some(copy) = ctx.body_copy.as_mut() {
+                copy.finish();
+            }
             self.dispatch_mirrors(ctx);
         }
         Ok(())
@@ -554,6 +770,16 @@ impl ProxyHttp for AugurProxy {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Self::CTX) {
+        if let Some(outcome) = ctx.outcome.take() {
+            // An attempt sent again: the request that made it logs and counts the whole.
+            if let Ok(mut o) = outcome.lock() {
+                o.attempts = ctx.attempts;
+                o.flag = ctx.flag;
+                o.endpoint = ctx.endpoint;
+                o.upstream_ms = ctx.upstream_ms;
+            }
+            return;
+        }
         crate::limits::Gate::finished(session);
         // A request whose body never reached the body filter (none at all) is mirrored now.
         self.dispatch_mirrors(ctx);
@@ -629,7 +855,7 @@ impl ProxyHttp for AugurProxy {
 
     async fn upstream_peer(
         &self,
-        session: &mut Session,
+        _session: &mut Session,
         ctx: &mut Self::CTX,
     ) -> Result<Box<HttpPeer>> {
         ctx.attempts += 1;
@@ -650,7 +876,7 @@ impl ProxyHttp for AugurProxy {
         let Some(cluster) = ctx.cluster.clone() else {
             return Error::e_explain(ErrorType::InternalError, "no upstream chosen for request");
         };
-        let client_h2 = session.is_http2();
+        let client_h2 = ctx.client_h2;
         // The previous attempt's hold is released before this one asks.
         ctx.admission = None;
         if let Some(breakers) = &cluster.breakers {
@@ -690,6 +916,9 @@ impl ProxyHttp for AugurProxy {
         ctx: &mut Self::CTX,
     ) -> Result<()> {
         headers::strip_hop_by_hop(upstream);
+        if headers::wants_trailers(session.req_header()) {
+            upstream.insert_header("te", "trailers")?;
+        }
         // A client may nominate `x-request-id` in `Connection` (pingora then strips it): the
         // id augur logs and joins samples by must still reach the upstream.
         if let Some(id) = ctx.request_id.as_deref() {
@@ -703,19 +932,47 @@ impl ProxyHttp for AugurProxy {
             }
         }
         upstream.insert_header("x-envoy-attempt-count", ctx.attempts.to_string())?;
+        // Envoy tells the upstream how long the proxy will wait for it (the per-try timeout, else
+        // the route's), so that it can give up in time; none when no timeout applies.
+        let expected = ctx
+            .route
+            .as_ref()
+            .and_then(|r| r.retry.per_try_timeout.or(r.timeout));
+        if let Some(timeout) = expected {
+            upstream.insert_header(
+                "x-envoy-expected-rq-timeout-ms",
+                timeout.as_millis().to_string(),
+            )?;
+        }
         if upstream.headers.get("x-forwarded-proto").is_none() {
             let proto = if is_tls(session) { "https" } else { "http" };
             upstream.insert_header("x-forwarded-proto", proto)?;
         }
         if let Some(route) = &ctx.route {
-            headers::edit_request(upstream, &route.headers.request)?;
-            if let Some(rewrite) = &route.rewrite {
-                if let Some(authority) = &rewrite.authority {
-                    upstream.insert_header("host", authority.as_str())?;
+            // Istio puts the edits of one of several destinations on Envoy's weighted cluster,
+            // which Envoy applies before the route's; a lone destination's come after them.
+            let dest = route.destination_headers(ctx.destination);
+            let (first, then) = match dest {
+                Some(d) if route.splits() => (Some(&d.request), Some(&route.headers.request)),
+                Some(d) => (Some(&route.headers.request), Some(&d.request)),
+                None => (Some(&route.headers.request), None),
+            };
+            for ops in first.into_iter().chain(then) {
+                headers::edit_request(upstream, ops)?;
+            }
+            if let Some(authority) = route.rewrite.as_ref().and_then(|r| r.authority.as_ref()) {
+                upstream.insert_header("host", authority.as_str())?;
+            }
+            if let Some(path) = &ctx.rewritten_path {
+                let original = session
+                    .req_header()
+                    .uri
+                    .path_and_query()
+                    .map(|p| p.as_str().to_owned());
+                if let Some(original) = original {
+                    upstream.insert_header("x-envoy-original-path", original)?;
                 }
-                if let Some(uri) = &rewrite.uri {
-                    rewrite_path(upstream, uri)?;
-                }
+                rewrite_path(upstream, path)?;
             }
         }
         ctx.attempt_start = Some(Instant::now());
@@ -736,7 +993,9 @@ impl ProxyHttp for AugurProxy {
         self.report_outlier(ctx, Outcome::Status(status));
         if let Some(policy) = ctx.retry() {
             if policy.retries_status(status) {
-                if ctx.retries_left() {
+                // Retried only when the body can be sent again; otherwise this answer goes
+                // to the client, as Envoy does past its buffer limit.
+                if ctx.retries_left() && can_resend(session, ctx) {
                     let mut e =
                         Error::explain(RETRIABLE_STATUS, format!("upstream answered {status}"));
                     e.set_retry(true);
@@ -752,7 +1011,15 @@ impl ProxyHttp for AugurProxy {
         upstream.insert_header("x-envoy-upstream-service-time", service_ms.to_string())?;
         upstream.insert_header("server", "envoy")?;
         if let Some(route) = &ctx.route {
-            headers::edit_response(upstream, &route.headers.response)?;
+            let dest = route.destination_headers(ctx.destination);
+            let (first, then) = match dest {
+                Some(d) if route.splits() => (Some(&d.response), Some(&route.headers.response)),
+                Some(d) => (Some(&route.headers.response), Some(&d.response)),
+                None => (Some(&route.headers.response), None),
+            };
+            for ops in first.into_iter().chain(then) {
+                headers::edit_response(upstream, ops)?;
+            }
         }
         Ok(())
     }
@@ -764,7 +1031,8 @@ impl ProxyHttp for AugurProxy {
         let expected = matches!(
             error.esource(),
             pingora::ErrorSource::Upstream | pingora::ErrorSource::Downstream
-        ) || error.etype() == &crate::limits::BODY_TOO_LARGE;
+        ) || error.etype() == &crate::limits::BODY_TOO_LARGE
+            || error.etype() == &RETRIABLE_STATUS;
         if expected {
             tracing::debug!(flag = ctx.flag.unwrap_or("-"), error = %error, "request failed");
         }
@@ -806,10 +1074,8 @@ impl ProxyHttp for AugurProxy {
         ctx: &mut Self::CTX,
         _client_reused: bool,
     ) -> Box<Error> {
-        // Never retry once the response has started, nor when the buffered body was truncated.
-        let replayable = session.response_written().is_none()
-            && !session.as_ref().retry_buffer_truncated()
-            && ctx.retries_left();
+        // Never retry once the response has started, nor without the whole body to send.
+        let due = session.response_written().is_none() && ctx.retries_left();
         let wanted = if e.etype() == &RETRIABLE_STATUS {
             true
         } else {
@@ -819,7 +1085,13 @@ impl ProxyHttp for AugurProxy {
             ctx.retry().is_some_and(RetryPolicy::retries_reset)
                 && matches!(failure::classify(&e), Failure::Reply(_))
         };
-        e.set_retry(replayable && wanted);
+        let pingora_can_resend = !session.as_ref().retry_buffer_truncated();
+        e.set_retry(due && wanted && pingora_can_resend);
+        // A body pingora could not keep is sent again by augur, from its own copy.
+        ctx.replay = due
+            && wanted
+            && !pingora_can_resend
+            && ctx.body_copy.as_ref().is_some_and(BodyCopy::replayable);
         e
     }
 
@@ -832,6 +1104,20 @@ impl ProxyHttp for AugurProxy {
     where
         Self::CTX: Send + Sync,
     {
+        let replay_error;
+        let e = match self.send_again(session, ctx).await {
+            Some(Ok(status)) => {
+                return FailToProxy {
+                    error_code: status,
+                    can_reuse_downstream: false,
+                }
+            }
+            Some(Err(failed)) => {
+                replay_error = failed;
+                &*replay_error
+            }
+            None => e,
+        };
         let code = match failure::classify(e) {
             Failure::Reply(reply) if session.response_written().is_none() => {
                 let reply = if ctx.attempts > 1 && reply == local_reply::CONNECT_FAILURE {
@@ -861,16 +1147,12 @@ impl ProxyHttp for AugurProxy {
     }
 }
 
-/// Replaces the path (keeping the query) as Istio's `rewrite.uri` does for the matched prefix:
-/// augur replaces the whole path.
-fn rewrite_path(req: &mut RequestHeader, uri: &str) -> Result<()> {
-    let new = match req.uri.query() {
-        Some(q) => format!("{uri}?{q}"),
-        None => uri.to_owned(),
-    };
-    let parsed = new
+/// Sets the upstream request's path and query to the route's rewrite of them
+/// ([`Route::rewritten_path`]).
+fn rewrite_path(req: &mut RequestHeader, path_and_query: &str) -> Result<()> {
+    let parsed = path_and_query
         .parse::<http::Uri>()
-        .map_err(|_| Error::explain(ErrorType::InternalError, "invalid rewrite uri"))?;
+        .map_err(|_| Error::explain(ErrorType::InternalError, "invalid rewritten path"))?;
     req.set_uri(parsed);
     Ok(())
 }

@@ -84,10 +84,10 @@ impl RawHttpRoute {
                 "only one of route, redirect or directResponse may be set",
             ),
         }
-        let rewrite = self.rewrite.as_ref().map(|r| HttpRewrite {
-            uri: r.uri.clone(),
-            authority: r.authority.clone(),
-        });
+        let rewrite = self
+            .rewrite
+            .as_ref()
+            .map(|r| r.validate(cx, &join(path, "rewrite")));
         if rewrite.is_some() && redirect.is_some() {
             cx.error(
                 &join(path, "rewrite"),
@@ -353,19 +353,92 @@ fn status_at(
     u16::try_from(code).ok()
 }
 
+/// The redirect codes Istio programs (`translateRedirect`); it drops a redirect with any other.
+const REDIRECT_CODES: [u32; 5] = [301, 302, 303, 307, 308];
+
 impl RawRedirect {
     fn validate(&self, cx: &mut Ctx<'_>, path: &str) -> HttpRedirect {
         let redirect_code = match self.redirect_code {
             None => defaults::REDIRECT_CODE,
-            Some(c) => status_at(cx, &join(path, "redirectCode"), Some(c), 300..=399)
-                .unwrap_or(defaults::REDIRECT_CODE),
+            Some(c) if REDIRECT_CODES.contains(&c) => u16::try_from(c).unwrap_or(301),
+            Some(c) => {
+                cx.error(
+                    &join(path, "redirectCode"),
+                    format!("must be one of 301, 302, 303, 307 or 308 (Istio's), got {c}"),
+                );
+                defaults::REDIRECT_CODE
+            }
+        };
+        if let Some(scheme) = &self.scheme {
+            if !matches!(scheme.as_str(), "http" | "https") {
+                cx.error(
+                    &join(path, "scheme"),
+                    format!("must be http or https, got {scheme:?}"),
+                );
+            }
+        }
+        let port = match (self.port, self.derive_port.as_deref()) {
+            (Some(_), Some(_)) => {
+                cx.error(path, "port and derivePort cannot both be set");
+                None
+            }
+            (Some(p), None) => match u16::try_from(p) {
+                Ok(p) if p > 0 => Some(RedirectPort::Fixed(p)),
+                _ => {
+                    cx.error(
+                        &join(path, "port"),
+                        format!("must be a port in 1..=65535, got {p}"),
+                    );
+                    None
+                }
+            },
+            (None, Some("FROM_REQUEST_PORT")) => Some(RedirectPort::FromRequest),
+            (None, Some("FROM_PROTOCOL_DEFAULT")) | (None, None) => None,
+            (None, Some(other)) => {
+                cx.error(
+                    &join(path, "derivePort"),
+                    format!("must be FROM_PROTOCOL_DEFAULT or FROM_REQUEST_PORT, got {other:?}"),
+                );
+                None
+            }
         };
         HttpRedirect {
             uri: self.uri.clone(),
             authority: self.authority.clone(),
             redirect_code,
             scheme: self.scheme.clone(),
-            port: self.port,
+            port,
+        }
+    }
+}
+
+impl RawRewrite {
+    fn validate(&self, cx: &mut Ctx<'_>, path: &str) -> HttpRewrite {
+        let uri_regex_rewrite = self.uri_regex_rewrite.as_ref().and_then(|r| {
+            let at = join(path, "uriRegexRewrite");
+            let (Some(pattern), Some(rewrite)) = (&r.pattern, &r.rewrite) else {
+                cx.error(&at, "needs both match and rewrite");
+                return None;
+            };
+            if let Err(e) = regex::Regex::new(pattern) {
+                cx.error(
+                    &join(&at, "match"),
+                    format!("invalid regular expression: {e}"),
+                );
+                return None;
+            }
+            Some(RegexRewrite {
+                pattern: pattern.clone(),
+                rewrite: rewrite.clone(),
+            })
+        });
+        if self.uri.is_some() && uri_regex_rewrite.is_some() {
+            cx.error(path, "uri and uriRegexRewrite cannot both be set");
+        }
+        HttpRewrite {
+            uri: self.uri.clone(),
+            authority: self.authority.clone(),
+            uri_regex_rewrite,
         }
     }
 }

@@ -137,16 +137,25 @@ pub struct HttpMirrorPolicy {
 /// Redirect response.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HttpRedirect {
-    /// Replacement path.
+    /// Replacement path; a query in it replaces the request's, else the request's is kept.
     pub uri: Option<String>,
-    /// Replacement authority.
+    /// Replacement authority (the request's port is dropped unless `port` sets one).
     pub authority: Option<String>,
-    /// Status code (301 when absent).
+    /// Status code: 301 (the default), 302, 303, 307 or 308, as Istio supports.
     pub redirect_code: u16,
-    /// Replacement scheme.
+    /// Replacement scheme (else the scheme the request came in with).
     pub scheme: Option<String>,
-    /// Replacement port.
-    pub port: Option<u32>,
+    /// Replacement port (`port`, or the request's with `derivePort: FROM_REQUEST_PORT`).
+    pub port: Option<RedirectPort>,
+}
+
+/// Where a redirect's port comes from (`port` or `derivePort`, which Istio makes a oneof).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum RedirectPort {
+    /// This port.
+    Fixed(u16),
+    /// The port the request came in on (`derivePort: FROM_REQUEST_PORT`).
+    FromRequest,
 }
 
 /// Direct response.
@@ -170,10 +179,23 @@ pub enum DirectResponseBody {
 /// Rewrite before forwarding.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HttpRewrite {
-    /// Replacement for the matched path prefix (or whole path on exact match).
+    /// Replacement for the matched path prefix (the whole path after an exact or regex match;
+    /// the leading `/` when the route matched no uri, as Istio's catch-all is `prefix: /`).
     pub uri: Option<String>,
     /// Replacement authority.
     pub authority: Option<String>,
+    /// `uriRegexRewrite`: every match of the expression in the path is replaced.
+    pub uri_regex_rewrite: Option<RegexRewrite>,
+}
+
+/// `uriRegexRewrite`: a regular expression over the path and its replacement, where `\1`
+/// names a capture group (RE2's syntax, as Envoy's `regex_rewrite` takes it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RegexRewrite {
+    /// The expression.
+    pub pattern: String,
+    /// The replacement.
+    pub rewrite: String,
 }
 
 /// Retry policy.

