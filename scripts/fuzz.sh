@@ -28,7 +28,7 @@ seconds=${1:-20}
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(policy_load image_decode route_match headers)
+  targets=(policy_load image_decode route_match headers path_normalize)
 fi
 sanitizer=${FUZZ_SANITIZER:-address}
 jobs=${FUZZ_JOBS:-1}
@@ -38,7 +38,7 @@ features_for() {
   case "$1" in
     policy_load) echo "" ;;
     image_decode) echo "image" ;;
-    route_match | headers) echo "proxy" ;;
+    route_match | headers | path_normalize) echo "proxy" ;;
     *) echo "fuzz.sh: unknown target $1" >&2; exit 2 ;;
   esac
 }

@@ -327,11 +327,12 @@ fn paths_are_normalized_like_envoy_in_every_istio_mode() {
 }
 
 /// Body sizes around pingora's own 64 KiB retry buffer and Envoy's 1 MiB buffer limit.
-const RETRIED_BODIES: [usize; 5] = [
+const RETRIED_BODIES: [usize; 6] = [
     64 * 1024 - 1,
     64 * 1024 + 1,
     512 * 1024,
-    1024 * 1024 - 1024,
+    1024 * 1024,
+    1024 * 1024 + 1,
     2 * 1024 * 1024,
 ];
 

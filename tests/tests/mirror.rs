@@ -231,3 +231,36 @@ fn the_embedded_shadow_model_scores_mirrored_xrays() {
         },
     );
 }
+
+/// A retried X-ray-sized body (past pingora's 64 KiB retry buffer) is answered, reaches the
+/// primary whole on each attempt, and is mirrored once, whole.
+#[test]
+fn a_retried_large_body_is_answered_and_mirrored_once() {
+    let primary = Upstream::scripted("v1", |n| Answer {
+        status: if n == 0 { 503 } else { 200 },
+        ..Answer::OK
+    });
+    let shadow = Upstream::start("shadow");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vs = virtual_service(
+        "model",
+        "  - name: main\n    retries: {attempts: 2, retryOn: 5xx}\n    \
+         route: [{destination: {host: model, subset: v1}}]\n    \
+         mirror: {host: model, subset: shadow}\n    mirrorPercentage: {value: 100}\n",
+    );
+    let svc = service(
+        "model",
+        &[("v1", primary.addr.port()), ("shadow", shadow.addr.port())],
+    );
+    let proxy = Proxy::start(&[&write(dir.path(), &[&vs, &svc])]);
+    let body = "x".repeat(200_000);
+    let resp = post(proxy.listen, &body, "big-retried");
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    let attempts: Vec<usize> = primary.received().iter().map(|r| r.body.len()).collect();
+    assert_eq!(attempts, vec![200_000, 200_000], "both attempts carried the whole body");
+    wait_for("the mirror copy", Duration::from_secs(10), || {
+        (shadow.served() == 1).then_some(())
+    });
+    assert_eq!(shadow.received()[0].body.len(), 200_000);
+    assert_eq!(shadow.served(), 1, "one copy per request, not per attempt");
+}

@@ -284,3 +284,119 @@ fn an_http2_stream_reset_is_envoys_503_ur() {
         "counted with flag UR"
     );
 }
+
+/// A cleartext HTTP/2 server as a gRPC service answers: it reads the whole request with its
+/// trailers, then sends headers, a body echoing what it saw (`te` and the request trailer) and
+/// `grpc-status` in trailers. Returns its port.
+fn trailer_echoing_h2_server() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    listener.set_nonblocking(true).expect("nonblocking");
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+            while let Ok((socket, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let Ok(mut conn) = h2::server::handshake(socket).await else {
+                        return;
+                    };
+                    while let Some(Ok((request, mut respond))) = conn.accept().await {
+                        tokio::spawn(async move {
+                            let te = request
+                                .headers()
+                                .get("te")
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("none")
+                                .to_owned();
+                            let mut body = request.into_body();
+                            while let Some(Ok(chunk)) = body.data().await {
+                                let _ = body.flow_control().release_capacity(chunk.len());
+                            }
+                            let trailer = match body.trailers().await {
+                                Ok(Some(t)) => t
+                                    .get("x-client-trailer")
+                                    .and_then(|v| v.to_str().ok())
+                                    .unwrap_or("none")
+                                    .to_owned(),
+                                _ => "none".to_owned(),
+                            };
+                            let response = ::http::Response::builder()
+                                .status(200)
+                                .header("content-type", "application/grpc")
+                                .body(())
+                                .expect("response");
+                            let Ok(mut send) = respond.send_response(response, false) else {
+                                return;
+                            };
+                            let seen = format!("te={te} trailer={trailer}");
+                            let _ = send.send_data(seen.into(), false);
+                            let mut trailers = ::http::HeaderMap::new();
+                            trailers.insert("grpc-status", ::http::HeaderValue::from_static("0"));
+                            let _ = send.send_trailers(trailers);
+                        });
+                    }
+                });
+            }
+        });
+    });
+    port
+}
+
+/// gRPC through augur: an HTTP/2 client's `te: trailers` reaches an HTTP/2 upstream (h2 refuses
+/// any other `te`), and the upstream's trailers (`grpc-status`) reach the client, as through
+/// Envoy.
+#[test]
+fn grpc_trailers_pass_end_to_end() {
+    let port = trailer_echoing_h2_server();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(&policy, host("grpc", port, "GRPC", "{}")).expect("write policy");
+    let proxy = Proxy::start_with_args(&[&policy], &[]);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (seen, trailers) = runtime.block_on(async {
+        let socket = tokio::net::TcpStream::connect(proxy.listen)
+            .await
+            .expect("connect to augur");
+        let (client, conn) = h2::client::handshake(socket).await.expect("h2 handshake");
+        tokio::spawn(conn);
+        let mut client = client.ready().await.expect("ready");
+        let request = ::http::Request::builder()
+            .method("POST")
+            .uri("http://grpc/pkg.Service/Method")
+            .header("te", "trailers")
+            .header("content-type", "application/grpc")
+            .body(())
+            .expect("request");
+        let (response, mut send) = client.send_request(request, false).expect("send");
+        // A gRPC call: one empty message, and the stream ends with it (gRPC clients send no
+        // request trailers; pingora 0.9.1 does not read them from HTTP/2 clients).
+        send.send_data(bytes_of("\0\0\0\0\0"), true).expect("data");
+        let response = response.await.expect("response");
+        assert_eq!(response.status(), 200);
+        let mut body = response.into_body();
+        let mut seen = Vec::new();
+        while let Some(Ok(chunk)) = body.data().await {
+            let _ = body.flow_control().release_capacity(chunk.len());
+            seen.extend_from_slice(&chunk);
+        }
+        let trailers = body.trailers().await.expect("trailers").unwrap_or_default();
+        (String::from_utf8_lossy(&seen).into_owned(), trailers)
+    });
+    assert_eq!(seen, "te=trailers trailer=none", "what the upstream received");
+    assert_eq!(
+        trailers.get("grpc-status").and_then(|v| v.to_str().ok()),
+        Some("0"),
+        "the upstream's trailers reach the client"
+    );
+}
+
+fn bytes_of(s: &'static str) -> bytes::Bytes {
+    bytes::Bytes::from_static(s.as_bytes())
+}

@@ -456,6 +456,25 @@ impl AugurProxy {
         if !std::mem::take(&mut ctx.replay) {
             return None;
         }
+        // The client may still be sending (the upstream answered early): the rest goes through
+        // the body filter as it would have, so limits, mirrors and the copy all see it.
+        while !ctx.body_copy.as_ref().is_some_and(BodyCopy::is_complete) {
+            if !ctx.body_copy.as_ref().is_some_and(BodyCopy::replayable) {
+                return Some(Error::e_explain(
+                    ErrorType::InternalError,
+                    "request body outgrew the retry buffer",
+                ));
+            }
+            let chunk = match session.downstream_session.read_request_body().await {
+                Ok(chunk) => chunk,
+                Err(e) => return Some(Err(e)),
+            };
+            let end = chunk.is_none();
+            let mut body = chunk;
+            if let Err(e) = self.request_body_filter(session, &mut body, end, ctx).await {
+                return Some(Err(e));
+            }
+        }
         let copy = ctx.body_copy.take()?;
         let (Some(route), Some(cluster), Some(arm)) =
             (ctx.route.clone(), ctx.cluster.clone(), ctx.arm)

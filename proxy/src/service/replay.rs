@@ -177,27 +177,21 @@ pub struct Piped {
     pub body: Option<Vec<u8>>,
 }
 
-/// Sends the request again as a subrequest with the kept body (reading whatever the client has
-/// not sent yet), and pipes its answer to the client. `keep_up_to` keeps the response body for
-/// a prediction. `Err` when nothing reached the client: the caller answers with a local reply.
+/// Sends the request again as a subrequest with the whole kept body (the caller has read what
+/// the client had not sent yet), and pipes its answer to the client. `keep_up_to` keeps the
+/// response body for a prediction. `Err` when nothing reached the client: the caller answers
+/// with a local reply.
 pub async fn send_again(
     session: &mut Session,
     mut copy: BodyCopy,
     ticket: Ticket,
     keep_up_to: Option<usize>,
 ) -> Result<Piped> {
-    // The client may still be sending: read the rest (it was declared to fit the limit).
-    while !copy.is_complete() {
-        match session.downstream_session.read_request_body().await? {
-            Some(chunk) => copy.keep(&chunk),
-            None => copy.finish(),
-        }
-        if !copy.replayable() {
-            return Error::e_explain(
-                ErrorType::InternalError,
-                "request body outgrew the retry buffer",
-            );
-        }
+    if !copy.is_complete() {
+        return Error::e_explain(
+            ErrorType::InternalError,
+            "the request body is not all kept for a retry",
+        );
     }
     let Some(spawner) = session.subrequest_spawner.as_ref() else {
         return Error::e_explain(ErrorType::InternalError, "subrequests are not enabled");
