@@ -285,6 +285,12 @@ impl RouteTable {
     }
 }
 
+/// Rolls a percentage (0 to 100): `true` for that share of calls. Faults, mirrors and the
+/// shadow model's share all roll with it.
+pub fn percent_roll(percentage: f64) -> bool {
+    percentage > 0.0 && rand::random::<f64>() * 100.0 < percentage
+}
+
 /// The key a CanaryPolicy's rollout is known by: `namespace/name`.
 pub fn policy_key(p: &CanaryPolicy) -> String {
     format!("{}/{}", p.metadata.namespace, p.metadata.name)

@@ -368,8 +368,8 @@ mod tests {
     /// Paths built from the pieces attacks are made of, by a seeded generator.
     fn generated_paths(n: usize) -> Vec<String> {
         const PIECES: [&str; 22] = [
-            "/", "a", "admin", ".", "..", "%2e", "%2E", "%2e%2e", "%2F", "%2f", "%5C", "\\",
-            "%61", "%41", "%25", "%252e", "//", "%zz", "%", "~", "%7e", ";x",
+            "/", "a", "admin", ".", "..", "%2e", "%2E", "%2e%2e", "%2F", "%2f", "%5C", "\\", "%61",
+            "%41", "%25", "%252e", "//", "%zz", "%", "~", "%7e", ";x",
         ];
         let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
         let mut next = || {
@@ -408,7 +408,11 @@ mod tests {
                 let Ok(normalized) = normalize(&path, mode) else {
                     continue;
                 };
-                assert_eq!(normalize(&normalized, mode).as_deref(), Ok(&*normalized), "{path} {mode}: twice");
+                assert_eq!(
+                    normalize(&normalized, mode).as_deref(),
+                    Ok(&*normalized),
+                    "{path} {mode}: twice"
+                );
                 if mode != DecodeAndMergeSlashes && escaped_slash {
                     // The documented limit of BASE and MERGE_SLASHES: an origin that decodes
                     // %2F sees a slash the proxy did not.

@@ -10,7 +10,7 @@ use pingora::http::RequestHeader;
 use crate::metrics::Metrics;
 use crate::mirror::{DropReason, MirrorJob, MirrorQueue};
 use crate::policy_store::ShadowHandle;
-use crate::route::{Cluster, Route};
+use crate::route::{percent_roll, Cluster, Route};
 use crate::sample::{self, RoutedSample, SampleSink};
 
 /// The copies one request will make, and its body while it streams.
@@ -30,14 +30,13 @@ pub(super) fn plan(
     head: &RequestHeader,
     request_id: Option<&str>,
 ) -> Option<Box<MirrorPlan>> {
-    let roll = |pct: f64| pct > 0.0 && rand::random::<f64>() * 100.0 < pct;
     let targets: Vec<Arc<Cluster>> = route
         .mirrors
         .iter()
-        .filter(|(_, pct)| roll(*pct))
+        .filter(|(_, pct)| percent_roll(*pct))
         .map(|(c, _)| Arc::clone(c))
         .collect();
-    let shadow = shadow.filter(|_| route.shadow_percentage.is_some_and(roll));
+    let shadow = shadow.filter(|_| route.shadow_percentage.is_some_and(percent_roll));
     if targets.is_empty() && shadow.is_none() {
         return None;
     }

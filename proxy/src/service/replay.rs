@@ -25,6 +25,7 @@ use pingora::proxy::subrequest::{BodyMode, Ctx as SubrequestCtx};
 use pingora::proxy::Session;
 use pingora::{Error, ErrorType, Result};
 
+use super::ctx::RequestCtx;
 use crate::route::{Cluster, Route};
 
 /// pingora's own request-body retry buffer (`pingora-core`'s `BODY_BUF_LIMIT`): bodies up to
@@ -177,11 +178,98 @@ pub struct Piped {
     pub body: Option<Vec<u8>>,
 }
 
+impl super::AugurProxy {
+    /// Sends the next attempt of a request whose body pingora could not keep, when one is due
+    /// (`ctx.replay`): `Some(Ok(status))` once an answer reached the client, `Some(Err)` when
+    /// the attempt could not be made, `None` when no such retry was due.
+    pub(super) async fn send_again(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Option<Result<u16>> {
+        if !std::mem::take(&mut ctx.replay) {
+            return None;
+        }
+        // The client may still be sending (the upstream answered early): the rest goes through
+        // the body filter as it would have, so limits, mirrors and the copy all see it.
+        while !ctx.body_copy.as_ref().is_some_and(BodyCopy::is_complete) {
+            if !ctx.body_copy.as_ref().is_some_and(BodyCopy::replayable) {
+                return Some(Error::e_explain(
+                    ErrorType::InternalError,
+                    "request body outgrew the retry buffer",
+                ));
+            }
+            let chunk = match session.downstream_session.read_request_body().await {
+                Ok(chunk) => chunk,
+                Err(e) => return Some(Err(e)),
+            };
+            let end = chunk.is_none();
+            if let Err(e) = self.filter_request_body(chunk.as_ref(), end, ctx) {
+                return Some(Err(e));
+            }
+        }
+        let copy = ctx.body_copy.take()?;
+        let (Some(route), Some(cluster), Some(arm)) =
+            (ctx.route.clone(), ctx.cluster.clone(), ctx.arm)
+        else {
+            return None;
+        };
+        let outcome = Arc::new(Mutex::new(Outcome::default()));
+        let ticket = Ticket {
+            route,
+            cluster,
+            arm,
+            sticky: ctx.sticky,
+            client_h2: ctx.client_h2,
+            request_id: ctx.request_id.clone(),
+            attempts_before: ctx.attempts,
+            outcome: Arc::clone(&outcome),
+            destination: ctx.destination,
+            rewritten_path: ctx.rewritten_path.clone(),
+        };
+        let keep = ctx
+            .response_body
+            .is_some()
+            .then_some(crate::sample::MAX_PREDICTION_BODY);
+        let piped = match pipe_again(session, copy, ticket, keep).await {
+            Ok(piped) => piped,
+            Err(e) => return Some(Err(e)),
+        };
+        if let Ok(o) = outcome.lock() {
+            ctx.attempts = o.attempts.max(ctx.attempts);
+            ctx.flag = o.flag;
+            ctx.endpoint = o.endpoint.or(ctx.endpoint);
+            ctx.upstream_ms = o.upstream_ms;
+        }
+        ctx.response_bytes += piped.response_bytes;
+        if ctx.response_body.is_some() {
+            ctx.response_body = piped.body;
+        }
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        Some(Ok(status))
+    }
+}
+
+/// An attempt sent again is over: it reports what it did to the request that made it, which
+/// logs and counts the whole.
+pub(super) fn report(ctx: &mut RequestCtx) -> bool {
+    let Some(outcome) = ctx.outcome.take() else {
+        return false;
+    };
+    if let Ok(mut o) = outcome.lock() {
+        o.attempts = ctx.attempts;
+        o.flag = ctx.flag;
+        o.endpoint = ctx.endpoint;
+        o.upstream_ms = ctx.upstream_ms;
+    }
+    true
+}
+
 /// Sends the request again as a subrequest with the whole kept body (the caller has read what
 /// the client had not sent yet), and pipes its answer to the client. `keep_up_to` keeps the
 /// response body for a prediction. `Err` when nothing reached the client: the caller answers
 /// with a local reply.
-pub async fn send_again(
+pub async fn pipe_again(
     session: &mut Session,
     mut copy: BodyCopy,
     ticket: Ticket,

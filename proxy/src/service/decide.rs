@@ -1,0 +1,143 @@
+//! Where a request goes: the first matching route of its virtual host, then a weighted (or
+//! sticky) destination, a redirect or a direct response.
+
+use std::sync::Arc;
+
+use augur_model::Arm;
+use bytes::Bytes;
+use pingora::proxy::Session;
+
+use crate::local_reply::{LocalReply, NO_HEALTHY_UPSTREAM, NO_ROUTE};
+use crate::policy_store::Snapshot;
+use crate::rollout::weights::RolloutWeights;
+use crate::route::rewrite::{self, RedirectFrom};
+use crate::route::sticky::{self, KeySource};
+use crate::route::{Action, Cluster, RequestView, Route, Split, WeightedCluster};
+
+/// What the route phase decided.
+pub(super) enum Decision {
+    /// Answer with one of Envoy's local replies.
+    Reply(LocalReply),
+    /// Answer with a route's `directResponse` or `redirect`.
+    Local {
+        status: u16,
+        body: Bytes,
+        location: Option<String>,
+    },
+    /// Send the request upstream.
+    Forward(Box<Forwarding>),
+}
+
+/// Where a request goes and how.
+pub(super) struct Forwarding {
+    pub(super) route: Arc<Route>,
+    pub(super) cluster: Arc<Cluster>,
+    pub(super) arm: Arm,
+    /// The consistent-hash key's hash, for sticky routes.
+    pub(super) sticky: Option<u64>,
+    /// The index of the chosen destination in the route's split (its header edits).
+    pub(super) destination: usize,
+    /// The path and query to forward when the route rewrites the path.
+    pub(super) rewritten_path: Option<String>,
+}
+
+/// Routes the session's request with the snapshot's routes and the rollouts' weights.
+pub(super) fn decide(snapshot: &Snapshot, weights: &RolloutWeights, session: &Session) -> Decision {
+    let req = session.req_header();
+    let headers = &req.headers;
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let authority = req
+        .uri
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| header("host"))
+        .unwrap_or("");
+    let port = session
+        .server_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.port())
+        .unwrap_or(0);
+    let view = RequestView {
+        method: req.method.as_str(),
+        path: req.uri.path(),
+        query: req.uri.query(),
+        authority,
+        scheme: if is_tls(session) { "https" } else { "http" },
+        port,
+        header: &header,
+    };
+    let Some(route) = snapshot.routes.find(&view) else {
+        return Decision::Reply(NO_ROUTE);
+    };
+    match &route.action {
+        Action::DirectResponse { status, body } => Decision::Local {
+            status: *status,
+            body: body.clone(),
+            location: None,
+        },
+        Action::Redirect(r) => {
+            let from = RedirectFrom {
+                scheme: view.scheme,
+                authority,
+                port,
+                path: view.path,
+                query: view.query,
+            };
+            Decision::Local {
+                status: r.redirect_code,
+                body: Bytes::new(),
+                location: Some(rewrite::location(r, &from)),
+            }
+        }
+        Action::Forward(split) => {
+            let sticky = route.sticky.as_ref().and_then(|policy| {
+                let key = KeySource {
+                    header: &header,
+                    query: req.uri.query(),
+                    client_ip: session
+                        .client_addr()
+                        .and_then(|a| a.as_inet())
+                        .map(|a| a.ip()),
+                };
+                sticky::hash(policy, &key)
+            });
+            match pick(split, route, weights, sticky) {
+                Some((destination, chosen)) if !chosen.cluster.endpoints.is_empty() => {
+                    Decision::Forward(Box::new(Forwarding {
+                        route: Arc::clone(route),
+                        cluster: Arc::clone(&chosen.cluster),
+                        arm: chosen.arm,
+                        sticky,
+                        destination,
+                        rewritten_path: route.rewritten_path(&view),
+                    }))
+                }
+                _ => Decision::Reply(NO_HEALTHY_UPSTREAM),
+            }
+        }
+    }
+}
+
+/// Picks a destination: by the rollout's weights when a CanaryPolicy drives the route and has
+/// set them, else by the VirtualService's.
+fn pick<'a>(
+    split: &'a Split,
+    route: &Route,
+    weights: &RolloutWeights,
+    sticky: Option<u64>,
+) -> Option<(usize, &'a WeightedCluster)> {
+    // A sticky request's hash is its roll, so the same user lands on the same version.
+    let roll = sticky.unwrap_or_else(rand::random::<u64>);
+    match route.canary_policy.as_deref().and_then(|p| weights.get(p)) {
+        Some(w) => split.pick_with(roll, w),
+        None => split.pick(roll),
+    }
+}
+
+/// Whether the client connection is TLS.
+pub(super) fn is_tls(session: &Session) -> bool {
+    session
+        .downstream_session
+        .digest()
+        .is_some_and(|d| d.ssl_digest.is_some())
+}

@@ -1,0 +1,181 @@
+//! Where a request leaves a trace once it is over: the access log line, Istio's metrics, the
+//! per-arm counters and prediction metrics, and the sample the rollout judges.
+
+use std::time::Duration;
+
+use augur_model::Sample;
+use pingora::proxy::Session;
+
+use super::capture::Listener;
+use super::ctx::RequestCtx;
+use super::AugurProxy;
+use crate::access_log;
+use crate::limits::conn::{RefusalLog, RefusedHead};
+use crate::metrics::istio::{Destination, Reporter, RequestRecord};
+use crate::route::Cluster;
+use crate::sample::{self as samples, RoutedSample};
+
+impl AugurProxy {
+    /// Records a finished request: access log, Istio's metrics, the arm and prediction
+    /// metrics, and its sample when a CanaryPolicy drives its route.
+    pub(super) fn record(&self, session: &Session, ctx: &mut RequestCtx) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        self.log_access(session, ctx, status);
+        let latency_ms = ctx.start.elapsed().as_secs_f64() * 1000.0;
+        let flags = ctx.flag.unwrap_or("-");
+        self.metrics.istio.record(&RequestRecord {
+            reporter: self.reporter_at(ctx.inbound),
+            destination: match (&ctx.cluster, ctx.passthrough) {
+                (Some(c), _) => Destination::Cluster(c),
+                (None, Some(_)) if ctx.inbound => Destination::Local,
+                (None, Some(_)) => Destination::Passthrough,
+                (None, None) => Destination::Nowhere,
+            },
+            status,
+            flags,
+            duration_ms: latency_ms,
+            request_bytes: ctx.request_bytes,
+            response_bytes: ctx.response_bytes,
+        });
+        let (Some(route), Some(arm)) = (ctx.route.as_ref(), ctx.arm) else {
+            return;
+        };
+        self.metrics
+            .arm_requests
+            .with_label_values(&[route.name.as_str(), arm.as_str()])
+            .inc();
+        let (score, label) = match (&route.prediction, &ctx.response_body) {
+            (Some(how), Some(body)) if (200..300).contains(&status) => {
+                samples::read_prediction(body, how)
+            }
+            _ => (None, None),
+        };
+        if route.prediction.is_some() {
+            let version = ctx.cluster.as_deref().map_or("unknown", Cluster::version);
+            let outcome = if label.is_some() { "success" } else { "error" };
+            self.metrics
+                .predictions
+                .with_label_values(&[version, outcome])
+                .inc();
+            if let Some(score) = score {
+                self.metrics
+                    .confidence
+                    .with_label_values(&[version])
+                    .observe(score);
+            }
+        }
+        // Only a rollout reads samples: routes no CanaryPolicy drives make none (no allocation).
+        let Some(policy) = route.canary_policy.clone() else {
+            return;
+        };
+        let sample = Sample {
+            t: samples::now(),
+            request_id: ctx.request_id.take(),
+            route: Some(route.name.clone()),
+            arm,
+            upstream: ctx.endpoint.map(|e| e.to_string()),
+            status,
+            response_flags: ctx.flag.map(str::to_owned),
+            latency_ms,
+            bytes: Some(ctx.response_bytes),
+            score,
+            label,
+            truth: None,
+        };
+        let routed = RoutedSample {
+            policy: Some(policy),
+            sample,
+        };
+        self.samples.record(routed, &self.metrics);
+    }
+
+    fn log_access(&self, session: &Session, ctx: &RequestCtx, status: u16) {
+        let Some(log) = &self.access_log else { return };
+        let req = session.req_header();
+        let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
+        let elapsed = ctx.start.elapsed();
+        log.record(&access_log::Entry {
+            start: std::time::SystemTime::now() - elapsed,
+            method: req.method.as_str(),
+            path: req.uri.path(),
+            protocol: if session.is_http2() {
+                "HTTP/2"
+            } else {
+                "HTTP/1.1"
+            },
+            status,
+            flags: ctx.flag.unwrap_or("-"),
+            bytes_received: ctx.request_bytes,
+            bytes_sent: ctx.response_bytes,
+            duration_ms: elapsed.as_millis(),
+            upstream_ms: ctx.upstream_ms,
+            forwarded_for: header("x-forwarded-for"),
+            user_agent: header("user-agent"),
+            request_id: ctx.request_id.as_deref(),
+            authority: req
+                .uri
+                .authority()
+                .map(|a| a.as_str())
+                .or(header("host"))
+                .unwrap_or("-"),
+            upstream_host: ctx.endpoint,
+            upstream_cluster: ctx.cluster.as_deref().map(|c| c.name.as_str()),
+            local: session.server_addr().and_then(|a| a.as_inet()).copied(),
+            remote: session.client_addr().and_then(|a| a.as_inet()).copied(),
+            route: ctx.route.as_deref().map(|r| r.name.as_str()),
+        });
+    }
+
+    /// Who reports a request: the server side for one the inbound capture port took, else the
+    /// proxy's own role.
+    fn reporter_at(&self, inbound: bool) -> Reporter {
+        if inbound {
+            Reporter::Destination
+        } else {
+            self.reporter
+        }
+    }
+}
+
+impl RefusalLog for AugurProxy {
+    /// A head the connection refused is logged and counted like the `431`s of the admit phase,
+    /// with what is known before a request exists: no method, path or route.
+    fn refused(&self, head: &RefusedHead) {
+        let elapsed = head.started.map_or(Duration::ZERO, |t| t.elapsed());
+        let inbound = self.capture.listener_on(head.local.map(|a| a.port())) == Listener::Inbound;
+        let reply = head.reply;
+        let body = reply.body.len() as u64;
+        if let Some(log) = &self.access_log {
+            log.record(&access_log::Entry {
+                start: std::time::SystemTime::now() - elapsed,
+                method: "-",
+                path: "-",
+                protocol: "HTTP/1.1",
+                status: reply.status,
+                flags: reply.flag,
+                bytes_received: 0,
+                bytes_sent: body,
+                duration_ms: elapsed.as_millis(),
+                upstream_ms: None,
+                forwarded_for: None,
+                user_agent: None,
+                request_id: None,
+                authority: "-",
+                upstream_host: None,
+                upstream_cluster: None,
+                local: head.local,
+                remote: head.remote,
+                route: None,
+            });
+        }
+        self.metrics.istio.record(&RequestRecord {
+            reporter: self.reporter_at(inbound),
+            destination: Destination::Nowhere,
+            status: reply.status,
+            flags: reply.flag,
+            duration_ms: elapsed.as_secs_f64() * 1000.0,
+            request_bytes: 0,
+            response_bytes: body,
+        });
+    }
+}
