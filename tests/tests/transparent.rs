@@ -4,6 +4,12 @@
 //! intercepted and reaches the app; traffic the app sends out is intercepted and routed by the
 //! VirtualService, or passed through to its original destination when no policy covers it;
 //! augur's own upstream traffic is not captured again (no loop); an excluded port bypasses augur.
+//! Then Istio's finer points: ServiceEntry VIPs (one address and a CIDR) routed like their host,
+//! for HTTP and TCP; protocol detection only on ports a service declares HTTP or leaves unset
+//! (a server-first protocol elsewhere answers at once, a redis inline command on a sniffed port
+//! is passed through); the access log's lines for HTTP and TCP, inbound and outbound, with
+//! Istio's clusters, routes and addresses; no ERROR in augur's log; and `augur init --cleanup`
+//! with no flags leaving no rule behind.
 //!
 //! Needs root and `ip netns` (the test set-up installs iproute2 and iptables); nothing outside
 //! the namespaces it creates is touched.
@@ -51,12 +57,26 @@ fn must(args: &[&str]) -> String {
 }
 
 fn spawn_in(ns: &str, args: &[&str]) -> Running {
+    spawn_logged(ns, args, None)
+}
+
+/// Runs `args` in `ns`, its stdout and stderr into `log` when given.
+fn spawn_logged(ns: &str, args: &[&str], log: Option<&Path>) -> Running {
+    let output = || match log {
+        Some(path) => std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map(Stdio::from)
+            .expect("open process log"),
+        None => Stdio::null(),
+    };
     let child = Command::new("ip")
         .args(["netns", "exec", ns])
         .args(args)
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(output())
+        .stderr(output())
         .spawn()
         .expect("spawn in namespace");
     Running(child)
@@ -193,6 +213,115 @@ fn destination_requests(ns: &str) -> f64 {
         .sum()
 }
 
+/// The fields of one line of Istio's default access-log format, quotes removed: 0 start time,
+/// 1 `METHOD PATH PROTOCOL`, 2 code, 3 flags, 4 details, 5 termination details, 6 upstream
+/// failure, 7 bytes received, 8 sent, 9 duration, 10 upstream time, 11 XFF, 12 user agent,
+/// 13 request id, 14 authority, 15 upstream host, 16 cluster, 17 upstream local address,
+/// 18 downstream local address, 19 downstream remote address, 20 SNI, 21 route.
+fn fields(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    let mut quoted = false;
+    for c in line.trim_end().chars() {
+        match c {
+            '"' => quoted = !quoted,
+            ' ' if !quoted => out.push(std::mem::take(&mut current)),
+            c => current.push(c),
+        }
+    }
+    out.push(current);
+    out
+}
+
+/// Waits for the access-log line whose downstream local address is `local` and whose request
+/// field is `request` (`- - -` for a TCP connection), and returns its fields.
+fn access_line(log: &Path, local: &str, request: &str) -> Vec<String> {
+    wait_for(
+        &format!("the access-log line of {request:?} to {local}"),
+        Duration::from_secs(10),
+        || {
+            let text = std::fs::read_to_string(log).ok()?;
+            text.lines()
+                .map(fields)
+                .find(|f| f.len() == 22 && f[18] == local && f[1] == request)
+        },
+    )
+}
+
+const DB_VIP: &str = "198.18.0.10";
+const MODEL_VIP: &str = "198.18.0.20";
+const API_RANGE_ADDRESS: &str = "198.19.3.4";
+
+/// The pod's policies: `model` (VirtualService, subset v1, port 80 HTTP, a VIP), `db` (a VIP
+/// on a TCP port), `api` (a CIDR on HTTP port 80, no VirtualService), `legacy` (the peer's
+/// subnet on a TCP port, resolution NONE) and `cache` (port 6379 with no protocol, so sniffed).
+fn policies() -> String {
+    format!(
+        r#"apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: model}}
+spec:
+  hosts: [model]
+  http:
+  - route: [{{destination: {{host: model, subset: v1}}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: model}}
+spec:
+  host: model
+  subsets: [{{name: v1, labels: {{version: v1}}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: model}}
+spec:
+  hosts: [model]
+  addresses: [{MODEL_VIP}]
+  ports: [{{number: 80, name: http, protocol: HTTP}}]
+  resolution: STATIC
+  endpoints: [{{address: {PEER_IP}, ports: {{http: 9002}}, labels: {{version: v1}}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: db}}
+spec:
+  hosts: [db.internal]
+  addresses: [{DB_VIP}]
+  ports: [{{number: 5432, name: tcp-postgres, protocol: TCP}}]
+  resolution: STATIC
+  endpoints: [{{address: {PEER_IP}, ports: {{tcp-postgres: 7003}}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: api}}
+spec:
+  hosts: [api.internal]
+  addresses: [198.19.0.0/16]
+  ports: [{{number: 80, name: http, protocol: HTTP}}]
+  resolution: STATIC
+  endpoints: [{{address: {PEER_IP}, ports: {{http: 9003}}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: legacy}}
+spec:
+  hosts: [legacy.internal]
+  addresses: [10.214.0.0/24]
+  ports: [{{number: 7004, name: tcp, protocol: TCP}}]
+  resolution: NONE
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: cache}}
+spec:
+  hosts: [cache.internal]
+  ports: [{{number: 6379, name: redis}}]
+  resolution: NONE
+"#
+    )
+}
+
 #[test]
 fn captured_traffic_is_routed_passed_through_and_never_looped() {
     let id = std::process::id();
@@ -230,52 +359,44 @@ fn captured_traffic_is_routed_passed_through_and_never_looped() {
         must(&["ip", "netns", "exec", ns, "ip", "link", "set", dev, "up"]);
         must(&["ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"]);
     }
+    // The VIPs need a route for the app's connect() to reach the capture rules; nothing there
+    // answers: only augur's routing by ServiceEntry reaches the peer.
+    must(&[
+        "ip",
+        "netns",
+        "exec",
+        &pod,
+        "ip",
+        "route",
+        "add",
+        "198.18.0.0/15",
+        "dev",
+        &veth_pod,
+    ]);
 
-    // Readable by uid 1337: the proxy's policy and state.
+    // Readable by uid 1337: the proxy's policy and state; writable: its access log.
     let root = tempfile::tempdir().expect("tempdir");
     must(&["chmod", "0777", root.path().to_str().expect("utf-8")]);
     let policy = root.path().join("policy.yaml");
-    std::fs::write(
-        &policy,
-        format!(
-            r#"apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {{name: model}}
-spec:
-  hosts: [model]
-  http:
-  - route: [{{destination: {{host: model, subset: v1}}}}]
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {{name: model}}
-spec:
-  host: model
-  subsets: [{{name: v1, labels: {{version: v1}}}}]
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {{name: model}}
-spec:
-  hosts: [model]
-  ports: [{{number: 80, name: http, protocol: HTTP}}]
-  resolution: STATIC
-  endpoints: [{{address: {PEER_IP}, ports: {{http: 9002}}, labels: {{version: v1}}}}]
-"#
-        ),
-    )
-    .expect("write policy");
+    std::fs::write(&policy, policies()).expect("write policy");
     let state = root.path().join("state");
     std::fs::create_dir_all(&state).expect("state dir");
     must(&["chmod", "0777", state.to_str().expect("utf-8")]);
+    let access_log = root.path().join("access.log");
+    let augur_log = root.path().join("augur.log");
 
     let _app = http_server(&pod, root.path(), POD_IP, 8080, "app");
     let _bypass = http_server(&pod, root.path(), POD_IP, 9999, "bypass");
+    let _web = http_server(&peer, root.path(), PEER_IP, 80, "external80");
     let _external = http_server(&peer, root.path(), PEER_IP, 9001, "external");
     let _model = http_server(&peer, root.path(), PEER_IP, 9002, "model-v1");
+    let _api = http_server(&peer, root.path(), PEER_IP, 9003, "api");
     let _tcp_out = tcp_server(&peer, PEER_IP, 7000, "");
     let _smtp_like = tcp_server(&peer, PEER_IP, 7001, "220 ready\r\n");
     let _tcp_in = tcp_server(&pod, POD_IP, 7002, "");
+    let _db = tcp_server(&peer, PEER_IP, 7003, "");
+    let _redis_like = tcp_server(&peer, PEER_IP, 6379, "");
+    let _legacy = tcp_server(&peer, PEER_IP, 7004, "");
 
     let augur = bin();
     let augur = augur.to_str().expect("utf-8");
@@ -303,7 +424,7 @@ spec:
         "-d",
         "15090,15021,15020,9999",
     ]);
-    let _proxy = spawn_in(
+    let proxy = spawn_logged(
         &pod,
         &[
             "setpriv",
@@ -329,11 +450,14 @@ spec:
             "0.0.0.0:15090",
             "--state-dir",
             state.to_str().expect("utf-8"),
+            "--access-log",
+            access_log.to_str().expect("utf-8"),
+            // Istio's duration syntax. Long enough that any wait on an undeclared port would
+            // fail the clients below (they give up after 5 s).
             "--protocol-detection-timeout",
-            "1",
-            "--log-level",
-            "warn",
+            "10m",
         ],
+        Some(&augur_log),
     );
     wait_for(
         "augur in the pod namespace",
@@ -341,7 +465,7 @@ spec:
         || curl(&pod, "http://127.0.0.1:15000/ready", None).filter(|b| b.contains("LIVE")),
     );
     wait_for("the servers", Duration::from_secs(20), || {
-        curl(&peer, &format!("http://{PEER_IP}:9001/who"), None)
+        curl(&peer, &format!("http://{PEER_IP}:9003/who"), None)
     });
 
     // Inbound: the client dials the app; iptables hands it to 15006; augur forwards it to the
@@ -354,6 +478,14 @@ spec:
         before + 1.0,
         "the inbound request went through augur"
     );
+    let line = access_line(&access_log, &format!("{POD_IP}:8080"), "GET /who HTTP/1.1");
+    assert_eq!(
+        (line[16].as_str(), line[21].as_str()),
+        ("inbound|8080||", "default"),
+        "{line:?}"
+    );
+    assert!(line[17].starts_with("127.0.0.6:"), "{line:?}");
+    assert!(line[19].starts_with(&format!("{PEER_IP}:")), "{line:?}");
 
     // Excluded inbound port: straight to the app, augur never sees it.
     assert_eq!(
@@ -362,26 +494,95 @@ spec:
     );
     assert_eq!(destination_requests(&pod), before + 1.0);
 
-    // Outbound, covered by the VirtualService: routed to its endpoint, not the dialled address.
-    let routed = curl(&pod, &format!("http://{PEER_IP}:9001/who"), Some("model"));
+    // Outbound HTTP on a port a service declares HTTP (80), covered by the VirtualService:
+    // routed to its endpoint, not the dialled address.
+    let routed = curl(&pod, &format!("http://{PEER_IP}/who"), Some("model"));
     assert_eq!(
         routed.as_deref(),
         Some("model-v1"),
         "captured and routed by Host"
     );
+    // The same port, no policy for the Host: passed through to where it was going (ALLOW_ANY).
+    // Both succeed only because augur's own connections (uid 1337) are not captured again.
+    let passed = curl(&pod, &format!("http://{PEER_IP}/who"), None);
+    assert_eq!(passed.as_deref(), Some("external80"));
+    let line = wait_for("the allow_any line", Duration::from_secs(10), || {
+        let text = std::fs::read_to_string(&access_log).ok()?;
+        text.lines()
+            .map(fields)
+            .find(|f| f.len() == 22 && f[14] == PEER_IP)
+    });
+    assert_eq!(
+        [&line[15], &line[16], &line[18], &line[21]],
+        [
+            &format!("{PEER_IP}:80"),
+            "PassthroughCluster",
+            &format!("{PEER_IP}:80"),
+            "allow_any"
+        ],
+        "{line:?}"
+    );
+    assert!(line[17].starts_with(&format!("{POD_IP}:")), "{line:?}");
 
-    // Outbound, no policy: passed through to where it was going (ALLOW_ANY). Both succeed only
-    // because augur's own connections (uid 1337) are not captured again.
-    let passed = curl(&pod, &format!("http://{PEER_IP}:9001/who"), None);
-    assert_eq!(passed.as_deref(), Some("external"));
+    // A port no service declares is plain TCP, as in Istio: the Host is not looked at.
+    let undeclared = curl(&pod, &format!("http://{PEER_IP}:9001/who"), Some("model"));
+    assert_eq!(undeclared.as_deref(), Some("external"));
+    let line = access_line(&access_log, &format!("{PEER_IP}:9001"), "- - -");
+    assert_eq!(line[16], "PassthroughCluster", "{line:?}");
+
+    // ServiceEntry VIPs are routed like their host: the VIP of a VirtualService host, an
+    // address in a CIDR of a host without one (its default route), and a TCP port.
+    assert_eq!(
+        curl(&pod, &format!("http://{MODEL_VIP}/who"), None).as_deref(),
+        Some("model-v1")
+    );
+    assert_eq!(
+        curl(&pod, &format!("http://{API_RANGE_ADDRESS}/who"), None).as_deref(),
+        Some("api")
+    );
+    let line = access_line(
+        &access_log,
+        &format!("{API_RANGE_ADDRESS}:80"),
+        "GET /who HTTP/1.1",
+    );
+    assert_eq!(
+        [&line[15], &line[16], &line[21]],
+        [
+            &format!("{PEER_IP}:9003"),
+            "outbound|80||api.internal",
+            "default"
+        ],
+        "{line:?}"
+    );
+    let db = tcp_exchange(&pod, DB_VIP, 5432, b"select 1", false);
+    assert_eq!(db.as_deref(), Some(&b"SELECT 1"[..]));
+    let line = access_line(&access_log, &format!("{DB_VIP}:5432"), "- - -");
+    assert_eq!(
+        [&line[15], &line[16]],
+        [&format!("{PEER_IP}:7003"), "outbound|5432||db.internal"],
+        "{line:?}"
+    );
+
+    // Resolution NONE: a connection into the entry's range keeps its destination, under the
+    // entry's name.
+    let legacy = tcp_exchange(&pod, PEER_IP, 7004, b"hello", false);
+    assert_eq!(legacy.as_deref(), Some(&b"HELLO"[..]));
+    let line = access_line(&access_log, &format!("{PEER_IP}:7004"), "- - -");
+    assert_eq!(
+        [&line[15], &line[16]],
+        [&format!("{PEER_IP}:7004"), "outbound|7004||legacy.internal"],
+        "{line:?}"
+    );
 
     // Opaque TCP (here bytes like a TLS ClientHello) passes through to the original destination
-    // in both directions, counted in Istio's TCP metrics.
+    // in both directions, counted in Istio's TCP metrics and logged as Envoy's tcp_proxy does.
     let outbound = [
         r#"reporter="source""#,
         r#"destination_service_name="PassthroughCluster""#,
     ];
     let opened = metric_sum(&pod, "istio_tcp_connections_opened_total", &outbound);
+    let received = metric_sum(&pod, "istio_tcp_received_bytes_total", &outbound);
+    let sent = metric_sum(&pod, "istio_tcp_sent_bytes_total", &outbound);
     let payload = b"\x16\x03\x01 opaque bytes";
     let echoed = tcp_exchange(&pod, PEER_IP, 7000, payload, false);
     assert_eq!(echoed.as_deref(), Some(&b"\x16\x03\x01 OPAQUE BYTES"[..]));
@@ -394,19 +595,49 @@ spec:
         "the closed connection's bytes",
         Duration::from_secs(5),
         || {
-            (metric_sum(&pod, "istio_tcp_received_bytes_total", &outbound) >= payload.len() as f64)
+            (metric_sum(&pod, "istio_tcp_received_bytes_total", &outbound)
+                >= received + payload.len() as f64)
                 .then_some(())
         },
     );
     assert_eq!(
         metric_sum(&pod, "istio_tcp_sent_bytes_total", &outbound),
-        payload.len() as f64
+        sent + payload.len() as f64
     );
+    let line = access_line(&access_log, &format!("{PEER_IP}:7000"), "- - -");
+    let len = payload.len().to_string();
+    assert_eq!(
+        [
+            &line[2], &line[3], &line[4], &line[6], &line[7], &line[8], &line[14], &line[15],
+            &line[16], &line[20], &line[21]
+        ],
+        [
+            "0",
+            "-",
+            "-",
+            "-",
+            &len,
+            &len,
+            "-",
+            &format!("{PEER_IP}:7000"),
+            "PassthroughCluster",
+            "-",
+            "-"
+        ],
+        "{line:?}"
+    );
+    assert!(line[17].starts_with(&format!("{POD_IP}:")), "{line:?}");
+    assert!(line[19].starts_with(&format!("{POD_IP}:")), "{line:?}");
 
-    // A server-first protocol: the client waits for the greeting, which arrives once protocol
-    // detection gives up on the silent client (--protocol-detection-timeout).
+    // A server-first protocol on a port no service declares: the greeting arrives at once, with
+    // no detection in the way (the detection timeout is 10 minutes).
     let greeted = tcp_exchange(&pod, PEER_IP, 7001, b"quit", true);
     assert_eq!(greeted.as_deref(), Some(&b"220 ready\r\nQUIT"[..]));
+
+    // A redis inline command on a sniffed port (6379, protocol unset) is no HTTP request line:
+    // passed through, not answered 400.
+    let redis = tcp_exchange(&pod, PEER_IP, 6379, b"GET key\r\n", false);
+    assert_eq!(redis.as_deref(), Some(&b"GET KEY\r\n"[..]));
 
     // Inbound opaque TCP reaches the app from 127.0.0.6, reported by the destination.
     let inbound_tcp = [r#"reporter="destination""#, r#"request_protocol="tcp""#];
@@ -416,5 +647,34 @@ spec:
     assert_eq!(
         metric_sum(&pod, "istio_tcp_connections_opened_total", &inbound_tcp),
         before + 1.0
+    );
+    let line = access_line(&access_log, &format!("{POD_IP}:7002"), "- - -");
+    assert_eq!(
+        [&line[15], &line[16]],
+        [&format!("{POD_IP}:7002"), "inbound|7002||"],
+        "{line:?}"
+    );
+    assert!(line[17].starts_with("127.0.0.6:"), "{line:?}");
+
+    // Clients that give up: one that closes before sending, one that sends garbage and
+    // half-closes, on a sniffed port each way.
+    assert_eq!(
+        tcp_exchange(&pod, PEER_IP, 80, b"", false).as_deref(),
+        Some(&b""[..])
+    );
+    tcp_exchange(&peer, POD_IP, 8080, b"\x00\xff\r\n\r\n", false);
+
+    // Nothing of this is a problem for an operator: no ERROR in augur's log.
+    drop(proxy);
+    let logged = std::fs::read_to_string(&augur_log).unwrap_or_default();
+    let errors: Vec<&str> = logged.lines().filter(|l| l.contains("ERROR")).collect();
+    assert!(errors.is_empty(), "augur logged:\n{}", errors.join("\n"));
+
+    // `augur init --cleanup`, with none of the install's flags, leaves nothing behind.
+    must(&["ip", "netns", "exec", &pod, augur, "init", "--cleanup"]);
+    let rules = must(&["ip", "netns", "exec", &pod, "iptables-save"]);
+    assert!(
+        !rules.contains("ISTIO_") && !rules.contains("augur-init"),
+        "cleanup left rules:\n{rules}"
     );
 }

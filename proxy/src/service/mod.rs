@@ -126,6 +126,7 @@ impl AugurProxy {
         let req = session.req_header();
         let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
         let elapsed = ctx.start.elapsed();
+        let captured = capture::LogNames::of(session, ctx);
         log.record(&access_log::Entry {
             start: std::time::SystemTime::now() - elapsed,
             method: req.method.as_str(),
@@ -151,10 +152,12 @@ impl AugurProxy {
                 .or(header("host"))
                 .unwrap_or("-"),
             upstream_host: ctx.endpoint,
-            upstream_cluster: ctx.cluster.as_deref().map(|c| c.name.as_str()),
-            local: session.server_addr().and_then(|a| a.as_inet()).copied(),
+            upstream_cluster: captured.cluster(ctx),
+            upstream_local: ctx.upstream_local,
+            upstream_failure: None,
+            local: captured.local(session),
             remote: session.client_addr().and_then(|a| a.as_inet()).copied(),
-            route: ctx.route.as_deref().map(|r| r.name.as_str()),
+            route: captured.route(ctx),
         });
     }
 
@@ -259,6 +262,8 @@ pub struct RequestCtx {
     destination: usize,
     /// The path and query forwarded when the route rewrites the path.
     rewritten_path: Option<String>,
+    /// The local address of the upstream connection (for the access log).
+    upstream_local: Option<SocketAddr>,
 }
 
 impl RequestCtx {
@@ -337,11 +342,7 @@ fn decide(snapshot: &Snapshot, weights: &RolloutWeights, session: &Session) -> D
         .map(|a| a.as_str())
         .or_else(|| header("host"))
         .unwrap_or("");
-    let port = session
-        .server_addr()
-        .and_then(|a| a.as_inet())
-        .map(|a| a.port())
-        .unwrap_or(0);
+    let port = capture::dialled_port(session);
     let view = RequestView {
         method: req.method.as_str(),
         path: req.uri.path(),
@@ -351,7 +352,8 @@ fn decide(snapshot: &Snapshot, weights: &RolloutWeights, session: &Session) -> D
         port,
         header: &header,
     };
-    let Some(route) = snapshot.routes.find(&view) else {
+    let vip = || capture::route_by_vip(&snapshot.routes, session, &view);
+    let Some(route) = snapshot.routes.find(&view).or_else(vip) else {
         return Decision::Reply(NO_ROUTE);
     };
     match &route.action {
@@ -543,6 +545,7 @@ impl ProxyHttp for AugurProxy {
             outcome: None,
             destination: 0,
             rewritten_path: None,
+            upstream_local: None,
         }
     }
 
@@ -909,6 +912,20 @@ impl ProxyHttp for AugurProxy {
         Ok(Box::new(peer))
     }
 
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        _reused: bool,
+        _peer: &HttpPeer,
+        #[cfg(unix)] _fd: std::os::unix::io::RawFd,
+        #[cfg(windows)] _sock: std::os::windows::io::RawSocket,
+        digest: Option<&pingora::protocols::Digest>,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        ctx.upstream_local = capture::upstream_local(digest);
+        Ok(())
+    }
+
     async fn upstream_request_filter(
         &self,
         session: &mut Session,
@@ -1183,6 +1200,8 @@ impl RefusalLog for AugurProxy {
                 authority: "-",
                 upstream_host: None,
                 upstream_cluster: None,
+                upstream_local: None,
+                upstream_failure: None,
                 local: head.local,
                 remote: head.remote,
                 route: None,
