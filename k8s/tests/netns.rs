@@ -3,8 +3,13 @@
 //! uses, tiny TCP servers that answer with the name of the port that accepted, and clients
 //! (`bash`'s `/dev/tcp`) run in either namespace, as root or as uid 1337.
 //!
+//! A second test installs rules through `augur init`'s own entry point with one set of flags and
+//! removes them with `augur init --cleanup` given none, or different ones.
+//!
 //! Needs root and `ip netns`; when `ip netns add` fails the test prints why and passes.
-//! Nothing outside the two namespaces it creates is touched or contacted.
+//! Nothing outside the namespaces it creates is touched or contacted.
+
+mod common;
 
 use std::fs::File;
 use std::io::Write as _;
@@ -12,7 +17,8 @@ use std::net::TcpListener;
 use std::process::Command;
 use std::sync::mpsc;
 
-use augur_k8s::iptables::{plan, CaptureOptions, Iptables};
+use augur_k8s::iptables::{plan, run_init, CaptureOptions, InitArgs, Iptables};
+use clap::Parser;
 
 const POD_IP: &str = "10.213.0.1";
 const PEER_IP: &str = "10.213.0.2";
@@ -213,7 +219,7 @@ fn planned_rules_capture_and_spare_the_right_traffic() {
         }
     }
 
-    iptables.cleanup(&planned);
+    iptables.cleanup(Some(&planned)).expect("cleanup");
     let after = iptables.save_nat().expect("iptables-save");
     assert!(!after.contains("ISTIO_"), "cleanup left rules:\n{after}");
     drop((pod_ns, peer_ns));
@@ -222,4 +228,139 @@ fn planned_rules_capture_and_spare_the_right_traffic() {
         "{}\nrules:\n{nat}",
         failures.join("\n")
     );
+}
+
+#[derive(Parser)]
+struct Init {
+    #[command(flatten)]
+    args: InitArgs,
+}
+
+/// Runs `augur init <flags>` (its real entry point, [`run_init`]) inside namespace `ns`: from a
+/// thread that joined it, so the iptables processes it starts run there too.
+fn init_in(ns: &str, flags: &[&str]) -> Result<(), String> {
+    let mut argv = vec!["init".to_string()];
+    argv.extend(flags.iter().map(|f| (*f).to_string()));
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let netns = File::open(&path).map_err(|e| e.to_string())?;
+        nix::sched::setns(&netns, nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| e.to_string())?;
+        let init = Init::try_parse_from(&argv).map_err(|e| e.to_string())?;
+        run_init(init.args).map_err(|e| format!("{argv:?}: {e:#}"))
+    })
+    .join()
+    .map_err(|_| "init thread panicked".to_string())?
+}
+
+/// istio-iptables' rules in the mangle (TPROXY) and raw (DNS conntrack zones) tables, as an
+/// earlier istio-init of the pod may have left them; cleanup removes those too.
+const ISTIO_TPROXY_AND_DNS: &str = "*mangle
+:ISTIO_DIVERT - [0:0]
+:ISTIO_TPROXY - [0:0]
+:ISTIO_INBOUND - [0:0]
+-A PREROUTING -p tcp -j ISTIO_INBOUND
+-A ISTIO_DIVERT -j MARK --set-xmark 0x539/0xffffffff
+-A ISTIO_INBOUND -p tcp -m conntrack --ctstate RELATED,ESTABLISHED -j ISTIO_DIVERT
+-A ISTIO_INBOUND -p tcp -j ISTIO_TPROXY
+COMMIT
+*raw
+:ISTIO_OUTPUT_DNS - [0:0]
+-A OUTPUT -j ISTIO_OUTPUT_DNS
+-A ISTIO_OUTPUT_DNS -p udp --dport 53 -j CT --zone 1
+COMMIT
+";
+
+/// Rules that are not augur's and must survive its cleanup.
+const FOREIGN: &str = "*nat
+:KUBE-SERVICES - [0:0]
+-A PREROUTING -j KUBE-SERVICES
+-A OUTPUT -o eth7 -j RETURN
+COMMIT
+";
+
+#[test]
+fn cleanup_removes_an_install_whatever_the_flags() {
+    let ns = format!("augur-{}-cleanup", std::process::id());
+    if let Err(e) = run(&["ip", "netns", "add", &ns]) {
+        println!("SKIPPED: cannot create a network namespace (needs root and iproute2): {e}");
+        return;
+    }
+    let _ns = Netns(ns.clone());
+    let restore = |text: &str| {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &ns, "iptables-restore", "--noflush"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("iptables-restore");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(text.as_bytes())
+            .expect("write rules");
+        assert!(child.wait().expect("wait").success(), "restore:\n{text}");
+    };
+    let save = || must(&["ip", "netns", "exec", &ns, "iptables-save"]);
+    restore(FOREIGN);
+
+    // (install flags, cleanup flags, istio-iptables' mangle/raw leftovers too)
+    let cases = [
+        // The injected sidecar with every kind of rule in a built-in chain: interface
+        // exclusions (-c), a VM interface with CIDRs (-k), port lists; cleaned up with no flags.
+        (
+            "-i 10.0.0.0/8 -x 10.96.0.0/12 -b '*' -d 15090,15021,15020 -c eth9 -k net1 \
+             -q 8443 -o 3306 -g 1337,1338",
+            "",
+            false,
+        ),
+        (
+            "-i '*' -b 8080,9090 -z 16006 -p 16001",
+            "-b '' -i 10.0.0.0/8 -c eth1",
+            false,
+        ),
+        // Flags cleanup cannot even validate.
+        ("-i '*' -b '*' -k net2", "-m TPROXY", true),
+        ("", "-b '*' -i '*'", true),
+    ];
+    for (install, cleanup_flags, istio_leftovers) in cases {
+        let install = common::split_args(install);
+        let install: Vec<&str> = install.iter().map(String::as_str).collect();
+        init_in(&ns, &install).expect("install");
+        if istio_leftovers {
+            restore(ISTIO_TPROXY_AND_DNS);
+        }
+        let installed = save();
+        if !install.is_empty() {
+            assert!(
+                installed.contains("-j ISTIO_INBOUND") || installed.contains("-j ISTIO_OUTPUT"),
+                "{install:?} installed no jump:\n{installed}"
+            );
+        }
+        if install.contains(&"-c") {
+            assert!(installed.contains("augur-init"), "{installed}");
+        }
+
+        let mut flags = vec!["--cleanup".to_string()];
+        flags.extend(common::split_args(cleanup_flags));
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        init_in(&ns, &flags).expect("cleanup");
+
+        let after = save();
+        let left: Vec<&str> = after
+            .lines()
+            .filter(|l| l.contains("ISTIO_") || l.contains("augur-init"))
+            .collect();
+        assert!(
+            left.is_empty(),
+            "installed with {install:?}, cleaned up with {flags:?}, left:\n{}\n\nbefore:\n{installed}",
+            left.join("\n")
+        );
+        for foreign in FOREIGN.lines().filter(|l| l.starts_with('-')) {
+            assert!(
+                after.contains(foreign),
+                "cleanup removed {foreign:?}:\n{after}"
+            );
+        }
+    }
 }

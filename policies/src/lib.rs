@@ -42,7 +42,9 @@ pub use istio::destination_rule::{
     ClientTls, ConnectionPool, ConsistentHash, DestinationRule, LbPolicy, LoadBalancer,
     OutlierDetection, Subset, TlsMode, TrafficPolicy,
 };
-pub use istio::service_entry::{Location, Resolution, ServiceEntry, ServicePort, WorkloadEntry};
+pub use istio::service_entry::{
+    AddressRange, Location, Resolution, ServiceEntry, ServicePort, WorkloadEntry,
+};
 pub use istio::virtual_service::{
     DirectResponseBody, FaultAbort, FaultDelay, HttpDirectResponse, HttpFaultInjection,
     HttpMatchRequest, HttpMirrorPolicy, HttpRedirect, HttpRetry, HttpRewrite, HttpRoute,

@@ -391,3 +391,35 @@ fn unknown_kind_is_an_error() {
         "{e:?}"
     );
 }
+
+#[test]
+fn service_entry_addresses_must_be_ips_or_cidrs() {
+    let e = errors(
+        "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: db}
+spec:
+  hosts: [db.internal]
+  addresses: [240.0.0.1, 10.1.0.0/16, 'fd00::/8', db.internal, 10.0.0.0/33]
+  ports: [{number: 5432, name: tcp, protocol: TCP}]
+  resolution: NONE
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: api}
+spec:
+  hosts: [api.example.com]
+  addresses: [10.2.0.0/16]
+  ports: [{number: 443, name: tls, protocol: TLS}]
+  resolution: DNS
+",
+    );
+    assert_eq!(
+        e,
+        [
+            "p.yaml:6:51: spec.addresses[3]: \"db.internal\" is not an IP address or CIDR range",
+            "p.yaml:6:64: spec.addresses[4]: \"10.0.0.0/33\": the prefix length must be 0..=32",
+            "p.yaml:15:15: spec.addresses[0]: CIDR ranges are allowed only with resolution NONE or STATIC",
+        ]
+    );
+}

@@ -138,3 +138,33 @@ fn missing_file_is_an_error() {
         "{e}"
     );
 }
+
+#[test]
+fn service_entry_addresses_are_typed_and_questionable_ones_warned() {
+    let y = "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: db}
+spec:
+  hosts: [db.internal, db2.internal]
+  addresses: [240.0.0.1, 10.1.0.0/16]
+  ports: [{number: 5432, name: tcp, protocol: TCP}, {number: 6379, name: redis, protocol: RESP3}]
+  resolution: NONE
+";
+    let loaded = load_str("se.yaml", y).unwrap_or_else(|e| panic!("{e}"));
+    let w: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        w,
+        [
+            "se.yaml:6:3: warning: spec.addresses: several hosts share these addresses: connections to them are routed as db.internal",
+            "se.yaml:7:81: warning: spec.ports[1].protocol: unknown protocol \"RESP3\": treated as unset, so captured connections to this port are sniffed",
+        ]
+    );
+    let addresses = &loaded.set.service_entries[0].addresses;
+    assert_eq!(addresses.len(), 2);
+    assert!(addresses[0].contains("240.0.0.1".parse().unwrap()));
+    assert!(!addresses[0].contains("240.0.0.2".parse().unwrap()));
+    assert!(addresses[1].contains("10.1.200.3".parse().unwrap()));
+    assert!(!addresses[1].contains("10.2.0.1".parse().unwrap()));
+    assert!(!addresses[1].contains("::1".parse().unwrap()));
+    assert_eq!(addresses[1].to_string(), "10.1.0.0/16");
+}

@@ -1,6 +1,10 @@
 //! The access log: Istio's default text format (or JSON with Istio's keys), off by default as in
 //! Istio, written by its own thread so the request path never waits on the disk.
 //!
+//! Opaque TCP connections of the capture listeners are logged too, as Envoy's `tcp_proxy` logs
+//! them with Istio's format: `"- - -" 0`, no request fields, the bytes each way, the upstream
+//! and its cluster (`PassthroughCluster`, `inbound|<port>||`, or a ServiceEntry's).
+//!
 //! Differences from Istio's format, for patient data: the path is logged without its query
 //! string, and no body is ever logged. A full queue drops the line and counts it.
 
@@ -25,15 +29,18 @@ pub enum Format {
     Json,
 }
 
+/// The method, path and protocol of an opaque TCP connection (Envoy's `"- - -"`).
+pub const TCP: &str = "-";
+
 /// One finished request, as the access log sees it (borrowed; nothing is copied unless logged).
 pub struct Entry<'a> {
     /// When the request arrived.
     pub start: SystemTime,
-    /// Method.
+    /// Method ([`TCP`] for a TCP connection).
     pub method: &'a str,
-    /// Path without the query string.
+    /// Path without the query string ([`TCP`] for a TCP connection).
     pub path: &'a str,
-    /// `HTTP/1.1` or `HTTP/2`.
+    /// `HTTP/1.1` or `HTTP/2` ([`TCP`] for a TCP connection).
     pub protocol: &'a str,
     /// Status sent (0 when none).
     pub status: u16,
@@ -59,7 +66,12 @@ pub struct Entry<'a> {
     pub upstream_host: Option<SocketAddr>,
     /// The upstream cluster name.
     pub upstream_cluster: Option<&'a str>,
-    /// The listener address.
+    /// The local address of the upstream connection (127.0.0.6:port for inbound traffic).
+    pub upstream_local: Option<SocketAddr>,
+    /// Why the upstream connection failed (`%UPSTREAM_TRANSPORT_FAILURE_REASON%`).
+    pub upstream_failure: Option<&'a str>,
+    /// The address the client connected to: the original destination of a captured
+    /// connection, else the listener's.
     pub local: Option<SocketAddr>,
     /// The client address.
     pub remote: Option<SocketAddr>,
@@ -113,6 +125,9 @@ impl AccessLog {
 
 /// `%RESPONSE_CODE_DETAILS%` from the flag.
 fn details(e: &Entry<'_>) -> &'static str {
+    if e.protocol == TCP {
+        return "-";
+    }
     match e.flags {
         "NR" => "route_not_found",
         "UH" => "no_healthy_upstream",
@@ -135,7 +150,7 @@ pub fn text(e: &Entry<'_>) -> String {
     let mut out = String::with_capacity(256);
     let _ = writeln!(
         out,
-        "[{}] \"{} {} {}\" {} {} {} - \"-\" {} {} {} {} \"{}\" \"{}\" \"{}\" \"{}\" \"{}\" {} - {} {} - {}",
+        "[{}] \"{} {} {}\" {} {} {} - \"{}\" {} {} {} {} \"{}\" \"{}\" \"{}\" \"{}\" \"{}\" {} {} {} {} - {}",
         rfc3339(e.start),
         e.method,
         e.path,
@@ -143,6 +158,7 @@ pub fn text(e: &Entry<'_>) -> String {
         e.status,
         e.flags,
         details(e),
+        e.upstream_failure.unwrap_or("-"),
         e.bytes_received,
         e.bytes_sent,
         e.duration_ms,
@@ -153,6 +169,7 @@ pub fn text(e: &Entry<'_>) -> String {
         e.authority,
         or_dash(e.upstream_host),
         e.upstream_cluster.unwrap_or("-"),
+        or_dash(e.upstream_local),
         or_dash(e.local),
         or_dash(e.remote),
         e.route.unwrap_or("-"),
@@ -164,9 +181,9 @@ pub fn text(e: &Entry<'_>) -> String {
 pub fn json(e: &Entry<'_>) -> String {
     let mut line = serde_json::json!({
         "start_time": rfc3339(e.start),
-        "method": e.method,
-        "path": e.path,
-        "protocol": e.protocol,
+        "method": unless_tcp(e.method),
+        "path": unless_tcp(e.path),
+        "protocol": unless_tcp(e.protocol),
         "response_code": e.status,
         "response_flags": e.flags,
         "response_code_details": details(e),
@@ -180,6 +197,8 @@ pub fn json(e: &Entry<'_>) -> String {
         "authority": e.authority,
         "upstream_host": e.upstream_host.map(|a| a.to_string()),
         "upstream_cluster": e.upstream_cluster,
+        "upstream_local_address": e.upstream_local.map(|a| a.to_string()),
+        "upstream_transport_failure_reason": e.upstream_failure,
         "downstream_local_address": e.local.map(|a| a.to_string()),
         "downstream_remote_address": e.remote.map(|a| a.to_string()),
         "route_name": e.route,
@@ -187,6 +206,11 @@ pub fn json(e: &Entry<'_>) -> String {
     .to_string();
     line.push('\n');
     line
+}
+
+/// JSON has no value (null) where the text format has [`TCP`]'s dash.
+fn unless_tcp(field: &str) -> Option<&str> {
+    (field != TCP).then_some(field)
 }
 
 /// `2026-11-23T13:00:00.123Z`.
@@ -241,6 +265,8 @@ mod tests {
             authority: "model",
             upstream_host: Some("127.0.0.1:9".parse().unwrap()),
             upstream_cluster: Some("outbound|80|v1|model"),
+            upstream_local: None,
+            upstream_failure: None,
             local: None,
             remote: None,
             route: Some("main"),
@@ -251,6 +277,53 @@ mod tests {
         assert_eq!(v["route_name"], "main");
         assert_eq!(v["upstream_host"], "127.0.0.1:9");
         assert!(text(&e).contains("\"POST /predict HTTP/1.1\" 504 UT response_timeout"));
+    }
+
+    #[test]
+    fn tcp_connections_look_like_envoys_tcp_proxy_lines() {
+        let e = Entry {
+            start: UNIX_EPOCH,
+            method: TCP,
+            path: TCP,
+            protocol: TCP,
+            status: 0,
+            flags: "-",
+            bytes_received: 79,
+            bytes_sent: 557,
+            duration_ms: 7,
+            upstream_ms: None,
+            forwarded_for: None,
+            user_agent: None,
+            request_id: None,
+            authority: "-",
+            upstream_host: Some("127.0.0.1:7002".parse().unwrap()),
+            upstream_cluster: Some("inbound|7002||"),
+            upstream_local: Some("127.0.0.6:52992".parse().unwrap()),
+            upstream_failure: None,
+            local: Some("10.0.0.2:7002".parse().unwrap()),
+            remote: Some("10.0.0.1:40916".parse().unwrap()),
+            route: None,
+        };
+        // The line Envoy 1.40 wrote for the same connection through a tcp_proxy to
+        // `inbound|7002||` with Istio's format, but for the addresses.
+        assert_eq!(
+            text(&e),
+            "[1970-01-01T00:00:00.000Z] \"- - -\" 0 - - - \"-\" 79 557 7 - \"-\" \"-\" \"-\" \"-\" \
+             \"127.0.0.1:7002\" inbound|7002|| 127.0.0.6:52992 10.0.0.2:7002 10.0.0.1:40916 - -\n"
+        );
+        let v: serde_json::Value = serde_json::from_str(&json(&e)).unwrap();
+        assert_eq!(v["method"], serde_json::Value::Null);
+        assert_eq!(v["response_code_details"], "-");
+        assert_eq!(v["upstream_local_address"], "127.0.0.6:52992");
+        let failed = Entry {
+            flags: "UF,URX",
+            upstream_failure: Some("delayed_connect_error:_Connection_refused"),
+            upstream_local: None,
+            ..e
+        };
+        assert!(text(&failed).contains(
+            "\"- - -\" 0 UF,URX - - \"delayed_connect_error:_Connection_refused\" 79 557"
+        ));
     }
 
     #[test]

@@ -243,10 +243,11 @@ pub struct ProxyArgs {
     /// to the local app at their original destination, from 127.0.0.6.
     #[arg(long, env = "AUGUR_INBOUND_CAPTURE")]
     pub inbound_capture: Option<SocketAddr>,
-    /// Transparent mode: how long to wait for a captured connection's first bytes before
-    /// treating it as opaque TCP (a server-first protocol such as MySQL). 0 waits for them, as
-    /// Istio's default `protocolDetectionTimeout` does.
-    #[arg(long, env = "AUGUR_PROTOCOL_DETECTION_TIMEOUT", value_parser = parse_seconds, default_value = "0")]
+    /// Transparent mode: how long to wait for the first bytes of a captured connection that is
+    /// inspected (a port a known service declares HTTP or leaves unset) before treating it as
+    /// opaque TCP, as Istio's `protocolDetectionTimeout`: a duration such as `100ms` or `5s`
+    /// (a bare number is seconds). 0, Istio's default, waits for them.
+    #[arg(long, env = "AUGUR_PROTOCOL_DETECTION_TIMEOUT", value_parser = parse_duration_flag, default_value = "0")]
     pub protocol_detection_timeout: Duration,
     /// Envoy-style admin endpoint (`/config_dump`, `/stats`, `/ready`, ...).
     #[arg(long, env = "AUGUR_ADMIN", default_value = "127.0.0.1:15000")]
@@ -327,6 +328,15 @@ pub enum OutputFormat {
     Json,
 }
 
+/// A duration as Istio writes one (`100ms`, `1.5s`, `1m`), or a bare number of seconds.
+fn parse_duration_flag(s: &str) -> Result<Duration, String> {
+    if let Ok(seconds) = s.trim().parse::<u64>() {
+        return Ok(Duration::from_secs(seconds));
+    }
+    augur_policies::duration::parse_duration(s)
+        .map_err(|e| format!("{e}; a bare number is seconds"))
+}
+
 fn parse_seconds(s: &str) -> Result<Duration, String> {
     let trimmed = s.strip_suffix('s').unwrap_or(s);
     trimmed
@@ -339,6 +349,16 @@ fn parse_seconds(s: &str) -> Result<Duration, String> {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn detection_timeouts_take_istio_durations_and_seconds() {
+        assert_eq!(parse_duration_flag("100ms"), Ok(Duration::from_millis(100)));
+        assert_eq!(parse_duration_flag("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration_flag("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration_flag("0"), Ok(Duration::ZERO));
+        assert!(parse_duration_flag("fast").is_err());
+        assert!(parse_duration_flag("-1s").is_err());
+    }
 
     #[test]
     fn cli_is_well_formed() {

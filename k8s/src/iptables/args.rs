@@ -71,7 +71,9 @@ pub struct InitArgs {
     /// Print the `iptables-restore` input and change nothing.
     #[arg(short = 'n', long)]
     pub dry_run: bool,
-    /// Remove augur's chains and jumps instead of adding them.
+    /// Remove what `augur init` installed instead of adding rules: the `ISTIO_*` chains of the
+    /// nat, mangle and raw tables and every rule that jumps to them, whatever flags the install
+    /// or this run was given.
     #[arg(long, conflicts_with = "dry_run")]
     pub cleanup: bool,
     /// Force the iptables backend instead of reading `iptables --version`.
@@ -108,18 +110,27 @@ impl InitArgs {
 
 /// Runs `augur init`: prints (`--dry-run`), removes (`--cleanup`) or applies the rules.
 pub fn run_init(args: InitArgs) -> anyhow::Result<()> {
+    if args.cleanup {
+        // Cleanup must work whatever the flags: invalid ones only lose the first pass.
+        let planned = match args.to_options() {
+            Ok(options) => Some(plan(&options)),
+            Err(err) => {
+                tracing::warn!(%err, "flags ignored: removing whatever augur init installed");
+                None
+            }
+        };
+        let iptables = Iptables::new(args.iptables_backend, Vec::new())?;
+        let removed = iptables.cleanup(planned.as_ref())?;
+        tracing::info!(backend = ?iptables.backend, removed, "capture rules removed");
+        return Ok(());
+    }
     let planned = plan(&args.to_options()?);
     if args.dry_run {
         print!("{}", planned.render());
         return Ok(());
     }
     let iptables = Iptables::new(args.iptables_backend, Vec::new())?;
-    if args.cleanup {
-        iptables.cleanup(&planned);
-        tracing::info!(backend = ?iptables.backend, "capture rules removed");
-    } else {
-        iptables.apply(&planned)?;
-        tracing::info!(backend = ?iptables.backend, rules = planned.rules.len(), "capture rules applied");
-    }
+    iptables.apply(&planned)?;
+    tracing::info!(backend = ?iptables.backend, rules = planned.rules.len(), "capture rules applied");
     Ok(())
 }

@@ -12,6 +12,7 @@ use std::process::{Command, Stdio};
 
 use thiserror::Error;
 
+use super::cleanup::{Leftovers, TABLES};
 use super::plan::Plan;
 
 /// Failures of the adapter.
@@ -108,37 +109,68 @@ impl Iptables {
         })
     }
 
-    /// Applies `plan`: first removes any earlier copy (so a restarted init container does not
-    /// append the jumps twice), then feeds the rules to `iptables-restore --noflush`.
+    /// Applies `plan`: first removes any earlier install, whatever its flags (so a restarted
+    /// init container neither appends the jumps twice nor keeps rules of changed annotations),
+    /// then feeds the rules to `iptables-restore --noflush`.
     pub fn apply(&self, plan: &Plan) -> Result<(), ApplyError> {
-        self.cleanup(plan);
-        run(
-            &self.prefix,
-            &self.restore,
-            &["--noflush".to_string()],
-            Some(&plan.render()),
-        )
-        .map(drop)
+        self.cleanup(Some(plan))?;
+        self.restore(&plan.render())
     }
 
-    /// Removes the plan's rules and chains; missing rules and chains are not errors.
-    pub fn cleanup(&self, plan: &Plan) {
-        for args in plan.cleanup_commands() {
+    /// Removes a capture install whatever flags it was made with, as istio-iptables' cleanup
+    /// does: first the rules `plan` (today's flags, when they are valid) puts in built-in
+    /// chains, then everything [`Leftovers`] finds in `iptables-save` (the `ISTIO_*` chains of
+    /// nat, mangle and raw, every jump into them, augur's commented rules). Returns how many
+    /// rules and chains the second pass removed. A table the kernel does not have is skipped.
+    pub fn cleanup(&self, plan: Option<&Plan>) -> Result<usize, ApplyError> {
+        for args in plan.map(Plan::cleanup_commands).unwrap_or_default() {
             if let Err(err) = run(&self.prefix, &self.iptables, &args, None) {
                 tracing::debug!(%err, "cleanup step skipped");
             }
         }
+        let mut removed = 0;
+        for table in TABLES {
+            let save = match self.save(table) {
+                Ok(save) => save,
+                Err(err) => {
+                    tracing::debug!(table, %err, "cleanup: table not readable, skipped");
+                    continue;
+                }
+            };
+            let leftovers = Leftovers::find(table, &save);
+            if leftovers.is_empty() {
+                continue;
+            }
+            self.restore(&leftovers.render())?;
+            removed += leftovers.rules.len() + leftovers.chains.len();
+        }
+        Ok(removed)
     }
 
-    /// The nat table as `iptables-save -t nat` prints it (for diagnostics and tests).
-    pub fn save_nat(&self) -> Result<String, ApplyError> {
+    /// `table` as `iptables-save -t <table>` prints it.
+    pub fn save(&self, table: &str) -> Result<String, ApplyError> {
         let save = self.restore.replace("-restore", "-save");
         run(
             &self.prefix,
             &save,
-            &["-t".to_string(), "nat".to_string()],
+            &["-t".to_string(), table.to_string()],
             None,
         )
+    }
+
+    /// The nat table as `iptables-save -t nat` prints it (for diagnostics and tests).
+    pub fn save_nat(&self) -> Result<String, ApplyError> {
+        self.save("nat")
+    }
+
+    fn restore(&self, input: &str) -> Result<(), ApplyError> {
+        run(
+            &self.prefix,
+            &self.restore,
+            &["--noflush".to_string()],
+            Some(input),
+        )
+        .map(drop)
     }
 }
 

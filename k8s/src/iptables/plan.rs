@@ -7,9 +7,12 @@
 //! inclusions and finally the CIDR (or catch-all) redirect. Rules are appended only, so the
 //! rendered text can be fed to `iptables-restore --noflush` and diffed against goldens.
 //!
-//! Two deliberate differences from istio-iptables: `-k` and `-c` rules are appended to the
+//! Three deliberate differences from istio-iptables: `-k` and `-c` rules are appended to the
 //! built-in chains before the ISTIO_INBOUND jump (Istio inserts them at position 1, which has
-//! the same effect), and only IPv4 (`iptables`) rules are planned.
+//! the same effect); the `RETURN` rules they put in PREROUTING and OUTPUT carry the comment
+//! [`OWNER_COMMENT`], so that `augur init --cleanup` finds them whatever flags it is given (the
+//! other rules there jump to an `ISTIO_` chain, which identifies them); and only IPv4
+//! (`iptables`) rules are planned.
 
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
@@ -31,6 +34,9 @@ pub const CHAINS: [&str; 4] = [
     ISTIO_IN_REDIRECT,
     ISTIO_OUTPUT,
 ];
+
+/// The comment on augur's rules in built-in chains that do not jump to an `ISTIO_` chain.
+pub const OWNER_COMMENT: &str = "augur-init";
 
 /// The address the proxy binds when it forwards inbound traffic to the app.
 pub const INBOUND_PASSTHROUGH_SOURCE: &str = "127.0.0.6/32";
@@ -116,8 +122,8 @@ pub fn plan(opts: &CaptureOptions) -> Plan {
     let tunnel_port = opts.inbound_tunnel_port.to_string();
 
     for iface in &opts.exclude_interfaces {
-        rules.push(Rule::new("PREROUTING", &["-i", iface, "-j", "RETURN"]));
-        rules.push(Rule::new("OUTPUT", &["-o", iface, "-j", "RETURN"]));
+        rules.push(owned_return("PREROUTING", "-i", iface));
+        rules.push(owned_return("OUTPUT", "-o", iface));
     }
     plan_reroute_interfaces(opts, &mut rules);
 
@@ -143,6 +149,23 @@ pub fn plan(opts: &CaptureOptions) -> Plan {
     }
 }
 
+/// `-A <chain> <-i|-o> <iface> -j RETURN`, marked as augur's for cleanup.
+fn owned_return(chain: &str, direction: &str, iface: &str) -> Rule {
+    Rule::new(
+        chain,
+        &[
+            direction,
+            iface,
+            "-m",
+            "comment",
+            "--comment",
+            OWNER_COMMENT,
+            "-j",
+            "RETURN",
+        ],
+    )
+}
+
 /// `-k`: traffic arriving on these interfaces is outbound traffic of a VM inside the pod.
 fn plan_reroute_interfaces(opts: &CaptureOptions, rules: &mut Vec<Rule>) {
     for iface in &opts.reroute_interfaces {
@@ -161,7 +184,7 @@ fn plan_reroute_interfaces(opts: &CaptureOptions, rules: &mut Vec<Rule>) {
                         &["-i", iface, "-d", &cidr, "-j", ISTIO_REDIRECT],
                     ));
                 }
-                rules.push(Rule::new("PREROUTING", &["-i", iface, "-j", "RETURN"]));
+                rules.push(owned_return("PREROUTING", "-i", iface));
             }
         }
     }

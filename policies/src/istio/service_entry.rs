@@ -2,8 +2,11 @@
 //! addresses without a Kubernetes API (STATIC endpoints with labels, or DNS).
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
 
 use crate::context::Ctx;
 use crate::istio::common::ObjectMeta;
@@ -16,8 +19,9 @@ pub struct ServiceEntry {
     pub metadata: ObjectMeta,
     /// Hosts served.
     pub hosts: Vec<String>,
-    /// Virtual IPs (informational).
-    pub addresses: Vec<String>,
+    /// Virtual IPs and CIDR ranges: a captured connection to one of them, on a declared port,
+    /// is routed like the first of `hosts` (Istio's VIP routing).
+    pub addresses: Vec<AddressRange>,
     /// Ports served.
     pub ports: Vec<ServicePort>,
     /// Inside or outside the mesh.
@@ -27,6 +31,95 @@ pub struct ServiceEntry {
     /// Endpoints (for STATIC, and DNS with explicit endpoints).
     pub endpoints: Vec<WorkloadEntry>,
 }
+
+/// A ServiceEntry address: one IP (a VIP) or a CIDR range, IPv4 or IPv6.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddressRange {
+    /// The network address as written.
+    pub addr: IpAddr,
+    /// Prefix length: 32 (IPv4) or 128 (IPv6) for a single address.
+    pub prefix: u8,
+}
+
+impl AddressRange {
+    /// True when `ip` lies in this range (an IPv4 range never holds an IPv6 address).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let shift = 32 - u32::from(self.prefix);
+                u32::from(net).checked_shr(shift).unwrap_or(0)
+                    == u32::from(ip).checked_shr(shift).unwrap_or(0)
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let shift = 128 - u32::from(self.prefix);
+                u128::from(net).checked_shr(shift).unwrap_or(0)
+                    == u128::from(ip).checked_shr(shift).unwrap_or(0)
+            }
+            _ => false,
+        }
+    }
+
+    /// True for a CIDR range rather than one address.
+    pub fn is_range(&self) -> bool {
+        self.prefix < if self.addr.is_ipv4() { 32 } else { 128 }
+    }
+}
+
+impl FromStr for AddressRange {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((addr, prefix)) => (addr, Some(prefix)),
+            None => (s, None),
+        };
+        let addr: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("{s:?} is not an IP address or CIDR range"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => match p.parse::<u8>() {
+                Ok(p) if p <= max => p,
+                _ => return Err(format!("{s:?}: the prefix length must be 0..={max}")),
+            },
+        };
+        Ok(Self { addr, prefix })
+    }
+}
+
+impl fmt::Display for AddressRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_range() {
+            write!(f, "{}/{}", self.addr, self.prefix)
+        } else {
+            write!(f, "{}", self.addr)
+        }
+    }
+}
+
+impl Serialize for AddressRange {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// The port protocols Istio knows (`protocol.Parse`), upper case. HTTP, HTTP2, GRPC, GRPC-WEB
+/// and HTTP_PROXY are HTTP; the others are passed through as TCP by the capture listeners.
+pub(crate) const KNOWN_PROTOCOLS: &[&str] = &[
+    "HTTP",
+    "HTTPS",
+    "HTTP2",
+    "HTTP_PROXY",
+    "GRPC",
+    "GRPC-WEB",
+    "TCP",
+    "TLS",
+    "UDP",
+    "MONGO",
+    "MYSQL",
+    "REDIS",
+];
 
 /// A port of a ServiceEntry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -143,6 +236,14 @@ impl RawServiceEntrySpec {
                 );
             }
             let protocol = p.protocol.clone().unwrap_or_default().to_ascii_uppercase();
+            if !protocol.is_empty() && !KNOWN_PROTOCOLS.contains(&protocol.as_str()) {
+                cx.warn(
+                    &join(&path, "protocol"),
+                    format!(
+                        "unknown protocol {protocol:?}: treated as unset, so captured connections to this port are sniffed"
+                    ),
+                );
+            }
             ports.push(ServicePort {
                 number,
                 protocol,
@@ -210,14 +311,56 @@ impl RawServiceEntrySpec {
                 "STATIC resolution needs at least one endpoint",
             );
         }
+        let addresses = self.validate_addresses(&hosts, resolution, cx);
         ServiceEntry {
             metadata,
             hosts,
-            addresses: self.addresses.clone().unwrap_or_default(),
+            addresses,
             ports,
             location,
             resolution,
             endpoints,
         }
+    }
+
+    /// `spec.addresses`, as Istio validates them: each an IP or a CIDR range, ranges only with
+    /// NONE or STATIC resolution.
+    fn validate_addresses(
+        &self,
+        hosts: &[String],
+        resolution: Resolution,
+        cx: &mut Ctx<'_>,
+    ) -> Vec<AddressRange> {
+        let mut addresses = Vec::new();
+        for (i, raw) in self.addresses.iter().flatten().enumerate() {
+            let path = format!("spec.addresses[{i}]");
+            match raw.parse::<AddressRange>() {
+                Ok(range) => {
+                    if range.is_range() && resolution == Resolution::Dns {
+                        cx.error(
+                            &path,
+                            "CIDR ranges are allowed only with resolution NONE or STATIC",
+                        );
+                    }
+                    addresses.push(range);
+                }
+                Err(message) => cx.error(&path, message),
+            }
+        }
+        if !addresses.is_empty() {
+            if self.ports.as_ref().is_none_or(Vec::is_empty) {
+                cx.warn(
+                    "spec.addresses",
+                    "no spec.ports: connections to these addresses are not routed",
+                );
+            }
+            if let [first, _, ..] = hosts {
+                cx.warn(
+                    "spec.addresses",
+                    format!("several hosts share these addresses: connections to them are routed as {first}"),
+                );
+            }
+        }
+        addresses
     }
 }

@@ -171,7 +171,9 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     let capture_service = (!captured.is_empty()).then(|| {
         let http = guarded();
         let timeout = Some(args.protocol_detection_timeout).filter(|t| !t.is_zero());
-        let app = CaptureApp::new(http, capture.inbound, Arc::clone(&metrics), timeout);
+        let app = CaptureApp::new(http, capture.inbound, Arc::clone(&metrics), timeout)
+            .with_policies(Arc::clone(&store))
+            .with_access_log(access_log.clone());
         let mut service = Service::new("augur capture".to_owned(), app);
         for addr in &captured {
             service.add_listener(cleartext_listener(addr));

@@ -14,11 +14,13 @@ pub mod outlier;
 pub mod path;
 pub mod retry;
 pub mod rewrite;
+pub mod services;
 pub mod split;
 pub mod sticky;
 pub mod upstream;
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use std::time::Duration;
@@ -115,6 +117,32 @@ pub struct Route {
 }
 
 impl Route {
+    /// The route Istio gives a service no VirtualService covers: everything to its cluster,
+    /// with the default retry policy (the route is named `default`, as Istio's).
+    fn to_service(cluster: Arc<Cluster>) -> Self {
+        Self {
+            name: "default".to_owned(),
+            matches: Vec::new(),
+            action: Action::Forward(Split::new(vec![WeightedCluster {
+                cluster,
+                weight: 1,
+                arm: Arm::Stable,
+                headers: Headers::default(),
+            }])),
+            timeout: None,
+            retry: RetryPolicy::compile(None),
+            fault: None,
+            headers: Headers::default(),
+            rewrite: None,
+            canary_policy: None,
+            prediction: None,
+            mirrors: Vec::new(),
+            sticky: None,
+            shadow_percentage: None,
+            protection: None,
+        }
+    }
+
     fn matches(&self, req: &RequestView<'_>) -> bool {
         self.matches.is_empty() || self.matches.iter().any(|m| m.matches(req))
     }
@@ -163,6 +191,7 @@ pub struct RouteTable {
     by_host: HashMap<String, usize>,
     wildcards: Vec<(String, usize)>,
     clusters: Vec<Arc<Cluster>>,
+    services: services::Services,
 }
 
 impl RouteTable {
@@ -251,6 +280,7 @@ impl RouteTable {
         table
             .wildcards
             .sort_by_key(|w| std::cmp::Reverse(w.0.len()));
+        compile_services(set, &mut table, &mut clusters)?;
         table.clusters = clusters.into_values().collect();
         table.clusters.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(table)
@@ -279,6 +309,29 @@ impl RouteTable {
             .find(|r| r.matches(req))
     }
 
+    /// The first route that serves a request whose connection was going to `dst`, when `dst`
+    /// is a ServiceEntry VIP (or in one of its ranges) on a declared port: the routes of the
+    /// VirtualService of the entry's host, else the host's default route, as Istio routes a
+    /// VIP like its host. An entry with resolution NONE and no VirtualService has no route:
+    /// its requests go on to their original destination.
+    pub fn find_by_vip(&self, dst: SocketAddr, req: &RequestView<'_>) -> Option<&Arc<Route>> {
+        let vip = self.services.vip(dst)?;
+        match vip.virtual_host {
+            Some(index) => self
+                .vhosts
+                .get(index)?
+                .routes
+                .iter()
+                .find(|r| r.matches(req)),
+            None => vip.default_route.as_ref(),
+        }
+    }
+
+    /// The VIPs and declared ports, for the capture listeners.
+    pub fn services(&self) -> &services::Services {
+        &self.services
+    }
+
     /// Every cluster the routes can send to, by name.
     pub fn clusters(&self) -> &[Arc<Cluster>] {
         &self.clusters
@@ -289,6 +342,67 @@ impl RouteTable {
 /// shadow model's share all roll with it.
 pub fn percent_roll(percentage: f64) -> bool {
     percentage > 0.0 && rand::random::<f64>() * 100.0 < percentage
+}
+
+/// Indexes the declared ports and every ServiceEntry address on each of its ports, with the
+/// cluster of the entry's first host there.
+fn compile_services(
+    set: &PolicySet,
+    table: &mut RouteTable,
+    clusters: &mut HashMap<String, Arc<Cluster>>,
+) -> Result<(), CompileError> {
+    let mut found = services::Services::default();
+    services::declared_ports(set, &mut found);
+    for se in set
+        .service_entries
+        .iter()
+        .filter(|se| !se.addresses.is_empty())
+    {
+        let Some(first) = se.hosts.first() else {
+            continue;
+        };
+        let ns = se.metadata.namespace.as_str();
+        let host = augur_policies::hosts::fqdn(first, ns);
+        let virtual_host = table
+            .virtual_host(&host)
+            .and_then(|vh| table.vhosts.iter().position(|v| std::ptr::eq(v, vh)));
+        // Resolution NONE: the connection keeps its original destination (Istio's
+        // ORIGINAL_DST cluster); the cluster only names it.
+        let original_destination = se.resolution == augur_policies::Resolution::None;
+        for port in &se.ports {
+            let Ok(number) = u16::try_from(port.number) else {
+                continue;
+            };
+            let cluster = if original_destination {
+                let name = format!("outbound|{number}||{host}");
+                Arc::new(Cluster::new(name, host.clone(), None, Vec::new()))
+            } else {
+                let dest = augur_policies::Destination {
+                    host: first.clone(),
+                    subset: None,
+                    port: Some(port.number),
+                };
+                cluster_for(set, &dest, ns, clusters)?
+            };
+            let default_route =
+                (!original_destination).then(|| Arc::new(Route::to_service(Arc::clone(&cluster))));
+            for range in &se.addresses {
+                found.add(services::Vip {
+                    range: *range,
+                    port: number,
+                    protocol: services::PortProtocol::of(&port.protocol),
+                    host: host.clone(),
+                    virtual_host,
+                    cluster: Arc::clone(&cluster),
+                    original_destination,
+                    default_route: default_route.clone(),
+                });
+            }
+        }
+    }
+    found.finish();
+    table.services = found;
+    Ok(())
 }
 
 /// The key a CanaryPolicy's rollout is known by: `namespace/name`.

@@ -68,3 +68,90 @@ pub fn original_dst(session: &Session) -> Option<SocketAddr> {
     let local = session.server_addr().and_then(|a| a.as_inet()).copied();
     (Some(dst) != local).then_some(dst)
 }
+
+/// The route of an outbound request no VirtualService host matched, when its connection was
+/// going to a ServiceEntry VIP: routed like the entry's host (see
+/// [`crate::route::RouteTable::find_by_vip`]).
+pub(super) fn route_by_vip<'a>(
+    routes: &'a crate::route::RouteTable,
+    session: &Session,
+    view: &crate::route::RequestView<'_>,
+) -> Option<&'a std::sync::Arc<crate::route::Route>> {
+    routes.find_by_vip(original_dst(session)?, view)
+}
+
+/// The port the client dialled: the original destination's for a captured connection (what a
+/// VirtualService `match.port` means), else the listener's.
+pub(super) fn dialled_port(session: &Session) -> u16 {
+    original_dst(session)
+        .map(|dst| dst.port())
+        .or_else(|| {
+            session
+                .server_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.port())
+        })
+        .unwrap_or(0)
+}
+
+/// The local address of an upstream connection, from its digest.
+pub(super) fn upstream_local(digest: Option<&pingora::protocols::Digest>) -> Option<SocketAddr> {
+    digest?
+        .socket_digest
+        .as_ref()?
+        .local_addr()?
+        .as_inet()
+        .copied()
+}
+
+/// How Istio's access log names a captured request: the downstream local address is the
+/// original destination; a request passed through outbound goes to `PassthroughCluster` by
+/// route `allow_any`, one delivered inbound to `inbound|<port>||` by route `default`.
+pub(super) struct LogNames {
+    original: Option<SocketAddr>,
+    cluster: Option<String>,
+    route: Option<&'static str>,
+}
+
+impl LogNames {
+    /// The names for the request of `ctx` on `session`.
+    pub(super) fn of(session: &Session, ctx: &super::RequestCtx) -> Self {
+        let (cluster, route) = match ctx.passthrough {
+            Some(dst) if ctx.inbound => (Some(inbound_cluster(dst.port())), Some("default")),
+            Some(_) => (Some(PASSTHROUGH_CLUSTER.to_owned()), Some("allow_any")),
+            None => (None, None),
+        };
+        Self {
+            original: original_dst(session),
+            cluster,
+            route,
+        }
+    }
+
+    /// `%DOWNSTREAM_LOCAL_ADDRESS%`.
+    pub(super) fn local(&self, session: &Session) -> Option<SocketAddr> {
+        self.original
+            .or_else(|| session.server_addr().and_then(|a| a.as_inet()).copied())
+    }
+
+    /// `%UPSTREAM_CLUSTER_RAW%`.
+    pub(super) fn cluster<'a>(&'a self, ctx: &'a super::RequestCtx) -> Option<&'a str> {
+        self.cluster
+            .as_deref()
+            .or_else(|| ctx.cluster.as_deref().map(|c| c.name.as_str()))
+    }
+
+    /// `%ROUTE_NAME%`.
+    pub(super) fn route<'a>(&self, ctx: &'a super::RequestCtx) -> Option<&'a str> {
+        self.route
+            .or_else(|| ctx.route.as_deref().map(|r| r.name.as_str()))
+    }
+}
+
+/// Istio's cluster for traffic to a destination no service covers.
+pub const PASSTHROUGH_CLUSTER: &str = "PassthroughCluster";
+
+/// Istio's cluster for traffic delivered to the local app on `port`.
+pub fn inbound_cluster(port: u16) -> String {
+    format!("inbound|{port}||")
+}

@@ -66,6 +66,8 @@ pub struct RequestCtx {
     pub(super) destination: usize,
     /// The path and query forwarded when the route rewrites the path.
     pub(super) rewritten_path: Option<String>,
+    /// The local address of the upstream connection (for the access log).
+    pub(super) upstream_local: Option<SocketAddr>,
 }
 
 impl RequestCtx {
@@ -98,6 +100,7 @@ impl RequestCtx {
             outcome: None,
             destination: 0,
             rewritten_path: None,
+            upstream_local: None,
         }
     }
 

@@ -7,6 +7,7 @@ use augur_model::Arm;
 use bytes::Bytes;
 use pingora::proxy::Session;
 
+use super::capture;
 use crate::local_reply::{LocalReply, NO_HEALTHY_UPSTREAM, NO_ROUTE};
 use crate::policy_store::Snapshot;
 use crate::rollout::weights::RolloutWeights;
@@ -52,11 +53,7 @@ pub(super) fn decide(snapshot: &Snapshot, weights: &RolloutWeights, session: &Se
         .map(|a| a.as_str())
         .or_else(|| header("host"))
         .unwrap_or("");
-    let port = session
-        .server_addr()
-        .and_then(|a| a.as_inet())
-        .map(|a| a.port())
-        .unwrap_or(0);
+    let port = capture::dialled_port(session);
     let view = RequestView {
         method: req.method.as_str(),
         path: req.uri.path(),
@@ -66,7 +63,8 @@ pub(super) fn decide(snapshot: &Snapshot, weights: &RolloutWeights, session: &Se
         port,
         header: &header,
     };
-    let Some(route) = snapshot.routes.find(&view) else {
+    let vip = || capture::route_by_vip(&snapshot.routes, session, &view);
+    let Some(route) = snapshot.routes.find(&view).or_else(vip) else {
         return Decision::Reply(NO_ROUTE);
     };
     match &route.action {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use augur_model::Sample;
 use pingora::proxy::Session;
 
-use super::capture::Listener;
+use super::capture::{self, Listener};
 use super::ctx::RequestCtx;
 use super::AugurProxy;
 use crate::access_log;
@@ -94,6 +94,7 @@ impl AugurProxy {
         let req = session.req_header();
         let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
         let elapsed = ctx.start.elapsed();
+        let captured = capture::LogNames::of(session, ctx);
         log.record(&access_log::Entry {
             start: std::time::SystemTime::now() - elapsed,
             method: req.method.as_str(),
@@ -119,10 +120,12 @@ impl AugurProxy {
                 .or(header("host"))
                 .unwrap_or("-"),
             upstream_host: ctx.endpoint,
-            upstream_cluster: ctx.cluster.as_deref().map(|c| c.name.as_str()),
-            local: session.server_addr().and_then(|a| a.as_inet()).copied(),
+            upstream_cluster: captured.cluster(ctx),
+            upstream_local: ctx.upstream_local,
+            upstream_failure: None,
+            local: captured.local(session),
             remote: session.client_addr().and_then(|a| a.as_inet()).copied(),
-            route: ctx.route.as_deref().map(|r| r.name.as_str()),
+            route: captured.route(ctx),
         });
     }
 
@@ -163,6 +166,8 @@ impl RefusalLog for AugurProxy {
                 authority: "-",
                 upstream_host: None,
                 upstream_cluster: None,
+                upstream_local: None,
+                upstream_failure: None,
                 local: head.local,
                 remote: head.remote,
                 route: None,

@@ -1,7 +1,9 @@
-//! Opaque TCP passthrough: bytes copied both ways between the client and the address it was
-//! going to, with Istio's TCP metrics (Envoy's `tcp_proxy` to `PassthroughCluster`).
+//! Opaque TCP passthrough: bytes copied both ways between the client and its upstream, with
+//! Istio's TCP metrics (Envoy's `tcp_proxy` to `PassthroughCluster`, `inbound|<port>||` or a
+//! ServiceEntry's cluster).
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use pingora::protocols::Stream;
@@ -10,6 +12,7 @@ use tokio::net::{TcpSocket, TcpStream};
 
 use crate::metrics::istio::{Destination, Reporter, TcpRecord};
 use crate::metrics::Metrics;
+use crate::route::Cluster;
 
 /// Copy buffer per direction.
 const BUFFER: usize = 16 * 1024;
@@ -17,30 +20,50 @@ const BUFFER: usize = 16 * 1024;
 /// Inbound forwarding's IPv6 source, as Istio binds it (`InboundPassthroughBindIpv6`).
 const INBOUND_PASSTHROUGH_BIND_V6: IpAddr = IpAddr::V6(Ipv6Addr::new(0, 0, 0, 0, 0, 0, 0, 6));
 
+/// Envoy's flags for a TCP upstream that could not be reached (`tcp_proxy` makes one connect
+/// attempt, and reports the attempts as exhausted too).
+pub(super) const CONNECT_FAILURE: &str = "UF,URX";
+
 /// Where one opaque connection goes and how it is reported.
 pub(super) struct Passthrough {
-    /// The original destination.
+    /// The upstream address: the original destination, or an endpoint of `cluster`.
     pub(super) to: SocketAddr,
     /// Inbound: forwarded to the local app from 127.0.0.6 (or `::6`) so it is not captured
     /// again.
     pub(super) inbound: bool,
+    /// The ServiceEntry cluster of a VIP, when the connection went to one.
+    pub(super) cluster: Option<Arc<Cluster>>,
     /// TCP connect timeout.
     pub(super) connect_timeout: Duration,
 }
 
+/// How a passed-through connection ended.
+pub(super) struct Finished {
+    /// Envoy response flags (`-` when none).
+    pub(super) flags: &'static str,
+    /// The upstream connection's local address (none when it failed).
+    pub(super) upstream_local: Option<SocketAddr>,
+    /// Why the upstream connection failed, as Envoy words it.
+    pub(super) failure: Option<String>,
+    /// Bytes from the client to the upstream.
+    pub(super) received: u64,
+    /// Bytes from the upstream to the client.
+    pub(super) sent: u64,
+}
+
 impl Passthrough {
-    /// Connects to the original destination and copies until both sides have closed.
-    pub(super) async fn run(self, client: Stream, metrics: &Metrics) {
+    /// Connects to the upstream and copies until both sides have closed.
+    pub(super) async fn run(self, client: Stream, metrics: &Metrics) -> Finished {
         let record = |flags| TcpRecord {
             reporter: if self.inbound {
                 Reporter::Destination
             } else {
                 Reporter::Source
             },
-            destination: if self.inbound {
-                Destination::Local
-            } else {
-                Destination::Passthrough
+            destination: match (&self.cluster, self.inbound) {
+                (Some(cluster), _) => Destination::Cluster(cluster),
+                (None, true) => Destination::Local,
+                (None, false) => Destination::Passthrough,
             },
             flags,
         };
@@ -48,12 +71,19 @@ impl Passthrough {
             Ok(upstream) => upstream,
             Err(e) => {
                 tracing::debug!(to = %self.to, error = %e, "opaque TCP: upstream connect failed");
-                let failed = record("UF");
+                let failed = record(CONNECT_FAILURE);
                 metrics.istio.tcp_opened(&failed);
                 metrics.istio.tcp_closed(&failed, 0, 0);
-                return;
+                return Finished {
+                    flags: CONNECT_FAILURE,
+                    upstream_local: None,
+                    failure: failure_reason(&e),
+                    received: 0,
+                    sent: 0,
+                };
             }
         };
+        let upstream_local = upstream.local_addr().ok();
         let ok = record("-");
         metrics.istio.tcp_opened(&ok);
         let (mut client_read, mut client_write) = tokio::io::split(client);
@@ -63,6 +93,13 @@ impl Passthrough {
             pump(&mut upstream_read, &mut client_write),
         );
         metrics.istio.tcp_closed(&ok, received, sent);
+        Finished {
+            flags: "-",
+            upstream_local,
+            failure: None,
+            received,
+            sent,
+        }
     }
 
     async fn connect(&self) -> std::io::Result<TcpStream> {
@@ -81,6 +118,20 @@ impl Passthrough {
             .await
             .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?
     }
+}
+
+/// `%UPSTREAM_TRANSPORT_FAILURE_REASON%` for a failed connect, as Envoy writes it for a
+/// refused or unreachable upstream (`delayed_connect_error:_Connection_refused`); none for a
+/// timeout.
+fn failure_reason(e: &std::io::Error) -> Option<String> {
+    e.raw_os_error()?;
+    let text = e.to_string();
+    // "Connection refused (os error 111)" → "Connection refused".
+    let reason = text.split(" (os error").next().unwrap_or(&text);
+    Some(format!(
+        "delayed_connect_error:_{}",
+        reason.replace(' ', "_")
+    ))
 }
 
 /// Copies `from` into `to` until `from` ends or either side fails, then half-closes `to` so
@@ -110,4 +161,20 @@ where
         tracing::debug!(error = %e, "opaque TCP: half-close failed");
     }
     total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refused_connects_are_worded_as_envoy_does() {
+        let refused = std::io::Error::from_raw_os_error(111);
+        assert_eq!(
+            failure_reason(&refused).as_deref(),
+            Some("delayed_connect_error:_Connection_refused")
+        );
+        let timeout = std::io::Error::from(std::io::ErrorKind::TimedOut);
+        assert_eq!(failure_reason(&timeout), None);
+    }
 }
