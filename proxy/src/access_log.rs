@@ -8,6 +8,7 @@
 //! Differences from Istio's format, for patient data: the path is logged without its query
 //! string, and no body is ever logged. A full queue drops the line and counts it.
 
+use crate::response_flag::ResponseFlag;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -44,8 +45,8 @@ pub struct Entry<'a> {
     pub protocol: &'a str,
     /// Status sent (0 when none).
     pub status: u16,
-    /// Envoy response flags (`-` when none).
-    pub flags: &'a str,
+    /// Envoy response flags.
+    pub flags: ResponseFlag,
     /// Request body bytes.
     pub bytes_received: u64,
     /// Response body bytes.
@@ -128,16 +129,10 @@ fn details(e: &Entry<'_>) -> &'static str {
     if e.protocol == TCP {
         return "-";
     }
-    match e.flags {
-        "NR" => "route_not_found",
-        "UH" => "no_healthy_upstream",
-        "UT" => "response_timeout",
-        "UF" | "URX,UF" => "upstream_reset_before_response_started{remote_connection_failure}",
-        "UC" => "upstream_reset_before_response_started{connection_termination}",
-        "FI" => "fault_filter_abort",
-        "DC" => "downstream_remote_disconnect",
-        _ if e.upstream_host.is_none() => "direct_response",
-        _ => "via_upstream",
+    match e.flags.code_details() {
+        Some(details) => details,
+        None if e.upstream_host.is_none() => "direct_response",
+        None => "via_upstream",
     }
 }
 
@@ -185,7 +180,7 @@ pub fn json(e: &Entry<'_>) -> String {
         "path": unless_tcp(e.path),
         "protocol": unless_tcp(e.protocol),
         "response_code": e.status,
-        "response_flags": e.flags,
+        "response_flags": e.flags.as_str(),
         "response_code_details": details(e),
         "bytes_received": e.bytes_received,
         "bytes_sent": e.bytes_sent,
@@ -254,7 +249,7 @@ mod tests {
             path: "/predict",
             protocol: "HTTP/1.1",
             status: 504,
-            flags: "UT",
+            flags: ResponseFlag::UpstreamRequestTimeout,
             bytes_received: 10,
             bytes_sent: 24,
             duration_ms: 300,
@@ -287,7 +282,7 @@ mod tests {
             path: TCP,
             protocol: TCP,
             status: 0,
-            flags: "-",
+            flags: ResponseFlag::None,
             bytes_received: 79,
             bytes_sent: 557,
             duration_ms: 7,
@@ -316,7 +311,7 @@ mod tests {
         assert_eq!(v["response_code_details"], "-");
         assert_eq!(v["upstream_local_address"], "127.0.0.6:52992");
         let failed = Entry {
-            flags: "UF,URX",
+            flags: ResponseFlag::TcpConnectionFailure,
             upstream_failure: Some("delayed_connect_error:_Connection_refused"),
             upstream_local: None,
             ..e

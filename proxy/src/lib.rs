@@ -27,6 +27,7 @@ pub mod mirror;
 pub mod policy_store;
 pub mod protect;
 pub mod reload;
+pub mod response_flag;
 pub mod rollout;
 pub mod route;
 pub mod sample;

@@ -4,13 +4,15 @@ use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 
+use crate::response_flag::ResponseFlag;
+
 /// A local reply: status, Envoy response flag and body text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LocalReply {
     /// HTTP status.
     pub status: u16,
     /// Envoy's `%RESPONSE_FLAGS%` value.
-    pub flag: &'static str,
+    pub flag: ResponseFlag,
     /// Body text, as Envoy writes it.
     pub body: &'static str,
 }
@@ -18,56 +20,56 @@ pub struct LocalReply {
 /// No route matched: Envoy answers 404 with an empty body (flag NR).
 pub const NO_ROUTE: LocalReply = LocalReply {
     status: 404,
-    flag: "NR",
+    flag: ResponseFlag::NoRoute,
     body: "",
 };
 
 /// The chosen cluster has no endpoint (flag UH).
 pub const NO_HEALTHY_UPSTREAM: LocalReply = LocalReply {
     status: 503,
-    flag: "UH",
+    flag: ResponseFlag::NoHealthyUpstream,
     body: "no healthy upstream",
 };
 
 /// The upstream refused or never completed the connection (flag UF).
 pub const CONNECT_FAILURE: LocalReply = LocalReply {
     status: 503,
-    flag: "UF",
+    flag: ResponseFlag::UpstreamConnectionFailure,
     body: "upstream connect error or disconnect/reset before headers. reset reason: remote connection failure",
 };
 
 /// Every attempt failed to connect and the retries are spent (Envoy's `URX,UF`).
 pub const RETRIED_CONNECT_FAILURE: LocalReply = LocalReply {
     status: 503,
-    flag: "URX,UF",
+    flag: ResponseFlag::RetriedConnectionFailure,
     body: "upstream connect error or disconnect/reset before headers. retried and the latest reset reason: remote connection failure",
 };
 
 /// The upstream closed or reset the connection before sending response headers (flag UC).
 pub const CONNECTION_TERMINATION: LocalReply = LocalReply {
     status: 503,
-    flag: "UC",
+    flag: ResponseFlag::UpstreamConnectionTermination,
     body: "upstream connect error or disconnect/reset before headers. reset reason: connection termination",
 };
 
 /// The upstream reset the HTTP/2 stream before sending response headers (flag UR).
 pub const REMOTE_RESET: LocalReply = LocalReply {
     status: 503,
-    flag: "UR",
+    flag: ResponseFlag::UpstreamRemoteReset,
     body: "upstream connect error or disconnect/reset before headers. reset reason: remote reset",
 };
 
 /// A circuit breaker of the cluster (DestinationRule `connectionPool`) is open (flag UO).
 pub const OVERFLOW: LocalReply = LocalReply {
     status: 503,
-    flag: "UO",
+    flag: ResponseFlag::UpstreamOverflow,
     body: "upstream connect error or disconnect/reset before headers. reset reason: overflow",
 };
 
 /// No response headers within the route or per-try timeout (flag UT).
 pub const UPSTREAM_TIMEOUT: LocalReply = LocalReply {
     status: 504,
-    flag: "UT",
+    flag: ResponseFlag::UpstreamRequestTimeout,
     body: "upstream request timeout",
 };
 
@@ -76,9 +78,14 @@ impl LocalReply {
     pub async fn send(&self, session: &mut Session) -> pingora::Result<()> {
         let body = Bytes::from_static(self.body.as_bytes());
         // Envoy marks a shed request so that clients and meshes can back off.
-        let overloaded = matches!(self.flag, "UO" | "OM").then_some(("x-envoy-overloaded", "true"));
+        let overloaded = matches!(
+            self.flag,
+            ResponseFlag::UpstreamOverflow | ResponseFlag::OverloadManager
+        )
+        .then_some(("x-envoy-overloaded", "true"));
         // Envoy's local rate limit marks its 429 so that routers do not retry it.
-        let extra = overloaded.or((self.flag == "RL").then_some(("x-envoy-ratelimited", "true")));
+        let limited = self.flag == ResponseFlag::RateLimited;
+        let extra = overloaded.or(limited.then_some(("x-envoy-ratelimited", "true")));
         write(session, self.status, body, "text/plain", None, extra).await
     }
 
@@ -86,7 +93,8 @@ impl LocalReply {
     /// does when it rejects a request whose body it will not read.
     pub async fn send_and_close(&self, session: &mut Session) -> pingora::Result<()> {
         let body = Bytes::from_static(self.body.as_bytes());
-        let overloaded = (self.flag == "OM").then_some(("x-envoy-overloaded", "true"));
+        let overloaded =
+            (self.flag == ResponseFlag::OverloadManager).then_some(("x-envoy-overloaded", "true"));
         let header = build(self.status, &body, "text/plain", None, overloaded)?;
         session.set_keepalive(None);
         write_header_and_body(session, header, body).await

@@ -22,6 +22,7 @@ use pingora::proxy::Session;
 use pingora::ErrorType;
 
 use crate::local_reply::LocalReply;
+use crate::response_flag::ResponseFlag;
 
 /// Envoy's `max_headers_count` default.
 pub const DEFAULT_MAX_REQUEST_HEADERS: usize = 100;
@@ -70,14 +71,14 @@ pub const BODY_TOO_LARGE: ErrorType = ErrorType::new("augur: request body too la
 /// `http1.headers_too_large`).
 pub const HEADERS_TOO_LARGE: LocalReply = LocalReply {
     status: 431,
-    flag: "DPE",
+    flag: ResponseFlag::DownstreamProtocolError,
     body: "Request Header Fields Too Large",
 };
 
 /// The request target is longer than `--max-request-uri-bytes`.
 pub const URI_TOO_LONG: LocalReply = LocalReply {
     status: 414,
-    flag: "DPE",
+    flag: ResponseFlag::DownstreamProtocolError,
     body: "URI Too Long",
 };
 
@@ -85,21 +86,21 @@ pub const URI_TOO_LONG: LocalReply = LocalReply {
 /// `request_payload_too_large`, no flag).
 pub const PAYLOAD_TOO_LARGE: LocalReply = LocalReply {
     status: 413,
-    flag: "-",
+    flag: ResponseFlag::None,
     body: "Payload Too Large",
 };
 
 /// A request with ambiguous framing (Envoy: `http1.content_length_and_chunked_not_allowed`).
 pub const BAD_REQUEST: LocalReply = LocalReply {
     status: 400,
-    flag: "DPE",
+    flag: ResponseFlag::DownstreamProtocolError,
     body: "Bad Request",
 };
 
 /// Load shed: too many connections or requests in flight (Envoy's overload manager).
 pub const OVERLOADED: LocalReply = LocalReply {
     status: 503,
-    flag: "OM",
+    flag: ResponseFlag::OverloadManager,
     body: "envoy overloaded",
 };
 

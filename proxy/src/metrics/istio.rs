@@ -1,6 +1,10 @@
-//! Istio's standard HTTP metrics with the same names, label set and Envoy's
-//! default histogram buckets, so Flagger's, Kiali's and Grafana's queries work unchanged.
+//! Istio's standard HTTP and TCP metrics with the same names, label set and Envoy's default
+//! histogram buckets, so Flagger's, Kiali's and Grafana's queries work unchanged.
+//!
+//! [`IstioLabels`] is the one place that knows Istio's labels and their order; a service's
+//! destination labels are worked out once per cluster ([`ServiceLabels`]), not per request.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -9,7 +13,7 @@ use prometheus::{
 };
 
 use crate::identity::Workload;
-use crate::route::Cluster;
+use crate::response_flag::ResponseFlag;
 
 /// Envoy's default histogram buckets (ms for durations, bytes for sizes).
 pub const ENVOY_BUCKETS: [f64; 19] = [
@@ -17,7 +21,8 @@ pub const ENVOY_BUCKETS: [f64; 19] = [
     60000.0, 300000.0, 600000.0, 1800000.0, 3600000.0,
 ];
 
-/// Istio's HTTP label names (the exposition sorts them; scrapers do not care about order).
+/// Istio's HTTP label names, in the order of [`IstioLabels::http`] (the exposition sorts them;
+/// scrapers do not care about order).
 pub const LABELS: [&str; 25] = [
     "reporter",
     "source_workload",
@@ -46,6 +51,14 @@ pub const LABELS: [&str; 25] = [
     "connection_security_policy",
 ];
 
+/// Istio's TCP label names, in the order of [`IstioLabels::tcp`]: the HTTP set without
+/// `response_code` and `grpc_response_status`.
+const TCP_LABELS: [&str; 23] = [
+    LABELS[0], LABELS[1], LABELS[2], LABELS[3], LABELS[4], LABELS[5], LABELS[6], LABELS[7],
+    LABELS[8], LABELS[9], LABELS[10], LABELS[11], LABELS[12], LABELS[13], LABELS[14], LABELS[15],
+    LABELS[16], LABELS[17], LABELS[18], LABELS[19], LABELS[20], LABELS[23], LABELS[24],
+];
+
 /// Which proxy reported a request: `source` for outbound (client side), `destination` for
 /// inbound (server side).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,8 +81,8 @@ impl Reporter {
 /// Where a request or connection went, for the `destination_*` labels.
 #[derive(Debug, Clone, Copy)]
 pub enum Destination<'a> {
-    /// A cluster of the routes.
-    Cluster(&'a Cluster),
+    /// A service of the routes (a cluster's labels).
+    Service(&'a ServiceLabels),
     /// This workload: traffic the inbound listener delivered to the local app.
     Local,
     /// A destination no policy covers, passed through to its original address (Istio's
@@ -87,8 +100,8 @@ pub struct RequestRecord<'a> {
     pub destination: Destination<'a>,
     /// Status sent to the client (0 when none was sent).
     pub status: u16,
-    /// Envoy response flags, `-` when none.
-    pub flags: &'a str,
+    /// Envoy response flags.
+    pub flags: ResponseFlag,
     /// Request duration in milliseconds.
     pub duration_ms: f64,
     /// Request body bytes.
@@ -103,25 +116,168 @@ pub struct TcpRecord<'a> {
     pub reporter: Reporter,
     /// Where it went.
     pub destination: Destination<'a>,
-    /// Envoy response flags, `-` when none (`UF` when the upstream could not be reached).
-    pub flags: &'a str,
+    /// Envoy response flags (`UF,URX` when the upstream could not be reached).
+    pub flags: ResponseFlag,
 }
 
-/// Istio's TCP label names: the HTTP set without `response_code` and `grpc_response_status`.
-const TCP_LABELS: [&str; 23] = [
-    LABELS[0], LABELS[1], LABELS[2], LABELS[3], LABELS[4], LABELS[5], LABELS[6], LABELS[7],
-    LABELS[8], LABELS[9], LABELS[10], LABELS[11], LABELS[12], LABELS[13], LABELS[14], LABELS[15],
-    LABELS[16], LABELS[17], LABELS[18], LABELS[19], LABELS[20], LABELS[23], LABELS[24],
-];
+/// A service's `destination_*` label values, worked out once (from its host and its
+/// endpoints' labels), with the metric handles resolved for it.
+#[derive(Debug)]
+pub struct ServiceLabels {
+    workload: String,
+    namespace: String,
+    app: String,
+    version: String,
+    service: String,
+    canonical_service: String,
+    service_name: String,
+    handles: HandleCache,
+}
+
+impl ServiceLabels {
+    /// The labels of service `host` whose endpoints carry `labels`, at workload `version`.
+    pub fn new(host: &str, labels: &BTreeMap<String, String>, version: &str) -> Self {
+        let label = |k: &str| labels.get(k).map(String::as_str);
+        let mut parts = host.split('.');
+        let service_name = parts.next().unwrap_or("unknown");
+        let namespace = if host.ends_with(augur_policies::defaults::CLUSTER_DOMAIN) {
+            parts.next().unwrap_or("unknown")
+        } else {
+            "unknown"
+        };
+        Self {
+            workload: label("service.istio.io/workload-name")
+                .unwrap_or("unknown")
+                .to_owned(),
+            namespace: namespace.to_owned(),
+            app: label("app").unwrap_or("unknown").to_owned(),
+            version: version.to_owned(),
+            service: host.to_owned(),
+            canonical_service: label("service.istio.io/canonical-name")
+                .or(label("app"))
+                .unwrap_or(service_name)
+                .to_owned(),
+            service_name: service_name.to_owned(),
+            handles: HandleCache::default(),
+        }
+    }
+
+    fn view(&self) -> DestinationView<'_> {
+        DestinationView {
+            workload: &self.workload,
+            namespace: &self.namespace,
+            app: &self.app,
+            version: &self.version,
+            service: &self.service,
+            canonical_service: &self.canonical_service,
+            service_name: &self.service_name,
+        }
+    }
+}
+
+/// Destination label values, borrowed.
+#[derive(Clone, Copy)]
+struct DestinationView<'a> {
+    workload: &'a str,
+    namespace: &'a str,
+    app: &'a str,
+    version: &'a str,
+    service: &'a str,
+    canonical_service: &'a str,
+    service_name: &'a str,
+}
+
+impl Default for DestinationView<'_> {
+    fn default() -> Self {
+        Self {
+            workload: "unknown",
+            namespace: "unknown",
+            app: "unknown",
+            version: "unknown",
+            service: "unknown",
+            canonical_service: "unknown",
+            service_name: "unknown",
+        }
+    }
+}
+
+impl<'a> DestinationView<'a> {
+    fn local(w: &'a Workload) -> Self {
+        Self {
+            workload: &w.name,
+            namespace: &w.namespace,
+            app: &w.app,
+            version: &w.version,
+            canonical_service: &w.app,
+            ..Self::default()
+        }
+    }
+}
+
+/// Every label of one request or connection: the one place that knows Istio's label set.
+struct IstioLabels<'a> {
+    reporter: Reporter,
+    source: &'a Workload,
+    destination: DestinationView<'a>,
+    destination_cluster: &'a str,
+    protocol: &'static str,
+    response_code: &'a str,
+    response_flags: ResponseFlag,
+}
+
+impl<'a> IstioLabels<'a> {
+    /// The values in [`LABELS`] order.
+    fn http(&self) -> [&'a str; 25] {
+        let (s, d) = (self.source, self.destination);
+        [
+            self.reporter.as_str(),
+            &s.name,
+            &s.app,
+            &s.version,
+            &s.namespace,
+            "unknown",
+            &s.app,
+            &s.version,
+            &s.cluster,
+            d.workload,
+            d.namespace,
+            "unknown",
+            d.app,
+            d.version,
+            d.service,
+            d.canonical_service,
+            d.version,
+            d.service_name,
+            d.namespace,
+            self.destination_cluster,
+            self.protocol,
+            self.response_code,
+            "",
+            self.response_flags.as_str(),
+            "unknown",
+        ]
+    }
+
+    /// The values in [`TCP_LABELS`] order.
+    fn tcp(&self) -> [&'a str; 23] {
+        let v = self.http();
+        [
+            v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12], v[13],
+            v[14], v[15], v[16], v[17], v[18], v[19], v[20], v[23], v[24],
+        ]
+    }
+}
 
 /// Label sets a [`HandleCache`] keeps at most; beyond them requests resolve their labels
-/// every time (still correct, only slower), so odd flag combinations cannot grow memory.
+/// every time (still correct, only slower), so odd status and flag combinations cannot grow
+/// memory.
 const CACHED_LABEL_SETS: usize = 64;
 
 /// Tells registries apart, so a cache filled for one never serves another (tests make many).
 static NEXT_REGISTRY_ID: AtomicU64 = AtomicU64::new(1);
 
 /// The four HTTP metric handles of one complete label set, resolved once.
+#[derive(Debug)]
 struct Handles {
     requests: IntCounter,
     duration: Histogram,
@@ -132,73 +288,38 @@ struct Handles {
 /// What identifies a label set within one destination: the registry, who reports, the
 /// destination kind, the status and the flags (every other label is fixed by the destination
 /// and this workload).
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct HandleKey<'a> {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct HandleKey {
     registry: u64,
     reporter: Reporter,
     destination: u8,
     status: u16,
-    flags: &'a str,
-}
-
-/// A [`HandleKey`] kept in a cache (it owns its flags).
-struct OwnedKey {
-    registry: u64,
-    reporter: Reporter,
-    destination: u8,
-    status: u16,
-    flags: Box<str>,
-}
-
-impl OwnedKey {
-    fn is(&self, k: &HandleKey<'_>) -> bool {
-        self.registry == k.registry
-            && self.reporter == k.reporter
-            && self.destination == k.destination
-            && self.status == k.status
-            && *self.flags == *k.flags
-    }
+    flags: ResponseFlag,
 }
 
 /// Resolved metric handles per label set, kept beside what the labels derive from (a
-/// [`Cluster`], or the metrics themselves for the other destinations). Resolving Istio's 25
-/// labels hashes every value under a lock, four times per request; a hit here is a short scan
-/// of a few entries under an uncontended mutex. A cache lives as long as its cluster, so a
-/// reload that replaces clusters starts afresh.
-#[derive(Default)]
-pub struct HandleCache {
-    entries: Mutex<Vec<(OwnedKey, Arc<Handles>)>>,
-}
-
-impl std::fmt::Debug for HandleCache {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let n = self.entries.lock().map_or(0, |e| e.len());
-        f.debug_struct("HandleCache")
-            .field("label_sets", &n)
-            .finish()
-    }
+/// service's labels, or the metrics themselves for the other destinations). Resolving Istio's
+/// 25 labels hashes every value under a lock, four times per request; a hit here is a short
+/// scan of a few entries under an uncontended mutex. A cache lives as long as its cluster, so
+/// a reload that replaces clusters starts afresh.
+#[derive(Debug, Default)]
+struct HandleCache {
+    entries: Mutex<Vec<(HandleKey, Arc<Handles>)>>,
 }
 
 impl HandleCache {
-    fn get(&self, key: &HandleKey<'_>) -> Option<Arc<Handles>> {
+    fn get(&self, key: &HandleKey) -> Option<Arc<Handles>> {
         let entries = self.entries.lock().ok()?;
         entries
             .iter()
-            .find(|(k, _)| k.is(key))
+            .find(|(k, _)| k == key)
             .map(|(_, h)| Arc::clone(h))
     }
 
-    fn put(&self, key: &HandleKey<'_>, handles: &Arc<Handles>) {
+    fn put(&self, key: HandleKey, handles: &Arc<Handles>) {
         if let Ok(mut entries) = self.entries.lock() {
-            if entries.len() < CACHED_LABEL_SETS && !entries.iter().any(|(k, _)| k.is(key)) {
-                let owned = OwnedKey {
-                    registry: key.registry,
-                    reporter: key.reporter,
-                    destination: key.destination,
-                    status: key.status,
-                    flags: key.flags.into(),
-                };
-                entries.push((owned, Arc::clone(handles)));
+            if entries.len() < CACHED_LABEL_SETS && !entries.iter().any(|(k, _)| *k == key) {
+                entries.push((key, Arc::clone(handles)));
             }
         }
     }
@@ -218,7 +339,7 @@ pub struct IstioMetrics {
     unknown: Workload,
     /// This registry's id in [`HandleKey`]s.
     id: u64,
-    /// Handles of the destinations that are not clusters (local app, passthrough, nowhere).
+    /// Handles of the destinations that are not services (local app, passthrough, nowhere).
     other: HandleCache,
 }
 
@@ -298,16 +419,15 @@ impl IstioMetrics {
         })
     }
 
-    /// The label values Istio's metrics share, in [`LABELS`] order, with `protocol` and
-    /// without the status labels (filled in by the caller).
-    fn values<'a>(
+    /// The labels of a request or connection; `response_code` is filled in by the caller.
+    fn labels<'a>(
         &'a self,
         reporter: Reporter,
         destination: Destination<'a>,
         protocol: &'static str,
-        code: &'a str,
-        flags: &'a str,
-    ) -> [&'a str; 25] {
+        response_code: &'a str,
+        response_flags: ResponseFlag,
+    ) -> IstioLabels<'a> {
         // The client side knows itself and not its peer; the server side the reverse (augur
         // has no peer-metadata exchange, so the other side is `unknown`, as Istio reports it
         // without one).
@@ -315,49 +435,30 @@ impl IstioMetrics {
             Reporter::Source => &self.local,
             Reporter::Destination => &self.unknown,
         };
-        let dest = match destination {
-            Destination::Cluster(c) => DestinationLabels::of(c),
-            Destination::Local => DestinationLabels::local(&self.local),
-            Destination::Passthrough => DestinationLabels {
+        let destination = match destination {
+            Destination::Service(s) => s.view(),
+            Destination::Local => DestinationView::local(&self.local),
+            Destination::Passthrough => DestinationView {
                 service_name: "PassthroughCluster",
-                ..DestinationLabels::default()
+                ..DestinationView::default()
             },
-            Destination::Nowhere => DestinationLabels::default(),
+            Destination::Nowhere => DestinationView::default(),
         };
-        let s = source;
-        [
-            reporter.as_str(),
-            &s.name,
-            &s.app,
-            &s.version,
-            &s.namespace,
-            "unknown",
-            &s.app,
-            &s.version,
-            &s.cluster,
-            dest.workload,
-            dest.namespace,
-            "unknown",
-            dest.app,
-            dest.version,
-            dest.service,
-            dest.canonical_service,
-            dest.version,
-            dest.service_name,
-            dest.namespace,
-            &self.local.cluster,
+        IstioLabels {
+            reporter,
+            source,
+            destination,
+            destination_cluster: &self.local.cluster,
             protocol,
-            code,
-            "",
-            flags,
-            "unknown",
-        ]
+            response_code,
+            response_flags,
+        }
     }
 
     /// Counts one finished request.
     pub fn record(&self, r: &RequestRecord<'_>) {
         let (cache, kind) = match r.destination {
-            Destination::Cluster(c) => (&c.metric_handles, 0),
+            Destination::Service(s) => (&s.handles, 0),
             Destination::Local => (&self.other, 1),
             Destination::Passthrough => (&self.other, 2),
             Destination::Nowhere => (&self.other, 3),
@@ -373,7 +474,7 @@ impl IstioMetrics {
             Some(h) => h,
             None => {
                 let h = Arc::new(self.resolve(r));
-                cache.put(&key, &h);
+                cache.put(key, &h);
                 h
             }
         };
@@ -387,7 +488,9 @@ impl IstioMetrics {
     fn resolve(&self, r: &RequestRecord<'_>) -> Handles {
         let status = http::StatusCode::from_u16(r.status).ok();
         let code = status.as_ref().map_or("0", http::StatusCode::as_str);
-        let values = self.values(r.reporter, r.destination, "http", code, r.flags);
+        let values = self
+            .labels(r.reporter, r.destination, "http", code, r.flags)
+            .http();
         Handles {
             requests: self.requests.with_label_values(&values),
             duration: self.duration.with_label_values(&values),
@@ -397,11 +500,8 @@ impl IstioMetrics {
     }
 
     fn tcp_values<'a>(&'a self, r: &TcpRecord<'a>) -> [&'a str; 23] {
-        let v = self.values(r.reporter, r.destination, "tcp", "", r.flags);
-        [
-            v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12], v[13],
-            v[14], v[15], v[16], v[17], v[18], v[19], v[20], v[23], v[24],
-        ]
+        self.labels(r.reporter, r.destination, "tcp", "", r.flags)
+            .tcp()
     }
 
     /// Counts an opaque TCP connection opened.
@@ -420,63 +520,53 @@ impl IstioMetrics {
     }
 }
 
-/// Destination label values derived from a cluster.
-struct DestinationLabels<'a> {
-    workload: &'a str,
-    namespace: &'a str,
-    app: &'a str,
-    version: &'a str,
-    service: &'a str,
-    canonical_service: &'a str,
-    service_name: &'a str,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl Default for DestinationLabels<'_> {
-    fn default() -> Self {
-        Self {
-            workload: "unknown",
-            namespace: "unknown",
-            app: "unknown",
-            version: "unknown",
-            service: "unknown",
-            canonical_service: "unknown",
-            service_name: "unknown",
-        }
-    }
-}
-
-impl<'a> DestinationLabels<'a> {
-    fn local(w: &'a Workload) -> Self {
-        Self {
-            workload: &w.name,
-            namespace: &w.namespace,
-            app: &w.app,
-            version: &w.version,
-            canonical_service: &w.app,
-            ..Self::default()
-        }
+    #[test]
+    fn a_kubernetes_service_is_named_from_its_host_and_labels() {
+        let mut labels = BTreeMap::new();
+        labels.insert("app".to_owned(), "pneumonia".to_owned());
+        let s = ServiceLabels::new("pneumonia.models.svc.cluster.local", &labels, "v2");
+        let v = s.view();
+        assert_eq!(
+            (
+                v.service_name,
+                v.namespace,
+                v.app,
+                v.canonical_service,
+                v.version
+            ),
+            ("pneumonia", "models", "pneumonia", "pneumonia", "v2")
+        );
+        let external = ServiceLabels::new("api.example.com", &BTreeMap::new(), "unknown");
+        assert_eq!(external.view().namespace, "unknown");
     }
 
-    fn of(c: &'a Cluster) -> Self {
-        let label = |k: &str| c.labels.get(k).map(String::as_str);
-        let mut parts = c.host.split('.');
-        let service_name = parts.next().unwrap_or("unknown");
-        let namespace = if c.host.ends_with(augur_policies::defaults::CLUSTER_DOMAIN) {
-            parts.next().unwrap_or("unknown")
-        } else {
-            "unknown"
+    #[test]
+    fn each_label_has_its_value_in_istios_order() {
+        let local = Workload::unknown();
+        let s = ServiceLabels::new("m.ns.svc.cluster.local", &BTreeMap::new(), "v1");
+        let labels = IstioLabels {
+            reporter: Reporter::Source,
+            source: &local,
+            destination: s.view(),
+            destination_cluster: "Kubernetes",
+            protocol: "http",
+            response_code: "503",
+            response_flags: ResponseFlag::NoHealthyUpstream,
         };
-        let app = label("app").unwrap_or("unknown");
-        Self {
-            workload: label("service.istio.io/workload-name").unwrap_or("unknown"),
-            namespace,
-            app,
-            version: c.version(),
-            service: &c.host,
-            canonical_service: label("service.istio.io/canonical-name")
-                .or(label("app"))
-                .unwrap_or(service_name),
-            service_name,
-        }
+        let values = labels.http();
+        let of = |name: &str| values[LABELS.iter().position(|l| *l == name).expect("label")];
+        assert_eq!(of("reporter"), "source");
+        assert_eq!(of("destination_version"), "v1");
+        assert_eq!(of("destination_service_namespace"), "ns");
+        assert_eq!(of("response_code"), "503");
+        assert_eq!(of("response_flags"), "UH");
+        let tcp = labels.tcp();
+        let of_tcp = |name: &str| tcp[TCP_LABELS.iter().position(|l| *l == name).expect("label")];
+        assert_eq!(of_tcp("response_flags"), "UH");
+        assert_eq!(of_tcp("request_protocol"), "http");
     }
 }

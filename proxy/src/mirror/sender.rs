@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, Mutex, Semaphore};
 use super::{MirrorConfig, MirrorJob};
 use crate::metrics::istio::{Destination, Reporter, RequestRecord};
 use crate::metrics::Metrics;
+use crate::response_flag::ResponseFlag;
 use crate::sample::{self, RoutedSample, SampleSink, MAX_PREDICTION_BODY};
 
 /// Mirror requests in flight at once.
@@ -139,16 +140,16 @@ async fn send(
     };
     let latency_ms = start.elapsed().as_secs_f64() * 1000.0;
     let (status, flags, body) = match &result {
-        Ok(a) => (a.status, "-", Some(&a.body)),
-        Err("timeout") => (0, "UT", None),
-        Err("no endpoint") => (0, "UH", None),
-        Err(_) => (0, "UF", None),
+        Ok(a) => (a.status, ResponseFlag::None, Some(&a.body)),
+        Err("timeout") => (0, ResponseFlag::UpstreamRequestTimeout, None),
+        Err("no endpoint") => (0, ResponseFlag::NoHealthyUpstream, None),
+        Err(_) => (0, ResponseFlag::UpstreamConnectionFailure, None),
     };
     let outcome = if result.is_ok() { "answered" } else { "failed" };
     metrics.mirror_requests.with_label_values(&[outcome]).inc();
     metrics.istio.record(&RequestRecord {
         reporter: Reporter::Source,
-        destination: Destination::Cluster(&job.cluster),
+        destination: Destination::Service(job.cluster.metric_labels()),
         status,
         flags,
         duration_ms: latency_ms,
@@ -166,7 +167,7 @@ async fn send(
         arm: Arm::Mirror,
         upstream: endpoint.map(|e| e.to_string()),
         status,
-        response_flags: (flags != "-").then(|| flags.to_owned()),
+        response_flags: flags.is_set().then(|| flags.as_str().to_owned()),
         latency_ms,
         bytes: body.map(|b| b.len() as u64),
         score,

@@ -15,6 +15,7 @@
 pub mod keys;
 pub mod limiter;
 
+use crate::response_flag::ResponseFlag;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -29,14 +30,14 @@ pub use limiter::Limiter;
 /// A missing or unknown API key, as Envoy's `api_key_auth` answers it.
 pub const UNAUTHORIZED: LocalReply = LocalReply {
     status: 401,
-    flag: "-",
+    flag: ResponseFlag::None,
     body: "Client authentication failed.",
 };
 
 /// An empty token bucket, as Envoy's `local_ratelimit` answers it.
 pub const RATE_LIMITED: LocalReply = LocalReply {
     status: 429,
-    flag: "RL",
+    flag: ResponseFlag::RateLimited,
     body: "local_rate_limited",
 };
 

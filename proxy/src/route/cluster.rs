@@ -1,5 +1,6 @@
 //! Upstream clusters: the endpoints of one destination host and subset, and how one is chosen.
 
+use crate::metrics::istio::ServiceLabels;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -62,9 +63,9 @@ pub struct Cluster {
     pub idle_timeout: Duration,
     /// One request per upstream connection (`maxRequestsPerConnection: 1`).
     pub close_after_request: bool,
-    /// Istio metric handles resolved for this cluster's label sets (see
-    /// [`crate::metrics::istio::HandleCache`]).
-    pub metric_handles: crate::metrics::istio::HandleCache,
+    /// Istio's `destination_*` labels for this cluster, worked out on first use (its host
+    /// and labels do not change once the cluster is built).
+    metric_labels: std::sync::OnceLock<ServiceLabels>,
     next: AtomicUsize,
     active: Vec<AtomicUsize>,
 }
@@ -91,7 +92,7 @@ impl Cluster {
             breakers: None,
             idle_timeout: augur_policies::defaults::IDLE_TIMEOUT,
             close_after_request: false,
-            metric_handles: crate::metrics::istio::HandleCache::default(),
+            metric_labels: std::sync::OnceLock::new(),
             next: AtomicUsize::new(0),
             active,
         }
@@ -105,6 +106,12 @@ impl Cluster {
             .map(String::as_str)
             .or(self.subset.as_deref())
             .unwrap_or("unknown")
+    }
+
+    /// Istio's `destination_*` labels for requests to this cluster.
+    pub fn metric_labels(&self) -> &ServiceLabels {
+        self.metric_labels
+            .get_or_init(|| ServiceLabels::new(&self.host, &self.labels, self.version()))
     }
 
     /// Chooses an endpoint: by `hash` when the route is sticky, else by the balancer. `None`

@@ -8,6 +8,7 @@ use augur_model::Arm;
 
 use super::mirroring::MirrorPlan;
 use super::replay::{BodyCopy, Outcome};
+use crate::response_flag::ResponseFlag;
 use crate::route::breakers::Admission;
 use crate::route::cluster::EndpointGuard;
 use crate::route::{Cluster, RetryPolicy, Route};
@@ -26,8 +27,8 @@ pub struct RequestCtx {
     pub attempts: u32,
     /// When the current attempt's request was sent upstream.
     pub attempt_start: Option<Instant>,
-    /// Envoy response flag for the access log, `None` = `-`.
-    pub flag: Option<&'static str>,
+    /// Envoy's response flags.
+    pub flag: ResponseFlag,
     /// The request id (`x-request-id`).
     pub request_id: Option<String>,
     /// The rollout arm of the chosen destination.
@@ -80,7 +81,7 @@ impl RequestCtx {
             endpoint: None,
             attempts: 0,
             attempt_start: None,
-            flag: None,
+            flag: ResponseFlag::None,
             request_id: None,
             arm: None,
             request_bytes: 0,

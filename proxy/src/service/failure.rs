@@ -12,6 +12,7 @@ use crate::local_reply::{
     self, LocalReply, CONNECTION_TERMINATION, CONNECT_FAILURE, OVERFLOW, REMOTE_RESET,
     UPSTREAM_TIMEOUT,
 };
+use crate::response_flag::ResponseFlag;
 use crate::route::outlier::Outcome;
 use crate::route::RetryPolicy;
 
@@ -90,18 +91,20 @@ impl AugurProxy {
                 } else {
                     reply
                 };
-                ctx.flag = Some(reply.flag);
+                ctx.flag = reply.flag;
                 if let Err(write) = reply.send(session).await {
                     tracing::debug!(error = %write, "could not send the local reply");
                 }
                 reply.status
             }
             Failure::DownstreamGone => {
-                ctx.flag = Some("DC");
+                ctx.flag = ResponseFlag::DownstreamConnectionTermination;
                 0
             }
             _ => {
-                ctx.flag.get_or_insert("UC");
+                if !ctx.flag.is_set() {
+                    ctx.flag = ResponseFlag::UpstreamConnectionTermination;
+                }
                 0
             }
         };

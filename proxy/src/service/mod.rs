@@ -300,7 +300,7 @@ impl ProxyHttp for AugurProxy {
         // pingora's per-request error line would only repeat them.
         let expected = failure::expected(error);
         if expected {
-            tracing::debug!(flag = ctx.flag.unwrap_or("-"), error = %error, "request failed");
+            tracing::debug!(flag = %ctx.flag, error = %error, "request failed");
         }
         expected
     }

@@ -22,11 +22,11 @@ impl AugurProxy {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         self.log_access(session, ctx, status);
         let latency_ms = ctx.start.elapsed().as_secs_f64() * 1000.0;
-        let flags = ctx.flag.unwrap_or("-");
+        let flags = ctx.flag;
         self.metrics.istio.record(&RequestRecord {
             reporter: self.reporter_at(ctx.inbound),
             destination: match (&ctx.cluster, ctx.passthrough) {
-                (Some(c), _) => Destination::Cluster(c),
+                (Some(c), _) => Destination::Service(c.metric_labels()),
                 (None, Some(_)) if ctx.inbound => Destination::Local,
                 (None, Some(_)) => Destination::Passthrough,
                 (None, None) => Destination::Nowhere,
@@ -75,7 +75,7 @@ impl AugurProxy {
             arm,
             upstream: ctx.endpoint.map(|e| e.to_string()),
             status,
-            response_flags: ctx.flag.map(str::to_owned),
+            response_flags: ctx.flag.is_set().then(|| ctx.flag.as_str().to_owned()),
             latency_ms,
             bytes: Some(ctx.response_bytes),
             score,
@@ -105,7 +105,7 @@ impl AugurProxy {
                 "HTTP/1.1"
             },
             status,
-            flags: ctx.flag.unwrap_or("-"),
+            flags: ctx.flag,
             bytes_received: ctx.request_bytes,
             bytes_sent: ctx.response_bytes,
             duration_ms: elapsed.as_millis(),

@@ -117,7 +117,7 @@ pub struct Outcome {
     /// Attempts made so far, the first one included.
     pub attempts: u32,
     /// Envoy's response flag of the last attempt, if any.
-    pub flag: Option<&'static str>,
+    pub flag: crate::response_flag::ResponseFlag,
     /// The endpoint of the last attempt.
     pub endpoint: Option<SocketAddr>,
     /// `x-envoy-upstream-service-time` of the answer.

@@ -17,6 +17,7 @@ use super::sanitize::{self, Refusal};
 use super::{headers, mirroring, AugurProxy};
 use crate::local_reply::{self, NO_ROUTE};
 use crate::policy_store::Snapshot;
+use crate::response_flag::ResponseFlag;
 use crate::route::{percent_roll, Route};
 
 /// What the route phase made of a request.
@@ -84,7 +85,7 @@ impl AugurProxy {
         // (RFC 9112 §9.3.2), as Envoy does, instead of being dropped with the connection.
         session.set_pipelining_enabled(true);
         if let Some(reply) = self.gate.admit(session, self.metrics.active_requests.get()) {
-            ctx.flag = Some(reply.flag);
+            ctx.flag = reply.flag;
             reply.send_and_close(session).await?;
             return Ok(true);
         }
@@ -105,7 +106,7 @@ impl AugurProxy {
                     reply
                 }
             };
-            ctx.flag = (reply.flag != "-").then_some(reply.flag);
+            ctx.flag = reply.flag;
             return Ok(true);
         }
         ctx.request_id = Some(headers::ensure_request_id(session.req_header_mut())?);
@@ -136,12 +137,12 @@ impl AugurProxy {
                     ctx.passthrough = Some(dst);
                     return Ok(Routed::PassedThrough);
                 }
-                ctx.flag = Some(reply.flag);
+                ctx.flag = reply.flag;
                 reply.send(session).await?;
                 Ok(Routed::Answered)
             }
             Decision::Reply(reply) => {
-                ctx.flag = Some(reply.flag);
+                ctx.flag = reply.flag;
                 reply.send(session).await?;
                 Ok(Routed::Answered)
             }
@@ -173,7 +174,7 @@ impl AugurProxy {
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
         if let Some(reply) = protection.check(&self.limiter, session.req_header_mut(), client) {
-            ctx.flag = (reply.flag != "-").then_some(reply.flag);
+            ctx.flag = reply.flag;
             reply.send(session).await?;
             return Ok(true);
         }
@@ -202,7 +203,7 @@ async fn inject_fault(session: &mut Session, ctx: &mut RequestCtx, route: &Route
         .as_ref()
         .filter(|d| percent_roll(d.percentage.value()))
     {
-        ctx.flag = Some("DI");
+        ctx.flag = ResponseFlag::DelayInjected;
         tokio::time::sleep(delay.fixed_delay).await;
     }
     if let Some(abort) = fault
@@ -210,7 +211,7 @@ async fn inject_fault(session: &mut Session, ctx: &mut RequestCtx, route: &Route
         .as_ref()
         .filter(|a| percent_roll(a.percentage.value()))
     {
-        ctx.flag = Some("FI");
+        ctx.flag = ResponseFlag::FaultInjected;
         local_reply::send(
             session,
             abort.http_status,

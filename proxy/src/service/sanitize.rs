@@ -10,19 +10,20 @@ use http::{uri::PathAndQuery, Uri, Version};
 use pingora::http::RequestHeader;
 
 use crate::local_reply::{LocalReply, NO_ROUTE};
+use crate::response_flag::ResponseFlag;
 use crate::route::path::{self, PathNormalization};
 
 /// HTTP/1.0 without Istio's `accept_http_10`: Envoy's `426 Upgrade Required`.
 pub const UPGRADE_REQUIRED: LocalReply = LocalReply {
     status: 426,
-    flag: "-",
+    flag: ResponseFlag::None,
     body: "Upgrade Required",
 };
 
 /// A request Envoy's codec or path normalization refuses: `400` with an empty body.
 pub const MALFORMED: LocalReply = LocalReply {
     status: 400,
-    flag: "DPE",
+    flag: ResponseFlag::DownstreamProtocolError,
     body: "",
 };
 

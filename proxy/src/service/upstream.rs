@@ -18,6 +18,7 @@ use super::replay::BodyCopy;
 use super::{capture, headers, AugurProxy};
 use augur_policies::{HeaderOperations, Headers};
 
+use crate::response_flag::ResponseFlag;
 use crate::route::breakers::Overflow;
 use crate::route::outlier::Outcome;
 use crate::route::{RetryPolicy, Route};
@@ -158,7 +159,7 @@ impl AugurProxy {
                 return Err(e);
             }
             if ctx.attempts > 1 {
-                ctx.flag = Some("URX");
+                ctx.flag = ResponseFlag::UpstreamRetryLimitExceeded;
             }
         }
         let service_ms = ctx.attempt_start.map_or(0, |t| t.elapsed().as_millis());

@@ -13,6 +13,7 @@
 pub mod detect;
 mod passthrough;
 
+use crate::response_flag::ResponseFlag;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -262,13 +263,13 @@ impl<A> CaptureApp<A> {
         tracing::debug!(cluster = %cluster.name, "opaque TCP: no endpoint for the VIP's service");
         let record = TcpRecord {
             reporter: Reporter::Source,
-            destination: Destination::Cluster(cluster),
-            flags: "UH",
+            destination: Destination::Service(cluster.metric_labels()),
+            flags: ResponseFlag::NoHealthyUpstream,
         };
         self.metrics.istio.tcp_opened(&record);
         self.metrics.istio.tcp_closed(&record, 0, 0);
         let finished = Finished {
-            flags: "UH",
+            flags: ResponseFlag::NoHealthyUpstream,
             upstream_local: None,
             failure: None,
             received: 0,

@@ -2,6 +2,7 @@
 //! Istio's TCP metrics (Envoy's `tcp_proxy` to `PassthroughCluster`, `inbound|<port>||` or a
 //! ServiceEntry's cluster).
 
+use crate::response_flag::ResponseFlag;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +23,7 @@ const INBOUND_PASSTHROUGH_BIND_V6: IpAddr = IpAddr::V6(Ipv6Addr::new(0, 0, 0, 0,
 
 /// Envoy's flags for a TCP upstream that could not be reached (`tcp_proxy` makes one connect
 /// attempt, and reports the attempts as exhausted too).
-pub(super) const CONNECT_FAILURE: &str = "UF,URX";
+pub(super) const CONNECT_FAILURE: ResponseFlag = ResponseFlag::TcpConnectionFailure;
 
 /// Where one opaque connection goes and how it is reported.
 pub(super) struct Passthrough {
@@ -39,8 +40,8 @@ pub(super) struct Passthrough {
 
 /// How a passed-through connection ended.
 pub(super) struct Finished {
-    /// Envoy response flags (`-` when none).
-    pub(super) flags: &'static str,
+    /// Envoy response flags.
+    pub(super) flags: ResponseFlag,
     /// The upstream connection's local address (none when it failed).
     pub(super) upstream_local: Option<SocketAddr>,
     /// Why the upstream connection failed, as Envoy words it.
@@ -61,7 +62,7 @@ impl Passthrough {
                 Reporter::Source
             },
             destination: match (&self.cluster, self.inbound) {
-                (Some(cluster), _) => Destination::Cluster(cluster),
+                (Some(cluster), _) => Destination::Service(cluster.metric_labels()),
                 (None, true) => Destination::Local,
                 (None, false) => Destination::Passthrough,
             },
@@ -84,7 +85,7 @@ impl Passthrough {
             }
         };
         let upstream_local = upstream.local_addr().ok();
-        let ok = record("-");
+        let ok = record(ResponseFlag::None);
         metrics.istio.tcp_opened(&ok);
         let (mut client_read, mut client_write) = tokio::io::split(client);
         let (mut upstream_read, mut upstream_write) = upstream.into_split();
@@ -94,7 +95,7 @@ impl Passthrough {
         );
         metrics.istio.tcp_closed(&ok, received, sent);
         Finished {
-            flags: "-",
+            flags: ResponseFlag::None,
             upstream_local,
             failure: None,
             received,
