@@ -14,7 +14,7 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::mpsc::{sync_channel, SyncSender};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus::IntCounter;
 
@@ -78,6 +78,72 @@ pub struct Entry<'a> {
     pub remote: Option<SocketAddr>,
     /// The route name.
     pub route: Option<&'a str>,
+}
+
+impl<'a> Entry<'a> {
+    /// The entry of an HTTP request that took `elapsed`, with the request fields Istio's
+    /// format logs read from its header (path without query, `x-forwarded-for`,
+    /// `user-agent`, authority); the other fields are the caller's to fill in.
+    pub fn http(req: &'a pingora::http::RequestHeader, http2: bool, elapsed: Duration) -> Self {
+        let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
+        Self {
+            start: SystemTime::now() - elapsed,
+            method: req.method.as_str(),
+            path: req.uri.path(),
+            protocol: if http2 { "HTTP/2" } else { "HTTP/1.1" },
+            status: 0,
+            flags: ResponseFlag::None,
+            bytes_received: 0,
+            bytes_sent: 0,
+            duration_ms: elapsed.as_millis(),
+            upstream_ms: None,
+            forwarded_for: header("x-forwarded-for"),
+            user_agent: header("user-agent"),
+            request_id: None,
+            authority: req
+                .uri
+                .authority()
+                .map(|a| a.as_str())
+                .or(header("host"))
+                .unwrap_or("-"),
+            upstream_host: None,
+            upstream_cluster: None,
+            upstream_local: None,
+            upstream_failure: None,
+            local: None,
+            remote: None,
+            route: None,
+        }
+    }
+
+    /// The entry of a request head the connection refused before it became a request
+    /// (`431` past pingora's ceiling): no method, path or route is known.
+    pub fn refused(head: &crate::limits::conn::RefusedHead) -> Self {
+        let elapsed = head.started.map_or(Duration::ZERO, |t| t.elapsed());
+        Self {
+            start: SystemTime::now() - elapsed,
+            method: "-",
+            path: "-",
+            protocol: "HTTP/1.1",
+            status: head.reply.status,
+            flags: head.reply.flag,
+            bytes_received: 0,
+            bytes_sent: head.reply.body.len() as u64,
+            duration_ms: elapsed.as_millis(),
+            upstream_ms: None,
+            forwarded_for: None,
+            user_agent: None,
+            request_id: None,
+            authority: "-",
+            upstream_host: None,
+            upstream_cluster: None,
+            upstream_local: None,
+            upstream_failure: None,
+            local: head.local,
+            remote: head.remote,
+            route: None,
+        }
+    }
 }
 
 /// The access log's sender; cloning shares the writer thread.

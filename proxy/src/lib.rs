@@ -16,6 +16,7 @@ pub mod access_log;
 pub mod admin;
 pub mod audit;
 pub mod cli;
+pub mod clock;
 pub mod cmd;
 pub mod drain;
 pub mod identity;

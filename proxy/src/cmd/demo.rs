@@ -21,7 +21,7 @@ use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
@@ -303,7 +303,7 @@ fn run_in(
         "dashboard: http://{admin}/ui   (or: augur rollout status --admin {admin} --watch)"
     ));
 
-    let started = Instant::now();
+    let started = crate::clock::now();
     let started_unix = crate::sample::now();
     let traffic = traffic::Traffic::start(xrays, listen, admin, args.rate, args.label_fraction)?;
     if !tty {
@@ -313,7 +313,7 @@ fn run_in(
     }
     let deadline = started + Duration::from_secs(args.timeout);
     let mut seen_decisions = 0;
-    let mut last_line = Instant::now();
+    let mut last_line = crate::clock::now();
     let mut ending = None;
     let mut ended_at = None;
     let mut sent_at_end = 0;
@@ -342,7 +342,7 @@ fn run_in(
                 }
                 if last_line.elapsed() >= Duration::from_secs(10) {
                     println!("{}", view::progress_line(&frame));
-                    last_line = Instant::now();
+                    last_line = crate::clock::now();
                 }
             }
         });
@@ -360,7 +360,7 @@ fn run_in(
         if lingered {
             break;
         }
-        if ending.is_none() && Instant::now() >= deadline {
+        if ending.is_none() && crate::clock::now() >= deadline {
             let phase = last.0["state"]["phase"].as_str().unwrap_or("?").to_owned();
             ending = Some(Ending::TimedOut { phase });
             ended_at = Some(started.elapsed());

@@ -68,7 +68,7 @@ pub struct ConnState {
 impl ConnState {
     fn new(shed: bool) -> Self {
         Self {
-            accepted: Instant::now(),
+            accepted: crate::clock::now(),
             shed,
             awaiting_headers: AtomicBool::new(true),
             epoch: AtomicU32::new(0),

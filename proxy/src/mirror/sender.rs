@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use augur_model::{Arm, Sample};
@@ -126,7 +126,7 @@ async fn send(
     samples: &SampleSink,
     pool: &Pool,
 ) {
-    let start = Instant::now();
+    let start = crate::clock::now();
     let picked = job.cluster.pick(None);
     let endpoint = picked.as_ref().map(|(addr, _)| *addr);
     let result = match endpoint {

@@ -165,7 +165,7 @@ mod tests {
     fn hundred_per_minute_then_refill() {
         let l = Limiter::default();
         let rl = limit(100, 100, 60);
-        let t0 = Instant::now();
+        let t0 = crate::clock::now();
         for i in 0..100 {
             assert!(l.take("ns/p", b"10.0.0.1", &rl, t0), "request {i}");
         }
@@ -193,7 +193,7 @@ mod tests {
     #[test]
     fn a_smaller_bucket_after_reload_clamps_the_count() {
         let l = Limiter::default();
-        let t0 = Instant::now();
+        let t0 = crate::clock::now();
         assert!(l.take("p", b"c", &limit(100, 100, 60), t0));
         let smaller = limit(2, 2, 60);
         assert!(l.take("p", b"c", &smaller, t0));
@@ -205,7 +205,7 @@ mod tests {
     fn memory_is_bounded_idle_buckets_are_swept_and_newcomers_share_overflow() {
         let l = Limiter::new(SHARDS * 4);
         let rl = limit(1, 1, 10);
-        let t0 = Instant::now();
+        let t0 = crate::clock::now();
         for i in 0..10_000u32 {
             l.take("p", &i.to_be_bytes(), &rl, t0);
         }

@@ -18,7 +18,6 @@ pub mod limiter;
 use crate::response_flag::ResponseFlag;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use augur_policies::{ApiProtection, PolicySet, RateLimit, RateLimitKey};
 use pingora::http::RequestHeader;
@@ -200,6 +199,6 @@ impl Protection {
                 .map(|v| v.as_bytes())
                 .unwrap_or_default(),
         };
-        limiter.take(&self.name, who, limit, Instant::now())
+        limiter.take(&self.name, who, limit, crate::clock::now())
     }
 }

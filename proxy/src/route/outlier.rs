@@ -45,7 +45,7 @@ impl Detector {
         };
         Self {
             policy,
-            epoch: Instant::now(),
+            epoch: crate::clock::now(),
             consecutive: counters(),
             gateway: counters(),
             ejections: counters(),

@@ -75,7 +75,7 @@ impl RequestCtx {
     /// The state of a request that just arrived, counted in `active`.
     pub(super) fn new(active: &prometheus::IntGauge) -> Self {
         Self {
-            start: Instant::now(),
+            start: crate::clock::now(),
             route: None,
             cluster: None,
             endpoint: None,

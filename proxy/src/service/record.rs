@@ -1,8 +1,6 @@
 //! Where a request leaves a trace once it is over: the access log line, Istio's metrics, the
 //! per-arm counters and prediction metrics, and the sample the rollout judges.
 
-use std::time::Duration;
-
 use augur_model::Sample;
 use pingora::proxy::Session;
 
@@ -91,41 +89,25 @@ impl AugurProxy {
 
     fn log_access(&self, session: &Session, ctx: &RequestCtx, status: u16) {
         let Some(log) = &self.access_log else { return };
-        let req = session.req_header();
-        let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
-        let elapsed = ctx.start.elapsed();
         let captured = capture::LogNames::of(session, ctx);
         log.record(&access_log::Entry {
-            start: std::time::SystemTime::now() - elapsed,
-            method: req.method.as_str(),
-            path: req.uri.path(),
-            protocol: if session.is_http2() {
-                "HTTP/2"
-            } else {
-                "HTTP/1.1"
-            },
             status,
             flags: ctx.flag,
             bytes_received: ctx.request_bytes,
             bytes_sent: ctx.response_bytes,
-            duration_ms: elapsed.as_millis(),
             upstream_ms: ctx.upstream_ms,
-            forwarded_for: header("x-forwarded-for"),
-            user_agent: header("user-agent"),
             request_id: ctx.request_id.as_deref(),
-            authority: req
-                .uri
-                .authority()
-                .map(|a| a.as_str())
-                .or(header("host"))
-                .unwrap_or("-"),
             upstream_host: ctx.endpoint,
             upstream_cluster: captured.cluster(ctx),
             upstream_local: ctx.upstream_local,
-            upstream_failure: None,
             local: captured.local(session),
             remote: session.client_addr().and_then(|a| a.as_inet()).copied(),
             route: captured.route(ctx),
+            ..access_log::Entry::http(
+                session.req_header(),
+                session.is_http2(),
+                ctx.start.elapsed(),
+            )
         });
     }
 
@@ -144,43 +126,21 @@ impl RefusalLog for AugurProxy {
     /// A head the connection refused is logged and counted like the `431`s of the admit phase,
     /// with what is known before a request exists: no method, path or route.
     fn refused(&self, head: &RefusedHead) {
-        let elapsed = head.started.map_or(Duration::ZERO, |t| t.elapsed());
         let inbound = self.capture.listener_on(head.local.map(|a| a.port())) == Listener::Inbound;
-        let reply = head.reply;
-        let body = reply.body.len() as u64;
+        let entry = access_log::Entry::refused(head);
         if let Some(log) = &self.access_log {
-            log.record(&access_log::Entry {
-                start: std::time::SystemTime::now() - elapsed,
-                method: "-",
-                path: "-",
-                protocol: "HTTP/1.1",
-                status: reply.status,
-                flags: reply.flag,
-                bytes_received: 0,
-                bytes_sent: body,
-                duration_ms: elapsed.as_millis(),
-                upstream_ms: None,
-                forwarded_for: None,
-                user_agent: None,
-                request_id: None,
-                authority: "-",
-                upstream_host: None,
-                upstream_cluster: None,
-                upstream_local: None,
-                upstream_failure: None,
-                local: head.local,
-                remote: head.remote,
-                route: None,
-            });
+            log.record(&entry);
         }
         self.metrics.istio.record(&RequestRecord {
             reporter: self.reporter_at(inbound),
             destination: Destination::Nowhere,
-            status: reply.status,
-            flags: reply.flag,
-            duration_ms: elapsed.as_secs_f64() * 1000.0,
+            status: entry.status,
+            flags: entry.flags,
+            duration_ms: head
+                .started
+                .map_or(0.0, |t| t.elapsed().as_secs_f64() * 1000.0),
             request_bytes: 0,
-            response_bytes: body,
+            response_bytes: entry.bytes_sent,
         });
     }
 }

@@ -3,7 +3,6 @@
 //! the response as it comes back (retriable statuses, Envoy's headers, edits).
 
 use std::net::SocketAddr;
-use std::time::Instant;
 
 use pingora::connectors::l4::BindTo;
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -131,7 +130,7 @@ impl AugurProxy {
                 rewrite_path(upstream, path)?;
             }
         }
-        ctx.attempt_start = Some(Instant::now());
+        ctx.attempt_start = Some(crate::clock::now());
         Ok(())
     }
 

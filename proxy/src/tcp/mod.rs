@@ -146,7 +146,7 @@ where
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        let started = (SystemTime::now(), Instant::now());
+        let started = (SystemTime::now(), crate::clock::now());
         let addresses = Addresses::of(&stream, self.inbound_port);
         let plan = self.plan(&addresses);
         let (stream, protocol) = if plan.detect {

@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 
@@ -68,7 +68,7 @@ impl Procs {
         path: &str,
         timeout: Duration,
     ) -> anyhow::Result<()> {
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::clock::now() + timeout;
         loop {
             if matches!(client::get(addr, path), Ok(r) if r.status == 200) {
                 return Ok(());
@@ -81,7 +81,7 @@ impl Procs {
                     );
                 }
             }
-            if Instant::now() > deadline {
+            if crate::clock::now() > deadline {
                 bail!("{name} was not ready at {addr} after {timeout:?}");
             }
             std::thread::sleep(Duration::from_millis(100));

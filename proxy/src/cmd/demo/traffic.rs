@@ -92,7 +92,7 @@ impl Traffic {
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
             stats: Mutex::new(Stats::default()),
-            next_slot: Mutex::new(Instant::now()),
+            next_slot: Mutex::new(crate::clock::now()),
             labels: Mutex::new(VecDeque::new()),
             counter: AtomicU64::new(0),
         });
@@ -162,11 +162,11 @@ fn client(
     while !shared.stop.load(Ordering::Relaxed) {
         let slot = {
             let mut next = lock(&shared.next_slot);
-            let slot = (*next).max(Instant::now());
+            let slot = (*next).max(crate::clock::now());
             *next = slot + gap;
             slot
         };
-        std::thread::sleep(slot.saturating_duration_since(Instant::now()));
+        std::thread::sleep(slot.saturating_duration_since(crate::clock::now()));
         if shared.stop.load(Ordering::Relaxed) {
             break;
         }
@@ -177,7 +177,7 @@ fn client(
             "POST /predict HTTP/1.1\r\nHost: pneumonia\r\nx-request-id: {id}\r\n\
              Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
         );
-        let started = Instant::now();
+        let started = crate::clock::now();
         let answer = match conn.as_mut() {
             Some(c) => c.send(&head, body),
             None => Conn::open(proxy).and_then(|mut c| {
@@ -203,7 +203,7 @@ fn client(
                 };
                 let v = stats.versions.entry(version.to_owned()).or_default();
                 v.requests += 1;
-                let now = Instant::now();
+                let now = crate::clock::now();
                 v.recent.push_back((now, latency_ms));
                 while v.recent.front().is_some_and(|(t, _)| now - *t > RECENT) {
                     v.recent.pop_front();
@@ -226,7 +226,7 @@ fn client(
 fn labels(shared: &Shared, admin: SocketAddr) {
     while !shared.stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(250));
-        let now = Instant::now();
+        let now = crate::clock::now();
         let due: Vec<(String, &'static str)> = {
             let mut q = lock(&shared.labels);
             let mut due = Vec::new();
