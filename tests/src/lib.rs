@@ -2,10 +2,12 @@
 //! who they are, and a plain HTTP/1.1 client that sends exactly the bytes a test asks for.
 
 pub mod augur;
+pub mod cluster;
 pub mod echo_origin;
 pub mod envoy;
 pub mod faulty;
 pub mod http;
+pub mod netns;
 pub mod nginx;
 pub mod policy;
 pub mod prometheus;

@@ -17,23 +17,15 @@
 //! the namespaces it creates is touched.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use augur_tests::augur::bin;
+use augur_tests::netns::{curl, must, spawn_in, spawn_logged, Netns, Running};
 use augur_tests::wait_for;
 
 const POD_IP: &str = "10.214.0.2";
 const PEER_IP: &str = "10.214.0.1";
-
-/// A network namespace, deleted on drop.
-struct Netns(String);
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
 
 /// A "pod" and a "peer" network namespace joined by a veth pair (POD_IP, PEER_IP), deleted on
 /// drop. `tag` keeps the names of tests running side by side apart.
@@ -111,55 +103,6 @@ impl Namespaces {
     }
 }
 
-/// A process in a namespace, killed on drop.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn must(args: &[&str]) -> String {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .expect("run command");
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn spawn_in(ns: &str, args: &[&str]) -> Running {
-    spawn_logged(ns, args, None)
-}
-
-/// Runs `args` in `ns`, its stdout and stderr into `log` when given.
-fn spawn_logged(ns: &str, args: &[&str], log: Option<&Path>) -> Running {
-    let output = || match log {
-        Some(path) => std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map(Stdio::from)
-            .expect("open process log"),
-        None => Stdio::null(),
-    };
-    let child = Command::new("ip")
-        .args(["netns", "exec", ns])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(output())
-        .stderr(output())
-        .spawn()
-        .expect("spawn in namespace");
-    Running(child)
-}
-
 /// An HTTP server in `ns` on `ip:port` whose `/who` answers `name`.
 fn http_server(ns: &str, root: &Path, ip: &str, port: u16, name: &str) -> Running {
     let dir = root.join(format!("www-{port}"));
@@ -180,21 +123,6 @@ fn http_server(ns: &str, root: &Path, ip: &str, port: u16, name: &str) -> Runnin
             &dir,
         ],
     )
-}
-
-/// `curl` in `ns`: the body, or `None` when the request failed.
-fn curl(ns: &str, url: &str, host: Option<&str>) -> Option<String> {
-    let mut args = vec!["netns", "exec", ns, "curl", "-sf", "--max-time", "5"];
-    let header;
-    if let Some(h) = host {
-        header = format!("Host: {h}");
-        args.extend(["-H", &header]);
-    }
-    args.push(url);
-    let out = Command::new("ip").args(&args).output().ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// A TCP server in `ns` on `ip:port` speaking no HTTP: it sends `greeting` first (a

@@ -1,0 +1,135 @@
+//! Network namespaces as hosts or pods, and processes run inside them (`ip netns exec`), for
+//! the tests that need real routing and the real capture rules of `augur init`. They need root
+//! and iproute2/iptables (scripts/setup.sh installs both); nothing outside the namespaces a test
+//! creates is touched.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+/// A network namespace, deleted on drop.
+pub struct Netns(pub String);
+
+impl Netns {
+    /// Creates namespace `name` with its loopback up; panics with the reason when it cannot
+    /// (these tests need root).
+    pub fn create(name: &str) -> Self {
+        let ok = Command::new("ip")
+            .args(["netns", "add", name])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            ok,
+            "`ip netns add {name}` failed: these tests need root and iproute2 (scripts/setup.sh installs it)"
+        );
+        let ns = Netns(name.to_owned());
+        must(&["ip", "-n", name, "link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// The namespace's name.
+    pub fn name(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// A process, killed on drop.
+pub struct Running(pub Child);
+
+impl Running {
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs a command to completion; panics with its stderr when it fails. Returns its stdout.
+pub fn must(args: &[&str]) -> String {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .expect("run command");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs `args` in namespace `ns` to completion (see [`must`]).
+pub fn must_in(ns: &str, args: &[&str]) -> String {
+    let mut all = vec!["ip", "netns", "exec", ns];
+    all.extend_from_slice(args);
+    must(&all)
+}
+
+/// Starts `args` in namespace `ns`, output discarded.
+pub fn spawn_in(ns: &str, args: &[&str]) -> Running {
+    spawn_logged(ns, args, None)
+}
+
+/// Starts `args` in `ns`, its stdout and stderr appended to `log` when given.
+pub fn spawn_logged(ns: &str, args: &[&str], log: Option<&Path>) -> Running {
+    let output = || match log {
+        Some(path) => std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map(Stdio::from)
+            .expect("open process log"),
+        None => Stdio::null(),
+    };
+    let child = Command::new("ip")
+        .args(["netns", "exec", ns])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(output())
+        .stderr(output())
+        .spawn()
+        .expect("spawn in namespace");
+    Running(child)
+}
+
+/// The arguments that run `args` as uid and gid 1337, the sidecar's identity, which the
+/// capture rules of `augur init` let through without redirecting.
+pub fn as_1337<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    let mut all = vec![
+        "setpriv",
+        "--reuid",
+        "1337",
+        "--regid",
+        "1337",
+        "--clear-groups",
+        "--",
+    ];
+    all.extend_from_slice(args);
+    all
+}
+
+/// `curl` in `ns`: the body, or `None` when the request failed or answered an error.
+pub fn curl(ns: &str, url: &str, host: Option<&str>) -> Option<String> {
+    let mut args = vec!["netns", "exec", ns, "curl", "-sf", "--max-time", "5"];
+    let header;
+    if let Some(h) = host {
+        header = format!("Host: {h}");
+        args.extend(["-H", &header]);
+    }
+    args.push(url);
+    let out = Command::new("ip").args(&args).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
