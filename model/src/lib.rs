@@ -4,6 +4,7 @@
 //! small crate instead of on each other, so the analyzer stays free of tokio, pingora and ort.
 
 mod arm;
+pub mod fleet;
 mod sample;
 
 pub use arm::{Arm, ParseArmError};

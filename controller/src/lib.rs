@@ -1,0 +1,14 @@
+//! `augur controller`: one decision for every sidecar.
+//!
+//! The controller runs every CanaryPolicy's rollout from fleet-wide evidence and is the only
+//! writer of rollout state. Sidecars started with `--controller` follow it: they get the
+//! current routing before their listeners open and every change pushed as it is decided
+//! ([`publish`], [`server`]); a stock Envoy can follow the same weights over xDS RDS
+//! ([`xds`]).
+
+pub mod publish;
+pub mod server;
+pub mod xds;
+
+pub use publish::{Publisher, SubscriberView};
+pub use server::{serve, Api, ApiRequest, ApiResponse, ControllerHttp, ServerMetrics};

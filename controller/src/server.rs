@@ -1,0 +1,332 @@
+//! The controller's HTTP server (hyper): the fleet endpoints sidecars follow, Envoy's RDS over
+//! REST-JSON, and everything else (rollout status and commands, labels, the dashboard,
+//! metrics) handed to the rollout [`Api`].
+//!
+//! | Path | What |
+//! |---|---|
+//! | `GET /v1/fleet/state` | the current [`FleetState`](augur_model::fleet::FleetState), once |
+//! | `GET /v1/fleet/watch` | the current state, then every new one, one JSON line each, and an empty line every heartbeat so both ends see a dead connection |
+//! | `POST /v3/discovery:routes` | an xDS `DiscoveryResponse` with the route configuration asked for ([`crate::xds`]) |
+//!
+//! Subscriptions and commands from beyond loopback need `Authorization: Bearer <token>` when a
+//! token is set; without one they are refused (`401`), logged and counted, and learn nothing.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use augur_model::fleet::Subscriber;
+use augur_policies::PolicySet;
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Either, Full, Limited};
+use hyper::body::{Frame, Incoming};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+
+use crate::publish::Publisher;
+
+/// The largest request body read (label batches, xDS requests).
+const MAX_BODY: usize = 1024 * 1024;
+
+/// How often a watch stream carries a heartbeat line.
+pub const HEARTBEAT: Duration = Duration::from_secs(5);
+
+/// A request for the rollout API.
+#[derive(Debug)]
+pub struct ApiRequest<'a> {
+    /// The method.
+    pub method: &'a Method,
+    /// The path.
+    pub path: &'a str,
+    /// The query string, without `?`.
+    pub query: Option<&'a str>,
+    /// The body.
+    pub body: &'a [u8],
+    /// Whether the caller may change things (loopback, or the right token).
+    pub authorized: bool,
+}
+
+/// The rollout API's answer.
+#[derive(Debug)]
+pub struct ApiResponse {
+    /// Status.
+    pub status: StatusCode,
+    /// `content-type`.
+    pub content_type: &'static str,
+    /// Body.
+    pub body: Vec<u8>,
+}
+
+/// What the controller serves besides the fleet endpoints.
+pub trait Api: Send + Sync + 'static {
+    /// The policies the controller runs (for xDS).
+    fn policies(&self) -> Arc<PolicySet>;
+    /// Rollout status and commands, labels, the dashboard, metrics.
+    fn handle(&self, request: ApiRequest<'_>) -> ApiResponse;
+}
+
+/// Counts of what the server refused.
+#[derive(Debug, Clone)]
+pub struct ServerMetrics {
+    /// Requests refused for want of the right token, by endpoint kind.
+    pub refused: prometheus::IntCounterVec,
+    /// Sidecars subscribed now.
+    pub subscribers: prometheus::IntGauge,
+}
+
+impl ServerMetrics {
+    /// Creates and registers the counters.
+    pub fn register(registry: &prometheus::Registry) -> prometheus::Result<Self> {
+        let refused = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "augur_controller_unauthorized_total",
+                "Subscriptions, xDS requests and commands refused for want of the right token.",
+            ),
+            &["endpoint"],
+        )?;
+        let subscribers = prometheus::IntGauge::new(
+            "augur_controller_subscribers",
+            "Sidecars following the controller now.",
+        )?;
+        registry.register(Box::new(refused.clone()))?;
+        registry.register(Box::new(subscribers.clone()))?;
+        Ok(Self {
+            refused,
+            subscribers,
+        })
+    }
+}
+
+/// The server's shared state.
+pub struct ControllerHttp {
+    /// The fleet's routing.
+    pub publisher: Arc<Publisher>,
+    /// The bearer token for callers beyond loopback.
+    pub token: Option<String>,
+    /// The rollout API.
+    pub api: Arc<dyn Api>,
+    /// Refusals and subscribers.
+    pub metrics: ServerMetrics,
+    /// How often watch streams carry a heartbeat.
+    pub heartbeat: Duration,
+}
+
+type Body = Either<Full<Bytes>, Lines>;
+
+/// Serves connections from `listener` until `shutdown` turns true.
+pub async fn serve(
+    listener: TcpListener,
+    http: Arc<ControllerHttp>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::debug!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        let http = Arc::clone(&http);
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let http = Arc::clone(&http);
+                async move { Ok::<_, Infallible>(handle(&http, req, peer).await) }
+            });
+            let served = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+            if let Err(e) = served {
+                tracing::debug!(error = %e, "controller connection ended");
+            }
+        });
+    }
+}
+
+fn full(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
+    let mut response = Response::new(Either::Left(Full::new(body.into())));
+    *response.status_mut() = status;
+    if let Ok(v) = header::HeaderValue::from_str(content_type) {
+        response.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    response
+}
+
+/// Whether the caller may subscribe or act: from loopback, or with the right token.
+fn authorized(http: &ControllerHttp, req: &Request<Incoming>, peer: SocketAddr) -> bool {
+    if peer.ip().is_loopback() {
+        return true;
+    }
+    let Some(token) = &http.token else {
+        return false;
+    };
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    subtle::ConstantTimeEq::ct_eq(given.as_bytes(), token.as_bytes()).into()
+}
+
+async fn handle(http: &ControllerHttp, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    let path = req.uri().path().to_owned();
+    let query = req.uri().query().map(str::to_owned);
+    let method = req.method().clone();
+    let allowed = authorized(http, &req, peer);
+    let fleet = path.starts_with("/v1/fleet/") || path.starts_with("/v3/discovery:");
+    if fleet && !allowed {
+        let endpoint = if path.starts_with("/v3/") {
+            "xds"
+        } else {
+            "fleet"
+        };
+        http.metrics.refused.with_label_values(&[endpoint]).inc();
+        tracing::warn!(%peer, path = %path, "refused: no valid token");
+        return full(StatusCode::UNAUTHORIZED, "text/plain", "unauthorized\n");
+    }
+    match (&method, path.as_str()) {
+        (&Method::GET, "/v1/fleet/state") => {
+            let state = http.publisher.current();
+            full(
+                StatusCode::OK,
+                "application/json",
+                serde_json::to_vec(&*state).unwrap_or_default(),
+            )
+        }
+        (&Method::GET, "/v1/fleet/watch") => watch_stream(http, &req, query.as_deref()),
+        (&Method::POST, p) if p.starts_with("/v3/discovery:routes") => {
+            let body = match read_body(req).await {
+                Ok(b) => b,
+                Err(r) => return r,
+            };
+            let name = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["resource_names"][0].as_str().map(str::to_owned))
+                .unwrap_or_else(|| "augur".to_owned());
+            let policies = http.api.policies();
+            let response =
+                crate::xds::discovery_response(&policies, &http.publisher.current(), &name);
+            full(
+                StatusCode::OK,
+                "application/json",
+                serde_json::to_vec(&response).unwrap_or_default(),
+            )
+        }
+        _ => {
+            let body = match read_body(req).await {
+                Ok(b) => b,
+                Err(r) => return r,
+            };
+            if method == Method::POST && !allowed {
+                http.metrics.refused.with_label_values(&["command"]).inc();
+                tracing::warn!(%peer, path = %path, "refused command: no valid token");
+                return full(StatusCode::UNAUTHORIZED, "text/plain", "unauthorized\n");
+            }
+            let answer = http.api.handle(ApiRequest {
+                method: &method,
+                path: &path,
+                query: query.as_deref(),
+                body: &body,
+                authorized: allowed,
+            });
+            full(answer.status, answer.content_type, answer.body)
+        }
+    }
+}
+
+async fn read_body(req: Request<Incoming>) -> Result<Bytes, Response<Body>> {
+    match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(_) => Err(full(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "text/plain",
+            "request body too large\n",
+        )),
+    }
+}
+
+/// The subscriber a watch request describes: `?node=` and the `x-augur-policies` header
+/// (`namespace/name=hash` pairs, comma-separated).
+fn subscriber_of(req: &Request<Incoming>, query: Option<&str>) -> Subscriber {
+    let node = query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|kv| kv.strip_prefix("node="))
+        .unwrap_or("unnamed")
+        .to_owned();
+    let policies = req
+        .headers()
+        .get("x-augur-policies")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(',')
+        .filter_map(|kv| kv.trim().split_once('='))
+        .map(|(p, h)| (p.to_owned(), h.to_owned()))
+        .collect();
+    Subscriber { node, policies }
+}
+
+fn watch_stream(
+    http: &ControllerHttp,
+    req: &Request<Incoming>,
+    query: Option<&str>,
+) -> Response<Body> {
+    let mut subscription = http.publisher.subscribe(subscriber_of(req, query));
+    let (tx, rx) = mpsc::channel::<Bytes>(4);
+    let heartbeat = http.heartbeat;
+    let gauge = http.metrics.subscribers.clone();
+    gauge.inc();
+    tokio::spawn(async move {
+        loop {
+            let line = tokio::select! {
+                changed = subscription.states.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    let state = Arc::clone(&subscription.states.borrow_and_update());
+                    let mut line = serde_json::to_vec(&*state).unwrap_or_default();
+                    line.push(b'\n');
+                    Bytes::from(line)
+                }
+                () = tokio::time::sleep(heartbeat) => Bytes::from_static(b"\n"),
+            };
+            if tx.send(line).await.is_err() {
+                break;
+            }
+        }
+        gauge.dec();
+        drop(subscription);
+    });
+    let mut response = Response::new(Either::Right(Lines(rx)));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/x-ndjson"),
+    );
+    response
+}
+
+/// A response body made of the lines a task sends.
+pub struct Lines(mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for Lines {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|line| line.map(|l| Ok(Frame::data(l))))
+    }
+}

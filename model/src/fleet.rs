@@ -1,0 +1,93 @@
+//! What `augur controller` tells the sidecars that follow it: the routing its rollouts decided.
+//!
+//! The controller is the only writer of rollout state. Each change is a new [`FleetState`], a
+//! whole snapshot (never a diff), pushed to every subscribed sidecar as one JSON line; a
+//! sidecar that missed some simply applies the latest. A sidecar applies a rollout only when it
+//! holds the same policy ([`RolloutRouting::policy_hash`]), so that a ConfigMap update still
+//! propagating never mixes one policy's weights with another's routes.
+
+use serde::{Deserialize, Serialize};
+
+/// The version of this wire format; a sidecar refuses a state of another version.
+pub const FLEET_PROTOCOL: u32 = 1;
+
+/// Every rollout's routing, as the controller decided it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FleetState {
+    /// [`FLEET_PROTOCOL`].
+    pub protocol: u32,
+    /// Counts the controller's changes, so a sidecar can tell a new state from a repeated one;
+    /// it starts again with each controller process (with [`Self::controller`]).
+    pub version: u64,
+    /// Identifies the controller process that made this state.
+    pub controller: String,
+    /// When the newest decision in this state was made (Unix milliseconds).
+    pub decided_at_ms: u64,
+    /// One entry per CanaryPolicy the controller runs.
+    pub rollouts: Vec<RolloutRouting>,
+}
+
+/// One rollout's routing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolloutRouting {
+    /// The CanaryPolicy, `namespace/name`.
+    pub policy: String,
+    /// The hash of the CanaryPolicy and the routes it drives, as the controller loaded them;
+    /// a sidecar whose own hash differs holds its last state for this policy and reports it.
+    pub policy_hash: String,
+    /// The stable version's destination (`host` or `host/subset`).
+    pub stable: String,
+    /// The canary version's destination.
+    pub canary: String,
+    /// The stable arm's weight, in percent.
+    pub stable_weight: u8,
+    /// The canary arm's weight, in percent.
+    pub canary_weight: u8,
+    /// The rollout's phase (`progressing`, `paused`, `promoted`, ...), for status pages.
+    pub phase: String,
+    /// The current step (1-based, as `augur rollout status` numbers them), if any.
+    pub step: Option<usize>,
+    /// When this rollout's routing last changed (Unix milliseconds).
+    pub changed_at_ms: u64,
+}
+
+/// What a sidecar tells the controller when it subscribes.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Subscriber {
+    /// The sidecar's name (its pod name in Kubernetes).
+    pub node: String,
+    /// The hash of each CanaryPolicy the sidecar holds, `namespace/name` → hash.
+    pub policies: Vec<(String, String)>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_state_round_trips_as_one_json_line() {
+        let state = FleetState {
+            protocol: FLEET_PROTOCOL,
+            version: 7,
+            controller: "c1".into(),
+            decided_at_ms: 1_700_000_000_000,
+            rollouts: vec![RolloutRouting {
+                policy: "models/pneumonia".into(),
+                policy_hash: "abc".into(),
+                stable: "pneumonia/v1".into(),
+                canary: "pneumonia-canary".into(),
+                stable_weight: 80,
+                canary_weight: 20,
+                phase: "progressing".into(),
+                step: Some(3),
+                changed_at_ms: 1_700_000_000_000,
+            }],
+        };
+        let line = serde_json::to_string(&state).expect("json");
+        assert!(!line.contains('\n'));
+        assert_eq!(
+            serde_json::from_str::<FleetState>(&line).expect("parse"),
+            state
+        );
+    }
+}
