@@ -136,16 +136,23 @@ pub async fn serve(
             _ = shutdown.changed() => return,
         };
         let http = Arc::clone(&http);
+        let mut closing = shutdown.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let http = Arc::clone(&http);
                 async move { Ok::<_, Infallible>(handle(&http, req, peer).await) }
             });
-            let served = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-            if let Err(e) = served {
-                tracing::debug!(error = %e, "controller connection ended");
+            let connection = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service);
+            // On shutdown the connection is dropped: watch streams end, and their sidecars
+            // reconnect (to this controller restarted, or a standby one).
+            tokio::select! {
+                served = connection => {
+                    if let Err(e) = served {
+                        tracing::debug!(error = %e, "controller connection ended");
+                    }
+                }
+                _ = closing.changed() => {}
             }
         });
     }

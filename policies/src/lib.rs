@@ -20,6 +20,7 @@ pub mod defaults;
 mod diagnostic;
 pub mod duration;
 pub mod explain;
+pub mod fingerprint;
 pub mod hosts;
 mod istio;
 mod load;

@@ -43,6 +43,8 @@ pub struct Metrics {
     pub rollout: RolloutMetrics,
     /// Mirror copies sent, by outcome (`answered`, `failed`).
     pub mirror_requests: IntCounterVec,
+    /// Following `augur controller` (`--controller`).
+    pub follow: crate::follow::FollowMetrics,
     /// Mirror copies not sent, by reason (`queue_full`, `body_too_large`), shadow model included.
     pub mirror_dropped: IntCounterVec,
 }
@@ -225,9 +227,11 @@ impl Metrics {
         registry.register(Box::new(config_last_reload_successful.clone()))?;
         registry.register(Box::new(config_last_reload_success_timestamp.clone()))?;
         config_last_reload_successful.set(1);
+        let follow = crate::follow::FollowMetrics::register(&registry)?;
         Ok(Self {
             registry,
             istio,
+            follow,
             arm_requests,
             samples_dropped,
             active_requests,

@@ -1,0 +1,192 @@
+//! A sidecar following the real controller server over loopback: it takes the current routing
+//! before it serves, then every push; a bad push or another policy version leaves the last
+//! good routing; without the controller it keeps its weights and reports how stale they are.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use augur_analyzer::rollout::Weights;
+use augur_controller::{Api, ApiRequest, ApiResponse, ControllerHttp, Publisher, ServerMetrics};
+use augur_model::fleet::RolloutRouting;
+use augur_policies::PolicySet;
+use augur_proxy::follow::Follower;
+use augur_proxy::metrics::Metrics;
+use augur_proxy::policy_store::PolicyStore;
+use augur_proxy::rollout::weights::RolloutWeights;
+
+const POLICY: &str = "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: m}
+spec:
+  hosts: [m]
+  http:
+  - name: primary
+    route:
+    - {destination: {host: m, subset: v1}, weight: 100}
+    - {destination: {host: m, subset: v2}, weight: 0}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: m}
+spec:
+  host: m
+  subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]
+---
+apiVersion: augur.dev/v1alpha1
+kind: CanaryPolicy
+metadata: {name: m}
+spec:
+  trafficRouting:
+    virtualService: {name: m, routes: [primary]}
+  stable: {host: m, subset: v1}
+  canary: {host: m, subset: v2}
+  steps:
+  - setWeight: 20
+  - setWeight: 100
+";
+
+struct NoApi(Arc<PolicySet>);
+
+impl Api for NoApi {
+    fn policies(&self) -> Arc<PolicySet> {
+        Arc::clone(&self.0)
+    }
+    fn handle(&self, _: ApiRequest<'_>) -> ApiResponse {
+        ApiResponse {
+            status: http::StatusCode::NOT_FOUND,
+            content_type: "text/plain",
+            body: Vec::new(),
+        }
+    }
+}
+
+fn routing(hash: &str, stable: u8, canary: u8) -> RolloutRouting {
+    RolloutRouting {
+        policy: "default/m".into(),
+        policy_hash: hash.into(),
+        stable: "m/v1".into(),
+        canary: "m/v2".into(),
+        stable_weight: stable,
+        canary_weight: canary,
+        phase: "progressing".into(),
+        step: Some(1),
+        changed_at_ms: 1,
+    }
+}
+
+async fn until(what: &str, check: impl Fn() -> bool) {
+    for _ in 0..200 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sidecar_follows_pushes_keeps_the_last_good_state_and_reports_staleness() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("policy.yaml");
+    std::fs::write(&file, POLICY).expect("policy");
+    let metrics =
+        Arc::new(Metrics::new(augur_proxy::identity::Workload::unknown()).expect("metrics"));
+    let store = Arc::new(PolicyStore::open(vec![file], Arc::clone(&metrics)).expect("store"));
+    let snapshot = store.snapshot();
+    let set = Arc::new(snapshot.loaded.set.clone());
+    let hash = augur_policies::fingerprint::rollout_fingerprint(&set, &set.canary_policies[0]);
+
+    let publisher = Publisher::new("controller-1");
+    publisher.publish(vec![routing(&hash, 80, 20)]);
+    let registry = prometheus::Registry::new();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(augur_controller::serve(
+        listener,
+        Arc::new(ControllerHttp {
+            publisher: Arc::clone(&publisher),
+            token: None,
+            api: Arc::new(NoApi(Arc::clone(&set))),
+            metrics: ServerMetrics::register(&registry).expect("metrics"),
+            heartbeat: Duration::from_millis(200),
+        }),
+        stopped,
+    ));
+
+    let weights = Arc::new(RolloutWeights::default());
+    let follower = Arc::new(Follower::new(
+        addr.to_string(),
+        None,
+        "pod-1".into(),
+        Arc::clone(&store),
+        Arc::clone(&weights),
+        metrics.follow.clone(),
+    ));
+    // Before serving: the current state.
+    follower
+        .initial_sync(Duration::from_secs(5))
+        .await
+        .expect("initial state");
+    assert_eq!(
+        weights.get("default/m"),
+        Some(Weights {
+            stable: 80,
+            canary: 20
+        })
+    );
+
+    let (_keep, follower_stop) = tokio::sync::watch::channel(false);
+    let running = Arc::clone(&follower);
+    tokio::spawn(async move { running.run(follower_stop).await });
+    until("the watch stream", || follower.view().connected).await;
+    assert_eq!(publisher.subscribers()[0].node, "pod-1");
+
+    // A push.
+    publisher.publish(vec![routing(&hash, 50, 50)]);
+    until("the pushed weights", || {
+        weights.get("default/m").is_some_and(|w| w.canary == 50)
+    })
+    .await;
+
+    // Weights that do not add up: refused, the last good state stays.
+    publisher.publish(vec![routing(&hash, 60, 50)]);
+    until("the refusal", || follower.view().last_error.is_some()).await;
+    assert_eq!(
+        weights.get("default/m"),
+        Some(Weights {
+            stable: 50,
+            canary: 50
+        })
+    );
+
+    // Another version of the policy: held back and reported.
+    publisher.publish(vec![routing("another-version", 0, 100)]);
+    until("the mismatch", || !follower.view().mismatched.is_empty()).await;
+    assert_eq!(
+        weights.get("default/m"),
+        Some(Weights {
+            stable: 50,
+            canary: 50
+        })
+    );
+    assert!(publisher.subscribers()[0].lagging.contains_key("default/m"));
+
+    // The controller goes away: the weights stay, staleness grows.
+    stop.send_replace(true);
+    server.abort();
+    until("the lost stream", || !follower.view().connected).await;
+    until("staleness", || {
+        follower.view().stale_seconds.is_some_and(|s| s >= 1.0)
+    })
+    .await;
+    assert_eq!(
+        weights.get("default/m"),
+        Some(Weights {
+            stable: 50,
+            canary: 50
+        })
+    );
+}
