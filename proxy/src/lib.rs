@@ -19,6 +19,7 @@ pub mod cli;
 pub mod clock;
 pub mod cmd;
 pub mod drain;
+pub mod evidence;
 pub mod follow;
 pub mod identity;
 pub mod limits;
