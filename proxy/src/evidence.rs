@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use augur_analyzer::labels::{JoinedLabel, LabelJoin};
-use augur_model::{Arm, Sample};
+use augur_model::Arm;
 use prometheus::{CounterVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 
 use crate::sample::RoutedSample;
@@ -237,7 +237,7 @@ impl Evidence {
 fn sample(arm: Arm, id: &str, status: u16, label: &str, score: f64) -> RoutedSample {
     RoutedSample {
         policy: Some("ns/p".into()),
-        sample: Sample {
+        sample: augur_model::Sample {
             t: 0.0,
             request_id: Some(id.into()),
             route: None,
