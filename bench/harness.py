@@ -934,7 +934,8 @@ def command_line(quick):
 
 
 def run_components():
-    """The component benchmarks: the analyzer (1M samples) and inference vs Python onnxruntime."""
+    """The component benchmarks: the analyzer (1M samples), the controller's fan-out, and inference
+    vs Python onnxruntime."""
     comps = {}
     log("component: analyzer (1M samples)")
     r = subprocess.run(
@@ -946,6 +947,16 @@ def run_components():
         comps["analyzer"] = json.loads(r.stdout.strip().splitlines()[-1])
     else:
         comps["analyzer"] = {"failed": r.stderr[-1000:]}
+    log("component: the controller's fan-out to 1-1,000 subscribers")
+    r = subprocess.run(
+        ["cargo", "run", "--release", "--quiet", os.environ.get("BENCH_CARGO_FLAGS", "--locked"), "-p", "augur-controller",
+         "--example", "bench_fanout"],
+        cwd=ROOT, capture_output=True, text=True,
+    )
+    if r.returncode == 0:
+        comps["fanout"] = json.loads(r.stdout.strip().splitlines()[-1])
+    else:
+        comps["fanout"] = {"failed": r.stderr[-1000:]}
     if os.environ.get("BENCH_INFERENCE", "1") == "1":
         log("component: inference vs Python onnxruntime (bench/inference/run.sh)")
         env = dict(os.environ, REPS=os.environ.get("BENCH_INFERENCE_REPS", "3"),

@@ -217,6 +217,16 @@ def components(doc):
         out.append(f"\nMemory per arm: {an['memory_per_arm_bytes'] / 1024:.1f} KiB resident whatever the number of "
                    f"samples (measured over 1,000 clones of a filled arm; {an['serialized_arm_bytes'] / 1024:.1f} KiB "
                    f"as persisted JSON).\n")
+    fan = comps.get("fanout")
+    if fan and "fanout" in fan:
+        out.append("**Controller fan-out** (`controller/examples/bench_fanout.rs`: the real server and publisher; "
+                   "subscribers in another process, each a watch stream over loopback; 20 decisions per count):\n")
+        out.append("| subscribers | decision reaches all, ms (p50) | (max) | controller memory per subscriber, KiB |")
+        out.append("|---:|---:|---:|---:|")
+        for f in fan["fanout"]:
+            out.append(f"| {f['subscribers']} | {f['reach_all_ms_p50']:.2f} | {f['reach_all_ms_max']:.2f} | "
+                       f"{f['controller_rss_kib_per_subscriber']:.1f} |")
+        out.append("")
     inf = comps.get("inference")
     if inf:
         out.append(f"**Inference** (`bench/inference/run.sh`, run by this harness; model `{inf.get('model')}`):\n")
