@@ -33,8 +33,8 @@ pub use canary::{
     AllowedChange, Amount, Analysis, BlueGreen, CanaryPolicy, DestinationRef, Direction,
     HeaderRoute, Labels, Layout, Method, Metric, MetricKind, MetricSource, MirrorRoute,
     Normalization, OutcomeAction, Prediction, Preprocessing, Resize, RollbackTrigger, RolloutStep,
-    Scoring, Shadow, ShadowRuntime, Strategy, TrafficRouting, TriggerAction, TriggerCondition,
-    TriggerMetric,
+    Scoring, Shadow, ShadowRuntime, Sidecar, Strategy, TrafficRouting, TriggerAction,
+    TriggerCondition, TriggerMetric,
 };
 pub use diagnostic::{Diagnostic, LoadError, Severity};
 pub use duration::{parse_duration, DurationError};

@@ -5,8 +5,11 @@
 //! under the real capture rules of `augur init`.
 
 use std::net::Ipv4Addr;
+use std::path::Path;
+use std::time::Duration;
 
-use crate::netns::{must, must_in, Netns};
+use crate::netns::{as_1337, curl, must, must_in, spawn_logged, Netns, Running};
+use crate::wait_for;
 
 /// The pods' gateway: the node's address on every pod link.
 pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 88, 0, 1);
@@ -197,5 +200,78 @@ impl Cluster {
             rule.extend(["-p", "tcp", "-j", "DNAT", "--to-destination", &to]);
             must_in(node, &rule);
         }
+    }
+}
+
+/// The ports `augur init` leaves uncaptured in a pod: the sidecar's Prometheus, status and
+/// health ports, as Istio's injector excludes them.
+const EXCLUDED_INBOUND: &str = "15090,15021,15020";
+
+impl Pod {
+    /// Injects a sidecar as Kubernetes would: the capture rules of `augur init` (all outbound
+    /// and inbound TCP, uid 1337 exempt), then `augur proxy` as uid 1337 with its capture
+    /// listeners, admin on 127.0.0.1:15000, Prometheus on :15090, its state and logs under
+    /// `dir` (made world-writable for uid 1337), and `extra` arguments. Returns once it is
+    /// ready.
+    pub fn sidecar(&self, dir: &Path, extra: &[&str]) -> Running {
+        let augur = crate::augur::bin();
+        let augur = augur.to_str().expect("utf-8");
+        must_in(
+            self.ns(),
+            &[
+                augur,
+                "init",
+                "-p",
+                "15001",
+                "-z",
+                "15006",
+                "-u",
+                "1337",
+                "-g",
+                "1337",
+                "-m",
+                "REDIRECT",
+                "-i",
+                "*",
+                "-b",
+                "*",
+                "-d",
+                EXCLUDED_INBOUND,
+            ],
+        );
+        let state = dir.join(format!("{}-state", self.name));
+        std::fs::create_dir_all(&state).expect("state dir");
+        must(&["chmod", "-R", "0777", dir.to_str().expect("utf-8")]);
+        let state = state.to_str().expect("utf-8").to_owned();
+        let mut args = vec![
+            augur,
+            "proxy",
+            "--outbound-capture",
+            "0.0.0.0:15001",
+            "--inbound-capture",
+            "0.0.0.0:15006",
+            "--admin",
+            "127.0.0.1:15000",
+            "--status",
+            "0.0.0.0:15021",
+            "--prometheus",
+            "0.0.0.0:15090",
+            "--state-dir",
+            &state,
+        ];
+        args.extend_from_slice(extra);
+        let log = dir.join(format!("{}-augur.log", self.name));
+        let running = spawn_logged(self.ns(), &as_1337(&args), Some(&log));
+        wait_for(
+            &format!("the sidecar of {} (log: {})", self.name, log.display()),
+            Duration::from_secs(20),
+            || curl(self.ns(), "http://127.0.0.1:15021/healthz/ready", None),
+        );
+        running
+    }
+
+    /// The pod's sidecar metrics (Prometheus text), empty when it does not answer.
+    pub fn sidecar_metrics(&self) -> String {
+        curl(self.ns(), "http://127.0.0.1:15090/stats/prometheus", None).unwrap_or_default()
     }
 }

@@ -133,3 +133,33 @@ pub fn curl(ns: &str, url: &str, host: Option<&str>) -> Option<String> {
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
+
+/// Sends `n` GET requests from `ns` to `url` (`Host: host`), each on a new connection as
+/// separate clients would, and returns each body, or `None` for a request that failed or
+/// answered an error. One Python process sends them all.
+pub fn get_many(ns: &str, url: &str, host: &str, n: usize) -> Vec<Option<String>> {
+    let script = format!(
+        r#"
+import json, urllib.request
+out = []
+for _ in range({n}):
+    try:
+        req = urllib.request.Request({url:?}, headers={{"Host": {host:?}}})
+        with urllib.request.urlopen(req, timeout=5) as r:
+            out.append(r.read().decode())
+    except Exception:
+        out.append(None)
+print(json.dumps(out))
+"#
+    );
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "python3", "-c", &script])
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "client: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    serde_json::from_slice(&out.stdout).expect("client output")
+}

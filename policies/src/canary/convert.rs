@@ -89,6 +89,7 @@ impl RawCanarySpec {
             return TrafficRouting {
                 virtual_service: String::new(),
                 routes: Vec::new(),
+                sidecar: Sidecar::default(),
             };
         };
         let name = required(cx, &join(p, "name"), &vs.name)
@@ -98,9 +99,14 @@ impl RawCanarySpec {
         if routes.is_empty() {
             cx.error(&join(p, "routes"), "at least one route name is required");
         }
+        let sidecar = match self.traffic_routing.as_ref().and_then(|t| t.sidecar) {
+            Some(RawSidecar::Inbound) => Sidecar::Inbound,
+            Some(RawSidecar::Outbound) | None => Sidecar::Outbound,
+        };
         TrafficRouting {
             virtual_service: name,
             routes,
+            sidecar,
         }
     }
 

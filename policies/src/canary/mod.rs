@@ -47,6 +47,20 @@ pub struct TrafficRouting {
     pub virtual_service: String,
     /// Route names inside it.
     pub routes: Vec<String>,
+    /// Which sidecars split the traffic.
+    pub sidecar: Sidecar,
+}
+
+/// Which sidecars split a rollout's traffic.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Sidecar {
+    /// The clients' sidecars, on the requests they send (Istio's topology).
+    #[default]
+    Outbound,
+    /// The stable model pods' sidecars, on the requests they receive: stable is the local app,
+    /// the canary its own Service. Clients need no sidecar.
+    Inbound,
 }
 
 /// A host and subset.

@@ -45,6 +45,18 @@ pub(crate) struct RawCanarySpec {
 pub(crate) struct RawTrafficRouting {
     /// The VirtualService whose routes are driven (same namespace as the policy).
     pub(crate) virtual_service: Option<RawVsRef>,
+    /// Where the split happens: `outbound` (default: in the clients' sidecars, as Istio does) or `inbound` (in the sidecars of the stable model pods: stable is the local app, canary the canary's Service; clients need no sidecar).
+    pub(crate) sidecar: Option<RawSidecar>,
+}
+
+/// `trafficRouting.sidecar`.
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) enum RawSidecar {
+    /// The clients' sidecars split (Istio's topology).
+    Outbound,
+    /// The stable model pods' sidecars split their inbound traffic.
+    Inbound,
 }
 
 /// `trafficRouting.virtualService`.

@@ -103,6 +103,9 @@ pub struct Route {
     pub rewrite: Option<rewrite::Rewrite>,
     /// `namespace/name` of the CanaryPolicy driving this route, if any.
     pub canary_policy: Option<Arc<str>>,
+    /// The CanaryPolicy splits this route in the stable pods' sidecars, on the requests they
+    /// receive (`trafficRouting.sidecar: inbound`), not in the clients'.
+    pub inbound: bool,
     /// How to read a prediction from the model's response (from the CanaryPolicy).
     pub prediction: Option<Prediction>,
     /// Shadow destinations and the share of requests each gets (`mirror`/`mirrors`).
@@ -135,6 +138,7 @@ impl Route {
             headers: Headers::default(),
             rewrite: None,
             canary_policy: None,
+            inbound: false,
             prediction: None,
             mirrors: Vec::new(),
             sticky: None,
@@ -247,6 +251,9 @@ impl RouteTable {
                     headers: http.headers.clone(),
                     rewrite,
                     canary_policy: policy.map(|p| Arc::from(policy_key(p))),
+                    inbound: policy.is_some_and(|p| {
+                        p.traffic_routing.sidecar == augur_policies::Sidecar::Inbound
+                    }),
                     prediction: policy.and_then(|p| p.prediction.clone()),
                     mirrors,
                     sticky: sticky_policy(set, http, ns),

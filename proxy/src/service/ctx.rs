@@ -69,6 +69,8 @@ pub struct RequestCtx {
     pub(super) rewritten_path: Option<String>,
     /// The local address of the upstream connection (for the access log).
     pub(super) upstream_local: Option<SocketAddr>,
+    /// The CanaryPolicy whose rollout this request is part of (its samples and evidence).
+    pub(super) rollout: Option<Arc<str>>,
 }
 
 impl RequestCtx {
@@ -102,6 +104,7 @@ impl RequestCtx {
             destination: 0,
             rewritten_path: None,
             upstream_local: None,
+            rollout: None,
         }
     }
 

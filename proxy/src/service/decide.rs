@@ -40,10 +40,20 @@ pub(super) struct Forwarding {
     pub(super) destination: usize,
     /// The path and query to forward when the route rewrites the path.
     pub(super) rewritten_path: Option<String>,
+    /// The CanaryPolicy whose rollout this request is part of: the route's, when the policy
+    /// splits on this side (a client's sidecar for an outbound policy, a stable pod's inbound
+    /// listener for an inbound one).
+    pub(super) rollout: Option<Arc<str>>,
 }
 
-/// Routes the session's request with the snapshot's routes and the rollouts' weights.
-pub(super) fn decide(snapshot: &Snapshot, weights: &RolloutWeights, session: &Session) -> Decision {
+/// Routes the session's request with the snapshot's routes and the rollouts' weights;
+/// `inbound` tells whether it came in on the inbound capture listener.
+pub(super) fn decide(
+    snapshot: &Snapshot,
+    weights: &RolloutWeights,
+    session: &Session,
+    inbound: bool,
+) -> Decision {
     let req = session.req_header();
     let headers = &req.headers;
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
@@ -99,8 +109,16 @@ pub(super) fn decide(snapshot: &Snapshot, weights: &RolloutWeights, session: &Se
                 };
                 sticky::hash(policy, &key)
             });
-            match pick(split, route, weights, sticky) {
-                Some((destination, chosen)) if !chosen.cluster.endpoints.is_empty() => {
+            let rollout = route
+                .canary_policy
+                .clone()
+                .filter(|_| route.inbound == inbound);
+            // In a stable pod's inbound split, stable is the local app: it needs no endpoints.
+            let local = |chosen: &WeightedCluster| inbound && chosen.arm != Arm::Canary;
+            match pick(split, rollout.as_deref(), weights, sticky) {
+                Some((destination, chosen))
+                    if local(chosen) || !chosen.cluster.endpoints.is_empty() =>
+                {
                     Decision::Forward(Box::new(Forwarding {
                         route: Arc::clone(route),
                         cluster: Arc::clone(&chosen.cluster),
@@ -108,6 +126,7 @@ pub(super) fn decide(snapshot: &Snapshot, weights: &RolloutWeights, session: &Se
                         sticky,
                         destination,
                         rewritten_path: route.rewritten_path(&view),
+                        rollout,
                     }))
                 }
                 _ => Decision::Reply(NO_HEALTHY_UPSTREAM),
@@ -116,17 +135,17 @@ pub(super) fn decide(snapshot: &Snapshot, weights: &RolloutWeights, session: &Se
     }
 }
 
-/// Picks a destination: by the rollout's weights when a CanaryPolicy drives the route and has
-/// set them, else by the VirtualService's.
+/// Picks a destination: by the weights `rollout` set, when the request is part of one and it
+/// has set them, else by the VirtualService's.
 fn pick<'a>(
     split: &'a Split,
-    route: &Route,
+    rollout: Option<&str>,
     weights: &RolloutWeights,
     sticky: Option<u64>,
 ) -> Option<(usize, &'a WeightedCluster)> {
     // A sticky request's hash is its roll, so the same user lands on the same version.
     let roll = sticky.unwrap_or_else(rand::random::<u64>);
-    match route.canary_policy.as_deref().and_then(|p| weights.get(p)) {
+    match rollout.and_then(|p| weights.get(p)) {
         Some(w) => split.pick_with(roll, w),
         None => split.pick(roll),
     }

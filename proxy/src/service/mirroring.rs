@@ -20,12 +20,14 @@ pub(super) struct MirrorPlan {
     targets: Vec<Arc<Cluster>>,
     shadow: Option<Arc<ShadowHandle>>,
     route: Arc<Route>,
+    rollout: Option<Arc<str>>,
     request_id: Option<String>,
 }
 
 /// Rolls each mirror's and the shadow model's percentage; `None` when nothing is mirrored.
 pub(super) fn plan(
     route: &Arc<Route>,
+    rollout: Option<Arc<str>>,
     shadow: Option<Arc<ShadowHandle>>,
     head: &RequestHeader,
     request_id: Option<&str>,
@@ -46,6 +48,7 @@ pub(super) fn plan(
         targets,
         shadow,
         route: Arc::clone(route),
+        rollout,
         request_id: request_id.map(str::to_owned),
     }))
 }
@@ -75,7 +78,7 @@ impl MirrorPlan {
         metrics: &Arc<Metrics>,
     ) {
         let body = Bytes::from(self.body);
-        let policy = self.route.canary_policy.clone();
+        let policy = self.rollout.clone();
         for cluster in self.targets {
             queue.offer(MirrorJob {
                 head: self.head.clone(),

@@ -43,6 +43,7 @@ use crate::route::path::PathNormalization;
 use crate::sample::{SampleSink, MAX_PREDICTION_BODY};
 use capture::CapturePorts;
 pub use ctx::RequestCtx;
+pub use request::SPLIT_HEADER;
 
 /// The pingora proxy application.
 pub struct AugurProxy {

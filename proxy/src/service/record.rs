@@ -62,8 +62,8 @@ impl AugurProxy {
                     .observe(score);
             }
         }
-        // Only a rollout reads samples: routes no CanaryPolicy drives make none (no allocation).
-        let Some(policy) = route.canary_policy.clone() else {
+        // Only a rollout reads samples: requests of none make none (no allocation).
+        let Some(policy) = ctx.rollout.clone() else {
             return;
         };
         let sample = Sample {

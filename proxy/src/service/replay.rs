@@ -149,6 +149,10 @@ pub struct Ticket {
     pub destination: usize,
     /// The path and query forwarded when the route rewrites the path.
     pub rewritten_path: Option<String>,
+    /// The CanaryPolicy whose rollout the request is part of.
+    pub rollout: Option<Arc<str>>,
+    /// The local app, when a stable pod keeps the request (inbound split).
+    pub local: Option<SocketAddr>,
 }
 
 impl Ticket {
@@ -226,6 +230,8 @@ impl super::AugurProxy {
             outcome: Arc::clone(&outcome),
             destination: ctx.destination,
             rewritten_path: ctx.rewritten_path.clone(),
+            rollout: ctx.rollout.clone(),
+            local: ctx.passthrough.filter(|_| ctx.inbound),
         };
         let keep = ctx
             .response_body

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use augur_model::Arm;
 use bytes::Bytes;
 use pingora::http::RequestHeader;
 use pingora::proxy::Session;
@@ -19,6 +20,11 @@ use crate::local_reply::{self, NO_ROUTE};
 use crate::policy_store::Snapshot;
 use crate::response_flag::ResponseFlag;
 use crate::route::{percent_roll, Route};
+
+/// The header a stable pod's sidecar puts on a request it sends on to the canary, so that the
+/// canary pod's sidecar does not split it again (no loop, no sample counted twice). Its value
+/// is the CanaryPolicy.
+pub const SPLIT_HEADER: &str = "x-augur-split";
 
 /// What the route phase made of a request.
 enum Routed {
@@ -59,10 +65,16 @@ impl AugurProxy {
             sticky,
             destination,
             rewritten_path,
+            rollout,
         } = forwarding;
         ctx.sticky = sticky;
         ctx.destination = destination;
         ctx.rewritten_path = rewritten_path;
+        if ctx.inbound && arm != Arm::Canary {
+            // Split in a stable pod: stable is the local app, where the request was going.
+            ctx.passthrough = capture::original_dst(session);
+        }
+        ctx.rollout = rollout;
         if self.protect(session, ctx, &route).await? || inject_fault(session, ctx, &route).await? {
             ctx.route = Some(route);
             return Ok(true);
@@ -123,14 +135,24 @@ impl AugurProxy {
     ) -> Result<Routed> {
         let listener = self.capture.listener(session);
         if listener == Listener::Inbound {
-            // Inbound: the local app, at the address the client dialled.
+            // Inbound: the local app, at the address the client dialled, unless a policy splits
+            // this pod's inbound traffic (and no sidecar split this request already).
             ctx.inbound = true;
-            if let Some(dst) = capture::original_dst(session) {
-                ctx.passthrough = Some(dst);
+            let Some(dst) = capture::original_dst(session) else {
                 return Ok(Routed::PassedThrough);
+            };
+            let split_here = !session.req_header().headers.contains_key(SPLIT_HEADER);
+            if split_here {
+                if let Decision::Forward(f) = decide(snapshot, &self.weights, session, true) {
+                    if f.rollout.is_some() {
+                        return Ok(Routed::Forward(f));
+                    }
+                }
             }
+            ctx.passthrough = Some(dst);
+            return Ok(Routed::PassedThrough);
         }
-        match decide(snapshot, &self.weights, session) {
+        match decide(snapshot, &self.weights, session, false) {
             Decision::Reply(reply) if reply == NO_ROUTE && listener == Listener::Outbound => {
                 // ALLOW_ANY: a destination no policy covers is passed through.
                 if let Some(dst) = capture::original_dst(session) {
@@ -230,12 +252,13 @@ fn plan_mirrors(snapshot: &Snapshot, route: &Arc<Route>, session: &Session, ctx:
     if route.mirrors.is_empty() && route.shadow_percentage.is_none() {
         return;
     }
-    let shadow = route
-        .canary_policy
+    let shadow = ctx
+        .rollout
         .as_deref()
         .and_then(|p| snapshot.shadows.get(p).cloned());
     ctx.mirror = mirroring::plan(
         route,
+        ctx.rollout.clone(),
         shadow,
         session.req_header(),
         ctx.request_id.as_deref(),
@@ -266,5 +289,8 @@ fn resume(ticket: &Ticket, ctx: &mut RequestCtx, retry_buffer_limit: u64, req: &
     ctx.outcome = Some(Arc::clone(&ticket.outcome));
     ctx.destination = ticket.destination;
     ctx.rewritten_path = ticket.rewritten_path.clone();
+    ctx.rollout = ticket.rollout.clone();
+    ctx.passthrough = ticket.local;
+    ctx.inbound = ticket.local.is_some();
     ctx.body_copy = body_copy(req, &ticket.route, retry_buffer_limit);
 }

@@ -99,6 +99,11 @@ impl AugurProxy {
             }
         }
         upstream.insert_header("x-envoy-attempt-count", ctx.attempts.to_string())?;
+        let forwarded_on = ctx.inbound && ctx.passthrough.is_none();
+        if let Some(policy) = ctx.rollout.as_deref().filter(|_| forwarded_on) {
+            // Sent on from a stable pod to the canary: the canary's sidecar must not split it.
+            upstream.insert_header(super::request::SPLIT_HEADER, policy)?;
+        }
         // Envoy tells the upstream how long the proxy will wait for it, so that it can give up
         // in time; nothing when no timeout applies (Istio's default).
         if let Some(timeout) = expected_timeout(ctx.route.as_deref()) {
