@@ -53,6 +53,8 @@ pub const FAILURE_LIMIT: u32 = 1;
 pub const INCONCLUSIVE_LIMIT: u32 = 0;
 /// How long an analysis gate waits for its metrics to be shown within their allowances.
 pub const ANALYSIS_MAX_DURATION: Duration = Duration::from_secs(3600);
+/// Bursts up to this long are left out of a rate metric's Fail (the error trigger's window).
+pub const ANALYSIS_BURST_WINDOW: Duration = Duration::from_secs(120);
 /// A rollback trigger's false-firing budget per hour.
 pub const TRIGGER_ALPHA: f64 = 0.01;
 /// CanaryPolicy consecutive metric errors tolerated.

@@ -268,6 +268,11 @@ pub struct ProxyArgs {
     /// a restarted proxy resumes each rollout at the same step and weight.
     #[arg(long, env = "AUGUR_STATE_DIR", default_value = "/var/lib/augur")]
     pub state_dir: PathBuf,
+    /// Record every event each rollout applies (samples, labels, clock ticks, commands) to
+    /// DIR/<namespace>_<name>.samples.jsonl, which `augur analyze --samples` replays to the same
+    /// decisions at the same times. Off by default.
+    #[arg(long, env = "AUGUR_RECORD_SAMPLES", value_name = "DIR")]
+    pub record_samples: Option<PathBuf>,
     /// Largest request body mirrored (to shadow destinations and the shadow model); larger
     /// requests are not mirrored, and counted.
     #[arg(long, env = "AUGUR_MIRROR_MAX_BODY", default_value_t = 4 * 1024 * 1024)]

@@ -27,6 +27,7 @@ fn canary_policy(metrics: &str, triggers: &str) -> String {
   analysis:
     interval: 1s
     minSamples: 20
+    burstWindow: 0s
     metrics:
 {metrics}{triggers}"#
         ),
@@ -200,6 +201,87 @@ fn a_failing_canary_is_rolled_back_by_the_error_rate_trigger() {
     let rolled_back = roll_back_a_failing_canary(LATENCY_ANALYSIS, triggers);
     let status = &rolled_back.status;
     assert_eq!(status["state"]["trigger"], "errors", "{}", status["state"]);
+}
+
+/// `augur analyze` replays what `--record-samples` recorded of a live run to the decisions of
+/// the audit log, at the same times (issue 19 §4).
+#[test]
+fn augur_analyze_replays_a_recorded_live_run_to_the_same_decisions() {
+    let v1 = Upstream::start("v1");
+    let v2 = Upstream::scripted("v2", |n| Answer {
+        status: if n % 2 == 0 { 500 } else { 200 },
+        ..Answer::OK
+    });
+    let triggers = "  rollback:\n    triggers:\n    - name: errors\n      metric: errorRate\n      condition: {above: 10}\n      window: 3s\n      action: immediate\n";
+    let (_dir, file) = setup(&v1, &v2, LATENCY_ANALYSIS, triggers);
+    let recordings = tempfile::tempdir().expect("recordings");
+    let rec = recordings.path().to_string_lossy().into_owned();
+    let proxy = Proxy::start_with_args(&[&file], &["--record-samples", &rec]);
+    wait_for("the first step to set 30%", Duration::from_secs(10), || {
+        (rollout_status(&proxy)["weights"]["canary"] == 30).then_some(())
+    });
+    let mut conn = Connection::open(proxy.listen).expect("connect");
+    wait_for("the rollback", Duration::from_secs(30), || {
+        for _ in 0..20 {
+            conn.get("model", "/predict").expect("request");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        (rollout_status(&proxy)["state"]["phase"] == "rolled_back").then_some(())
+    });
+    let audit: Vec<serde_json::Value> =
+        std::fs::read_to_string(proxy.state_dir.join("default_model.decisions.jsonl"))
+            .expect("audit log")
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("JSON line"))
+            .collect();
+    let rolled_back_at = audit
+        .last()
+        .and_then(|d| d["time"].as_f64())
+        .expect("a time");
+    // The driver flushes the recording once a second: wait until it holds the rollback's second.
+    let recording = recordings.path().join("default_model.samples.jsonl");
+    wait_for(
+        "the recording to be flushed",
+        Duration::from_secs(10),
+        || {
+            let text = std::fs::read_to_string(&recording).ok()?;
+            text.lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .any(|e| e["tick"].as_f64().is_some_and(|t| t >= rolled_back_at))
+                .then_some(())
+        },
+    );
+    let out = augur_tests::augur::run(&[
+        "analyze",
+        "--policy",
+        file.to_str().expect("utf-8 path"),
+        "--samples",
+        recording.to_str().expect("utf-8 path"),
+        "-o",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let replayed: Vec<serde_json::Value> =
+        serde_json::from_slice(&out.stdout).expect("decisions JSON");
+    let brief = |d: &serde_json::Value| {
+        (
+            d["time"].as_f64(),
+            d["to"].clone(),
+            d["weights"].clone(),
+            d["reason"].clone(),
+        )
+    };
+    let live: Vec<_> = audit.iter().map(brief).collect();
+    let again: Vec<_> = replayed.iter().map(brief).collect();
+    assert_eq!(again, live);
+    assert_eq!(
+        live.last().map(|d| d.1["trigger"].clone()),
+        Some("errors".into())
+    );
 }
 
 #[test]

@@ -322,6 +322,9 @@ impl RawAnalysis {
                 cx.duration(&join(path, "maxDuration"), &self.max_duration)
                     .unwrap_or(defaults::ANALYSIS_MAX_DURATION),
             ),
+            burst_window: cx
+                .duration(&join(path, "burstWindow"), &self.burst_window)
+                .unwrap_or(defaults::ANALYSIS_BURST_WINDOW),
             inconclusive_limit: self
                 .inconclusive_limit
                 .unwrap_or(defaults::INCONCLUSIVE_LIMIT),

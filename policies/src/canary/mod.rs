@@ -131,6 +131,8 @@ pub struct Analysis {
     pub failure_limit: u32,
     /// How long a gate waits for evidence (one inconclusive measurement); `None` = unbounded.
     pub max_duration: Option<Duration>,
+    /// Bursts shorter than this are left out of a rate metric's Fail.
+    pub burst_window: Duration,
     /// Inconclusive measurements (gate periods) tolerated.
     pub inconclusive_limit: u32,
     /// Consecutive metric errors tolerated.

@@ -174,6 +174,8 @@ pub(crate) struct RawAnalysis {
     pub(crate) failure_limit: Option<u32>,
     /// How long an analysis gate waits for every metric to be shown within its allowance (Go duration, default 1h); reaching it is one inconclusive measurement.
     pub(crate) max_duration: Option<String>,
+    /// The analysis does not fail a rate metric on a burst shorter than this: the worst such window is left out of a Fail (Go duration, default 2m; 0s turns it off). Bursts are the rollback triggers' business.
+    pub(crate) burst_window: Option<String>,
     /// Inconclusive measurements (gate periods of maxDuration without a decision) tolerated before onInconclusive applies; each waits another maxDuration (default 0).
     pub(crate) inconclusive_limit: Option<u32>,
     /// Consecutive evaluations at which a metric received no new sample in one arm (no traffic, or a failing metric source) tolerated before onNoData applies (default 4).
