@@ -14,10 +14,12 @@
 //! - [`labels`]: delayed ground-truth (and shadow answer) joins by request id;
 //! - [`triggers`]: rollback triggers over sliding time windows;
 //! - [`rollout`]: the rollout state machine and its audit [`rollout::Decision`]s;
-//! - [`replay`]: a recorded sample stream through the same machine.
+//! - [`replay`]: a recorded sample stream through the same machine;
+//! - [`plan`]: what evidence costs before a rollout starts (canary requests and time per gate).
 
 pub mod judge;
 pub mod labels;
+pub mod plan;
 pub mod replay;
 pub mod rollout;
 pub mod spec;

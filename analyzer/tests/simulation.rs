@@ -532,3 +532,38 @@ fn one_case() {
     println!("decision times (s): {times:?}");
     println!("goals broken: {:?}", goals(canary, rate, &s));
 }
+
+/// `augur policy explain --rate` estimates a median from the judge's statistics: for the example
+/// policy and the simulated traffic it lands near the simulated median time to promotion.
+#[test]
+fn the_explain_estimate_is_near_the_simulated_median() {
+    use augur_analyzer::plan::{estimate, Baseline};
+    let p = PolicySpec::example();
+    for (j, rate) in [20.0, 100.0].into_iter().enumerate() {
+        let base = Baseline {
+            log_latency_sd: BASE.log_sd,
+            label_share: LABEL_SHARE,
+            ..Baseline::at_rate(rate)
+        };
+        let gates = estimate(&p.analysis, &p.gates, &p.steps, &base);
+        let estimated = gates
+            .last()
+            .and_then(|g| g.opens_after_s)
+            .expect("the last gate opens");
+        let s = run_case(
+            Canary::Identical,
+            rate,
+            20,
+            11_000_000 + 1_000 * j as u64,
+            Method::Sequential,
+        );
+        let simulated = quantile(&s.times, 0.5).expect("promotions");
+        eprintln!(
+            "{rate} req/s: estimated {estimated} s, simulated median {simulated} s; {gates:?}"
+        );
+        assert!(
+            estimated > 0.5 * simulated && estimated < 2.0 * simulated,
+            "{rate} req/s: estimated {estimated} s, simulated median {simulated} s"
+        );
+    }
+}

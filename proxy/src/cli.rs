@@ -188,13 +188,18 @@ pub enum RolloutCommand {
 /// `augur policy ...`
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
-    /// Validate policy files: exit 0 when valid (warnings on stderr), 1 with every error.
+    /// Validate policy files: exit 0 when valid (warnings on stderr), 1 with every error. With
+    /// --rate, also warn about analysis gates that cannot pass in practice at that traffic.
     Check {
         /// Policy files or directories (YAML, multi-document).
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+        /// What evidence assumes.
+        #[command(flatten)]
+        evidence: EvidenceArgs,
     },
-    /// Print the resolved routes, splits and rollout plans.
+    /// Print the resolved routes, splits and rollout plans. With --rate, also what each analysis
+    /// gate needs: canary requests and time for a canary as good as stable.
     Explain {
         /// Policy files or directories (YAML, multi-document).
         #[arg(required = true)]
@@ -202,7 +207,44 @@ pub enum PolicyCommand {
         /// Output format.
         #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
         output: OutputFormat,
+        /// What evidence assumes.
+        #[command(flatten)]
+        evidence: EvidenceArgs,
     },
+}
+
+/// The traffic and the canary an evidence estimate assumes (a canary as good as stable).
+#[derive(Debug, Clone, Args)]
+pub struct EvidenceArgs {
+    /// Requests per second through the driven routes (both arms), for the estimate.
+    #[arg(long, value_name = "R")]
+    pub rate: Option<f64>,
+    /// Both arms' error rate, percent.
+    #[arg(long, default_value_t = 1.0, requires = "rate")]
+    pub error_rate: f64,
+    /// Both arms' accuracy against ground truth, percent.
+    #[arg(long, default_value_t = 90.0, requires = "rate")]
+    pub accuracy: f64,
+    /// Percent of predictions whose ground truth arrives.
+    #[arg(long, default_value_t = 100.0, requires = "rate")]
+    pub label_share: f64,
+    /// The spread of ln(latency) (a log-normal's σ; 0.5 is a p95 2.3 times the median).
+    #[arg(long, default_value_t = 0.5, requires = "rate")]
+    pub latency_spread: f64,
+}
+
+impl EvidenceArgs {
+    /// The baseline of the estimate, when a rate is given.
+    pub fn baseline(&self) -> Option<augur_analyzer::plan::Baseline> {
+        let rate = self.rate.filter(|r| r.is_finite() && *r > 0.0)?;
+        Some(augur_analyzer::plan::Baseline {
+            error_rate: self.error_rate / 100.0,
+            accuracy: self.accuracy / 100.0,
+            label_share: self.label_share / 100.0,
+            log_latency_sd: self.latency_spread,
+            ..augur_analyzer::plan::Baseline::at_rate(rate)
+        })
+    }
 }
 
 /// Flags of `augur proxy`. Ports follow Istio's sidecar conventions.
