@@ -102,7 +102,7 @@ pub fn judge_calibration(metric: &MetricSpec, spec: &AnalysisSpec, evidence: &Ev
     let mut v = match judged {
         Some(j) => {
             let reason = format!(
-                "Brier score canary {:.4} vs stable {:.4} ({delta:+.4}); anytime-valid bounds [{:+.4}, {:+.4}] vs allowed {theta0:+.4}: {} (α = {})",
+                "Brier score canary {:.4} vs stable {:.4} ({delta:+.4}); anytime-valid bounds [{:+.4}, {:+.4}] vs allowed {theta0:+.4}: {} (α = {:.3})",
                 c.mean(),
                 s.mean(),
                 j.lower,

@@ -197,6 +197,8 @@ fn quantile_share(
             )
         }
     };
+    // A share lies in [0, 1]: the bounds are clamped there (still valid).
+    let (lower, upper) = (fail.lower.max(0.0), pass.upper.min(1.0));
     let judged = bound::judged(
         Direction::Increase,
         share(beyond(
@@ -204,8 +206,8 @@ fn quantile_share(
             threshold_of(metric.allowed, d, s.latency.quantile(q).unwrap_or(f64::NAN)),
             d,
         )),
-        fail.lower,
-        pass.upper,
+        lower,
+        upper,
         allowed_share,
         fail.e_bad,
     );
@@ -219,10 +221,10 @@ fn quantile_share(
     };
     let measure = format!("share of canary requests {side} {limit}");
     let reason = format!(
-        "{x_pass} of {nc} canary requests {side} {t_pass:.1} ms ({limit}, stable's p{p} bounded to [{q_low:.1}, {q_high:.1}] ms over {ns} requests): share ≤ {:.4} vs allowed {:.4}, ≥ {:.4} at {t_fail:.1} ms; {} (α = {})",
-        pass.upper,
+        "{x_pass} of {nc} canary requests {side} {t_pass:.1} ms ({limit}, stable's p{p} bounded to [{q_low:.1}, {q_high:.1}] ms over {ns} requests): share ≤ {:.4} vs allowed {:.4}, ≥ {:.4} at {t_fail:.1} ms; {} (α = {:.3})",
+        upper,
         allowed_share,
-        fail.lower,
+        lower,
         judged.words(),
         spec.alpha,
         p = pct(q),
@@ -252,7 +254,7 @@ fn shift(metric: &MetricSpec, spec: &AnalysisSpec, evidence: &Evidence) -> Verdi
     };
     let pct = |x: f64| (x.exp() - 1.0) * 100.0;
     let reason = format!(
-        "geometric-mean latency {:+.1}% vs stable, anytime-valid bounds [{:+.1}%, {:+.1}%] vs allowed {:+.1}%: {} (α = {})",
+        "geometric-mean latency {:+.1}% vs stable, anytime-valid bounds [{:+.1}%, {:+.1}%] vs allowed {:+.1}%: {} (α = {:.3})",
         pct(judged.estimate),
         pct(judged.lower),
         pct(judged.upper),

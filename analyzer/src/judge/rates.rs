@@ -139,7 +139,7 @@ pub fn judge_rate(
                         String::new()
                     };
                     let reason = format!(
-                        "canary {pc:.4} vs stable {ps:.4} ({delta:+.4}); anytime-valid bounds [{:+.4}, {:+.4}] vs allowed {theta0:+.4}: {} (α = {}){burst_note}",
+                        "canary {pc:.4} vs stable {ps:.4} ({delta:+.4}); anytime-valid bounds [{:+.4}, {:+.4}] vs allowed {theta0:+.4}: {} (α = {:.3}){burst_note}",
                         j.lower,
                         j.upper,
                         j.words(),
