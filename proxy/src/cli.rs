@@ -31,10 +31,11 @@ const EXAMPLES: &str = "\
 Examples:
   augur policy check policies/
   augur policy explain policies/examples/canary-pneumonia.yaml --output json
+  augur policy explain policies/examples/canary-pneumonia.yaml --rate 20   # what each gate needs
   augur proxy --policy policies/examples/canary-pneumonia.yaml --listen 127.0.0.1:8080
   augur rollout status --watch
   augur rollout promote pneumonia
-  augur analyze --policy policies/examples/canary-pneumonia.yaml --samples last-week.jsonl
+  augur analyze --policy policies/examples/canary-pneumonia.yaml --samples recorded.jsonl
   augur score --model model.onnx inference/testdata/xrays/*.jpeg
   augur model-server --model model.onnx --listen 127.0.0.1:8501 --version v1
   augur inject -f deployment.yaml -o deployment.injected.yaml
@@ -110,7 +111,8 @@ pub enum Command {
     Drain(augur_k8s::lifecycle::DrainArgs),
     /// Run a canary rollout of the pneumonia model end to end on loopback, with a live view.
     Demo(crate::cmd::demo::DemoArgs),
-    /// Replay recorded samples (JSON lines) through the analyzer and print the decisions.
+    /// Replay recorded samples (JSON lines; `augur proxy --record-samples` writes them) through
+    /// the analyzer, by the live proxy's clock rule, and print the decisions.
     Analyze {
         /// Policy files or directories holding the CanaryPolicy.
         #[arg(long = "policy", required = true)]
@@ -118,8 +120,9 @@ pub enum Command {
         /// Which CanaryPolicy, when the files hold several (`name` or `namespace/name`).
         #[arg(long)]
         name: Option<String>,
-        /// Samples, one JSON object per line: `t`, `arm`, `latency_ms`, `status`, and optional
-        /// `score`, `label`, `truth`, `request_id`.
+        /// Events, one JSON object per line: a sample (`t`, `arm`, `latency_ms`, `status`, and
+        /// optional `score`, `label`, `truth`, `request_id`), a delayed label (`t`,
+        /// `request_id`, `truth`), a clock tick (`tick`) or a command (`t`, `command`).
         #[arg(long)]
         samples: PathBuf,
         /// Output format.
