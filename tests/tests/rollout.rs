@@ -351,3 +351,117 @@ fn a_proxy_killed_at_every_step_resumes_at_that_step() {
     assert_eq!(rollout_status(&proxy)["state"]["phase"], "promoted");
     assert_eq!(canary_share(&proxy, 50), 50, "promoted stays promoted");
 }
+
+/// Issue 19 §5 as an SRE met it: after v2 was promoted, the subsets were relabelled for the
+/// next release (stable = v2, canary = v3), and augur sent all traffic to the untested v3, again
+/// after a restart. Now the new pair starts a new rollout at its first step's weight, and a
+/// restart resumes that one.
+#[test]
+fn the_next_release_starts_at_step_one_and_never_at_the_old_weight() {
+    let (v1, v2, v3) = (
+        Upstream::start("v1"),
+        Upstream::start("v2"),
+        Upstream::start("v3"),
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = |stable: &str, canary: &str| {
+        let vs = virtual_service(
+            "model",
+            "  - name: primary\n    retries: {attempts: 0}\n    route:\n    - destination: {host: model, subset: v1}\n      weight: 100\n    - destination: {host: model, subset: v2}\n      weight: 0\n",
+        );
+        // Subsets v1 and v2 select the versions given; every version has an endpoint.
+        let svc = service(
+            "model",
+            &[
+                ("v1", v1.addr.port()),
+                ("v2", v2.addr.port()),
+                ("v3", v3.addr.port()),
+            ],
+        )
+        .replacen(
+            "{name: v1, labels: {version: v1}}",
+            &format!("{{name: v1, labels: {{version: {stable}}}}}"),
+            1,
+        )
+        .replacen(
+            "{name: v2, labels: {version: v2}}",
+            &format!("{{name: v2, labels: {{version: {canary}}}}}"),
+            1,
+        );
+        let policy = augur_tests::policy::canary_policy(
+            "model",
+            "  steps:\n  - setWeight: 10\n  - pause: {}\n  - setWeight: 100\n  analysis:\n    interval: 1s\n    metrics:\n    - name: error-rate\n      kind: errorRate\n      allowedChange: {absolute: 50}\n",
+        );
+        [vs, svc, policy].join("\n---\n")
+    };
+    let file = dir.path().join("policy.yaml");
+    std::fs::write(&file, files("v1", "v2")).expect("write");
+    let state = tempfile::tempdir().expect("state dir");
+    let mut proxy = Proxy::start_with_state(&[&file], state.path());
+    wait_for("the first step", Duration::from_secs(10), || {
+        (rollout_status(&proxy)["weights"]["canary"] == 10).then_some(())
+    });
+    assert_eq!(
+        proxy.admin_post("/rollouts/model/promote-full", "").status,
+        200
+    );
+    wait_for("v2 promoted", Duration::from_secs(10), || {
+        (rollout_status(&proxy)["state"]["phase"] == "promoted").then_some(())
+    });
+    assert_eq!(canary_share(&proxy, 50), 50, "v2 takes everything");
+
+    // The next release: stable selects v2, canary v3.
+    let before = proxy.config_version();
+    augur_tests::policy::write_atomically(&file, files("v2", "v3"));
+    wait_for("the reload", Duration::from_secs(10), || {
+        (proxy.config_version() != before).then_some(())
+    });
+    wait_for("the new rollout", Duration::from_secs(10), || {
+        let s = rollout_status(&proxy);
+        (s["state"]["phase"] == "paused" && s["weights"]["canary"] == 10).then_some(())
+    });
+    let s = rollout_status(&proxy);
+    assert_eq!(s["archived_releases"], 1);
+    assert!(
+        s["release"]
+            .as_str()
+            .is_some_and(|r| r.contains("version=v3")),
+        "{s}"
+    );
+    // 10% to the canary (now v3), the rest to stable (now v2): never 100% to v3.
+    let mut conn = Connection::open(proxy.listen).expect("connect");
+    let (mut on_v2, mut on_v3) = (0, 0);
+    for _ in 0..1000 {
+        let body = conn.get("model", "/predict").expect("request").body;
+        on_v2 += usize::from(body.contains("\"v2\""));
+        on_v3 += usize::from(body.contains("\"v3\""));
+    }
+    assert_eq!(on_v2 + on_v3, 1000);
+    assert_near(on_v3, 1000, 0.1);
+    let history = std::fs::read_to_string(state.path().join("default_model.history.jsonl"))
+        .expect("the archived rollout");
+    assert!(history.contains("\"promoted\"") && history.contains("version=v2"));
+
+    // A restart resumes the v2 → v3 rollout, at its step and weight.
+    proxy.kill();
+    let proxy = Proxy::start_with_state(&[&file], state.path());
+    let s = rollout_status(&proxy);
+    assert_eq!(
+        (s["state"]["phase"].clone(), s["weights"]["canary"].clone()),
+        ("paused".into(), 10.into())
+    );
+    assert_near(canary_share_of(&proxy, "\"v3\"", 1000), 1000, 0.1);
+}
+
+/// Sends `n` requests and returns how many answers contain `marker`.
+fn canary_share_of(proxy: &Proxy, marker: &str, n: usize) -> usize {
+    let mut conn = Connection::open(proxy.listen).expect("connect");
+    (0..n)
+        .filter(|_| {
+            conn.get("model", "/predict")
+                .expect("request")
+                .body
+                .contains(marker)
+        })
+        .count()
+}

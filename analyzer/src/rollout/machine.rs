@@ -374,7 +374,7 @@ impl Rollout {
         }
         if let (Some(v), Some(step)) = (silent, self.state.step()) {
             let why = format!(
-                "analysis: {} received no new sample in one arm for {} looks in a row (stable {}, canary {}): no traffic, or the metric source is failing",
+                "analysis: no data past consecutiveErrorLimit: {} received no new sample in one arm for {} looks in a row (stable {}, canary {}): no traffic, or the metric source is failing",
                 v.metric,
                 spec.consecutive_error_limit + 1,
                 v.n_stable,
