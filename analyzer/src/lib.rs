@@ -7,7 +7,8 @@
 //! proxy can persist it and resume after a crash.
 //!
 //! - [`stats`]: the tests (Mann-Whitney and Hodges-Lehmann, Welch, quantile intervals, rates,
-//!   anytime-valid mSPRT, sample-ratio mismatch);
+//!   anytime-valid mSPRT and its dual confidence sequences, exact binomial bounds, sample-ratio
+//!   mismatch);
 //! - [`window`]: bounded-memory per-arm summaries of samples;
 //! - [`spec`]: the analyzer's own configuration (metrics, steps, triggers) and its defaults;
 //! - [`verdict`], [`judge`]: per-metric verdicts of canary vs stable;
