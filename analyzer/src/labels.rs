@@ -116,6 +116,22 @@ impl LabelJoin {
         true
     }
 
+    /// Counts a prediction that arrived with its ground truth (a recorded sample's `truth`): a
+    /// prediction joined at once. Returns whether it counted (it needs a label or a score).
+    pub fn record_inline(&mut self, sample: &Sample) -> bool {
+        if sample.label.is_none() && sample.score.is_none() {
+            return false;
+        }
+        self.counts.predictions += 1;
+        self.counts.joined += 1;
+        true
+    }
+
+    /// Whether a prediction with this request id is held.
+    pub fn holds(&self, request_id: &str) -> bool {
+        self.pending.contains_key(request_id)
+    }
+
     /// Joins a label to the held prediction of `request_id`, if any.
     pub fn join(&mut self, request_id: &str, truth: &str, now: f64) -> Option<JoinedLabel> {
         self.expire(now);
@@ -210,6 +226,21 @@ mod tests {
         let mut no_id = prediction("x", "NORMAL");
         no_id.request_id = None;
         assert!(!j.record_prediction(&no_id, 12.0));
+    }
+
+    #[test]
+    fn inline_truth_counts_as_labelled() {
+        let mut j = LabelJoin::new(10.0, 100);
+        let mut s = prediction("a", "NORMAL");
+        s.truth = Some("NORMAL".to_owned());
+        assert!(j.record_inline(&s));
+        assert!(j.record_prediction(&prediction("b", "NORMAL"), 0.0));
+        let c = j.counts();
+        assert_eq!((c.predictions, c.joined), (2, 1));
+        assert!(j.holds("b") && !j.holds("a"));
+        let mut bare = Sample::new(0.0, Arm::Canary, 200, 5.0);
+        bare.truth = Some("NORMAL".to_owned());
+        assert!(!j.record_inline(&bare), "no prediction to label");
     }
 
     #[test]

@@ -7,17 +7,20 @@
 //! proxy can persist it and resume after a crash.
 //!
 //! - [`stats`]: the tests (Mann-Whitney and Hodges-Lehmann, Welch, quantile intervals, rates,
-//!   anytime-valid mSPRT, sample-ratio mismatch);
+//!   anytime-valid mSPRT and its dual confidence sequences, exact binomial bounds, sample-ratio
+//!   mismatch);
 //! - [`window`]: bounded-memory per-arm summaries of samples;
 //! - [`spec`]: the analyzer's own configuration (metrics, steps, triggers) and its defaults;
 //! - [`verdict`], [`judge`]: per-metric verdicts of canary vs stable;
 //! - [`labels`]: delayed ground-truth (and shadow answer) joins by request id;
 //! - [`triggers`]: rollback triggers over sliding time windows;
 //! - [`rollout`]: the rollout state machine and its audit [`rollout::Decision`]s;
-//! - [`replay`]: a recorded sample stream through the same machine.
+//! - [`replay`]: a recorded sample stream through the same machine;
+//! - [`plan`]: what evidence costs before a rollout starts (canary requests and time per gate).
 
 pub mod judge;
 pub mod labels;
+pub mod plan;
 pub mod replay;
 pub mod rollout;
 pub mod spec;

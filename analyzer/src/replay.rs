@@ -1,26 +1,88 @@
-//! Replays a recorded sample stream through the same rollout machine (`augur analyze`).
+//! Replays a recorded event stream through the same rollout machine (`augur analyze`).
 //!
-//! Contract: time comes only from [`Sample::t`] (samples are expected in time order; an earlier
-//! sample is observed at the current time). Before each sample, the machine is ticked at every
-//! tick boundary the stream has crossed, the tick being the analysis interval or a quarter of the
-//! shortest trigger window if smaller (so triggers are checked at their bucket resolution);
-//! after the last sample one final tick runs at its time. Samples carrying `truth` count as
-//! labelled. The result is every [`Decision`], exactly as the live proxy would have logged them.
+//! Contract: the live proxy and the replay drive [`Rollout`] by the same rule, so they decide
+//! the same things at the same times: before any event at time `t` the rollout is ticked to `t`
+//! (it processes every whole second up to `⌊t⌋`, once: triggers every second, looks at the
+//! analysis interval's whole-second boundaries), then the event is applied. Events are:
+//! - a [`Sample`] (a JSON object with `arm`), observed; one carrying `truth` counts as a
+//!   labelled prediction, for the accuracy metric and for `minLabelRate`;
+//! - a delayed label `{"t", "request_id", "truth"}` (what `POST /labels` delivered), joined by
+//!   request id;
+//! - a clock tick `{"tick": t}`: the live proxy's once-a-second timer, which the proxy's
+//!   recording (`augur proxy --record-samples DIR`) writes, so that the seconds processed
+//!   between events are the same too;
+//! - a manual command `{"t", "command": "promote"}` (refused commands are ignored, as live).
+//!
+//! Events are applied in the order given (the recording's order is the order the live rollout
+//! applied them). A replay that starts at the first event starts the rollout at `⌊t⌋` of it;
+//! the proxy's recording begins with the tick at which the live rollout started. After the last
+//! event the replay ticks to `until` when given. The result is every [`Decision`], as the live
+//! proxy logged them.
 
 use augur_model::Sample;
+use serde::{Deserialize, Serialize};
 
-use crate::rollout::{Decision, Rollout};
+use crate::rollout::{Command, Decision, Rollout};
 use crate::spec::{AnalysisSpec, StepSpec, TriggerSpec};
-use crate::triggers::SUB_WINDOWS;
 
-/// The tick period used by [`replay`] for these specs.
-pub fn tick_period(spec: &AnalysisSpec, triggers: &[TriggerSpec]) -> f64 {
-    triggers
-        .iter()
-        .map(|t| t.window_s / SUB_WINDOWS as f64)
-        .filter(|p| p.is_finite() && *p > 0.0)
-        .fold(spec.interval_s, f64::min)
-        .max(1e-3)
+/// One recorded event.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Event {
+    /// A request sample.
+    Sample(Sample),
+    /// A delayed ground-truth label.
+    Label {
+        /// When it arrived, seconds.
+        t: f64,
+        /// The request it labels.
+        request_id: String,
+        /// The true label.
+        truth: String,
+    },
+    /// A manual command.
+    Command {
+        /// When, seconds.
+        t: f64,
+        /// Which.
+        command: Command,
+    },
+    /// The clock reached `tick` seconds.
+    Tick {
+        /// The time, seconds.
+        tick: f64,
+    },
+}
+
+impl Event {
+    /// The event's time, seconds.
+    pub fn time(&self) -> f64 {
+        match self {
+            Event::Sample(s) => s.t,
+            Event::Label { t, .. } | Event::Command { t, .. } => *t,
+            Event::Tick { tick } => *tick,
+        }
+    }
+
+    /// Ticks `rollout` to the event's time, then applies it; returns the decisions made.
+    pub fn apply(&self, rollout: &mut Rollout) -> Vec<Decision> {
+        let t = self.time();
+        if !t.is_finite() {
+            return Vec::new();
+        }
+        let mut decisions = rollout.tick(t);
+        match self {
+            Event::Sample(s) => rollout.observe(s),
+            Event::Label {
+                request_id, truth, ..
+            } => {
+                rollout.record_label(request_id, truth, t);
+            }
+            Event::Command { command, .. } => decisions.extend(rollout.command(*command, t).ok()),
+            Event::Tick { .. } => {}
+        }
+        decisions
+    }
 }
 
 /// Runs `samples` through a fresh [`Rollout`] and returns its decisions.
@@ -30,39 +92,57 @@ pub fn replay(
     triggers: Vec<TriggerSpec>,
     samples: impl Iterator<Item = Sample>,
 ) -> Vec<Decision> {
-    let period = tick_period(&spec, &triggers);
-    replay_rollout(Rollout::new(spec, steps, triggers), period, samples)
+    replay_events(
+        Rollout::new(spec, steps, triggers),
+        samples.map(Event::Sample),
+        None,
+    )
 }
 
-/// Runs `samples` through `rollout` (built by the caller, e.g. with per-step gate specs),
-/// ticking every `period` seconds, and returns its decisions.
-pub fn replay_rollout(
+/// Runs `events` through `rollout` (built by the caller, e.g. with per-step gate specs), then
+/// ticks to `until` when given, and returns its decisions.
+pub fn replay_events(
     mut rollout: Rollout,
-    period: f64,
-    samples: impl Iterator<Item = Sample>,
+    events: impl Iterator<Item = Event>,
+    until: Option<f64>,
 ) -> Vec<Decision> {
-    let period = period.max(1e-3);
     let mut decisions = Vec::new();
-    let mut next_tick: Option<f64> = None;
-    let mut last_t = f64::NEG_INFINITY;
-    for mut sample in samples {
-        if !sample.t.is_finite() {
-            continue;
-        }
-        sample.t = sample.t.max(last_t);
-        last_t = sample.t;
-        let tick = next_tick.get_or_insert(sample.t);
-        while *tick <= sample.t {
-            decisions.extend(rollout.tick(*tick));
-            *tick += period;
-        }
-        rollout.observe(&sample);
-        if rollout.state().is_terminal() {
-            break;
-        }
+    for event in events {
+        decisions.extend(event.apply(&mut rollout));
     }
-    if last_t.is_finite() {
-        decisions.extend(rollout.tick(last_t));
+    if let Some(until) = until {
+        decisions.extend(rollout.tick(until));
     }
     decisions
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_three_line_forms_parse() {
+        let lines = [
+            r#"{"t": 1.5, "arm": "canary", "latency_ms": 42.0, "status": 200}"#,
+            r#"{"t": 3.0, "request_id": "r1", "truth": "NORMAL"}"#,
+            r#"{"tick": 4}"#,
+            r#"{"t": 5, "command": "promote"}"#,
+        ];
+        let events: Vec<Event> = lines
+            .iter()
+            .map(|l| serde_json::from_str(l).expect("parses"))
+            .collect();
+        assert!(matches!(events[0], Event::Sample(_)));
+        assert!(matches!(events[1], Event::Label { .. }));
+        assert_eq!(events[2], Event::Tick { tick: 4.0 });
+        assert_eq!(events[1].time(), 3.0);
+        assert!(matches!(
+            events[3],
+            Event::Command {
+                command: Command::Promote,
+                ..
+            }
+        ));
+        assert!(serde_json::from_str::<Event>(r#"{"t": 1}"#).is_err());
+    }
 }

@@ -14,12 +14,17 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MetricKind {
-    /// Request latency; `quantile` is used by the threshold method (the sequential and
-    /// Mann-Whitney methods compare whole distributions).
+    /// A latency quantile, e.g. p95. The sequential method tests the quantile itself: the share
+    /// of canary requests slower than `(1 + allowed)` × stable's quantile against `1 − quantile`
+    /// (a tail-only regression with an unchanged median is seen). The Mann-Whitney method
+    /// compares the whole distributions (Kayenta's judge); the threshold method the point values.
     Latency {
-        /// The quantile compared by the threshold method, e.g. 0.95.
+        /// The quantile, e.g. 0.95.
         quantile: f64,
     },
+    /// The shift of the whole latency distribution: the difference of the arms' mean
+    /// `ln(latency)`, i.e. the ratio of their geometric means (a multiplicative slowdown).
+    LatencyShift,
     /// Share of failed requests (5xx or no response).
     ErrorRate,
     /// Share of predictions equal to the delayed ground-truth label.
@@ -91,8 +96,8 @@ pub struct MetricSpec {
     pub critical: bool,
     /// Kayenta scoring group (default: the metric's own name).
     pub group: Option<String>,
-    /// The mSPRT mixing standard deviation `τ` in the tested difference's unit; `None` picks
-    /// [`MetricSpec::default_tau`].
+    /// The mixing scale `τ` of the confidence sequence in the tested quantity's unit; `None`
+    /// picks [`MetricSpec::tau_for`].
     pub tau: Option<f64>,
 }
 
@@ -106,7 +111,7 @@ impl MetricSpec {
         let allowed = match kind {
             MetricKind::PredictionDrift => Allowed::Absolute(0.2),
             MetricKind::Calibration => Allowed::Absolute(0.02),
-            MetricKind::Latency { .. } => Allowed::Relative(0.0),
+            MetricKind::Latency { .. } | MetricKind::LatencyShift => Allowed::Relative(0.0),
             _ => Allowed::Absolute(0.0),
         };
         MetricSpec {
@@ -120,13 +125,25 @@ impl MetricSpec {
         }
     }
 
-    /// The default `τ`: near the smallest regression worth catching (Johari et al. 2022 §5):
-    /// 0.1 for log-latency (≈10%), 0.01 for error rate, 0.03 for accuracy and agreement.
-    pub fn default_tau(&self) -> f64 {
-        match self.kind {
-            MetricKind::Latency { .. } => 0.1,
-            MetricKind::ErrorRate => 0.01,
-            _ => 0.03,
+    /// The mixing scale `τ` for an allowance `theta0` (in the tested unit): the configured one,
+    /// else the allowance itself, so that the bound is tightest where the decision is made
+    /// ([`crate::stats::confseq`]), with a floor per kind for a zero allowance: 0.05 for
+    /// log-latency, 0.025 for a quantile's tail share, 0.005 for error rate and Brier score,
+    /// 0.01 for accuracy and agreement.
+    pub fn tau_for(&self, theta0: f64) -> f64 {
+        if let Some(t) = self.tau.filter(|t| t.is_finite() && *t > 0.0) {
+            return t;
+        }
+        let floor = match self.kind {
+            MetricKind::LatencyShift => 0.05,
+            MetricKind::Latency { .. } => 0.025,
+            MetricKind::ErrorRate | MetricKind::Calibration => 0.005,
+            _ => 0.01,
+        };
+        if theta0.is_finite() {
+            theta0.abs().max(floor)
+        } else {
+            floor
         }
     }
 }
@@ -151,7 +168,8 @@ pub struct AnalysisSpec {
     pub method: Method,
     /// The false-rollback probability (sequential) or per-look level (fixed).
     pub alpha: f64,
-    /// Samples per arm (labelled samples for accuracy/calibration) below which a metric is NoData.
+    /// Samples per arm (labelled samples for accuracy/calibration) below which a metric is NoData
+    /// (reported as such, and waited for like an undecided metric).
     pub min_samples: u64,
     /// Share of predictions (0–1) that must have a ground-truth label for accuracy and
     /// calibration to be judged; below it they are NoData.
@@ -159,15 +177,31 @@ pub struct AnalysisSpec {
     pub min_label_rate: f64,
     /// Seconds between analysis looks.
     pub interval_s: f64,
+    /// A burst shorter than this (seconds) is not held against the canary by the analysis: a
+    /// rate metric's Fail rests on the evidence outside its worst such window
+    /// ([`crate::judge::transient`]); bursts are the triggers' business. 0 disables.
+    #[serde(default = "default_transient_s")]
+    pub transient_s: f64,
     /// Failed looks tolerated before rolling back; negative disables (Argo default 0).
     pub failure_limit: i64,
-    /// Inconclusive looks tolerated before `on_inconclusive` applies (Argo default 0).
+    /// How long an analysis gate waits for its metrics to be shown within their allowances,
+    /// seconds; `None` waits without bound. Reaching it is one inconclusive measurement.
+    #[serde(default)]
+    pub max_duration_s: Option<f64>,
+    /// Inconclusive measurements (gate periods of `max_duration_s` without a decision, or
+    /// Kayenta-marginal scores) tolerated before `on_inconclusive` applies; each re-arms the
+    /// gate for another period (Argo default 0).
     pub inconclusive_limit: i64,
-    /// Consecutive NoData looks tolerated before `on_no_data` applies (Argo default 4).
+    /// Consecutive looks at which a metric received no new sample in one of the arms (no
+    /// traffic, or a failing metric source) before `on_no_data` applies (Argo's
+    /// `consecutiveErrorLimit`, default 4). Too few samples while they keep arriving is not an
+    /// error: the metric is NoData and the gate waits, within `max_duration_s`.
     pub consecutive_error_limit: i64,
-    /// What NoData past its limit does; `Continue` also lets an Analysis step pass over it.
+    /// What a metric without new data past its limit does; `Continue` also lets an Analysis step
+    /// pass over a NoData metric.
     pub on_no_data: GapAction,
-    /// What Inconclusive past its limit does.
+    /// What an inconclusive gate past its limit does: `Hold` pauses it for a human (state
+    /// Inconclusive), `Rollback` rolls back, `Continue` goes on to the next step.
     pub on_inconclusive: GapAction,
     /// Kayenta-compatible scoring instead of per-metric verdicts, when set.
     pub scoring: Option<ScoringSpec>,
@@ -191,7 +225,9 @@ impl Default for AnalysisSpec {
             min_samples: 100,
             min_label_rate: 0.0,
             interval_s: 60.0,
+            transient_s: default_transient_s(),
             failure_limit: 0,
+            max_duration_s: None,
             inconclusive_limit: 0,
             consecutive_error_limit: 4,
             on_no_data: GapAction::Hold,
@@ -201,6 +237,10 @@ impl Default for AnalysisSpec {
             label_ttl_s: 3600.0,
         }
     }
+}
+
+fn default_transient_s() -> f64 {
+    crate::judge::transient::DEFAULT_WINDOW_S
 }
 
 /// One step of a rollout (Argo Rollouts' canary steps).
@@ -284,7 +324,9 @@ pub enum TriggerCondition {
 pub enum TriggerAction {
     /// Canary weight 0, routes and mirrors removed.
     Immediate,
-    /// Halve the canary weight, observe one interval, then finish the rollback or restore.
+    /// Halve the canary weight and observe for one trigger window; restore the weight only when
+    /// the data since the halving shows the condition cleared (at most once per trigger and
+    /// rollout), otherwise finish the rollback.
     Staged,
     /// Canary weight 0, mirror and shadow kept.
     CanaryOnly,
@@ -305,10 +347,22 @@ pub struct TriggerSpec {
     pub action: TriggerAction,
     /// Canary samples (labelled ones for accuracy) needed in the window.
     pub min_samples: u64,
+    /// The false-firing budget: the probability per hour that the trigger fires on a canary that
+    /// does not meet its condition (checked once a second, each check at `alpha / 3600`).
+    #[serde(default = "default_trigger_alpha")]
+    pub alpha: f64,
+}
+
+/// The default false-firing budget of a trigger: 1% per hour.
+pub const DEFAULT_TRIGGER_ALPHA: f64 = 0.01;
+
+fn default_trigger_alpha() -> f64 {
+    DEFAULT_TRIGGER_ALPHA
 }
 
 /// The seed triggers: error rate > 10% for 2 m → immediate; accuracy −5 points for 5 m →
-/// staged; p95 +500 ms for 3 m → canary only; each needing 20 samples in its window.
+/// staged; p95 +500 ms for 3 m → canary only; each needing 20 samples in its window and firing
+/// falsely at most 1% of hours.
 pub fn default_triggers() -> Vec<TriggerSpec> {
     vec![
         TriggerSpec {
@@ -318,6 +372,7 @@ pub fn default_triggers() -> Vec<TriggerSpec> {
             window_s: 120.0,
             action: TriggerAction::Immediate,
             min_samples: 20,
+            alpha: DEFAULT_TRIGGER_ALPHA,
         },
         TriggerSpec {
             name: "accuracy-drop-5-points".to_owned(),
@@ -326,6 +381,7 @@ pub fn default_triggers() -> Vec<TriggerSpec> {
             window_s: 300.0,
             action: TriggerAction::Staged,
             min_samples: 20,
+            alpha: DEFAULT_TRIGGER_ALPHA,
         },
         TriggerSpec {
             name: "p95-latency-plus-500ms".to_owned(),
@@ -334,6 +390,7 @@ pub fn default_triggers() -> Vec<TriggerSpec> {
             window_s: 180.0,
             action: TriggerAction::CanaryOnly,
             min_samples: 20,
+            alpha: DEFAULT_TRIGGER_ALPHA,
         },
     ]
 }

@@ -23,14 +23,15 @@ pub enum Side {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
-    /// No regression beyond the allowed difference was shown.
+    /// Shown within its allowed change: the anytime-valid bound of canary − stable lies inside
+    /// the allowance (for the fixed-horizon methods, the interval of this look does).
     Pass,
-    /// A regression beyond the allowed difference was shown.
+    /// Shown beyond its allowed change: the bound on the other side lies beyond the allowance.
     Fail {
         /// Which way the canary moved.
         side: Side,
     },
-    /// The data cannot decide (a degenerate test, or a marginal Kayenta score).
+    /// Neither shown yet: keep collecting (or a degenerate test, or a marginal Kayenta score).
     Inconclusive,
     /// Too few samples (or no labels) to judge.
     NoData,
@@ -40,10 +41,18 @@ pub enum Outcome {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TestUsed {
-    /// mSPRT on the mean of `ln(latency)`.
+    /// mSPRT on the mean of `ln(latency)` (audit logs written before confidence sequences).
     MsprtLogLatency,
-    /// mSPRT on a difference of rates.
+    /// mSPRT on a difference of rates (audit logs written before confidence sequences).
     MsprtRate,
+    /// Confidence sequence of the difference of the arms' mean `ln(latency)`.
+    CsLogLatency,
+    /// Confidence sequence of a difference of rates (or of mean Brier scores).
+    CsRate,
+    /// Confidence sequence of the share of canary requests beyond stable's quantile.
+    CsQuantileShare,
+    /// Newcombe's interval of a difference of rates (fixed horizon, Kayenta-style method).
+    Newcombe,
     /// Mann-Whitney U with a Hodges-Lehmann 98% interval.
     MannWhitney,
     /// Pooled two-proportion z-test.
@@ -93,8 +102,19 @@ pub struct Verdict {
     pub p_value: Option<f64>,
     /// The e-value (likelihood ratio) of a sequential test.
     pub e_value: Option<f64>,
-    /// A confidence interval of the difference, when the test gives one.
+    /// The interval `(lower, upper)` of the tested quantity at this look: an anytime-valid
+    /// confidence sequence for the sequential method, the look's interval otherwise.
     pub interval: Option<(f64, f64)>,
+    /// The bound that must lie inside the allowance for a Pass (the upper end when an increase
+    /// is bad, the lower end when a decrease is bad), in the unit of `measure`.
+    #[serde(default)]
+    pub bound: Option<f64>,
+    /// The allowance the bound is compared with, in the unit of `measure`.
+    #[serde(default)]
+    pub allowance: Option<f64>,
+    /// What the bound and the allowance measure, e.g. `canary − stable error rate`.
+    #[serde(default)]
+    pub measure: Option<String>,
     /// Why, in words.
     pub reason: String,
 }
@@ -121,6 +141,9 @@ impl Verdict {
             p_value: None,
             e_value: None,
             interval: None,
+            bound: None,
+            allowance: None,
+            measure: None,
             reason,
         }
     }

@@ -3,12 +3,21 @@
 mod common;
 
 use augur_analyzer::rollout::{Decision, Rollout, RolloutState};
-use augur_analyzer::spec::{default_triggers, AnalysisSpec, StepSpec};
+use augur_analyzer::spec::{
+    default_triggers, Allowed, AnalysisSpec, MetricKind, MetricSpec, StepSpec,
+};
 use augur_model::Arm;
 use common::{request, ArmModel, Rng, BASE};
 
 fn spec() -> AnalysisSpec {
+    let mut latency = MetricSpec::new("latency-p95", MetricKind::Latency { quantile: 0.95 });
+    latency.allowed = Allowed::Relative(0.1);
+    let mut errors = MetricSpec::new("error-rate", MetricKind::ErrorRate);
+    errors.allowed = Allowed::Absolute(0.03);
+    let mut accuracy = MetricSpec::new("accuracy", MetricKind::Accuracy);
+    accuracy.allowed = Allowed::Absolute(0.08);
     AnalysisSpec {
+        metrics: vec![latency, errors, accuracy],
         min_samples: 50,
         ..AnalysisSpec::default()
     }

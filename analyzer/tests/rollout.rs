@@ -4,8 +4,8 @@ mod common;
 
 use augur_analyzer::rollout::{Action, Command, Decision, PauseReason, Rollout, RolloutState};
 use augur_analyzer::spec::{
-    default_triggers, AnalysisSpec, GapAction, Method, MetricKind, MetricSpec, ScoringSpec,
-    StepSpec, TriggerAction,
+    default_triggers, Allowed, AnalysisSpec, GapAction, Method, MetricKind, MetricSpec,
+    ScoringSpec, StepSpec, TriggerAction,
 };
 use augur_model::Arm;
 use common::{request, ArmModel, Rng, BASE};
@@ -40,8 +40,20 @@ fn drive(
     out
 }
 
+/// p95 latency (+20%), error rate (+2 points) and accuracy (−5 points), 50 samples per arm.
+fn metrics() -> Vec<MetricSpec> {
+    let mut latency = MetricSpec::new("latency-p95", MetricKind::Latency { quantile: 0.95 });
+    latency.allowed = Allowed::Relative(0.2);
+    let mut errors = MetricSpec::new("error-rate", MetricKind::ErrorRate);
+    errors.allowed = Allowed::Absolute(0.02);
+    let mut accuracy = MetricSpec::new("accuracy", MetricKind::Accuracy);
+    accuracy.allowed = Allowed::Absolute(0.05);
+    vec![latency, errors, accuracy]
+}
+
 fn spec() -> AnalysisSpec {
     AnalysisSpec {
+        metrics: metrics(),
         min_samples: 50,
         ..AnalysisSpec::default()
     }
@@ -99,9 +111,28 @@ fn every_step_type_and_a_manual_gate() {
         reason: PauseReason::ManualGate,
     };
     assert_eq!(r.state(), &gate, "{ds:?}");
-    assert!(ds
-        .last()
-        .is_some_and(|d| !d.verdicts.is_empty() && d.reason.contains("analysis passed")));
+    let passed = ds.last().expect("the gate opened");
+    assert!(
+        passed.reason.contains("analysis passed"),
+        "{}",
+        passed.reason
+    );
+    // the gate opened on evidence: every metric's bound inside its allowance, with its samples
+    for v in passed
+        .verdicts
+        .iter()
+        .filter(|v| v.metric != "sample-ratio")
+    {
+        assert_eq!(v.outcome, augur_analyzer::verdict::Outcome::Pass, "{v:?}");
+        let (bound, allowance) = (v.bound.expect("bound"), v.allowance.expect("allowance"));
+        match v.metric.as_str() {
+            "accuracy" => assert!(bound > allowance, "{v:?}"),
+            _ => assert!(bound < allowance, "{v:?}"),
+        }
+        assert!(v.n_canary >= 50 && v.n_stable >= 50);
+    }
+    let record = r.gates().last().expect("the gate's record");
+    assert_eq!((record.step, record.outcome.as_str()), (5, "passed"));
     let promoted = r.command(Command::Promote, 1200.0).expect("allowed");
     assert_eq!(
         promoted.actions,
@@ -336,10 +367,12 @@ fn kayenta_marginal_score_is_inconclusive_and_holds() {
         pass: 90.0,
         marginal: 50.0,
     });
+    // A marginal score cannot pass: the gate waits until its time bound, then holds.
     let spec = AnalysisSpec {
         metrics,
         method: Method::Threshold,
         scoring,
+        max_duration_s: Some(240.0),
         ..spec()
     };
     let steps = vec![StepSpec::SetWeight(50), StepSpec::Analysis];
@@ -352,6 +385,16 @@ fn kayenta_marginal_score_is_inconclusive_and_holds() {
     };
     let ds = drive(&mut r, &mut Rng(6), (0.0, 300.0), 20.0, |_| slow);
     assert_eq!(r.state(), &RolloutState::Inconclusive { step: 1 }, "{ds:?}");
+    assert_eq!(
+        ds.last().map(|d| d.time),
+        Some(240.0),
+        "at the gate's time bound"
+    );
+    let record = r.gates().last().expect("the gate's record");
+    assert_eq!(
+        (record.step, record.outcome.as_str()),
+        (1, "inconclusive: held for a human")
+    );
     let score = r
         .verdicts()
         .iter()
@@ -427,6 +470,7 @@ fn commands_pause_resume_abort_retry_and_promote_full() {
 fn a_gate_with_its_own_spec_judges_with_it() {
     let steps = || vec![StepSpec::SetWeight(50), StepSpec::Analysis];
     let base = || AnalysisSpec {
+        metrics: metrics(),
         min_samples: 50,
         interval_s: 30.0,
         on_no_data: GapAction::Hold,

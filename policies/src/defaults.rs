@@ -48,8 +48,15 @@ pub const ANALYSIS_MIN_SAMPLES: u32 = 100;
 pub const ANALYSIS_ALPHA: f64 = 0.05;
 /// CanaryPolicy failed analyses before rollback.
 pub const FAILURE_LIMIT: u32 = 1;
-/// CanaryPolicy inconclusive analyses tolerated.
-pub const INCONCLUSIVE_LIMIT: u32 = 3;
+/// CanaryPolicy inconclusive measurements (gates that reached `maxDuration`) tolerated before
+/// `onInconclusive` (Argo Rollouts' default, 0).
+pub const INCONCLUSIVE_LIMIT: u32 = 0;
+/// How long an analysis gate waits for its metrics to be shown within their allowances.
+pub const ANALYSIS_MAX_DURATION: Duration = Duration::from_secs(3600);
+/// Bursts up to this long are left out of a rate metric's Fail (the error trigger's window).
+pub const ANALYSIS_BURST_WINDOW: Duration = Duration::from_secs(120);
+/// A rollback trigger's false-firing budget per hour.
+pub const TRIGGER_ALPHA: f64 = 0.01;
 /// CanaryPolicy consecutive metric errors tolerated.
 pub const CONSECUTIVE_ERROR_LIMIT: u32 = 4;
 /// Ground-truth label time-to-live.

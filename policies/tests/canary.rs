@@ -42,7 +42,19 @@ fn example_loads_with_seed_plan() {
             }
         })
         .collect();
-    assert_eq!(weights, [5, 20, 50, 100]);
+    assert_eq!(weights, [10, 20, 50, 100]);
+    let analysis = cp.analysis.as_ref().expect("analysis");
+    assert_eq!(
+        analysis.max_duration,
+        Some(std::time::Duration::from_secs(4 * 3600))
+    );
+    assert_eq!(analysis.inconclusive_limit, 0);
+    assert!(cp.rollback_triggers.iter().all(|t| t.alpha == 0.01));
+    assert!(
+        loaded.warnings.is_empty(),
+        "the example is clean: {:?}",
+        loaded.warnings
+    );
     assert_eq!(cp.rollback_triggers.len(), 3);
     assert_eq!(
         cp.prediction.as_ref().map(|p| p.positive_label.as_str()),
@@ -231,4 +243,84 @@ fn shadow_runtime_is_read_and_bounded() {
             .any(|e| e.contains("spec.shadow.runtime.maxBatchWait")),
         "{errs:?}"
     );
+}
+
+#[test]
+fn gate_time_bounds_trigger_budgets_and_the_latency_shift_kind() {
+    let y = BASE
+        .replace("    maxDuration: 4h ", "    maxDuration: 90m")
+        .replace(
+            "        action: immediate                  # all traffic back to v1 now",
+            "        action: immediate\n        alpha: 0.001",
+        )
+        .replace(
+            "      - name: p95-latency\n        kind: latency\n        quantile: 0.95",
+            "      - name: p95-latency\n        kind: latencyShift",
+        )
+        .replace(
+            "    - analysis: {}\n    - setWeight: 20",
+            "    - analysis: {maxDuration: 2h}\n    - setWeight: 20",
+        );
+    let loaded = load_str("c.yaml", &y).unwrap_or_else(|e| panic!("{e}"));
+    let cp = &loaded.set.canary_policies[0];
+    let analysis = cp.analysis.as_ref().expect("analysis");
+    assert_eq!(
+        analysis.max_duration,
+        Some(std::time::Duration::from_secs(5400))
+    );
+    assert_eq!(
+        analysis.metrics[0].kind,
+        augur_policies::MetricKind::LatencyShift
+    );
+    assert_eq!(cp.rollback_triggers[0].alpha, 0.001);
+    let Strategy::Steps(steps) = &cp.strategy else {
+        panic!("steps")
+    };
+    let RolloutStep::Analysis(first_gate) = &steps[1] else {
+        panic!("a gate")
+    };
+    assert_eq!(
+        first_gate.max_duration,
+        Some(std::time::Duration::from_secs(7200))
+    );
+    let bad = BASE.replace(
+        "        action: immediate                  # all traffic back to v1 now",
+        "        action: immediate\n        alpha: 1.5",
+    );
+    let line = BASE
+        .lines()
+        .position(|l| l.contains("action: immediate"))
+        .map(|i| i + 2)
+        .unwrap_or(0);
+    assert_eq!(
+        errors(&bad),
+        [format!(
+            "c.yaml:{line}:9: spec.rollback.triggers[0].alpha: alpha must be in (0, 1), got 1.5"
+        )]
+    );
+}
+
+#[test]
+fn an_allowance_of_zero_is_a_gate_that_cannot_pass() {
+    let y = BASE.replace(
+        "allowedChange: {absolute: 1}       # +1 percentage point",
+        "allowedChange: {absolute: 0}",
+    );
+    let loaded = load_str("c.yaml", &y).unwrap_or_else(|e| panic!("{e}"));
+    let warnings: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains(
+            "spec.analysis.metrics[1].allowedChange: an allowance of 0 can never be shown"
+        ),
+        "{warnings:?}"
+    );
+    let y = BASE.replace(
+        "        allowedChange: {absolute: 2}       # -2 points\n",
+        "",
+    );
+    let loaded = load_str("c.yaml", &y).unwrap_or_else(|e| panic!("{e}"));
+    assert!(loaded.warnings.iter().any(|w| w
+        .to_string()
+        .contains("metrics[2].allowedChange: no allowedChange")));
 }

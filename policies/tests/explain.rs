@@ -51,13 +51,15 @@ fn table_shows_shares_endpoints_and_steps() {
             (cols[1].to_owned(), cols[2].to_owned())
         })
         .collect();
+    let gate =
+        "analysis every 1m0s (min 200 samples, sequential, waits at most 4h0m0s for evidence)";
     let expected = [
-        ("setWeight 5", "5%"),
-        ("analysis every 1m0s (min 200 samples, sequential)", "5%"),
+        ("setWeight 10", "10%"),
+        (gate, "10%"),
         ("setWeight 20", "20%"),
-        ("analysis every 1m0s (min 200 samples, sequential)", "20%"),
+        (gate, "20%"),
         ("setWeight 50", "50%"),
-        ("analysis every 1m0s (min 200 samples, sequential)", "50%"),
+        (gate, "50%"),
         ("setWeight 100", "100%"),
     ];
     let expected: Vec<(String, String)> = expected
@@ -96,7 +98,7 @@ fn json_has_shares_and_steps() {
         .flatten()
         .filter_map(|s| s["canary_weight"].as_u64())
         .collect();
-    assert_eq!(weights, [5, 5, 20, 20, 50, 50, 100]);
+    assert_eq!(weights, [10, 10, 20, 20, 50, 50, 100]);
     assert_eq!(
         json["rollouts"][0]["triggers"].as_array().map(Vec::len),
         Some(3)

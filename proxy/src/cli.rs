@@ -31,10 +31,11 @@ const EXAMPLES: &str = "\
 Examples:
   augur policy check policies/
   augur policy explain policies/examples/canary-pneumonia.yaml --output json
+  augur policy explain policies/examples/canary-pneumonia.yaml --rate 20   # what each gate needs
   augur proxy --policy policies/examples/canary-pneumonia.yaml --listen 127.0.0.1:8080
   augur rollout status --watch
   augur rollout promote pneumonia
-  augur analyze --policy policies/examples/canary-pneumonia.yaml --samples last-week.jsonl
+  augur analyze --policy policies/examples/canary-pneumonia.yaml --samples recorded.jsonl
   augur score --model model.onnx inference/testdata/xrays/*.jpeg
   augur model-server --model model.onnx --listen 127.0.0.1:8501 --version v1
   augur inject -f deployment.yaml -o deployment.injected.yaml
@@ -110,7 +111,8 @@ pub enum Command {
     Drain(augur_k8s::lifecycle::DrainArgs),
     /// Run a canary rollout of the pneumonia model end to end on loopback, with a live view.
     Demo(crate::cmd::demo::DemoArgs),
-    /// Replay recorded samples (JSON lines) through the analyzer and print the decisions.
+    /// Replay recorded samples (JSON lines; `augur proxy --record-samples` writes them) through
+    /// the analyzer, by the live proxy's clock rule, and print the decisions.
     Analyze {
         /// Policy files or directories holding the CanaryPolicy.
         #[arg(long = "policy", required = true)]
@@ -118,8 +120,9 @@ pub enum Command {
         /// Which CanaryPolicy, when the files hold several (`name` or `namespace/name`).
         #[arg(long)]
         name: Option<String>,
-        /// Samples, one JSON object per line: `t`, `arm`, `latency_ms`, `status`, and optional
-        /// `score`, `label`, `truth`, `request_id`.
+        /// Events, one JSON object per line: a sample (`t`, `arm`, `latency_ms`, `status`, and
+        /// optional `score`, `label`, `truth`, `request_id`), a delayed label (`t`,
+        /// `request_id`, `truth`), a clock tick (`tick`) or a command (`t`, `command`).
         #[arg(long)]
         samples: PathBuf,
         /// Output format.
@@ -188,13 +191,18 @@ pub enum RolloutCommand {
 /// `augur policy ...`
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
-    /// Validate policy files: exit 0 when valid (warnings on stderr), 1 with every error.
+    /// Validate policy files: exit 0 when valid (warnings on stderr), 1 with every error. With
+    /// --rate, also warn about analysis gates that cannot pass in practice at that traffic.
     Check {
         /// Policy files or directories (YAML, multi-document).
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+        /// What evidence assumes.
+        #[command(flatten)]
+        evidence: EvidenceArgs,
     },
-    /// Print the resolved routes, splits and rollout plans.
+    /// Print the resolved routes, splits and rollout plans. With --rate, also what each analysis
+    /// gate needs: canary requests and time for a canary as good as stable.
     Explain {
         /// Policy files or directories (YAML, multi-document).
         #[arg(required = true)]
@@ -202,7 +210,44 @@ pub enum PolicyCommand {
         /// Output format.
         #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
         output: OutputFormat,
+        /// What evidence assumes.
+        #[command(flatten)]
+        evidence: EvidenceArgs,
     },
+}
+
+/// The traffic and the canary an evidence estimate assumes (a canary as good as stable).
+#[derive(Debug, Clone, Args)]
+pub struct EvidenceArgs {
+    /// Requests per second through the driven routes (both arms), for the estimate.
+    #[arg(long, value_name = "R")]
+    pub rate: Option<f64>,
+    /// Both arms' error rate, percent.
+    #[arg(long, default_value_t = 1.0, requires = "rate")]
+    pub error_rate: f64,
+    /// Both arms' accuracy against ground truth, percent.
+    #[arg(long, default_value_t = 90.0, requires = "rate")]
+    pub accuracy: f64,
+    /// Percent of predictions whose ground truth arrives.
+    #[arg(long, default_value_t = 100.0, requires = "rate")]
+    pub label_share: f64,
+    /// The spread of ln(latency) (a log-normal's σ; 0.5 is a p95 2.3 times the median).
+    #[arg(long, default_value_t = 0.5, requires = "rate")]
+    pub latency_spread: f64,
+}
+
+impl EvidenceArgs {
+    /// The baseline of the estimate, when a rate is given.
+    pub fn baseline(&self) -> Option<augur_analyzer::plan::Baseline> {
+        let rate = self.rate.filter(|r| r.is_finite() && *r > 0.0)?;
+        Some(augur_analyzer::plan::Baseline {
+            error_rate: self.error_rate / 100.0,
+            accuracy: self.accuracy / 100.0,
+            label_share: self.label_share / 100.0,
+            log_latency_sd: self.latency_spread,
+            ..augur_analyzer::plan::Baseline::at_rate(rate)
+        })
+    }
 }
 
 /// Flags of `augur proxy`. Ports follow Istio's sidecar conventions.
@@ -269,6 +314,11 @@ pub struct ProxyArgs {
     /// a restarted proxy resumes each rollout at the same step and weight.
     #[arg(long, env = "AUGUR_STATE_DIR", default_value = "/var/lib/augur")]
     pub state_dir: PathBuf,
+    /// Record every event each rollout applies (samples, labels, clock ticks, commands) to
+    /// DIR/<namespace>_<name>.samples.jsonl, which `augur analyze --samples` replays to the same
+    /// decisions at the same times. Off by default.
+    #[arg(long, env = "AUGUR_RECORD_SAMPLES", value_name = "DIR")]
+    pub record_samples: Option<PathBuf>,
     /// Largest request body mirrored (to shadow destinations and the shadow model); larger
     /// requests are not mirrored, and counted.
     #[arg(long, env = "AUGUR_MIRROR_MAX_BODY", default_value_t = 4 * 1024 * 1024)]

@@ -20,10 +20,14 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let result = match cli.command {
-        Command::Policy(PolicyCommand::Check { paths }) => cmd::policy::check(&paths),
-        Command::Policy(PolicyCommand::Explain { paths, output }) => {
-            cmd::policy::explain(&paths, output)
+        Command::Policy(PolicyCommand::Check { paths, evidence }) => {
+            cmd::policy::check(&paths, &evidence)
         }
+        Command::Policy(PolicyCommand::Explain {
+            paths,
+            output,
+            evidence,
+        }) => cmd::policy::explain(&paths, output, &evidence),
         Command::Proxy(args) => cmd::proxy::run(*args),
         Command::Demo(args) => cmd::demo::run(args),
         Command::Rollout { admin, command } => cmd::rollout::run(admin, command),

@@ -79,12 +79,16 @@ pub enum ReloadOutcome {
     Rejected,
 }
 
+/// Called with the serving and the new policy set just before a reload swaps the new one in.
+pub type BeforeSwap = Box<dyn Fn(&PolicySet, &PolicySet) + Send + Sync>;
+
 /// Holds the serving snapshot and reloads it from the policy paths.
 pub struct PolicyStore {
     paths: Vec<PathBuf>,
     current: ArcSwap<Snapshot>,
     last_failure: ArcSwapOption<ReloadFailure>,
     metrics: Arc<Metrics>,
+    before_swap: std::sync::OnceLock<BeforeSwap>,
 }
 
 impl PolicyStore {
@@ -99,7 +103,17 @@ impl PolicyStore {
             current: ArcSwap::from_pointee(snapshot),
             last_failure: ArcSwapOption::empty(),
             metrics,
+            before_swap: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Runs `hook` with the serving and the new set before each reload swaps the new one in
+    /// (the rollouts hold a changed release's traffic on stable there: see
+    /// [`crate::rollout::release::hold_changed_releases`]). Set once; later calls are ignored.
+    pub fn set_before_swap(&self, hook: BeforeSwap) {
+        if self.before_swap.set(hook).is_err() {
+            tracing::warn!("a policy swap hook is already set");
+        }
     }
 
     /// The serving snapshot (one atomic reference count; no lock).
@@ -136,6 +150,9 @@ impl PolicyStore {
                 self.metrics
                     .config_last_reload_success_timestamp
                     .set(unix_seconds(snapshot.loaded_at) as i64);
+                if let Some(hook) = self.before_swap.get() {
+                    hook(&previous.loaded.set, &snapshot.loaded.set);
+                }
                 self.current.store(Arc::new(snapshot));
                 tracing::info!(hash = %hash, "policy reloaded");
                 ReloadOutcome::Applied(hash)

@@ -286,9 +286,9 @@ fn the_dashboard_shows_the_weight_and_its_promote_button_advances_the_rollout() 
     wait_for("the first step", Duration::from_secs(10), || {
         (rollout(&proxy)["weights"]["canary"] == 10).then_some(())
     });
-    // Some traffic, so the charts have something to draw.
+    // Some traffic, so the charts have something to draw and the analysis judges.
     let mut conn = http::Connection::open(proxy.listen).expect("connect");
-    for _ in 0..50 {
+    for _ in 0..1200 {
         conn.get("model", "/predict").expect("request");
     }
 
@@ -325,6 +325,16 @@ fn the_dashboard_shows_the_weight_and_its_promote_button_advances_the_rollout() 
         &json!("default/model"),
     );
     page.wait_for("the first weight", &text("canary-weight"), &json!("10%"));
+    // Each verdict shows its bound, its allowance and the samples it took.
+    page.wait_for(
+        "a judged error rate",
+        "[...document.querySelectorAll('#verdicts tr')].some((tr) => tr.children[0].textContent === 'error-rate' && tr.children[4].textContent !== '–')",
+        &json!(true),
+    );
+    let cells = page.eval(
+        "[...document.querySelectorAll('#verdicts tr')].find((tr) => tr.children[0].textContent === 'error-rate').children[5].textContent",
+    );
+    assert_eq!(cells, json!("+0.5000"), "the allowance of 50 points");
     page.wait_for("the phase", &text("phase"), &json!("paused"));
     assert_eq!(page.eval(&text("step")), json!("2/7"));
 

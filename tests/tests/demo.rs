@@ -67,7 +67,7 @@ fn decisions(text: &str) -> Vec<&str> {
 
 #[test]
 fn the_good_canary_is_promoted_through_every_analysis_gate() {
-    let (output, text) = demo(&["--scenario", "good-canary", "--timeout", "240"]);
+    let (output, text) = demo(&["--scenario", "good-canary", "--timeout", "420"]);
     assert!(output.status.success(), "exit status {}", output.status);
     assert!(text.contains("a demonstration, not an evaluation"));
     assert!(
@@ -76,7 +76,7 @@ fn the_good_canary_is_promoted_through_every_analysis_gate() {
         "{text}"
     );
     let d = decisions(&text);
-    for weight in ["canary 5%", "canary 20%", "canary 50%", "canary 100%"] {
+    for weight in ["canary 20%", "canary 50%", "canary 80%", "canary 100%"] {
         assert!(
             d.iter().any(|l| l.contains(weight)),
             "the rollout went through {weight}: {d:?}"
@@ -88,6 +88,18 @@ fn the_good_canary_is_promoted_through_every_analysis_gate() {
         "each of the three gates passed on the analysis: {d:?}"
     );
     assert!(!text.contains("rolled_back"), "no rollback on the way");
+    // Gates open on evidence, and the screen says so and shows it.
+    assert!(
+        text.contains("each opens when every metric's anytime-valid bound"),
+        "{text}"
+    );
+    assert!(
+        d.iter()
+            .filter(|l| l.contains("analysis passed"))
+            .all(|l| l.contains("every metric shown within its allowance")
+                && l.contains("vs allowed")),
+        "{d:?}"
+    );
     assert!(
         text.contains(if real_model_present() {
             "the real Xception pneumonia model"
@@ -100,7 +112,7 @@ fn the_good_canary_is_promoted_through_every_analysis_gate() {
 
 #[test]
 fn the_bad_canary_is_rolled_back_and_the_cause_is_named() {
-    let (output, text) = demo(&["--scenario", "bad-canary", "--timeout", "240"]);
+    let (output, text) = demo(&["--scenario", "bad-canary", "--timeout", "420"]);
     assert!(output.status.success(), "exit status {}", output.status);
     let outcome = text
         .lines()

@@ -164,3 +164,87 @@ fn explain_prints_the_plan_as_table_and_json() {
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON output");
     assert!(json.is_object());
 }
+
+/// `policy explain --rate R` says what each gate needs before the rollout starts; `policy check
+/// --rate R` warns about gates that cannot pass in practice (issue 19 §7).
+#[test]
+fn explain_and_check_estimate_what_evidence_costs() {
+    let file = repo_root().join("policies/examples/canary-pneumonia.yaml");
+    let path = file.to_str().expect("utf-8");
+    let out = run(&["policy", "explain", path, "--rate", "20"]);
+    assert_eq!(out.status.code(), Some(0));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("EVIDENCE default/pneumonia at 20 requests/s"),
+        "{table}"
+    );
+    let gate = table
+        .lines()
+        .find(|l| l.starts_with("2 ") && l.contains("accuracy"))
+        .unwrap_or_else(|| panic!("the first gate's row:\n{table}"));
+    assert!(gate.contains("10%") && gate.contains(" min"), "{gate}");
+
+    let json_out = run(&["policy", "explain", path, "--rate", "100", "-o", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&json_out.stdout).expect("JSON");
+    let gates = &json["evidence"][0]["gates"];
+    let fast = gates[0]["wait_s"].as_f64().expect("a wait");
+    let slow_out = run(&["policy", "explain", path, "--rate", "20", "-o", "json"]);
+    let slow: serde_json::Value = serde_json::from_slice(&slow_out.stdout).expect("JSON");
+    let slow = slow["evidence"][0]["gates"][0]["wait_s"]
+        .as_f64()
+        .expect("a wait");
+    assert!(
+        slow > 4.0 * fast,
+        "five times the traffic: {slow} s vs {fast} s"
+    );
+    assert_eq!(
+        gates[0]["canary_requests"],
+        slow_out_requests(&slow_out.stdout),
+        "the same canary requests at any rate"
+    );
+
+    // A policy whose gate cannot pass: an allowance of 0, and a rate that needs days.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let zero = std::fs::read_to_string(&file).expect("read").replace(
+        "allowedChange: {absolute: 1}       # +1 percentage point",
+        "allowedChange: {absolute: 0}",
+    );
+    let zero_file = dir.path().join("zero.yaml");
+    std::fs::write(&zero_file, zero).expect("write");
+    let out = run(&[
+        "policy",
+        "check",
+        zero_file.to_str().expect("utf-8"),
+        "--rate",
+        "20",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "warnings are not errors");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("an allowance of 0 can never be shown"),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "the analysis gate at step 2 cannot pass: error-rate: never: an allowance of 0"
+        ),
+        "{err}"
+    );
+    let out = run(&["policy", "check", path, "--rate", "0.1"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the analysis gate at step 2 needs about") && err.contains(" h "),
+        "{err}"
+    );
+    let out = run(&["policy", "check", path, "--rate", "20"]);
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn slow_out_requests(stdout: &[u8]) -> serde_json::Value {
+    let v: serde_json::Value = serde_json::from_slice(stdout).expect("JSON");
+    v["evidence"][0]["gates"][0]["canary_requests"].clone()
+}

@@ -61,7 +61,31 @@ fn status_promote_abort_and_retry_from_the_command_line() {
     wait_for("step 1", Duration::from_secs(10), || {
         stdout(&status(&[])).contains("canary 20%").then_some(())
     });
+    // Traffic for the analysis: each look's bound, allowance and samples are in the table.
+    let mut conn = augur_tests::http::Connection::open(proxy.listen).expect("connect");
+    for _ in 0..300 {
+        conn.get("model", "/predict").expect("request");
+    }
+    wait_for("a judged look", Duration::from_secs(10), || {
+        let t = stdout(&status(&["model"]));
+        t.lines()
+            .any(|l| l.starts_with("error-rate") && !l.contains("no_data"))
+            .then_some(t)
+    });
     let table = stdout(&status(&["model"]));
+    assert!(
+        table.contains("BOUND") && table.contains("ALLOWED") && table.contains("N CANARY"),
+        "{table}"
+    );
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("error-rate"))
+        .expect("the error-rate row");
+    assert!(row.contains("+0.0200"), "the allowance of 2 points: {row}");
+    assert!(
+        table.contains("error-rate: canary − stable error rate"),
+        "{table}"
+    );
     assert!(table.contains("Name:     default/model"), "{table}");
     assert!(table.contains("Step:     2/5"), "{table}");
     assert!(table.contains("▶ 2     pause (until promoted)"), "{table}");

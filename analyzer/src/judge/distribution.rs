@@ -6,13 +6,19 @@
 //!   the allowed value (conventional bands: < 0.1 none, 0.1–0.25 moderate, > 0.25 significant;
 //!   these are convention, not derived — see `reference/canary-analysis.md` §5).
 //! - Calibration: the Brier score `mean (score − 1{truth = positive})²` per arm over labelled
-//!   predictions (Brier 1950); fails when the canary's is worse than stable's by more than allowed.
+//!   predictions (Brier 1950), judged like the other comparative metrics: a confidence sequence
+//!   on the difference of the arms' mean Brier scores (plug-in variances) against the allowed
+//!   difference, Pass / Fail / Inconclusive ([`super::bound`]); the other methods compare the
+//!   point values.
 //!
-//! Both are point comparisons, not tests: they are reported with their values for a human.
+//! Drift is a point comparison, not a test: it passes on its value alone, and is reported with
+//! it for a human.
 
-use crate::spec::{Allowed, AnalysisSpec, MetricSpec};
+use crate::spec::{Allowed, AnalysisSpec, Method, MetricSpec};
+use crate::stats::msprt::MixtureSprt;
 use crate::verdict::{finite, Outcome, Side, TestUsed, Verdict};
 
+use super::bound;
 use super::evidence::{Evidence, SCORE_BINS};
 use super::margin;
 
@@ -56,10 +62,13 @@ pub fn judge_drift(metric: &MetricSpec, spec: &AnalysisSpec, evidence: &Evidence
         &metric.name,
         outcome,
         TestUsed::Psi,
-        format!("PSI of canary scores against stable {value:.4}, allowed {limit:.4}"),
+        format!("PSI of canary scores against stable {value:.4}, allowed {limit:.4} (point value, no test)"),
     );
     v.statistic = finite(value);
     v.estimate = finite(value);
+    v.bound = finite(value);
+    v.allowance = finite(limit);
+    v.measure = Some("PSI of canary scores against stable's".to_owned());
     v.n_stable = ns;
     v.n_canary = nc;
     v
@@ -75,23 +84,58 @@ pub fn judge_calibration(metric: &MetricSpec, spec: &AnalysisSpec, evidence: &Ev
     }
     let delta = c.mean() - s.mean();
     let theta0 = margin::linear(metric.allowed, metric.direction, s.mean());
-    let outcome = if margin::beyond(delta, theta0, metric.direction) {
-        Outcome::Fail {
-            side: margin::bad_side(metric.direction),
+    let measure = "canary − stable Brier score";
+    let judged = (spec.method == Method::Sequential)
+        .then(|| {
+            MixtureSprt::mean_difference(s, c, None).and_then(|(d, v)| {
+                bound::decide(
+                    metric.direction,
+                    d,
+                    v.max(1e-12),
+                    theta0,
+                    metric.tau_for(theta0),
+                    spec.alpha,
+                )
+            })
+        })
+        .and_then(Result::ok);
+    let mut v = match judged {
+        Some(j) => {
+            let reason = format!(
+                "Brier score canary {:.4} vs stable {:.4} ({delta:+.4}); anytime-valid bounds [{:+.4}, {:+.4}] vs allowed {theta0:+.4}: {} (α = {:.3})",
+                c.mean(),
+                s.mean(),
+                j.lower,
+                j.upper,
+                j.words(),
+                spec.alpha
+            );
+            j.verdict(&metric.name, TestUsed::CsRate, measure, reason)
         }
-    } else {
-        Outcome::Pass
+        None => {
+            let outcome = if margin::beyond(delta, theta0, metric.direction) {
+                Outcome::Fail {
+                    side: margin::bad_side(metric.direction),
+                }
+            } else {
+                Outcome::Pass
+            };
+            let mut v = Verdict::new(
+                &metric.name,
+                outcome,
+                TestUsed::Brier,
+                format!(
+                    "Brier score canary {:.4} vs stable {:.4} ({delta:+.4}, allowed {theta0:+.4}; point comparison)",
+                    c.mean(),
+                    s.mean()
+                ),
+            );
+            v.bound = finite(delta);
+            v.allowance = finite(theta0);
+            v.measure = Some(measure.to_owned());
+            v
+        }
     };
-    let mut v = Verdict::new(
-        &metric.name,
-        outcome,
-        TestUsed::Brier,
-        format!(
-            "Brier score canary {:.4} vs stable {:.4} ({delta:+.4}, allowed {theta0:+.4})",
-            c.mean(),
-            s.mean()
-        ),
-    );
     v.estimate = finite(delta);
     v.measured(s.mean(), c.mean(), s.count(), c.count())
 }

@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 use crate::stats::moments::Moments;
 use crate::window::ArmWindow;
 
+use super::transient::{Quantity, Transients};
+
 /// The most latencies kept per arm for rank tests (uniform reservoir sample, Vitter's
 /// Algorithm R): 2,048 values, 16 KiB per arm.
 pub const RESERVOIR_CAPACITY: usize = 2048;
@@ -132,9 +134,49 @@ pub struct Evidence {
     pub stable: ArmEvidence,
     /// The experiment.
     pub canary: ArmEvidence,
+    /// The worst short windows of the rates ([`super::transient`]).
+    #[serde(default)]
+    pub transients: Transients,
 }
 
 impl Evidence {
+    /// Empty evidence whose rates leave bursts up to `transient_s` seconds out of a Fail.
+    pub fn new(transient_s: f64) -> Self {
+        Evidence {
+            transients: Transients::new(transient_s),
+            ..Evidence::default()
+        }
+    }
+
+    /// Records a labelled prediction of `arm` at `t` (a delayed label).
+    pub fn record_labelled(
+        &mut self,
+        arm: Arm,
+        label: Option<&str>,
+        score: Option<f64>,
+        truth: &str,
+        positive_label: &str,
+        t: f64,
+    ) {
+        let Some(e) = self.arm_mut(arm) else {
+            return;
+        };
+        e.record_labelled(label, score, truth, positive_label);
+        if let Some(label) = label {
+            self.transients
+                .record(Quantity::Correct, arm, label == truth, t);
+        }
+    }
+
+    /// Records whether the shadow agreed with `arm`'s prediction at `t`.
+    pub fn record_agreement(&mut self, arm: Arm, agreed: bool, t: f64) {
+        let Some(e) = self.arm_mut(arm) else {
+            return;
+        };
+        e.record_agreement(agreed);
+        self.transients.record(Quantity::Agreed, arm, agreed, t);
+    }
+
     /// The evidence of `arm`, or `None` for mirror and shadow.
     pub fn arm_mut(&mut self, arm: Arm) -> Option<&mut ArmEvidence> {
         match arm {
@@ -146,8 +188,16 @@ impl Evidence {
 
     /// Records a stable or canary request; other arms are ignored.
     pub fn record(&mut self, sample: &Sample, positive_label: &str) {
-        if let Some(arm) = self.arm_mut(sample.arm) {
-            arm.record(sample, positive_label);
+        let Some(arm) = self.arm_mut(sample.arm) else {
+            return;
+        };
+        arm.record(sample, positive_label);
+        let (a, t) = (sample.arm, sample.t);
+        self.transients
+            .record(Quantity::Errors, a, sample.is_error(), t);
+        if let (Some(label), Some(truth)) = (&sample.label, &sample.truth) {
+            self.transients
+                .record(Quantity::Correct, a, label == truth, t);
         }
     }
 }

@@ -1,27 +1,31 @@
 //! The judge: one [`Verdict`] per metric, canary against stable, from the cumulative evidence.
 //!
 //! Contract: [`Judge::evaluate`] is called once per analysis interval with the evidence gathered
-//! since the analysis started; it dispatches each metric to its module by kind and method, keeps
-//! the per-metric sequential state between looks (so the sequential tests stay anytime-valid),
-//! and marks critical metrics. Below `min_samples` a metric is NoData, never a silent pass or
-//! fail. The spec's `alpha` is the rollout-wide false-failure budget: each of the `m` metrics
-//! decided by a test is judged at `alpha / m` (Bonferroni), so the probability that *any* metric
-//! fails an unchanged canary over the whole rollout stays ≤ `alpha` for the sequential method. With Kayenta scoring configured, [`Judge::score`] adds the aggregate verdict.
+//! since the analysis started and dispatches each metric to its module by kind and method.
+//! With the sequential method (the default) a verdict is **evidence**: **Pass** means the
+//! metric's anytime-valid bound of `canary − stable` lies inside its allowed change, **Fail**
+//! that the bound on the other side lies beyond it, **Inconclusive** that neither is shown yet
+//! (keep collecting), and below `min_samples` a metric is **NoData**, never a silent pass or
+//! fail ([`bound`]). The spec's `alpha` is the rollout-wide budget of each wrong call: each of
+//! the `m` metrics decided by a test is judged at `alpha / m` per side (Bonferroni), so the
+//! probability that *any* metric fails a canary within its allowances over the whole rollout is
+//! ≤ `alpha`, and a canary beyond its allowance on a metric passes that metric with probability
+//! ≤ `alpha / m`, however often the judge looks. With Kayenta scoring configured,
+//! [`Judge::score`] adds the aggregate verdict.
 //!
 //! - [`evidence`]: the bounded per-arm inputs;
 //! - [`latency`], [`rates`], [`distribution`]: the metric judges;
-//! - [`sequential`], [`margin`]: the mSPRT bookkeeping and the allowed differences;
+//! - [`bound`], [`margin`]: the three-way decision and the allowed differences;
 //! - [`scoring`]: Kayenta's weighted score.
 
+pub mod bound;
 pub mod distribution;
 pub mod evidence;
 pub mod latency;
 pub mod margin;
 pub mod rates;
 pub mod scoring;
-pub mod sequential;
-
-use std::collections::BTreeMap;
+pub mod transient;
 
 use serde::{Deserialize, Serialize};
 
@@ -30,12 +34,14 @@ use crate::verdict::Verdict;
 
 pub use evidence::{ArmEvidence, Evidence, Reservoir, RESERVOIR_CAPACITY};
 use rates::RateCounts;
-use sequential::SequentialState;
+use transient::Quantity;
 
-/// The judge's state between looks: each metric's sequential test.
+/// The judge between looks. The confidence sequences need no state beyond the evidence; the
+/// judge counts its looks.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Judge {
-    sequential: BTreeMap<String, SequentialState>,
+    #[serde(default)]
+    looks: u64,
 }
 
 impl Judge {
@@ -46,15 +52,11 @@ impl Judge {
 
     /// One look: a verdict per metric of `spec`, in the spec's order.
     pub fn evaluate(&mut self, spec: &AnalysisSpec, evidence: &Evidence) -> Vec<Verdict> {
+        self.looks += 1;
         let tested = spec
             .metrics
             .iter()
-            .filter(|m| {
-                !matches!(
-                    m.kind,
-                    MetricKind::PredictionDrift | MetricKind::Calibration
-                )
-            })
+            .filter(|m| m.kind != MetricKind::PredictionDrift)
             .count()
             .max(1);
         let mut per_metric = spec.clone();
@@ -63,12 +65,22 @@ impl Judge {
         spec.metrics
             .iter()
             .map(|metric| {
-                let state = self.sequential.entry(metric.name.clone()).or_default();
                 let (s, c) = (&evidence.stable, &evidence.canary);
+                let up = metric.direction == crate::spec::Direction::Increase;
+                let worst = |q: Quantity| {
+                    let w = evidence.transients.worst(q, up);
+                    RateCounts {
+                        x_stable: w.x_stable,
+                        n_stable: w.n_stable,
+                        x_canary: w.x_canary,
+                        n_canary: w.n_canary,
+                    }
+                };
                 let mut verdict = match metric.kind {
                     MetricKind::Latency { quantile } => {
-                        latency::judge_latency(metric, quantile, spec, evidence, state)
+                        latency::judge_latency(metric, quantile, spec, evidence)
                     }
+                    MetricKind::LatencyShift => latency::judge_shift(metric, spec, evidence),
                     MetricKind::ErrorRate => rates::judge_rate(
                         metric,
                         spec,
@@ -78,7 +90,7 @@ impl Judge {
                             x_canary: c.window.errors,
                             n_canary: c.window.requests,
                         },
-                        state,
+                        worst(Quantity::Errors),
                     ),
                     MetricKind::Accuracy => rates::judge_rate(
                         metric,
@@ -89,7 +101,7 @@ impl Judge {
                             x_canary: c.correct,
                             n_canary: c.labelled,
                         },
-                        state,
+                        worst(Quantity::Correct),
                     ),
                     MetricKind::ShadowAgreement => rates::judge_rate(
                         metric,
@@ -100,7 +112,7 @@ impl Judge {
                             x_canary: c.agreed,
                             n_canary: c.compared,
                         },
-                        state,
+                        worst(Quantity::Agreed),
                     ),
                     MetricKind::PredictionDrift => {
                         distribution::judge_drift(metric, spec, evidence)
@@ -113,6 +125,11 @@ impl Judge {
                 verdict
             })
             .collect()
+    }
+
+    /// Looks taken so far.
+    pub fn looks(&self) -> u64 {
+        self.looks
     }
 
     /// The Kayenta aggregate verdict, when the spec configures scoring.

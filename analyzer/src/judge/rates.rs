@@ -1,23 +1,25 @@
 //! Rates (error rate, accuracy, shadow agreement): canary against stable by the spec's method.
 //!
-//! - `Sequential` (default): mSPRT on `p̂_canary − p̂_stable` with plug-in variance
-//!   (`MixtureSprt::rate_difference`), null value = the allowed difference; valid at every look.
-//!   Zero events in both arms (no variance) passes: there is no evidence of a regression.
-//! - `MannWhitney` (fixed horizon): one-sided Fisher's exact test when an expected cell count is
-//!   below 5 (small counts, the usual young-canary case), otherwise the pooled two-proportion
-//!   z-test; fails when `p < α` *and* the difference is beyond the allowed one (practical
-//!   significance, as Kayenta's effect-size band).
-//! - `Threshold`: fails when the difference is beyond the allowed one.
+//! - `Sequential` (default): a confidence sequence on `p̂_canary − p̂_stable` with the plug-in
+//!   variance of each arm's smoothed rate (`(x + ½)/(n + 1)`, so that zero errors in both arms
+//!   still has a variance and passes only once the counts are large enough); **Pass** when the
+//!   bound is inside the allowed difference, **Fail** when the other bound is beyond it
+//!   ([`super::bound`]). No errors in either arm is *not* a pass on its own: it takes enough
+//!   requests for the upper bound to come under the allowance.
+//! - `MannWhitney` (Kayenta-style, fixed horizon): Newcombe's interval of the difference at the
+//!   look's level (`α` per side), decided the same way, with the one-sided Fisher's exact test
+//!   (small counts) or pooled z-test p-value reported. Valid at one look only.
+//! - `Threshold`: fails when the point difference is beyond the allowed one; no test.
 
 use crate::spec::{AnalysisSpec, Direction, Method, MetricSpec};
+use crate::stats::binomial::newcombe;
 use crate::stats::fisher::fisher_exact;
-use crate::stats::msprt::MixtureSprt;
 use crate::stats::proportions::two_proportion_z_test;
 use crate::stats::Alternative;
 use crate::verdict::{finite, Outcome, TestUsed, Verdict};
 
+use super::bound::{self, rate_variance, smoothed_rate};
 use super::margin;
-use super::sequential::SequentialState;
 
 /// Event counts of the two arms: `x` events out of `n`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,12 +34,24 @@ pub struct RateCounts {
     pub n_canary: u64,
 }
 
-/// Judges a rate metric from its counts.
+/// What a rate metric measures, for reports: `canary − stable error rate`.
+fn measure(metric: &MetricSpec) -> String {
+    let what = match metric.kind {
+        crate::spec::MetricKind::ErrorRate => "error rate",
+        crate::spec::MetricKind::Accuracy => "accuracy",
+        crate::spec::MetricKind::ShadowAgreement => "agreement with the shadow",
+        _ => "rate",
+    };
+    format!("canary − stable {what}")
+}
+
+/// Judges a rate metric from its counts; a Fail of the sequential method rests on the counts
+/// without those of `burst`, the worst short window ([`super::transient`]).
 pub fn judge_rate(
     metric: &MetricSpec,
     spec: &AnalysisSpec,
     counts: RateCounts,
-    state: &mut SequentialState,
+    burst: RateCounts,
 ) -> Verdict {
     let RateCounts {
         x_stable,
@@ -54,61 +68,108 @@ pub fn judge_rate(
     );
     let delta = pc - ps;
     let theta0 = margin::linear(metric.allowed, metric.direction, ps);
-    let fail = Outcome::Fail {
-        side: margin::bad_side(metric.direction),
-    };
     let mut verdict = match spec.method {
         Method::Sequential => {
-            let tau = metric.tau.unwrap_or_else(|| metric.default_tau());
-            let look = MixtureSprt::rate_difference(x_stable, n_stable, x_canary, n_canary)
-                .and_then(|(d, v)| state.look(tau, theta0, d, v, metric.direction, spec.alpha));
-            match look {
-                Ok(look) => {
-                    let (outcome, what) = if look.rejected {
-                        (fail, "regression beyond the allowed difference shown")
-                    } else {
-                        (Outcome::Pass, "no regression shown")
-                    };
-                    let mut v = Verdict::new(
-                        &metric.name,
-                        outcome,
-                        TestUsed::MsprtRate,
+            let tau = metric.tau_for(theta0);
+            let cs = |c: RateCounts| {
+                let variance =
+                    rate_variance(c.x_stable, c.n_stable) + rate_variance(c.x_canary, c.n_canary);
+                let estimate =
+                    smoothed_rate(c.x_canary, c.n_canary) - smoothed_rate(c.x_stable, c.n_stable);
+                bound::decide(
+                    metric.direction,
+                    estimate,
+                    variance,
+                    theta0,
+                    tau,
+                    spec.alpha,
+                )
+                .map(|j| (j, estimate, variance))
+            };
+            let rest = RateCounts {
+                x_stable: x_stable - burst.x_stable.min(x_stable),
+                n_stable: n_stable - burst.n_stable.min(n_stable),
+                x_canary: x_canary - burst.x_canary.min(x_canary),
+                n_canary: n_canary - burst.n_canary.min(n_canary),
+            };
+            let decided = cs(counts).map(|(full, estimate, variance)| {
+                // The Fail side from the counts without the worst burst (when enough remain).
+                let fail_side = (burst.n_canary > 0
+                    && rest.n_canary >= spec.min_samples.max(1)
+                    && rest.n_stable >= spec.min_samples.max(1))
+                .then(|| cs(rest).ok())
+                .flatten();
+                let j = match fail_side {
+                    Some((r, ..)) => {
+                        let (lower, upper) = match metric.direction {
+                            Direction::Increase => (r.lower, full.upper),
+                            Direction::Decrease => (full.lower, r.upper),
+                        };
+                        bound::judged(
+                            metric.direction,
+                            full.estimate,
+                            lower,
+                            upper,
+                            theta0,
+                            r.e_bad,
+                        )
+                    }
+                    None if burst.n_canary > 0 => {
+                        // Too little outside the burst to fail on: a Pass is still possible.
+                        let j = full;
+                        let outcome = if j.outcome == Outcome::Pass {
+                            Outcome::Pass
+                        } else {
+                            Outcome::Inconclusive
+                        };
+                        bound::Judged { outcome, ..j }
+                    }
+                    None => full,
+                };
+                (j, estimate, variance)
+            });
+            match decided {
+                Ok((j, estimate, variance)) => {
+                    let burst_note = if burst.n_canary > 0 {
                         format!(
-                            "canary {:.4} vs stable {:.4} ({delta:+.4}, allowed {theta0:+.4}): {what} (always-valid p = {:.3e}, α = {})",
-                            pc, ps, look.p_value, spec.alpha
-                        ),
+                            "; the worst {} s burst ({} of {} canary) left out of a Fail",
+                            spec.transient_s, burst.x_canary, burst.n_canary
+                        )
+                    } else {
+                        String::new()
+                    };
+                    let reason = format!(
+                        "canary {pc:.4} vs stable {ps:.4} ({delta:+.4}); anytime-valid bounds [{:+.4}, {:+.4}] vs allowed {theta0:+.4}: {} (α = {:.3}){burst_note}",
+                        j.lower,
+                        j.upper,
+                        j.words(),
+                        spec.alpha
                     );
-                    v.p_value = finite(look.p_value);
-                    v.e_value = finite(look.e_value);
+                    let mut v = j.verdict(&metric.name, TestUsed::CsRate, &measure(metric), reason);
+                    v.statistic = finite((estimate - theta0) / variance.sqrt());
                     v
-                }
-                Err(_)
-                    if x_stable + x_canary == 0 || x_stable + x_canary == n_stable + n_canary =>
-                {
-                    Verdict::new(
-                        &metric.name,
-                        Outcome::Pass,
-                        TestUsed::MsprtRate,
-                        format!("both arms at rate {ps:.4}: no variance, no regression shown"),
-                    )
                 }
                 Err(e) => Verdict::new(
                     &metric.name,
                     Outcome::Inconclusive,
-                    TestUsed::MsprtRate,
-                    format!("mSPRT on rates undefined: {e}"),
+                    TestUsed::CsRate,
+                    format!("confidence sequence on rates undefined: {e}"),
                 ),
             }
         }
-        Method::MannWhitney => fixed(metric, spec, counts, delta, theta0, fail),
+        Method::MannWhitney => fixed(metric, spec, counts, delta, theta0),
         Method::Threshold => {
             let failed = margin::beyond(delta, theta0, metric.direction);
-            Verdict::new(
+            let mut v = Verdict::new(
                 &metric.name,
-                if failed { fail } else { Outcome::Pass },
+                margin::outcome(failed, metric.direction),
                 TestUsed::RateThreshold,
-                format!("canary {pc:.4} vs stable {ps:.4}: difference {delta:+.4}, allowed {theta0:+.4}"),
-            )
+                format!("canary {pc:.4} vs stable {ps:.4}: difference {delta:+.4}, allowed {theta0:+.4} (point comparison, no test)"),
+            );
+            v.bound = finite(delta);
+            v.allowance = finite(theta0);
+            v.measure = Some(measure(metric));
+            v
         }
     };
     verdict.estimate = finite(delta);
@@ -121,7 +182,6 @@ fn fixed(
     c: RateCounts,
     delta: f64,
     theta0: f64,
-    fail: Outcome,
 ) -> Verdict {
     // Stable first: "canary higher" is the first sample lower.
     let alternative = match metric.direction {
@@ -144,27 +204,36 @@ fn fixed(
             two_proportion_z_test(c.x_stable, c.n_stable, c.x_canary, c.n_canary, alternative),
         )
     };
-    match result {
-        Ok(r) => {
-            let failed = r.p_value < spec.alpha && margin::beyond(delta, theta0, metric.direction);
-            let mut v = Verdict::new(
-                &metric.name,
-                if failed { fail } else { Outcome::Pass },
-                test,
-                format!(
-                    "difference {delta:+.4} (allowed {theta0:+.4}), one-sided p = {:.3e} at α = {}",
-                    r.p_value, spec.alpha
-                ),
-            );
-            v.statistic = finite(r.statistic);
-            v.p_value = finite(r.p_value);
-            v
-        }
-        Err(e) => Verdict::new(
+    // canary − stable: Newcombe's bounds of x_canary/n_canary − x_stable/n_stable.
+    let interval = newcombe(
+        c.x_canary,
+        c.n_canary,
+        c.x_stable,
+        c.n_stable,
+        spec.alpha.min(0.49),
+    );
+    let Ok((lower, upper)) = interval else {
+        return Verdict::new(
             &metric.name,
-            Outcome::Pass,
-            test,
-            format!("test undefined ({e}): equal degenerate rates, no regression shown"),
-        ),
-    }
+            Outcome::Inconclusive,
+            TestUsed::Newcombe,
+            "interval undefined".to_owned(),
+        );
+    };
+    let judged = bound::judged(metric.direction, delta, lower, upper, theta0, f64::NAN);
+    let p = result.as_ref().map(|r| r.p_value).unwrap_or(1.0);
+    let reason = format!(
+        "difference {delta:+.4}, Newcombe bounds [{lower:+.4}, {upper:+.4}] at α = {} per side vs allowed {theta0:+.4}: {} at this look (fixed horizon); one-sided {} p = {p:.3e}",
+        spec.alpha,
+        judged.words(),
+        match test {
+            TestUsed::FisherExact => "Fisher",
+            _ => "z",
+        }
+    );
+    let mut v = judged.verdict(&metric.name, test, &measure(metric), reason);
+    v.e_value = None;
+    v.p_value = finite(p);
+    v.statistic = result.ok().and_then(|r| finite(r.statistic));
+    v
 }

@@ -2,10 +2,18 @@
 //!
 //! Contract (NetflixACAJudge's `WeightedSumScorer` and `ThresholdScoreClassifier`, see
 //! `reference/canary-analysis.md` §1 step 10–11): group score = `100·pass/(pass + fail)`, NoData
-//! and Inconclusive not counted; a group with nothing counted scores 100; groups without a
-//! configured weight share `100 − Σweights` equally; summary = `Σ score·w/100`. Overrides: a
-//! critical metric that is not Pass, or ≥ 50% of metrics NoData, sets the score to 0. Then
-//! `score ≥ pass` is Pass, `≥ marginal` is Inconclusive (Kayenta's Marginal), otherwise Fail.
+//! not counted; a group with nothing counted scores 100; groups without a configured weight
+//! share `100 − Σweights` equally; summary = `Σ score·w/100`; a critical metric that is not Pass
+//! sets the score to 0. Then `score ≥ pass` is Pass, `≥ marginal` is Inconclusive (Kayenta's
+//! Marginal), otherwise Fail.
+//!
+//! Evidence-based gates change two things. An Inconclusive metric (not shown either way yet)
+//! is neither a pass nor a failure, so the score is computed twice: **worst** with every
+//! Inconclusive metric counted as failing, **best** with each counted as passing. The aggregate
+//! is Pass when the worst case reaches `pass`, Fail when even the best case is below
+//! `marginal`, and Inconclusive otherwise. And where Kayenta scores 0 when ≥ 50% of metrics (or
+//! a critical one) have no data, the aggregate is NoData instead: too few samples yet is a
+//! reason to wait, never a failure.
 
 use std::collections::BTreeMap;
 
@@ -21,13 +29,76 @@ pub fn kayenta_score(spec: &AnalysisSpec, scoring: &ScoringSpec, verdicts: &[Ver
             .and_then(|m| m.group.clone())
             .unwrap_or_else(|| name.to_owned())
     };
+    let no_data = verdicts
+        .iter()
+        .filter(|v| v.outcome == Outcome::NoData)
+        .count();
+    if verdicts
+        .iter()
+        .any(|v| v.critical && v.outcome == Outcome::NoData)
+        || (!verdicts.is_empty() && 2 * no_data >= verdicts.len())
+    {
+        let mut v = Verdict::new(
+            "score",
+            Outcome::NoData,
+            TestUsed::KayentaScore,
+            format!(
+                "Kayenta score not computed: {no_data} of {} metrics (or a critical one) have no data yet",
+                verdicts.len()
+            ),
+        );
+        v.allowance = Some(scoring.pass);
+        return v;
+    }
+    let worst = score(scoring, verdicts, false, &group_of);
+    let best = score(scoring, verdicts, true, &group_of);
+    let outcome = if worst >= scoring.pass {
+        Outcome::Pass
+    } else if best < scoring.marginal {
+        Outcome::Fail { side: Side::Low }
+    } else {
+        Outcome::Inconclusive
+    };
+    let critical_bad = verdicts
+        .iter()
+        .any(|v| v.critical && v.outcome != Outcome::Pass);
+    let why = if critical_bad {
+        "; a critical metric has not passed"
+    } else {
+        ""
+    };
+    let mut v = Verdict::new(
+        "score",
+        outcome,
+        TestUsed::KayentaScore,
+        format!(
+            "Kayenta score {worst:.2} counting undecided metrics as failing, {best:.2} as passing (pass ≥ {}, marginal ≥ {}){why}",
+            scoring.pass, scoring.marginal
+        ),
+    );
+    v.statistic = Some(worst);
+    v.bound = Some(worst);
+    v.allowance = Some(scoring.pass);
+    v.interval = Some((worst, best));
+    v.measure = Some("Kayenta score (undecided metrics counted as failing)".to_owned());
+    v
+}
+
+/// The weighted score with Inconclusive metrics counted as passing (`optimistic`) or failing.
+fn score(
+    scoring: &ScoringSpec,
+    verdicts: &[Verdict],
+    optimistic: bool,
+    group_of: &dyn Fn(&str) -> String,
+) -> f64 {
     let mut groups: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     for v in verdicts {
         let entry = groups.entry(group_of(&v.metric)).or_default();
         match v.outcome {
             Outcome::Pass => entry.0 += 1,
-            Outcome::Fail { .. } => entry.1 += 1,
-            Outcome::Inconclusive | Outcome::NoData => {}
+            Outcome::Inconclusive if optimistic => entry.0 += 1,
+            Outcome::Fail { .. } | Outcome::Inconclusive => entry.1 += 1,
+            Outcome::NoData => {}
         }
     }
     let configured: f64 = scoring
@@ -61,40 +132,18 @@ pub fn kayenta_score(spec: &AnalysisSpec, scoring: &ScoringSpec, verdicts: &[Ver
             group_score * weight / 100.0
         })
         .sum();
-    let no_data = verdicts
-        .iter()
-        .filter(|v| v.outcome == Outcome::NoData)
-        .count();
-    let critical_bad = verdicts
-        .iter()
-        .any(|v| v.critical && v.outcome != Outcome::Pass);
-    let mut why = String::new();
+    let critical_bad = verdicts.iter().any(|v| {
+        v.critical
+            && match v.outcome {
+                Outcome::Pass => false,
+                Outcome::Inconclusive => !optimistic,
+                _ => true,
+            }
+    });
     if critical_bad {
         score = 0.0;
-        why = "; a critical metric did not pass".to_owned();
-    } else if !verdicts.is_empty() && 2 * no_data >= verdicts.len() {
-        score = 0.0;
-        why = format!("; {no_data} of {} metrics have no data", verdicts.len());
     }
-    score = (score * 100.0).round() / 100.0;
-    let outcome = if score >= scoring.pass {
-        Outcome::Pass
-    } else if score >= scoring.marginal {
-        Outcome::Inconclusive
-    } else {
-        Outcome::Fail { side: Side::Low }
-    };
-    let mut v = Verdict::new(
-        "score",
-        outcome,
-        TestUsed::KayentaScore,
-        format!(
-            "Kayenta score {score:.2} (pass ≥ {}, marginal ≥ {}){why}",
-            scoring.pass, scoring.marginal
-        ),
-    );
-    v.statistic = Some(score);
-    v
+    (score * 100.0).round() / 100.0
 }
 
 #[cfg(test)]
@@ -146,12 +195,23 @@ mod tests {
             verdict("b", Outcome::NoData),
             verdict("c", Outcome::NoData),
         ];
-        assert_eq!(kayenta_score(&spec, &scoring, &vs).statistic, Some(0.0));
+        assert_eq!(kayenta_score(&spec, &scoring, &vs).outcome, Outcome::NoData);
         let vs = [
             verdict("a", Outcome::Pass),
             verdict("b", Outcome::Pass),
             verdict("c", Outcome::NoData),
         ];
         assert_eq!(kayenta_score(&spec, &scoring, &vs).outcome, Outcome::Pass);
+        // undecided metrics: neither a pass nor a failure until shown
+        let vs = [
+            verdict("a", Outcome::Pass),
+            verdict("b", Outcome::Inconclusive),
+            verdict("c", Outcome::Pass),
+        ];
+        let s = kayenta_score(&spec, &scoring, &vs);
+        assert_eq!(
+            (s.outcome, s.interval),
+            (Outcome::Inconclusive, Some((70.0, 100.0)))
+        );
     }
 }

@@ -1,4 +1,5 @@
-//! The transitions of [`Rollout`]: steps, analysis looks, triggers, staged rollbacks, commands.
+//! The transitions of [`Rollout`]: steps, analysis looks, gates, triggers, staged rollbacks,
+//! commands.
 
 use crate::judge::{Evidence, Judge};
 use crate::spec::{GapAction, MetricKind, StepSpec, TriggerAction};
@@ -13,7 +14,8 @@ const SRM_MIN_SAMPLES: u64 = 200;
 const SRM_ALPHA: f64 = 1e-3;
 
 use super::{
-    Action, Command, CommandError, Decision, PauseReason, Rollout, RolloutState, MAX_HISTORY,
+    Action, Command, CommandError, Decision, GateRecord, PauseReason, Rollout, RolloutState,
+    MAX_GATE_RECORDS, MAX_HISTORY,
 };
 
 impl Rollout {
@@ -49,6 +51,30 @@ impl Rollout {
         actions.push(Action::SetWeight {
             canary: self.canary_weight,
         });
+    }
+
+    /// Records how the gate at `step` ended.
+    fn record_gate(&mut self, step: usize, now: f64, outcome: String) {
+        self.gate_records.push_back(GateRecord {
+            step,
+            started: self.step_started,
+            ended: now,
+            outcome,
+            verdicts: self.last_verdicts.clone(),
+        });
+        while self.gate_records.len() > MAX_GATE_RECORDS {
+            self.gate_records.pop_front();
+        }
+    }
+
+    /// The time bound of the gate at `step`, seconds.
+    fn max_duration(&self, step: usize) -> Option<f64> {
+        self.gates
+            .get(&step)
+            .unwrap_or(&self.analysis)
+            .max_duration_s
+            .filter(|d| d.is_finite() && *d > 0.0)
+            .map(|d| d.ceil())
     }
 
     /// Applies steps from `step` on until one waits, or promotes past the last.
@@ -87,7 +113,16 @@ impl Rollout {
                 }
                 StepSpec::Pause { .. } | StepSpec::Analysis => {
                     self.step_started = now;
-                    let why = format!("{reason}; step {step}: {spec}");
+                    let mut why = format!("{reason}; step {step}: {spec}");
+                    if spec == StepSpec::Analysis {
+                        self.gate_inconclusive = 0;
+                        self.gate_deadline = self.max_duration(step).map(|d| now + d);
+                        if let Some(d) = self.max_duration(step) {
+                            why.push_str(&format!(
+                                " (waits for evidence at most {d} s per period)"
+                            ));
+                        }
+                    }
                     return Some(self.transition(
                         now,
                         RolloutState::Progressing { step },
@@ -100,7 +135,7 @@ impl Rollout {
         }
     }
 
-    /// Rolls back in `mode` (a staged one halves the weight and observes one interval).
+    /// Rolls back in `mode` (a staged one halves the weight and observes one trigger window).
     fn rollback(
         &mut self,
         now: f64,
@@ -113,6 +148,12 @@ impl Rollout {
             (mode, trigger.clone(), self.state.step())
         {
             let restore_weight = self.canary_weight;
+            let window = self
+                .triggers
+                .window_s(&name)
+                .unwrap_or(self.analysis.interval_s)
+                .ceil()
+                .max(1.0);
             self.set_weight(restore_weight / 2, &mut actions);
             let to = RolloutState::RollingBack {
                 step,
@@ -120,9 +161,12 @@ impl Rollout {
                 restore_weight,
                 restore_to: Box::new(self.state.clone()),
                 since: now,
-                decide_at: now + self.analysis.interval_s,
+                decide_at: now + window,
             };
-            return self.transition(now, to, actions, format!("{reason}; staged: weight halved"));
+            let why = format!(
+                "{reason}; staged: weight halved, observing for {window} s before finishing or restoring"
+            );
+            return self.transition(now, to, actions, why);
         }
         self.set_weight(0, &mut actions);
         if let Some(name) = self.header_route.take() {
@@ -144,7 +188,8 @@ impl Rollout {
         )
     }
 
-    /// Finishes or undoes a staged rollback once its interval has passed.
+    /// Finishes or undoes a staged rollback once its trigger window has passed: the weight is
+    /// restored only when the data since the halving shows the condition cleared.
     pub(super) fn tick_staged(&mut self, now: f64) -> Option<Decision> {
         let RolloutState::RollingBack {
             trigger,
@@ -160,45 +205,60 @@ impl Rollout {
         if now < decide_at {
             return None;
         }
-        let held = self.triggers.holds_since(&trigger, since);
-        let window = self.triggers.window_s(&trigger).unwrap_or(0.0);
-        if held.is_none() && now < decide_at + window {
-            return None; // too few samples since the halving yet: keep observing
-        }
-        match held {
-            Some(false) => {
+        let clearance = self.triggers.cleared_since(&trigger, since);
+        let samples = clearance.as_ref().map_or(0, |c| c.samples);
+        match clearance.and_then(|c| c.cleared.map(|cleared| (cleared, c.bound))) {
+            Some((true, bound)) => {
                 let mut actions = Vec::new();
                 self.set_weight(restore_weight, &mut actions);
+                self.restored.insert(trigger.clone());
                 let why = format!(
-                    "staged rollback: trigger {trigger} cleared at half weight, weight restored"
+                    "staged rollback: the {samples} canary samples since the halving show trigger {trigger}'s condition cleared (bound {}), weight restored; a second firing rolls back at once",
+                    bound.map_or("n/a".to_owned(), |b| format!("{b:.4}"))
                 );
                 Some(self.transition(now, *restore_to, actions, why))
             }
-            held => {
-                let what = if held.is_some() {
-                    "still holds"
-                } else {
-                    "could not be checked (too few samples)"
+            shown => {
+                let what = match shown {
+                    Some(_) => format!(
+                        "the {samples} canary samples since the halving do not show its condition cleared"
+                    ),
+                    None => format!("too few canary samples since the halving ({samples})"),
                 };
-                let why = format!("staged rollback finished: trigger {trigger} {what}");
+                let why = format!("staged rollback finished: trigger {trigger}: {what}");
                 Some(self.rollback(now, TriggerAction::Immediate, Some(trigger), why))
             }
         }
     }
 
-    /// Fires the first trigger whose condition holds (not during a staged rollback).
+    /// Fires the first trigger whose condition is shown (not during a staged rollback). A staged
+    /// trigger that already restored once rolls back at once.
     pub(super) fn check_triggers(&mut self, now: f64) -> Option<Decision> {
         if matches!(self.state, RolloutState::RollingBack { .. }) || self.state.is_terminal() {
             return None;
         }
         let firing = self.triggers.evaluate(now)?;
-        Some(self.rollback(now, firing.action, Some(firing.trigger), firing.reason))
+        let (mode, reason) = if firing.action == TriggerAction::Staged
+            && self.restored.contains(&firing.trigger)
+        {
+            (
+                    TriggerAction::Immediate,
+                    format!(
+                        "{}; it already restored the weight once in this rollout, so it rolls back at once",
+                        firing.reason
+                    ),
+                )
+        } else {
+            (firing.action, firing.reason)
+        };
+        Some(self.rollback(now, mode, Some(firing.trigger), reason))
     }
 
     /// Accuracy and calibration are NoData while too few predictions have their ground truth.
     fn require_labels(&self, verdicts: &mut [Verdict]) {
         let min = self.active_analysis().min_label_rate;
-        // Labelled so far, of every prediction recorded (pending ones count as not yet labelled).
+        // Labelled so far, of every prediction recorded (pending ones count as not yet labelled;
+        // samples that carried their truth count as labelled).
         let counts = self.labels.counts();
         let rate = if counts.predictions == 0 {
             0.0
@@ -219,7 +279,10 @@ impl Rollout {
                     rate * 100.0,
                     min * 100.0
                 );
+                let (ns, nc) = (v.n_stable, v.n_canary);
                 *v = Verdict::new(&v.metric, Outcome::NoData, TestUsed::None, reason);
+                v.n_stable = ns;
+                v.n_canary = nc;
             }
         }
     }
@@ -265,6 +328,22 @@ impl Rollout {
         let spec = self.active_analysis().clone();
         let mut verdicts = self.judge.evaluate(&spec, &self.evidence);
         self.require_labels(&mut verdicts);
+        // A metric that got no new sample in one arm since the last look: no traffic, or a
+        // failing metric source (Argo's consecutive measurement errors).
+        let mut silent = None;
+        for v in &verdicts {
+            let c = self.counters.entry(v.metric.clone()).or_default();
+            let grew = v.n_stable > c.last_samples.0 && v.n_canary > c.last_samples.1;
+            c.last_samples = (
+                v.n_stable.max(c.last_samples.0),
+                v.n_canary.max(c.last_samples.1),
+            );
+            c.consecutive_errors = if grew { 0 } else { c.consecutive_errors + 1 };
+            let limit = spec.consecutive_error_limit;
+            if limit >= 0 && c.consecutive_errors > limit as u64 && silent.is_none() {
+                silent = Some(v.clone());
+            }
+        }
         let judged: Vec<Verdict> = match Judge::score(&spec, &verdicts) {
             Some(score) => {
                 verdicts.push(score.clone());
@@ -277,52 +356,38 @@ impl Rollout {
         self.last_verdicts = verdicts;
         let spec = &spec;
         let exceeds = |count: u64, limit: i64| limit >= 0 && count > limit as u64;
-        let (mut failed, mut no_data, mut inconclusive) = (None, None, None);
+        let mut failed = None;
         for v in &judged {
             let c = self.counters.entry(v.metric.clone()).or_default();
             match v.outcome {
                 Outcome::Fail { .. } => c.failed += 1,
                 Outcome::Inconclusive => c.inconclusive += 1,
-                Outcome::NoData => c.consecutive_errors += 1,
-                Outcome::Pass => {}
-            }
-            if v.outcome != Outcome::NoData {
-                c.consecutive_errors = 0;
+                Outcome::NoData | Outcome::Pass => {}
             }
             if v.is_fail() && (v.critical || exceeds(c.failed, spec.failure_limit)) {
                 failed = failed.or(Some(v.clone()));
-            }
-            if exceeds(c.consecutive_errors, spec.consecutive_error_limit) {
-                no_data = no_data.or(Some(v.clone()));
-            }
-            if exceeds(c.inconclusive, spec.inconclusive_limit) {
-                inconclusive = inconclusive.or(Some(v.clone()));
             }
         }
         if let Some(v) = failed {
             let why = format!("analysis failed: {}: {}", v.metric, v.reason);
             return Some(self.rollback(now, TriggerAction::Immediate, None, why));
         }
-        for (gap, action, what) in [
-            (no_data, spec.on_no_data, "no data"),
-            (inconclusive, spec.on_inconclusive, "inconclusive"),
-        ] {
-            let (Some(v), Some(step)) = (gap, self.state.step()) else {
-                continue;
-            };
-            let why = format!("analysis {what} past its limit: {}: {}", v.metric, v.reason);
-            match action {
+        if let (Some(v), Some(step)) = (silent, self.state.step()) {
+            let why = format!(
+                "analysis: no data past consecutiveErrorLimit: {} received no new sample in one arm for {} looks in a row (stable {}, canary {}): no traffic, or the metric source is failing",
+                v.metric,
+                spec.consecutive_error_limit + 1,
+                v.n_stable,
+                v.n_canary
+            );
+            match spec.on_no_data {
                 GapAction::Rollback => {
                     return Some(self.rollback(now, TriggerAction::Immediate, None, why))
                 }
                 GapAction::Hold if matches!(self.state, RolloutState::Progressing { .. }) => {
-                    let to = if what == "no data" {
-                        RolloutState::Paused {
-                            step,
-                            reason: PauseReason::NoData { metric: v.metric },
-                        }
-                    } else {
-                        RolloutState::Inconclusive { step }
+                    let to = RolloutState::Paused {
+                        step,
+                        reason: PauseReason::NoData { metric: v.metric },
                     };
                     return Some(self.transition(now, to, Vec::new(), why));
                 }
@@ -335,16 +400,96 @@ impl Rollout {
         if self.steps.get(step) != Some(&StepSpec::Analysis) {
             return None;
         }
-        let passes = judged.iter().all(|v| match v.outcome {
-            Outcome::Pass => true,
-            Outcome::NoData => spec.on_no_data == GapAction::Continue,
-            Outcome::Inconclusive => spec.on_inconclusive == GapAction::Continue,
-            Outcome::Fail { .. } => false,
-        });
+        let passes = !judged.is_empty()
+            && judged.iter().all(|v| match v.outcome {
+                Outcome::Pass => true,
+                Outcome::NoData => spec.on_no_data == GapAction::Continue,
+                Outcome::Inconclusive | Outcome::Fail { .. } => false,
+            });
         passes.then(|| {
-            let why = format!("step {step}: analysis passed ({} verdicts)", judged.len());
+            let waited = now - self.step_started;
+            self.record_gate(step, now, "passed".to_owned());
+            let why = format!(
+                "step {step}: analysis passed after {waited} s: every metric shown within its allowance ({})",
+                gate_summary(&judged)
+            );
             self.enter_step(step + 1, now, why, Vec::new())
         })?
+    }
+
+    /// A gate that reached its time bound without a decision: an inconclusive measurement.
+    pub(super) fn tick_gate(&mut self, now: f64) -> Option<Decision> {
+        let RolloutState::Progressing { step } = self.state else {
+            return None;
+        };
+        if self.steps.get(step) != Some(&StepSpec::Analysis) {
+            return None;
+        }
+        let deadline = self.gate_deadline?;
+        if now < deadline {
+            return None;
+        }
+        let spec = self.active_analysis().clone();
+        let period = self.max_duration(step).unwrap_or(0.0);
+        self.gate_inconclusive += 1;
+        let undecided: Vec<&str> = self
+            .last_verdicts
+            .iter()
+            .filter(|v| v.outcome != Outcome::Pass && v.metric != SAMPLE_RATIO_METRIC)
+            .map(|v| v.metric.as_str())
+            .collect();
+        let why = format!(
+            "step {step}: analysis inconclusive after {} s: not shown within the allowance: {} (inconclusive {} of limit {})",
+            now - self.step_started,
+            if undecided.is_empty() {
+                "no look yet".to_owned()
+            } else {
+                undecided.join(", ")
+            },
+            self.gate_inconclusive,
+            spec.inconclusive_limit
+        );
+        let limit = spec.inconclusive_limit;
+        if limit < 0 || self.gate_inconclusive <= limit as u64 {
+            self.gate_deadline = Some(now + period);
+            let why = format!("{why}; waiting another {period} s");
+            let state = self.state.clone();
+            return Some(self.transition(now, state, Vec::new(), why));
+        }
+        self.gate_deadline = None;
+        match spec.on_inconclusive {
+            GapAction::Hold => {
+                self.record_gate(step, now, "inconclusive: held for a human".to_owned());
+                Some(self.transition(
+                    now,
+                    RolloutState::Inconclusive { step },
+                    Vec::new(),
+                    format!("{why}; onInconclusive: hold"),
+                ))
+            }
+            GapAction::Rollback => {
+                self.record_gate(step, now, "inconclusive: rolled back".to_owned());
+                Some(self.rollback(
+                    now,
+                    TriggerAction::Immediate,
+                    None,
+                    format!("{why}; onInconclusive: rollback"),
+                ))
+            }
+            GapAction::Continue => {
+                self.record_gate(
+                    step,
+                    now,
+                    "inconclusive: continued without evidence".to_owned(),
+                );
+                self.enter_step(
+                    step + 1,
+                    now,
+                    format!("{why}; onInconclusive: continue"),
+                    Vec::new(),
+                )
+            }
+        }
     }
 
     /// Ends a timed pause step when its duration has passed.
@@ -358,6 +503,7 @@ impl Rollout {
         else {
             return None;
         };
+        let d = d.ceil().max(0.0);
         if now < self.step_started + d {
             return None;
         }
@@ -365,13 +511,15 @@ impl Rollout {
         self.enter_step(step + 1, now, why, Vec::new())
     }
 
-    /// Applies a manual command at `now`.
+    /// Applies a manual command at `now` (whole seconds: `now` is rounded down).
     pub fn command(&mut self, command: Command, now: f64) -> Result<Decision, CommandError> {
+        let now = now.floor();
         let refused = |state: &RolloutState| CommandError {
             command,
             state: state.clone(),
         };
         let why = |what: &str| format!("command: {what}");
+        let at_gate = |r: &Rollout, step: usize| r.steps.get(step) == Some(&StepSpec::Analysis);
         let decision = match (command, self.state.clone()) {
             (Command::Abort, s) if !s.is_terminal() => {
                 let mut d = self.rollback(now, TriggerAction::Immediate, None, why("abort"));
@@ -400,9 +548,15 @@ impl Rollout {
                 },
             ) => {
                 self.counters.clear();
+                if at_gate(self, step) {
+                    self.record_gate(step, now, "promoted by hand".to_owned());
+                }
                 self.enter_step(step + 1, now, why("promote"), Vec::new())
             }
             (Command::Promote, RolloutState::Progressing { step }) => {
+                if at_gate(self, step) {
+                    self.record_gate(step, now, "promoted by hand".to_owned());
+                }
                 self.enter_step(step + 1, now, why("promote"), Vec::new())
             }
             (
@@ -410,6 +564,11 @@ impl Rollout {
                 RolloutState::Paused { step, .. } | RolloutState::Inconclusive { step },
             ) => {
                 self.counters.clear();
+                self.restored.clear();
+                if at_gate(self, step) {
+                    self.gate_inconclusive = 0;
+                    self.gate_deadline = self.max_duration(step).map(|d| now + d);
+                }
                 Some(self.transition(
                     now,
                     RolloutState::Progressing { step },
@@ -424,13 +583,24 @@ impl Rollout {
                 };
                 Some(self.transition(now, to, Vec::new(), why("pause")))
             }
-            (Command::Retry, RolloutState::Aborted { .. } | RolloutState::RolledBack { .. }) => {
-                self.evidence = Evidence::default();
+            (
+                Command::Retry,
+                RolloutState::Aborted { .. }
+                | RolloutState::RolledBack { .. }
+                | RolloutState::Promoted,
+            ) => {
+                self.evidence = Evidence::new(self.analysis.transient_s);
                 self.judge = Judge::new();
                 self.triggers.clear();
                 self.counters.clear();
                 self.last_verdicts.clear();
-                self.next_look = now + self.analysis.interval_s;
+                self.restored.clear();
+                self.step_counts = [0, 0];
+                self.next_look = now + self.active_interval_after_retry();
+                if self.clock.is_none() {
+                    self.clock = Some(now as i64);
+                    self.started = true;
+                }
                 let mut actions = Vec::new();
                 self.set_weight(0, &mut actions);
                 self.enter_step(0, now, why("retry"), actions)
@@ -439,4 +609,28 @@ impl Rollout {
         };
         decision.ok_or_else(|| refused(&self.state))
     }
+
+    fn active_interval_after_retry(&self) -> f64 {
+        let i = self.analysis.interval_s;
+        if i.is_finite() {
+            i.ceil().max(1.0)
+        } else {
+            60.0
+        }
+    }
+}
+
+/// `error-rate +0.0041 ≤ +0.0100 (n 2113)` per metric, for the gate's reason.
+fn gate_summary(verdicts: &[Verdict]) -> String {
+    verdicts
+        .iter()
+        .map(|v| match (v.bound, v.allowance) {
+            (Some(b), Some(a)) => format!(
+                "{} bound {b:+.4} vs allowed {a:+.4}, n {}/{}",
+                v.metric, v.n_stable, v.n_canary
+            ),
+            _ => format!("{} {:?}", v.metric, v.outcome),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }

@@ -1,35 +1,45 @@
-//! The rollout state machine: steps, background analysis, triggers, limits and manual commands.
+//! The rollout state machine: steps, background analysis, evidence gates, triggers, limits and
+//! manual commands.
 //!
 //! Contract: a [`Rollout`] is driven by three inputs — [`Rollout::observe`] (a request sample),
-//! [`Rollout::record_label`] (a delayed ground-truth label) and [`Rollout::tick`] (time passes;
-//! call it at least once per analysis interval) — plus [`Rollout::command`]. Every transition
-//! returns a [`Decision`] (time, from, to, step, weights, actions, verdicts, reason) for the audit
-//! log. The whole value is serde, so a process killed at any point resumes at the same step,
-//! weight, evidence and counters from its last persisted JSON.
+//! [`Rollout::record_label`] (a delayed ground-truth label) and [`Rollout::tick`] (time passes)
+//! — plus [`Rollout::command`]. Time is counted in **whole seconds**: `tick(now)` processes every
+//! second from the last one processed up to `⌊now⌋`, once each, so a caller may tick as often or
+//! as rarely as it likes and the result is the same (the live proxy ticks once a second and
+//! before every sample; `augur analyze` before every recorded event). Every transition returns a
+//! [`Decision`] (time, from, to, step, weights, actions, verdicts, reason) for the audit log.
+//! The whole value is serde, so a process killed at any point resumes at the same step, weight,
+//! evidence and counters from its last persisted JSON.
 //!
-//! Semantics (Argo Rollouts, `reference/canary-analysis.md` §2):
+//! Semantics (Argo Rollouts, `reference/canary-analysis.md` §2), with gates that open on
+//! evidence:
 //! - steps: `SetWeight`, `SetHeaderRoute`, `SetMirrorRoute` apply at once; `Pause{Some(d)}`
-//!   waits `d` s; `Pause{None}` pauses until promoted; `Analysis` is a gate passed at the first
-//!   look where every metric passes (NoData / Inconclusive count as passing only when their
-//!   action is `Continue`). After the last step the rollout is Promoted (canary 100%).
-//! - the analysis runs in the background every `interval_s` from the first tick, on the
-//!   cumulative evidence, in every non-terminal state but a staged rollback. While the rollout
-//!   stands at an `Analysis` step that has its own spec ([`Rollout::with_gate_analysis`]: the
-//!   policy's per-step `interval`, `minSamples`, `alpha`, `method`), that spec replaces the base
-//!   one for the looks (cadence, verdicts, limits and the gate). Per metric: Fail
-//!   counts `failed` (rollback when `> failure_limit`, at once for a critical metric);
-//!   Inconclusive counts `inconclusive` (`on_inconclusive` when `> inconclusive_limit`); NoData
-//!   counts `consecutive_errors`, reset by data (`on_no_data` when `> consecutive_error_limit`).
-//! - triggers are checked at every tick; Immediate → weight 0 and routes removed; Staged → half
-//!   the weight for one interval, then finish or restore; CanaryOnly → weight 0, mirror kept.
-//! - commands: promote, promote full, abort, retry (from Aborted/RolledBack to step 0, evidence
-//!   cleared), pause, resume (counters cleared; on an indefinite pause step it promotes, as the
-//!   Argo CD "Resume" button).
+//!   waits `d` s; `Pause{None}` pauses until promoted; `Analysis` is a **gate** that opens at the
+//!   first look where every metric is shown within its allowance (Pass). An Inconclusive or
+//!   NoData metric keeps the gate waiting (NoData is passed over only with `on_no_data:
+//!   Continue`). A gate waits at most `max_duration_s`: reaching it is one inconclusive
+//!   measurement; past `inconclusive_limit` of them `on_inconclusive` applies (Hold: state
+//!   Inconclusive for a human; Rollback; Continue: next step), otherwise the gate waits another
+//!   period. After the last step the rollout is Promoted (canary 100%).
+//! - the analysis runs in the background every `interval_s` (whole seconds) from the start, on
+//!   the cumulative evidence, in every non-terminal state but a staged rollback. While the
+//!   rollout stands at an `Analysis` step that has its own spec ([`Rollout::with_gate_analysis`])
+//!   that spec replaces the base one. Per metric: Fail counts `failed` (rollback when `>
+//!   failure_limit`, at once for a critical metric); a look at which the metric got no new
+//!   sample in one arm counts `consecutive_errors`, reset by new samples (`on_no_data` when `>
+//!   consecutive_error_limit`).
+//! - triggers are checked once a second; Immediate → weight 0 and routes removed; Staged → half
+//!   the weight for one trigger window, then restore only if the data since shows the condition
+//!   cleared (at most once per trigger and rollout; a second firing rolls back at once), else
+//!   finish; CanaryOnly → weight 0, mirror kept.
+//! - commands: promote, promote full, abort, retry (from Promoted, Aborted or RolledBack to step
+//!   0, evidence cleared), pause, resume (counters cleared; on an indefinite pause step it
+//!   promotes, as the Argo CD "Resume" button; a resumed Inconclusive gate waits another period).
 
 mod machine;
 mod types;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use augur_model::{Arm, Sample};
 use serde::{Deserialize, Serialize};
@@ -41,10 +51,17 @@ use crate::triggers::Triggers;
 use crate::verdict::Verdict;
 
 pub use machine::SAMPLE_RATIO_METRIC;
-pub use types::{Action, Command, CommandError, Decision, PauseReason, RolloutState, Weights};
+pub use types::{
+    Action, Command, CommandError, Decision, GateRecord, PauseReason, RolloutState, Weights,
+};
 
 /// Decisions kept in [`Rollout::history`].
 pub const MAX_HISTORY: usize = 64;
+/// Gate records kept in [`Rollout::gates`].
+pub const MAX_GATE_RECORDS: usize = 32;
+/// The most seconds one [`Rollout::tick`] processes one by one; a longer gap (a proxy down for
+/// hours) skips ahead, with no trigger checks or looks for the skipped seconds.
+pub const MAX_CATCH_UP_S: i64 = 3600;
 /// Predictions held for labels (and for shadow answers) at most.
 pub const MAX_PENDING_LABELS: usize = 65_536;
 
@@ -55,8 +72,11 @@ pub struct MetricCounters {
     pub failed: u64,
     /// Inconclusive looks.
     pub inconclusive: u64,
-    /// Consecutive NoData looks.
+    /// Consecutive looks without a new sample in one of the arms.
     pub consecutive_errors: u64,
+    /// The `(stable, canary)` samples behind the metric at the last look.
+    #[serde(default)]
+    pub last_samples: (u64, u64),
 }
 
 /// A canary rollout: its configuration, position, evidence and audit history.
@@ -70,8 +90,23 @@ pub struct Rollout {
     header_route: Option<String>,
     mirror: Option<(String, u8)>,
     started: bool,
+    /// The last second processed (whole seconds; `None` before the first tick).
+    #[serde(default)]
+    clock: Option<i64>,
     step_started: f64,
     next_look: f64,
+    /// When the current gate's waiting period ends.
+    #[serde(default)]
+    gate_deadline: Option<f64>,
+    /// Inconclusive periods of the current gate so far.
+    #[serde(default)]
+    gate_inconclusive: u64,
+    /// Staged triggers that already restored the weight once in this rollout.
+    #[serde(default)]
+    restored: BTreeSet<String>,
+    /// What each gate took to open (or how it ended), oldest first.
+    #[serde(default)]
+    gate_records: VecDeque<GateRecord>,
     evidence: Evidence,
     judge: Judge,
     labels: LabelJoin,
@@ -93,6 +128,7 @@ impl Rollout {
     pub fn new(analysis: AnalysisSpec, steps: Vec<StepSpec>, triggers: Vec<TriggerSpec>) -> Self {
         let ttl = analysis.label_ttl_s;
         let keep = analysis.interval_s;
+        let transient = analysis.transient_s;
         Rollout {
             triggers: Triggers::new(&triggers, keep),
             analysis,
@@ -103,9 +139,14 @@ impl Rollout {
             header_route: None,
             mirror: None,
             started: false,
+            clock: None,
             step_started: 0.0,
             next_look: 0.0,
-            evidence: Evidence::default(),
+            gate_deadline: None,
+            gate_inconclusive: 0,
+            restored: BTreeSet::new(),
+            gate_records: VecDeque::new(),
+            evidence: Evidence::new(transient),
             judge: Judge::new(),
             labels: LabelJoin::new(ttl, MAX_PENDING_LABELS),
             shadow: LabelJoin::new(ttl, MAX_PENDING_LABELS),
@@ -125,6 +166,29 @@ impl Rollout {
             self.gates.insert(step, spec);
         }
         self
+    }
+
+    /// Replaces the whole configuration with a newer policy's, so that a retried rollout picks
+    /// it up; refused (false) unless the rollout has ended.
+    pub fn replace_spec(
+        &mut self,
+        analysis: AnalysisSpec,
+        steps: Vec<StepSpec>,
+        triggers: Vec<TriggerSpec>,
+        gates: Vec<(usize, AnalysisSpec)>,
+    ) -> bool {
+        if !self.state.is_terminal() {
+            return false;
+        }
+        self.triggers = Triggers::new(&triggers, analysis.interval_s);
+        self.analysis = analysis;
+        self.steps = steps;
+        self.trigger_specs = triggers;
+        self.gates = gates
+            .into_iter()
+            .filter(|(step, _)| self.steps.get(*step) == Some(&StepSpec::Analysis))
+            .collect();
+        true
     }
 
     /// The spec the next look uses: the current gate step's own, else the base analysis.
@@ -178,6 +242,35 @@ impl Rollout {
         self.labels.label_rate()
     }
 
+    /// What each gate took to open, or how it ended, oldest first (at most
+    /// [`MAX_GATE_RECORDS`]).
+    pub fn gates(&self) -> impl Iterator<Item = &GateRecord> {
+        self.gate_records.iter()
+    }
+
+    /// When the current gate stops waiting (seconds), if the rollout stands at a gate with a
+    /// time bound.
+    pub fn gate_deadline(&self) -> Option<f64> {
+        match self.state {
+            RolloutState::Progressing { step }
+                if self.steps.get(step) == Some(&StepSpec::Analysis) =>
+            {
+                self.gate_deadline
+            }
+            _ => None,
+        }
+    }
+
+    /// The last second processed by [`Rollout::tick`].
+    pub fn clock(&self) -> Option<i64> {
+        self.clock
+    }
+
+    /// Whether a prediction with this request id waits for its label.
+    pub fn awaits_label(&self, request_id: &str) -> bool {
+        self.labels.holds(request_id)
+    }
+
     /// Records one request sample (at `sample.t`); ignored once the rollout has ended.
     ///
     /// Stable and canary samples feed the evidence and the triggers and wait for their label
@@ -194,6 +287,9 @@ impl Rollout {
                 self.evidence.record(sample, &self.analysis.positive_label);
                 self.triggers.record(sample);
                 if let Some(truth) = &sample.truth {
+                    // Inline ground truth: a prediction labelled at once (it counts for the
+                    // label rate as a joined one).
+                    self.labels.record_inline(sample);
                     let correct = sample.label.as_deref() == Some(truth.as_str());
                     if sample.label.is_some() {
                         self.triggers.record_labelled(sample.arm, correct, t);
@@ -210,9 +306,7 @@ impl Rollout {
                 if let Some(joined) = self.shadow.join(id, label, t) {
                     let arm = joined.prediction.arm;
                     let agreed = joined.prediction.label.as_deref() == Some(label.as_str());
-                    if let Some(e) = self.evidence.arm_mut(arm) {
-                        e.record_agreement(agreed);
-                    }
+                    self.evidence.record_agreement(arm, agreed, t);
                     self.triggers.record_agreement(arm, agreed, t);
                 }
             }
@@ -225,14 +319,14 @@ impl Rollout {
             return false;
         };
         let p = &joined.prediction;
-        if let Some(e) = self.evidence.arm_mut(p.arm) {
-            e.record_labelled(
-                p.label.as_deref(),
-                p.score,
-                truth,
-                &self.analysis.positive_label,
-            );
-        }
+        self.evidence.record_labelled(
+            p.arm,
+            p.label.as_deref(),
+            p.score,
+            truth,
+            &self.analysis.positive_label,
+            now,
+        );
         if p.label.is_some() {
             let correct = p.label.as_deref() == Some(truth);
             self.triggers.record_labelled(p.arm, correct, now);
@@ -240,32 +334,76 @@ impl Rollout {
         true
     }
 
-    /// Lets time pass to `now`: starts the rollout, checks triggers, takes the analysis look when
-    /// an interval is due and advances timed steps. Returns the transitions made.
+    /// Lets time pass to `now`: processes every whole second after the last one processed, up
+    /// to `⌊now⌋` (the first call starts the rollout at `⌊now⌋`). Each second: label expiry, the
+    /// staged rollback's decision, the triggers, the analysis look when one is due, the gate's
+    /// time bound and timed pauses. Returns the transitions made.
     pub fn tick(&mut self, now: f64) -> Vec<Decision> {
         let mut out = Vec::new();
-        self.labels.expire(now);
-        self.shadow.expire(now);
-        if self.state.is_terminal() {
+        if !now.is_finite() {
             return out;
         }
-        if !self.started {
-            self.started = true;
-            self.next_look = now + self.analysis.interval_s;
-            out.extend(self.enter_step(0, now, "rollout started".to_owned(), Vec::new()));
+        let second = now.floor() as i64;
+        let Some(last) = self.clock else {
+            self.clock = Some(second);
+            let s = second as f64;
+            self.labels.expire(s);
+            self.shadow.expire(s);
+            if !self.state.is_terminal() && !self.started {
+                self.started = true;
+                self.next_look = s + interval_s(&self.analysis);
+                out.extend(self.enter_step(0, s, "rollout started".to_owned(), Vec::new()));
+            }
+            return out;
+        };
+        if second <= last {
+            return out;
         }
-        out.extend(self.tick_staged(now));
-        out.extend(self.check_triggers(now));
-        if now >= self.next_look && !self.state.is_terminal() {
-            let interval = self.active_analysis().interval_s.max(1e-3);
-            while self.next_look <= now {
+        let from = (last + 1).max(second - MAX_CATCH_UP_S);
+        if self.next_look < from as f64 {
+            let interval = interval_s(self.active_analysis());
+            while self.next_look < from as f64 {
+                self.next_look += interval;
+            }
+        }
+        for s in from..=second {
+            self.clock = Some(s);
+            let s = s as f64;
+            self.labels.expire(s);
+            self.shadow.expire(s);
+            if self.state.is_terminal() {
+                continue;
+            }
+            out.extend(self.second(s));
+        }
+        out
+    }
+
+    /// The work of one second.
+    fn second(&mut self, s: f64) -> Vec<Decision> {
+        let mut out = Vec::new();
+        out.extend(self.tick_staged(s));
+        out.extend(self.check_triggers(s));
+        if s >= self.next_look && !self.state.is_terminal() {
+            let interval = interval_s(self.active_analysis());
+            while self.next_look <= s {
                 self.next_look += interval;
             }
             if !matches!(self.state, RolloutState::RollingBack { .. }) {
-                out.extend(self.look(now));
+                out.extend(self.look(s));
             }
         }
-        out.extend(self.tick_pause(now));
+        out.extend(self.tick_gate(s));
+        out.extend(self.tick_pause(s));
         out
+    }
+}
+
+/// The analysis interval in whole seconds (at least 1).
+fn interval_s(spec: &AnalysisSpec) -> f64 {
+    if spec.interval_s.is_finite() {
+        spec.interval_s.ceil().max(1.0)
+    } else {
+        60.0
     }
 }

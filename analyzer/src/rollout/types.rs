@@ -146,7 +146,7 @@ pub enum Command {
     PromoteFull,
     /// Roll back now and stop.
     Abort,
-    /// Start again from step 0 after an abort or rollback.
+    /// Start again from step 0 after a promotion, an abort or a rollback.
     Retry,
     /// Pause a progressing rollout.
     Pause,
@@ -182,6 +182,22 @@ impl Weights {
             canary,
         }
     }
+}
+
+/// What an analysis gate took to open, or how it ended: for `rollout status`, `/rollouts`, the
+/// dashboard and the audit trail.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GateRecord {
+    /// The gate's step index.
+    pub step: usize,
+    /// When the rollout reached the gate, seconds.
+    pub started: f64,
+    /// When the gate was decided, seconds.
+    pub ended: f64,
+    /// `passed`, `inconclusive` (its time bound, with what followed), or `promoted` by hand.
+    pub outcome: String,
+    /// The verdicts of the deciding look: each metric's bound, allowance and samples.
+    pub verdicts: Vec<Verdict>,
 }
 
 /// One transition, for the audit log (JSON lines).

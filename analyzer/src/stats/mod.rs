@@ -9,11 +9,14 @@
 //! - [`Alternative::Greater`] means "the first sample is larger" (scipy's convention), so a
 //!   canary-slower alternative is `Less` when the control comes first;
 //! - fixed-horizon p-values (Mann-Whitney, Welch, Fisher, z) are valid only when looked at once;
-//!   repeated looks must go through [`msprt`], whose p-values are always valid.
+//!   repeated looks must go through [`msprt`] or [`confseq`], whose p-values and bounds are
+//!   always valid.
 //!
 //! Agreement with scipy is checked by `tests/vectors.rs` against JSON vectors written by
 //! `tests/vectors/generate.py`.
 
+pub mod binomial;
+pub mod confseq;
 mod error;
 pub mod fisher;
 pub mod hodges_lehmann;

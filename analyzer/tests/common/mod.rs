@@ -26,15 +26,22 @@ impl Rng {
         let u2 = self.uniform();
         (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
     }
+
+    /// An exponential gap with mean `1 / rate` (Poisson arrivals).
+    pub fn gap(&mut self, rate: f64) -> f64 {
+        -(1.0 - self.uniform()).ln() / rate
+    }
 }
 
-/// One arm's behaviour: lognormal latency, error and accuracy rates.
-#[derive(Clone, Copy, Debug)]
+/// One arm's behaviour: lognormal latency (plus a constant), error and accuracy rates.
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ArmModel {
     pub median_ms: f64,
     pub log_sd: f64,
     pub error_rate: f64,
     pub accuracy: f64,
+    /// Added to every latency, ms.
+    pub extra_ms: f64,
 }
 
 pub const BASE: ArmModel = ArmModel {
@@ -42,10 +49,16 @@ pub const BASE: ArmModel = ArmModel {
     log_sd: 0.3,
     error_rate: 0.01,
     accuracy: 0.90,
+    extra_ms: 0.0,
 };
 
 /// A request at `t` on `arm`, with an inline ground truth.
 pub fn request(rng: &mut Rng, t: f64, arm: Arm, m: ArmModel) -> Sample {
+    request_labelled(rng, t, arm, m, 1.0)
+}
+
+/// A request at `t` on `arm`; its ground truth is inline with probability `label_share`.
+pub fn request_labelled(rng: &mut Rng, t: f64, arm: Arm, m: ArmModel, label_share: f64) -> Sample {
     let truth = if rng.uniform() < 0.5 {
         "PNEUMONIA"
     } else {
@@ -67,11 +80,12 @@ pub fn request(rng: &mut Rng, t: f64, arm: Arm, m: ArmModel) -> Sample {
     } else {
         200
     };
-    let latency_ms = m.median_ms * (m.log_sd * rng.normal()).exp();
+    let latency_ms = m.median_ms * (m.log_sd * rng.normal()).exp() + m.extra_ms;
+    let labelled = rng.uniform() < label_share;
     Sample {
         score: Some(score),
         label: Some(label.to_owned()),
-        truth: Some(truth.to_owned()),
+        truth: labelled.then(|| truth.to_owned()),
         ..Sample::new(t, arm, status, latency_ms)
     }
 }
@@ -82,43 +96,102 @@ pub struct RunResult {
     pub final_state: RolloutState,
     /// Requests (both arms) seen when the rollout ended.
     pub requests: u64,
+    /// Canary requests seen when the rollout ended.
+    pub canary_requests: u64,
+    /// When the rollout ended (or the horizon), seconds.
+    pub end_s: f64,
 }
 
-/// Drives a rollout with `rate` requests/s split by the rollout's weight, ticking every
-/// `tick_s`, until it ends or `max_s` passes.
+/// The example policy as the proxy maps it (kept equal to
+/// `policies/examples/canary-pneumonia.yaml` by the proxy's `example_policy_spec` test).
+#[derive(serde::Deserialize)]
+pub struct PolicySpec {
+    pub analysis: AnalysisSpec,
+    pub steps: Vec<StepSpec>,
+    pub triggers: Vec<TriggerSpec>,
+    pub gates: Vec<(usize, AnalysisSpec)>,
+}
+
+impl PolicySpec {
+    pub fn example() -> Self {
+        let text = include_str!("../policies/canary-pneumonia.json");
+        serde_json::from_str(text).expect("the example policy's spec parses")
+    }
+
+    pub fn rollout(&self) -> Rollout {
+        let mut r = Rollout::new(
+            self.analysis.clone(),
+            self.steps.clone(),
+            self.triggers.clone(),
+        );
+        for (step, spec) in &self.gates {
+            r = r.with_gate_analysis(*step, spec.clone());
+        }
+        r
+    }
+}
+
+/// Closed loop: Poisson arrivals at `rate`/s, each sent to the canary with the rollout's current
+/// weight, the canary behaving as `canary(t)`; ticked before every request as the proxy does,
+/// until the rollout ends, holds for a human, or `max_s` passes.
+pub fn run_closed_loop(
+    seed: u64,
+    mut rollout: Rollout,
+    rate: f64,
+    canary: &dyn Fn(f64) -> ArmModel,
+    label_share: f64,
+    max_s: f64,
+) -> RunResult {
+    let mut rng = Rng(seed);
+    let mut decisions = rollout.tick(0.0);
+    let (mut t, mut requests, mut canary_requests) = (0.0, 0u64, 0u64);
+    let waiting_for_a_human = |r: &Rollout| {
+        matches!(
+            r.state(),
+            RolloutState::Inconclusive { .. } | RolloutState::Paused { .. }
+        )
+    };
+    loop {
+        t += rng.gap(rate);
+        if t >= max_s {
+            decisions.extend(rollout.tick(max_s));
+            break;
+        }
+        decisions.extend(rollout.tick(t));
+        if rollout.state().is_terminal() || waiting_for_a_human(&rollout) {
+            break;
+        }
+        let w = f64::from(rollout.weights().canary) / 100.0;
+        let (arm, model) = if rng.uniform() < w {
+            canary_requests += 1;
+            (Arm::Canary, canary(t))
+        } else {
+            (Arm::Stable, BASE)
+        };
+        rollout.observe(&request_labelled(&mut rng, t, arm, model, label_share));
+        requests += 1;
+    }
+    let end_s = decisions.last().map_or(t.min(max_s), |d| d.time);
+    RunResult {
+        decisions,
+        final_state: rollout.state().clone(),
+        requests,
+        canary_requests,
+        end_s,
+    }
+}
+
+/// Drives a rollout with `rate` requests/s split by the rollout's weight, ticking before every
+/// request, until it ends or `max_s` passes (every request labelled).
 pub fn simulate(
     seed: u64,
     spec: AnalysisSpec,
     steps: Vec<StepSpec>,
     triggers: Vec<TriggerSpec>,
-    (stable, canary): (ArmModel, ArmModel),
+    (_stable, canary): (ArmModel, ArmModel),
     rate: f64,
     max_s: f64,
 ) -> RunResult {
-    let mut rng = Rng(seed);
-    let tick_s = augur_analyzer::replay::tick_period(&spec, &triggers);
-    let mut rollout = Rollout::new(spec, steps, triggers);
-    let mut decisions = rollout.tick(0.0);
-    let (mut t, mut next_tick, mut requests) = (0.0, tick_s, 0u64);
-    let dt = 1.0 / rate;
-    while t < max_s && !rollout.state().is_terminal() {
-        t += dt;
-        while next_tick <= t {
-            decisions.extend(rollout.tick(next_tick));
-            next_tick += tick_s;
-        }
-        let w = f64::from(rollout.weights().canary) / 100.0;
-        let (arm, model) = if rng.uniform() < w {
-            (Arm::Canary, canary)
-        } else {
-            (Arm::Stable, stable)
-        };
-        rollout.observe(&request(&mut rng, t, arm, model));
-        requests += 1;
-    }
-    RunResult {
-        decisions,
-        final_state: rollout.state().clone(),
-        requests,
-    }
+    let rollout = Rollout::new(spec, steps, triggers);
+    run_closed_loop(seed, rollout, rate, &|_| canary, 1.0, max_s)
 }

@@ -260,6 +260,9 @@ impl RawAnalysisOverride {
             a.alpha = fraction_at(cx, &join(path, "alpha"), alpha, "alpha").unwrap_or(a.alpha);
         }
         a.method = self.method.map(method).unwrap_or(a.method);
+        if let Some(d) = cx.duration(&join(path, "maxDuration"), &self.max_duration) {
+            a.max_duration = Some(d);
+        }
         Some(a)
     }
 }
@@ -321,6 +324,13 @@ impl RawAnalysis {
             alpha,
             method: self.method.map_or(Method::Sequential, method),
             failure_limit: self.failure_limit.unwrap_or(defaults::FAILURE_LIMIT),
+            max_duration: Some(
+                cx.duration(&join(path, "maxDuration"), &self.max_duration)
+                    .unwrap_or(defaults::ANALYSIS_MAX_DURATION),
+            ),
+            burst_window: cx
+                .duration(&join(path, "burstWindow"), &self.burst_window)
+                .unwrap_or(defaults::ANALYSIS_BURST_WINDOW),
             inconclusive_limit: self
                 .inconclusive_limit
                 .unwrap_or(defaults::INCONCLUSIVE_LIMIT),
@@ -406,6 +416,7 @@ impl RawMetric {
                     );
                 }
                 match other {
+                    RawMetricKind::LatencyShift => MetricKind::LatencyShift,
                     RawMetricKind::ErrorRate => MetricKind::ErrorRate,
                     RawMetricKind::Accuracy => MetricKind::Accuracy,
                     RawMetricKind::ShadowAgreement => MetricKind::ShadowAgreement,
@@ -434,6 +445,17 @@ impl RawMetric {
                 None
             }
         };
+        match allowed_change {
+            None => cx.warn(
+                &join(path, "allowedChange"),
+                "no allowedChange: the allowance is 0, and no amount of data shows a canary exactly as good as stable, so a gate with this metric cannot pass",
+            ),
+            Some(AllowedChange::Absolute(v) | AllowedChange::Relative(v)) if v == 0.0 => cx.warn(
+                &join(path, "allowedChange"),
+                "an allowance of 0 can never be shown (no amount of data shows a canary exactly as good as stable), so a gate with this metric cannot pass",
+            ),
+            _ => {}
+        }
         let direction = match self.direction {
             None => kind.default_direction(),
             Some(RawDirection::Increase) => Direction::Increase,

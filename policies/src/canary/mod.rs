@@ -143,7 +143,11 @@ pub struct Analysis {
     pub method: Method,
     /// Failed evaluations before rollback.
     pub failure_limit: u32,
-    /// Inconclusive evaluations tolerated.
+    /// How long a gate waits for evidence (one inconclusive measurement); `None` = unbounded.
+    pub max_duration: Option<Duration>,
+    /// Bursts shorter than this are left out of a rate metric's Fail.
+    pub burst_window: Duration,
+    /// Inconclusive measurements (gate periods) tolerated.
     pub inconclusive_limit: u32,
     /// Consecutive metric errors tolerated.
     pub consecutive_error_limit: u32,
@@ -234,6 +238,8 @@ pub enum MetricKind {
         /// The quantile.
         quantile: f64,
     },
+    /// Shift of the whole latency distribution (geometric means).
+    LatencyShift,
     /// Error rate.
     ErrorRate,
     /// Accuracy against labels.
@@ -289,6 +295,8 @@ pub struct RollbackTrigger {
     pub window: Duration,
     /// What happens.
     pub action: TriggerAction,
+    /// False-firing probability per hour.
+    pub alpha: f64,
 }
 
 /// Trigger metrics.

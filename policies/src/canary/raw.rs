@@ -117,6 +117,8 @@ pub(crate) struct RawAnalysisOverride {
     pub(crate) alpha: Option<f64>,
     /// Statistical method.
     pub(crate) method: Option<RawMethod>,
+    /// How long this gate waits for every metric to be shown within its allowance (Go duration).
+    pub(crate) max_duration: Option<String>,
 }
 
 /// `setHeaderRoute`.
@@ -180,15 +182,19 @@ pub(crate) struct RawAnalysis {
     pub(crate) alpha: Option<f64>,
     /// Statistical method (default sequential).
     pub(crate) method: Option<RawMethod>,
-    /// Failed evaluations before rollback (default 1).
+    /// Failed evaluations (a metric shown beyond its allowance) tolerated before rollback (default 1).
     pub(crate) failure_limit: Option<u32>,
-    /// Inconclusive evaluations tolerated (default 3).
+    /// How long an analysis gate waits for every metric to be shown within its allowance (Go duration, default 1h); reaching it is one inconclusive measurement.
+    pub(crate) max_duration: Option<String>,
+    /// The analysis does not fail a rate metric on a burst shorter than this: the worst such window is left out of a Fail (Go duration, default 2m; 0s turns it off). Bursts are the rollback triggers' business.
+    pub(crate) burst_window: Option<String>,
+    /// Inconclusive measurements (gate periods of maxDuration without a decision) tolerated before onInconclusive applies; each waits another maxDuration (default 0).
     pub(crate) inconclusive_limit: Option<u32>,
-    /// Consecutive metric errors tolerated (default 4).
+    /// Consecutive evaluations at which a metric received no new sample in one arm (no traffic, or a failing metric source) tolerated before onNoData applies (default 4).
     pub(crate) consecutive_error_limit: Option<u32>,
-    /// What to do when there are no samples (default hold).
+    /// What to do when a metric receives no new data past consecutiveErrorLimit (default hold); continue also lets a gate pass over a metric with too few samples.
     pub(crate) on_no_data: Option<RawOutcomeAction>,
-    /// What to do past the inconclusive limit (default hold).
+    /// What an analysis gate does when it stays inconclusive past inconclusiveLimit (default hold: pause for a human).
     pub(crate) on_inconclusive: Option<RawOutcomeAction>,
     /// Where samples come from (default embedded).
     pub(crate) source: Option<RawSource>,
@@ -265,7 +271,7 @@ pub(crate) struct RawMetric {
     pub(crate) name: Option<String>,
     /// What is measured.
     pub(crate) kind: Option<RawMetricKind>,
-    /// For `latency`: the quantile, in (0, 1), e.g. 0.95.
+    /// For `latency`: the quantile tested, in (0, 1), e.g. 0.95.
     pub(crate) quantile: Option<f64>,
     /// Which change is bad (default: increase for latency, errorRate, predictionDrift, calibration; decrease for accuracy, shadowAgreement).
     pub(crate) direction: Option<RawDirection>,
@@ -281,8 +287,10 @@ pub(crate) struct RawMetric {
 #[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) enum RawMetricKind {
-    /// Response latency at `quantile`.
+    /// Response latency at `quantile`: the quantile itself is tested (a tail-only regression is seen).
     Latency,
+    /// Shift of the whole latency distribution: the ratio of the arms' geometric-mean latencies.
+    LatencyShift,
     /// Share of 5xx and failed requests.
     ErrorRate,
     /// Share of predictions matching ground-truth labels.
@@ -331,12 +339,14 @@ pub(crate) struct RawTrigger {
     pub(crate) name: Option<String>,
     /// The canary metric watched.
     pub(crate) metric: Option<RawTriggerMetric>,
-    /// When it fires: exactly one of `above`, `dropBy`, `increaseBy`.
+    /// When it fires: exactly one of `above`, `dropBy`, `increaseBy`; it fires when a confidence bound over the window shows the condition.
     pub(crate) condition: Option<RawCondition>,
-    /// How long the condition must hold (Go duration).
+    /// How long the condition must be shown to hold (Go duration).
     pub(crate) window: Option<String>,
     /// What happens when it fires.
     pub(crate) action: Option<RawTriggerAction>,
+    /// False-firing budget: the probability per hour that the trigger fires on a canary that does not meet its condition, in (0, 1) (default 0.01).
+    pub(crate) alpha: Option<f64>,
 }
 
 /// Trigger metrics.
@@ -386,7 +396,7 @@ pub(crate) enum RawAmount {
 pub(crate) enum RawTriggerAction {
     /// All traffic back to stable at once.
     Immediate,
-    /// Step the canary weight back down through the steps.
+    /// Halve the canary weight for one window, then restore it only if the data shows the condition cleared (at most once per rollout), else roll back.
     Staged,
     /// Only stop sending to the canary; mirrors and shadow continue.
     CanaryOnly,

@@ -43,6 +43,17 @@ impl RawTrigger {
             Some(RawTriggerAction::Staged) => Some(TriggerAction::Staged),
             Some(RawTriggerAction::CanaryOnly) => Some(TriggerAction::CanaryOnly),
         };
+        let alpha = match self.alpha {
+            None => Some(crate::defaults::TRIGGER_ALPHA),
+            Some(a) if a > 0.0 && a < 1.0 => Some(a),
+            Some(a) => {
+                cx.error(
+                    &join(path, "alpha"),
+                    format!("alpha must be in (0, 1), got {a}"),
+                );
+                None
+            }
+        };
         let condition = self.condition(cx, path, metric?);
         Some(RollbackTrigger {
             name: name?,
@@ -50,6 +61,7 @@ impl RawTrigger {
             condition: condition?,
             window: window?,
             action: action?,
+            alpha: alpha?,
         })
     }
 

@@ -373,10 +373,14 @@ fn step_action(s: &RolloutStep) -> String {
         RolloutStep::Pause { duration: Some(d) } => format!("pause {}", format_duration(*d)),
         RolloutStep::Pause { duration: None } => "pause until promoted".to_owned(),
         RolloutStep::Analysis(a) => format!(
-            "analysis every {} (min {} samples, {})",
+            "analysis every {} (min {} samples, {}, waits {})",
             format_duration(a.interval),
             a.min_samples,
-            enum_name(a.method)
+            enum_name(a.method),
+            a.max_duration.filter(|d| !d.is_zero()).map_or(
+                "without bound".to_owned(),
+                |d| format!("at most {} for evidence", format_duration(d))
+            )
         ),
         RolloutStep::SetHeaderRoute(h) => format!("header route {}", h.name),
         RolloutStep::SetMirrorRoute(m) => {

@@ -1,5 +1,6 @@
 //! `augur analyze`: replays a recorded sample stream through the same analyzer the proxy runs,
-//! and prints the decision timeline with each test's statistic and p- or e-value.
+//! by the same clock rule ([`augur_analyzer::replay`]), and prints the decision timeline with
+//! each metric's bound, allowance, samples and e-value.
 
 use std::fmt::Write as _;
 use std::io::BufRead;
@@ -7,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
+use augur_analyzer::replay::Event;
 use augur_analyzer::rollout::Decision;
-use augur_model::Sample;
 
 use crate::cli::OutputFormat;
 use crate::rollout::spec;
@@ -42,11 +43,9 @@ pub fn run(
             policies.len()
         ),
     };
-    let samples = read_samples(samples)?;
+    let events = read_events(samples)?;
     let spec = spec::from_policy(chosen);
-    let period = augur_analyzer::replay::tick_period(&spec.analysis, &spec.triggers);
-    let decisions =
-        augur_analyzer::replay::replay_rollout(spec.rollout(), period, samples.into_iter());
+    let decisions = augur_analyzer::replay::replay_events(spec.rollout(), events.into_iter(), None);
     match output {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&decisions)?),
         OutputFormat::Table => print!("{}", render(&policy_key(chosen), &decisions)),
@@ -54,8 +53,9 @@ pub fn run(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Reads one JSON sample per line (blank lines skipped); errors name the line.
-fn read_samples(path: &Path) -> anyhow::Result<Vec<Sample>> {
+/// Reads one JSON event per line (a sample, a delayed label or a clock tick; blank lines
+/// skipped); errors name the line.
+pub fn read_events(path: &Path) -> anyhow::Result<Vec<Event>> {
     let file = std::fs::File::open(path)
         .with_context(|| format!("cannot open the samples file {}", path.display()))?;
     let mut samples = Vec::new();
@@ -64,9 +64,14 @@ fn read_samples(path: &Path) -> anyhow::Result<Vec<Sample>> {
         if line.trim().is_empty() {
             continue;
         }
-        let sample: Sample = serde_json::from_str(&line)
-            .with_context(|| format!("{}:{}: not a sample", path.display(), i + 1))?;
-        samples.push(sample);
+        let event: Event = serde_json::from_str(&line).with_context(|| {
+            format!(
+                "{}:{}: not a sample, a label ({{\"t\", \"request_id\", \"truth\"}}) or a tick ({{\"tick\"}})",
+                path.display(),
+                i + 1
+            )
+        })?;
+        samples.push(event);
     }
     Ok(samples)
 }
@@ -95,14 +100,15 @@ fn render(policy: &str, decisions: &[Decision]) -> String {
             let value = |x: Option<f64>| x.map_or_else(|| "-".to_owned(), |x| format!("{x:.4}"));
             let _ = writeln!(
                 out,
-                "    {:<16} stable {:>9} canary {:>9}  n {}/{}  stat {:>9}  p {:>9}  e {:>9}  {}",
+                "    {:<16} {:<12} stable {:>9} canary {:>9}  n {}/{}  bound {:>9} allowed {:>9}  e {:>9}  {}",
                 v.metric,
+                crate::rollout::history::outcome_name(&v.outcome),
                 value(v.stable),
                 value(v.canary),
                 v.n_stable,
                 v.n_canary,
-                value(v.statistic),
-                value(v.p_value),
+                value(v.bound),
+                value(v.allowance),
                 value(v.e_value),
                 v.reason
             );

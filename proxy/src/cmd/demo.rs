@@ -2,7 +2,7 @@
 //! end on loopback, with a live view.
 //!
 //! It starts `augur model-server` processes (stable v1 as two replicas, canary v2 as one), `augur proxy` with a
-//! CanaryPolicy like `policies/examples/canary-pneumonia.yaml` (steps 5% → 20% → 50% → 100%
+//! CanaryPolicy like `policies/examples/canary-pneumonia.yaml` (steps 20% → 50% → 80% → 100%
 //! with analysis between them, 10% mirrored to the embedded shadow model, the three rollback
 //! triggers; intervals shortened), and a traffic generator that uploads the 16 real chest X-rays
 //! and posts their true labels for a share of the requests. Nothing about the outcome is
@@ -188,6 +188,7 @@ fn run_in(
             args.label_fraction * 100.0,
             traffic::LABEL_DELAY.as_secs()
         ),
+        policy::WHY_GATES_WAIT.to_owned(),
     ];
 
     // ONNX Runtime for the children: the environment's, else the one scripts/setup.sh installs.

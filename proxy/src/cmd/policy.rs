@@ -5,15 +5,152 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use augur_analyzer::plan::{estimate, Baseline, GateEstimate};
+use serde::Serialize;
 
-use crate::cli::OutputFormat;
+use crate::cli::{EvidenceArgs, OutputFormat};
+use crate::route::policy_key;
+
+/// A gate that needs more than this at the stated rate cannot pass in practice.
+const IMPRACTICAL_S: f64 = 24.0 * 3600.0;
+
+/// One CanaryPolicy's evidence estimate.
+#[derive(Debug, Serialize)]
+struct Evidence {
+    policy: String,
+    assumed: Baseline,
+    gates: Vec<GateEstimate>,
+}
+
+fn evidence(set: &augur_policies::PolicySet, base: &Baseline) -> Vec<Evidence> {
+    set.canary_policies
+        .iter()
+        .map(|p| {
+            let spec = crate::rollout::spec::from_policy(p);
+            Evidence {
+                policy: policy_key(p),
+                assumed: *base,
+                gates: estimate(&spec.analysis, &spec.gates, &spec.steps, base),
+            }
+        })
+        .collect()
+}
+
+/// `3 h 12 min`, `25 min`, `40 s`.
+fn human(s: f64) -> String {
+    let s = s.max(0.0).round() as u64;
+    match s {
+        0..=59 => format!("{s} s"),
+        60..=3599 => format!("{} min", (s + 30) / 60),
+        _ => format!("{} h {} min", s / 3600, (s % 3600) / 60),
+    }
+}
+
+/// Warnings about gates that cannot pass in practice at the stated rate.
+fn impractical(evidence: &[Evidence]) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in evidence {
+        let rate = e.assumed.rate;
+        for g in &e.gates {
+            let step = g.step + 1;
+            match (g.wait_s, g.canary_requests) {
+                (_, None) => {
+                    let why: Vec<String> = g
+                        .metrics
+                        .iter()
+                        .filter_map(|m| Some(format!("{}: {}", m.metric, m.note.as_deref()?)))
+                        .collect();
+                    out.push(format!(
+                        "{}: warning: the analysis gate at step {step} cannot pass: {}",
+                        e.policy,
+                        if why.is_empty() {
+                            "no canary traffic at this step".to_owned()
+                        } else {
+                            why.join("; ")
+                        }
+                    ));
+                }
+                (Some(w), Some(n)) if w > IMPRACTICAL_S => out.push(format!(
+                    "{}: warning: the analysis gate at step {step} needs about {n} canary requests: {} at {rate} requests/s",
+                    e.policy,
+                    human(w)
+                )),
+                (Some(w), Some(n)) if g.max_duration_s.is_some_and(|d| w > d) => out.push(format!(
+                    "{}: warning: the analysis gate at step {step} needs about {n} canary requests, {} at {rate} requests/s, but waits at most {}: it will end inconclusive",
+                    e.policy,
+                    human(w),
+                    human(g.max_duration_s.unwrap_or(0.0))
+                )),
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+fn render_evidence(evidence: &[Evidence]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    for e in evidence {
+        let a = &e.assumed;
+        let _ = writeln!(
+            out,
+            "\nEVIDENCE {} at {} requests/s, for a canary as good as stable ({}% errors, {}% accuracy, {}% labelled, ln-latency spread {}); medians, from the analyzer's statistics:",
+            e.policy,
+            a.rate,
+            a.error_rate * 100.0,
+            a.accuracy * 100.0,
+            a.label_share * 100.0,
+            a.log_latency_sd
+        );
+        let _ = writeln!(
+            out,
+            "{:<6} {:<7} {:>16} {:>12} {:>14}  NEEDS (canary requests per metric)",
+            "STEP", "CANARY", "CANARY REQUESTS", "WAITS", "OPENS AFTER"
+        );
+        for g in &e.gates {
+            let needs: Vec<String> = g
+                .metrics
+                .iter()
+                .map(|m| {
+                    format!(
+                        "{} {}",
+                        m.metric,
+                        m.canary_requests
+                            .map_or_else(|| m.note.clone().unwrap_or_default(), |n| n.to_string())
+                    )
+                })
+                .collect();
+            let _ = writeln!(
+                out,
+                "{:<6} {:<7} {:>16} {:>12} {:>14}  {}",
+                g.step + 1,
+                format!("{}%", g.weight),
+                g.canary_requests
+                    .map_or("never".to_owned(), |n| n.to_string()),
+                g.wait_s.map_or("–".to_owned(), human),
+                g.opens_after_s.map_or("–".to_owned(), human),
+                needs.join(", ")
+            );
+        }
+    }
+    out
+}
 
 /// Validates the files: warnings go to stderr; every error is printed and the exit code is 1.
-pub fn check(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
+/// With a rate, gates that cannot pass in practice at that traffic are warned about too.
+pub fn check(paths: &[PathBuf], args: &EvidenceArgs) -> anyhow::Result<ExitCode> {
     match augur_policies::load_paths(paths) {
         Ok(loaded) => {
             let mut err = std::io::stderr().lock();
             for warning in &loaded.warnings {
+                writeln!(err, "{warning}")?;
+            }
+            let practical = args
+                .baseline()
+                .map(|b| impractical(&evidence(&loaded.set, &b)))
+                .unwrap_or_default();
+            for warning in &practical {
                 writeln!(err, "{warning}")?;
             }
             let set = &loaded.set;
@@ -25,7 +162,7 @@ pub fn check(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
                 set.service_entries.len(),
                 set.canary_policies.len(),
                 set.api_protections.len(),
-                loaded.warnings.len(),
+                loaded.warnings.len() + practical.len(),
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -36,8 +173,13 @@ pub fn check(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Prints the resolved routes, splits and rollout plans as a table or JSON.
-pub fn explain(paths: &[PathBuf], output: OutputFormat) -> anyhow::Result<ExitCode> {
+/// Prints the resolved routes, splits and rollout plans as a table or JSON, and with a rate what
+/// each analysis gate needs.
+pub fn explain(
+    paths: &[PathBuf],
+    output: OutputFormat,
+    args: &EvidenceArgs,
+) -> anyhow::Result<ExitCode> {
     let loaded = match augur_policies::load_paths(paths) {
         Ok(loaded) => loaded,
         Err(e) => {
@@ -46,6 +188,7 @@ pub fn explain(paths: &[PathBuf], output: OutputFormat) -> anyhow::Result<ExitCo
         }
     };
     let explanation = augur_policies::explain::explain(&loaded.set);
+    let evidence = args.baseline().map(|b| evidence(&loaded.set, &b));
     match output {
         OutputFormat::Table => {
             let table = explanation.render_table();
@@ -53,9 +196,19 @@ pub fn explain(paths: &[PathBuf], output: OutputFormat) -> anyhow::Result<ExitCo
             if !table.ends_with('\n') {
                 println!();
             }
+            if let Some(e) = &evidence {
+                print!("{}", render_evidence(e));
+            }
         }
         OutputFormat::Json => {
-            let json = serde_json::to_string_pretty(&explanation).context("rendering JSON")?;
+            let mut json = serde_json::to_value(&explanation).context("rendering JSON")?;
+            if let (Some(e), Some(obj)) = (&evidence, json.as_object_mut()) {
+                obj.insert(
+                    "evidence".to_owned(),
+                    serde_json::to_value(e).context("rendering JSON")?,
+                );
+            }
+            let json = serde_json::to_string_pretty(&json).context("rendering JSON")?;
             println!("{json}");
         }
     }

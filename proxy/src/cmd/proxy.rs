@@ -96,11 +96,17 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         });
     }
     let weights = Arc::new(RolloutWeights::default());
-    let rollouts = Arc::new(Rollouts::new(
-        Arc::clone(&weights),
-        Some(state_dir),
-        Arc::clone(&metrics),
-    ));
+    {
+        let weights = Arc::clone(&weights);
+        store.set_before_swap(Box::new(move |old, new| {
+            crate::rollout::release::hold_changed_releases(old, new, &weights);
+        }));
+    }
+    let mut rollouts = Rollouts::new(Arc::clone(&weights), Some(state_dir), Arc::clone(&metrics));
+    if let Some(dir) = &args.record_samples {
+        rollouts = rollouts.with_recording(dir.clone());
+    }
+    let rollouts = Arc::new(rollouts);
     let access_log = match &args.access_log {
         Some(path) => {
             let format = match args.access_log_format {

@@ -132,6 +132,40 @@ fn num(v: &Value) -> String {
         .map_or_else(|| "-".to_owned(), |x| format!("{x:.4}"))
 }
 
+fn signed(v: &Value) -> String {
+    v.as_f64()
+        .map_or_else(|| "-".to_owned(), |x| format!("{x:+.4}"))
+}
+
+/// `pass`, `fail (high)`, `inconclusive`, `no_data`.
+fn outcome(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Object(o) => o
+            .iter()
+            .next()
+            .map(|(k, side)| format!("{k} ({})", side["side"].as_str().unwrap_or("")))
+            .unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
+/// `1 h 12 min`, `3 min 20 s`, `45 s`.
+fn duration(s: f64) -> String {
+    let s = s.max(0.0).round() as u64;
+    match s {
+        0..=59 => format!("{s} s"),
+        60..=3599 => format!("{} min {} s", s / 60, s % 60),
+        _ => format!("{} h {} min", s / 3600, (s % 3600) / 60),
+    }
+}
+
+/// A Unix time as `HH:MM:SS UTC`.
+fn unix_time(t: f64) -> String {
+    let s = t.max(0.0) as u64 % 86_400;
+    format!("{:02}:{:02}:{:02} UTC", s / 3600, (s % 3600) / 60, s % 60)
+}
+
 /// The status of one rollout as text.
 pub fn render(r: &Value) -> String {
     let mut out = String::new();
@@ -163,37 +197,96 @@ pub fn render(r: &Value) -> String {
         };
         let _ = writeln!(out, "{marker} {:<5} {}", i + 1, step_text(s));
     }
+    if let Some(deadline) = r["gate_deadline"].as_f64() {
+        let left = deadline - crate::sample::now();
+        let _ = writeln!(
+            out,
+            "\nThis gate waits for evidence until {} ({}): it opens when every metric's bound is inside its allowance.",
+            unix_time(deadline),
+            if left > 0.0 {
+                format!("{} left", duration(left))
+            } else {
+                "due".to_owned()
+            }
+        );
+    }
     if let Some(verdicts) = r["verdicts"].as_array().filter(|v| !v.is_empty()) {
         let _ = writeln!(
             out,
-            "\n{:<16} {:<13} {:>10} {:>10} {:>8} {:>8} {:>11}",
-            "METRIC", "VERDICT", "STABLE", "CANARY", "N STABLE", "N CANARY", "P/E-VALUE"
+            "\n{:<16} {:<13} {:>10} {:>10} {:>10} {:>10} {:>8} {:>8} {:>10}",
+            "METRIC",
+            "VERDICT",
+            "STABLE",
+            "CANARY",
+            "BOUND",
+            "ALLOWED",
+            "N STABLE",
+            "N CANARY",
+            "E-VALUE"
         );
         for v in verdicts {
-            let outcome = match &v["outcome"] {
-                Value::String(s) => s.clone(),
-                other => other
-                    .as_object()
-                    .and_then(|o| o.keys().next().cloned())
-                    .unwrap_or_default(),
-            };
-            let pe = if v["p_value"].is_number() {
+            let e = if v["e_value"].is_number() {
+                num(&v["e_value"])
+            } else if v["p_value"].is_number() {
                 format!("p={}", num(&v["p_value"]))
-            } else if v["e_value"].is_number() {
-                format!("e={}", num(&v["e_value"]))
             } else {
                 "-".to_owned()
             };
             let _ = writeln!(
                 out,
-                "{:<16} {:<13} {:>10} {:>10} {:>8} {:>8} {:>11}",
+                "{:<16} {:<13} {:>10} {:>10} {:>10} {:>10} {:>8} {:>8} {:>10}",
                 v["metric"].as_str().unwrap_or(""),
-                outcome,
+                outcome(&v["outcome"]),
                 num(&v["stable"]),
                 num(&v["canary"]),
+                signed(&v["bound"]),
+                signed(&v["allowance"]),
                 v["n_stable"],
                 v["n_canary"],
-                pe
+                e
+            );
+        }
+        let measures: Vec<String> = verdicts
+            .iter()
+            .filter_map(|v| {
+                Some(format!(
+                    "{}: {}",
+                    v["metric"].as_str()?,
+                    v["measure"].as_str()?
+                ))
+            })
+            .collect();
+        if !measures.is_empty() {
+            let _ = writeln!(out, "(bound and allowance of {})", measures.join("; "));
+        }
+    }
+    if let Some(gates) = r["gates"].as_array().filter(|g| !g.is_empty()) {
+        let _ = writeln!(out, "\nGATES");
+        for g in gates {
+            let waited = g["ended"].as_f64().unwrap_or(0.0) - g["started"].as_f64().unwrap_or(0.0);
+            let evidence: Vec<String> = g["verdicts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|v| v["allowance"].is_number())
+                .map(|v| {
+                    format!(
+                        "{} {} vs {} (n {}/{})",
+                        v["metric"].as_str().unwrap_or(""),
+                        signed(&v["bound"]),
+                        signed(&v["allowance"]),
+                        v["n_stable"],
+                        v["n_canary"]
+                    )
+                })
+                .collect();
+            let _ = writeln!(
+                out,
+                "  step {}: {} after {}: {}",
+                g["step"].as_u64().map_or(0, |s| s + 1),
+                g["outcome"].as_str().unwrap_or(""),
+                duration(waited),
+                evidence.join("; ")
             );
         }
     }

@@ -211,7 +211,7 @@ impl History {
     }
 }
 
-fn outcome_name(outcome: &augur_analyzer::verdict::Outcome) -> &'static str {
+pub(crate) fn outcome_name(outcome: &augur_analyzer::verdict::Outcome) -> &'static str {
     use augur_analyzer::verdict::Outcome;
     match outcome {
         Outcome::Pass => "pass",

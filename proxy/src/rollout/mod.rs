@@ -1,15 +1,23 @@
 //! Where a decision is made: the rollouts of the serving CanaryPolicies, fed with the proxy's
 //! samples, judged by the pure analyzer, and applied as weights that requests read lock-free.
 //!
-//! [`Rollouts`] owns one [`Rollout`] per CanaryPolicy. Every transition updates the weights
-//! ([`weights::RolloutWeights`]), is saved atomically to the state directory and appended to the
-//! audit log ([`persist`]), and moves the rollout gauges. [`driver::RolloutDriver`] is the
-//! background service that feeds samples in and lets time pass.
+//! [`Rollouts`] owns one [`Rollout`] per CanaryPolicy and release (its (stable, canary) pair,
+//! [`release`]). Every transition updates the weights ([`weights::RolloutWeights`]), is saved
+//! atomically to the state directory and appended to the audit log ([`persist`]), and moves the
+//! rollout gauges. [`driver::RolloutDriver`] is the background service that feeds samples in and
+//! lets time pass.
+//!
+//! Time: every event (a sample, a label, a command) first ticks its rollout to the event's time,
+//! and the driver's timer ticks every rollout once a second, so the rollout processes each whole
+//! second once, in the same order as `augur analyze` replaying the recording does
+//! ([`recording`], [`augur_analyzer::replay`]).
 
 pub mod driver;
 pub mod history;
 pub mod persist;
 pub mod prometheus;
+pub mod recording;
+pub mod release;
 pub mod spec;
 pub mod weights;
 
@@ -24,8 +32,11 @@ use serde_json::{json, Value};
 use crate::metrics::Metrics;
 use crate::route::policy_key;
 use crate::sample::RoutedSample;
-use persist::{AuditRecord, SavedRollout, StateDir};
+use persist::{ArchivedRollout, AuditRecord, SavedRollout, StateDir};
 use prometheus::PrometheusSource;
+use recording::Recorder;
+use release::release_key;
+use spec::RolloutSpec;
 use weights::RolloutWeights;
 
 /// Decisions kept in memory per rollout for `GET /rollouts`.
@@ -45,6 +56,14 @@ pub enum RolloutError {
 struct Managed {
     rollout: Rollout,
     policy_hash: String,
+    /// The (stable, canary) pair this rollout judges.
+    release: String,
+    /// The current policy's spec, which a retry after the rollout ended picks up.
+    current: RolloutSpec,
+    /// Rollouts of earlier releases archived since this process started.
+    archived: u64,
+    /// The event recording, when `--record-samples` is set.
+    recorder: Option<Recorder>,
     /// Where the evidence comes from when it is not this proxy's own samples.
     source: Option<PrometheusSource>,
     /// When the source was last read (analyzer clock).
@@ -69,6 +88,7 @@ pub struct Rollouts {
     weights: Arc<RolloutWeights>,
     state: Option<StateDir>,
     metrics: Arc<Metrics>,
+    record: Option<std::path::PathBuf>,
 }
 
 impl Rollouts {
@@ -83,7 +103,21 @@ impl Rollouts {
             weights,
             state,
             metrics,
+            record: None,
         }
+    }
+
+    /// Records every event each rollout applies to `dir/<namespace>_<name>.samples.jsonl`
+    /// ([`recording`]).
+    #[must_use]
+    pub fn with_recording(mut self, dir: std::path::PathBuf) -> Self {
+        self.record = Some(dir);
+        self
+    }
+
+    /// The weights the rollouts set.
+    pub fn weights(&self) -> &Arc<RolloutWeights> {
+        &self.weights
     }
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Managed>> {
@@ -92,9 +126,11 @@ impl Rollouts {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Starts a rollout for each new CanaryPolicy (resuming a saved one at the same step and
-    /// weight) and stops those whose policy is gone. A running rollout keeps the spec it
-    /// started with; `retry` after it ends picks up the current policy.
+    /// Starts a rollout for each new CanaryPolicy (resuming a saved one of the same release at the
+    /// same step and weight) and stops those whose policy is gone. A running rollout keeps the
+    /// spec it started with; `retry` after it ends picks up the current policy. When a policy's
+    /// (stable, canary) pair changes, its rollout is archived and a new one starts at step 1;
+    /// state saved for another pair is archived, never applied.
     pub fn sync(&self, set: &PolicySet, policy_hash: &str, now: f64) {
         let mut map = self.lock();
         let keys: Vec<String> = set.canary_policies.iter().map(policy_key).collect();
@@ -108,45 +144,130 @@ impl Rollouts {
         });
         for policy in &set.canary_policies {
             let key = policy_key(policy);
-            if map.contains_key(&key) {
-                continue;
+            let release = release_key(set, policy);
+            let current = spec::from_policy(policy);
+            let mut archived = 0;
+            if let Some(m) = map.get_mut(&key) {
+                m.current = current.clone();
+                if m.release == release {
+                    continue;
+                }
+                let why = format!("release changed to {release}");
+                self.archive(
+                    &key,
+                    &m.rollout,
+                    Some(&m.release),
+                    &m.policy_hash,
+                    &why,
+                    now,
+                );
+                archived = m.archived + 1;
+                map.remove(&key);
             }
             let source = metric_source(set, policy);
-            let (rollout, policy_hash) = match self.state.as_ref().and_then(|s| s.load(&key)) {
+            let saved = self.state.as_ref().and_then(|s| s.load(&key));
+            let resumable = saved.filter(|saved| {
+                // State saved before releases were tracked is resumed only for the same files.
+                let same = match &saved.release {
+                    Some(r) => *r == release,
+                    None => saved.policy_hash == policy_hash,
+                };
+                if !same {
+                    let why = format!("saved for another release; now {release}");
+                    self.archive(
+                        &key,
+                        &saved.rollout,
+                        saved.release.as_deref(),
+                        &saved.policy_hash,
+                        &why,
+                        now,
+                    );
+                    archived += 1;
+                }
+                same
+            });
+            let (rollout, policy_hash) = match resumable {
                 Some(saved) => {
                     tracing::info!(policy = %key, state = ?saved.rollout.state(), "rollout resumed from saved state");
                     (saved.rollout, saved.policy_hash)
                 }
-                None => {
-                    let spec = spec::from_policy(policy);
-                    let rollout = spec.rollout();
-                    (rollout, policy_hash.to_owned())
-                }
+                None => (current.clone().rollout(), policy_hash.to_owned()),
             };
             let history = history::History::new(rollout.analysis().interval_s);
+            let recorder = self.record.as_ref().and_then(|dir| {
+                Recorder::open(dir, &key)
+                    .map_err(
+                        |e| tracing::error!(policy = %key, error = %e, "cannot record samples"),
+                    )
+                    .ok()
+            });
             let mut managed = Managed {
                 rollout,
                 policy_hash,
+                release,
+                current,
+                archived,
+                recorder,
                 source,
                 last_fetch: now,
                 history,
             };
-            let decisions = managed.rollout.tick(now);
+            let decisions = managed.tick(now);
             self.applied(&key, &managed, &decisions, "analyzer");
             map.insert(key, managed);
         }
     }
 
+    /// Archives a rollout of an earlier release (history file, log) and forgets its state.
+    fn archive(
+        &self,
+        key: &str,
+        rollout: &Rollout,
+        release: Option<&str>,
+        policy_hash: &str,
+        why: &str,
+        now: f64,
+    ) {
+        tracing::info!(policy = %key, from = ?release, state = ?rollout.state(), reason = %why, "rollout archived; a new one starts at step 1");
+        let Some(state) = &self.state else {
+            return;
+        };
+        let record = ArchivedRollout {
+            archived_at: now,
+            reason: why,
+            policy: key,
+            release,
+            policy_hash,
+            state: rollout.state(),
+            weights: rollout.weights(),
+            gates: rollout.gates().collect(),
+            decisions: rollout.history().collect(),
+        };
+        if let Err(e) = state.archive(&record).and_then(|()| state.forget(key)) {
+            tracing::error!(policy = key, error = %e, "cannot archive the rollout of the earlier release");
+        }
+    }
+
     /// Feeds a sample to the rollout of its policy (unless that rollout reads its evidence from
-    /// Prometheus, where this proxy's requests are already counted).
+    /// Prometheus, where this proxy's requests are already counted), after ticking the rollout to
+    /// the sample's time.
     pub fn observe(&self, s: &RoutedSample) {
         let Some(policy) = s.policy.as_deref() else {
             return;
         };
-        if let Some(m) = self.lock().get_mut(policy).filter(|m| m.source.is_none()) {
-            m.rollout.observe(&s.sample);
-            m.history.observe(&s.sample);
+        let mut map = self.lock();
+        let Some(m) = map.get_mut(policy).filter(|m| m.source.is_none()) else {
+            return;
+        };
+        let decisions = m.tick(s.sample.t);
+        if !decisions.is_empty() {
+            self.applied(policy, m, &decisions, "analyzer");
         }
+        if let Some(r) = &mut m.recorder {
+            r.sample(&s.sample);
+        }
+        m.rollout.observe(&s.sample);
+        m.history.observe(&s.sample);
     }
 
     /// The metric-source reads due at `now` (one per analysis interval and rollout).
@@ -169,12 +290,21 @@ impl Rollouts {
             .collect()
     }
 
-    /// Feeds the samples a metric source returned.
+    /// Feeds the samples a metric source returned (each ticks the rollout to its time first).
     pub fn feed(&self, policy: &str, samples: &[augur_model::Sample]) {
-        if let Some(m) = self.lock().get_mut(policy) {
-            for s in samples {
-                m.rollout.observe(s);
+        let mut map = self.lock();
+        let Some(m) = map.get_mut(policy) else {
+            return;
+        };
+        for s in samples {
+            let decisions = m.tick(s.t);
+            if !decisions.is_empty() {
+                self.applied(policy, m, &decisions, "analyzer");
             }
+            if let Some(r) = &mut m.recorder {
+                r.sample(s);
+            }
+            m.rollout.observe(s);
         }
     }
 
@@ -188,18 +318,38 @@ impl Rollouts {
         tracing::warn!(policy, error = %error, "metric source read failed; no data this interval");
     }
 
-    /// Joins a delayed ground-truth label (by request id) in whichever rollout holds it.
+    /// Joins a delayed ground-truth label (by request id) in whichever rollout holds it, after
+    /// ticking that rollout to `now`.
     pub fn label(&self, request_id: &str, truth: &str, now: f64) -> bool {
         let mut map = self.lock();
-        map.values_mut()
-            .any(|m| m.rollout.record_label(request_id, truth, now))
+        let Some((key, m)) = map
+            .iter_mut()
+            .find(|(_, m)| m.rollout.awaits_label(request_id))
+        else {
+            return false;
+        };
+        let decisions = m.tick(now);
+        if !decisions.is_empty() {
+            self.applied(key, m, &decisions, "analyzer");
+        }
+        if let Some(r) = &mut m.recorder {
+            r.label(now, request_id, truth);
+        }
+        m.rollout.record_label(request_id, truth, now)
     }
 
-    /// Lets time pass for every rollout.
+    /// Lets time pass for every rollout (the driver's once-a-second timer).
     pub fn tick(&self, now: f64) {
         let mut map = self.lock();
         for (key, m) in map.iter_mut() {
+            let before = m.rollout.clock();
             let decisions = m.rollout.tick(now);
+            if let Some(r) = &mut m.recorder {
+                if m.rollout.clock() != before {
+                    r.tick(now);
+                }
+                r.flush();
+            }
             if !decisions.is_empty() {
                 self.applied(key, m, &decisions, "analyzer");
             }
@@ -254,7 +404,19 @@ impl Rollouts {
         let m = map
             .get_mut(&key)
             .ok_or_else(|| RolloutError::Unknown(policy.to_owned()))?;
+        let ticked = m.tick(now);
+        if !ticked.is_empty() {
+            self.applied(&key, m, &ticked, "analyzer");
+        }
+        if command == Command::Retry && m.rollout.state().is_terminal() {
+            let c = m.current.clone();
+            m.rollout
+                .replace_spec(c.analysis, c.steps, c.triggers, c.gates);
+        }
         let decision = m.rollout.command(command, now)?;
+        if let Some(r) = &mut m.recorder {
+            r.command(now, command);
+        }
         self.applied(&key, m, std::slice::from_ref(&decision), "admin");
         Ok(decision)
     }
@@ -273,10 +435,15 @@ impl Rollouts {
                     .rev()
                     .take(RECENT_DECISIONS)
                     .collect();
+                let gates: Vec<_> = r.gates().collect();
                 json!({
                     "name": key,
                     "policy_hash": m.policy_hash,
+                    "release": m.release,
+                    "archived_releases": m.archived,
                     "state": r.state(),
+                    "gate_deadline": r.gate_deadline(),
+                    "gates": gates,
                     "step": r.state().step(),
                     "steps": r.steps(),
                     "weights": r.weights(),
@@ -336,6 +503,7 @@ impl Rollouts {
                     policy: key,
                     policy_hash: &m.policy_hash,
                     actor,
+                    release: &m.release,
                     decision: d,
                 };
                 if let Err(e) = state.audit(&record) {
@@ -347,12 +515,27 @@ impl Rollouts {
             let saved = SavedRollout {
                 policy: key.to_owned(),
                 policy_hash: m.policy_hash.clone(),
+                release: Some(m.release.clone()),
                 rollout: r.clone(),
             };
             if let Err(e) = state.save(&saved) {
                 tracing::error!(policy = key, error = %e, "cannot save the rollout state");
             }
         }
+    }
+}
+
+impl Managed {
+    /// Ticks the rollout to `now`, recording the tick when it moved the clock.
+    fn tick(&mut self, now: f64) -> Vec<Decision> {
+        let before = self.rollout.clock();
+        let decisions = self.rollout.tick(now);
+        if self.rollout.clock() != before {
+            if let Some(r) = &mut self.recorder {
+                r.tick(now);
+            }
+        }
+        decisions
     }
 }
 
@@ -398,6 +581,7 @@ fn kind_label(kind: &augur_analyzer::spec::MetricKind) -> &'static str {
     use augur_analyzer::spec::MetricKind as K;
     match kind {
         K::Latency { .. } => "latency",
+        K::LatencyShift => "latency_shift",
         K::ErrorRate => "error_rate",
         K::Accuracy => "accuracy",
         K::ShadowAgreement => "shadow_agreement",
@@ -415,3 +599,6 @@ fn resolve(map: &BTreeMap<String, Managed>, name: &str) -> Option<String> {
     let first = matching.next()?;
     matching.next().is_none().then(|| first.clone())
 }
+
+#[cfg(test)]
+mod tests;

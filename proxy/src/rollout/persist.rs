@@ -1,6 +1,6 @@
 //! Rollout state on disk: one JSON file per CanaryPolicy, replaced atomically (write, fsync,
-//! rename, fsync the directory) on every transition, and an append-only JSON-lines audit log of
-//! every decision beside it.
+//! rename, fsync the directory) on every transition, an append-only JSON-lines audit log of
+//! every decision beside it, and the history of rollouts of earlier releases.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -16,8 +16,35 @@ pub struct SavedRollout {
     pub policy: String,
     /// Hash of the policy files the rollout was started from.
     pub policy_hash: String,
+    /// The (stable, canary) pair the rollout judges ([`super::release::release_key`]); absent
+    /// in state saved before releases were tracked.
+    #[serde(default)]
+    pub release: Option<String>,
     /// The complete rollout state.
     pub rollout: Rollout,
+}
+
+/// A rollout of an earlier release, kept in `<namespace>_<name>.history.jsonl`.
+#[derive(Debug, Serialize)]
+pub struct ArchivedRollout<'a> {
+    /// When it was archived (Unix seconds).
+    pub archived_at: f64,
+    /// Why: the release changed, or saved state did not match the policy's pair.
+    pub reason: &'a str,
+    /// `namespace/name` of the CanaryPolicy.
+    pub policy: &'a str,
+    /// The pair it judged.
+    pub release: Option<&'a str>,
+    /// Hash of the policy files it was started from.
+    pub policy_hash: &'a str,
+    /// Where it ended.
+    pub state: &'a augur_analyzer::rollout::RolloutState,
+    /// Its weights then.
+    pub weights: augur_analyzer::rollout::Weights,
+    /// What its gates took.
+    pub gates: Vec<&'a augur_analyzer::rollout::GateRecord>,
+    /// Its last decisions, oldest first.
+    pub decisions: Vec<&'a Decision>,
 }
 
 /// One line of the audit log.
@@ -29,6 +56,8 @@ pub struct AuditRecord<'a> {
     pub policy_hash: &'a str,
     /// Who caused it: `analyzer`, or `admin` for a manual command.
     pub actor: &'a str,
+    /// The (stable, canary) pair of the rollout.
+    pub release: &'a str,
     /// The decision, with its measured values, statistics and reason.
     #[serde(flatten)]
     pub decision: &'a Decision,
@@ -65,6 +94,32 @@ impl StateDir {
     /// Where `policy`'s state lives.
     pub fn state_path(&self, policy: &str) -> PathBuf {
         self.root.join(format!("{}.json", Self::file_stem(policy)))
+    }
+
+    /// Where `policy`'s rollouts of earlier releases are kept.
+    pub fn history_path(&self, policy: &str) -> PathBuf {
+        self.root
+            .join(format!("{}.history.jsonl", Self::file_stem(policy)))
+    }
+
+    /// Appends a rollout of an earlier release to the history.
+    pub fn archive(&self, record: &ArchivedRollout<'_>) -> std::io::Result<()> {
+        let mut line = serde_json::to_vec(record).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.history_path(record.policy))?;
+        f.write_all(&line)?;
+        f.sync_data()
+    }
+
+    /// Removes `policy`'s saved state (after archiving it).
+    pub fn forget(&self, policy: &str) -> std::io::Result<()> {
+        match fs::remove_file(self.state_path(policy)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
     }
 
     /// Where `policy`'s audit log lives.
@@ -133,6 +188,7 @@ mod tests {
         let saved = SavedRollout {
             policy: "default/p".into(),
             policy_hash: "h".into(),
+            release: Some("r".into()),
             rollout,
         };
         state.save(&saved).unwrap();

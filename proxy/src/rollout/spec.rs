@@ -15,7 +15,7 @@ use augur_policies as p;
 const TRIGGER_MIN_SAMPLES: u64 = 20;
 
 /// Everything the rollout state machine needs from one CanaryPolicy.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RolloutSpec {
     /// The base analysis.
     pub analysis: AnalysisSpec,
@@ -104,7 +104,9 @@ fn analysis_spec(a: &p::Analysis) -> AnalysisSpec {
         alpha: a.alpha,
         min_samples: u64::from(a.min_samples),
         interval_s: a.interval.as_secs_f64(),
+        transient_s: a.burst_window.as_secs_f64(),
         failure_limit: i64::from(a.failure_limit),
+        max_duration_s: a.max_duration.map(|d| d.as_secs_f64()).filter(|d| *d > 0.0),
         inconclusive_limit: i64::from(a.inconclusive_limit),
         consecutive_error_limit: i64::from(a.consecutive_error_limit),
         on_no_data: gap(a.on_no_data),
@@ -129,6 +131,7 @@ fn gap(a: p::OutcomeAction) -> GapAction {
 fn metric_spec(m: &p::Metric) -> MetricSpec {
     let kind = match m.kind {
         p::MetricKind::Latency { quantile } => MetricKind::Latency { quantile },
+        p::MetricKind::LatencyShift => MetricKind::LatencyShift,
         p::MetricKind::ErrorRate => MetricKind::ErrorRate,
         p::MetricKind::Accuracy => MetricKind::Accuracy,
         p::MetricKind::ShadowAgreement => MetricKind::ShadowAgreement,
@@ -200,6 +203,7 @@ fn trigger_spec(t: &p::RollbackTrigger) -> TriggerSpec {
             p::TriggerAction::CanaryOnly => TriggerAction::CanaryOnly,
         },
         min_samples: TRIGGER_MIN_SAMPLES,
+        alpha: t.alpha,
     }
 }
 
@@ -215,7 +219,7 @@ mod tests {
         )])
         .unwrap();
         let spec = from_policy(&loaded.set.canary_policies[0]);
-        assert_eq!(spec.steps.first(), Some(&StepSpec::SetWeight(5)));
+        assert_eq!(spec.steps.first(), Some(&StepSpec::SetWeight(10)));
         assert_eq!(spec.steps.last(), Some(&StepSpec::SetWeight(100)));
         assert_eq!(spec.analysis.interval_s, 60.0);
         assert_eq!(spec.analysis.positive_label, "PNEUMONIA");
@@ -244,6 +248,34 @@ mod tests {
         assert_eq!(t[1].condition, TriggerCondition::DropBy(0.05));
         assert_eq!(t[2].condition, TriggerCondition::IncreaseBy(500.0));
         assert_eq!(t[2].action, TriggerAction::CanaryOnly);
+    }
+
+    /// The analyzer's closed-loop simulations run the example policy from
+    /// `analyzer/tests/policies/canary-pneumonia.json` (the analyzer cannot read policies);
+    /// this keeps that file equal to what the proxy makes of the YAML. Regenerate it with
+    /// `AUGUR_BLESS=1 cargo test -p augur-proxy --lib example_policy_spec`.
+    #[test]
+    fn example_policy_spec_is_the_simulated_one() {
+        let loaded = augur_policies::load_paths(&[concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../policies/examples/canary-pneumonia.yaml"
+        )])
+        .unwrap();
+        let spec = from_policy(&loaded.set.canary_policies[0]);
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../analyzer/tests/policies/canary-pneumonia.json"
+        );
+        let fresh = serde_json::to_string_pretty(&spec).unwrap() + "\n";
+        if std::env::var_os("AUGUR_BLESS").is_some() {
+            std::fs::write(path, &fresh).unwrap();
+            return;
+        }
+        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            committed == fresh,
+            "{path} is stale: regenerate it with `AUGUR_BLESS=1 cargo test -p augur-proxy --lib example_policy_spec`"
+        );
     }
 
     #[test]

@@ -104,14 +104,35 @@ function renderSummary(r) {
   }));
   const last = r.decisions[0];
   $("last-reason").textContent = last ? last.reason : "–";
-  const kinds = { latency: "latency", "error": "rate", accuracy: "rate", agreement: "rate" };
+  const latencyTests = ["cs_quantile_share", "cs_log_latency", "mann_whitney", "quantile_threshold", "msprt_log_latency"];
+  const kindOf = (v) => latencyTests.includes(v.test) ? "latency"
+    : ["cs_rate", "newcombe", "two_proportion_z", "fisher_exact", "rate_threshold", "msprt_rate"].includes(v.test) ? "rate" : null;
   $("verdicts").replaceChildren(...r.verdicts.map((v) => {
-    const kind = Object.keys(kinds).find((k) => v.metric.includes(k) || (k === "latency" && v.test === "msprt_log_latency"));
-    const tr = row([v.metric, outcomeName(v.outcome), fmt(v.stable, kinds[kind]), fmt(v.canary, kinds[kind]), v.n_stable + " / " + v.n_canary]);
+    const kind = kindOf(v);
+    const tr = row([v.metric, outcomeName(v.outcome), fmt(v.stable, kind), fmt(v.canary, kind),
+      signed(v.bound), signed(v.allowance), v.n_stable + " / " + v.n_canary]);
     tr.children[1].className = outcomeName(v.outcome);
-    tr.title = v.reason;
+    tr.title = (v.measure ? "bound and allowance of " + v.measure + ". " : "") + v.reason;
     return tr;
   }));
+  const deadline = r.gate_deadline;
+  $("gate-wait").textContent = deadline == null ? ""
+    : "This gate waits for evidence until " + new Date(deadline * 1000).toLocaleTimeString()
+      + "; it opens when every metric's bound is inside its allowance.";
+  $("gates").replaceChildren(...(r.gates || []).slice().reverse().map((g) => row([
+    String(g.step + 1), g.outcome, waited(g.ended - g.started),
+    g.verdicts.filter((v) => v.allowance != null).map((v) =>
+      v.metric + " " + signed(v.bound) + " vs " + signed(v.allowance) + " (" + v.n_stable + " / " + v.n_canary + ")").join("; "),
+  ])));
+}
+
+function signed(v) { return v == null ? "–" : (v >= 0 ? "+" : "") + v.toFixed(4); }
+
+function waited(s) {
+  s = Math.max(0, Math.round(s));
+  if (s < 60) return s + " s";
+  if (s < 3600) return Math.floor(s / 60) + " min " + (s % 60) + " s";
+  return Math.floor(s / 3600) + " h " + Math.floor((s % 3600) / 60) + " min";
 }
 
 function row(cells) {

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::policy::MIN_SAMPLES;
 use super::traffic::Stats;
 
 /// Everything one frame shows.
@@ -82,25 +81,32 @@ fn gate_verdicts(r: &Value) -> Vec<&Value> {
         .unwrap_or_default()
 }
 
-/// How far the current analysis gate is from having the samples it needs, 0–1, and why.
+/// How far the current analysis gate is from opening, 0–1 (the share of its metrics shown
+/// within their allowances), and why it waits: each metric's bound against its allowance.
 fn gate_progress(r: &Value) -> (f64, String) {
     let verdicts = gate_verdicts(r);
     if verdicts.is_empty() {
         return (0.0, "waiting for the first look".to_owned());
     }
-    let mut lowest: f64 = 1.0;
-    let mut parts = Vec::new();
-    for v in &verdicts {
-        let n = v["n_canary"].as_u64().unwrap_or(0);
-        lowest = lowest.min(n as f64 / MIN_SAMPLES as f64);
-        parts.push(format!(
-            "{} {}/{MIN_SAMPLES} {}",
-            v["metric"].as_str().unwrap_or("?"),
-            n.min(MIN_SAMPLES),
-            outcome(v).replace('_', " ")
-        ));
-    }
-    (lowest, parts.join(" · "))
+    let passed = verdicts.iter().filter(|v| outcome(v) == "pass").count();
+    let parts: Vec<String> = verdicts
+        .iter()
+        .map(|v| {
+            let name = v["metric"].as_str().unwrap_or("?");
+            let n = v["n_canary"].as_u64().unwrap_or(0);
+            match (v["bound"].as_f64(), v["allowance"].as_f64()) {
+                (Some(b), Some(a)) => format!(
+                    "{name} {} ({b:+.3} vs {a:+.3}, n {n})",
+                    match outcome(v).as_str() {
+                        "inconclusive" => "collecting".to_owned(),
+                        o => o.replace('_', " "),
+                    }
+                ),
+                _ => format!("{name} {} (n {n})", outcome(v).replace('_', " ")),
+            }
+        })
+        .collect();
+    (passed as f64 / verdicts.len() as f64, parts.join(" · "))
 }
 
 /// Each arm's requests and errors summed over the history's points.
@@ -339,15 +345,20 @@ mod tests {
     }
 
     #[test]
-    fn the_gate_waits_on_its_slowest_metric() {
+    fn the_gate_says_why_it_waits() {
         let r = serde_json::json!({"verdicts": [
-            {"metric": "p95-latency", "outcome": "pass", "n_canary": 12},
-            {"metric": "accuracy", "outcome": "no_data", "n_canary": 4},
+            {"metric": "p95-latency", "outcome": "pass", "n_canary": 120, "bound": 0.021, "allowance": 0.05},
+            {"metric": "accuracy", "outcome": "inconclusive", "n_canary": 80, "bound": -0.31, "allowance": -0.2},
+            {"metric": "error-rate", "outcome": "no_data", "n_canary": 4},
             {"metric": "sample-ratio", "outcome": "pass", "n_canary": 0},
         ]});
         let (fraction, why) = gate_progress(&r);
-        assert!((fraction - 0.4).abs() < 1e-9);
-        assert!(why.contains("accuracy 4/10 no data"), "{why}");
+        assert!((fraction - 1.0 / 3.0).abs() < 1e-9);
+        assert!(
+            why.contains("accuracy collecting (-0.310 vs -0.200, n 80)"),
+            "{why}"
+        );
+        assert!(why.contains("error-rate no data (n 4)"), "{why}");
         assert!(!why.contains("sample-ratio"));
     }
 }

@@ -1,0 +1,106 @@
+//! `--record-samples DIR`: every event a rollout applies, in the order it applies them, as the
+//! JSON lines `augur analyze --samples` replays ([`augur_analyzer::replay::Event`]).
+//!
+//! A rollout is driven by samples, delayed labels, its once-a-second clock and manual commands,
+//! each applied after ticking the rollout to the event's time. Written in that order (under the
+//! rollouts' lock), a recording replays to the same decisions at the same times: the
+//! reproducibility check of a live decision, and recorded traffic to try a policy change on.
+//! One file per CanaryPolicy, `<namespace>_<name>.samples.jsonl`, appended to; the writer is
+//! buffered and flushed once a second by the rollout driver, off the request path. Samples carry
+//! what the analyzer reads (no bodies, no images).
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use augur_analyzer::rollout::Command;
+use augur_model::Sample;
+use serde::Serialize;
+
+/// One rollout's recording.
+#[derive(Debug)]
+pub struct Recorder {
+    path: PathBuf,
+    out: BufWriter<File>,
+}
+
+#[derive(Serialize)]
+struct Label<'a> {
+    t: f64,
+    request_id: &'a str,
+    truth: &'a str,
+}
+
+#[derive(Serialize)]
+struct Tick {
+    tick: f64,
+}
+
+#[derive(Serialize)]
+struct CommandLine {
+    t: f64,
+    command: Command,
+}
+
+impl Recorder {
+    /// Opens (appending) the recording of `policy` in `dir`.
+    pub fn open(dir: &Path, policy: &str) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let stem: String = policy
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let path = dir.join(format!("{stem}.samples.jsonl"));
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        Ok(Self {
+            path,
+            out: BufWriter::new(file),
+        })
+    }
+
+    fn line(&mut self, value: &impl Serialize) {
+        let written = serde_json::to_writer(&mut self.out, value)
+            .map_err(std::io::Error::other)
+            .and_then(|()| self.out.write_all(b"\n"));
+        if let Err(e) = written {
+            tracing::warn!(path = %self.path.display(), error = %e, "cannot write the sample recording");
+        }
+    }
+
+    /// A sample, as applied.
+    pub fn sample(&mut self, sample: &Sample) {
+        self.line(sample);
+    }
+
+    /// A delayed label, as applied at `t`.
+    pub fn label(&mut self, t: f64, request_id: &str, truth: &str) {
+        self.line(&Label {
+            t,
+            request_id,
+            truth,
+        });
+    }
+
+    /// The clock reached `t` (whole seconds).
+    pub fn tick(&mut self, t: f64) {
+        self.line(&Tick { tick: t.floor() });
+    }
+
+    /// A manual command at `t`.
+    pub fn command(&mut self, t: f64, command: Command) {
+        self.line(&CommandLine { t, command });
+    }
+
+    /// Writes the buffered lines out.
+    pub fn flush(&mut self) {
+        if let Err(e) = self.out.flush() {
+            tracing::warn!(path = %self.path.display(), error = %e, "cannot write the sample recording");
+        }
+    }
+}
