@@ -239,18 +239,24 @@ fn augur_analyze_replays_a_recorded_live_run_to_the_same_decisions() {
         .and_then(|d| d["time"].as_f64())
         .expect("a time");
     // The driver flushes the recording once a second: wait until it holds the rollback's second.
+    // The proxy is still writing it, so a read can end inside a line: replay a copy of the
+    // whole lines read.
     let recording = recordings.path().join("default_model.samples.jsonl");
-    wait_for(
+    let whole_lines = wait_for(
         "the recording to be flushed",
         Duration::from_secs(10),
         || {
             let text = std::fs::read_to_string(&recording).ok()?;
-            text.lines()
+            let whole = &text[..text.rfind('\n')? + 1];
+            whole
+                .lines()
                 .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
                 .any(|e| e["tick"].as_f64().is_some_and(|t| t >= rolled_back_at))
-                .then_some(())
+                .then(|| whole.to_owned())
         },
     );
+    let recording = recordings.path().join("replayed.samples.jsonl");
+    std::fs::write(&recording, whole_lines).expect("write the copy");
     let out = augur_tests::augur::run(&[
         "analyze",
         "--policy",
