@@ -217,15 +217,17 @@ impl Proxy {
         let _ = self.child.wait();
     }
 
-    /// The value of an unlabelled Prometheus metric, 0 when absent.
-    pub fn metric(&self, name: &str) -> f64 {
-        let text = http::get(self.prometheus, "localhost", "/stats/prometheus")
+    /// The sum of the Prometheus series `selector` selects (`name`, or `name{label="value",...}`
+    /// for the series carrying at least those labels), 0 when none does.
+    pub fn metric(&self, selector: &str) -> f64 {
+        crate::metrics::sum(&self.metrics_text(), selector)
+    }
+
+    /// The Prometheus endpoint's exposition.
+    pub fn metrics_text(&self) -> String {
+        http::get(self.prometheus, "localhost", "/stats/prometheus")
             .expect("prometheus request")
-            .body;
-        text.lines()
-            .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0.0)
+            .body
     }
 
     /// Sends a signal to the process with `kill(1)`.

@@ -6,6 +6,7 @@ pub mod echo_origin;
 pub mod envoy;
 pub mod faulty;
 pub mod http;
+pub mod metrics;
 pub mod nginx;
 pub mod policy;
 pub mod prometheus;
