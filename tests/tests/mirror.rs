@@ -257,7 +257,11 @@ fn a_retried_large_body_is_answered_and_mirrored_once() {
     let resp = post(proxy.listen, &body, "big-retried");
     assert_eq!(resp.status, 200, "{}", resp.body);
     let attempts: Vec<usize> = primary.received().iter().map(|r| r.body.len()).collect();
-    assert_eq!(attempts, vec![200_000, 200_000], "both attempts carried the whole body");
+    assert_eq!(
+        attempts,
+        vec![200_000, 200_000],
+        "both attempts carried the whole body"
+    );
     wait_for("the mirror copy", Duration::from_secs(10), || {
         (shadow.served() == 1).then_some(())
     });

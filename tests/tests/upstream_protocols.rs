@@ -389,7 +389,10 @@ fn grpc_trailers_pass_end_to_end() {
         let trailers = body.trailers().await.expect("trailers").unwrap_or_default();
         (String::from_utf8_lossy(&seen).into_owned(), trailers)
     });
-    assert_eq!(seen, "te=trailers trailer=none", "what the upstream received");
+    assert_eq!(
+        seen, "te=trailers trailer=none",
+        "what the upstream received"
+    );
     assert_eq!(
         trailers.get("grpc-status").and_then(|v| v.to_str().ok()),
         Some("0"),
