@@ -37,3 +37,18 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Opt
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Asserts that `observed` of `n` random picks is within 4σ of the share `p` (binomial).
+/// Four, not three: the suites check shares many times, and at 3σ one failed by chance in CI
+/// (347 of 1,000 at 30%, 3.25σ); a check fails by chance with probability 6e-5 at 4σ against
+/// 3e-3 at 3σ, and at the tests' sample sizes 4σ still rules out the wrong shares they
+/// guard against (0%, 50% or 100% where 20% or 30% is due).
+pub fn assert_share_near(observed: usize, n: usize, p: f64) {
+    let sigma = (n as f64 * p * (1.0 - p)).sqrt();
+    let expected = n as f64 * p;
+    assert!(
+        (observed as f64 - expected).abs() <= 4.0 * sigma,
+        "observed {observed} of {n}, expected {expected} ± {:.0} (4σ)",
+        4.0 * sigma
+    );
+}

@@ -158,7 +158,10 @@ mod tests {
             ),
             3.0
         );
-        assert_eq!(sum(TEXT, "istio_requests_total{response_code=\"404\"}"), 0.0);
+        assert_eq!(
+            sum(TEXT, "istio_requests_total{response_code=\"404\"}"),
+            0.0
+        );
         assert_eq!(sum(TEXT, "augur_config_reloads_total"), 4.0);
         assert_eq!(sum(TEXT, "augur_config_reloads"), 0.0, "names match whole");
         assert_eq!(sum(TEXT, "h_bucket{le=\"+Inf\"}"), 5.0);
