@@ -15,7 +15,10 @@ pub mod upstream;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-/// A free loopback port (bound once to ask the kernel, then released).
+/// A loopback port that was free a moment ago (bound once to ask the kernel, then released):
+/// another process may take it before it is used. Only for addresses where nothing should
+/// listen, and for third-party servers that cannot report the port they bound; augur itself
+/// binds port 0 and reports its ports (`--address-file`, used by [`augur::Proxy`]).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

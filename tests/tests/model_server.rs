@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use augur_tests::augur::{bin, run, Proxy};
+use augur_tests::augur::{address, bin, run, wait_for_address_file, Proxy};
 use augur_tests::policy::{service, virtual_service, write};
-use augur_tests::{free_port, http, wait_for};
+use augur_tests::{http, wait_for};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -47,26 +47,36 @@ fn require_onnxruntime() {
 struct ModelServer {
     child: Child,
     addr: SocketAddr,
+    _address_dir: tempfile::TempDir,
 }
 
 impl ModelServer {
+    /// Starts it on a port it picks (port 0), read back from its `--address-file`.
     fn start(model: &str, version: &str) -> Self {
-        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let child = Command::new(bin())
+        let address_dir = tempfile::tempdir().expect("address file dir");
+        let address_file = address_dir.path().join("address.json");
+        let mut child = Command::new(bin())
             .args(["model-server", "--model"])
             .arg(fixture_model(model))
             .args([
                 "--listen",
-                &addr.to_string(),
+                "127.0.0.1:0",
                 "--version",
                 version,
                 "--log-level",
                 "warn",
+                "--address-file",
             ])
+            .arg(&address_file)
             .stdin(Stdio::null())
             .spawn()
             .expect("spawn augur model-server");
-        let mut server = Self { child, addr };
+        let addr = address(&wait_for_address_file(&mut child, &address_file)["listen"]);
+        let mut server = Self {
+            child,
+            addr,
+            _address_dir: address_dir,
+        };
         wait_for("the model server", Duration::from_secs(20), || {
             if let Ok(Some(status)) = server.child.try_wait() {
                 panic!("model server exited: {status}");

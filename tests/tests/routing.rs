@@ -471,19 +471,18 @@ fn https_listener_negotiates_h2_and_http1() {
             &service("model", &[("v1", up.addr.port())]),
         ],
     );
-    let tls = std::net::SocketAddr::from(([127, 0, 0, 1], augur_tests::free_port()));
-    let tls_arg = tls.to_string();
     let proxy = Proxy::start_with_args(
         &[&file],
         &[
             "--tls-listen",
-            &tls_arg,
+            "127.0.0.1:0",
             "--tls-cert",
             cert.to_str().expect("utf-8"),
             "--tls-key",
             key.to_str().expect("utf-8"),
         ],
     );
+    let tls = proxy.tls_listen[0];
     let curl = |version: &str| {
         let out = std::process::Command::new("curl")
             .args(["-s", version, "--cacert"])
