@@ -53,6 +53,7 @@ pub use protection::{
     ApiKey, ApiProtection, KeysFrom, RateLimit, RateLimitKey, DEFAULT_API_KEY_HEADER,
 };
 pub use schema::{api_protection_schema, canary_policy_schema};
+pub use yaml::documents as yaml_documents;
 
 /// A successfully loaded policy set.
 #[derive(Debug, Clone)]
