@@ -217,6 +217,11 @@ impl Proxy {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// The exit status, once the process has exited.
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
     /// The serving policy set's hash (`version_info` in `/config_dump`).
     pub fn config_version(&self) -> String {
         let dump: serde_json::Value =

@@ -122,6 +122,29 @@ impl Connection {
         })
     }
 
+    /// Waits until the peer closes the connection (EOF or reset), reading and discarding
+    /// anything it sends; `false` if it is still open after `within`.
+    pub fn closed_within(&mut self, within: Duration) -> bool {
+        let deadline = std::time::Instant::now() + within;
+        let _ = self
+            .writer
+            .set_read_timeout(Some(Duration::from_millis(100)));
+        let mut buf = [0u8; 1024];
+        while std::time::Instant::now() < deadline {
+            match self.reader.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(_) => return true,
+            }
+        }
+        false
+    }
+
     /// Sends `GET path` with the given Host and reads one response.
     pub fn get(&mut self, host: &str, path: &str) -> std::io::Result<Response> {
         use std::io::BufRead;
