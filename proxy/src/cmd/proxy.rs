@@ -149,7 +149,8 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         inbound: addresses.inbound_capture.map(|a| a.port()),
     };
     let limiter = Arc::new(crate::protect::Limiter::default());
-    let gate = crate::limits::Gate::new(args.limits.to_limits());
+    let gate =
+        crate::limits::Gate::new(args.limits.to_limits(), metrics.active_connections.clone());
     let make_app = || {
         AugurProxy::new(
             Arc::clone(&store),
