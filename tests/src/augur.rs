@@ -247,6 +247,17 @@ impl Proxy {
         http::request(self.admin, &raw).expect("admin request")
     }
 
+    /// Stops the process the way Kubernetes does (SIGTERM) and waits until it has exited:
+    /// after this, everything it wrote is on disk.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        self.signal("TERM");
+        wait_for(
+            "augur to exit after SIGTERM",
+            Duration::from_secs(30),
+            || self.exit_status(),
+        )
+    }
+
     /// Kills the process at once (SIGKILL), as a crash would.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
