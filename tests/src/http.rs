@@ -103,6 +103,29 @@ fn dechunk(mut s: &str) -> String {
     out
 }
 
+/// Reads and discards until the peer closes `stream` (EOF or reset): how long that took, or
+/// `None` if it was still open after `within`.
+pub fn closed_within(stream: &mut TcpStream, within: Duration) -> Option<Duration> {
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = within.checked_sub(started.elapsed())?;
+        stream
+            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .ok()?;
+        match stream.read(&mut buf) {
+            Ok(0) => return Some(started.elapsed()),
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return Some(started.elapsed()),
+        }
+    }
+}
+
 /// A keep-alive HTTP/1.1 connection for sending many requests (responses must carry
 /// `content-length`, as augur's and the test upstreams' do).
 pub struct Connection {
@@ -122,27 +145,10 @@ impl Connection {
         })
     }
 
-    /// Waits until the peer closes the connection (EOF or reset), reading and discarding
-    /// anything it sends; `false` if it is still open after `within`.
+    /// Whether the peer closes the connection (EOF or reset) within `within`, reading and
+    /// discarding anything it sends meanwhile.
     pub fn closed_within(&mut self, within: Duration) -> bool {
-        let deadline = std::time::Instant::now() + within;
-        let _ = self
-            .writer
-            .set_read_timeout(Some(Duration::from_millis(100)));
-        let mut buf = [0u8; 1024];
-        while std::time::Instant::now() < deadline {
-            match self.reader.read(&mut buf) {
-                Ok(0) => return true,
-                Ok(_) => {}
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) => {}
-                Err(_) => return true,
-            }
-        }
-        false
+        closed_within(self.reader.get_mut(), within).is_some()
     }
 
     /// Sends `GET path` with the given Host and reads one response.

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use augur_tests::augur::Proxy;
 use augur_tests::echo_origin::{exchange, model_policy, peak_rss_kib, rss_kib, EchoOrigin};
+use augur_tests::http::closed_within;
 use serde_json::Value;
 
 /// How long each flood runs.
@@ -498,28 +499,6 @@ fn hpack_bomb_is_closed_before_decoding() {
         assert_eq!(run["goaway"]["debug"], "header_list_way_too_large", "{run}");
     }
     o.check_and_print("h2-hpack-bomb");
-}
-
-/// Reads until augur closes the connection; the time it took (`None`: open after `within`).
-fn closed_within(s: &mut TcpStream, within: Duration) -> Option<Duration> {
-    let started = Instant::now();
-    s.set_read_timeout(Some(within)).expect("read timeout");
-    let mut buf = [0u8; 4096];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => return Some(started.elapsed()),
-            Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                return None
-            }
-            Err(_) => return Some(started.elapsed()),
-        }
-    }
 }
 
 /// Sends one request on `s` and reads its whole response (augur's carry `content-length`).
