@@ -28,8 +28,8 @@ if ! "$deny" --version 2>/dev/null | grep -q " $deny_version\$"; then
 fi
 "$deny" --locked check licenses bans sources
 echo "== fuzz: policy_load and image_decode, 20 s each (docs/fuzzing.md)"
-# fuzz/ is outside the workspace, so cargo fmt skips it. Every committed regression input of
-# every target replays under cargo test above. The proxy targets (pingora under ASan is too
+# fuzz/ is outside the workspace, so cargo fmt skips it. Every committed seed and regression
+# input of every target replays under cargo test above (fuzz/common, docs/fuzzing.md). The proxy targets (pingora under ASan is too
 # long to build here) run with scripts/fuzz.sh.
 rustfmt --edition 2021 --check fuzz/fuzz_targets/*.rs fuzz/common/*.rs
 scripts/fuzz.sh 20 policy_load image_decode

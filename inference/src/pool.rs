@@ -26,14 +26,12 @@ use crate::model::session::{Batch, Runner};
 use crate::model::{ModelError, Score, ScoreError, ScoreInput};
 use crate::preprocess::Preprocessor;
 
-/// Called once with the result of a submitted image, on a worker thread.
-pub type Reply = Box<dyn FnOnce(Result<Score, ScoreError>) + Send + 'static>;
-
 /// A queued image.
 pub(crate) struct Job {
     pub(crate) input: ScoreInput,
     pub(crate) enqueued: Instant,
-    pub(crate) reply: Reply,
+    /// Called once with the result, on a worker thread.
+    pub(crate) reply: Box<dyn FnOnce(Result<Score, ScoreError>) + Send + 'static>,
 }
 
 /// What every worker reads.

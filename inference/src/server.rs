@@ -74,16 +74,22 @@ impl std::fmt::Debug for ModelServer {
     }
 }
 
-/// Loads the model, binds `config.listen` and serves until Ctrl-C (blocking; builds its own
-/// tokio runtime). This is what `augur model-server` calls.
-pub fn serve(config: ServerConfig) -> Result<(), ServerError> {
+/// Loads the model, binds `config.listen`, tells `on_listening` the bound address (port 0
+/// picks a free port) and serves until Ctrl-C (blocking; builds its own tokio runtime). This
+/// is what `augur model-server` calls.
+pub fn serve(
+    config: ServerConfig,
+    on_listening: impl FnOnce(SocketAddr) -> std::io::Result<()>,
+) -> Result<(), ServerError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     runtime.block_on(async {
         let server = ModelServer::bind(config).await?;
-        tracing::info!(addr = %server.local_addr()?, "model server listening");
+        let addr = server.local_addr()?;
+        tracing::info!(%addr, "model server listening");
+        on_listening(addr)?;
         server
             .run_until(async {
                 let _ = tokio::signal::ctrl_c().await;

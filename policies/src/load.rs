@@ -67,13 +67,29 @@ pub fn load_paths<P: AsRef<Path>>(paths: &[P]) -> Result<Loaded, LoadError> {
 
 /// Load one YAML text, named `file_name` in diagnostics.
 pub fn load_str(file_name: &str, yaml: &str) -> Result<Loaded, LoadError> {
-    let mut diags = Diagnostics::default();
+    load_bytes(file_name, yaml.as_bytes())
+}
+
+/// Load one file's bytes, named `file_name` in diagnostics, exactly as [`load_paths`] loads a
+/// file's content: over [`MAX_FILE_BYTES`] or not UTF-8 is an error at line 1.
+pub fn load_bytes(file_name: &str, bytes: &[u8]) -> Result<Loaded, LoadError> {
     let path = PathBuf::from(file_name);
-    if yaml.len() as u64 > MAX_FILE_BYTES {
-        diags.push(file_error(&path, too_big(yaml.len() as u64)));
-        return load_sources(Vec::new(), diags);
+    match file_text(bytes) {
+        Ok(text) => load_sources(vec![(path, text.to_owned())], Diagnostics::default()),
+        Err(message) => {
+            let mut diags = Diagnostics::default();
+            diags.push(file_error(&path, message));
+            load_sources(Vec::new(), diags)
+        }
     }
-    load_sources(vec![(path, yaml.to_owned())], diags)
+}
+
+/// A policy file's text: its bytes within the size cap, as UTF-8.
+fn file_text(bytes: &[u8]) -> Result<&str, String> {
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_big(bytes.len() as u64));
+    }
+    std::str::from_utf8(bytes).map_err(|e| format!("file is not valid UTF-8: {e}"))
 }
 
 fn too_big(len: u64) -> String {
@@ -125,10 +141,7 @@ fn read_capped(path: &Path) -> Result<String, String> {
         return Err(too_big(meta.len()));
     }
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read file: {e}"))?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(too_big(bytes.len() as u64));
-    }
-    String::from_utf8(bytes).map_err(|e| format!("file is not valid UTF-8: {e}"))
+    file_text(&bytes).map(str::to_owned)
 }
 
 fn load_sources(

@@ -110,6 +110,17 @@ fn pos_of(marker: &saphyr::Marker) -> Pos {
     }
 }
 
+/// The documents of a YAML source as JSON values, exactly as the loader reads them before any
+/// policy type sees them (so a JSON Schema validator can be given what augur is given), or the
+/// first problem as `line:column: message`.
+pub fn documents(source: &str) -> Result<Vec<Value>, String> {
+    let parsed = parse(source);
+    match parsed.problems.first() {
+        Some(p) => Err(format!("{}:{}: {}", p.pos.line, p.pos.column, p.message)),
+        None => Ok(parsed.documents.into_iter().map(|d| d.value).collect()),
+    }
+}
+
 /// Parse a multi-document YAML source.
 pub(crate) fn parse(source: &str) -> Parsed {
     let mut parser = Parser::new_from_str(source);

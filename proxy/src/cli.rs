@@ -90,12 +90,15 @@ pub enum Command {
         /// The `.onnx` model (metadata JSON beside it).
         #[arg(long)]
         model: PathBuf,
-        /// Listen address.
+        /// Listen address; port 0 picks a free port (see --address-file).
         #[arg(long, default_value = "127.0.0.1:8501")]
         listen: SocketAddr,
         /// The `model_version` to report (default: the metadata's).
         #[arg(long)]
         version: Option<String>,
+        /// Write the bound address to this file (JSON: `listen`) once it listens.
+        #[arg(long)]
+        address_file: Option<PathBuf>,
     },
     /// Install the pod's traffic-capture rules (the init container's job; istio-iptables'
     /// flags).
@@ -307,6 +310,12 @@ pub struct ProxyArgs {
     /// Prometheus endpoint serving `/stats/prometheus`.
     #[arg(long, env = "AUGUR_PROMETHEUS", default_value = "0.0.0.0:15090")]
     pub prometheus: SocketAddr,
+    /// Write every address augur listens on to this file (JSON: `listen`, `tls_listen`,
+    /// `outbound_capture`, `inbound_capture`, `admin`, `status`, `prometheus`) before the
+    /// listeners open; with port 0 in an address the kernel picks a free port, and this file
+    /// says which (as Envoy's `--admin-address-path`).
+    #[arg(long, env = "AUGUR_ADDRESS_FILE")]
+    pub address_file: Option<PathBuf>,
     /// Worker threads of the proxy (Envoy's flag; Istio sets 2 for sidecars).
     #[arg(long, env = "AUGUR_CONCURRENCY", default_value_t = 2)]
     pub concurrency: usize,

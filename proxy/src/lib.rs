@@ -28,6 +28,7 @@ pub mod logging;
 pub mod metrics;
 pub mod mirror;
 pub mod policy_store;
+pub mod ports;
 pub mod protect;
 pub mod reload;
 pub mod response_flag;

@@ -54,7 +54,8 @@ fn main() -> ExitCode {
             model,
             listen,
             version,
-        } => cmd::score::model_server(model, listen, version),
+            address_file,
+        } => cmd::score::model_server(model, listen, version, address_file),
         Command::Analyze {
             policy,
             name,

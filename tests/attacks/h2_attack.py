@@ -3,7 +3,10 @@
 
 Speaks prior-knowledge cleartext HTTP/2 (h2c) to one address and runs one attack, bounded by
 --duration seconds, again on a new connection each time the server closes one (at most
---connections times), then prints a JSON summary on stdout: totals, and per connection
+--connections times). With --until-closed, --duration only bounds when a new connection may
+start: each connection attacks until the server closes it (or --count is reached, or
+--give-up seconds pass), so an attack ends when the server ends it, not when the attacker's
+clock does. Then it prints a JSON summary on stdout: totals, and per connection
 (`runs`) the frames sent, bytes sent and read, and whether and when the server closed the
 connection (GOAWAY with its error code and debug data, RST_STREAM codes, EOF or a TCP reset). Frames are built with `hyperframe` and header blocks with `hpack`
 (both come with PyPI `h2`, installed by scripts/setup.sh into .cache/h2-venv): the attacks
@@ -100,8 +103,9 @@ ERROR_CODES = {
 class Attack:
     """One attacking connection: sends frames, reads and tallies what the server answers."""
 
-    def __init__(self, host, port, authority, duration):
+    def __init__(self, host, port, authority, duration, until_closed=False):
         self.authority = authority
+        self.until_closed = until_closed
         self.started = time.monotonic()
         self.deadline = self.started + duration
         self.sock = socket.create_connection((host, port), timeout=5)
@@ -220,7 +224,12 @@ class Attack:
             self.parse_frames()
 
     def drain(self, wait):
-        """Reads until EOF, or `wait` seconds without a byte."""
+        """Reads until EOF, or `wait` seconds without a byte; with --until-closed, until EOF
+        or the connection's deadline."""
+        if self.until_closed:
+            while self.time_left() > 0 and self.read(min(0.25, self.time_left())):
+                pass
+            return
         while self.read(wait):
             if not select.select([self.sock], [], [], 0)[0]:
                 return
@@ -445,6 +454,12 @@ def main():
     p.add_argument("--connections", type=int, default=1,
                    help="attack again on a new connection each time one is closed, this many "
                         "times at most (while --duration lasts)")
+    p.add_argument("--until-closed", action="store_true",
+                   help="each connection attacks until the server closes it (or --count or "
+                        "--give-up is reached); --duration only bounds new connections")
+    p.add_argument("--give-up", type=float, default=30.0,
+                   help="with --until-closed: seconds after which a connection the server "
+                        "left open is abandoned (and reported open)")
     p.add_argument("--count", type=int, default=10_000,
                    help="most frames (floods) or requests to send per connection")
     p.add_argument("--frame-bytes", type=int, default=16_384,
@@ -460,7 +475,8 @@ def main():
     deadline = time.monotonic() + args.duration
     runs = []
     while len(runs) < args.connections and time.monotonic() < deadline - 0.05:
-        a = cls(args.host, args.port, args.authority, deadline - time.monotonic())
+        budget = args.give_up if args.until_closed else deadline - time.monotonic()
+        a = cls(args.host, args.port, args.authority, budget, args.until_closed)
         try:
             attack(a, args)
         finally:

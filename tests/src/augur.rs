@@ -1,4 +1,4 @@
-//! The real `augur` binary, started as a child process on free loopback ports.
+//! The real `augur` binary, started as a child process on loopback ports it picks itself.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -6,7 +6,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use crate::http::{self, Response};
-use crate::{free_port, wait_for};
+use crate::wait_for;
 
 /// The `augur` binary built for this test run (`target/<profile>/augur`).
 pub fn bin() -> PathBuf {
@@ -27,14 +27,36 @@ pub fn run(args: &[&str]) -> Output {
     Command::new(bin()).args(args).output().expect("run augur")
 }
 
+/// Waits until `child` (an `augur proxy` or `augur model-server` given `--address-file path`)
+/// has written its addresses, and returns them; panics if it exits first.
+pub fn wait_for_address_file(child: &mut Child, path: &Path) -> serde_json::Value {
+    wait_for("augur's address file", Duration::from_secs(20), || {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("augur exited during start-up: {status}");
+        }
+        let text = std::fs::read_to_string(path).ok()?;
+        Some(serde_json::from_str(&text).expect("address file JSON"))
+    })
+}
+
+/// One address of an address file.
+pub fn address(v: &serde_json::Value) -> SocketAddr {
+    v.as_str()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("not an address in the address file: {v}"))
+}
+
 /// A running `augur proxy`; killed when dropped.
 pub struct Proxy {
     child: Child,
     /// The rollout state directory.
     pub state_dir: PathBuf,
     _state_tmp: Option<tempfile::TempDir>,
+    _address_dir: tempfile::TempDir,
     /// The HTTP listener.
     pub listen: SocketAddr,
+    /// The HTTPS listeners (`--tls-listen`, e.g. `127.0.0.1:0`, in the extra flags).
+    pub tls_listen: Vec<SocketAddr>,
     /// The admin endpoint.
     pub admin: SocketAddr,
     /// The status endpoint.
@@ -43,13 +65,9 @@ pub struct Proxy {
     pub prometheus: SocketAddr,
 }
 
-fn loopback(port: u16) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], port))
-}
-
 impl Proxy {
-    /// Starts `augur proxy --policy P...` on free ports, with a fresh state directory, and
-    /// waits until the admin says LIVE.
+    /// Starts `augur proxy --policy P...` on ports it picks (port 0, read back from its
+    /// `--address-file`), with a fresh state directory, and waits until the admin says LIVE.
     pub fn start(policies: &[&Path]) -> Self {
         let tmp = tempfile::tempdir().expect("state dir");
         let dir = tmp.path().to_path_buf();
@@ -127,21 +145,21 @@ impl Proxy {
         env: &[(&str, &str)],
         stderr: Option<std::fs::File>,
     ) -> Self {
-        let (listen, admin, status, prometheus) = (
-            loopback(free_port()),
-            loopback(free_port()),
-            loopback(free_port()),
-            loopback(free_port()),
-        );
+        // Every listener on port 0: augur reserves free ports and writes them to the address
+        // file, so parallel tests never race for a port (see proxy/src/ports.rs).
+        let address_dir = tempfile::tempdir().expect("address file dir");
+        let address_file = address_dir.path().join("addresses.json");
         let mut cmd = Command::new(bin());
         cmd.arg("proxy");
         for p in policies {
             cmd.arg("--policy").arg(p);
         }
-        cmd.args(["--listen", &listen.to_string()])
-            .args(["--admin", &admin.to_string()])
-            .args(["--status", &status.to_string()])
-            .args(["--prometheus", &prometheus.to_string()])
+        cmd.args(["--listen", "127.0.0.1:0"])
+            .args(["--admin", "127.0.0.1:0"])
+            .args(["--status", "127.0.0.1:0"])
+            .args(["--prometheus", "127.0.0.1:0"])
+            .arg("--address-file")
+            .arg(&address_file)
             .args(["--concurrency", "1", "--log-level", "warn"])
             .arg("--state-dir")
             .arg(state_dir)
@@ -151,16 +169,28 @@ impl Proxy {
         if let Some(file) = stderr {
             cmd.stderr(file);
         }
-        let child = cmd.spawn().expect("spawn augur proxy");
+        let mut child = cmd.spawn().expect("spawn augur proxy");
+        let addresses = wait_for_address_file(&mut child, &address_file);
+        let listens = |key: &str| -> Vec<SocketAddr> {
+            addresses[key]
+                .as_array()
+                .unwrap_or_else(|| panic!("no {key} in the address file: {addresses}"))
+                .iter()
+                .map(address)
+                .collect()
+        };
         let mut proxy = Self {
             child,
             state_dir: state_dir.to_path_buf(),
             _state_tmp: None,
-            listen,
-            admin,
-            status,
-            prometheus,
+            _address_dir: address_dir,
+            listen: listens("listen")[0],
+            tls_listen: listens("tls_listen"),
+            admin: address(&addresses["admin"]),
+            status: address(&addresses["status"]),
+            prometheus: address(&addresses["prometheus"]),
         };
+        let admin = proxy.admin;
         wait_for("augur admin /ready", Duration::from_secs(20), || {
             if let Ok(Some(status)) = proxy.child.try_wait() {
                 panic!("augur proxy exited during start-up: {status}");
@@ -170,6 +200,7 @@ impl Proxy {
                 .filter(|r| r.status == 200)
         });
         // The admin listener can be up before the proxy's: wait for the proxy port too.
+        let listen = proxy.listen;
         wait_for("augur's listener", Duration::from_secs(20), || {
             std::net::TcpStream::connect_timeout(&listen, Duration::from_millis(200)).ok()
         });
@@ -184,6 +215,11 @@ impl Proxy {
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The exit status, once the process has exited.
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
     }
 
     /// The serving policy set's hash (`version_info` in `/config_dump`).
@@ -211,21 +247,34 @@ impl Proxy {
         http::request(self.admin, &raw).expect("admin request")
     }
 
+    /// Stops the process the way Kubernetes does (SIGTERM) and waits until it has exited:
+    /// after this, everything it wrote is on disk.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        self.signal("TERM");
+        wait_for(
+            "augur to exit after SIGTERM",
+            Duration::from_secs(30),
+            || self.exit_status(),
+        )
+    }
+
     /// Kills the process at once (SIGKILL), as a crash would.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 
-    /// The value of an unlabelled Prometheus metric, 0 when absent.
-    pub fn metric(&self, name: &str) -> f64 {
-        let text = http::get(self.prometheus, "localhost", "/stats/prometheus")
+    /// The sum of the Prometheus series `selector` selects (`name`, or `name{label="value",...}`
+    /// for the series carrying at least those labels), 0 when none does.
+    pub fn metric(&self, selector: &str) -> f64 {
+        crate::metrics::sum(&self.metrics_text(), selector)
+    }
+
+    /// The Prometheus endpoint's exposition.
+    pub fn metrics_text(&self) -> String {
+        http::get(self.prometheus, "localhost", "/stats/prometheus")
             .expect("prometheus request")
-            .body;
-        text.lines()
-            .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0.0)
+            .body
     }
 
     /// Sends a signal to the process with `kill(1)`.

@@ -103,6 +103,29 @@ fn dechunk(mut s: &str) -> String {
     out
 }
 
+/// Reads and discards until the peer closes `stream` (EOF or reset): how long that took, or
+/// `None` if it was still open after `within`.
+pub fn closed_within(stream: &mut TcpStream, within: Duration) -> Option<Duration> {
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = within.checked_sub(started.elapsed())?;
+        stream
+            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .ok()?;
+        match stream.read(&mut buf) {
+            Ok(0) => return Some(started.elapsed()),
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return Some(started.elapsed()),
+        }
+    }
+}
+
 /// A keep-alive HTTP/1.1 connection for sending many requests (responses must carry
 /// `content-length`, as augur's and the test upstreams' do).
 pub struct Connection {
@@ -120,6 +143,12 @@ impl Connection {
             reader: std::io::BufReader::new(stream.try_clone()?),
             writer: stream,
         })
+    }
+
+    /// Whether the peer closes the connection (EOF or reset) within `within`, reading and
+    /// discarding anything it sends meanwhile.
+    pub fn closed_within(&mut self, within: Duration) -> bool {
+        closed_within(self.reader.get_mut(), within).is_some()
     }
 
     /// Sends `GET path` with the given Host and reads one response.

@@ -7,6 +7,7 @@ pub mod echo_origin;
 pub mod envoy;
 pub mod faulty;
 pub mod http;
+pub mod metrics;
 pub mod netns;
 pub mod nginx;
 pub mod policy;
@@ -16,7 +17,10 @@ pub mod upstream;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-/// A free loopback port (bound once to ask the kernel, then released).
+/// A loopback port that was free a moment ago (bound once to ask the kernel, then released):
+/// another process may take it before it is used. Only for addresses where nothing should
+/// listen, and for third-party servers that cannot report the port they bound; augur itself
+/// binds port 0 and reports its ports (`--address-file`, used by [`augur::Proxy`]).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -37,4 +41,19 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Opt
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Asserts that `observed` of `n` random picks is within 4σ of the share `p` (binomial).
+/// Four, not three: the suites check shares many times, and at 3σ one failed by chance in CI
+/// (347 of 1,000 at 30%, 3.25σ); a check fails by chance with probability 6e-5 at 4σ against
+/// 3e-3 at 3σ, and at the tests' sample sizes 4σ still rules out the wrong shares they
+/// guard against (0%, 50% or 100% where 20% or 30% is due).
+pub fn assert_share_near(observed: usize, n: usize, p: f64) {
+    let sigma = (n as f64 * p * (1.0 - p)).sqrt();
+    let expected = n as f64 * p;
+    assert!(
+        (observed as f64 - expected).abs() <= 4.0 * sigma,
+        "observed {observed} of {n}, expected {expected} ± {:.0} (4σ)",
+        4.0 * sigma
+    );
 }

@@ -69,14 +69,29 @@ impl Upstream {
         version: &str,
         script: impl Fn(usize) -> Answer + Send + Sync + 'static,
     ) -> Self {
+        Self::serve(version, "NORMAL", script)
+    }
+
+    /// An upstream that answers 200 with its `version` and `prediction` (`NORMAL` or
+    /// `PNEUMONIA`) to every request.
+    pub fn predicting(version: &str, prediction: &str) -> Self {
+        Self::serve(version, prediction, |_| Answer::OK)
+    }
+
+    fn serve(
+        version: &str,
+        prediction: &str,
+        script: impl Fn(usize) -> Answer + Send + Sync + 'static,
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind upstream");
         let addr = listener.local_addr().expect("upstream address");
         let served = Arc::new(AtomicUsize::new(0));
         let received = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let body: Arc<str> =
-            format!(r#"{{"prediction":"NORMAL","confidence":0.25,"model_version":"{version}"}}"#)
-                .into();
+        let body: Arc<str> = format!(
+            r#"{{"prediction":"{prediction}","confidence":0.25,"model_version":"{version}"}}"#
+        )
+        .into();
         let script: Arc<Script> = Arc::new(script);
         let (s, r, st) = (
             Arc::clone(&served),

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use augur_tests::cluster::{Cluster, Pod};
 use augur_tests::netns::{curl, get_many, spawn_in};
-use augur_tests::wait_for;
+use augur_tests::{assert_share_near, metrics, wait_for};
 
 /// A pod's HTTP server on port 8501 whose `/who` answers the pod's name.
 fn who_server(
@@ -121,15 +121,6 @@ spec:
     )
 }
 
-/// The sum of the sidecar metric series `name` whose lines carry every one of `labels`.
-fn sidecar_metric(pod: &Pod, name: &str, labels: &[&str]) -> f64 {
-    pod.sidecar_metrics()
-        .lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")) && labels.iter().all(|f| l.contains(f)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 /// Inbound topology: a client with no sidecar calls the model Service, which selects the
 /// stable pod only; the stable pod's sidecar keeps 70% for its local app and sends 30% on to
 /// the canary's Service; the canary pod's sidecar (with the same policy mounted) serves what
@@ -163,7 +154,8 @@ fn inbound_policy_splits_in_the_stable_pod() {
     });
 
     let arm = |pod: &Pod, arm: &str| {
-        sidecar_metric(pod, "augur_requests_total", &[&format!("arm=\"{arm}\"")]) as usize
+        let selector = format!("augur_requests_total{{arm=\"{arm}\"}}");
+        metrics::sum(&pod.sidecar_metrics(), &selector) as usize
     };
     let before = (arm(&stable, "stable"), arm(&stable, "canary"));
     let n = 600;
@@ -188,24 +180,12 @@ fn inbound_policy_splits_in_the_stable_pod() {
     assert_eq!(arm(&stable, "stable") - before.0, to_stable);
     // The canary's sidecar passed what it was sent to its app: no split, no second sample.
     assert_eq!(arm(&canary, "stable") + arm(&canary, "canary"), 0);
-    let served_by_canary = sidecar_metric(
-        &canary,
-        "istio_requests_total",
-        &["reporter=\"destination\""],
+    let served_by_canary = metrics::sum(
+        &canary.sidecar_metrics(),
+        "istio_requests_total{reporter=\"destination\"}",
     ) as usize;
     assert!(
         served_by_canary >= to_canary,
         "the canary's sidecar saw its requests"
-    );
-}
-
-/// Asserts that `observed` of `n` random picks is within 4σ of the share `p` (binomial).
-fn assert_share_near(observed: usize, n: usize, p: f64) {
-    let sigma = (n as f64 * p * (1.0 - p)).sqrt();
-    let expected = n as f64 * p;
-    assert!(
-        (observed as f64 - expected).abs() <= 4.0 * sigma,
-        "observed {observed} of {n}, expected {expected} ± {:.0} (4σ)",
-        4.0 * sigma
     );
 }

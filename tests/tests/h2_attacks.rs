@@ -3,43 +3,61 @@
 //! Each attack runs `tests/attacks/h2_attack.py` (PyPI `h2`, in `.cache/h2-venv` from
 //! scripts/setup.sh) for a bounded time, reconnecting whenever augur closes it, while a
 //! well-behaved HTTP/1 client keeps sending requests on other connections. Every test checks
-//! that augur's peak RSS stays small and that the good client gets only `200`s with a low p99;
-//! all but the unbounded floods of frames that ask for nothing (PRIORITY, WINDOW_UPDATE, with
-//! their bounds set to 0) also check that augur closes the attacker's connection (or refuses
-//! its excess streams) and that its CPU time stays well under the wall time. Each prints a `FIGURES` line for `docs/hardening.md`.
+//! that augur's peak RSS stays small and that the good client gets only `200`s, with a p99
+//! within a bound of its own median measured just before the attack; all but the unbounded
+//! floods of frames that ask for nothing (PRIORITY, WINDOW_UPDATE, with their bounds set to 0)
+//! also check that augur closes the attacker's connection (or refuses its excess streams) and
+//! that its CPU time stays well under the wall time. The tests take turns, so that no other
+//! test's load lands in one measurement and not in its baseline. Each prints a `FIGURES` line
+//! for `docs/hardening.md`.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use augur_tests::augur::Proxy;
 use augur_tests::echo_origin::{exchange, model_policy, peak_rss_kib, rss_kib, EchoOrigin};
+use augur_tests::http::closed_within;
 use serde_json::Value;
 
 /// How long each flood runs.
 const ATTACK_SECS: &str = "2";
-/// The good client's p99 must stay under this (debug build, 2 cores shared with the attacker
-/// and a second test). With the HTTP/2 read budget it is 5 to 35 ms under every flood here;
-/// without it, PRIORITY and WINDOW_UPDATE floods pushed it to 1.1 and 1.4 s.
-const GOOD_P99: Duration = Duration::from_millis(300);
+/// How long the good client's baseline runs before each attack.
+const BASELINE: Duration = Duration::from_millis(1500);
+/// During the unbounded PRIORITY and WINDOW_UPDATE floods, whose point is fairness, the good
+/// client's p99 may be at most this many times its median without the attack (measured just
+/// before, against the same augur). Measured here (debug build, 2 cores, tests one at a time,
+/// 2026-12-07): 7 to 17 times with the HTTP/2 read budget, in eight runs; 44 to 137 times
+/// without it, in four (p99 80 to 256 ms, which the former fixed bound of 300 ms let pass).
+const FAIR_SLOWDOWN: f64 = 30.0;
+/// The same bound for the attacks augur closes or refuses, where a slower good client is
+/// tolerated more while the attacker's connection lasts (up to 32 times measured here, for
+/// 1,000 streams opened at once); an attack that stalled the worker would still exceed it.
+const SLOWDOWN: f64 = 100.0;
 /// augur's peak RSS must stay under this (about 35 MiB at rest).
 const PEAK_RSS_KIB: u64 = 96 * 1024;
 /// `/proc/PID/stat` counts CPU time in clock ticks of 1/100 s (`USER_HZ` on Linux).
 const TICKS_PER_SEC: f64 = 100.0;
+
+/// The tests of this file take turns: each measures CPU time and latencies against a baseline
+/// of its own, and two attacks at once on a 2-core machine would measure each other.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// augur in front of an echo origin, with `extra` flags.
 struct Bed {
     proxy: Proxy,
     _origin: EchoOrigin,
     _dir: tempfile::TempDir,
+    _turn: MutexGuard<'static, ()>,
 }
 
 fn start(extra: &[&str]) -> Bed {
+    let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let origin = EchoOrigin::start();
     let dir = tempfile::tempdir().expect("tempdir");
     let policy = model_policy(dir.path(), origin.addr);
@@ -48,6 +66,7 @@ fn start(extra: &[&str]) -> Bed {
         proxy,
         _origin: origin,
         _dir: dir,
+        _turn: turn,
     }
 }
 
@@ -94,9 +113,13 @@ struct Good {
 
 impl Good {
     fn p99(&self) -> Duration {
+        self.quantile(0.99)
+    }
+
+    fn quantile(&self, q: f64) -> Duration {
         let mut sorted = self.latencies.clone();
         sorted.sort();
-        let at = (sorted.len() * 99).div_ceil(100).saturating_sub(1);
+        let at = ((sorted.len() as f64 * q).ceil() as usize).saturating_sub(1);
         sorted.get(at).copied().unwrap_or_default()
     }
 }
@@ -133,6 +156,8 @@ struct Outcome {
     rss_growth_kib: u64,
     peak_rss_kib: u64,
     good: Good,
+    /// The good client alone, just before the attack.
+    baseline: Good,
 }
 
 impl Outcome {
@@ -144,8 +169,10 @@ impl Outcome {
     /// Prints the figures and checks what every attack must leave intact: bounded CPU and
     /// memory, and a good client that kept being served quickly.
     fn check_and_print(&self, class: &str) {
-        self.check_served_and_print(class);
-        // One attacker cannot take more than part of augur's one worker thread.
+        self.check_served_and_print(class, SLOWDOWN);
+        // One attacker cannot take more than part of augur's one worker thread. (A ratio
+        // within one measurement: a busy machine gives augur less CPU per second of wall
+        // time, which can only lower it.)
         assert!(
             self.cpu.as_secs_f64() < 0.8 * self.wall.as_secs_f64(),
             "{class}: augur used {:?} of CPU in {:?}",
@@ -154,22 +181,26 @@ impl Outcome {
         );
     }
 
-    /// Prints the figures and checks bounded memory and a good client served quickly, but not
-    /// CPU: a flood of frames that ask for nothing keeps augur's thread busy by design, and
-    /// only its fairness (the HTTP/2 read budget) protects the others.
-    fn check_served_and_print(&self, class: &str) {
+    /// Prints the figures and checks bounded memory and a good client served quickly (p99 at
+    /// most `slowdown` times its baseline median), but not CPU: a flood of frames that ask for
+    /// nothing keeps augur's thread busy by design, and only its fairness (the HTTP/2 read
+    /// budget) protects the others.
+    fn check_served_and_print(&self, class: &str, slowdown: f64) {
         let tried = self.summary["frames_sent"].as_u64().expect("frames_sent");
+        let (p99, median) = (self.good.p99(), self.baseline.quantile(0.5));
+        let ratio = p99.as_secs_f64() / median.as_secs_f64().max(1e-6);
         println!(
             "FIGURES class={class} connections={} frames={tried} bytes={} cpu_s={:.2} \
-             wall_s={:.2} good_tried={} good_failures={} good_p99_ms={} rss_growth_kib={} \
-             peak_rss_kib={}",
+             wall_s={:.2} good_tried={} good_failures={} good_p99_ms={:.1} \
+             baseline_p50_ms={:.1} slowdown={ratio:.1} rss_growth_kib={} peak_rss_kib={}",
             self.summary["connections"],
             self.summary["bytes_sent"],
             self.cpu.as_secs_f64(),
             self.wall.as_secs_f64(),
             self.good.latencies.len(),
             self.good.failures.len(),
-            self.good.p99().as_millis(),
+            p99.as_secs_f64() * 1e3,
+            median.as_secs_f64() * 1e3,
             self.rss_growth_kib,
             self.peak_rss_kib,
         );
@@ -184,9 +215,9 @@ impl Outcome {
             self.good.latencies.len()
         );
         assert!(
-            self.good.p99() < GOOD_P99,
-            "{class}: good client's p99 {:?}",
-            self.good.p99()
+            ratio <= slowdown,
+            "{class}: good client's p99 {p99:?} is {ratio:.0} times its median without the \
+             attack ({median:?}); at most {slowdown} allowed"
         );
         assert!(
             self.peak_rss_kib < PEAK_RSS_KIB,
@@ -196,9 +227,15 @@ impl Outcome {
     }
 }
 
-/// Runs `h2_attack.py MODE ARGS` against `bed` while the good client runs.
+/// Runs `h2_attack.py MODE ARGS` against `bed` while the good client runs, after the good
+/// client's baseline: the same client alone for [`BASELINE`].
 fn attack(bed: &Bed, mode: &str, args: &[&str]) -> Outcome {
     let pid = bed.proxy.pid();
+    let stop = Arc::new(AtomicBool::new(false));
+    let alone = good_client(bed.proxy.listen, Arc::clone(&stop));
+    thread::sleep(BASELINE); // the baseline's length, not a wait for an event
+    stop.store(true, Ordering::Relaxed);
+    let baseline = alone.join().expect("good client");
     let stop = Arc::new(AtomicBool::new(false));
     let good = good_client(bed.proxy.listen, Arc::clone(&stop));
     let (cpu_before, rss_before, started) = (cpu_time(pid), rss_kib(pid), Instant::now());
@@ -225,20 +262,16 @@ fn attack(bed: &Bed, mode: &str, args: &[&str]) -> Outcome {
         rss_growth_kib: rss_kib(pid).saturating_sub(rss_before),
         peak_rss_kib: peak_rss_kib(pid),
         good,
+        baseline,
     }
 }
 
-/// Every connection that attacked ended with a GOAWAY carrying one of `codes`, after fewer
-/// than `most` frames. The attacker opens connections until its time is up, so the last one
-/// may have had no time left to send a frame: then it is not counted (on a loaded 2-core CI
-/// machine its handshake alone once took the last second).
+/// Every connection ended with a GOAWAY carrying one of `codes`, after fewer than `most`
+/// frames. The attacks checked this way run with `--until-closed`: each connection attacks
+/// until augur closes it, whenever the attacker's time runs out, so every one counts (a
+/// last connection cut short by the attacker's clock once failed this on a loaded machine).
 fn all_goaway(o: &Outcome, codes: &[&str], most: u64) {
-    let mut attacked = o.runs();
-    if let Some((last, before)) = attacked.split_last() {
-        if last["frames_sent"].as_u64() == Some(0) {
-            attacked = before;
-        }
-    }
+    let attacked = o.runs();
     assert!(!attacked.is_empty(), "no attack ran: {:?}", o.runs());
     for run in attacked {
         let code = run["goaway"]["error"].as_str().unwrap_or("none");
@@ -258,7 +291,13 @@ fn rapid_reset_gets_goaway_enhance_your_calm() {
     let o = attack(
         &bed,
         "rapid-reset",
-        &["--duration", ATTACK_SECS, "--connections", "1000"],
+        &[
+            "--duration",
+            ATTACK_SECS,
+            "--connections",
+            "1000",
+            "--until-closed",
+        ],
     );
     // h2 counts streams reset before augur accepted them: the 21st ends the connection. The
     // attacker's batches in flight add a few hundred frames: far fewer than 5 000 pairs.
@@ -282,6 +321,7 @@ fn continuation_flood_is_closed() {
             "16",
             "--count",
             "100000",
+            "--until-closed",
         ],
     );
     all_goaway(&small, &["ENHANCE_YOUR_CALM"], 5_000);
@@ -289,7 +329,7 @@ fn continuation_flood_is_closed() {
     let big = attack(
         &bed,
         "continuation-flood",
-        &["--duration", "1", "--connections", "1000"],
+        &["--duration", "1", "--connections", "1000", "--until-closed"],
     );
     // A block over the 60 KiB header list limit is a connection error.
     all_goaway(&big, &["ENHANCE_YOUR_CALM", "PROTOCOL_ERROR"], 1_000);
@@ -386,7 +426,7 @@ fn frame_flood_is_fair(mode: &str, class: &str) {
     );
     let frames = o.summary["frames_sent"].as_u64().expect("frames_sent");
     assert!(frames > 10_000, "only {frames} frames sent");
-    o.check_served_and_print(class);
+    o.check_served_and_print(class, FAIR_SLOWDOWN);
 }
 
 #[test]
@@ -444,7 +484,13 @@ fn hpack_bomb_is_closed_before_decoding() {
     let o = attack(
         &bed,
         "hpack-bomb",
-        &["--duration", ATTACK_SECS, "--connections", "1000"],
+        &[
+            "--duration",
+            ATTACK_SECS,
+            "--connections",
+            "1000",
+            "--until-closed",
+        ],
     );
     // 4 000 one-byte references to a 4 KiB cookie decode to 16 MB: over 4x the 60 KiB limit,
     // h2 stops decoding and ends the connection.
@@ -453,28 +499,6 @@ fn hpack_bomb_is_closed_before_decoding() {
         assert_eq!(run["goaway"]["debug"], "header_list_way_too_large", "{run}");
     }
     o.check_and_print("h2-hpack-bomb");
-}
-
-/// Reads until augur closes the connection; the time it took (`None`: open after `within`).
-fn closed_within(s: &mut TcpStream, within: Duration) -> Option<Duration> {
-    let started = Instant::now();
-    s.set_read_timeout(Some(within)).expect("read timeout");
-    let mut buf = [0u8; 4096];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => return Some(started.elapsed()),
-            Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                return None
-            }
-            Err(_) => return Some(started.elapsed()),
-        }
-    }
 }
 
 /// Sends one request on `s` and reads its whole response (augur's carry `content-length`).

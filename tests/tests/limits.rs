@@ -156,19 +156,12 @@ fn header_uri_body_and_framing_limits_answer_like_envoy() {
         .count();
     assert_eq!(refused_by_connection, 2, "{lines}");
     // So are Istio's metrics: four 431s, two from each place that answers them.
-    let metrics = augur_tests::http::get(proxy.prometheus, "localhost", "/stats/prometheus")
-        .expect("metrics")
-        .body;
-    let answered_431: f64 = metrics
-        .lines()
-        .filter(|l| {
-            l.starts_with("istio_requests_total{")
-                && l.contains("response_code=\"431\"")
-                && l.contains("response_flags=\"DPE\"")
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum();
-    assert_eq!(answered_431, 4.0, "{metrics}");
+    assert_eq!(
+        proxy.metric("istio_requests_total{response_code=\"431\",response_flags=\"DPE\"}"),
+        4.0,
+        "{}",
+        proxy.metrics_text()
+    );
     println!(
         "FIGURES class=limits tried={tried} failures=0 peak_rss_kib={}",
         peak_rss_kib(proxy.pid())
@@ -186,7 +179,11 @@ fn connections_over_the_limit_are_shed_fast_with_503_om() {
     let held: Vec<TcpStream> = (0..3)
         .map(|_| TcpStream::connect(addr).expect("connect"))
         .collect();
-    std::thread::sleep(Duration::from_millis(200));
+    augur_tests::wait_for(
+        "the three connections counted",
+        Duration::from_secs(20),
+        || (proxy.metric("augur_downstream_connections_active") == 3.0).then_some(()),
+    );
     let started = Instant::now();
     let shed = exchange(
         addr,
@@ -223,16 +220,10 @@ fn connections_over_the_limit_are_shed_fast_with_503_om() {
         (r.statuses() == vec![200]).then_some(r)
     });
     assert!(after.text().ends_with("echo GET /after"));
-    let metrics = augur_tests::http::get(proxy.prometheus, "localhost", "/stats/prometheus")
-        .expect("metrics")
-        .body;
-    assert!(
-        metrics
-            .lines()
-            .any(|l| l.starts_with("istio_requests_total")
-                && l.contains("response_code=\"503\"")
-                && l.contains("response_flags=\"OM\"")),
-        "no OM request in the metrics"
+    assert_eq!(
+        proxy.metric("istio_requests_total{response_code=\"503\",response_flags=\"OM\"}"),
+        1.0,
+        "the one shed request is in the metrics"
     );
 }
 

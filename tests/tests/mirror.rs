@@ -174,8 +174,9 @@ fn the_embedded_shadow_model_scores_mirrored_xrays() {
         .expect("repo")
         .to_path_buf();
     let model = repo.join("inference/fixtures/models/nonmedical-tiny-a.onnx");
-    let v1 = Upstream::start("v1");
-    let v2 = Upstream::start("v2");
+    // Stable answers NORMAL, the canary PNEUMONIA, to every X-ray.
+    let v1 = Upstream::predicting("v1", "NORMAL");
+    let v2 = Upstream::predicting("v2", "PNEUMONIA");
     let dir = tempfile::tempdir().expect("tempdir");
     let vs = virtual_service("model", &primary_route("model"));
     let svc = service("model", &[("v1", v1.addr.port()), ("v2", v2.addr.port())]);
@@ -202,6 +203,7 @@ fn the_embedded_shadow_model_scores_mirrored_xrays() {
     let proxy = Proxy::start(&[&write(dir.path(), &[&vs, &svc, &canary])]);
     let xray = std::fs::read(repo.join("inference/testdata/xrays/NORMAL2-IM-1427-0001.jpeg"))
         .expect("x-ray");
+    let mut served = (0u64, 0u64);
     for i in 0..20 {
         let mut raw = format!(
             "POST /predict HTTP/1.1\r\nHost: model\r\nContent-Type: image/jpeg\r\nx-request-id: x{i}\r\n\
@@ -210,25 +212,45 @@ fn the_embedded_shadow_model_scores_mirrored_xrays() {
         )
         .into_bytes();
         raw.extend_from_slice(&xray);
-        assert_eq!(
-            http::request_bytes(proxy.listen, &raw)
-                .expect("request")
-                .status,
-            200
-        );
+        let answer = http::request_bytes(proxy.listen, &raw).expect("request");
+        assert_eq!(answer.status, 200);
+        if answer.body.contains("\"v1\"") {
+            served.0 += 1;
+        } else {
+            served.1 += 1;
+        }
     }
     wait_for("shadow inferences", Duration::from_secs(20), || {
         (proxy.metric("augur_shadow_inferences_total{outcome=\"success\"}") >= 20.0).then_some(())
     });
-    wait_for(
-        "an agreement verdict from shadow samples",
+    // What the fixture gives, computed with the shadow model and preprocessing above:
+    // `augur score --policy <this policy> inference/testdata/xrays/NORMAL2-IM-1427-0001.jpeg`
+    // says NORMAL, P(pneumonia) 0.3534 (nonmedical-tiny-a labels all 16 X-rays NORMAL with
+    // this recipe, 0.17 to 0.40). So the shadow agrees with every stable answer (NORMAL) and
+    // with no canary answer (PNEUMONIA): agreement 100% on stable, 0% on the canary, over
+    // every request each arm served. allowedChange 100 keeps the analysis from acting on it
+    // while the test reads it.
+    let verdict = wait_for(
+        "an agreement verdict over all 20 shadow comparisons",
         Duration::from_secs(10),
         || {
             let s: serde_json::Value =
                 serde_json::from_str(&proxy.admin_get("/rollouts").body).ok()?;
-            let v = &s["rollouts"][0]["verdicts"][0];
-            (v["n_stable"].as_u64()? + v["n_canary"].as_u64()? > 0).then_some(())
+            let v = s["rollouts"][0]["verdicts"][0].clone();
+            (v["n_stable"].as_u64()? + v["n_canary"].as_u64()? == 20).then_some(v)
         },
+    );
+    assert_eq!(verdict["metric"], "agreement", "{verdict}");
+    assert_eq!(
+        (verdict["n_stable"].as_u64(), verdict["n_canary"].as_u64()),
+        (Some(served.0), Some(served.1)),
+        "every answer compared with the shadow's: {verdict}"
+    );
+    // (An arm that served nothing, a 2^-20 chance at 50%, has no value.)
+    assert_eq!(
+        (verdict["stable"].as_f64(), verdict["canary"].as_f64()),
+        ((served.0 > 0).then_some(1.0), (served.1 > 0).then_some(0.0)),
+        "the shadow agrees with all of stable and none of the canary: {verdict}"
     );
 }
 

@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use augur_tests::augur::{bin, run, Proxy};
+use augur_tests::augur::{address, bin, run, wait_for_address_file, Proxy};
 use augur_tests::policy::{service, virtual_service, write};
-use augur_tests::{free_port, http, wait_for};
+use augur_tests::{http, wait_for};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -47,26 +47,36 @@ fn require_onnxruntime() {
 struct ModelServer {
     child: Child,
     addr: SocketAddr,
+    _address_dir: tempfile::TempDir,
 }
 
 impl ModelServer {
+    /// Starts it on a port it picks (port 0), read back from its `--address-file`.
     fn start(model: &str, version: &str) -> Self {
-        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let child = Command::new(bin())
+        let address_dir = tempfile::tempdir().expect("address file dir");
+        let address_file = address_dir.path().join("address.json");
+        let mut child = Command::new(bin())
             .args(["model-server", "--model"])
             .arg(fixture_model(model))
             .args([
                 "--listen",
-                &addr.to_string(),
+                "127.0.0.1:0",
                 "--version",
                 version,
                 "--log-level",
                 "warn",
+                "--address-file",
             ])
+            .arg(&address_file)
             .stdin(Stdio::null())
             .spawn()
             .expect("spawn augur model-server");
-        let mut server = Self { child, addr };
+        let addr = address(&wait_for_address_file(&mut child, &address_file)["listen"]);
+        let mut server = Self {
+            child,
+            addr,
+            _address_dir: address_dir,
+        };
         wait_for("the model server", Duration::from_secs(20), || {
             if let Ok(Some(status)) = server.child.try_wait() {
                 panic!("model server exited: {status}");
@@ -172,6 +182,7 @@ spec:
     onNoData: continue
     metrics:
     - {name: accuracy, kind: accuracy, allowedChange: {absolute: 50}}
+    - {name: errors, kind: errorRate, allowedChange: {absolute: 50}}
   prediction: {scorePointer: /confidence, labelPointer: /prediction, positiveLabel: PNEUMONIA}
   labels: {ttl: 10m}
 "#;
@@ -195,8 +206,19 @@ spec:
             labels.push(serde_json::json!({"request_id": id, "label": truth}));
         }
     }
-    // Ground truth arrives later; wait until the samples have reached the analyzer.
-    std::thread::sleep(Duration::from_millis(1500));
+    // Ground truth arrives later: once the analyzer has all 64 samples (the error-rate
+    // verdict counts every request it saw, labelled or not).
+    wait_for(
+        "the 64 samples in the analyzer",
+        Duration::from_secs(20),
+        || {
+            let s: serde_json::Value =
+                serde_json::from_str(&proxy.admin_get("/rollouts").body).ok()?;
+            let verdicts = s["rollouts"][0]["verdicts"].as_array()?.clone();
+            let errors = verdicts.iter().find(|v| v["metric"] == "errors")?;
+            (errors["n_stable"].as_u64()? + errors["n_canary"].as_u64()? == 64).then_some(())
+        },
+    );
     let answer = proxy.admin_post(
         "/labels",
         &serde_json::json!({ "labels": labels }).to_string(),
@@ -221,16 +243,12 @@ spec:
                 .then_some(())
         },
     );
-    let metrics = http::get(proxy.prometheus, "localhost", "/stats/prometheus")
-        .expect("metrics")
-        .body;
-    let successes: f64 = metrics
-        .lines()
-        .filter(|l| l.starts_with("predictions_total{") && l.contains("status=\"success\""))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum();
-    assert_eq!(successes, 64.0, "every answer's prediction was read");
-    assert!(metrics.contains("prediction_confidence_bucket{model_version=\"v1\""));
+    assert_eq!(
+        proxy.metric("predictions_total{status=\"success\"}"),
+        64.0,
+        "every answer's prediction was read"
+    );
+    assert!(proxy.metric("prediction_confidence_count{model_version=\"v1\"}") > 0.0);
     let bad = proxy.admin_post("/labels", "{\"oops\": 1}");
     assert_eq!(bad.status, 400);
 }

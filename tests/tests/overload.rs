@@ -3,7 +3,8 @@
 //!
 //! The model takes 100 ms per request and augur admits 8 requests in flight
 //! (`--max-active-requests 8`), so it sustains about 80 requests/s; the test offers 160/s for
-//! 5 s in CI. The long form (30 s) runs with `AUGUR_OVERLOAD_SECS=30`.
+//! 5 s in CI. The long form (30 s) runs with `AUGUR_OVERLOAD_SECS=30`. "Fast" is
+//! judged against the served requests of the same run, not a fixed number of milliseconds.
 
 use std::net::SocketAddr;
 use std::sync::mpsc;
@@ -155,9 +156,13 @@ fn twice_the_sustainable_rate_is_shed_fast_and_recovers() {
         "only {} requests served: shedding starved the admitted ones",
         ok.len()
     );
+    // Fast, against a baseline from the same run: a served request takes the model's 100 ms
+    // at least, so a 503 that waited for a slot, or for any part of a service time, would be
+    // as slow as half a served one. (Measured here: p99 3.6 ms against a median of 101 ms.)
+    let ok_median = percentile(ok.clone(), 0.5);
     assert!(
-        shed_p99 < Duration::from_millis(250),
-        "503s were slow: p99 {shed_p99:?}"
+        shed_p99 < ok_median / 2,
+        "503s were slow: p99 {shed_p99:?}, against a median of {ok_median:?} served"
     );
     let metrics = augur_tests::http::get(proxy.prometheus, "localhost", "/stats/prometheus")
         .expect("metrics")

@@ -232,26 +232,40 @@ fn scenario(format: &str) {
     for (i, r) in replies.iter().enumerate() {
         places.push((format!("reply {i}"), format!("{:?}{}", r.headers, r.body)));
     }
-    // Give the access-log thread and the analyzer a moment, then read the files.
-    std::thread::sleep(Duration::from_millis(1500));
-    drop(proxy);
+    // The access log is written by its own thread: wait for every request's line, then stop
+    // augur gracefully, so that every file is complete when it is read.
+    // (The unparsable request is answered 400 but has no access-log line.)
     let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
-    let access_text = read(&access);
-    assert!(
-        access_text.lines().count() >= 7,
-        "access log: {access_text}"
+    let logged = |text: &str| {
+        let count = |what: &str| text.lines().filter(|l| l.contains(what)).count();
+        // Istio's response-code details, in the text and the JSON format alike.
+        (count("via_upstream"), count("route_not_found"))
+    };
+    wait_for(
+        "the requests' access-log lines",
+        Duration::from_secs(20),
+        || (logged(&read(&access)) == (6, 1)).then_some(()),
     );
+    let mut proxy = proxy;
+    let status = proxy.stop();
+    assert!(status.success(), "augur exited with {status}");
+    let access_text = read(&access);
     assert!(access_text.contains("/predict"));
     places.push(("access log".into(), access_text));
     let proxy_log = read(&log);
     assert!(proxy_log.contains("log level changed"), "{proxy_log}");
     places.push(("proxy log".into(), proxy_log));
     places.push(("audit log".into(), read(&audit)));
-    for entry in std::fs::read_dir(dir.path()).unwrap().flatten() {
-        if entry.path() != file {
+    // The rollout's state files (the policy directory holds only the policy).
+    let mut state_files = 0;
+    for entry in std::fs::read_dir(&proxy.state_dir).unwrap().flatten() {
+        if entry.path().is_file() {
             places.push((entry.path().display().to_string(), read(&entry.path())));
+            state_files += 1;
         }
     }
+    assert!(state_files > 0, "no rollout state file was written");
+    drop(proxy);
     for (what, text) in &places {
         if let Some(at) = text.find(MARK) {
             let start = at.saturating_sub(200);

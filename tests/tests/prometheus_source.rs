@@ -75,12 +75,14 @@ fn fleet_wide_evidence_from_prometheus_promotes_a_healthy_canary() {
     let _prometheus = Prometheus::start(prom_addr, &[a.prometheus, b.prometheus]);
 
     let mut conn = Connection::open(b.listen).expect("connect");
+    let mut sent = 0usize;
     wait_for(
         "promotion on Prometheus evidence",
         Duration::from_secs(90),
         || {
             for _ in 0..40 {
                 assert_eq!(conn.get("model", "/predict").expect("request").status, 200);
+                sent += 1;
             }
             std::thread::sleep(Duration::from_millis(200));
             (status(&a)["state"]["phase"] == "promoted").then_some(())
@@ -90,9 +92,22 @@ fn fleet_wide_evidence_from_prometheus_promotes_a_healthy_canary() {
     let verdict = &st["verdicts"][0];
     assert!(verdict["n_stable"].as_u64().unwrap_or(0) >= 20, "{st}");
     assert!(verdict["n_canary"].as_u64().unwrap_or(0) >= 20, "{st}");
+    // B counted every request it forwarded, by version; A, which the evidence was about,
+    // forwarded and counted none: what it knew came from the fleet, through Prometheus.
+    assert_eq!(v1.served() + v2.served(), sent);
+    for (version, upstream) in [("v1", &v1), ("v2", &v2)] {
+        assert_eq!(
+            b.metric(&format!(
+                "istio_requests_total{{destination_version=\"{version}\",response_code=\"200\"}}"
+            )),
+            upstream.served() as f64,
+            "B's count of requests to {version}"
+        );
+    }
+    assert_eq!(b.metric("istio_requests_total"), sent as f64);
     assert_eq!(
-        a.metric("istio_requests_total"),
-        0.0,
+        augur_tests::metrics::count(&a.metrics_text(), "istio_requests_total"),
+        0,
         "A forwarded nothing: its evidence came from the fleet"
     );
 }

@@ -8,7 +8,7 @@ use augur_tests::augur::Proxy;
 use augur_tests::http::Connection;
 use augur_tests::policy::{service, virtual_service, write};
 use augur_tests::upstream::{Answer, Upstream};
-use augur_tests::wait_for;
+use augur_tests::{assert_share_near, wait_for};
 
 /// Analysis on the error rate: a canary failing every request fails it.
 const ERROR_RATE_ANALYSIS: &str =
@@ -69,19 +69,6 @@ fn rollout_status(proxy: &Proxy) -> serde_json::Value {
     status["rollouts"][0].clone()
 }
 
-/// `observed` of `n` is within 4σ of the share `p`. Four, not three: this file checks shares
-/// several times, and at 3σ one of them failed by chance in CI (347 of 1,000 at 30%, 3.25σ);
-/// 4σ still tells 30% from 20%, 50%, 0% or 100% at these sample sizes.
-fn assert_near(observed: usize, n: usize, p: f64) {
-    let sigma = (n as f64 * p * (1.0 - p)).sqrt();
-    let expected = n as f64 * p;
-    assert!(
-        (observed as f64 - expected).abs() <= 4.0 * sigma,
-        "observed {observed} of {n}, expected {expected} ± {:.0}",
-        4.0 * sigma
-    );
-}
-
 #[test]
 fn steps_set_weights_and_promotion_completes_the_rollout() {
     let (v1, v2) = (Upstream::start("v1"), Upstream::start("v2"));
@@ -90,7 +77,7 @@ fn steps_set_weights_and_promotion_completes_the_rollout() {
     wait_for("the first step to set 30%", Duration::from_secs(10), || {
         (rollout_status(&proxy)["weights"]["canary"] == 30).then_some(())
     });
-    assert_near(canary_share(&proxy, 2000), 2000, 0.3);
+    assert_share_near(canary_share(&proxy, 2000), 2000, 0.3);
     let status = rollout_status(&proxy);
     assert_eq!(status["name"], "default/model");
     assert_eq!(
@@ -309,7 +296,7 @@ fn a_killed_proxy_resumes_the_rollout_at_the_same_step_and_weight() {
         after["weights"]["canary"], 30,
         "never back to 0% or up to 100%"
     );
-    assert_near(canary_share(&proxy, 1000), 1000, 0.3);
+    assert_share_near(canary_share(&proxy, 1000), 1000, 0.3);
 }
 
 #[test]
@@ -345,7 +332,7 @@ fn a_proxy_killed_at_every_step_resumes_at_that_step() {
         let after = rollout_status(&proxy);
         assert_eq!(after["state"], before["state"], "killed at step {step}");
         assert_eq!(after["weights"], before["weights"], "killed at step {step}");
-        assert_near(canary_share(&proxy, 400), 400, f64::from(weight) / 100.0);
+        assert_share_near(canary_share(&proxy, 400), 400, f64::from(weight) / 100.0);
         let promoted = proxy.admin_post("/rollouts/model/promote", "");
         assert_eq!(promoted.status, 200, "{}", promoted.body);
     }
@@ -443,7 +430,7 @@ fn the_next_release_starts_at_step_one_and_never_at_the_old_weight() {
         on_v3 += usize::from(body.contains("\"v3\""));
     }
     assert_eq!(on_v2 + on_v3, 1000);
-    assert_near(on_v3, 1000, 0.1);
+    assert_share_near(on_v3, 1000, 0.1);
     let history = std::fs::read_to_string(state.path().join("default_model.history.jsonl"))
         .expect("the archived rollout");
     assert!(history.contains("\"promoted\"") && history.contains("version=v2"));
@@ -456,7 +443,7 @@ fn the_next_release_starts_at_step_one_and_never_at_the_old_weight() {
         (s["state"]["phase"].clone(), s["weights"]["canary"].clone()),
         ("paused".into(), 10.into())
     );
-    assert_near(canary_share_of(&proxy, "\"v3\"", 1000), 1000, 0.1);
+    assert_share_near(canary_share_of(&proxy, "\"v3\"", 1000), 1000, 0.1);
 }
 
 /// Sends `n` requests and returns how many answers contain `marker`.

@@ -119,13 +119,12 @@ fn mutual_tls_and_modern_protocols_only() {
             &service("model", &[("v1", up.addr.port())]),
         ],
     );
-    let tls = std::net::SocketAddr::from(([127, 0, 0, 1], augur_tests::free_port()));
     let server_pem = d.join("server.pem");
     let proxy = Proxy::start_with_args(
         &[&file],
         &[
             "--tls-listen",
-            &tls.to_string(),
+            "127.0.0.1:0",
             "--tls-cert",
             server_pem.to_str().unwrap(),
             "--tls-key",
@@ -134,6 +133,7 @@ fn mutual_tls_and_modern_protocols_only() {
             ca.to_str().unwrap(),
         ],
     );
+    let tls = proxy.tls_listen[0];
     let url = format!("https://model:{}/predict", tls.port());
     let resolve = format!("model:{}:127.0.0.1", tls.port());
     let curl = |client: Option<(&Path, &Path)>| {

@@ -59,6 +59,7 @@ pub(crate) struct RawKeysFrom {
 #[schemars(deny_unknown_fields)]
 pub(crate) struct RawRateLimit {
     /// Which client a bucket belongs to: `sourceIP` (default; the peer address), `apiKey` (needs `apiKey`), or `header:<name>` (requests without the header share one bucket).
+    #[schemars(pattern(r"^(sourceIP|apiKey|header:[!#$%&'*+.^_`|~0-9A-Za-z-]+)$"))]
     pub(crate) key: Option<String>,
     /// The bucket, as Envoy's `token_bucket`.
     pub(crate) token_bucket: Option<RawTokenBucket>,

@@ -28,6 +28,10 @@ use clap::{Args, ValueEnum};
 use serde_json::Value;
 
 use super::admin_client;
+use crate::ports::{ModelServerAddress, ProxyAddresses};
+
+/// How long a model server may take to load its model and answer `/health`.
+const START: Duration = Duration::from_secs(120);
 
 /// Which canary the demo rolls out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -210,19 +214,18 @@ fn run_in(
 
     let mut procs = procs::Procs::default();
     // Stable runs as two replicas (its single-worker servers would otherwise cap the traffic on
-    // a small machine); the canary as one.
-    let (v1a, v1b, v2) = (
-        procs::free_addr()?,
-        procs::free_addr()?,
-        procs::free_addr()?,
-    );
+    // a small machine); the canary as one. Each binds port 0 and reports its address.
     let servers = [
-        ("model-v1-a", v1a, &models.stable, "v1"),
-        ("model-v1-b", v1b, &models.stable, "v1"),
-        ("model-v2", v2, &models.canary, "v2"),
+        ("model-v1-a", &models.stable, "v1"),
+        ("model-v1-b", &models.stable, "v1"),
+        ("model-v2", &models.canary, "v2"),
     ];
-    for (name, addr, model, version) in servers {
-        let (addr_s, model_s) = (addr.to_string(), model.display().to_string());
+    for (name, model, version) in servers {
+        let model_s = model.display().to_string();
+        let address_file = work
+            .join(format!("{name}.address.json"))
+            .display()
+            .to_string();
         procs.spawn(
             name,
             &[
@@ -230,19 +233,26 @@ fn run_in(
                 "--model",
                 &model_s,
                 "--listen",
-                &addr_s,
+                "127.0.0.1:0",
                 "--version",
                 version,
                 "--log-level",
                 "warn",
+                "--address-file",
+                &address_file,
             ],
             &env,
             work,
         )?;
     }
-    for (name, addr, ..) in servers {
-        procs.wait_ready(name, addr, "/health", Duration::from_secs(120))?;
+    let mut bound = Vec::new();
+    for (name, ..) in servers {
+        let file = work.join(format!("{name}.address.json"));
+        let a: ModelServerAddress = procs.wait_for_addresses(name, &file, START)?;
+        procs.wait_ready(name, a.listen, "/health", START)?;
+        bound.push(a.listen);
     }
+    let [v1a, v1b, v2] = [bound[0], bound[1], bound[2]];
     let canary_addr = match models.canary_delay_ms {
         Some(ms) => procs::slow_relay(v2, Duration::from_millis(ms))?,
         None => v2,
@@ -259,20 +269,16 @@ fn run_in(
             shadow_preprocessing: &preprocessing,
         }),
     )?;
-    let listen = procs::free_addr()?;
-    let admin = match args.admin {
-        Some(a) => a,
-        None => procs::free_addr()?,
-    };
-    let (status, prometheus) = (procs::free_addr()?, procs::free_addr()?);
+    let admin = args
+        .admin
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
     let state_dir = work.join("state");
+    let address_file = work.join("proxy.address.json");
     let strings = [
         policy_file.display().to_string(),
-        listen.to_string(),
         admin.to_string(),
-        status.to_string(),
-        prometheus.to_string(),
         state_dir.display().to_string(),
+        address_file.display().to_string(),
     ];
     procs.spawn(
         "proxy",
@@ -281,15 +287,17 @@ fn run_in(
             "--policy",
             &strings[0],
             "--listen",
-            &strings[1],
+            "127.0.0.1:0",
             "--admin",
-            &strings[2],
+            &strings[1],
             "--status",
-            &strings[3],
+            "127.0.0.1:0",
             "--prometheus",
-            &strings[4],
+            "127.0.0.1:0",
             "--state-dir",
-            &strings[5],
+            &strings[2],
+            "--address-file",
+            &strings[3],
             "--concurrency",
             "2",
             "--log-level",
@@ -298,6 +306,9 @@ fn run_in(
         &env,
         work,
     )?;
+    let bound: ProxyAddresses =
+        procs.wait_for_addresses("proxy", &address_file, Duration::from_secs(60))?;
+    let (listen, admin) = (bound.listen[0], bound.admin);
     procs.wait_ready("proxy", admin, "/ready", Duration::from_secs(60))?;
     procs.wait_ready("proxy", admin, "/rollouts", Duration::from_secs(10))?;
     header.push(format!(

@@ -21,6 +21,7 @@ use crate::limits::conn::Guarded;
 use crate::metrics::Metrics;
 use crate::mirror::{MirrorConfig, MirrorQueue, MirrorService};
 use crate::policy_store::{PolicyStore, StoreError};
+use crate::ports::{ProxyAddresses, Reservations};
 use crate::reload::Reloader;
 use crate::rollout::driver::RolloutDriver;
 use crate::rollout::persist::StateDir;
@@ -62,6 +63,24 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     {
         listen.push(std::net::SocketAddr::from(([127, 0, 0, 1], 15001)));
     }
+    // Port-0 addresses get their ports now (held until exit), so they can be reported.
+    let mut ports = Reservations::default();
+    let mut resolve = || -> std::io::Result<ProxyAddresses> {
+        Ok(ProxyAddresses {
+            listen: ports.resolve_all(&listen)?,
+            tls_listen: ports.resolve_all(&args.tls_listen)?,
+            outbound_capture: args
+                .outbound_capture
+                .map(|a| ports.resolve(a))
+                .transpose()?,
+            inbound_capture: args.inbound_capture.map(|a| ports.resolve(a)).transpose()?,
+            admin: ports.resolve(args.admin)?,
+            status: ports.resolve(args.status)?,
+            prometheus: ports.resolve(args.prometheus)?,
+        })
+    };
+    let addresses = resolve().context("cannot reserve a port for a listener with port 0")?;
+    let listen = addresses.listen.clone();
     let conf = ServerConf {
         threads: args.concurrency.max(1),
         // One single-threaded runtime per worker thread (Envoy's and haproxy's model: a
@@ -132,11 +151,12 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
 
     let draining = crate::drain::Draining::default();
     let capture = CapturePorts {
-        outbound: args.outbound_capture.map(|a| a.port()),
-        inbound: args.inbound_capture.map(|a| a.port()),
+        outbound: addresses.outbound_capture.map(|a| a.port()),
+        inbound: addresses.inbound_capture.map(|a| a.port()),
     };
     let limiter = Arc::new(crate::protect::Limiter::default());
-    let gate = crate::limits::Gate::new(args.limits.to_limits());
+    let gate =
+        crate::limits::Gate::new(args.limits.to_limits(), metrics.active_connections.clone());
     let make_app = || {
         AugurProxy::new(
             Arc::clone(&store),
@@ -165,14 +185,14 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     };
     let mut proxy = Service::new("augur proxy".to_owned(), guarded());
     for addr in &listen {
-        proxy.add_listener(cleartext_listener(addr));
+        proxy.add_listener(cleartext_listener(addr, &ports));
     }
     // The capture ports take any TCP: protocol detection sends HTTP to the same proxy logic
     // and passes the rest through.
-    let captured: Vec<_> = args
+    let captured: Vec<_> = addresses
         .outbound_capture
         .iter()
-        .chain(&args.inbound_capture)
+        .chain(&addresses.inbound_capture)
         .collect();
     let capture_service = (!captured.is_empty()).then(|| {
         let http = guarded();
@@ -182,12 +202,12 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
             .with_access_log(access_log.clone());
         let mut service = Service::new("augur capture".to_owned(), app);
         for addr in &captured {
-            service.add_listener(cleartext_listener(addr));
+            service.add_listener(cleartext_listener(addr, &ports));
         }
         service
     });
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
-        for addr in &args.tls_listen {
+        for addr in &addresses.tls_listen {
             let (cert, key) = (cert.to_string_lossy(), key.to_string_lossy());
             let mut tls =
                 pingora::listeners::tls::TlsSettings::intermediate(&cert, &key).map_err(|e| {
@@ -197,7 +217,7 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
             if let Some(ca) = &args.tls_client_ca {
                 tls.set_client_cert_verifier(crate::tls::client_verifier(ca)?);
             }
-            proxy.add_tls_with_settings(&addr.to_string(), None, tls);
+            proxy.add_tls_with_settings(&addr.to_string(), ports.socket_options(addr), tls);
         }
     }
 
@@ -206,9 +226,9 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         metrics: Arc::clone(&metrics),
         listeners: listen
             .iter()
-            .chain(&args.tls_listen)
-            .chain(&args.outbound_capture)
-            .chain(&args.inbound_capture)
+            .chain(&addresses.tls_listen)
+            .chain(&addresses.outbound_capture)
+            .chain(&addresses.inbound_capture)
             .copied()
             .collect(),
         concurrency: args.concurrency,
@@ -224,19 +244,22 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         "augur admin",
         Surface::Admin,
         &state,
-        &args.admin.to_string(),
+        &addresses.admin,
+        &ports,
     );
     let status = admin_service(
         "augur status",
         Surface::Status,
         &state,
-        &args.status.to_string(),
+        &addresses.status,
+        &ports,
     );
     let prometheus = admin_service(
         "augur prometheus",
         Surface::Prometheus,
         &state,
-        &args.prometheus.to_string(),
+        &addresses.prometheus,
+        &ports,
     );
     let driver = background_service(
         "augur rollout driver",
@@ -265,7 +288,12 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         "augur drain",
         crate::drain::Drain::new(metrics.active_requests.clone()),
     ));
-    tracing::info!(listen = ?listen, outbound = ?args.outbound_capture, inbound = ?args.inbound_capture, admin = %args.admin, "augur proxy starting");
+    if let Some(path) = &args.address_file {
+        crate::ports::write_address_file(path, &addresses)
+            .with_context(|| format!("cannot write --address-file {}", path.display()))?;
+    }
+    tracing::info!(listen = ?listen, outbound = ?addresses.outbound_capture, inbound = ?addresses.inbound_capture, admin = %addresses.admin, "augur proxy starting");
+    // `ports` lives on: run_forever never returns, and the reservations hold until exit.
     server.run_forever()
 }
 
@@ -273,21 +301,30 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
 /// session reads each head into its own buffer and h2 frames into its codec's, so the extra
 /// buffer only cost a copy of every byte read and memory on every kept-alive connection
 /// (see BENCHMARKS.md). Upstream connections are unbuffered in pingora already.
-fn cleartext_listener(addr: &std::net::SocketAddr) -> ListenerConfig {
-    ListenerConfig::tcp(addr.to_string()).l4_buffer(L4BufferSettings::default().read(0))
+fn cleartext_listener(addr: &std::net::SocketAddr, ports: &Reservations) -> ListenerConfig {
+    let config =
+        ListenerConfig::tcp(addr.to_string()).l4_buffer(L4BufferSettings::default().read(0));
+    match ports.socket_options(addr) {
+        Some(options) => config.tcp_socket_options(options),
+        None => config,
+    }
 }
 
 fn admin_service(
     name: &str,
     surface: Surface,
     state: &Arc<AdminState>,
-    addr: &str,
+    addr: &std::net::SocketAddr,
+    ports: &Reservations,
 ) -> Service<HttpServer<AdminApp>> {
     let mut service = Service::new(
         name.to_owned(),
         HttpServer::new_app(AdminApp::new(surface, Arc::clone(state))),
     );
-    service.add_tcp(addr);
+    match ports.socket_options(addr) {
+        Some(options) => service.add_tcp_with_settings(&addr.to_string(), options),
+        None => service.add_tcp(&addr.to_string()),
+    }
     service.threads = Some(1);
     service
 }

@@ -8,6 +8,7 @@ use anyhow::{bail, Context};
 use augur_inference::{ServerConfig, ShadowConfig, ShadowModel};
 
 use crate::cli::OutputFormat;
+use crate::ports::ModelServerAddress;
 
 /// Where the model and its preprocessing come from.
 pub enum ModelSource<'a> {
@@ -89,11 +90,13 @@ pub fn score(
     })
 }
 
-/// Serves `POST /predict`, `GET /health` and `GET /metrics` until Ctrl-C.
+/// Serves `POST /predict`, `GET /health` and `GET /metrics` until Ctrl-C; writes the bound
+/// address to `address_file` once it listens.
 pub fn model_server(
     model: PathBuf,
     listen: SocketAddr,
     version: Option<String>,
+    address_file: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
     let config = ServerConfig {
         listen,
@@ -101,6 +104,10 @@ pub fn model_server(
         shadow: ShadowConfig::default(),
         version,
     };
-    augur_inference::serve(config).context("model server")?;
+    augur_inference::serve(config, |listen| match &address_file {
+        Some(path) => crate::ports::write_address_file(path, &ModelServerAddress { listen }),
+        None => Ok(()),
+    })
+    .context("model server")?;
     Ok(ExitCode::SUCCESS)
 }

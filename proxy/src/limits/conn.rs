@@ -31,6 +31,7 @@ use pingora::protocols::{
 };
 use pingora::proxy::Session;
 use pingora::server::ShutdownWatch;
+use prometheus::IntGauge;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
@@ -96,14 +97,26 @@ impl ConnState {
     }
 }
 
-/// Open client connections of one proxy, shared by its listeners.
+/// Open client connections of one proxy, shared by its listeners, and exported as a gauge
+/// when one is given.
 #[derive(Debug, Default, Clone)]
-pub struct Connections(Arc<AtomicUsize>);
+pub struct Connections {
+    open: Arc<AtomicUsize>,
+    gauge: Option<IntGauge>,
+}
 
 impl Connections {
+    /// A count that `gauge` follows.
+    pub fn exported(gauge: IntGauge) -> Self {
+        Self {
+            open: Arc::default(),
+            gauge: Some(gauge),
+        }
+    }
+
     /// Connections open now.
     pub fn open(&self) -> usize {
-        self.0.load(Ordering::Relaxed)
+        self.open.load(Ordering::Relaxed)
     }
 }
 
@@ -112,14 +125,20 @@ struct Open(Connections);
 
 impl Open {
     fn enter(c: &Connections) -> (Self, usize) {
-        let now = c.0.fetch_add(1, Ordering::Relaxed) + 1;
+        let now = c.open.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Some(g) = &c.gauge {
+            g.inc();
+        }
         (Self(c.clone()), now)
     }
 }
 
 impl Drop for Open {
     fn drop(&mut self) {
-        (self.0).0.fetch_sub(1, Ordering::Relaxed);
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+        if let Some(g) = &self.0.gauge {
+            g.dec();
+        }
     }
 }
 
@@ -717,15 +736,16 @@ mod tests {
 
     #[test]
     fn connection_count_follows_guards() {
-        let c = Connections::default();
+        let gauge = IntGauge::new("open", "open").expect("gauge");
+        let c = Connections::exported(gauge.clone());
         let (a, n) = Open::enter(&c);
         assert_eq!(n, 1);
         let (b, n) = Open::enter(&c);
-        assert_eq!(n, 2);
+        assert_eq!((n, gauge.get()), (2, 2));
         drop(a);
-        assert_eq!(c.open(), 1);
+        assert_eq!((c.open(), gauge.get()), (1, 1));
         drop(b);
-        assert_eq!(c.open(), 0);
+        assert_eq!((c.open(), gauge.get()), (0, 0));
     }
 
     #[tokio::test]

@@ -254,11 +254,12 @@ pub struct Gate {
 }
 
 impl Gate {
-    /// A gate with these limits and a fresh connection count.
-    pub fn new(limits: Limits) -> Self {
+    /// A gate with these limits and a fresh connection count, exported as `open` (the
+    /// metric `augur_downstream_connections_active`).
+    pub fn new(limits: Limits, open: prometheus::IntGauge) -> Self {
         Self {
             limits: Arc::new(limits),
-            connections: conn::Connections::default(),
+            connections: conn::Connections::exported(open),
         }
     }
 

@@ -30,6 +30,9 @@ pub struct Metrics {
     pub samples_dropped: IntCounter,
     /// Requests being served now (what `augur drain` waits on).
     pub active_requests: IntGauge,
+    /// Client connections open now (what `--max-connections` limits; Envoy's
+    /// `downstream_cx_active`).
+    pub active_connections: IntGauge,
     /// Access-log lines dropped because the writer fell behind.
     pub access_log_dropped: IntCounter,
     /// Endpoints ejected by outlier detection.
@@ -179,6 +182,11 @@ impl Metrics {
             "Requests being served now.",
         )?;
         registry.register(Box::new(active_requests.clone()))?;
+        let active_connections = IntGauge::new(
+            "augur_downstream_connections_active",
+            "Client connections open now.",
+        )?;
+        registry.register(Box::new(active_connections.clone()))?;
         let access_log_dropped = IntCounter::new(
             "augur_access_log_dropped_total",
             "Access-log lines dropped because the writer fell behind.",
@@ -235,6 +243,7 @@ impl Metrics {
             arm_requests,
             samples_dropped,
             active_requests,
+            active_connections,
             access_log_dropped,
             outlier_ejections,
             predictions,

@@ -11,12 +11,6 @@ use anyhow::{bail, Context};
 
 use super::client;
 
-/// A free loopback address (bound once to ask the kernel, then released).
-pub(super) fn free_addr() -> anyhow::Result<SocketAddr> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("no free loopback port")?;
-    Ok(listener.local_addr()?)
-}
-
 /// One child process and where its output goes.
 struct Proc {
     name: String,
@@ -60,6 +54,42 @@ impl Procs {
         Ok(())
     }
 
+    /// Waits until `name` (started with `--address-file path`) has written the addresses it
+    /// bound, failing early if it exits: the children bind port 0, so no two demos (or tests)
+    /// race for a port.
+    pub(super) fn wait_for_addresses<T: serde::de::DeserializeOwned>(
+        &mut self,
+        name: &str,
+        path: &Path,
+        timeout: Duration,
+    ) -> anyhow::Result<T> {
+        let deadline = crate::clock::now() + timeout;
+        loop {
+            if let Ok(text) = std::fs::read_to_string(path) {
+                return serde_json::from_str(&text)
+                    .with_context(|| format!("{name}: bad address file {}", path.display()));
+            }
+            self.fail_if_exited(name)?;
+            if crate::clock::now() > deadline {
+                bail!("{name} wrote no address file after {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// An error with its log tail if `name` has exited.
+    fn fail_if_exited(&mut self, name: &str) -> anyhow::Result<()> {
+        if let Some(p) = self.procs.iter_mut().find(|p| p.name == name) {
+            if let Ok(Some(status)) = p.child.try_wait() {
+                bail!(
+                    "{name} exited during start-up ({status}):\n{}",
+                    tail(&p.log)
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// Waits until `GET path` at `addr` answers 200, failing early if `name` exits.
     pub(super) fn wait_ready(
         &mut self,
@@ -73,14 +103,7 @@ impl Procs {
             if matches!(client::get(addr, path), Ok(r) if r.status == 200) {
                 return Ok(());
             }
-            if let Some(p) = self.procs.iter_mut().find(|p| p.name == name) {
-                if let Ok(Some(status)) = p.child.try_wait() {
-                    bail!(
-                        "{name} exited during start-up ({status}):\n{}",
-                        tail(&p.log)
-                    );
-                }
-            }
+            self.fail_if_exited(name)?;
             if crate::clock::now() > deadline {
                 bail!("{name} was not ready at {addr} after {timeout:?}");
             }
