@@ -30,8 +30,8 @@ mod validate;
 mod yaml;
 
 pub use canary::{
-    AllowedChange, Amount, Analysis, BlueGreen, CanaryPolicy, DestinationRef, Direction,
-    HeaderRoute, Labels, Layout, Method, Metric, MetricKind, MetricSource, MirrorRoute,
+    policy_key, AllowedChange, Amount, Analysis, BlueGreen, CanaryPolicy, DestinationRef,
+    Direction, HeaderRoute, Labels, Layout, Method, Metric, MetricKind, MetricSource, MirrorRoute,
     Normalization, OutcomeAction, Prediction, Preprocessing, Resize, RollbackTrigger, RolloutStep,
     Scoring, Shadow, ShadowRuntime, Sidecar, Strategy, TrafficRouting, TriggerAction,
     TriggerCondition, TriggerMetric,

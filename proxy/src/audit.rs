@@ -9,7 +9,7 @@
 //! written: parameters are recorded only once validated.
 //!
 //! 45 CFR 164.312(b) asks systems holding ePHI to "record and examine activity"; the rollout's
-//! own decisions have their own audit log beside its state (see [`crate::rollout::persist`]).
+//! own decisions have their own audit log beside its state (see [`augur_rollout::persist`]).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;

@@ -26,7 +26,7 @@ use hyper_util::rt::TokioIo;
 use serde::Serialize;
 
 use crate::policy_store::PolicyStore;
-use crate::rollout::weights::RolloutWeights;
+use crate::weights::RolloutWeights;
 
 /// The longest line a push may be; a longer one is refused (and the connection dropped).
 pub const MAX_PUSH_BYTES: usize = 1024 * 1024;

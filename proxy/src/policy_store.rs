@@ -109,7 +109,7 @@ impl PolicyStore {
 
     /// Runs `hook` with the serving and the new set before each reload swaps the new one in
     /// (the rollouts hold a changed release's traffic on stable there: see
-    /// [`crate::rollout::release::hold_changed_releases`]). Set once; later calls are ignored.
+    /// [`augur_rollout::release::hold_changed_releases`]). Set once; later calls are ignored.
     pub fn set_before_swap(&self, hook: BeforeSwap) {
         if self.before_swap.set(hook).is_err() {
             tracing::warn!("a policy swap hook is already set");

@@ -5,12 +5,10 @@
 //! Events are debounced so that a burst of writes makes one reload; the store compares hashes so
 //! an event that changed nothing swaps nothing.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use tokio::signal::unix::{signal, SignalKind};
@@ -87,7 +85,7 @@ impl BackgroundService for Reloader {
             }
         };
         let (tx, mut events) = mpsc::unbounded_channel::<()>();
-        let _watcher = match watch(self.store.paths(), tx) {
+        let _watcher = match augur_rollout::watch::watch(self.store.paths(), tx) {
             Ok(w) => Some(w),
             Err(e) => {
                 tracing::error!(error = %e, "cannot watch the policy files; reload on SIGHUP only");
@@ -109,31 +107,4 @@ impl BackgroundService for Reloader {
             }
         }
     }
-}
-
-fn watch(paths: &[PathBuf], tx: mpsc::UnboundedSender<()>) -> notify::Result<RecommendedWatcher> {
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if let Ok(event) = event {
-            if !event.kind.is_access() {
-                let _ = tx.send(());
-            }
-        }
-    })?;
-    for path in paths {
-        let (target, mode) = watch_target(path);
-        watcher.watch(&target, mode)?;
-    }
-    Ok(watcher)
-}
-
-/// A directory is watched recursively; a file through its parent directory.
-fn watch_target(path: &Path) -> (PathBuf, RecursiveMode) {
-    if path.is_dir() {
-        return (path.to_path_buf(), RecursiveMode::Recursive);
-    }
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    (parent, RecursiveMode::NonRecursive)
 }

@@ -1,10 +1,6 @@
 //! Where a sample is recorded: one [`Sample`] per proxied request, with the model's prediction
 //! read from the response body, sent to the analyzer without ever blocking the request.
 
-use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use augur_model::Sample;
 use augur_policies::Prediction;
 use tokio::sync::mpsc;
 
@@ -13,14 +9,7 @@ use crate::metrics::Metrics;
 /// The largest response body kept to read a prediction from (model answers are small JSON).
 pub const MAX_PREDICTION_BODY: usize = 64 * 1024;
 
-/// A sample with the CanaryPolicy (`namespace/name`) whose rollout it belongs to.
-#[derive(Debug, Clone)]
-pub struct RoutedSample {
-    /// The driving policy; `None` for routes no CanaryPolicy drives.
-    pub policy: Option<Arc<str>>,
-    /// The sample.
-    pub sample: Sample,
-}
+pub use augur_rollout::sample::{now, RoutedSample};
 
 /// The sending side of the analyzer's sample queue.
 #[derive(Clone)]
@@ -43,14 +32,6 @@ impl SampleSink {
     }
 }
 
-/// The analyzer's clock in the live proxy: Unix time in seconds, so that a rollout persisted
-/// before a restart keeps its timeline after it.
-pub fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
-
 /// Reads the score and label at the policy's JSON pointers from a model response body.
 /// Anything unreadable gives `(None, None)`: a sample without a prediction, never an error.
 pub fn read_prediction(body: &[u8], how: &Prediction) -> (Option<f64>, Option<String>) {
@@ -70,6 +51,7 @@ pub fn read_prediction(body: &[u8], how: &Prediction) -> (Option<f64>, Option<St
 #[cfg(test)]
 mod tests {
     use super::*;
+    use augur_model::Sample;
 
     fn how() -> Prediction {
         Prediction {

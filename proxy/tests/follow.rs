@@ -12,7 +12,7 @@ use augur_policies::PolicySet;
 use augur_proxy::follow::Follower;
 use augur_proxy::metrics::Metrics;
 use augur_proxy::policy_store::PolicyStore;
-use augur_proxy::rollout::weights::RolloutWeights;
+use augur_proxy::weights::RolloutWeights;
 
 const POLICY: &str = "apiVersion: networking.istio.io/v1
 kind: VirtualService

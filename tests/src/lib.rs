@@ -18,9 +18,10 @@ use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 /// A loopback port that was free a moment ago (bound once to ask the kernel, then released):
-/// another process may take it before it is used. Only for addresses where nothing should
-/// listen, and for third-party servers that cannot report the port they bound; augur itself
-/// binds port 0 and reports its ports (`--address-file`, used by [`augur::Proxy`]).
+/// another process may take it before it is used. Only for third-party servers that cannot
+/// report the port they bound; augur itself binds port 0 and reports its ports
+/// (`--address-file`, used by [`augur::Proxy`]); where nothing may listen, use
+/// [`RefusedPort`].
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -56,4 +57,34 @@ pub fn assert_share_near(observed: usize, n: usize, p: f64) {
         "observed {observed} of {n}, expected {expected} ± {:.0} (4σ)",
         4.0 * sigma
     );
+}
+
+/// A loopback port where nothing listens, for as long as the value lives: the socket is bound
+/// but never listens, so a connection to it is refused, and no other process (a test running
+/// beside this one) can take the port meanwhile, as it could a port from [`free_port`].
+pub struct RefusedPort {
+    _socket: tokio::net::TcpSocket,
+    /// The port.
+    pub port: u16,
+}
+
+impl RefusedPort {
+    /// Binds a new one.
+    pub fn new() -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind("127.0.0.1:0".parse().expect("address"))
+            .expect("bind a loopback port");
+        let port = socket.local_addr().expect("bound address").port();
+        Self {
+            _socket: socket,
+            port,
+        }
+    }
+}
+
+impl Default for RefusedPort {
+    fn default() -> Self {
+        Self::new()
+    }
 }

@@ -203,7 +203,8 @@ fn app_probes_run_through_the_status_port() {
         status: 503,
         ..augur_tests::upstream::Answer::OK
     });
-    let closed = augur_tests::free_port();
+    let refused = augur_tests::RefusedPort::new();
+    let closed = refused.port;
     let probers = serde_json::json!({
         "/app-health/model/readyz": {"httpGet": {"path": "/health", "port": healthy.addr.port()}},
         "/app-health/model/livez": {"tcpSocket": {"port": healthy.addr.port()}},

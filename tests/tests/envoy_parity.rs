@@ -16,7 +16,7 @@ use augur_tests::envoy::{Envoy, Listener, ISTIO_HCM};
 use augur_tests::http::{self, Response};
 use augur_tests::policy::write;
 use augur_tests::upstream::{Answer, Received, Upstream};
-use augur_tests::{free_port, wait_for};
+use augur_tests::{wait_for, RefusedPort};
 
 /// A ServiceEntry for `host` with one STATIC endpoint on 127.0.0.1:`port`.
 fn service_entry(host: &str, port: u16) -> String {
@@ -52,7 +52,7 @@ struct Upstreams {
     ok: Upstream,
     slow: Upstream,
     flaky: Upstream,
-    down: u16,
+    down: RefusedPort,
 }
 
 impl Upstreams {
@@ -67,7 +67,7 @@ impl Upstreams {
                 status: if n == 0 { 503 } else { 200 },
                 ..Answer::OK
             }),
-            down: free_port(),
+            down: RefusedPort::new(),
         }
     }
 }
@@ -93,7 +93,7 @@ fn start_envoy(dir: &Path, u: &Upstreams) -> Envoy {
             ("ok", u.ok.addr.port()),
             ("slow", u.slow.addr.port()),
             ("flaky", u.flaky.addr.port()),
-            ("down", u.down),
+            ("down", u.down.port),
         ],
     )
 }
@@ -113,7 +113,7 @@ fn start_augur(dir: &Path, u: &Upstreams) -> (Proxy, PathBuf) {
             &service_entry("ok", u.ok.addr.port()),
             &service_entry("slow", u.slow.addr.port()),
             &service_entry("flaky", u.flaky.addr.port()),
-            &service_entry("down", u.down),
+            &service_entry("down", u.down.port),
         ],
     );
     let proxy = Proxy::start_with_args(&[&file], &["--access-log", log.to_str().expect("utf-8")]);
@@ -554,13 +554,14 @@ fn requests_are_sanitized_like_envoy() {
         xbrd = ow("x-both-resp", "dest"),
     );
     let envoy_origin = EchoOrigin::start();
+    let other = RefusedPort::new();
     let envoy = Envoy::start(
         dir.path(),
         &[Listener {
             hcm: ISTIO_HCM,
             routes: &routes,
         }],
-        &[("model", envoy_origin.addr.port()), ("other", free_port())],
+        &[("model", envoy_origin.addr.port()), ("other", other.port)],
     );
     let augur_origin = EchoOrigin::start();
     let http = "  - match: [{uri: {prefix: /timed}}]\n    timeout: 5s\n    route: [{destination: {host: model}}]\n  \
@@ -577,7 +578,7 @@ fn requests_are_sanitized_like_envoy() {
         &[
             &model_routes(http),
             &service_entry("model", augur_origin.addr.port()),
-            &service_entry("other", free_port()),
+            &service_entry("other", other.port),
         ],
     )]);
     let steering: String = CLIENT_ENVOY_HEADERS

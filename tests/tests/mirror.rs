@@ -120,7 +120,8 @@ fn a_slow_or_failing_shadow_never_delays_or_fails_the_primary() {
 
     // A shadow that refuses connections: primaries still all succeed.
     let dir = tempfile::tempdir().expect("tempdir");
-    let refused = augur_tests::free_port();
+    let refused_port = augur_tests::RefusedPort::new();
+    let refused = refused_port.port;
     let failing = Proxy::start(&[&mirror_policy(dir.path(), &primary, refused, 100)]);
     assert!(timed(&failing, 50)
         .iter()

@@ -115,7 +115,8 @@ fn fleet_wide_evidence_from_prometheus_promotes_a_healthy_canary() {
 #[test]
 fn prometheus_down_never_promotes_and_rolls_back_past_the_error_limit() {
     let (v1, v2) = (Upstream::start("v1"), Upstream::start("v2"));
-    let closed = loopback(free_port());
+    let refused = augur_tests::RefusedPort::new();
+    let closed = loopback(refused.port);
     let dir = tempfile::tempdir().expect("tempdir");
     let analysis = "    interval: 1s\n    consecutiveErrorLimit: 2\n    onNoData: rollback\n";
     let a = Proxy::start(&[&rollout_policy(

@@ -135,7 +135,8 @@ fn status_promote_abort_and_retry_from_the_command_line() {
 
 #[test]
 fn status_explains_an_unreachable_admin() {
-    let port = augur_tests::free_port();
+    let refused = augur_tests::RefusedPort::new();
+    let port = refused.port;
     let out = run(&["rollout", "--admin", &format!("127.0.0.1:{port}"), "status"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is `augur proxy` running there?"));

@@ -113,8 +113,8 @@ fn no_retry_when_the_policy_does_not_ask() {
 
 #[test]
 fn connection_refused_is_503_uf() {
-    // A port with nothing listening: bind, take the port, close.
-    let port = augur_tests::free_port();
+    let refused = augur_tests::RefusedPort::new();
+    let port = refused.port;
     let dir = tempfile::tempdir().expect("tempdir");
     let vs = virtual_service(
         "model",

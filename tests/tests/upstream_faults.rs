@@ -155,7 +155,8 @@ fn a_truncated_body_cuts_the_client_connection_and_the_next_request_works() {
 fn a_dead_canary_pod_costs_no_client_errors() {
     let stable = FaultyUpstream::start("v1", |_| Fault::Ok);
     let canary_ok = FaultyUpstream::start("v2", |_| Fault::Ok);
-    let dead_port = augur_tests::free_port(); // nothing listens there
+    let dead = augur_tests::RefusedPort::new(); // nothing listens there
+    let dead_port = dead.port;
     let dir = tempfile::tempdir().expect("tempdir");
     let vs = virtual_service(
         "model",

@@ -40,6 +40,11 @@ pub struct CanaryPolicy {
     pub labels: Labels,
 }
 
+/// A CanaryPolicy's key, `namespace/name`: how rollouts, weights, metrics and commands name it.
+pub fn policy_key(p: &CanaryPolicy) -> String {
+    format!("{}/{}", p.metadata.namespace, p.metadata.name)
+}
+
 /// Which routes are driven.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TrafficRouting {

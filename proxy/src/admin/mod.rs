@@ -14,9 +14,7 @@
 mod app_probe;
 pub use app_probe::AppProbers;
 mod config_dump;
-mod rollouts;
 mod stats;
-mod ui;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,7 +29,7 @@ use pingora::protocols::http::ServerSession;
 use crate::audit::{Actor, Admission};
 use crate::metrics::Metrics;
 use crate::policy_store::{unix_seconds, PolicyStore};
-use crate::rollout::Rollouts;
+use augur_rollout::Rollouts;
 
 /// The largest admin request body read (label batches); larger ones get 413.
 const MAX_BODY: usize = 1024 * 1024;
@@ -88,15 +86,9 @@ impl AdminApp {
     fn route(&self, method: &Method, path: &str, query: Option<&str>, body: &[u8]) -> Reply {
         let s = &self.state;
         match (self.surface, path) {
-            (Surface::Admin, p) if method == Method::GET && ui::handles(p) => ui::get(s, p),
-            (Surface::Admin, p) if p.starts_with("/rollouts/") || p == "/labels" => {
-                if method != Method::POST {
-                    return Reply::text(StatusCode::BAD_REQUEST, "This endpoint requires POST\n");
-                }
-                match p.strip_prefix("/rollouts/") {
-                    Some(rest) => rollouts::command(s, rest),
-                    None => rollouts::labels(s, body),
-                }
+            (Surface::Admin, p) if augur_rollout::api::handles(p) => {
+                let reply = augur_rollout::api::answer(&s.rollouts, method, p, body);
+                Reply::new(reply.status, reply.content_type, reply.body)
             }
             (Surface::Status, "/healthz/ready") => readiness(s),
             (Surface::Status, _) => Reply::not_found(),
@@ -148,7 +140,6 @@ impl AdminApp {
                 Reply::text(StatusCode::OK, lines)
             }
             (Surface::Admin, "/clusters") => Reply::text(StatusCode::OK, stats::clusters(s)),
-            (Surface::Admin, "/rollouts") => Reply::json(&s.rollouts.status()),
             (Surface::Admin, _) => Reply::not_found(),
         }
     }

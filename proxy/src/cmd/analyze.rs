@@ -3,17 +3,15 @@
 //! each metric's bound, allowance, samples and e-value.
 
 use std::fmt::Write as _;
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use augur_analyzer::replay::Event;
 use augur_analyzer::rollout::Decision;
 
 use crate::cli::OutputFormat;
-use crate::rollout::spec;
-use crate::route::policy_key;
+use augur_policies::policy_key;
+use augur_rollout::spec;
 
 /// Replays `samples` (JSON lines) under the CanaryPolicy in `policy` (the one named `name`
 /// when the files hold several).
@@ -43,7 +41,7 @@ pub fn run(
             policies.len()
         ),
     };
-    let events = read_events(samples)?;
+    let events = augur_rollout::recording::read_events(samples)?;
     let spec = spec::from_policy(chosen);
     let decisions = augur_analyzer::replay::replay_events(spec.rollout(), events.into_iter(), None);
     match output {
@@ -51,29 +49,6 @@ pub fn run(
         OutputFormat::Table => print!("{}", render(&policy_key(chosen), &decisions)),
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Reads one JSON event per line (a sample, a delayed label or a clock tick; blank lines
-/// skipped); errors name the line.
-pub fn read_events(path: &Path) -> anyhow::Result<Vec<Event>> {
-    let file = std::fs::File::open(path)
-        .with_context(|| format!("cannot open the samples file {}", path.display()))?;
-    let mut samples = Vec::new();
-    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line.with_context(|| format!("{}:{}: cannot read", path.display(), i + 1))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let event: Event = serde_json::from_str(&line).with_context(|| {
-            format!(
-                "{}:{}: not a sample, a label ({{\"t\", \"request_id\", \"truth\"}}) or a tick ({{\"tick\"}})",
-                path.display(),
-                i + 1
-            )
-        })?;
-        samples.push(event);
-    }
-    Ok(samples)
 }
 
 fn render(policy: &str, decisions: &[Decision]) -> String {
@@ -102,7 +77,7 @@ fn render(policy: &str, decisions: &[Decision]) -> String {
                 out,
                 "    {:<16} {:<12} stable {:>9} canary {:>9}  n {}/{}  bound {:>9} allowed {:>9}  e {:>9}  {}",
                 v.metric,
-                crate::rollout::history::outcome_name(&v.outcome),
+                augur_rollout::history::outcome_name(&v.outcome),
                 value(v.stable),
                 value(v.canary),
                 v.n_stable,

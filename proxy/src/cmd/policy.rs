@@ -26,7 +26,7 @@ fn evidence(set: &augur_policies::PolicySet, base: &Baseline) -> Vec<Evidence> {
     set.canary_policies
         .iter()
         .map(|p| {
-            let spec = crate::rollout::spec::from_policy(p);
+            let spec = augur_rollout::spec::from_policy(p);
             Evidence {
                 policy: policy_key(p),
                 assumed: *base,

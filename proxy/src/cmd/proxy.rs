@@ -23,14 +23,14 @@ use crate::mirror::{MirrorConfig, MirrorQueue, MirrorService};
 use crate::policy_store::{PolicyStore, StoreError};
 use crate::ports::{ProxyAddresses, Reservations};
 use crate::reload::Reloader;
-use crate::rollout::driver::RolloutDriver;
-use crate::rollout::persist::StateDir;
-use crate::rollout::weights::RolloutWeights;
-use crate::rollout::Rollouts;
+use crate::rollout_driver::RolloutDriver;
 use crate::sample::SampleSink;
 use crate::service::capture::CapturePorts;
 use crate::service::AugurProxy;
 use crate::tcp::CaptureApp;
+use crate::weights::RolloutWeights;
+use augur_rollout::persist::StateDir;
+use augur_rollout::Rollouts;
 
 /// Samples the analyzer's queue holds before new ones are dropped (and counted).
 const SAMPLE_QUEUE: usize = 65_536;
@@ -118,10 +118,11 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     {
         let weights = Arc::clone(&weights);
         store.set_before_swap(Box::new(move |old, new| {
-            crate::rollout::release::hold_changed_releases(old, new, &weights);
+            augur_rollout::release::hold_changed_releases(old, new, weights.as_ref());
         }));
     }
-    let mut rollouts = Rollouts::new(Arc::clone(&weights), Some(state_dir), Arc::clone(&metrics));
+    let sink: Arc<dyn augur_rollout::WeightSink> = Arc::clone(&weights) as _;
+    let mut rollouts = Rollouts::new(sink, Some(state_dir), metrics.rollout.clone());
     if let Some(dir) = &args.record_samples {
         rollouts = rollouts.with_recording(dir.clone());
     }

@@ -412,10 +412,7 @@ fn compile_services(
     Ok(())
 }
 
-/// The key a CanaryPolicy's rollout is known by: `namespace/name`.
-pub fn policy_key(p: &CanaryPolicy) -> String {
-    format!("{}/{}", p.metadata.namespace, p.metadata.name)
-}
+pub use augur_policies::policy_key;
 
 /// The CanaryPolicy whose `trafficRouting` names this VirtualService route.
 fn driving_policy<'a>(

@@ -10,10 +10,10 @@ use pingora::proxy::Session;
 use super::capture;
 use crate::local_reply::{LocalReply, NO_HEALTHY_UPSTREAM, NO_ROUTE};
 use crate::policy_store::Snapshot;
-use crate::rollout::weights::RolloutWeights;
 use crate::route::rewrite::{self, RedirectFrom};
 use crate::route::sticky::{self, KeySource};
 use crate::route::{Action, Cluster, RequestView, Route, Split, WeightedCluster};
+use crate::weights::RolloutWeights;
 
 /// What the route phase decided.
 pub(super) enum Decision {

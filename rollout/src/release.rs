@@ -5,15 +5,14 @@
 //! promoted) — the saved state of the old pair means nothing for the new one: applying it would
 //! send a promoted rollout's 100% to an untested canary. [`release_key`] names the pair as the
 //! policy resolves it (host, subset and the subset's labels from its DestinationRule), so
-//! [`crate::rollout::Rollouts`] starts a new rollout at step 1 when it changes, archives the old
+//! [`crate::Rollouts`] starts a new rollout at step 1 when it changes, archives the old
 //! one, and never applies state saved for another pair.
 
 use std::collections::BTreeMap;
 
-use augur_policies::{CanaryPolicy, DestinationRef, PolicySet};
+use augur_policies::{policy_key, CanaryPolicy, DestinationRef, PolicySet};
 
-use super::weights::RolloutWeights;
-use crate::route::policy_key;
+use crate::sink::WeightSink;
 
 /// `stable pneumonia/v1 {version=v1} → canary pneumonia/v2 {version=v2}`.
 pub fn release_key(set: &PolicySet, policy: &CanaryPolicy) -> String {
@@ -44,7 +43,7 @@ pub fn release_key(set: &PolicySet, policy: &CanaryPolicy) -> String {
 /// Before a reloaded policy set serves: every CanaryPolicy whose release changed sends all its
 /// traffic to stable until its new rollout sets the first step's weight, so no request goes to
 /// an untested canary at the old rollout's weight.
-pub fn hold_changed_releases(old: &PolicySet, new: &PolicySet, weights: &RolloutWeights) {
+pub fn hold_changed_releases(old: &PolicySet, new: &PolicySet, weights: &dyn WeightSink) {
     for policy in &new.canary_policies {
         let key = policy_key(policy);
         let Some(before) = old
@@ -67,7 +66,7 @@ mod tests {
     use super::*;
 
     fn example(stable_version: &str, canary_version: &str) -> PolicySet {
-        let yaml = include_str!("../../../policies/examples/canary-pneumonia.yaml")
+        let yaml = include_str!("../../policies/examples/canary-pneumonia.yaml")
             .replacen(
                 "        version: v1\n",
                 &format!("        version: {stable_version}\n"),
@@ -98,7 +97,7 @@ mod tests {
     #[test]
     fn a_changed_release_holds_all_traffic_on_stable() {
         let (old, new) = (example("v1", "v2"), example("v2", "v3"));
-        let weights = RolloutWeights::default();
+        let weights = crate::sink::MapSink::default();
         weights.set(
             "default/pneumonia",
             augur_analyzer::rollout::Weights::canary(100),

@@ -10,9 +10,10 @@
 //! what the analyzer reads (no bodies, no images).
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::{BufRead, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use augur_analyzer::replay::Event;
 use augur_analyzer::rollout::Command;
 use augur_model::Sample;
 use serde::Serialize;
@@ -103,4 +104,51 @@ impl Recorder {
             tracing::warn!(path = %self.path.display(), error = %e, "cannot write the sample recording");
         }
     }
+}
+
+/// Why a recording could not be read; each names the file and, for a bad line, its number.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The file could not be opened or read.
+    #[error("cannot read the samples file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A line is not an event.
+    #[error("{path}:{line}: not a sample, a label ({{\"t\", \"request_id\", \"truth\"}}) or a tick ({{\"tick\"}}): {source}")]
+    Line {
+        /// The file.
+        path: PathBuf,
+        /// The line number (1-based).
+        line: usize,
+        /// The JSON error.
+        source: serde_json::Error,
+    },
+}
+
+/// Reads a recording: one JSON event per line (a sample, a delayed label, a clock tick or a
+/// command; blank lines skipped).
+pub fn read_events(path: &Path) -> Result<Vec<Event>, ReadError> {
+    let io = |source| ReadError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let file = File::open(path).map_err(io)?;
+    let mut events = Vec::new();
+    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(io)?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let event = serde_json::from_str(&line).map_err(|source| ReadError::Line {
+            path: path.to_owned(),
+            line: i + 1,
+            source,
+        })?;
+        events.push(event);
+    }
+    Ok(events)
 }

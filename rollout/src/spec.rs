@@ -280,7 +280,7 @@ mod tests {
 
     #[test]
     fn a_gate_steps_override_becomes_its_own_spec() {
-        let base = include_str!("../../../policies/examples/canary-pneumonia.yaml");
+        let base = include_str!("../../policies/examples/canary-pneumonia.yaml");
         let yaml = base.replacen(
             "    - setWeight: 20\n    - analysis: {}",
             "    - setWeight: 20\n    - analysis: {minSamples: 500, interval: 2m, alpha: 0.01}",
@@ -311,7 +311,7 @@ mod tests {
 
     #[test]
     fn kayenta_scoring_and_groups_map_through() {
-        let base = include_str!("../../../policies/examples/canary-pneumonia.yaml");
+        let base = include_str!("../../policies/examples/canary-pneumonia.yaml");
         let yaml = base
             .replace("        critical: true\n", "        critical: true\n        group: errors\n")
             .replace(

@@ -41,6 +41,21 @@ impl RolloutWeights {
     }
 }
 
+/// The single proxy's own rollouts write straight into the weights its requests read.
+impl augur_rollout::WeightSink for RolloutWeights {
+    fn get(&self, policy: &str) -> Option<Weights> {
+        RolloutWeights::get(self, policy)
+    }
+
+    fn set(&self, policy: &str, weights: Weights) {
+        RolloutWeights::set(self, policy, weights);
+    }
+
+    fn remove(&self, policy: &str) {
+        RolloutWeights::remove(self, policy);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

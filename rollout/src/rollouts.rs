@@ -1,43 +1,23 @@
-//! Where a decision is made: the rollouts of the serving CanaryPolicies, fed with the proxy's
-//! samples, judged by the pure analyzer, and applied as weights that requests read lock-free.
-//!
-//! [`Rollouts`] owns one [`Rollout`] per CanaryPolicy and release (its (stable, canary) pair,
-//! [`release`]). Every transition updates the weights ([`weights::RolloutWeights`]), is saved
-//! atomically to the state directory and appended to the audit log ([`persist`]), and moves the
-//! rollout gauges. [`driver::RolloutDriver`] is the background service that feeds samples in and
-//! lets time pass.
-//!
-//! Time: every event (a sample, a label, a command) first ticks its rollout to the event's time,
-//! and the driver's timer ticks every rollout once a second, so the rollout processes each whole
-//! second once, in the same order as `augur analyze` replaying the recording does
-//! ([`recording`], [`augur_analyzer::replay`]).
-
-pub mod driver;
-pub mod history;
-pub mod persist;
-pub mod prometheus;
-pub mod recording;
-pub mod release;
-pub mod spec;
-pub mod weights;
+//! [`Rollouts`]: one [`Rollout`] per CanaryPolicy and release, fed with samples, labels,
+//! commands and time, every transition applied, saved, audited and exported.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use augur_analyzer::rollout::{Command, Decision, Rollout, RolloutState};
 use augur_analyzer::verdict::Outcome;
-use augur_policies::PolicySet;
+use augur_policies::{policy_key, PolicySet};
 use serde_json::{json, Value};
 
-use crate::metrics::Metrics;
-use crate::route::policy_key;
+use crate::history;
+use crate::metrics::RolloutMetrics;
+use crate::persist::{ArchivedRollout, AuditRecord, SavedRollout, StateDir};
+use crate::prometheus::{self, PrometheusSource};
+use crate::recording::Recorder;
+use crate::release::release_key;
 use crate::sample::RoutedSample;
-use persist::{ArchivedRollout, AuditRecord, SavedRollout, StateDir};
-use prometheus::PrometheusSource;
-use recording::Recorder;
-use release::release_key;
-use spec::RolloutSpec;
-use weights::RolloutWeights;
+use crate::sink::WeightSink;
+use crate::spec::{self, RolloutSpec};
 
 /// Decisions kept in memory per rollout for `GET /rollouts`.
 const RECENT_DECISIONS: usize = 20;
@@ -85,18 +65,18 @@ pub struct DueFetch {
 /// The rollouts of the serving policy set.
 pub struct Rollouts {
     inner: Mutex<BTreeMap<String, Managed>>,
-    weights: Arc<RolloutWeights>,
+    weights: Arc<dyn WeightSink>,
     state: Option<StateDir>,
-    metrics: Arc<Metrics>,
+    metrics: RolloutMetrics,
     record: Option<std::path::PathBuf>,
 }
 
 impl Rollouts {
     /// No rollouts yet; [`Rollouts::sync`] creates them from a policy set.
     pub fn new(
-        weights: Arc<RolloutWeights>,
+        weights: Arc<dyn WeightSink>,
         state: Option<StateDir>,
-        metrics: Arc<Metrics>,
+        metrics: RolloutMetrics,
     ) -> Self {
         Self {
             inner: Mutex::new(BTreeMap::new()),
@@ -116,7 +96,7 @@ impl Rollouts {
     }
 
     /// The weights the rollouts set.
-    pub fn weights(&self) -> &Arc<RolloutWeights> {
+    pub fn weights(&self) -> &Arc<dyn WeightSink> {
         &self.weights
     }
 
@@ -311,7 +291,6 @@ impl Rollouts {
     /// Counts a failed metric-source read; the analysis then sees no data for the interval.
     pub fn source_failed(&self, policy: &str, error: &prometheus::SourceError) {
         self.metrics
-            .rollout
             .source_errors
             .with_label_values(&[policy])
             .inc();
@@ -361,7 +340,7 @@ impl Rollouts {
     /// The last look's verdicts as gauges: outcome, each arm's measured value, and the estimate
     /// (the difference, or the PSI for drift), labelled with the metric's kind for alerts.
     fn export_verdicts(&self, key: &str, r: &Rollout) {
-        let g = &self.metrics.rollout;
+        let g = &self.metrics;
         for v in r.verdicts() {
             let outcome = match v.outcome {
                 Outcome::Pass => 1.0,
@@ -478,7 +457,7 @@ impl Rollouts {
         let r = &m.rollout;
         let w = r.weights();
         self.weights.set(key, w);
-        let g = &self.metrics.rollout;
+        let g = &self.metrics;
         g.weight
             .with_label_values(&[key, "stable"])
             .set(i64::from(w.stable));
@@ -599,6 +578,3 @@ fn resolve(map: &BTreeMap<String, Managed>, name: &str) -> Option<String> {
     let first = matching.next()?;
     matching.next().is_none().then(|| first.clone())
 }
-
-#[cfg(test)]
-mod tests;

@@ -211,7 +211,8 @@ impl History {
     }
 }
 
-pub(crate) fn outcome_name(outcome: &augur_analyzer::verdict::Outcome) -> &'static str {
+/// The verdict outcome as its snake-case name (`pass`, `fail`, ...), as the JSON shows it.
+pub fn outcome_name(outcome: &augur_analyzer::verdict::Outcome) -> &'static str {
     use augur_analyzer::verdict::Outcome;
     match outcome {
         Outcome::Pass => "pass",

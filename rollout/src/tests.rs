@@ -8,13 +8,12 @@ use augur_model::{Arm, Sample};
 use augur_policies::PolicySet;
 use serde_json::Value;
 
-use super::persist::StateDir;
-use super::weights::RolloutWeights;
-use super::Rollouts;
-use crate::metrics::Metrics;
+use crate::persist::StateDir;
 use crate::sample::RoutedSample;
+use crate::sink::MapSink;
+use crate::{RolloutMetrics, Rollouts};
 
-const EXAMPLE: &str = include_str!("../../../policies/examples/canary-pneumonia.yaml");
+const EXAMPLE: &str = include_str!("../../policies/examples/canary-pneumonia.yaml");
 const KEY: &str = "default/pneumonia";
 
 /// The example policy with its subsets selecting `version: stable` and `version: canary`.
@@ -33,10 +32,9 @@ fn release(stable: &str, canary: &str) -> (PolicySet, String) {
 }
 
 fn rollouts(state: &std::path::Path) -> Rollouts {
-    let metrics =
-        Arc::new(Metrics::new(crate::identity::Workload::from_lookup(|_| None)).expect("metrics"));
+    let metrics = RolloutMetrics::register(&prometheus::Registry::new()).expect("metrics");
     Rollouts::new(
-        Arc::new(RolloutWeights::default()),
+        Arc::new(MapSink::default()),
         Some(StateDir::open(state).expect("state dir")),
         metrics,
     )
@@ -259,10 +257,9 @@ fn a_recorded_live_run_replays_to_the_same_decisions() {
             .any(|d| matches!(d.to, RolloutState::RolledBack { .. })),
         "the run decides something: {recorded:#?}"
     );
-    let events =
-        crate::cmd::analyze::read_events(&recordings.join("default_pneumonia.samples.jsonl"))
-            .expect("the recording reads");
-    let spec = super::spec::from_policy(&set.canary_policies[0]);
+    let events = crate::recording::read_events(&recordings.join("default_pneumonia.samples.jsonl"))
+        .expect("the recording reads");
+    let spec = crate::spec::from_policy(&set.canary_policies[0]);
     let replayed = augur_analyzer::replay::replay_events(spec.rollout(), events.into_iter(), None);
     let brief = |ds: &[Decision]| -> Vec<(f64, String, u8)> {
         ds.iter()
