@@ -6,9 +6,13 @@
 //! ([`publish`], [`server`]); a stock Envoy can follow the same weights over xDS RDS
 //! ([`xds`]).
 
+pub mod app;
+pub mod policies;
 pub mod publish;
+pub mod routing;
 pub mod server;
 pub mod xds;
 
+pub use app::{Bound, Controller, ControllerConfig, StartError};
 pub use publish::{Publisher, SubscriberView};
 pub use server::{serve, Api, ApiRequest, ApiResponse, ControllerHttp, ServerMetrics};

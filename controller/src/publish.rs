@@ -9,9 +9,14 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use augur_model::fleet::{FleetState, RolloutRouting, Subscriber, FLEET_PROTOCOL};
+use augur_model::fleet::{FleetState, LabelPush, RolloutRouting, Subscriber, FLEET_PROTOCOL};
+use bytes::Bytes;
 use serde::Serialize;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
+
+/// Label batches a subscriber's stream may fall behind by before it skips some (and counts
+/// them lost): labels are best-effort evidence, never worth holding the routing up.
+const LABEL_BACKLOG: usize = 1024;
 
 /// Milliseconds since the Unix epoch.
 pub fn unix_ms() -> u64 {
@@ -91,6 +96,7 @@ pub struct Publisher {
     state: watch::Sender<Arc<FleetState>>,
     subscribers: Mutex<BTreeMap<u64, Registered>>,
     next_id: AtomicU64,
+    labels: broadcast::Sender<Bytes>,
 }
 
 /// One subscription; unregistered when dropped.
@@ -100,6 +106,8 @@ pub struct Subscription {
     publisher: Arc<Publisher>,
     /// The states, newest first; `changed()` wakes on each new one.
     pub states: watch::Receiver<Arc<FleetState>>,
+    /// Label batches to forward, each one JSON line.
+    pub labels: broadcast::Receiver<Bytes>,
 }
 
 impl Drop for Subscription {
@@ -122,11 +130,13 @@ impl Publisher {
             rollouts: Vec::new(),
         };
         let (state, _) = watch::channel(Arc::new(empty));
+        let (labels, _) = broadcast::channel(LABEL_BACKLOG);
         Arc::new(Self {
             controller,
             state,
             subscribers: Mutex::new(BTreeMap::new()),
             next_id: AtomicU64::new(1),
+            labels,
         })
     }
 
@@ -179,7 +189,16 @@ impl Publisher {
             id,
             publisher: Arc::clone(self),
             states,
+            labels: self.labels.subscribe(),
         }
+    }
+
+    /// Forwards ground-truth labels to every subscribed sidecar (the one holding each
+    /// prediction joins it). Returns how many sidecars the batch was sent to.
+    pub fn forward_labels(&self, push: &LabelPush) -> usize {
+        let mut line = serde_json::to_vec(push).unwrap_or_default();
+        line.push(b'\n');
+        self.labels.send(Bytes::from(line)).unwrap_or(0)
     }
 
     /// Every subscribed sidecar, by name.

@@ -34,7 +34,7 @@ use crate::publish::Publisher;
 const MAX_BODY: usize = 1024 * 1024;
 
 /// How often a watch stream carries a heartbeat line.
-pub const HEARTBEAT: Duration = Duration::from_secs(5);
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
 
 /// A request for the rollout API.
 #[derive(Debug)]
@@ -158,6 +158,56 @@ pub async fn serve(
     }
 }
 
+/// The registry in Prometheus' text format.
+pub fn metrics_text(registry: &prometheus::Registry) -> Vec<u8> {
+    use prometheus::Encoder;
+    let mut out = Vec::new();
+    if let Err(e) = prometheus::TextEncoder::new().encode(&registry.gather(), &mut out) {
+        tracing::error!(error = %e, "cannot encode the metrics");
+    }
+    out
+}
+
+/// Serves `GET /stats/prometheus` (and `/metrics`) from `listener` until `shutdown`.
+pub async fn serve_metrics(
+    listener: TcpListener,
+    registry: prometheus::Registry,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::debug!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        let registry = registry.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let response = match req.uri().path() {
+                    "/stats/prometheus" | "/metrics" => full(
+                        StatusCode::OK,
+                        "text/plain; version=0.0.4",
+                        metrics_text(&registry),
+                    ),
+                    _ => full(StatusCode::NOT_FOUND, "text/plain", "invalid path\n"),
+                };
+                async move { Ok::<_, Infallible>(response) }
+            });
+            let served = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+            if let Err(e) = served {
+                tracing::debug!(error = %e, "metrics connection ended");
+            }
+        });
+    }
+}
+
 fn full(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
     let mut response = Response::new(Either::Left(Full::new(body.into())));
     *response.status_mut() = status;
@@ -189,15 +239,20 @@ async fn handle(http: &ControllerHttp, req: Request<Incoming>, peer: SocketAddr)
     let query = req.uri().query().map(str::to_owned);
     let method = req.method().clone();
     let allowed = authorized(http, &req, peer);
-    let fleet = path.starts_with("/v1/fleet/") || path.starts_with("/v3/discovery:");
-    if fleet && !allowed {
+    // Only readiness is open to all (the kubelet probes from the node's address); anything
+    // else, even reading the rollout state, needs loopback or the token.
+    if !allowed && path != "/ready" {
         let endpoint = if path.starts_with("/v3/") {
             "xds"
-        } else {
+        } else if path.starts_with("/v1/fleet/") {
             "fleet"
+        } else if method == Method::POST {
+            "command"
+        } else {
+            "read"
         };
         http.metrics.refused.with_label_values(&[endpoint]).inc();
-        tracing::warn!(%peer, path = %path, "refused: no valid token");
+        tracing::warn!(%peer, path = %path, endpoint, "refused: no valid token");
         return full(StatusCode::UNAUTHORIZED, "text/plain", "unauthorized\n");
     }
     match (&method, path.as_str()) {
@@ -233,11 +288,6 @@ async fn handle(http: &ControllerHttp, req: Request<Incoming>, peer: SocketAddr)
                 Ok(b) => b,
                 Err(r) => return r,
             };
-            if method == Method::POST && !allowed {
-                http.metrics.refused.with_label_values(&["command"]).inc();
-                tracing::warn!(%peer, path = %path, "refused command: no valid token");
-                return full(StatusCode::UNAUTHORIZED, "text/plain", "unauthorized\n");
-            }
             let answer = http.api.handle(ApiRequest {
                 method: &method,
                 path: &path,
@@ -304,6 +354,14 @@ fn watch_stream(
                     line.push(b'\n');
                     Bytes::from(line)
                 }
+                labels = subscription.labels.recv() => match labels {
+                    Ok(line) => line,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(lost)) => {
+                        tracing::warn!(lost, "a slow sidecar missed label batches");
+                        continue;
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                },
                 () = tokio::time::sleep(heartbeat) => Bytes::from_static(b"\n"),
             };
             if tx.send(line).await.is_err() {

@@ -60,6 +60,34 @@ pub struct Subscriber {
     pub policies: Vec<(String, String)>,
 }
 
+/// Ground-truth labels the controller received on its one label endpoint, forwarded to every
+/// sidecar: the one that recorded the prediction joins it (by request id) and counts it in its
+/// evidence metrics; the others hold no such prediction and ignore it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabelPush {
+    /// The labels.
+    pub labels: Vec<FleetLabel>,
+}
+
+/// One ground-truth label.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetLabel {
+    /// The request id (`x-request-id`) the model answered.
+    pub request_id: String,
+    /// The true class.
+    pub label: String,
+}
+
+/// One line of a watch stream: a routing state or forwarded labels.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Push {
+    /// The routing, whole.
+    State(FleetState),
+    /// Labels to join.
+    Labels(LabelPush),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,5 +117,26 @@ mod tests {
             serde_json::from_str::<FleetState>(&line).expect("parse"),
             state
         );
+    }
+
+    #[test]
+    fn a_line_is_a_state_or_labels() {
+        let labels = r#"{"labels":[{"request_id":"r1","label":"NORMAL"}]}"#;
+        assert_eq!(
+            serde_json::from_str::<Push>(labels).expect("labels"),
+            Push::Labels(LabelPush {
+                labels: vec![FleetLabel {
+                    request_id: "r1".into(),
+                    label: "NORMAL".into()
+                }]
+            })
+        );
+        let state =
+            r#"{"protocol":1,"version":1,"controller":"c","decided_at_ms":0,"rollouts":[]}"#;
+        assert!(matches!(
+            serde_json::from_str::<Push>(state).expect("state"),
+            Push::State(_)
+        ));
+        assert!(serde_json::from_str::<Push>(r#"{"labels":"x"}"#).is_err());
     }
 }

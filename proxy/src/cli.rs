@@ -54,6 +54,10 @@ pub enum Command {
     Policy(PolicyCommand),
     /// Run the sidecar proxy.
     Proxy(Box<ProxyArgs>),
+    /// Run the fleet controller: every CanaryPolicy's rollout, decided once for all the
+    /// sidecars that follow it (`augur proxy --controller`), from fleet-wide evidence. It
+    /// serves no traffic and is the only writer of rollout state.
+    Controller(ControllerArgs),
     /// Show and steer the running rollouts through the admin API.
     Rollout {
         /// The proxy's admin endpoint.
@@ -367,6 +371,69 @@ pub struct ProxyArgs {
     /// Limits on clients (docs/hardening.md).
     #[command(flatten)]
     pub limits: crate::limits::args::LimitArgs,
+    /// Follow this `augur controller` (`host:port` of its port 15010, `http://` optional)
+    /// instead of running rollouts here: the sidecar takes its weights from it, gets them
+    /// before its listeners open, and keeps the last ones while it is away.
+    #[arg(long, env = "AUGUR_CONTROLLER")]
+    pub controller: Option<String>,
+    /// The token to present to the controller (needed from beyond its loopback).
+    #[arg(long, env = "AUGUR_CONTROLLER_TOKEN", hide_env_values = true)]
+    pub controller_token: Option<String>,
+    /// How long to wait for the controller's state at start-up before serving at the policy
+    /// files' own weights (reported as never synced in `/ready` and the metrics).
+    #[arg(long, env = "AUGUR_CONTROLLER_SYNC_TIMEOUT", value_parser = parse_duration_flag, default_value = "10s")]
+    pub controller_sync_timeout: Duration,
+    /// This sidecar's name for the controller (the pod name in Kubernetes).
+    #[arg(long, env = "POD_NAME", default_value_t = default_node())]
+    pub node: String,
+}
+
+/// `augur controller`'s flags.
+#[derive(Debug, Clone, Args)]
+pub struct ControllerArgs {
+    /// Policy files or directories (the same ones the sidecars mount); watched and
+    /// hot-reloaded (also on SIGHUP).
+    #[arg(
+        long = "policy",
+        env = "AUGUR_POLICY",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub policies: Vec<PathBuf>,
+    /// Where rollout state and the decision audit logs live (a PersistentVolume in
+    /// Kubernetes): a restarted controller resumes every rollout at the same step.
+    #[arg(long, env = "AUGUR_STATE_DIR", default_value = "/var/lib/augur")]
+    pub state_dir: PathBuf,
+    /// Subscriptions, xDS (RDS over REST), the rollout API and `POST /labels` (istiod's
+    /// plaintext port).
+    #[arg(long, env = "AUGUR_CONTROLLER_LISTEN", default_value = "0.0.0.0:15010")]
+    pub listen: SocketAddr,
+    /// The admin API and the `/ui` dashboard, for people on the pod.
+    #[arg(long, env = "AUGUR_ADMIN_LISTEN", default_value = "127.0.0.1:15000")]
+    pub admin: SocketAddr,
+    /// Metrics (`/stats/prometheus`, `/metrics`; istiod's monitoring port).
+    #[arg(long, env = "AUGUR_PROMETHEUS_LISTEN", default_value = "0.0.0.0:15014")]
+    pub prometheus: SocketAddr,
+    /// The bearer token subscribers, xDS clients, commands and label feeds must present from
+    /// beyond loopback; without one, only loopback callers are served.
+    #[arg(long, env = "AUGUR_CONTROLLER_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Write the bound addresses (JSON: `listen`, `admin`, `prometheus`) to this file once
+    /// the controller serves; port 0 in an address picks a free port.
+    #[arg(long, env = "AUGUR_ADDRESS_FILE")]
+    pub address_file: Option<PathBuf>,
+    /// This controller's name in the states it publishes (the pod name in Kubernetes).
+    #[arg(long, env = "POD_NAME", default_value_t = default_node())]
+    pub name: String,
+}
+
+/// The host name, or `augur` when it cannot be read.
+fn default_node() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "augur".to_owned())
 }
 
 /// Log line format.

@@ -16,12 +16,18 @@
 //! [`LabelJoin`], one per policy.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use tokio::sync::mpsc;
 
 use augur_analyzer::labels::{JoinedLabel, LabelJoin};
 use augur_model::Arm;
 use prometheus::{CounterVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 
+use crate::policy_store::PolicyStore;
 use crate::sample::RoutedSample;
 
 /// Latency buckets (ms): finer than Envoy's, so that a quantile is read within a few percent.
@@ -228,6 +234,62 @@ impl Evidence {
         m.compared.with_label_values(&[policy, arm]).inc();
         if joined.prediction.label.as_deref() == Some(joined.truth.as_str()) {
             m.agreed.with_label_values(&[policy, arm]).inc();
+        }
+    }
+}
+
+/// Counts `routed` with its policy's positive class, as the serving policies name it.
+pub fn observe_serving(evidence: &Evidence, store: &PolicyStore, routed: &RoutedSample) {
+    let Some(policy) = routed.policy.as_deref() else {
+        return;
+    };
+    let snapshot = store.snapshot();
+    let positive = snapshot
+        .loaded
+        .set
+        .canary_policies
+        .iter()
+        .find(|p| augur_policies::policy_key(p) == policy)
+        .and_then(|p| p.prediction.as_ref())
+        .map_or("", |p| p.positive_label.as_str());
+    evidence.observe(routed, positive, crate::sample::now());
+}
+
+/// A sidecar that follows a controller runs no rollout: this background service takes its
+/// samples and exports them as evidence, for the controller to read through Prometheus.
+pub struct EvidenceFeed {
+    evidence: Arc<Evidence>,
+    store: Arc<PolicyStore>,
+    samples: Mutex<Option<mpsc::Receiver<RoutedSample>>>,
+}
+
+impl EvidenceFeed {
+    /// A feed of `samples` into `evidence`.
+    pub fn new(
+        evidence: Arc<Evidence>,
+        store: Arc<PolicyStore>,
+        samples: mpsc::Receiver<RoutedSample>,
+    ) -> Self {
+        Self {
+            evidence,
+            store,
+            samples: Mutex::new(Some(samples)),
+        }
+    }
+}
+
+#[async_trait]
+impl BackgroundService for EvidenceFeed {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let taken = self.samples.lock().ok().and_then(|mut s| s.take());
+        let Some(mut samples) = taken else {
+            return;
+        };
+        loop {
+            tokio::select! {
+                Some(s) = samples.recv() => observe_serving(&self.evidence, &self.store, &s),
+                _ = shutdown.changed() => return,
+            }
         }
     }
 }

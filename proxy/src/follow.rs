@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use augur_analyzer::rollout::Weights;
-use augur_model::fleet::{FleetState, RolloutRouting, FLEET_PROTOCOL};
+use augur_model::fleet::{FleetState, LabelPush, Push, RolloutRouting, FLEET_PROTOCOL};
 use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
@@ -108,6 +108,42 @@ pub struct FollowView {
     pub last_error: Option<String>,
 }
 
+impl FollowView {
+    /// One line for `/ready`: the link, the last state applied, how stale, and what went wrong.
+    pub fn summary(&self) -> String {
+        let mut out = format!(
+            "controller {}: {}",
+            self.controller,
+            if self.connected {
+                "connected"
+            } else {
+                "disconnected"
+            }
+        );
+        match &self.applied {
+            Some((controller, version)) => {
+                out.push_str(&format!(", state {version} of {controller} applied"));
+            }
+            None => out.push_str(", no state applied yet (the policy files' weights serve)"),
+        }
+        if let Some(stale) = self.stale_seconds {
+            out.push_str(&format!(", last heard {stale:.1} s ago"));
+        }
+        if !self.mismatched.is_empty() {
+            let names: Vec<&str> = self.mismatched.keys().map(String::as_str).collect();
+            out.push_str(&format!(
+                ", holding {} at its last routing (another policy version than the controller's)",
+                names.join(", ")
+            ));
+        }
+        if let Some(e) = &self.last_error {
+            out.push_str(&format!(", last error: {e}"));
+        }
+        out.push('\n');
+        out
+    }
+}
+
 #[derive(Debug, Default)]
 struct Status {
     connected: bool,
@@ -187,6 +223,7 @@ pub struct Follower {
     weights: Arc<RolloutWeights>,
     status: Mutex<Status>,
     metrics: FollowMetrics,
+    evidence: Option<Arc<crate::evidence::Evidence>>,
 }
 
 impl Follower {
@@ -208,7 +245,32 @@ impl Follower {
             weights,
             status: Mutex::new(Status::default()),
             metrics,
+            evidence: None,
         }
+    }
+
+    /// Joins the labels the controller forwards to the predictions in `evidence`.
+    #[must_use]
+    pub fn with_evidence(mut self, evidence: Arc<crate::evidence::Evidence>) -> Self {
+        self.evidence = Some(evidence);
+        self
+    }
+
+    /// The controller's address.
+    pub fn controller(&self) -> &str {
+        &self.authority
+    }
+
+    /// Joins forwarded labels to the predictions this sidecar holds; returns how many.
+    fn join_labels(&self, push: &LabelPush) -> usize {
+        let Some(evidence) = &self.evidence else {
+            return 0;
+        };
+        let now = crate::sample::now();
+        push.labels
+            .iter()
+            .filter(|l| evidence.label(&l.request_id, &l.label, now))
+            .count()
     }
 
     /// What the sidecar knows of its controller now.
@@ -435,7 +497,18 @@ impl Follower {
                     continue;
                 }
                 // A bad push keeps the last good state; the stream goes on.
-                let applied = parse(line).and_then(|state| self.apply(&state));
+                let applied = parse_push(line).and_then(|push| match push {
+                    Push::State(state) => self.apply(&state),
+                    Push::Labels(labels) => {
+                        let joined = self.join_labels(&labels);
+                        tracing::debug!(
+                            received = labels.labels.len(),
+                            joined,
+                            "labels from the controller"
+                        );
+                        Ok(())
+                    }
+                });
                 if let Err(e) = applied {
                     tracing::warn!(error = %e, "refused a push from the controller; the last good routing stays");
                     self.failed(&e);
@@ -484,12 +557,29 @@ impl Follower {
     }
 }
 
+/// The follower as one of the proxy's background services.
+pub struct FollowService(pub Arc<Follower>);
+
+#[async_trait::async_trait]
+impl pingora::services::background::BackgroundService for FollowService {
+    async fn start(&self, shutdown: pingora::server::ShutdownWatch) {
+        self.0.run(shutdown).await;
+    }
+}
+
 fn status_error(status: u16) -> FollowError {
     if status == 401 {
         FollowError::Unauthorized
     } else {
         FollowError::Status(status)
     }
+}
+
+fn parse_push(bytes: &[u8]) -> Result<Push, FollowError> {
+    if bytes.len() > MAX_PUSH_BYTES {
+        return Err(FollowError::Oversized);
+    }
+    serde_json::from_slice(bytes).map_err(|e| FollowError::Malformed(e.to_string()))
 }
 
 fn parse(bytes: &[u8]) -> Result<FleetState, FollowError> {

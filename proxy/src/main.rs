@@ -29,6 +29,7 @@ fn main() -> ExitCode {
             evidence,
         }) => cmd::policy::explain(&paths, output, &evidence),
         Command::Proxy(args) => cmd::proxy::run(*args),
+        Command::Controller(args) => cmd::controller::run(args),
         Command::Demo(args) => cmd::demo::run(args),
         Command::Rollout { admin, command } => cmd::rollout::run(admin, command),
         Command::Init(args) => augur_k8s::iptables::run_init(args).map(|()| ExitCode::SUCCESS),

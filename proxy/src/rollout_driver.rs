@@ -40,6 +40,13 @@ impl RolloutDriver {
             samples: Mutex::new(Some(samples)),
         }
     }
+
+    /// Shows every sample to `observer` before the rollouts.
+    #[must_use]
+    pub fn with_observer(mut self, observer: augur_rollout::driver::Observer) -> Self {
+        self.driver = self.driver.with_observer(observer);
+        self
+    }
 }
 
 #[async_trait]

@@ -25,10 +25,15 @@ pub trait PolicyFeed: Send + Sync {
     fn serving(&self, f: &mut dyn FnMut(&PolicySet, &str));
 }
 
+/// Sees every sample the driver takes, before the rollouts do (the proxy exports them as
+/// evidence for a fleet's controller).
+pub type Observer = Arc<dyn Fn(&RoutedSample) + Send + Sync>;
+
 /// Drives the rollouts.
 pub struct Driver {
     rollouts: Arc<Rollouts>,
     feed: Arc<dyn PolicyFeed>,
+    observer: Option<Observer>,
     /// The hash of the policy set the rollouts were last synced with.
     synced: Mutex<String>,
 }
@@ -42,10 +47,25 @@ impl Driver {
         let driver = Self {
             rollouts,
             feed,
+            observer: None,
             synced: Mutex::new(String::new()),
         };
         driver.sync();
         driver
+    }
+
+    /// Shows every sample to `observer` first.
+    #[must_use]
+    pub fn with_observer(mut self, observer: Observer) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    fn observe(&self, s: &RoutedSample) {
+        if let Some(observer) = &self.observer {
+            observer(s);
+        }
+        self.rollouts.observe(s);
     }
 
     /// Syncs the rollouts with the serving policy set when it changed.
@@ -81,13 +101,13 @@ impl Driver {
             };
             tokio::select! {
                 Some(s) = next_sample => {
-                    self.rollouts.observe(&s);
+                    self.observe(&s);
                     // Take what else is queued, then let samples gather for a moment: one
                     // wake-up of this thread per batch instead of one per request (each is a
                     // context switch beside the proxy's worker; see BENCHMARKS.md).
                     if let Some(rx) = samples.as_mut() {
                         while let Ok(s) = rx.try_recv() {
-                            self.rollouts.observe(&s);
+                            self.observe(&s);
                         }
                     }
                     tokio::time::sleep(SAMPLE_BATCH).await;

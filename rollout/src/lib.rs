@@ -29,7 +29,7 @@ pub mod spec;
 pub mod watch;
 
 pub use metrics::RolloutMetrics;
-pub use rollouts::{DueFetch, RolloutError, Rollouts};
+pub use rollouts::{DueFetch, RolloutError, RolloutSummary, Rollouts};
 pub use sink::WeightSink;
 
 #[cfg(test)]

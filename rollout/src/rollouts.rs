@@ -52,6 +52,21 @@ struct Managed {
     history: history::History,
 }
 
+/// One rollout's routing, for publishing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RolloutSummary {
+    /// The CanaryPolicy, `namespace/name`.
+    pub policy: String,
+    /// Its weights now.
+    pub weights: augur_analyzer::rollout::Weights,
+    /// Its phase (`progressing`, `paused`, `promoted`, ...).
+    pub phase: String,
+    /// The current step (0-based), if any.
+    pub step: Option<usize>,
+    /// When its last decision was made (analyzer clock, Unix seconds); 0 before any.
+    pub changed_at: f64,
+}
+
 /// A fetch from a metric source that is due.
 pub struct DueFetch {
     /// The rollout.
@@ -434,6 +449,27 @@ impl Rollouts {
             })
             .collect();
         json!({ "rollouts": rollouts })
+    }
+
+    /// Every rollout's routing as it stands: what the controller publishes to the sidecars.
+    pub fn summaries(&self) -> Vec<RolloutSummary> {
+        let map = self.lock();
+        map.iter()
+            .map(|(key, m)| {
+                let r = &m.rollout;
+                let phase = serde_json::to_value(r.state())
+                    .ok()
+                    .and_then(|v| v["phase"].as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                RolloutSummary {
+                    policy: key.clone(),
+                    weights: r.weights(),
+                    phase,
+                    step: r.state().step(),
+                    changed_at: r.history().last().map_or(0.0, |d| d.time),
+                }
+            })
+            .collect()
     }
 
     /// One rollout's time series and its whole decision history (oldest first), for

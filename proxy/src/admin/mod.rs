@@ -69,6 +69,11 @@ pub struct AdminState {
     pub draining: crate::drain::Draining,
     /// Where admin mutations are recorded.
     pub audit: Arc<crate::audit::AuditLog>,
+    /// The controller this sidecar follows (`--controller`), if any: then rollout commands
+    /// and labels go there, not here.
+    pub follower: Option<Arc<crate::follow::Follower>>,
+    /// The per-arm evidence (labels posted here are joined there too).
+    pub evidence: Arc<crate::evidence::Evidence>,
 }
 
 /// The HTTP application behind the admin, status and Prometheus listeners.
@@ -87,9 +92,33 @@ impl AdminApp {
         let s = &self.state;
         match (self.surface, path) {
             (Surface::Admin, p) if augur_rollout::api::handles(p) => {
+                if let Some(f) = s
+                    .follower
+                    .as_ref()
+                    .filter(|_| augur_rollout::api::is_mutation(method, p))
+                {
+                    return Reply::text(
+                        StatusCode::FORBIDDEN,
+                        format!(
+                            "this sidecar follows the controller at {c}, which decides every rollout: \
+                             send commands and labels there (augur rollout --admin {c} ...)\n",
+                            c = f.controller()
+                        ),
+                    );
+                }
                 let reply = augur_rollout::api::answer(&s.rollouts, method, p, body);
+                if p == "/labels" && reply.status.is_success() {
+                    join_labels(&s.evidence, body);
+                }
                 Reply::new(reply.status, reply.content_type, reply.body)
             }
+            (Surface::Admin, "/controller") => match &s.follower {
+                Some(f) => Reply::json(&serde_json::to_value(f.view()).unwrap_or_default()),
+                None => Reply::text(
+                    StatusCode::NOT_FOUND,
+                    "this proxy runs its own rollouts (no --controller)\n",
+                ),
+            },
             (Surface::Status, "/healthz/ready") => readiness(s),
             (Surface::Status, _) => Reply::not_found(),
             (_, "/stats/prometheus") => Reply::new(
@@ -127,7 +156,11 @@ impl AdminApp {
             }
             (Surface::Admin, "/ready") => {
                 if s.healthy.load(Ordering::Relaxed) {
-                    Reply::text(StatusCode::OK, "LIVE\n")
+                    let details = s.follower.as_ref().map(|f| f.view().summary());
+                    Reply::text(
+                        StatusCode::OK,
+                        format!("LIVE\n{}", details.unwrap_or_default()),
+                    )
                 } else {
                     Reply::text(StatusCode::SERVICE_UNAVAILABLE, "DRAINING\n")
                 }
@@ -220,6 +253,16 @@ fn server_info(s: &AdminState) -> serde_json::Value {
         "command_line_options": { "concurrency": s.concurrency },
         "node": { "started_unix": unix_seconds(s.started) },
     })
+}
+
+/// Joins posted labels to the evidence exported for a fleet's controller too.
+fn join_labels(evidence: &crate::evidence::Evidence, body: &[u8]) {
+    if let Ok(labels) = augur_rollout::api::parse_labels(body) {
+        let now = crate::sample::now();
+        for l in &labels {
+            evidence.label(&l.request_id, &l.label, now);
+        }
+    }
 }
 
 /// A complete admin response.

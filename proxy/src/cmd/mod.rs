@@ -2,6 +2,7 @@
 
 mod admin_client;
 pub mod analyze;
+pub mod controller;
 pub mod demo;
 pub mod policy;
 pub mod proxy;

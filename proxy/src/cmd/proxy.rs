@@ -17,6 +17,8 @@ use pingora::services::listening::Service;
 use crate::access_log::AccessLog;
 use crate::admin::{AdminApp, AdminState, Surface};
 use crate::cli::ProxyArgs;
+use crate::evidence::EvidenceFeed;
+use crate::follow::{FollowService, Follower};
 use crate::limits::conn::Guarded;
 use crate::metrics::Metrics;
 use crate::mirror::{MirrorConfig, MirrorQueue, MirrorService};
@@ -222,6 +224,27 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         }
     }
 
+    let evidence = Arc::new(crate::evidence::Evidence::new(metrics.evidence.clone()));
+    let follower = match &args.controller {
+        Some(address) => {
+            let authority = address
+                .trim_start_matches("http://")
+                .trim_end_matches('/')
+                .to_owned();
+            let follower = Follower::new(
+                authority,
+                args.controller_token.clone(),
+                args.node.clone(),
+                Arc::clone(&store),
+                Arc::clone(&weights),
+                metrics.follow.clone(),
+            )
+            .with_evidence(Arc::clone(&evidence));
+            initial_sync(&follower, args.controller_sync_timeout)?;
+            Some(Arc::new(follower))
+        }
+        None => None,
+    };
     let state = Arc::new(AdminState {
         store: Arc::clone(&store),
         metrics: Arc::clone(&metrics),
@@ -240,6 +263,8 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         admin_token: args.admin_token.clone(),
         draining: draining.clone(),
         audit: Arc::clone(&audit),
+        follower: follower.clone(),
+        evidence: Arc::clone(&evidence),
     });
     let admin = admin_service(
         "augur admin",
@@ -262,17 +287,13 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         &addresses.prometheus,
         &ports,
     );
-    let driver = background_service(
-        "augur rollout driver",
-        RolloutDriver::new(rollouts, Arc::clone(&store), sample_rx),
-    );
     let mirrors = background_service(
         "augur mirror",
         MirrorService::new(mirror_rx, mirror_config, Arc::clone(&metrics), sample_sink),
     );
     let reloader = background_service(
         "augur policy reload",
-        Reloader::new(store).with_audit(audit),
+        Reloader::new(Arc::clone(&store)).with_audit(audit),
     );
 
     server.add_service(proxy);
@@ -282,8 +303,29 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     server.add_service(admin);
     server.add_service(status);
     server.add_service(prometheus);
+    match follower {
+        // A follower decides nothing: its samples become evidence for the controller.
+        Some(follower) => {
+            server.add_service(background_service(
+                "augur controller follower",
+                FollowService(follower),
+            ));
+            server.add_service(background_service(
+                "augur evidence",
+                EvidenceFeed::new(evidence, Arc::clone(&store), sample_rx),
+            ));
+        }
+        None => {
+            let observer_store = Arc::clone(&store);
+            let observer: augur_rollout::driver::Observer = Arc::new(move |s| {
+                crate::evidence::observe_serving(&evidence, &observer_store, s);
+            });
+            let driver =
+                RolloutDriver::new(rollouts, Arc::clone(&store), sample_rx).with_observer(observer);
+            server.add_service(background_service("augur rollout driver", driver));
+        }
+    }
     server.add_service(reloader);
-    server.add_service(driver);
     server.add_service(mirrors);
     server.add_service(background_service(
         "augur drain",
@@ -296,6 +338,26 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     tracing::info!(listen = ?listen, outbound = ?addresses.outbound_capture, inbound = ?addresses.inbound_capture, admin = %addresses.admin, "augur proxy starting");
     // `ports` lives on: run_forever never returns, and the reservations hold until exit.
     server.run_forever()
+}
+
+/// Gets the controller's current state before any listener opens, so that the first request
+/// is routed at the fleet's weights; without an answer within `within`, the sidecar serves at
+/// the policy files' weights and keeps trying in the background (`/ready` says so).
+fn initial_sync(follower: &Follower, within: std::time::Duration) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime for the first controller sync")?;
+    match runtime.block_on(follower.initial_sync(within)) {
+        Ok(()) => tracing::info!(
+            controller = follower.controller(),
+            "controller state applied before the listeners open"
+        ),
+        Err(e) => {
+            tracing::warn!(controller = follower.controller(), error = %e, "no controller state yet: serving at the policy files' weights until it comes")
+        }
+    }
+    Ok(())
 }
 
 /// A cleartext proxy listener without pingora's 64 KiB read buffer per connection: the HTTP/1

@@ -45,6 +45,8 @@ pub struct Metrics {
     pub mirror_requests: IntCounterVec,
     /// Following `augur controller` (`--controller`).
     pub follow: crate::follow::FollowMetrics,
+    /// The per-policy, per-arm evidence the fleet's controller reads through Prometheus.
+    pub evidence: crate::evidence::EvidenceMetrics,
     /// Mirror copies not sent, by reason (`queue_full`, `body_too_large`), shadow model included.
     pub mirror_dropped: IntCounterVec,
 }
@@ -143,10 +145,12 @@ impl Metrics {
         registry.register(Box::new(config_last_reload_success_timestamp.clone()))?;
         config_last_reload_successful.set(1);
         let follow = crate::follow::FollowMetrics::register(&registry)?;
+        let evidence = crate::evidence::EvidenceMetrics::register(&registry)?;
         Ok(Self {
             registry,
             istio,
             follow,
+            evidence,
             arm_requests,
             samples_dropped,
             active_requests,
