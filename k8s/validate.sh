@@ -7,7 +7,8 @@
 #      schema there: kubernetes-validate warns and skips them; they are checked for parseable
 #      YAML with apiVersion/kind/metadata.name, and the policy ConfigMap's content by
 #      `augur policy check` when the binary is built;
-#   3. the Grafana dashboard is valid JSON.
+#   3. the Grafana dashboard is valid JSON;
+#   4. the Secrets certs/controller-token.sh makes (--dry-run) validate and share one token.
 # Tools come from k8s/setup.sh (k8s/.venv). Missing tools are an error, never a skip.
 # Usage: k8s/validate.sh        (run by `cargo test -p augur-k8s --test manifests`)
 set -euo pipefail
@@ -20,6 +21,7 @@ for tool in kubectl kubernetes-validate python; do
     exit 2
   fi
 done
+cd "$here"
 out=$(mktemp -d); trap 'rm -rf "$out"' EXIT
 validate() { "$bin/kubernetes-validate" --strict --quiet -k "$K8S_VERSION" "$@" 2>&1 | grep -v "Couldn't find schema" || true; }
 fail=0
@@ -38,6 +40,13 @@ mapfile -t plain < <(find "$here/base" "$here/overlays" -name '*.yaml' ! -name k
 check "${plain[@]}"
 mapfile -t injected < <(find "$here/testdata/inject" -name '*.yaml.injected' | sort)
 check "${injected[@]}"
+KUBECTL="$bin/kubectl" "$here/certs/controller-token.sh" --dry-run > "$out/controller-token.yaml"
+check "$out/controller-token.yaml"
+if [ "$(grep -c '^kind: Secret' "$out/controller-token.yaml")" -ne 2 ] ||
+   [ "$(grep '^  token: ' "$out/controller-token.yaml" | sort -u | wc -l)" -ne 1 ]; then
+  echo "validate: certs/controller-token.sh --dry-run: expected 2 Secrets with one token" >&2
+  fail=1
+fi
 
 HERE="$here" "$bin/python" - "$out"/*.yaml "${plain[@]}" "${injected[@]}" <<'PY' || fail=1
 import json, sys

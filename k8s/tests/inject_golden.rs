@@ -118,3 +118,93 @@ fn bad_annotations_and_objects_are_errors() {
         Err(InjectError::MissingPodTemplate { .. })
     ));
 }
+
+/// The proxy container of an injected pod template (native: among the init containers).
+fn proxy_of(template: &serde_json::Value) -> &serde_json::Value {
+    ["initContainers", "containers"]
+        .iter()
+        .filter_map(|list| template.pointer(&format!("/spec/{list}"))?.as_array())
+        .flatten()
+        .find(|c| c["name"] == "istio-proxy")
+        .expect("an istio-proxy container")
+}
+
+fn flag<'a>(container: &'a serde_json::Value, name: &str) -> Option<&'a str> {
+    let args = container["args"].as_array()?;
+    let at = args.iter().position(|a| a == name)?;
+    args.get(at + 1)?.as_str()
+}
+
+#[test]
+fn sidecars_with_a_policy_follow_the_controller_and_the_others_pass_through() {
+    let dir = common::testdata("inject");
+    let cfg = config_for(&dir.join("fleet.yaml"));
+    let text = std::fs::read_to_string(dir.join("fleet.yaml")).expect("read");
+    let docs = yaml::parse_documents(&text).expect("parse");
+    let injected: Vec<_> = docs
+        .iter()
+        .map(|d| inject(d, &cfg).expect("inject").object)
+        .collect();
+    let template = |i: usize| -> &serde_json::Value {
+        injected[i]
+            .get("spec")
+            .and_then(|s| s.get("template"))
+            .unwrap_or(&injected[i])
+    };
+    let policy_volume = |t: &serde_json::Value| {
+        t["spec"]["volumes"]
+            .as_array()
+            .and_then(|vs| vs.iter().find(|v| v["name"] == "augur-policy"))
+            .cloned()
+            .expect("policy volume")
+    };
+    let token_env = |c: &serde_json::Value| {
+        c["env"]
+            .as_array()
+            .and_then(|e| e.iter().find(|e| e["name"] == "AUGUR_CONTROLLER_TOKEN"))
+            .cloned()
+    };
+
+    // Stable: its policy, the controller, the token from the Secret, the shadow model volume.
+    let stable = proxy_of(template(0));
+    assert_eq!(flag(stable, "--controller"), Some(cfg.controller.as_str()));
+    assert_eq!(
+        token_env(stable),
+        Some(json!({"name": "AUGUR_CONTROLLER_TOKEN",
+                    "valueFrom": {"secretKeyRef": {"name": "augur-controller-token", "key": "token"}}}))
+    );
+    assert_eq!(
+        policy_volume(template(0))["configMap"]["name"],
+        "pneumonia-policy"
+    );
+    assert!(stable["volumeMounts"].as_array().expect("mounts").contains(
+        &json!({"name": "shadow-model", "mountPath": "/etc/augur/shadow", "readOnly": true})
+    ));
+
+    // Canary: no policy (an empty directory: it passes through), so nothing to follow.
+    let canary = proxy_of(template(1));
+    assert_eq!(flag(canary, "--controller"), None);
+    assert_eq!(token_env(canary), None);
+    assert_eq!(
+        policy_volume(template(1)),
+        json!({"name": "augur-policy", "emptyDir": {}})
+    );
+    assert_eq!(flag(canary, "--policy"), Some("/etc/augur/policy"));
+
+    // Opted out with an empty augur.dev/controller: its own policy, decided alone.
+    let standalone = proxy_of(template(2));
+    assert_eq!(flag(standalone, "--controller"), None);
+    assert_eq!(token_env(standalone), None);
+}
+
+#[test]
+fn a_bad_controller_address_is_refused_at_injection() {
+    let pod = json!({"apiVersion": "v1", "kind": "Pod",
+                     "metadata": {"name": "p", "annotations": {"augur.dev/controller": "augur-controller:15010"}},
+                     "spec": {"containers": [{"name": "app", "image": "app"}]}});
+    let err = inject(&pod, &InjectConfig::default()).expect_err("not a URL");
+    assert!(
+        matches!(err, InjectError::InvalidAnnotation { ref name, .. } if name == "controller"),
+        "{err}"
+    );
+}

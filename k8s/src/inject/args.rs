@@ -23,6 +23,9 @@ pub struct InjectConfigArgs {
     /// ConfigMap with the policy files mounted into the proxy.
     #[arg(long, env = "AUGUR_POLICY_CONFIG_MAP")]
     pub policy_config_map: Option<String>,
+    /// Address of `augur controller` the injected sidecars follow (`--controller`).
+    #[arg(long, env = "AUGUR_INJECT_CONTROLLER")]
+    pub controller: Option<String>,
     /// The cluster's Kubernetes version; from 1.29 the proxy is a native sidecar.
     #[arg(long, env = "AUGUR_KUBERNETES_VERSION")]
     pub kubernetes_version: Option<String>,
@@ -53,6 +56,9 @@ impl InjectConfigArgs {
         if let Some(map) = &self.policy_config_map {
             cfg.policy_config_map.clone_from(map);
         }
+        if let Some(controller) = &self.controller {
+            cfg.controller.clone_from(controller);
+        }
         if self.kubernetes_version.is_some() {
             cfg.kubernetes_version.clone_from(&self.kubernetes_version);
         }
@@ -60,6 +66,10 @@ impl InjectConfigArgs {
             cfg.native_sidecars = self.native_sidecars;
         }
         cfg.honour_istio_inject |= self.honour_istio_inject;
+        if !cfg.controller.trim().is_empty() {
+            super::config::check_controller_address(cfg.controller.trim())
+                .map_err(|e| anyhow::anyhow!("controller {:?}: {e}", cfg.controller))?;
+        }
         Ok(cfg)
     }
 }
@@ -114,4 +124,32 @@ pub fn run_inject(args: InjectArgs) -> anyhow::Result<()> {
         None => std::io::stdout().write_all(rendered.as_bytes())?,
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_controller_flag_is_checked_and_wins_over_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("config.yaml");
+        std::fs::write(&file, "controller: http://from-file:15010\n").expect("write");
+        let mut args = InjectConfigArgs {
+            config: Some(file),
+            ..InjectConfigArgs::default()
+        };
+        assert_eq!(
+            args.load().expect("valid").controller,
+            "http://from-file:15010"
+        );
+        args.controller = Some("http://from-flag:15010".into());
+        assert_eq!(
+            args.load().expect("valid").controller,
+            "http://from-flag:15010"
+        );
+        args.controller = Some("from-flag:15010".into());
+        let err = args.load().expect_err("not a URL");
+        assert!(format!("{err:#}").contains("from-flag:15010"), "{err:#}");
+    }
 }

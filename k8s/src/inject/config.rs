@@ -1,4 +1,5 @@
-//! What the injector injects: image, policy ConfigMap, defaults for resources and capture.
+//! What the injector injects: image, policy ConfigMap, the controller the sidecars follow,
+//! defaults for resources and capture.
 //!
 //! Read from a YAML file (`--config`, camelCase keys, unknown keys rejected) and/or flags;
 //! every field has a default so an empty file is a valid configuration.
@@ -21,8 +22,17 @@ pub struct InjectConfig {
     /// Where `augur` lives in the image (for lifecycle hooks, which have no PATH lookup
     /// guarantees).
     pub binary_path: String,
-    /// ConfigMap holding the policy files (per pod: `augur.dev/policyConfigMap`).
+    /// ConfigMap holding the policy files (per pod: `augur.dev/policyConfigMap`; empty: no
+    /// policy, the sidecar passes traffic through, as a canary pod's sidecar does).
     pub policy_config_map: String,
+    /// Address of the `augur controller` the sidecars follow (the proxy's `--controller`, e.g.
+    /// `http://augur-controller.augur-system.svc:15010`; per pod: `augur.dev/controller`).
+    /// Empty: each sidecar runs its policies' rollouts alone. Never set on a sidecar without a
+    /// policy, which has no rollout to follow.
+    pub controller: String,
+    /// Secret, in the pod's namespace, whose `token` key the sidecar presents to the
+    /// controller (env `AUGUR_CONTROLLER_TOKEN`); used only with a controller. Empty: no token.
+    pub controller_token_secret: String,
     /// `ISTIO_META_CLUSTER_ID`.
     pub cluster_id: String,
     /// Written into the status annotation, like Istio's revision.
@@ -69,6 +79,8 @@ impl Default for InjectConfig {
             init_container_name: "istio-init".into(),
             binary_path: "/usr/local/bin/augur".into(),
             policy_config_map: "augur-policy".into(),
+            controller: String::new(),
+            controller_token_secret: "augur-controller-token".into(),
             cluster_id: "Kubernetes".into(),
             revision: "default".into(),
             kubernetes_version: None,
@@ -103,6 +115,21 @@ impl InjectConfig {
     }
 }
 
+/// Checks a controller address the way the proxy's `--controller` needs it: an `http://` or
+/// `https://` URL with a host, so that a typo fails at injection, not in a sidecar that never
+/// becomes ready.
+pub fn check_controller_address(address: &str) -> Result<(), String> {
+    let rest = address
+        .strip_prefix("http://")
+        .or_else(|| address.strip_prefix("https://"))
+        .ok_or_else(|| "not an http:// or https:// URL".to_string())?;
+    let host = rest.split(['/', ':']).next().unwrap_or_default();
+    if host.is_empty() || rest.chars().any(char::is_whitespace) {
+        return Err("no host, or white space in the URL".to_string());
+    }
+    Ok(())
+}
+
 /// Parses `1.30`, `v1.31.2` or `1.29+` into (major, minor).
 pub fn parse_minor_version(version: &str) -> Option<(u32, u32)> {
     let mut parts = version.trim().trim_start_matches('v').split('.');
@@ -131,5 +158,23 @@ mod tests {
         assert!(cfg.native_by_default());
         assert_eq!(parse_minor_version("1.30+"), Some((1, 30)));
         assert_eq!(parse_minor_version("one"), None);
+    }
+
+    #[test]
+    fn controller_addresses_are_urls_with_a_host() {
+        for ok in [
+            "http://augur-controller.augur-system.svc:15010",
+            "https://10.0.0.1:15012",
+        ] {
+            assert_eq!(check_controller_address(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "augur-controller:15010",
+            "http://",
+            "http://:15010",
+            "http://a b",
+        ] {
+            assert!(check_controller_address(bad).is_err(), "{bad}");
+        }
     }
 }

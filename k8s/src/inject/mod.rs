@@ -19,6 +19,7 @@ pub mod config;
 pub mod pod;
 pub mod probes;
 pub mod template;
+pub mod user_volumes;
 pub mod yaml;
 
 use serde_json::Value;

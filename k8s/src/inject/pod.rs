@@ -82,7 +82,7 @@ pub fn inject_pod_template(
         Some(v) => v.trim().eq_ignore_ascii_case("true"),
         None => cfg.native_by_default(),
     };
-    let sidecar = build(meta, cfg, workload, native)?;
+    let sidecar = build(meta, spec, cfg, workload, native)?;
     let first_app = spec
         .pointer("/containers/0/name")
         .and_then(Value::as_str)

@@ -1,5 +1,6 @@
 //! The injected pieces: the `istio-init` container (`augur init`), the proxy container and
-//! its two volumes, computed from the configuration and the pod's annotations.
+//! its two volumes, computed from the configuration and the pod's annotations: the policy
+//! ConfigMap (or none), the controller the proxy follows (or none) and its token Secret.
 //!
 //! The proxy mirrors Istio's `istio-proxy` where Kubernetes sees it: UID/GID 1337, non-root,
 //! read-only root filesystem, no capabilities, port 15090 `http-envoy-prom`, readiness and
@@ -41,9 +42,56 @@ pub struct Sidecar {
     pub volumes: Vec<Value>,
 }
 
-/// Builds the sidecar for a pod template with metadata `meta`.
+/// The pod annotation naming the policy ConfigMap (empty: none).
+pub const POLICY_CONFIG_MAP: &str = "augur.dev/policyConfigMap";
+/// The pod annotation naming the controller to follow (empty: none).
+pub const CONTROLLER: &str = "augur.dev/controller";
+/// The proxy's environment variable holding the controller token.
+pub const CONTROLLER_TOKEN_ENV: &str = "AUGUR_CONTROLLER_TOKEN";
+/// The key of the controller token Secret.
+pub const CONTROLLER_TOKEN_KEY: &str = "token";
+
+/// Where a sidecar's policy comes from and whom it follows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicySource<'a> {
+    /// The policy ConfigMap; `None`: an empty policy directory, the sidecar passes traffic
+    /// through (a canary pod's sidecar in the inbound topology).
+    pub config_map: Option<&'a str>,
+    /// The controller address; `None`: the sidecar runs its policies' rollouts alone.
+    pub controller: Option<&'a str>,
+}
+
+impl<'a> PolicySource<'a> {
+    /// From the pod's annotations, else the configuration. A sidecar without a policy follows
+    /// no controller: it has no rollout to follow.
+    pub fn of(meta: Meta<'a>, cfg: &'a InjectConfig) -> Result<Self, InjectError> {
+        let non_empty = |s: &'a str| Some(s.trim()).filter(|s| !s.is_empty());
+        let config_map = non_empty(
+            meta.annotation(POLICY_CONFIG_MAP)
+                .unwrap_or(&cfg.policy_config_map),
+        );
+        let annotated = meta.annotation(CONTROLLER);
+        let controller = config_map.and_then(|_| non_empty(annotated.unwrap_or(&cfg.controller)));
+        if let (Some(address), Some(value)) = (controller, annotated) {
+            super::config::check_controller_address(address).map_err(|reason| {
+                InjectError::InvalidAnnotation {
+                    name: "controller".into(),
+                    value: value.to_string(),
+                    reason,
+                }
+            })?;
+        }
+        Ok(Self {
+            config_map,
+            controller,
+        })
+    }
+}
+
+/// Builds the sidecar for a pod template with metadata `meta` and spec `spec`.
 pub fn build(
     meta: Meta<'_>,
+    spec: &Value,
     cfg: &InjectConfig,
     workload: &str,
     native: bool,
@@ -59,16 +107,16 @@ pub fn build(
         }
         _ => Some(init_container(meta, cfg, image)?),
     };
-    let policy_map = meta
-        .annotation("augur.dev/policyConfigMap")
-        .unwrap_or(&cfg.policy_config_map);
+    let source = PolicySource::of(meta, cfg)?;
+    let policy_volume = match source.config_map {
+        Some(map) => json!({"name": POLICY_VOLUME, "configMap": {"name": map}}),
+        None => json!({"name": POLICY_VOLUME, "emptyDir": {}}),
+    };
+    let user_mounts = super::user_volumes::mounts(meta, spec)?;
     Ok(Sidecar {
         init,
-        proxy: proxy_container(meta, cfg, image, workload, native)?,
-        volumes: vec![
-            json!({"name": POLICY_VOLUME, "configMap": {"name": policy_map}}),
-            json!({"name": STATE_VOLUME, "emptyDir": {}}),
-        ],
+        proxy: proxy_container(meta, cfg, image, workload, native, &source, user_mounts)?,
+        volumes: vec![policy_volume, json!({"name": STATE_VOLUME, "emptyDir": {}})],
     })
 }
 
@@ -167,6 +215,8 @@ fn proxy_container(
     image: &str,
     workload: &str,
     native: bool,
+    source: &PolicySource<'_>,
+    user_mounts: Vec<Value>,
 ) -> Result<Value, InjectError> {
     let mut args: Vec<String> = vec![
         "proxy".into(),
@@ -174,6 +224,11 @@ fn proxy_container(
         POLICY_DIR.into(),
         "--state-dir".into(),
         STATE_DIR.into(),
+    ];
+    if let Some(controller) = source.controller {
+        args.extend(["--controller".to_string(), controller.to_string()]);
+    }
+    args.extend([
         "--outbound-capture".into(),
         "0.0.0.0:15001".into(),
         "--inbound-capture".into(),
@@ -184,7 +239,7 @@ fn proxy_container(
         cfg.drain_duration_seconds.to_string(),
         "--log-format".into(),
         "json".into(),
-    ];
+    ]);
     if let Some(level) = meta.sidecar_setting("logLevel") {
         args.extend(["--log-level".to_string(), level.to_string()]);
     }
@@ -212,18 +267,33 @@ fn proxy_container(
         // hook returns, i.e. once the proxy is ready (holdApplicationUntilProxyStarts).
         lifecycle["postStart"] = json!({"exec": {"command": [cfg.binary_path, "wait"]}});
     }
+    let mut env = vec![
+        env_from("POD_NAME", "metadata.name"),
+        env_from("POD_NAMESPACE", "metadata.namespace"),
+        env_from("INSTANCE_IP", "status.podIP"),
+        env_from("SERVICE_ACCOUNT", "spec.serviceAccountName"),
+        json!({"name": "ISTIO_META_WORKLOAD_NAME", "value": workload}),
+        json!({"name": "ISTIO_META_CLUSTER_ID", "value": cfg.cluster_id}),
+    ];
+    if source.controller.is_some() && !cfg.controller_token_secret.trim().is_empty() {
+        env.push(json!({
+            "name": CONTROLLER_TOKEN_ENV,
+            "valueFrom": {"secretKeyRef": {
+                "name": cfg.controller_token_secret.trim(),
+                "key": CONTROLLER_TOKEN_KEY,
+            }},
+        }));
+    }
+    let mut mounts = vec![
+        json!({"name": POLICY_VOLUME, "mountPath": POLICY_DIR, "readOnly": true}),
+        json!({"name": STATE_VOLUME, "mountPath": STATE_DIR}),
+    ];
+    mounts.extend(user_mounts);
     let mut container = json!({
         "name": cfg.proxy_container_name,
         "image": image,
         "args": args,
-        "env": [
-            env_from("POD_NAME", "metadata.name"),
-            env_from("POD_NAMESPACE", "metadata.namespace"),
-            env_from("INSTANCE_IP", "status.podIP"),
-            env_from("SERVICE_ACCOUNT", "spec.serviceAccountName"),
-            {"name": "ISTIO_META_WORKLOAD_NAME", "value": workload},
-            {"name": "ISTIO_META_CLUSTER_ID", "value": cfg.cluster_id},
-        ],
+        "env": env,
         "ports": [{"containerPort": PROMETHEUS_PORT, "name": "http-envoy-prom", "protocol": "TCP"}],
         "readinessProbe": probe(15, 4),
         "startupProbe": probe(1, 600),
@@ -238,10 +308,7 @@ fn proxy_container(
             "runAsNonRoot": true,
             "runAsUser": 1337,
         },
-        "volumeMounts": [
-            {"name": POLICY_VOLUME, "mountPath": POLICY_DIR, "readOnly": true},
-            {"name": STATE_VOLUME, "mountPath": STATE_DIR},
-        ],
+        "volumeMounts": mounts,
     });
     if native {
         container["restartPolicy"] = json!("Always");
