@@ -119,6 +119,12 @@ fn collect_dir(dir: &Path, out: &mut Vec<PathBuf>, diags: &mut Diagnostics) {
             }
         };
         for entry in entries.flatten() {
+            // Hidden entries are skipped: a ConfigMap mounted as a directory holds every file
+            // twice, in a `..<timestamp>` directory and as a link beside it (through `..data`),
+            // and editors leave `.swp` files.
+            if entry.file_name().as_encoded_bytes().starts_with(b".") {
+                continue;
+            }
             let path = entry.path();
             let Ok(ft) = entry.file_type() else { continue };
             if ft.is_dir() {

@@ -127,6 +127,25 @@ fn multi_document_and_directories() {
     assert_eq!(loaded.hash, again.hash);
 }
 
+/// A ConfigMap mounted as a directory, as the kubelet lays it out: the files in a
+/// `..<timestamp>` directory, `..data` linking to it, and a link per file beside them.
+#[test]
+fn a_configmap_directory_loads_each_file_once() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let stamped = dir.path().join("..2026_12_07_03_00_00.123456789");
+    std::fs::create_dir(&stamped).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(stamped.join("policy.yaml"), VS).unwrap_or_else(|e| panic!("{e}"));
+    std::os::unix::fs::symlink(&stamped, dir.path().join("..data"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    std::os::unix::fs::symlink("..data/policy.yaml", dir.path().join("policy.yaml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(dir.path().join(".policy.yaml.swp"), "kind: [")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let loaded = load_paths(&[dir.path()]).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(loaded.sources, [dir.path().join("policy.yaml")]);
+    assert_eq!(loaded.set.virtual_services.len(), 1);
+}
+
 #[test]
 fn missing_file_is_an_error() {
     let e = load_paths(&["/nonexistent/policy.yaml"])
