@@ -106,6 +106,9 @@ pub struct FollowView {
     pub mismatched: BTreeMap<String, (String, String)>,
     /// The last error, if the last push or connection failed.
     pub last_error: Option<String>,
+    /// Whether the controller's state was applied before the listeners opened (else the
+    /// first requests were served at the policy files' weights).
+    pub synced_before_listening: bool,
 }
 
 impl FollowView {
@@ -151,6 +154,7 @@ struct Status {
     applied: Option<(String, u64)>,
     mismatched: BTreeMap<String, (String, String)>,
     last_error: Option<String>,
+    synced_before_listening: bool,
 }
 
 /// The metrics of following a controller.
@@ -224,6 +228,7 @@ pub struct Follower {
     status: Mutex<Status>,
     metrics: FollowMetrics,
     evidence: Option<Arc<crate::evidence::Evidence>>,
+    weight_gauge: Option<prometheus::IntGaugeVec>,
 }
 
 impl Follower {
@@ -246,7 +251,16 @@ impl Follower {
             status: Mutex::new(Status::default()),
             metrics,
             evidence: None,
+            weight_gauge: None,
         }
+    }
+
+    /// Shows the weights applied in `gauge` (`augur_rollout_weight{policy,arm}`, as a proxy
+    /// running its own rollouts does), so that dashboards read either mode alike.
+    #[must_use]
+    pub fn with_weight_gauge(mut self, gauge: prometheus::IntGaugeVec) -> Self {
+        self.weight_gauge = Some(gauge);
+        self
     }
 
     /// Joins the labels the controller forwards to the predictions in `evidence`.
@@ -285,6 +299,7 @@ impl Follower {
             applied: s.applied.clone(),
             mismatched: s.mismatched.clone(),
             last_error: s.last_error.clone(),
+            synced_before_listening: s.synced_before_listening,
         }
     }
 
@@ -335,6 +350,12 @@ impl Follower {
             match ours {
                 Some(hash) if hash == r.policy_hash => {
                     self.weights.set(&r.policy, weights_of(r));
+                    if let Some(g) = &self.weight_gauge {
+                        g.with_label_values(&[&r.policy, "stable"])
+                            .set(i64::from(r.stable_weight));
+                        g.with_label_values(&[&r.policy, "canary"])
+                            .set(i64::from(r.canary_weight));
+                    }
                     self.metrics
                         .mismatched
                         .with_label_values(&[&r.policy])
@@ -420,7 +441,12 @@ impl Follower {
             }
             .await;
             match result {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    if let Ok(mut s) = self.status.lock() {
+                        s.synced_before_listening = true;
+                    }
+                    return Ok(());
+                }
                 Err(e) => {
                     self.failed(&e);
                     if crate::clock::now() + backoff > deadline {

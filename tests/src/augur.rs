@@ -293,3 +293,87 @@ impl Drop for Proxy {
         let _ = self.child.wait();
     }
 }
+
+/// A running `augur controller`; killed when dropped.
+pub struct Controller {
+    child: Child,
+    _address_dir: tempfile::TempDir,
+    /// Subscriptions, xDS and the API (what sidecars' `--controller` names).
+    pub listen: SocketAddr,
+    /// The admin API and `/ui`.
+    pub admin: SocketAddr,
+    /// Metrics.
+    pub prometheus: SocketAddr,
+}
+
+impl Controller {
+    /// Starts `augur controller --policy P... --state-dir D` listening on `listen` (port 0:
+    /// one it picks) with extra flags, and waits until it is ready. `log` receives its stderr.
+    pub fn start(
+        policies: &[&Path],
+        state_dir: &Path,
+        listen: SocketAddr,
+        extra: &[&str],
+        log: Option<&Path>,
+    ) -> Self {
+        let address_dir = tempfile::tempdir().expect("address file dir");
+        let address_file = address_dir.path().join("addresses.json");
+        let mut cmd = Command::new(bin());
+        cmd.arg("controller");
+        for p in policies {
+            cmd.arg("--policy").arg(p);
+        }
+        cmd.arg("--listen")
+            .arg(listen.to_string())
+            .args(["--admin", "127.0.0.1:0", "--prometheus", "127.0.0.1:0"])
+            .arg("--address-file")
+            .arg(&address_file)
+            .arg("--state-dir")
+            .arg(state_dir)
+            .args(["--log-level", "info"])
+            .args(extra)
+            .stdin(Stdio::null());
+        if let Some(log) = log {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .expect("open the controller log");
+            cmd.stderr(file);
+        }
+        let mut child = cmd.spawn().expect("spawn augur controller");
+        let addresses = wait_for_address_file(&mut child, &address_file);
+        let controller = Self {
+            child,
+            _address_dir: address_dir,
+            listen: address(&addresses["listen"]),
+            admin: address(&addresses["admin"]),
+            prometheus: address(&addresses["prometheus"]),
+        };
+        let listen = controller.listen;
+        wait_for("augur controller /ready", Duration::from_secs(20), || {
+            http::get(listen, "localhost", "/ready")
+                .ok()
+                .filter(|r| r.status == 200)
+        });
+        controller
+    }
+
+    /// `GET path` on its API port.
+    pub fn get(&self, path: &str) -> Response {
+        http::get(self.listen, "localhost", path).expect("controller request")
+    }
+
+    /// Kills the process at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

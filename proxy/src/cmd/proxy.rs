@@ -239,7 +239,8 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
                 Arc::clone(&weights),
                 metrics.follow.clone(),
             )
-            .with_evidence(Arc::clone(&evidence));
+            .with_evidence(Arc::clone(&evidence))
+            .with_weight_gauge(metrics.rollout.weight.clone());
             initial_sync(&follower, args.controller_sync_timeout)?;
             Some(Arc::new(follower))
         }
