@@ -139,4 +139,92 @@ impl Envoy {
         });
         envoy
     }
+
+    /// Starts a stock Envoy whose one listener takes its routes over xDS RDS (REST-JSON,
+    /// polled every 200 ms) as `route_config_name` from the `augur controller` at
+    /// `controller`, with static clusters `(name, port on 127.0.0.1)` (Istio's names, as the
+    /// controller's routes use them); waits until it is ready. Returns it and its admin address.
+    pub fn start_rds(
+        dir: &Path,
+        controller: SocketAddr,
+        route_config_name: &str,
+        clusters: &[(&str, u16)],
+    ) -> (Self, SocketAddr) {
+        let admin = free_port();
+        let port = free_port();
+        let log = dir.join(format!("envoy-access-{admin}.log"));
+        let mut config = format!(
+            r#"admin: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}}}
+node: {{id: envoy-rds, cluster: envoy-rds}}
+static_resources:
+  listeners:
+  - name: l0
+    address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: l0
+          rds:
+            route_config_name: {route_config_name}
+            config_source:
+              resource_api_version: V3
+              api_config_source:
+                api_type: REST
+                transport_api_version: V3
+                cluster_names: [augur-controller]
+                refresh_delay: 0.2s
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
+  clusters:
+  - name: augur-controller
+    connect_timeout: 1s
+    type: STATIC
+    load_assignment:
+      cluster_name: augur-controller
+      endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: {ip}, port_value: {cport}}}}}}}}}]}}]
+"#,
+            ip = controller.ip(),
+            cport = controller.port(),
+        );
+        for (name, port) in clusters {
+            config.push_str(&format!(
+                "  - name: \"{name}\"\n    connect_timeout: 1s\n    type: STATIC\n    load_assignment:\n      \
+                 cluster_name: \"{name}\"\n      endpoints: [{{lb_endpoints: [{{endpoint: {{address: \
+                 {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}}}]}}]\n"
+            ));
+        }
+        let path = dir.join(format!("envoy-rds-{admin}.yaml"));
+        std::fs::write(&path, config).expect("write envoy.yaml");
+        let stderr_path = dir.join(format!("envoy-{admin}.stderr"));
+        let stderr = std::fs::File::create(&stderr_path).expect("envoy stderr file");
+        let child = Command::new(binary())
+            .arg("-c")
+            .arg(&path)
+            .args(["--log-level", "error", "--base-id"])
+            .arg(admin.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("start envoy");
+        let mut envoy = Envoy {
+            child,
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], port))],
+            log,
+        };
+        let admin = SocketAddr::from(([127, 0, 0, 1], admin));
+        wait_for("envoy to be ready", Duration::from_secs(30), || {
+            if let Ok(Some(status)) = envoy.child.try_wait() {
+                let said = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+                panic!("envoy exited: {status}: {said}");
+            }
+            http::get(admin, "localhost", "/ready")
+                .ok()
+                .filter(|r| r.status == 200)
+        });
+        (envoy, admin)
+    }
 }

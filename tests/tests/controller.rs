@@ -239,3 +239,82 @@ fn one_decision_for_every_sidecar() {
     );
     assert_eq!(canary_share(&late, 200), 0);
 }
+
+/// Waits until the controller publishes `canary`% and the Envoy at `envoy_admin` has applied
+/// that routing (the `version_info` the controller gives its RDS answer).
+fn envoy_applied(envoy_admin: std::net::SocketAddr, controller: &Controller, canary: u64) {
+    let state: serde_json::Value = wait_for(
+        &format!("the controller to publish {canary}%"),
+        Duration::from_secs(10),
+        || {
+            let state: serde_json::Value =
+                serde_json::from_str(&controller.get("/v1/fleet/state").body).ok()?;
+            (state["rollouts"][0]["canary_weight"] == canary).then_some(state)
+        },
+    );
+    let version = format!(
+        "{}-{}",
+        state["controller"].as_str().expect("controller name"),
+        state["version"]
+    );
+    wait_for(
+        &format!("envoy to apply routes {version}"),
+        Duration::from_secs(20),
+        || {
+            let dump = augur_tests::http::get(
+                envoy_admin,
+                "localhost",
+                "/config_dump?resource=dynamic_route_configs",
+            )
+            .ok()?;
+            dump.body
+                .contains(&format!("\"version_info\": \"{version}\""))
+                .then_some(())
+        },
+    );
+}
+
+/// How many of `n` requests through Envoy the canary answered.
+fn envoy_canary_share(listen: std::net::SocketAddr, n: usize) -> usize {
+    let mut conn = Connection::open(listen).expect("connect");
+    (0..n)
+        .filter(|_| {
+            conn.get("model", "/predict")
+                .expect("request")
+                .body
+                .contains("\"v2\"")
+        })
+        .count()
+}
+
+/// A stock Envoy 1.40 following the controller over xDS (RDS, REST-JSON) carries the same
+/// split as the sidecars, and follows each decision.
+#[test]
+fn a_stock_envoy_follows_the_controller_over_rds() {
+    let (v1, v2) = (Upstream::start("v1"), Upstream::start("v2"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = policy(dir.path(), &v1, &v2);
+    let state = tempfile::tempdir().expect("state dir");
+    let any_port = "127.0.0.1:0".parse().expect("address");
+    let controller = Controller::start(&[&file], state.path(), any_port, &[], None);
+    let (envoy, envoy_admin) = augur_tests::envoy::Envoy::start_rds(
+        dir.path(),
+        controller.listen,
+        "augur",
+        &[
+            (
+                "outbound|80|v1|model.default.svc.cluster.local",
+                v1.addr.port(),
+            ),
+            (
+                "outbound|80|v2|model.default.svc.cluster.local",
+                v2.addr.port(),
+            ),
+        ],
+    );
+    envoy_applied(envoy_admin, &controller, 30);
+    assert_share_near(envoy_canary_share(envoy.listen[0], 400), 400, 0.3);
+    command(&controller, "promote");
+    envoy_applied(envoy_admin, &controller, 60);
+    assert_share_near(envoy_canary_share(envoy.listen[0], 400), 400, 0.6);
+}
