@@ -190,3 +190,123 @@ async fn a_sidecar_follows_pushes_keeps_the_last_good_state_and_reports_stalenes
         })
     );
 }
+
+/// A controller gone wrong, which the real one cannot be made to be: it serves a good state,
+/// then on the watch stream a good push, a line that is not JSON, a state of another protocol
+/// version, and finally a line longer than any push may be.
+async fn faulty_controller(good: String) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            let good = good.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if stream.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head);
+                if head.starts_with("GET /v1/fleet/state") {
+                    let reply = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{good}",
+                        good.len()
+                    );
+                    let _ = stream.write_all(reply.as_bytes()).await;
+                    return;
+                }
+                let other_protocol = good.replace("\"protocol\":1", "\"protocol\":99");
+                let oversized = "x".repeat(augur_proxy::follow::MAX_PUSH_BYTES + 1);
+                let mut body = Vec::new();
+                for line in [
+                    good.as_str(),
+                    "not json",
+                    other_protocol.as_str(),
+                    oversized.as_str(),
+                ] {
+                    let chunk = format!("{line}\n");
+                    body.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+                    body.extend_from_slice(chunk.as_bytes());
+                    body.extend_from_slice(b"\r\n");
+                }
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\ntransfer-encoding: chunked\r\n\r\n";
+                let _ = stream.write_all(head.as_bytes()).await;
+                let _ = stream.write_all(&body).await;
+                // Hold the stream open: the sidecar must end it itself.
+                let _ = stream.read(&mut byte).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_oversized_and_foreign_pushes_leave_the_last_good_state() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("policy.yaml");
+    std::fs::write(&file, POLICY).expect("policy");
+    let metrics =
+        Arc::new(Metrics::new(augur_proxy::identity::Workload::unknown()).expect("metrics"));
+    let store = Arc::new(PolicyStore::open(vec![file], Arc::clone(&metrics)).expect("store"));
+    let snapshot = store.snapshot();
+    let set = &snapshot.loaded.set;
+    let hash = augur_policies::fingerprint::rollout_fingerprint(set, &set.canary_policies[0]);
+    let good = serde_json::to_string(&augur_model::fleet::FleetState {
+        protocol: augur_model::fleet::FLEET_PROTOCOL,
+        version: 1,
+        controller: "faulty".into(),
+        decided_at_ms: 1,
+        rollouts: vec![routing(&hash, 70, 30)],
+    })
+    .expect("state JSON");
+    let addr = faulty_controller(good).await;
+    let weights = Arc::new(RolloutWeights::default());
+    let follower = Arc::new(Follower::new(
+        addr.to_string(),
+        None,
+        "pod-1".into(),
+        Arc::clone(&store),
+        Arc::clone(&weights),
+        metrics.follow.clone(),
+    ));
+    follower
+        .initial_sync(Duration::from_secs(5))
+        .await
+        .expect("initial state");
+    let (_keep, stop) = tokio::sync::watch::channel(false);
+    let running = Arc::clone(&follower);
+    tokio::spawn(async move { running.run(stop).await });
+    let errors = |reason: &str| {
+        let text = String::from_utf8(metrics.render()).expect("metrics text");
+        let prefix = format!("augur_controller_push_errors_total{{reason=\"{reason}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix)?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    until("every bad push counted", || {
+        errors("malformed") >= 1.0 && errors("protocol") >= 1.0 && errors("oversized") >= 1.0
+    })
+    .await;
+    assert_eq!(
+        weights.get("default/m"),
+        Some(Weights {
+            stable: 70,
+            canary: 30
+        }),
+        "the last good state stays"
+    );
+    assert!(
+        follower.view().summary().contains("last error"),
+        "/ready says what went wrong: {}",
+        follower.view().summary()
+    );
+}
