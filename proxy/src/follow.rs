@@ -5,7 +5,7 @@
 //!   resumed rollout is applied before them in single-proxy mode).
 //! - [`Follower::run`] then holds a watch stream open and applies every state pushed. The
 //!   controller sends a heartbeat line every second; three seconds without a line, or any
-//!   error, and the sidecar reconnects, with back-off from 100 ms to 1 s, so a sidecar cut off
+//!   error, and the sidecar reconnects, with back-off from 100 ms to 500 ms, so a sidecar cut off
 //!   converges within a second of the link coming back.
 //! - Fail static: without the controller a sidecar keeps its last weights, reports how stale
 //!   they are (`augur_controller_staleness_seconds`, `/controller`, `/ready`), and never falls
@@ -37,7 +37,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Back-off between reconnections: from this...
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 /// ...doubling up to this.
-const BACKOFF_MAX: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_millis(500);
 
 /// Why a push or a connection failed.
 #[derive(Debug, thiserror::Error)]

@@ -28,12 +28,26 @@ pub struct Pod {
     /// Its address.
     pub ip: Ipv4Addr,
     ns: Netns,
+    /// The node's end of its link, and the node's namespace.
+    link: (String, String),
 }
 
 impl Pod {
     /// The pod's network namespace, for `ip netns exec`.
     pub fn ns(&self) -> &str {
         self.ns.name()
+    }
+
+    /// Cuts the pod off the node (its link down, as a partition would) or joins it again.
+    pub fn set_link(&self, up: bool) {
+        let (outside, node) = &self.link;
+        let state = if up { "up" } else { "down" };
+        must(&["ip", "-n", node, "link", "set", outside, state]);
+        if up {
+            // Bringing a link up drops its routes: the pod's /32 goes back.
+            let cidr = format!("{}/32", self.ip);
+            must(&["ip", "-n", node, "route", "replace", &cidr, "dev", outside]);
+        }
     }
 }
 
@@ -143,6 +157,7 @@ impl Cluster {
             name: name.to_owned(),
             ip,
             ns,
+            link: (outside, node.to_owned()),
         }
     }
 

@@ -5,10 +5,10 @@
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use augur_tests::cluster::{Cluster, Pod};
-use augur_tests::netns::{curl, get_many, spawn_in};
+use augur_tests::cluster::{Cluster, Pod, GATEWAY};
+use augur_tests::netns::{curl, get_many, must_in, spawn_in, spawn_logged};
 use augur_tests::{assert_share_near, metrics, wait_for};
 
 /// A pod's HTTP server on port 8501 whose `/who` answers the pod's name.
@@ -62,10 +62,13 @@ fn a_service_address_spreads_connections_over_its_pods() {
     assert_eq!(seen, names, "every endpoint of the Service is reached");
 }
 
+/// Steps that hold the rollout at 30% until promoted.
+const HOLD_AT_30: &str = "  - setWeight: 30\n  - pause: {}\n";
+
 /// The inbound topology's policies: Service `model` (the stable pods, VIP `stable_vip`) and
 /// Service `model-canary` (VIP `canary_vip`), with the rollout split in the stable pods'
 /// sidecars, held at 30% canary.
-fn inbound_policy(stable_vip: Ipv4Addr, canary_vip: Ipv4Addr) -> String {
+fn inbound_policy(stable_vip: Ipv4Addr, canary_vip: Ipv4Addr, steps: &str) -> String {
     format!(
         r#"apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -109,9 +112,7 @@ spec:
   stable: {{host: model}}
   canary: {{host: model-canary}}
   steps:
-  - setWeight: 30
-  - pause: {{}}
-  analysis:
+{steps}  analysis:
     interval: 1m
     metrics:
     - name: error-rate
@@ -142,7 +143,7 @@ fn inbound_policy_splits_in_the_stable_pod() {
         who_server(&canary, root.path()),
     );
     let policy = root.path().join("policy.yaml");
-    std::fs::write(&policy, inbound_policy(stable_vip, canary_vip)).expect("policy");
+    std::fs::write(&policy, inbound_policy(stable_vip, canary_vip, HOLD_AT_30)).expect("policy");
     let policy = policy.to_str().expect("utf-8");
     let _sidecars = (
         stable.sidecar(root.path(), &["--policy", policy]),
@@ -187,5 +188,253 @@ fn inbound_policy_splits_in_the_stable_pod() {
     assert!(
         served_by_canary >= to_canary,
         "the canary's sidecar saw its requests"
+    );
+}
+
+/// The controller's token in the cluster tests.
+const TOKEN: &str = "s3cret-fleet-token";
+
+/// The canary weight `pod`'s sidecar applies now.
+fn canary_weight(pod: &Pod) -> f64 {
+    metrics::sum(
+        &pod.sidecar_metrics(),
+        "augur_rollout_weight{policy=\"default/model\",arm=\"canary\"}",
+    )
+}
+
+/// `pod`'s sidecar's view of its controller.
+fn controller_view(pod: &Pod) -> serde_json::Value {
+    curl(pod.ns(), "http://127.0.0.1:15000/controller", None)
+        .and_then(|b| serde_json::from_str(&b).ok())
+        .unwrap_or_default()
+}
+
+/// Sends a rollout command to the controller from the node (its loopback).
+fn command(cluster: &Cluster, verb: &str) {
+    let url = format!("http://127.0.0.1:15010/rollouts/model/{verb}");
+    let out = must_in(
+        cluster.node(),
+        &["curl", "-sf", "-X", "POST", "--max-time", "5", &url],
+    );
+    assert!(out.contains("decision"), "{verb}: {out}");
+}
+
+/// Waits until every pod's sidecar applies `canary`%; returns how long it took.
+fn all_at(pods: &[&Pod], canary: f64) -> Duration {
+    let start = Instant::now();
+    wait_for(
+        &format!("every sidecar at {canary}%"),
+        Duration::from_secs(15),
+        || {
+            pods.iter()
+                .all(|p| canary_weight(p) == canary)
+                .then_some(())
+        },
+    );
+    start.elapsed()
+}
+
+/// The fleet as Kubernetes runs it, inbound topology: three stable pods behind the model
+/// Service and one canary pod behind its own, a client without sidecar, and `augur controller`
+/// (with a token) on the node. Every stable sidecar splits at the controller's weight (4σ
+/// each); a promote reaches all of them within 2 s; callers without the token are refused and
+/// counted, and learn nothing; a sidecar cut off from the controller holds its weight and says
+/// how stale it is, and converges once its link is back.
+#[test]
+fn the_cluster_follows_one_controller() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let mut cluster = Cluster::new("ctl");
+    let stable: Vec<Pod> = (0..3)
+        .map(|i| cluster.pod(&format!("stable-{i}")))
+        .collect();
+    let canary = cluster.pod("canary");
+    let client = cluster.pod("client");
+    let outsider = cluster.pod("outsider");
+    let (stable_vip, canary_vip) = (Ipv4Addr::new(10, 96, 0, 20), Ipv4Addr::new(10, 96, 0, 21));
+    let endpoints: Vec<_> = stable.iter().map(|p| (p.ip, 8501)).collect();
+    cluster.service("model", stable_vip, 80, &endpoints);
+    cluster.service("model-canary", canary_vip, 80, &[(canary.ip, 8501)]);
+    let _apps: Vec<_> = stable
+        .iter()
+        .chain([&canary])
+        .map(|p| who_server(p, root.path()))
+        .collect();
+    let steps =
+        "  - setWeight: 30\n  - pause: {}\n  - setWeight: 60\n  - pause: {}\n  - setWeight: 100\n";
+    let policy = root.path().join("policy.yaml");
+    std::fs::write(&policy, inbound_policy(stable_vip, canary_vip, steps)).expect("policy");
+    let policy = policy.to_str().expect("utf-8");
+
+    // The controller, on the node; sidecars reach it at the node's address.
+    let state = root.path().join("controller-state");
+    std::fs::create_dir_all(&state).expect("state dir");
+    let augur = augur_tests::augur::bin();
+    let _controller = spawn_logged(
+        cluster.node(),
+        &[
+            augur.to_str().expect("utf-8"),
+            "controller",
+            "--policy",
+            policy,
+            "--state-dir",
+            state.to_str().expect("utf-8"),
+            "--listen",
+            "0.0.0.0:15010",
+            "--admin",
+            "127.0.0.1:15000",
+            "--prometheus",
+            "0.0.0.0:15014",
+            "--token",
+            TOKEN,
+        ],
+        Some(&root.path().join("controller.log")),
+    );
+    wait_for("the controller", Duration::from_secs(20), || {
+        curl(cluster.node(), "http://127.0.0.1:15010/ready", None)
+    });
+    let controller = format!("{GATEWAY}:15010");
+    let follow = |pod: &Pod, token: &str| {
+        pod.sidecar(
+            root.path(),
+            &[
+                "--policy",
+                policy,
+                "--controller",
+                &controller,
+                "--controller-token",
+                token,
+                "--node",
+                &pod.name,
+            ],
+        )
+    };
+    let _sidecars: Vec<_> = stable.iter().map(|p| follow(p, TOKEN)).collect();
+    // The canary pod's sidecar holds no policy: it passes everything to its app.
+    let empty = root.path().join("no-policy");
+    std::fs::create_dir_all(&empty).expect("empty policy dir");
+    let _canary_sidecar =
+        canary.sidecar(root.path(), &["--policy", empty.to_str().expect("utf-8")]);
+    let stable_refs: Vec<&Pod> = stable.iter().collect();
+    for pod in &stable {
+        assert_eq!(
+            canary_weight(pod),
+            30.0,
+            "{} starts at the fleet's weight",
+            pod.name
+        );
+    }
+
+    // Every stable sidecar splits its share of the client's requests at 30%.
+    let url = format!("http://{stable_vip}/who");
+    let arm = |pod: &Pod, arm: &str| {
+        let selector = format!("augur_requests_total{{arm=\"{arm}\"}}");
+        metrics::sum(&pod.sidecar_metrics(), &selector) as usize
+    };
+    let before: Vec<_> = stable
+        .iter()
+        .map(|p| (arm(p, "stable"), arm(p, "canary")))
+        .collect();
+    let answers = get_many(client.ns(), &url, "model", 900);
+    assert!(
+        answers.iter().all(Option::is_some),
+        "every request is served"
+    );
+    for (pod, (s0, c0)) in stable.iter().zip(before) {
+        let (s, c) = (arm(pod, "stable") - s0, arm(pod, "canary") - c0);
+        assert!(
+            s + c > 150,
+            "{} got its share of connections: {}",
+            pod.name,
+            s + c
+        );
+        assert_share_near(c, s + c, 0.3);
+    }
+
+    // Without the token: refused, counted, and nothing learned.
+    for path in ["/v1/fleet/state", "/rollouts", "/v1/fleet/watch"] {
+        let url = format!("http://{GATEWAY}:15010{path}");
+        let out = std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                outsider.ns(),
+                "curl",
+                "-s",
+                "--max-time",
+                "5",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                &url,
+            ])
+            .output()
+            .expect("curl");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "401",
+            "{path} without the token"
+        );
+    }
+    let with_token = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            outsider.ns(),
+            "curl",
+            "-sf",
+            "--max-time",
+            "5",
+            "-H",
+        ])
+        .arg(format!("Authorization: Bearer {TOKEN}"))
+        .arg(format!("http://{GATEWAY}:15010/v1/fleet/state"))
+        .output()
+        .expect("curl");
+    assert!(String::from_utf8_lossy(&with_token.stdout).contains("\"canary_weight\":30"));
+    let _wrong = follow(&outsider, "not-the-token");
+    wait_for("the refusal to show", Duration::from_secs(10), || {
+        let view = controller_view(&outsider);
+        (view["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("token"))
+            && view["applied"].is_null())
+        .then_some(())
+    });
+    let refused = metrics::sum(
+        &curl(
+            cluster.node(),
+            "http://127.0.0.1:15014/stats/prometheus",
+            None,
+        )
+        .unwrap_or_default(),
+        "augur_controller_unauthorized_total",
+    );
+    assert!(refused >= 4.0, "refusals counted: {refused}");
+
+    // One promote, every sidecar.
+    command(&cluster, "promote");
+    let took = all_at(&stable_refs, 60.0);
+    assert!(took < Duration::from_secs(2), "all switched in {took:?}");
+
+    // A partition: stable-0 holds 60% and reports staleness while the others move on.
+    stable[0].set_link(false);
+    wait_for(
+        "stable-0 to lose the controller",
+        Duration::from_secs(15),
+        || (controller_view(&stable[0])["connected"] == false).then_some(()),
+    );
+    command(&cluster, "promote");
+    all_at(&stable_refs[1..], 100.0);
+    assert_eq!(canary_weight(&stable[0]), 60.0, "fail static");
+    let stale = controller_view(&stable[0])["stale_seconds"]
+        .as_f64()
+        .unwrap_or(0.0);
+    assert!(stale > 0.0, "staleness reported: {stale}");
+    stable[0].set_link(true);
+    let took = all_at(&stable_refs[..1], 100.0);
+    assert!(
+        took < Duration::from_secs(2),
+        "converged {took:?} after the link came back"
     );
 }
