@@ -33,6 +33,8 @@ Examples:
   augur policy explain policies/examples/canary-pneumonia.yaml --output json
   augur policy explain policies/examples/canary-pneumonia.yaml --rate 20   # what each gate needs
   augur proxy --policy policies/examples/canary-pneumonia.yaml --listen 127.0.0.1:8080
+  augur controller --policy policies/examples/ --state-dir /var/lib/augur   # one decision for a fleet
+  augur proxy --policy policies/examples/ --controller augur-controller:15010   # a sidecar that follows it
   augur rollout status --watch
   augur rollout promote pneumonia
   augur analyze --policy policies/examples/canary-pneumonia.yaml --samples recorded.jsonl
