@@ -14,6 +14,7 @@
 
 pub mod access_log;
 pub mod admin;
+pub mod app;
 pub mod audit;
 pub mod cli;
 pub mod clock;

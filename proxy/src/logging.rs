@@ -30,10 +30,33 @@ const LEVELS: [(&str, &str); 8] = [
     ("off", "off"),
 ];
 
+/// Why logging could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum LoggingError {
+    /// The filter does not parse.
+    #[error("invalid --log-level {filter:?}: {reason}")]
+    Filter {
+        /// The filter given.
+        filter: String,
+        /// Why.
+        reason: String,
+    },
+    /// A global logger was installed already.
+    #[error("cannot install the {what}: {reason}")]
+    Install {
+        /// The subscriber or the `log` bridge.
+        what: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
 /// Installs the global subscriber. Call once, before anything logs.
-pub fn init(format: LogFormat, filter: &str) -> anyhow::Result<()> {
-    let parsed = EnvFilter::try_new(filter)
-        .map_err(|e| anyhow::anyhow!("invalid --log-level {filter:?}: {e}"))?;
+pub fn init(format: LogFormat, filter: &str) -> Result<(), LoggingError> {
+    let parsed = EnvFilter::try_new(filter).map_err(|e| LoggingError::Filter {
+        filter: filter.to_owned(),
+        reason: e.to_string(),
+    })?;
     let (layer, handle) = reload::Layer::new(parsed);
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let fmt = tracing_subscriber::fmt::layer()
@@ -52,9 +75,14 @@ pub fn init(format: LogFormat, filter: &str) -> anyhow::Result<()> {
             ),
         ),
     };
-    result.map_err(|e| anyhow::anyhow!("cannot install the log subscriber: {e}"))?;
-    log::set_boxed_logger(Box::new(PingoraLog))
-        .map_err(|e| anyhow::anyhow!("cannot install the log bridge: {e}"))?;
+    result.map_err(|e| LoggingError::Install {
+        what: "log subscriber",
+        reason: e.to_string(),
+    })?;
+    log::set_boxed_logger(Box::new(PingoraLog)).map_err(|e| LoggingError::Install {
+        what: "log bridge",
+        reason: e.to_string(),
+    })?;
     log::set_max_level(log::LevelFilter::Info);
     let _ = FILTER.set((handle, std::sync::Mutex::new(filter.to_owned())));
     Ok(())

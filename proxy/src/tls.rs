@@ -8,32 +8,38 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::Context;
 use rustls::server::danger::ClientCertVerifier;
 use rustls::server::WebPkiClientVerifier;
 use rustls::RootCertStore;
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::CertificateDer;
 
+/// Why `--tls-client-ca` cannot be used; each names the file.
+#[derive(Debug, thiserror::Error)]
+#[error("--tls-client-ca {}: {what}", path.display())]
+pub struct TlsError {
+    path: std::path::PathBuf,
+    what: String,
+}
+
 /// A verifier that requires a client certificate chaining to one of the CAs in `ca_file`.
-pub fn client_verifier(ca_file: &Path) -> anyhow::Result<Arc<dyn ClientCertVerifier>> {
+pub fn client_verifier(ca_file: &Path) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
+    let fail = |what: String| TlsError {
+        path: ca_file.to_owned(),
+        what,
+    };
     let mut roots = RootCertStore::empty();
-    let certs = CertificateDer::pem_file_iter(ca_file)
-        .with_context(|| format!("cannot read --tls-client-ca {}", ca_file.display()))?;
+    let certs =
+        CertificateDer::pem_file_iter(ca_file).map_err(|e| fail(format!("cannot read it: {e}")))?;
     for cert in certs {
-        let cert =
-            cert.with_context(|| format!("--tls-client-ca {}: bad PEM", ca_file.display()))?;
-        roots
-            .add(cert)
-            .with_context(|| format!("--tls-client-ca {}: bad CA", ca_file.display()))?;
+        let cert = cert.map_err(|e| fail(format!("bad PEM: {e}")))?;
+        roots.add(cert).map_err(|e| fail(format!("bad CA: {e}")))?;
     }
-    anyhow::ensure!(
-        !roots.is_empty(),
-        "--tls-client-ca {}: no certificate found",
-        ca_file.display()
-    );
+    if roots.is_empty() {
+        return Err(fail("no certificate found".to_owned()));
+    }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
         .build()
-        .with_context(|| format!("--tls-client-ca {}", ca_file.display()))
+        .map_err(|e| fail(e.to_string()))
 }

@@ -1,0 +1,347 @@
+//! The proxy's runtime configuration, validated: what `augur proxy`'s flags mean once checked,
+//! with every problem reported at once (as the policy loader reports every policy error).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::access_log;
+use crate::cli::{LogFormat, ProxyArgs};
+use crate::limits::Limits;
+use crate::mirror::MirrorConfig;
+use crate::route::path::PathNormalization;
+
+/// The HTTP listener used when no listener of any kind is given.
+pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(
+    std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 1)),
+    15001,
+);
+
+/// Where the proxy listens (port 0: a free port, reported in the address file).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listeners {
+    /// Cleartext HTTP/1.1 and h2c listeners, routed by `Host`.
+    pub listen: Vec<SocketAddr>,
+    /// HTTPS listeners and their certificate.
+    pub tls: Option<TlsListeners>,
+    /// The outbound capture listener (`iptables` REDIRECT target, 15001).
+    pub outbound_capture: Option<SocketAddr>,
+    /// The inbound capture listener (15006).
+    pub inbound_capture: Option<SocketAddr>,
+    /// The Envoy-style admin.
+    pub admin: SocketAddr,
+    /// The status port (`/healthz/ready`).
+    pub status: SocketAddr,
+    /// The Prometheus port.
+    pub prometheus: SocketAddr,
+}
+
+/// HTTPS listeners.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsListeners {
+    /// Their addresses.
+    pub addrs: Vec<SocketAddr>,
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+    /// CA bundle clients must present a certificate from (mutual TLS), if any.
+    pub client_ca: Option<PathBuf>,
+}
+
+/// The controller a sidecar follows (`--controller`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ControllerLink {
+    /// `host:port`.
+    pub authority: String,
+    /// The bearer token to present.
+    pub token: Option<String>,
+    /// How long to wait for its state before the listeners open.
+    pub sync_timeout: Duration,
+    /// This sidecar's name.
+    pub node: String,
+}
+
+/// The validated configuration `App::build` starts from.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// Policy files or directories.
+    pub policies: Vec<PathBuf>,
+    /// Listeners.
+    pub listeners: Listeners,
+    /// How long a silent client on an inspected capture port is waited for (`None`: forever).
+    pub protocol_detection_timeout: Option<Duration>,
+    /// The token that admits admin mutations from beyond loopback.
+    pub admin_token: Option<String>,
+    /// Where to write the bound addresses.
+    pub address_file: Option<PathBuf>,
+    /// Worker threads.
+    pub concurrency: usize,
+    /// Rollout state and audit logs.
+    pub state_dir: PathBuf,
+    /// The audit log of admin mutations and policy loads.
+    pub audit_log: PathBuf,
+    /// Where to record every rollout event, if anywhere.
+    pub record_samples: Option<PathBuf>,
+    /// Mirroring.
+    pub mirror: MirrorConfig,
+    /// The access log and its format, if on.
+    pub access_log: Option<(PathBuf, access_log::Format)>,
+    /// How long in-flight requests get after SIGTERM.
+    pub drain_duration: Duration,
+    /// Path normalization before routing.
+    pub path_normalization: PathNormalization,
+    /// Request body bytes kept for retries.
+    pub retry_buffer_limit: u64,
+    /// Limits on clients.
+    pub limits: Limits,
+    /// The controller to follow, if any.
+    pub controller: Option<ControllerLink>,
+}
+
+/// One problem with the flags.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ConfigError {
+    /// A file a flag names cannot be read.
+    #[error("--{flag} {path}: cannot read it: {reason}")]
+    Unreadable {
+        /// The flag.
+        flag: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// Two listeners on one address (port 0 excepted).
+    #[error("{addr} is given to both --{first} and --{second}")]
+    SameAddress {
+        /// The address.
+        addr: SocketAddr,
+        /// One flag.
+        first: &'static str,
+        /// The other.
+        second: &'static str,
+    },
+    /// `--controller` is not `host:port`.
+    #[error("--controller {0:?}: expected host:port (http:// optional), e.g. augur-controller.augur-system.svc:15010")]
+    ControllerAddress(String),
+    /// A value that must be positive is 0.
+    #[error("--{0} must be at least 1")]
+    Zero(&'static str),
+}
+
+/// Every problem found, one per line.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl TryFrom<&ProxyArgs> for ProxyConfig {
+    type Error = ConfigErrors;
+
+    fn try_from(args: &ProxyArgs) -> Result<Self, ConfigErrors> {
+        let mut errors = Vec::new();
+        let mut listen = args.listen.clone();
+        if listen.is_empty()
+            && args.tls_listen.is_empty()
+            && args.outbound_capture.is_none()
+            && args.inbound_capture.is_none()
+        {
+            listen.push(DEFAULT_LISTEN);
+        }
+        let tls = match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) if !args.tls_listen.is_empty() => {
+                for (flag, path) in [("tls-cert", cert), ("tls-key", key)] {
+                    readable(flag, path, &mut errors);
+                }
+                if let Some(ca) = &args.tls_client_ca {
+                    readable("tls-client-ca", ca, &mut errors);
+                }
+                Some(TlsListeners {
+                    addrs: args.tls_listen.clone(),
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    client_ca: args.tls_client_ca.clone(),
+                })
+            }
+            _ => None,
+        };
+        let listeners = Listeners {
+            listen,
+            tls,
+            outbound_capture: args.outbound_capture,
+            inbound_capture: args.inbound_capture,
+            admin: args.admin,
+            status: args.status,
+            prometheus: args.prometheus,
+        };
+        same_addresses(&listeners, &mut errors);
+        if args.concurrency == 0 {
+            errors.push(ConfigError::Zero("concurrency"));
+        }
+        if args.mirror_queue == 0 {
+            errors.push(ConfigError::Zero("mirror-queue"));
+        }
+        let controller = args.controller.as_deref().and_then(|address| {
+            let authority = address
+                .trim_start_matches("http://")
+                .trim_end_matches('/')
+                .to_owned();
+            let valid = authority
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+            if !valid {
+                errors.push(ConfigError::ControllerAddress(address.to_owned()));
+                return None;
+            }
+            Some(ControllerLink {
+                authority,
+                token: args.controller_token.clone(),
+                sync_timeout: args.controller_sync_timeout,
+                node: args.node.clone(),
+            })
+        });
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors));
+        }
+        let format = match args.access_log_format {
+            LogFormat::Text => access_log::Format::Text,
+            LogFormat::Json => access_log::Format::Json,
+        };
+        Ok(Self {
+            policies: args.policies.clone(),
+            listeners,
+            protocol_detection_timeout: Some(args.protocol_detection_timeout)
+                .filter(|t| !t.is_zero()),
+            admin_token: args.admin_token.clone(),
+            address_file: args.address_file.clone(),
+            concurrency: args.concurrency,
+            state_dir: args.state_dir.clone(),
+            audit_log: args
+                .audit_log
+                .clone()
+                .unwrap_or_else(|| args.state_dir.join("audit.jsonl")),
+            record_samples: args.record_samples.clone(),
+            mirror: MirrorConfig {
+                max_body: args.mirror_max_body,
+                queue: args.mirror_queue,
+                host_suffix: args.mirror_host_suffix.clone(),
+            },
+            access_log: args.access_log.clone().map(|p| (p, format)),
+            drain_duration: args.drain_duration,
+            path_normalization: args.path_normalization,
+            retry_buffer_limit: args.retry_buffer_limit,
+            limits: args.limits.to_limits(),
+            controller,
+        })
+    }
+}
+
+fn readable(flag: &'static str, path: &std::path::Path, errors: &mut Vec<ConfigError>) {
+    if let Err(e) = std::fs::File::open(path) {
+        errors.push(ConfigError::Unreadable {
+            flag,
+            path: path.to_owned(),
+            reason: e.to_string(),
+        });
+    }
+}
+
+/// Two listeners may not share an address (a port-0 address picks its own port).
+fn same_addresses(l: &Listeners, errors: &mut Vec<ConfigError>) {
+    let mut all: Vec<(&'static str, SocketAddr)> = Vec::new();
+    all.extend(l.listen.iter().map(|a| ("listen", *a)));
+    if let Some(tls) = &l.tls {
+        all.extend(tls.addrs.iter().map(|a| ("tls-listen", *a)));
+    }
+    all.extend(l.outbound_capture.map(|a| ("outbound-capture", a)));
+    all.extend(l.inbound_capture.map(|a| ("inbound-capture", a)));
+    all.extend([
+        ("admin", l.admin),
+        ("status", l.status),
+        ("prometheus", l.prometheus),
+    ]);
+    for (i, (first, a)) in all.iter().enumerate() {
+        if a.port() == 0 {
+            continue;
+        }
+        if let Some((second, _)) = all[i + 1..].iter().find(|(_, b)| b == a) {
+            errors.push(ConfigError::SameAddress {
+                addr: *a,
+                first,
+                second,
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn args(extra: &[&str]) -> ProxyArgs {
+        let mut argv = vec!["augur", "proxy", "--policy", "p.yaml"];
+        argv.extend_from_slice(extra);
+        match crate::cli::Cli::parse_from(argv).command {
+            crate::cli::Command::Proxy(args) => *args,
+            _ => unreachable!("parsed as proxy"),
+        }
+    }
+
+    #[test]
+    fn defaults_give_the_sidecar_layout() {
+        let c = ProxyConfig::try_from(&args(&[])).expect("valid");
+        assert_eq!(c.listeners.listen, [DEFAULT_LISTEN]);
+        assert_eq!(c.audit_log, PathBuf::from("/var/lib/augur/audit.jsonl"));
+        assert!(c.controller.is_none());
+        let captured =
+            ProxyConfig::try_from(&args(&["--inbound-capture", "0.0.0.0:15006"])).expect("valid");
+        assert!(
+            captured.listeners.listen.is_empty(),
+            "no default listener beside capture"
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let e = ProxyConfig::try_from(&args(&[
+            "--listen",
+            "127.0.0.1:15000",
+            "--controller",
+            "no-port",
+            "--concurrency",
+            "0",
+            "--tls-listen",
+            "127.0.0.1:8443",
+            "--tls-cert",
+            "/nonexistent/cert.pem",
+            "--tls-key",
+            "/nonexistent/key.pem",
+        ]))
+        .expect_err("invalid");
+        let text = e.to_string();
+        for expected in [
+            "--tls-cert /nonexistent/cert.pem",
+            "--tls-key /nonexistent/key.pem",
+            "127.0.0.1:15000 is given to both --listen and --admin",
+            "--concurrency must be at least 1",
+            "--controller \"no-port\"",
+        ] {
+            assert!(
+                text.contains(expected),
+                "{expected:?} missing from:\n{text}"
+            );
+        }
+        assert_eq!(e.0.len(), 5);
+    }
+
+    #[test]
+    fn the_controller_address_takes_an_optional_scheme() {
+        let c = ProxyConfig::try_from(&args(&["--controller", "http://ctl.ns.svc:15010/"]))
+            .expect("valid");
+        assert_eq!(
+            c.controller.map(|l| l.authority),
+            Some("ctl.ns.svc:15010".to_owned())
+        );
+    }
+}
