@@ -163,3 +163,44 @@ print(json.dumps(out))
     );
     serde_json::from_slice(&out.stdout).expect("client output")
 }
+
+/// Sends `n` POST requests from `ns` to `url` (`Host: host`) with the bytes of `body` as a
+/// `content_type` body, each with `x-request-id: <prefix><i>`, and returns each answer's body
+/// (`None` for a failed request or an error status). One Python process sends them all.
+pub fn post_many(
+    ns: &str,
+    url: &str,
+    host: &str,
+    body: &Path,
+    content_type: &str,
+    id_prefix: &str,
+    n: usize,
+) -> Vec<Option<String>> {
+    let script = format!(
+        r#"
+import json, urllib.request
+data = open({body:?}, "rb").read()
+out = []
+for i in range({n}):
+    try:
+        req = urllib.request.Request({url:?}, data=data, method="POST", headers={{
+            "Host": {host:?}, "Content-Type": {content_type:?}, "x-request-id": "{id_prefix}%d" % i}})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            out.append(r.read().decode())
+    except Exception:
+        out.append(None)
+print(json.dumps(out))
+"#,
+        body = body.to_str().expect("utf-8 path"),
+    );
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "python3", "-c", &script])
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "client: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    serde_json::from_slice(&out.stdout).expect("client output")
+}

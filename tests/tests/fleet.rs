@@ -8,7 +8,7 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use augur_tests::cluster::{Cluster, Pod, GATEWAY};
-use augur_tests::netns::{curl, get_many, must_in, spawn_in, spawn_logged};
+use augur_tests::netns::{curl, get_many, must_in, post_many, spawn_in, spawn_logged};
 use augur_tests::{assert_share_near, metrics, wait_for};
 
 /// A pod's HTTP server on port 8501 whose `/who` answers the pod's name.
@@ -437,4 +437,140 @@ fn the_cluster_follows_one_controller() {
         took < Duration::from_secs(2),
         "converged {took:?} after the link came back"
     );
+}
+
+/// A model server in `pod` on port 8501 that answers every POST with `label` at 0.9.
+fn predictor(pod: &Pod, label: &str, version: &str) -> augur_tests::netns::Running {
+    let script = format!(
+        r#"
+import http.server, json
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        body = json.dumps({{"prediction": {label:?}, "confidence": 0.9, "model_version": {version:?}}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("0.0.0.0", 8501), H).serve_forever()
+"#
+    );
+    spawn_in(pod.ns(), &["python3", "-c", &script])
+}
+
+/// Mirroring and the embedded shadow model on inbound traffic: the stable pod's sidecar scores
+/// every request it splits with the shadow model, on both arms, and compares its verdicts with
+/// what the local app (stable, NORMAL) and the canary (PNEUMONIA) answered.
+#[test]
+fn the_shadow_model_scores_inbound_traffic_on_both_arms() {
+    let ort = std::env::var("ORT_DYLIB_PATH").expect("ORT_DYLIB_PATH (scripts/setup.sh sets it)");
+    assert!(
+        std::path::Path::new(&ort).exists(),
+        "ORT_DYLIB_PATH={ort} does not exist"
+    );
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repo")
+        .to_path_buf();
+    let root = tempfile::tempdir().expect("tempdir");
+    let mut cluster = Cluster::new("shd");
+    let (stable, canary, client) = (
+        cluster.pod("stable"),
+        cluster.pod("canary"),
+        cluster.pod("client"),
+    );
+    let (stable_vip, canary_vip) = (Ipv4Addr::new(10, 96, 0, 30), Ipv4Addr::new(10, 96, 0, 31));
+    cluster.service("model", stable_vip, 80, &[(stable.ip, 8501)]);
+    cluster.service("model-canary", canary_vip, 80, &[(canary.ip, 8501)]);
+    let _apps = (
+        predictor(&stable, "NORMAL", "v1"),
+        predictor(&canary, "PNEUMONIA", "v2"),
+    );
+    let model = repo.join("inference/fixtures/models/nonmedical-tiny-a.onnx");
+    let steps = "  - setWeight: 50\n  - pause: {}\n";
+    let policy = inbound_policy(stable_vip, canary_vip, steps).replace(
+        "  analysis:\n    interval: 1m\n    metrics:\n    - name: error-rate\n      kind: errorRate\n      allowedChange: {absolute: 5}\n",
+        &format!(
+            "  analysis:\n    interval: 1s\n    minSamples: 1\n    onNoData: continue\n    metrics:\n    \
+             - {{name: agreement, kind: shadowAgreement, allowedChange: {{absolute: 100}}}}\n  \
+             prediction: {{scorePointer: /confidence, labelPointer: /prediction, positiveLabel: PNEUMONIA}}\n  \
+             shadow:\n    model: {}\n    mirrorPercentage: 100\n    \
+             preprocessing: {{channels: 1, width: 64, height: 64, resize: bilinear, range: [0, 1], layout: NCHW}}\n",
+            model.display()
+        ),
+    );
+    assert!(
+        policy.contains("shadowAgreement"),
+        "the analysis was replaced"
+    );
+    let file = root.path().join("policy.yaml");
+    std::fs::write(&file, policy).expect("policy");
+    let empty = root.path().join("no-policy");
+    std::fs::create_dir_all(&empty).expect("empty policy dir");
+    let _sidecars = (
+        stable.sidecar(root.path(), &["--policy", file.to_str().expect("utf-8")]),
+        canary.sidecar(root.path(), &["--policy", empty.to_str().expect("utf-8")]),
+    );
+    let xray = repo.join("inference/testdata/xrays/NORMAL2-IM-1427-0001.jpeg");
+    let url = format!("http://{stable_vip}/predict");
+    let answers = post_many(client.ns(), &url, "model", &xray, "image/jpeg", "x", 20);
+    let served = (
+        answers
+            .iter()
+            .filter(|a| a.as_deref().is_some_and(|b| b.contains("\"v1\"")))
+            .count(),
+        answers
+            .iter()
+            .filter(|a| a.as_deref().is_some_and(|b| b.contains("\"v2\"")))
+            .count(),
+    );
+    assert_eq!(served.0 + served.1, 20, "every X-ray answered: {answers:?}");
+
+    // The fixture labels this X-ray NORMAL with this recipe (P 0.35; see mirror.rs): the
+    // shadow agrees with every stable answer and with no canary answer.
+    let verdict = wait_for(
+        "an agreement verdict over all 20 shadow comparisons",
+        Duration::from_secs(30),
+        || {
+            let s: serde_json::Value =
+                serde_json::from_str(&curl(stable.ns(), "http://127.0.0.1:15000/rollouts", None)?)
+                    .ok()?;
+            let v = s["rollouts"][0]["verdicts"][0].clone();
+            (v["n_stable"].as_u64()? + v["n_canary"].as_u64()? == 20).then_some(v)
+        },
+    );
+    assert_eq!(
+        (verdict["n_stable"].as_u64(), verdict["n_canary"].as_u64()),
+        (Some(served.0 as u64), Some(served.1 as u64)),
+        "{verdict}"
+    );
+    assert_eq!(
+        (verdict["stable"].as_f64(), verdict["canary"].as_f64()),
+        ((served.0 > 0).then_some(1.0), (served.1 > 0).then_some(0.0)),
+        "{verdict}"
+    );
+    // The same comparisons, exported for a fleet's controller.
+    let text = stable.sidecar_metrics();
+    let exported = |name: &str, arm: &str| {
+        metrics::sum(
+            &text,
+            &format!("{name}{{policy=\"default/model\",arm=\"{arm}\"}}"),
+        ) as usize
+    };
+    assert_eq!(
+        exported("augur_rollout_shadow_compared_total", "stable"),
+        served.0
+    );
+    assert_eq!(
+        exported("augur_rollout_shadow_compared_total", "canary"),
+        served.1
+    );
+    assert_eq!(
+        exported("augur_rollout_shadow_agreed_total", "stable"),
+        served.0
+    );
+    assert_eq!(exported("augur_rollout_shadow_agreed_total", "canary"), 0);
 }
