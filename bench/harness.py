@@ -259,13 +259,31 @@ spec:
 {preprocessing}    runtime: {{workers: 1, queueCapacity: 64, maxBatch: 8, maxBatchWait: 2ms, intraOpThreads: 1}}
 """
 
+# The same 80/20 split, set by a rollout held at its first step: what a sidecar following
+# `augur controller` serves (scenario 1's augur-follower).
+ROLLOUT = """---
+apiVersion: augur.dev/v1alpha1
+kind: CanaryPolicy
+metadata: {name: model}
+spec:
+  trafficRouting:
+    virtualService: {name: model, routes: [primary]}
+  stable: {host: model, subset: v1}
+  canary: {host: model, subset: v2}
+  steps:
+  - setWeight: 20
+  - pause: {}
+"""
 
-def augur_policy(work, name, mirror=False, shadow=None):
+
+def augur_policy(work, name, mirror=False, shadow=None, rollout=False):
     """The VirtualService/DestinationRule/ServiceEntry of the split (+ mirror, + CanaryPolicy)."""
     m = "    mirror: {host: model, subset: mirror}\n    mirrorPercentage: {value: 100}\n" if mirror else ""
     text = ISTIO.format(mirror=m, v1=V1, v2=V2, mirror_port=MIRROR)
     if shadow:
         text += CANARY.format(**shadow)
+    if rollout:
+        text += ROLLOUT
     # Each policy in a directory of its own: augur watches the policy's directory, and the
     # harness's logs must not look like policy changes.
     d = os.path.join(work, "policies", name)
@@ -555,7 +573,7 @@ class Bench:
         return os.path.getsize(self.xray)
 
     # -------- proxies
-    def augur(self, name, port, policy, base, tls=False, binary=None):
+    def augur(self, name, port, policy, base, tls=False, binary=None, extra=()):
         argv = [
             binary or self.args.augur, "proxy", "--policy", policy, "--admin", f"127.0.0.1:{base}",
             "--status", f"127.0.0.1:{base + 1}", "--prometheus", f"127.0.0.1:{base + 2}",
@@ -567,10 +585,27 @@ class Bench:
                      "--tls-cert", self.cert, "--tls-key", self.key]
         else:
             argv += ["--listen", f"127.0.0.1:{port}"]
+        argv += list(extra)
         env = dict(os.environ)
         p = self.procs.start(argv, f"augur-{name}", self.work, env=env)
         t = Target("augur", port, [p], "https" if tls else "http")
         t.extra["prometheus"] = base + 2
+        return t
+
+    def augur_follower(self, name, port, base):
+        """augur following `augur controller` (both counted: the fleet's cost per request),
+        with the rollout's 80/20 split pushed by the controller."""
+        policy = augur_policy(self.work, "rollout", rollout=True)
+        ctl = self.procs.start(
+            [self.args.augur, "controller", "--policy", policy, "--listen", f"127.0.0.1:{base + 5}",
+             "--admin", f"127.0.0.1:{base + 6}", "--prometheus", f"127.0.0.1:{base + 7}",
+             "--state-dir", os.path.join(self.work, f"state-controller-{name}"), "--log-level", "error"],
+            f"controller-{name}", self.work,
+        )
+        wait_http(f"http://127.0.0.1:{base + 5}/ready")
+        t = self.augur(name, port, policy, base, extra=["--controller", f"127.0.0.1:{base + 5}"])
+        t.name = "augur-follower"
+        t.procs.append(ctl)
         return t
 
     def envoy(self, name, port, admin, **kw):
@@ -680,6 +715,7 @@ class Bench:
         ts = [self.direct(V1), self.augur("h1", 19101, self.policy_plain, 19110),
               self.envoy("h1", 19102, 19120), self.haproxy("h1", 19103)]
         ts[2:2] = self.variants("h1", 19104, self.policy_plain)
+        ts.insert(2, self.augur_follower("h1-follower", 19105, 19130))
         self.ready(ts)
         tests = [("saturation", lambda t, s: wrk(t.port, s))]
         for rate in self.args.rates:
