@@ -12,6 +12,7 @@
 
 mod assets;
 mod client;
+mod fleet;
 mod policy;
 mod procs;
 mod traffic;
@@ -87,6 +88,11 @@ pub struct DemoArgs {
     /// not a terminal).
     #[arg(long)]
     pub plain: bool,
+    /// Run the fleet: three sidecars following one `augur controller`, which decides from the
+    /// fleet-wide evidence a local Prometheus scrapes from them every second (needs the
+    /// `prometheus` binary: scripts/setup.sh installs it). The view shows each sidecar's weight.
+    #[arg(long)]
+    pub fleet: bool,
 }
 
 /// How a run ended.
@@ -258,6 +264,13 @@ fn run_in(
         None => v2,
     };
 
+    // The fleet's evidence store: a Prometheus on loopback (its port picked here: it cannot
+    // report one it picked itself).
+    let prometheus_addr = if args.fleet {
+        Some(fleet::free_loopback()?)
+    } else {
+        None
+    };
     let policy_file = work.join("canary-pneumonia.yaml");
     let preprocessing = assets::preprocessing_yaml(&models.stable)?;
     std::fs::write(
@@ -267,57 +280,33 @@ fn run_in(
             canary_port: canary_addr.port(),
             shadow_model: &models.stable,
             shadow_preprocessing: &preprocessing,
+            prometheus: prometheus_addr,
         }),
     )?;
     let admin = args
         .admin
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
-    let state_dir = work.join("state");
-    let address_file = work.join("proxy.address.json");
-    let strings = [
-        policy_file.display().to_string(),
-        admin.to_string(),
-        state_dir.display().to_string(),
-        address_file.display().to_string(),
-    ];
-    procs.spawn(
-        "proxy",
-        &[
-            "proxy",
-            "--policy",
-            &strings[0],
-            "--listen",
-            "127.0.0.1:0",
-            "--admin",
-            &strings[1],
-            "--status",
-            "127.0.0.1:0",
-            "--prometheus",
-            "127.0.0.1:0",
-            "--state-dir",
-            &strings[2],
-            "--address-file",
-            &strings[3],
-            "--concurrency",
-            "2",
-            "--log-level",
-            "warn",
-        ],
-        &env,
-        work,
-    )?;
-    let bound: ProxyAddresses =
-        procs.wait_for_addresses("proxy", &address_file, Duration::from_secs(60))?;
-    let (listen, admin) = (bound.listen[0], bound.admin);
-    procs.wait_ready("proxy", admin, "/ready", Duration::from_secs(60))?;
-    procs.wait_ready("proxy", admin, "/rollouts", Duration::from_secs(10))?;
+    let (listens, admin, sidecars) = match prometheus_addr {
+        None => {
+            let (listen, admin) = single_proxy(&mut procs, &policy_file, admin, &env, work)?;
+            (vec![listen], admin, Vec::new())
+        }
+        Some(prom) => fleet::start(&mut procs, &policy_file, admin, prom, &env, work)?,
+    };
     header.push(format!(
         "dashboard: http://{admin}/ui   (or: augur rollout status --admin {admin} --watch)"
     ));
+    if !sidecars.is_empty() {
+        header.push(format!(
+            "fleet: {} sidecars follow augur controller at {admin}; it decides from a Prometheus at {} scraping them every second",
+            sidecars.len(),
+            prometheus_addr.map_or_else(String::new, |a| a.to_string())
+        ));
+    }
 
     let started = crate::clock::now();
     let started_unix = crate::sample::now();
-    let traffic = traffic::Traffic::start(xrays, listen, admin, args.rate, args.label_fraction)?;
+    let traffic = traffic::Traffic::start(xrays, &listens, admin, args.rate, args.label_fraction)?;
     if !tty {
         for line in &header {
             println!("{line}");
@@ -337,6 +326,7 @@ fn run_in(
             .unwrap_or("default/pneumonia")
             .to_owned();
         let history = get_json(admin, &format!("/rollouts/{name}/history"))?;
+        let weights = fleet::weights(&sidecars);
         traffic.with_stats(|stats| {
             let frame = view::Frame {
                 header: &header,
@@ -345,6 +335,7 @@ fn run_in(
                 rollout: &rollout,
                 history: &history,
                 stats,
+                sidecars: &weights,
             };
             if tty {
                 print!("\x1b[H\x1b[2J{}", view::render(&frame));
@@ -444,6 +435,56 @@ fn rollout(admin: SocketAddr) -> anyhow::Result<Value> {
         .and_then(|r| r.first())
         .cloned()
         .context("the proxy runs no rollout: the demo's CanaryPolicy did not load")
+}
+
+/// The single-proxy demo's `augur proxy`; returns its listener and admin address.
+fn single_proxy(
+    procs: &mut procs::Procs,
+    policy_file: &std::path::Path,
+    admin: SocketAddr,
+    env: &[(&str, &std::path::Path)],
+    work: &std::path::Path,
+) -> anyhow::Result<(SocketAddr, SocketAddr)> {
+    let state_dir = work.join("state");
+    let address_file = work.join("proxy.address.json");
+    let strings = [
+        policy_file.display().to_string(),
+        admin.to_string(),
+        state_dir.display().to_string(),
+        address_file.display().to_string(),
+    ];
+    procs.spawn(
+        "proxy",
+        &[
+            "proxy",
+            "--policy",
+            &strings[0],
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            &strings[1],
+            "--status",
+            "127.0.0.1:0",
+            "--prometheus",
+            "127.0.0.1:0",
+            "--state-dir",
+            &strings[2],
+            "--address-file",
+            &strings[3],
+            "--concurrency",
+            "2",
+            "--log-level",
+            "warn",
+        ],
+        env,
+        work,
+    )?;
+    let bound: ProxyAddresses =
+        procs.wait_for_addresses("proxy", &address_file, Duration::from_secs(60))?;
+    let (listen, admin) = (bound.listen[0], bound.admin);
+    procs.wait_ready("proxy", admin, "/ready", Duration::from_secs(60))?;
+    procs.wait_ready("proxy", admin, "/rollouts", Duration::from_secs(10))?;
+    Ok((listen, admin))
 }
 
 #[cfg(test)]

@@ -27,6 +27,9 @@ pub(super) struct PolicyInputs<'a> {
     pub(super) shadow_model: &'a Path,
     /// Its `preprocessing` block, indented by six spaces.
     pub(super) shadow_preprocessing: &'a str,
+    /// Where the evidence comes from: the proxy's own samples (`None`), or, for the fleet, the
+    /// Prometheus at this address scraping every sidecar.
+    pub(super) prometheus: Option<std::net::SocketAddr>,
 }
 
 /// The policy file's text.
@@ -119,7 +122,7 @@ spec:
     failureLimit: 1
     burstWindow: 20s
     onNoData: hold
-    source: embedded
+    source: {source}
     # Wider than the example's (+20%, +1 point, -2 points), and a first step at 20%: evidence for
     # a narrow allowance takes thousands of canary requests, more than a demonstration at 20
     # requests/s sends in a few minutes.
@@ -173,5 +176,9 @@ spec:
         min_samples = MIN_SAMPLES,
         shadow = serde_json::Value::from(p.shadow_model.display().to_string()),
         preprocessing = p.shadow_preprocessing,
+        source = match p.prometheus {
+            Some(addr) => format!("{{prometheus: {{address: \"http://{addr}\"}}}}"),
+            None => "embedded".to_owned(),
+        },
     )
 }

@@ -22,9 +22,16 @@ struct Proc {
 #[derive(Default)]
 pub(super) struct Procs {
     procs: Vec<Proc>,
+    /// Other things that must live as long as the children (and be dropped with them).
+    kept: Vec<Box<dyn std::any::Any>>,
 }
 
 impl Procs {
+    /// Keeps `thing` (a guard that stops another process) until the demo ends.
+    pub(super) fn keep(&mut self, thing: Box<dyn std::any::Any>) {
+        self.kept.push(thing);
+    }
+
     /// Starts `augur ARGS` with its output in `log_dir/<name>.log`.
     pub(super) fn spawn(
         &mut self,

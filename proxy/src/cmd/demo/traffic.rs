@@ -80,11 +80,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Traffic {
-    /// Starts posting `xrays` (in turn) to `proxy` at about `rate` per second, labelling a
-    /// `label_fraction` share of the answers through `admin`.
+    /// Starts posting `xrays` (in turn) to `proxies` (each client to one, in turn) at about
+    /// `rate` per second, labelling a `label_fraction` share of the answers through `admin`.
     pub(super) fn start(
         xrays: Vec<Xray>,
-        proxy: SocketAddr,
+        proxies: &[SocketAddr],
         admin: SocketAddr,
         rate: f64,
         label_fraction: f64,
@@ -100,8 +100,10 @@ impl Traffic {
             Arc::new(xrays.iter().map(|x| (multipart(x), x.truth)).collect());
         let gap = Duration::from_secs_f64(1.0 / rate.max(0.1));
         let mut threads = Vec::new();
+        anyhow::ensure!(!proxies.is_empty(), "no proxy to send traffic to");
         for i in 0..CLIENTS {
             let (shared, bodies) = (Arc::clone(&shared), Arc::clone(&bodies));
+            let proxy = proxies[i % proxies.len()];
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("demo-client-{i}"))
@@ -247,6 +249,8 @@ fn labels(shared: &Shared, admin: SocketAddr) {
         let body = serde_json::json!({ "labels": batch }).to_string();
         match admin_client::call(admin, "POST", "/labels", &body) {
             Ok((200, answer)) => {
+                // A proxy matches labels itself; a controller forwards them to the sidecars,
+                // which match them asynchronously (it says to how many it sent them).
                 let matched = serde_json::from_str::<Value>(&answer)
                     .ok()
                     .and_then(|v| v["matched"].as_u64())

@@ -23,6 +23,9 @@ pub(super) struct Frame<'a> {
     pub(super) history: &'a Value,
     /// The traffic generator's counters.
     pub(super) stats: &'a Stats,
+    /// In the fleet scenario: each sidecar's name and the canary weight it applies now
+    /// (`None` when it did not answer).
+    pub(super) sidecars: &'a [(String, Option<f64>)],
 }
 
 /// `m:ss`.
@@ -245,6 +248,21 @@ pub(super) fn render(f: &Frame<'_>) -> String {
         bar(r["weights"]["canary"].as_f64().unwrap_or(0.0) / 100.0, 30),
         r["weights"]["canary"]
     );
+    if !f.sidecars.is_empty() {
+        let each: Vec<String> = f
+            .sidecars
+            .iter()
+            .map(|(name, w)| match w {
+                Some(w) => format!("{name} {w:.0}%"),
+                None => format!("{name} ?"),
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            " sidecars (canary weight applied): {}",
+            each.join("   ")
+        );
+    }
     let _ = writeln!(
         out,
         "\n {:<10} {:>6} {:>8} {:>7} {:>7} {:>7}  {:<17} AGREES WITH SHADOW",
@@ -306,8 +324,23 @@ pub(super) fn progress_line(f: &Frame<'_>) -> String {
     } else {
         String::new()
     };
+    let sidecars = if f.sidecars.is_empty() {
+        String::new()
+    } else {
+        let each: Vec<String> = f
+            .sidecars
+            .iter()
+            .map(|(name, w)| {
+                format!(
+                    "{name} {}",
+                    w.map_or("?".to_owned(), |w| format!("{w:.0}%"))
+                )
+            })
+            .collect();
+        format!(" | sidecars {}", each.join(" "))
+    };
     format!(
-        "[{}] {} step {step}/{steps} | sent {} failed {} labels {} | {} | {}{gate}",
+        "[{}] {} step {step}/{steps} | sent {} failed {} labels {} | {} | {}{sidecars}{gate}",
         clock(f.elapsed),
         r["state"]["phase"].as_str().unwrap_or("?"),
         f.stats.sent,
