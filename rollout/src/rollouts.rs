@@ -559,7 +559,7 @@ fn metric_source(
     set: &PolicySet,
     policy: &augur_policies::CanaryPolicy,
 ) -> Option<PrometheusSource> {
-    let augur_policies::MetricSource::Prometheus { address, query } =
+    let augur_policies::MetricSource::Prometheus { address, query, .. } =
         &policy.analysis.as_ref()?.source
     else {
         return None;
