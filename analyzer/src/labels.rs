@@ -127,6 +127,13 @@ impl LabelJoin {
         true
     }
 
+    /// Counts predictions and labels known only by their numbers (a fleet's counters): they
+    /// move the label rate `joined / predictions` but hold nothing to join.
+    pub fn record_counted(&mut self, predictions: u64, joined: u64) {
+        self.counts.predictions += predictions;
+        self.counts.joined += joined;
+    }
+
     /// Whether a prediction with this request id is held.
     pub fn holds(&self, request_id: &str) -> bool {
         self.pending.contains_key(request_id)

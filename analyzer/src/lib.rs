@@ -15,6 +15,7 @@
 //! - [`labels`]: delayed ground-truth (and shadow answer) joins by request id;
 //! - [`triggers`]: rollback triggers over sliding time windows;
 //! - [`rollout`]: the rollout state machine and its audit [`rollout::Decision`]s;
+//! - [`tally`]: labelled and shadow-compared predictions known only by their counts (a fleet's);
 //! - [`replay`]: a recorded sample stream through the same machine;
 //! - [`plan`]: what evidence costs before a rollout starts (canary requests and time per gate).
 
@@ -25,6 +26,7 @@ pub mod replay;
 pub mod rollout;
 pub mod spec;
 pub mod stats;
+pub mod tally;
 pub mod triggers;
 pub mod verdict;
 pub mod window;

@@ -11,7 +11,9 @@
 //! - a clock tick `{"tick": t}`: the live proxy's once-a-second timer, which the proxy's
 //!   recording (`augur proxy --record-samples DIR`) writes, so that the seconds processed
 //!   between events are the same too;
-//! - a manual command `{"t", "command": "promote"}` (refused commands are ignored, as live).
+//! - a manual command `{"t", "command": "promote"}` (refused commands are ignored, as live);
+//! - a tally `{"from", "to", "arm", "labelled", "correct", ...}`: a fleet's labelled and
+//!   shadow-compared predictions by count ([`crate::tally::Tally`]), read from Prometheus.
 //!
 //! Events are applied in the order given (the recording's order is the order the live rollout
 //! applied them). A replay that starts at the first event starts the rollout at `⌊t⌋` of it;
@@ -52,6 +54,8 @@ pub enum Event {
         /// The time, seconds.
         tick: f64,
     },
+    /// A fleet's labelled and compared predictions by count, applied at its span's start.
+    Tally(crate::tally::Tally),
 }
 
 impl Event {
@@ -61,6 +65,7 @@ impl Event {
             Event::Sample(s) => s.t,
             Event::Label { t, .. } | Event::Command { t, .. } => *t,
             Event::Tick { tick } => *tick,
+            Event::Tally(tally) => tally.from,
         }
     }
 
@@ -80,6 +85,7 @@ impl Event {
             }
             Event::Command { command, .. } => decisions.extend(rollout.command(*command, t).ok()),
             Event::Tick { .. } => {}
+            Event::Tally(tally) => rollout.record_tally(tally),
         }
         decisions
     }
@@ -127,6 +133,7 @@ mod tests {
             r#"{"t": 3.0, "request_id": "r1", "truth": "NORMAL"}"#,
             r#"{"tick": 4}"#,
             r#"{"t": 5, "command": "promote"}"#,
+            r#"{"from": 0, "to": 60, "arm": "canary", "labelled": 10, "correct": 9}"#,
         ];
         let events: Vec<Event> = lines
             .iter()
@@ -143,6 +150,8 @@ mod tests {
                 ..
             }
         ));
+        assert!(matches!(&events[4], Event::Tally(t) if t.correct == 9 && t.compared == 0));
+        assert_eq!(events[4].time(), 0.0);
         assert!(serde_json::from_str::<Event>(r#"{"t": 1}"#).is_err());
     }
 }

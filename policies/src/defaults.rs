@@ -59,6 +59,11 @@ pub const ANALYSIS_BURST_WINDOW: Duration = Duration::from_secs(120);
 pub const TRIGGER_ALPHA: f64 = 0.01;
 /// CanaryPolicy consecutive metric errors tolerated.
 pub const CONSECUTIVE_ERROR_LIMIT: u32 = 4;
+/// How far behind now a Prometheus source reads: a scrape stamped before the read time may land
+/// up to its timeout later (Prometheus' default `scrape_timeout`, 10 s), and a remote-write store
+/// (Thanos, Mimir) adds its batching (5 s by default); 30 s is twice a common 15 s scrape
+/// interval and covers both with margin.
+pub const PROMETHEUS_SCRAPE_LAG: Duration = Duration::from_secs(30);
 /// Ground-truth label time-to-live.
 pub const LABEL_TTL: Duration = Duration::from_secs(600);
 

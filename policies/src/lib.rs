@@ -32,9 +32,9 @@ mod yaml;
 pub use canary::{
     policy_key, AllowedChange, Amount, Analysis, BlueGreen, CanaryPolicy, DestinationRef,
     Direction, HeaderRoute, Labels, Layout, Method, Metric, MetricKind, MetricSource, MirrorRoute,
-    Normalization, OutcomeAction, Prediction, Preprocessing, Resize, RollbackTrigger, RolloutStep,
-    Scoring, Shadow, ShadowRuntime, Sidecar, Strategy, TrafficRouting, TriggerAction,
-    TriggerCondition, TriggerMetric,
+    Normalization, OutcomeAction, Prediction, Preprocessing, PrometheusAddress, Resize,
+    RollbackTrigger, RolloutStep, Scoring, Shadow, ShadowRuntime, Sidecar, Strategy,
+    TrafficRouting, TriggerAction, TriggerCondition, TriggerMetric,
 };
 pub use diagnostic::{Diagnostic, LoadError, Severity};
 pub use duration::{parse_duration, DurationError};

@@ -324,3 +324,56 @@ fn an_allowance_of_zero_is_a_gate_that_cannot_pass() {
         .to_string()
         .contains("metrics[2].allowedChange: no allowedChange")));
 }
+
+#[test]
+fn an_unusable_prometheus_address_is_an_error_at_its_line() {
+    for (address, why) in [
+        ("https://prometheus:9090", "https is not supported"),
+        ("http://", "no host"),
+        ("http://prometheus:9090/a b", "must not contain ' '"),
+        ("prometheus:9090", "expected http://host:port[/prefix]"),
+    ] {
+        let y = BASE.replace(
+            "    source: embedded",
+            &format!("    source:\n      prometheus:\n        address: \"{address}\"\n        scrapeLag: 5s"),
+        );
+        let line = y
+            .lines()
+            .position(|l| l.contains("address: \""))
+            .map_or(0, |i| i + 1);
+        let e = errors(&y);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with(&format!(
+                "c.yaml:{line}:9: spec.analysis.source.prometheus.address: "
+            )) && e[0].contains(why),
+            "{address}: {e:?}"
+        );
+    }
+    let y = BASE.replace(
+        "    source: embedded",
+        "    source:\n      prometheus: {address: \"http://prometheus:9090\", scrapeLag: 5 s}",
+    );
+    let e = errors(&y);
+    assert!(
+        e[0].contains("spec.analysis.source.prometheus.scrapeLag"),
+        "{e:?}"
+    );
+    let y = BASE.replace(
+        "    source: embedded",
+        "    source:\n      prometheus: {address: \"http://prometheus:9090/prom\", scrapeLag: 5s}",
+    );
+    let loaded = load_str("c.yaml", &y).unwrap_or_else(|e| panic!("{e}"));
+    let a = loaded.set.canary_policies[0]
+        .analysis
+        .as_ref()
+        .expect("analysis");
+    assert_eq!(
+        a.source,
+        augur_policies::MetricSource::Prometheus {
+            address: "http://prometheus:9090/prom".into(),
+            query: None,
+            scrape_lag: std::time::Duration::from_secs(5),
+        }
+    );
+}

@@ -7,13 +7,15 @@
 //! | `augur_rollout_latency_milliseconds{policy,arm}` (histogram) | latency, its quantiles and its shift |
 //! | `augur_rollout_score{policy,arm}` (histogram, the analyzer's 10 bins of `[0, 1]`) | prediction drift (PSI) |
 //! | `augur_rollout_labelled_total`, `augur_rollout_correct_total{policy,arm}` | accuracy against delayed labels |
-//! | `augur_rollout_brier_sum{policy,arm}` | calibration (the Brier score is the sum over the labelled count) |
+//! | `augur_rollout_brier_sum`, `augur_rollout_brier_count`, `augur_rollout_brier_squares_sum{policy,arm}` | calibration (the Brier score is the sum over the count of scored labelled predictions; the squares give its variance) |
 //! | `augur_rollout_shadow_compared_total`, `augur_rollout_shadow_agreed_total{policy,arm}` | agreement with the shadow model |
 //!
 //! Every label value is a closed set: the policies loaded and the arms `stable` and `canary`;
 //! request ids and labels themselves never become label values. Predictions wait for their
 //! labels (and for the shadow's answer) in the analyzer's bounded, TTL-limited
-//! [`LabelJoin`], one per policy.
+//! [`LabelJoin`], one per policy. A policy's counters are created at zero with its first sample,
+//! both arms and outcomes, so that Prometheus' `increase()` counts their first events too (it
+//! needs a sample before the first increment).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -53,6 +55,8 @@ pub struct EvidenceMetrics {
     labelled: IntCounterVec,
     correct: IntCounterVec,
     brier: CounterVec,
+    brier_count: IntCounterVec,
+    brier_squares: CounterVec,
     compared: IntCounterVec,
     agreed: IntCounterVec,
 }
@@ -102,6 +106,18 @@ impl EvidenceMetrics {
             ),
             &by_arm,
         )?;
+        let brier_count = counter(
+            "augur_rollout_brier_count",
+            "Labelled predictions that carried a score (the Brier sum's count), by arm.",
+            &by_arm,
+        )?;
+        let brier_squares = CounterVec::new(
+            Opts::new(
+                "augur_rollout_brier_squares_sum",
+                "Sum of the squares of those Brier terms (their variance, for the test), by arm.",
+            ),
+            &by_arm,
+        )?;
         let compared = counter(
             "augur_rollout_shadow_compared_total",
             "Predictions compared with the shadow model's answer to the same request, by arm.",
@@ -118,6 +134,8 @@ impl EvidenceMetrics {
         registry.register(Box::new(labelled.clone()))?;
         registry.register(Box::new(correct.clone()))?;
         registry.register(Box::new(brier.clone()))?;
+        registry.register(Box::new(brier_count.clone()))?;
+        registry.register(Box::new(brier_squares.clone()))?;
         registry.register(Box::new(compared.clone()))?;
         registry.register(Box::new(agreed.clone()))?;
         Ok(Self {
@@ -127,9 +145,27 @@ impl EvidenceMetrics {
             labelled,
             correct,
             brier,
+            brier_count,
+            brier_squares,
             compared,
             agreed,
         })
+    }
+
+    /// Creates every counter of `policy` at zero (both arms, both outcomes).
+    fn touch(&self, policy: &str) {
+        for arm in ["stable", "canary"] {
+            for outcome in ["success", "error"] {
+                self.requests.with_label_values(&[policy, arm, outcome]);
+            }
+            self.labelled.with_label_values(&[policy, arm]);
+            self.correct.with_label_values(&[policy, arm]);
+            self.brier.with_label_values(&[policy, arm]);
+            self.brier_count.with_label_values(&[policy, arm]);
+            self.brier_squares.with_label_values(&[policy, arm]);
+            self.compared.with_label_values(&[policy, arm]);
+            self.agreed.with_label_values(&[policy, arm]);
+        }
     }
 }
 
@@ -165,10 +201,13 @@ impl Evidence {
         let Ok(mut joins) = self.joins.lock() else {
             return;
         };
-        let joins = joins.entry(policy.to_owned()).or_insert_with(|| Joins {
-            truth: LabelJoin::new(JOIN_TTL_S, JOIN_CAPACITY),
-            shadow: LabelJoin::new(JOIN_TTL_S, JOIN_CAPACITY),
-            positive_label: positive_label.to_owned(),
+        let joins = joins.entry(policy.to_owned()).or_insert_with(|| {
+            self.metrics.touch(policy);
+            Joins {
+                truth: LabelJoin::new(JOIN_TTL_S, JOIN_CAPACITY),
+                shadow: LabelJoin::new(JOIN_TTL_S, JOIN_CAPACITY),
+                positive_label: positive_label.to_owned(),
+            }
         });
         match s.arm {
             Arm::Stable | Arm::Canary => {
@@ -222,9 +261,12 @@ impl Evidence {
         }
         if let Some(score) = joined.prediction.score.filter(|v| v.is_finite()) {
             let y = if joined.truth == positive { 1.0 } else { 0.0 };
-            m.brier
+            let term = (score.clamp(0.0, 1.0) - y).powi(2);
+            m.brier.with_label_values(&[policy, arm]).inc_by(term);
+            m.brier_count.with_label_values(&[policy, arm]).inc();
+            m.brier_squares
                 .with_label_values(&[policy, arm])
-                .inc_by((score.clamp(0.0, 1.0) - y).powi(2));
+                .inc_by(term * term);
         }
     }
 
@@ -363,6 +405,15 @@ mod tests {
             "PNEUMONIA",
             3.0,
         );
+        let text = prometheus::TextEncoder::new()
+            .encode_to_string(&registry.gather())
+            .expect("encode");
+        assert!(
+            text.contains(
+                "augur_rollout_requests_total{arm=\"stable\",outcome=\"error\",policy=\"ns/p\"} 0"
+            ),
+            "a policy's counters exist at zero before their first event: {text}"
+        );
         let v = |name: &str, arm: &str| value(&registry, name, &[("policy", "ns/p"), ("arm", arm)]);
         assert_eq!(
             value(
@@ -391,6 +442,11 @@ mod tests {
             (v("augur_rollout_brier_sum", "canary") - 0.64).abs() < 1e-9,
             "(0.2 - 1)^2"
         );
+        assert!(
+            (v("augur_rollout_brier_squares_sum", "canary") - 0.64 * 0.64).abs() < 1e-9,
+            "((0.2 - 1)^2)^2"
+        );
+        assert_eq!(v("augur_rollout_brier_count", "canary"), 1.0);
         assert_eq!(
             (
                 v("augur_rollout_shadow_compared_total", "canary"),

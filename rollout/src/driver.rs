@@ -119,9 +119,9 @@ impl Driver {
                         // A slow source must not hold up the other rollouts or the samples.
                         let rollouts = Arc::clone(&self.rollouts);
                         tokio::spawn(async move {
-                            match due.source.fetch(due.window_s, now).await {
-                                Ok(samples) => rollouts.feed(&due.policy, &samples),
-                                Err(e) => rollouts.source_failed(&due.policy, &e),
+                            match due.source.read(due.window).await {
+                                Ok(reading) => rollouts.feed(&due.policy, &reading),
+                                Err(e) => rollouts.source_failed(&due.policy, due.window, &e),
                             }
                         });
                     }

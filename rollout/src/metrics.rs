@@ -22,6 +22,9 @@ pub struct RolloutMetrics {
     pub deployments: IntCounterVec,
     /// Failed reads of a rollout's metric source (Prometheus down, slow or answering errors).
     pub source_errors: IntCounterVec,
+    /// End of the last window of evidence read from a rollout's metric source (Unix seconds):
+    /// `time() - this` is how far behind its clock runs; it stops while the source is down.
+    pub source_read_until: GaugeVec,
 }
 
 impl RolloutMetrics {
@@ -77,6 +80,14 @@ impl RolloutMetrics {
             &["policy"],
         )?;
         registry.register(Box::new(source_errors.clone()))?;
+        let source_read_until = GaugeVec::new(
+            Opts::new(
+                "augur_metric_source_read_until_seconds",
+                "End of the last window of evidence read from a rollout's metric source (Unix seconds).",
+            ),
+            &["policy"],
+        )?;
+        registry.register(Box::new(source_read_until.clone()))?;
         registry.register(Box::new(weight.clone()))?;
         registry.register(Box::new(step.clone()))?;
         registry.register(Box::new(verdict.clone()))?;
@@ -91,6 +102,7 @@ impl RolloutMetrics {
             rollbacks,
             deployments,
             source_errors,
+            source_read_until,
         })
     }
 }

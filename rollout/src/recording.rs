@@ -93,6 +93,11 @@ impl Recorder {
         self.line(&Tick { tick: t.floor() });
     }
 
+    /// A tally of a fleet's labelled and compared predictions, as applied.
+    pub fn tally(&mut self, tally: &augur_analyzer::tally::Tally) {
+        self.line(tally);
+    }
+
     /// A manual command at `t`.
     pub fn command(&mut self, t: f64, command: Command) {
         self.line(&CommandLine { t, command });
@@ -118,7 +123,7 @@ pub enum ReadError {
         source: std::io::Error,
     },
     /// A line is not an event.
-    #[error("{path}:{line}: not a sample, a label ({{\"t\", \"request_id\", \"truth\"}}) or a tick ({{\"tick\"}}): {source}")]
+    #[error("{path}:{line}: not a sample, a label ({{\"t\", \"request_id\", \"truth\"}}), a tick ({{\"tick\"}}), a command or a tally: {source}")]
     Line {
         /// The file.
         path: PathBuf,

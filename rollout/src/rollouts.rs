@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use crate::history;
 use crate::metrics::RolloutMetrics;
 use crate::persist::{ArchivedRollout, AuditRecord, SavedRollout, StateDir};
-use crate::prometheus::{self, PrometheusSource};
+use crate::prometheus::{self, PrometheusSource, Reading, Window};
 use crate::recording::Recorder;
 use crate::release::release_key;
 use crate::sample::RoutedSample;
@@ -44,10 +44,8 @@ struct Managed {
     archived: u64,
     /// The event recording, when `--record-samples` is set.
     recorder: Option<Recorder>,
-    /// Where the evidence comes from when it is not this proxy's own samples.
-    source: Option<PrometheusSource>,
-    /// When the source was last read (analyzer clock).
-    last_fetch: f64,
+    /// Where the evidence comes from when it is not this process's own samples.
+    source: Option<SourceState>,
     /// The dashboard's time series.
     history: history::History,
 }
@@ -67,14 +65,61 @@ pub struct RolloutSummary {
     pub changed_at: f64,
 }
 
-/// A fetch from a metric source that is due.
+/// A rollout's metric source and how far its evidence has been read.
+///
+/// A rollout fed by a source runs on the source's clock: it is ticked through each window as
+/// the window is fed and stops at the window's end, never at the wall clock. So the
+/// triggers see whole windows, decisions are a function of what was read, and a source that
+/// does not answer holds the rollout where it is: no look, no trigger, no timed pause, no
+/// promotion, until evidence arrives again (commands still act at once).
+struct SourceState {
+    /// The source, or why the policy's source cannot be used.
+    source: Result<PrometheusSource, String>,
+    /// The end of the last window fed (aligned to the window).
+    read_until: f64,
+    /// The window length, whole seconds (the base analysis interval).
+    window_s: f64,
+    /// Whether a read is under way.
+    in_flight: bool,
+    /// Failed reads since the last good one.
+    failures: u64,
+    /// The last failure.
+    last_error: Option<String>,
+}
+
+impl SourceState {
+    fn new(source: Result<PrometheusSource, String>, rollout: &Rollout) -> Self {
+        let window_s = window_of(rollout);
+        let clock = rollout.clock().map_or(0.0, |c| c as f64);
+        SourceState {
+            source,
+            read_until: (clock / window_s).ceil() * window_s,
+            window_s,
+            in_flight: false,
+            failures: 0,
+            last_error: None,
+        }
+    }
+}
+
+/// The window length of a source-fed rollout: its base analysis interval in whole seconds.
+fn window_of(rollout: &Rollout) -> f64 {
+    let i = rollout.analysis().interval_s;
+    if i.is_finite() {
+        i.ceil().max(1.0)
+    } else {
+        60.0
+    }
+}
+
+/// A read from a metric source that is due.
 pub struct DueFetch {
     /// The rollout.
     pub policy: String,
     /// Where to read.
     pub source: PrometheusSource,
-    /// Seconds since the last fetch.
-    pub window_s: f64,
+    /// The window to read.
+    pub window: Window,
 }
 
 /// The rollouts of the serving policy set.
@@ -145,6 +190,16 @@ impl Rollouts {
             if let Some(m) = map.get_mut(&key) {
                 m.current = current.clone();
                 if m.release == release {
+                    // The source may have changed (address, lag, matchers): read on from where
+                    // the evidence stands.
+                    m.source = match (m.source.take(), metric_source(policy)) {
+                        (Some(mut state), Some(source)) => {
+                            state.source = source;
+                            Some(state)
+                        }
+                        (None, Some(source)) => Some(SourceState::new(source, &m.rollout)),
+                        (_, None) => None,
+                    };
                     continue;
                 }
                 let why = format!("release changed to {release}");
@@ -159,7 +214,7 @@ impl Rollouts {
                 archived = m.archived + 1;
                 map.remove(&key);
             }
-            let source = metric_source(set, policy);
+            let source = metric_source(policy);
             let saved = self.state.as_ref().and_then(|s| s.load(&key));
             let resumable = saved.filter(|saved| {
                 // State saved before releases were tracked is resumed only for the same files.
@@ -203,11 +258,13 @@ impl Rollouts {
                 current,
                 archived,
                 recorder,
-                source,
-                last_fetch: now,
+                source: None,
                 history,
             };
             let decisions = managed.tick(now);
+            // Evidence is read from the rollout's clock on (a resumed rollout re-reads what
+            // it had not saved, from the same aligned windows).
+            managed.source = source.map(|s| SourceState::new(s, &managed.rollout));
             self.applied(&key, &managed, &decisions, "analyzer");
             map.insert(key, managed);
         }
@@ -265,51 +322,106 @@ impl Rollouts {
         m.history.observe(&s.sample);
     }
 
-    /// The metric-source reads due at `now` (one per analysis interval and rollout).
+    /// The metric-source reads due at `now`: per source-fed rollout with no read under way,
+    /// the next window after its evidence, once that window ends `scrapeLag` before `now`.
+    /// After an outage every missed window is read in turn, one per call (the driver calls once
+    /// a second), so the rollout decides as if the source had never been away.
     pub fn due_fetches(&self, now: f64) -> Vec<DueFetch> {
         let mut map = self.lock();
         map.iter_mut()
             .filter(|(_, m)| !m.rollout.state().is_terminal())
             .filter_map(|(key, m)| {
-                let source = m.source.clone()?;
-                let window_s = now - m.last_fetch;
-                (window_s >= m.rollout.analysis().interval_s).then(|| {
-                    m.last_fetch = now;
+                let clock = m.rollout.clock().map_or(0.0, |c| c as f64);
+                let state = m.source.as_mut().filter(|s| !s.in_flight)?;
+                let source = state.source.as_ref().ok()?.clone();
+                let w = state.window_s;
+                let latest = prometheus::aligned_end(now, source.scrape_lag_s(), w);
+                // Never before the rollout's clock (a command moved it on: what came before is
+                // not evidence of the step it is in now).
+                let from = state.read_until.max((clock / w).ceil() * w);
+                let to = from + w;
+                (to <= latest).then(|| {
+                    state.in_flight = true;
                     DueFetch {
                         policy: key.clone(),
                         source,
-                        window_s,
+                        window: Window::ending(to, w),
                     }
                 })
             })
             .collect()
     }
 
-    /// Feeds the samples a metric source returned (each ticks the rollout to its time first).
-    pub fn feed(&self, policy: &str, samples: &[augur_model::Sample]) {
+    /// Feeds a window a metric source returned: the rollout is ticked through the window with
+    /// its samples (each after ticking to its time), then to the window's end.
+    pub fn feed(&self, policy: &str, reading: &Reading) {
         let mut map = self.lock();
         let Some(m) = map.get_mut(policy) else {
             return;
         };
-        for s in samples {
-            let decisions = m.tick(s.t);
-            if !decisions.is_empty() {
-                self.applied(policy, m, &decisions, "analyzer");
+        let Some(state) = m.source.as_mut() else {
+            return;
+        };
+        state.in_flight = false;
+        let clock = m.rollout.clock().map_or(0.0, |c| c as f64);
+        let w = state.window_s;
+        if reading.window.from < state.read_until.max((clock / w).ceil() * w) {
+            // Read before a command moved the rollout's clock on: not evidence of its step now.
+            return;
+        }
+        if state.failures > 0 {
+            tracing::info!(
+                policy,
+                failures = state.failures,
+                "metric source answers again"
+            );
+        }
+        state.failures = 0;
+        state.last_error = None;
+        state.read_until = reading.window.to;
+        let mut decisions = m.tick(reading.window.from);
+        for tally in &reading.tallies {
+            if let Some(r) = &mut m.recorder {
+                r.tally(tally);
             }
+            m.rollout.record_tally(tally);
+        }
+        for s in &reading.samples {
+            decisions.extend(m.tick(s.t));
             if let Some(r) = &mut m.recorder {
                 r.sample(s);
             }
             m.rollout.observe(s);
+            m.history.observe(s);
         }
+        decisions.extend(m.tick(reading.window.to));
+        if !decisions.is_empty() {
+            self.applied(policy, m, &decisions, "analyzer");
+        }
+        self.metrics
+            .source_read_until
+            .with_label_values(&[policy])
+            .set(reading.window.to);
     }
 
-    /// Counts a failed metric-source read; the analysis then sees no data for the interval.
-    pub fn source_failed(&self, policy: &str, error: &prometheus::SourceError) {
+    /// Counts a failed read of `window`; it is read again at the next tick, and the rollout
+    /// holds meanwhile.
+    pub fn source_failed(&self, policy: &str, window: Window, error: &prometheus::SourceError) {
         self.metrics
             .source_errors
             .with_label_values(&[policy])
             .inc();
-        tracing::warn!(policy, error = %error, "metric source read failed; no data this interval");
+        let mut map = self.lock();
+        let Some(state) = map.get_mut(policy).and_then(|m| m.source.as_mut()) else {
+            return;
+        };
+        state.in_flight = false;
+        state.failures += 1;
+        state.last_error = Some(error.to_string());
+        // The first failure, then once a minute of retries.
+        if state.failures % 60 == 1 {
+            tracing::warn!(policy, error = %error, window_end = window.to, failures = state.failures, "metric source read failed; the rollout holds until it answers");
+        }
     }
 
     /// Joins a delayed ground-truth label (by request id) in whichever rollout holds it, after
@@ -332,12 +444,17 @@ impl Rollouts {
         m.rollout.record_label(request_id, truth, now)
     }
 
-    /// Lets time pass for every rollout (the driver's once-a-second timer).
+    /// Lets time pass for every rollout (the driver's once-a-second timer); a source-fed
+    /// rollout keeps its source's clock ([`SourceState`]).
     pub fn tick(&self, now: f64) {
         let mut map = self.lock();
         for (key, m) in map.iter_mut() {
             let before = m.rollout.clock();
-            let decisions = m.rollout.tick(now);
+            let decisions = if m.source.is_some() {
+                Vec::new()
+            } else {
+                m.rollout.tick(now)
+            };
             if let Some(r) = &mut m.recorder {
                 if m.rollout.clock() != before {
                     r.tick(now);
@@ -444,6 +561,13 @@ impl Rollouts {
                     "verdicts": r.verdicts(),
                     "counters": r.counters(),
                     "label_rate": r.label_rate(),
+                    "source": m.source.as_ref().map(|s| json!({
+                        "address": s.source.as_ref().map_or_else(|e| e.clone(), PrometheusSource::address),
+                        "evidence_until": s.read_until,
+                        "window_s": s.window_s,
+                        "failures": s.failures,
+                        "last_error": s.last_error.as_ref().or(s.source.as_ref().err()),
+                    })),
                     "decisions": recent,
                 })
             })
@@ -554,41 +678,27 @@ impl Managed {
     }
 }
 
-/// The Prometheus source of a policy whose analysis names one.
+/// The Prometheus source of a policy whose analysis names one: the sidecars' evidence of this
+/// policy (`policy="namespace/name"`). An address the loader would refuse gives the reason,
+/// and the rollout holds (it never falls back to this process's own samples).
 fn metric_source(
-    set: &PolicySet,
     policy: &augur_policies::CanaryPolicy,
-) -> Option<PrometheusSource> {
-    let augur_policies::MetricSource::Prometheus { address, query } =
-        &policy.analysis.as_ref()?.source
+) -> Option<Result<PrometheusSource, String>> {
+    let augur_policies::MetricSource::Prometheus {
+        address,
+        query,
+        scrape_lag,
+    } = &policy.analysis.as_ref()?.source
     else {
         return None;
     };
-    let ns = &policy.metadata.namespace;
-    let version = |d: &augur_policies::DestinationRef| {
-        let labels = d.subset.as_deref().and_then(|s| {
-            set.destination_rule_for(&d.host, ns)
-                .and_then(|dr| dr.subset(s))
-        });
-        labels
-            .and_then(|s| s.labels.get("version").cloned())
-            .or_else(|| d.subset.clone())
-            .unwrap_or_else(|| "unknown".to_owned())
-    };
-    let service = augur_policies::hosts::fqdn(&policy.stable.host, ns);
-    match PrometheusSource::new(
-        address,
-        query.as_deref(),
-        &service,
-        &version(&policy.stable),
-        &version(&policy.canary),
-    ) {
-        Ok(source) => Some(source),
-        Err(e) => {
-            tracing::error!(policy = %policy_key(policy), error = %e, "unusable metric source; the analysis will see no data");
-            None
-        }
-    }
+    let key = policy_key(policy);
+    Some(
+        PrometheusSource::new(address, query.as_deref(), &key, *scrape_lag).map_err(|e| {
+            tracing::error!(policy = %key, error = %e, "unusable metric source; the rollout holds");
+            e.to_string()
+        }),
+    )
 }
 
 /// The closed set of metric kinds, as label values.

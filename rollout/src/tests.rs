@@ -269,3 +269,270 @@ fn a_recorded_live_run_replays_to_the_same_decisions() {
     assert_eq!(brief(&replayed), brief(&recorded));
     assert_eq!(replayed, recorded);
 }
+
+/// The fleet's traffic in one window, as Prometheus would answer for it.
+#[derive(Clone, Copy)]
+struct Fleet {
+    /// Requests per second over both arms.
+    rate: f64,
+    /// The canary's error rate, latency (ms) and accuracy; stable's are 0, 100 ms and 90%.
+    canary_errors: f64,
+    canary_latency_ms: f64,
+    canary_accuracy: f64,
+}
+
+const HEALTHY: Fleet = Fleet {
+    rate: 20.0,
+    canary_errors: 0.0,
+    canary_latency_ms: 100.0,
+    canary_accuracy: 0.9,
+};
+
+/// What the sidecars' counters increased by in `window` at the canary weight `canary_pct`:
+/// the three query results ([`crate::prometheus::reading`]).
+fn answers(
+    fleet: Fleet,
+    window: crate::prometheus::Window,
+    canary_pct: u8,
+) -> [Vec<crate::prometheus::Series>; 3] {
+    let series = |labels: &[(&str, &str)], v: f64| {
+        (
+            labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            v,
+        )
+    };
+    let (mut counters, mut latency, mut scores) = (Vec::new(), Vec::new(), Vec::new());
+    let total = fleet.rate * (window.to - window.from);
+    let share = f64::from(canary_pct) / 100.0;
+    for (arm, n, errors, ms, accuracy) in [
+        ("stable", total * (1.0 - share), 0.0, 100.0, 0.9),
+        (
+            "canary",
+            total * share,
+            fleet.canary_errors,
+            fleet.canary_latency_ms,
+            fleet.canary_accuracy,
+        ),
+    ] {
+        let c = |name: &str, v: f64| series(&[("arm", arm), ("counter", name)], v);
+        counters.push(c("success", n * (1.0 - errors)));
+        counters.push(c("error", n * errors));
+        counters.push(c("labelled", n));
+        counters.push(c("correct", n * accuracy));
+        counters.push(c("brier_count", n));
+        counters.push(c("brier_sum", n * 0.1));
+        counters.push(c("brier_squares", n * 0.02));
+        // Some of the sidecars' buckets (`proxy/src/evidence.rs`).
+        for le in [
+            50.0,
+            75.0,
+            100.0,
+            125.0,
+            150.0,
+            600.0,
+            750.0,
+            1000.0,
+            f64::INFINITY,
+        ] {
+            let name = if le.is_finite() {
+                le.to_string()
+            } else {
+                "+Inf".to_owned()
+            };
+            let v = if ms <= le { n } else { 0.0 };
+            latency.push(series(&[("arm", arm), ("le", &name)], v));
+        }
+        scores.push(series(&[("arm", arm), ("le", "+Inf")], n));
+    }
+    [counters, latency, scores]
+}
+
+/// The example policy read from Prometheus, with the seed triggers and windows; its analysis
+/// asks for more samples than come, so that only the triggers can act.
+fn fleet_policy(extra: &str) -> (PolicySet, String) {
+    let yaml = EXAMPLE
+        .replace(
+            "    source: embedded      # samples recorded by this proxy",
+            "    source:\n      prometheus: {address: \"http://prometheus:9090\", scrapeLag: 30s}",
+        )
+        .replace("minSamples: 200 ", "minSamples: 1000000 ")
+        .replace(
+            "    onNoData: hold ",
+            &format!("{extra}    onNoData: hold "),
+        );
+    let loaded = augur_policies::load_str("p.yaml", &yaml).expect("the policy loads");
+    (loaded.set, loaded.hash)
+}
+
+/// Runs the driver's loop by hand from `t0` for `seconds`: every second, the reads due, answered
+/// by `fleet` at the weight the rollout had (or failed while `down` says so), then the timer.
+/// Returns the wall-clock second of each read fed.
+fn drive(
+    r: &Rollouts,
+    t0: f64,
+    seconds: u32,
+    fleet: impl Fn(f64) -> Fleet,
+    down: impl Fn(f64) -> bool,
+) -> Vec<f64> {
+    let mut fed = Vec::new();
+    for s in 0..seconds {
+        let now = t0 + f64::from(s);
+        for due in r.due_fetches(now) {
+            assert!(
+                due.window.to <= now - 30.0,
+                "a window is read only once its end is scrapeLag old"
+            );
+            assert_eq!(due.window.to % 60.0, 0.0, "windows end on the interval");
+            if down(now) {
+                let e = crate::prometheus::SourceError::Timeout("prometheus:9090".into());
+                r.source_failed(&due.policy, due.window, &e);
+                continue;
+            }
+            let canary = r.weights().get(KEY).map_or(0, |w| w.canary);
+            let [c, l, sc] = answers(fleet(due.window.to), due.window, canary);
+            r.feed(
+                &due.policy,
+                &crate::prometheus::reading(due.window, &c, &l, &sc),
+            );
+            fed.push(now);
+        }
+        r.tick(now);
+    }
+    fed
+}
+
+fn last_decision(r: &Rollouts) -> Value {
+    status(r)["decisions"][0].clone()
+}
+
+/// The seed triggers fire on fleet evidence at their windows (errors 2 min, latency 3 min,
+/// accuracy 5 min), with each read's samples spread over its window.
+#[test]
+fn seed_triggers_fire_on_fleet_evidence_at_their_windows() {
+    let cases = [
+        (
+            "error-rate-above-10",
+            Fleet {
+                canary_errors: 0.3,
+                ..HEALTHY
+            },
+            120.0,
+            "rolled_back",
+        ),
+        (
+            "p95-latency-increase",
+            Fleet {
+                canary_latency_ms: 700.0,
+                ..HEALTHY
+            },
+            180.0,
+            "rolled_back",
+        ),
+        (
+            "accuracy-drop",
+            Fleet {
+                canary_accuracy: 0.6,
+                ..HEALTHY
+            },
+            300.0,
+            "rolling_back",
+        ),
+    ];
+    for (trigger, bad, window, phase) in cases {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (set, hash) = fleet_policy("");
+        let r = rollouts(dir.path());
+        let t0 = 1_800_000_007.0;
+        r.sync(&set, &hash, t0);
+        assert_eq!(status(&r)["weights"]["canary"], 10);
+        let mut fired_at = None;
+        for minute in 0..12 {
+            drive(&r, t0 + f64::from(minute) * 60.0, 60, |_| bad, |_| false);
+            if status(&r)["state"]["phase"] != "progressing" {
+                fired_at = Some(t0 + f64::from(minute + 1) * 60.0);
+                break;
+            }
+        }
+        let st = status(&r);
+        let d = last_decision(&r);
+        assert_eq!(st["state"]["phase"], phase, "{trigger}: {st}");
+        assert!(
+            d["reason"].as_str().unwrap_or("").contains(trigger),
+            "{trigger}: {d}"
+        );
+        // Decided on evidence time: after one whole trigger window of evidence from the
+        // first window read (which starts at the first minute after t0), within two reads.
+        let first_window = (t0 / 60.0).ceil() * 60.0;
+        let decided = d["time"].as_f64().expect("time");
+        assert!(
+            decided >= first_window + window && decided <= first_window + window + 120.0,
+            "{trigger}: decided at +{} s",
+            decided - first_window
+        );
+        // The wall clock saw it at most a scrape lag and a window after the evidence time.
+        let seen = fired_at.expect("fired");
+        assert!(seen - decided <= 30.0 + 60.0 + 60.0, "{trigger}");
+    }
+}
+
+/// A source that does not answer holds the rollout: with timed pauses and `onNoData:
+/// continue`, which would both move it on, it stays at its step for hours, re-asking for the
+/// same window; when the source answers again, the rollout goes on from where it was.
+#[test]
+fn a_source_that_is_down_holds_the_rollout_and_never_promotes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let yaml = EXAMPLE
+        .replace(
+            "    source: embedded      # samples recorded by this proxy",
+            "    source:\n      prometheus: {address: \"http://prometheus:9090\"}",
+        )
+        .replace("    onNoData: hold ", "    onNoData: continue ")
+        .replace("    - analysis: {}\n", "    - pause: {duration: 1m}\n");
+    let loaded = augur_policies::load_str("p.yaml", &yaml).expect("the policy loads");
+    let r = rollouts(dir.path());
+    let t0 = 1_800_000_000.0;
+    r.sync(&loaded.set, &loaded.hash, t0);
+    let fed = drive(&r, t0, 2 * 3600, |_| HEALTHY, |_| true);
+    assert!(fed.is_empty());
+    let st = status(&r);
+    assert_eq!(st["state"]["phase"], "progressing", "{st}");
+    assert_eq!(st["weights"]["canary"], 10, "held at the first step");
+    assert_eq!(
+        st["source"]["evidence_until"], t0,
+        "no evidence past the start"
+    );
+    assert_eq!(
+        st["source"]["failures"].as_u64(),
+        Some(2 * 3600 - 60 - 30),
+        "the same window asked again every second once it was due"
+    );
+    assert!(st["source"]["last_error"]
+        .as_str()
+        .unwrap_or("")
+        .contains("did not answer"));
+    assert!(
+        !st["decisions"].to_string().contains("promoted"),
+        "never promoted: {st}"
+    );
+    // The source answers again: the rollout reads the windows it missed, one a second, from
+    // where its evidence stopped, and goes through its timed pauses on the evidence's clock.
+    let t1 = t0 + 2.0 * 3600.0;
+    let fed = drive(&r, t1, 10, |_| HEALTHY, |_| false);
+    assert_eq!(
+        fed.len(),
+        3,
+        "missed windows read one a second until the third pause ends; a finished rollout reads no more"
+    );
+    let st = status(&r);
+    assert_eq!(st["state"]["phase"], "promoted", "{st}");
+    assert_eq!(st["source"]["evidence_until"], t0 + 180.0);
+    let promoted = last_decision(&r)["time"].as_f64().expect("time");
+    assert!(
+        promoted == t0 + 180.0,
+        "three one-minute pauses of evidence after the start, not of outage: +{}",
+        promoted - t0
+    );
+}

@@ -1,43 +1,59 @@
-//! The Prometheus metric source, against a real Prometheus server scraping two augur sidecars:
-//! fleet-wide evidence promotes a healthy canary; Prometheus down, slow or empty never promotes,
-//! counts source errors and acts on `onNoData` past the consecutive-error limit.
+//! The Prometheus metric source, against a real Prometheus server scraping real augur
+//! sidecars every second: a rollout that serves no traffic itself judges the fleet's evidence
+//! (the sidecars' `augur_rollout_*` series, summed over them), promotes a healthy canary, rolls
+//! back one that fails across the fleet, and holds while Prometheus does not answer.
 
 use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use augur_tests::augur::Proxy;
 use augur_tests::http::Connection;
 use augur_tests::policy::{canary_policy, primary_route, service, virtual_service, write};
 use augur_tests::prometheus::Prometheus;
-use augur_tests::upstream::Upstream;
+use augur_tests::upstream::{Answer, Upstream};
 use augur_tests::{free_port, wait_for};
 
-/// The sidecar that runs the rollout: stable v1 at 100, canary v2 at 0, analysis from Prometheus.
+/// The rollout's process (A): stable v1 and canary v2, analysis read from Prometheus in 2-s
+/// windows 2 s behind (the test Prometheus scrapes every second), an error-rate trigger.
 fn rollout_policy(
-    dir: &std::path::Path,
+    dir: &Path,
     v1: &Upstream,
     v2: &Upstream,
     prometheus: &str,
+    steps: &str,
     analysis: &str,
 ) -> PathBuf {
     let vs = virtual_service("model", &primary_route("model"));
     let canary = format!(
         r#"  steps:
-  - setWeight: 50
-  - analysis: {{}}
-  - setWeight: 100
-  analysis:
+{steps}  analysis:
     source:
-      prometheus: {{address: "http://{prometheus}"}}
-    minSamples: 20
+      prometheus: {{address: "http://{prometheus}", scrapeLag: 2s}}
+    interval: 2s
+    minSamples: 30
 {analysis}    metrics:
-    - {{name: error-rate, kind: errorRate, allowedChange: {{absolute: 5}}}}
+    - {{name: error-rate, kind: errorRate, allowedChange: {{absolute: 5}}, critical: true}}
+  rollback:
+    triggers:
+    - {{name: fleet-errors, metric: errorRate, condition: {{above: 10}}, window: 8s, action: immediate}}
 "#
     );
     let canary = canary_policy("model", &canary);
     let svc = service("model", &[("v1", v1.addr.port()), ("v2", v2.addr.port())]);
     write(dir, &[&vs, &svc, &canary])
+}
+
+/// A sidecar of the fleet: the same CanaryPolicy, held at 50% (its own analysis never has
+/// enough samples to act), exporting its evidence for Prometheus.
+fn sidecar(dir: &Path, v1: &Upstream, v2: &Upstream) -> Proxy {
+    let vs = virtual_service("model", &primary_route("model"));
+    let canary = canary_policy(
+        "model",
+        "  steps:\n  - setWeight: 50\n  - pause: {}\n  analysis:\n    minSamples: 1000000\n    metrics:\n    - {name: error-rate, kind: errorRate}\n",
+    );
+    let svc = service("model", &[("v1", v1.addr.port()), ("v2", v2.addr.port())]);
+    Proxy::start(&[&write(dir, &[&vs, &svc, &canary])])
 }
 
 fn status(proxy: &Proxy) -> serde_json::Value {
@@ -50,160 +66,182 @@ fn loopback(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
-#[test]
-fn fleet_wide_evidence_from_prometheus_promotes_a_healthy_canary() {
-    let (v1, v2) = (Upstream::start("v1"), Upstream::start("v2"));
+const STEPS: &str = "  - setWeight: 50\n  - analysis: {}\n  - setWeight: 100\n";
+
+/// Two sidecars carry the traffic and a real Prometheus scrapes them; A, which serves nothing,
+/// runs the rollout on what Prometheus says. Requests go through both sidecars until A leaves
+/// `progressing`; returns A's status then.
+fn run_fleet(v2: Upstream) -> (serde_json::Value, [f64; 2]) {
+    let v1 = Upstream::start("v1");
     let prom_addr = loopback(free_port());
-    // The rollout sidecar (A) serves no traffic itself: only Prometheus can tell it anything.
-    let dir_a = tempfile::tempdir().expect("tempdir");
-    let analysis = "    interval: 5s\n    consecutiveErrorLimit: 100\n";
+    let dirs: Vec<_> = (0..3)
+        .map(|_| tempfile::tempdir().expect("tempdir"))
+        .collect();
     let a = Proxy::start(&[&rollout_policy(
-        dir_a.path(),
+        dirs[0].path(),
         &v1,
         &v2,
         &prom_addr.to_string(),
-        analysis,
+        STEPS,
+        "",
     )]);
-    // Another sidecar of the fleet (B) splits 50/50 and carries the traffic.
-    let dir_b = tempfile::tempdir().expect("tempdir");
-    let vs = virtual_service(
-        "model",
-        "  - route:\n    - destination: {host: model, subset: v1}\n      weight: 50\n    - destination: {host: model, subset: v2}\n      weight: 50\n",
-    );
-    let svc = service("model", &[("v1", v1.addr.port()), ("v2", v2.addr.port())]);
-    let b = Proxy::start(&[&write(dir_b.path(), &[&vs, &svc])]);
-    let _prometheus = Prometheus::start(prom_addr, &[a.prometheus, b.prometheus]);
-
-    let mut conn = Connection::open(b.listen).expect("connect");
-    let mut sent = 0usize;
-    wait_for(
-        "promotion on Prometheus evidence",
-        Duration::from_secs(90),
+    let b = [
+        sidecar(dirs[1].path(), &v1, &v2),
+        sidecar(dirs[2].path(), &v1, &v2),
+    ];
+    let _prometheus = Prometheus::start(prom_addr, &[b[0].prometheus, b[1].prometheus]);
+    let mut conns: Vec<Connection> = b
+        .iter()
+        .map(|p| Connection::open(p.listen).expect("connect"))
+        .collect();
+    let st = wait_for(
+        "a decision on the fleet's evidence",
+        Duration::from_secs(120),
         || {
-            for _ in 0..40 {
-                assert_eq!(conn.get("model", "/predict").expect("request").status, 200);
-                sent += 1;
+            for _ in 0..20 {
+                for c in &mut conns {
+                    c.get("model", "/predict").expect("request");
+                }
             }
-            std::thread::sleep(Duration::from_millis(200));
-            (status(&a)["state"]["phase"] == "promoted").then_some(())
+            std::thread::sleep(Duration::from_millis(100));
+            let st = status(&a);
+            (st["state"]["phase"] != "progressing").then_some(st)
         },
     );
-    let st = status(&a);
-    let verdict = &st["verdicts"][0];
-    assert!(verdict["n_stable"].as_u64().unwrap_or(0) >= 20, "{st}");
-    assert!(verdict["n_canary"].as_u64().unwrap_or(0) >= 20, "{st}");
-    // B counted every request it forwarded, by version; A, which the evidence was about,
-    // forwarded and counted none: what it knew came from the fleet, through Prometheus.
-    assert_eq!(v1.served() + v2.served(), sent);
-    for (version, upstream) in [("v1", &v1), ("v2", &v2)] {
-        assert_eq!(
-            b.metric(&format!(
-                "istio_requests_total{{destination_version=\"{version}\",response_code=\"200\"}}"
-            )),
-            upstream.served() as f64,
-            "B's count of requests to {version}"
-        );
-    }
-    assert_eq!(b.metric("istio_requests_total"), sent as f64);
+    // Each sidecar sent about half its requests to the canary and exported them; A forwarded
+    // none: what it judged came from the fleet, through Prometheus.
+    let canary = |p: &Proxy| {
+        p.metric("augur_rollout_requests_total{policy=\"default/model\",arm=\"canary\"}")
+    };
+    let counted = [canary(&b[0]), canary(&b[1])];
+    assert!(counted.iter().all(|&n| n > 0.0), "{counted:?}");
     assert_eq!(
-        augur_tests::metrics::count(&a.metrics_text(), "istio_requests_total"),
+        augur_tests::metrics::count(&a.metrics_text(), "augur_rollout_requests_total"),
         0,
-        "A forwarded nothing: its evidence came from the fleet"
+        "A served nothing"
     );
+    (st, counted)
 }
 
 #[test]
-fn prometheus_down_never_promotes_and_rolls_back_past_the_error_limit() {
+fn a_healthy_canary_is_promoted_on_the_fleets_evidence() {
+    let (st, _) = run_fleet(Upstream::start("v2"));
+    assert_eq!(st["state"]["phase"], "promoted", "{st}");
+    let verdict = &st["decisions"]
+        .as_array()
+        .and_then(|d| d.iter().find(|d| d["to"]["phase"] == "promoted"))
+        .expect("the promotion")["verdicts"][0];
+    assert_eq!(verdict["outcome"], "pass", "{st}");
+    assert!(verdict["n_canary"].as_u64().unwrap_or(0) >= 30, "{st}");
+    assert!(st["source"]["evidence_until"].as_f64().unwrap_or(0.0) > 0.0);
+}
+
+#[test]
+fn a_canary_failing_across_the_fleet_is_rolled_back() {
+    // v2 fails a third of its requests, whichever sidecar sends them.
+    let v2 = Upstream::scripted("v2", |n| Answer {
+        status: if n % 3 == 0 { 503 } else { 200 },
+        delay: Duration::ZERO,
+    });
+    let (st, _) = run_fleet(v2);
+    assert_eq!(st["state"]["phase"], "rolled_back", "{st}");
+    assert_eq!(st["weights"]["canary"], 0);
+    let reason = st["state"]["reason"].as_str().unwrap_or("");
+    assert!(
+        reason.contains("fleet-errors") || reason.contains("error-rate"),
+        "rolled back for the errors: {st}"
+    );
+}
+
+/// Prometheus not answering (nothing listens, or it accepts and never answers) holds the
+/// rollout at its step: with a timed pause and `onNoData: continue`, which would both move it
+/// on, it stays at 50% while the failed reads are counted.
+#[test]
+fn prometheus_down_or_silent_holds_the_rollout_and_never_promotes() {
     let (v1, v2) = (Upstream::start("v1"), Upstream::start("v2"));
     let refused = augur_tests::RefusedPort::new();
-    let closed = loopback(refused.port);
+    let silent = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let steps = "  - setWeight: 50\n  - pause: {duration: 2s}\n  - setWeight: 100\n";
+    let analysis = "    onNoData: continue\n    consecutiveErrorLimit: 0\n";
+    let dirs: Vec<_> = (0..2)
+        .map(|_| tempfile::tempdir().expect("tempdir"))
+        .collect();
+    let down = Proxy::start(&[&rollout_policy(
+        dirs[0].path(),
+        &v1,
+        &v2,
+        &loopback(refused.port).to_string(),
+        steps,
+        analysis,
+    )]);
+    let slow = Proxy::start(&[&rollout_policy(
+        dirs[1].path(),
+        &v1,
+        &v2,
+        &silent.local_addr().expect("addr").to_string(),
+        steps,
+        analysis,
+    )]);
+    for (what, proxy, failures) in [("down", &down, 5), ("silent", &slow, 2)] {
+        // Each failure is a read of a window that ended more than 2 s before: more failures
+        // than the pause is long in seconds means the pause would have ended.
+        let st = wait_for(
+            &format!("{what}: failed reads"),
+            Duration::from_secs(60),
+            || {
+                let st = status(proxy);
+                (st["source"]["failures"].as_u64().unwrap_or(0) >= failures).then_some(st)
+            },
+        );
+        assert_eq!(st["state"]["phase"], "progressing", "{what}: {st}");
+        assert_eq!(st["weights"]["canary"], 50, "{what}: held at its step");
+        assert!(
+            !st["decisions"].to_string().contains("promoted"),
+            "{what}: never promoted: {st}"
+        );
+        assert!(
+            st["source"]["last_error"].as_str().is_some(),
+            "{what}: {st}"
+        );
+        assert!(
+            proxy.metric("augur_metric_source_errors_total{policy=\"default/model\"}")
+                >= failures as f64
+        );
+    }
+    drop(silent);
+}
+
+/// A Prometheus that answers, but holds nothing of this policy (no traffic): the windows are
+/// read empty, the analysis sees no new samples, and `onNoData: hold` pauses the rollout.
+#[test]
+fn prometheus_without_evidence_pauses_the_rollout_for_lack_of_data() {
+    let (v1, v2) = (Upstream::start("v1"), Upstream::start("v2"));
+    let prom_addr = loopback(free_port());
+    let _prometheus = Prometheus::start(prom_addr, &[]);
     let dir = tempfile::tempdir().expect("tempdir");
-    let analysis = "    interval: 1s\n    consecutiveErrorLimit: 2\n    onNoData: rollback\n";
     let a = Proxy::start(&[&rollout_policy(
         dir.path(),
         &v1,
         &v2,
-        &closed.to_string(),
-        analysis,
+        &prom_addr.to_string(),
+        STEPS,
+        "    consecutiveErrorLimit: 1\n    onNoData: hold\n",
     )]);
-    wait_for(
-        "the rollback for lack of data",
-        Duration::from_secs(30),
-        || (status(&a)["state"]["phase"] == "rolled_back").then_some(()),
-    );
-    let st = status(&a);
-    assert!(
-        st["state"]["reason"]
-            .as_str()
-            .unwrap_or("")
-            .contains("no data"),
+    let st = wait_for("the hold for lack of data", Duration::from_secs(60), || {
+        let st = status(&a);
+        (st["state"]["phase"] == "paused").then_some(st)
+    });
+    assert_eq!(
+        st["state"]["reason"]["no_data"]["metric"], "error-rate",
         "{st}"
     );
-    assert!(
-        !st["decisions"].to_string().contains("\"promoted\""),
-        "never promoted: {st}"
-    );
-    assert!(a.metric("augur_metric_source_errors_total{policy=\"default/model\"}") >= 1.0);
-    assert_eq!(st["weights"]["canary"], 0);
-}
-
-#[test]
-fn prometheus_slow_or_empty_holds_the_rollout() {
-    let (v1, v2) = (Upstream::start("v1"), Upstream::start("v2"));
-    // Slow: a listener that accepts (kernel backlog) and never answers.
-    let slow = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let analysis = "    interval: 1s\n    consecutiveErrorLimit: 1\n    onNoData: hold\n";
-    let slow_proxy = Proxy::start(&[&rollout_policy(
-        dir.path(),
-        &v1,
-        &v2,
-        &slow.local_addr().expect("addr").to_string(),
-        analysis,
-    )]);
-    // Empty: a real Prometheus that scrapes nothing augur exports.
-    let prom_addr = loopback(free_port());
-    let _prometheus = Prometheus::start(prom_addr, &[]);
-    let dir2 = tempfile::tempdir().expect("tempdir");
-    let empty_proxy = Proxy::start(&[&rollout_policy(
-        dir2.path(),
-        &v1,
-        &v2,
-        &prom_addr.to_string(),
-        analysis,
-    )]);
-
-    for (what, proxy) in [("empty", &empty_proxy), ("slow", &slow_proxy)] {
-        wait_for(
-            &format!("{what}: the hold for lack of data"),
-            Duration::from_secs(40),
-            || {
-                let st = status(proxy);
-                (st["state"]["phase"] == "paused").then_some(())
-            },
-        );
-        let st = status(proxy);
-        assert_eq!(
-            st["state"]["reason"]["no_data"]["metric"], "error-rate",
-            "{what}: {st}"
-        );
-        assert_eq!(
-            st["weights"]["canary"], 50,
-            "{what}: held at the current step"
-        );
-    }
-    wait_for(
-        "the slow read to time out and be counted",
-        Duration::from_secs(20),
-        || {
-            let errors =
-                slow_proxy.metric("augur_metric_source_errors_total{policy=\"default/model\"}");
-            (errors >= 1.0).then_some(())
-        },
+    assert_eq!(st["weights"]["canary"], 50, "held at the current step");
+    assert_eq!(
+        st["source"]["failures"], 0,
+        "Prometheus answered every read"
     );
     assert_eq!(
-        empty_proxy.metric("augur_metric_source_errors_total{policy=\"default/model\"}"),
+        a.metric("augur_metric_source_errors_total{policy=\"default/model\"}"),
         0.0
     );
-    drop(slow);
 }

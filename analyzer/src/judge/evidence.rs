@@ -177,6 +177,27 @@ impl Evidence {
         self.transients.record(Quantity::Agreed, arm, agreed, t);
     }
 
+    /// Records a tally of labelled and compared predictions: counts and Brier moments at once,
+    /// the burst windows event by event over the tally's span.
+    pub fn record_tally(&mut self, tally: &crate::tally::Tally) {
+        let arm = tally.arm;
+        let Some(e) = self.arm_mut(arm) else {
+            return;
+        };
+        e.labelled += tally.labelled;
+        e.correct += tally.correct.min(tally.labelled);
+        e.brier.merge(&tally.brier());
+        e.compared += tally.compared;
+        e.agreed += tally.agreed.min(tally.compared);
+        let (from, to) = (tally.from, tally.to);
+        for (t, hit) in crate::tally::spread(tally.labelled, tally.correct, from, to) {
+            self.transients.record(Quantity::Correct, arm, hit, t);
+        }
+        for (t, hit) in crate::tally::spread(tally.compared, tally.agreed, from, to) {
+            self.transients.record(Quantity::Agreed, arm, hit, t);
+        }
+    }
+
     /// The evidence of `arm`, or `None` for mirror and shadow.
     pub fn arm_mut(&mut self, arm: Arm) -> Option<&mut ArmEvidence> {
         match arm {

@@ -2,8 +2,9 @@
 //! manual commands.
 //!
 //! Contract: a [`Rollout`] is driven by three inputs — [`Rollout::observe`] (a request sample),
-//! [`Rollout::record_label`] (a delayed ground-truth label) and [`Rollout::tick`] (time passes)
-//! — plus [`Rollout::command`]. Time is counted in **whole seconds**: `tick(now)` processes every
+//! [`Rollout::record_label`] (a delayed ground-truth label; or [`Rollout::record_tally`], a
+//! fleet's labelled predictions by count) and [`Rollout::tick`] (time passes) — plus
+//! [`Rollout::command`]. Time is counted in **whole seconds**: `tick(now)` processes every
 //! second from the last one processed up to `⌊now⌋`, once each, so a caller may tick as often or
 //! as rarely as it likes and the result is the same (the live proxy ticks once a second and
 //! before every sample; `augur analyze` before every recorded event). Every transition returns a
@@ -47,6 +48,7 @@ use serde::{Deserialize, Serialize};
 use crate::judge::{Evidence, Judge};
 use crate::labels::LabelJoin;
 use crate::spec::{AnalysisSpec, StepSpec, TriggerSpec};
+use crate::tally::Tally;
 use crate::triggers::Triggers;
 use crate::verdict::Verdict;
 
@@ -310,6 +312,25 @@ impl Rollout {
                     self.triggers.record_agreement(arm, agreed, t);
                 }
             }
+        }
+    }
+
+    /// Records a tally of one arm's labelled and shadow-compared predictions (a fleet's
+    /// counts, [`Tally`]); ignored once the rollout has ended. The evidence takes the counts and
+    /// Brier moments as they are; the triggers see the events spread over the tally's span.
+    pub fn record_tally(&mut self, tally: &Tally) {
+        if self.state.is_terminal() || !matches!(tally.arm, Arm::Stable | Arm::Canary) {
+            return;
+        }
+        self.labels
+            .record_counted(tally.predictions, tally.labelled);
+        self.evidence.record_tally(tally);
+        let (arm, from, to) = (tally.arm, tally.from, tally.to);
+        for (t, correct) in crate::tally::spread(tally.labelled, tally.correct, from, to) {
+            self.triggers.record_labelled(arm, correct, t);
+        }
+        for (t, agreed) in crate::tally::spread(tally.compared, tally.agreed, from, to) {
+            self.triggers.record_agreement(arm, agreed, t);
         }
     }
 

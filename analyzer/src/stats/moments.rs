@@ -36,6 +36,20 @@ impl Moments {
         }
     }
 
+    /// The summary of `count` values known by their sum and sum of squares (counters exported
+    /// by a fleet); rounding can only make the spread smaller than zero, which is clamped.
+    pub fn from_sums(count: u64, sum: f64, sum_of_squares: f64) -> Self {
+        if count == 0 || !sum.is_finite() || !sum_of_squares.is_finite() {
+            return Self::new();
+        }
+        let mean = sum / count as f64;
+        Moments {
+            count,
+            mean,
+            m2: (sum_of_squares - sum * mean).max(0.0),
+        }
+    }
+
     /// Adds one value (ignored when not finite).
     pub fn push(&mut self, value: f64) {
         if !value.is_finite() {

@@ -291,12 +291,21 @@ impl RawAnalysis {
         let source = match &self.source {
             None | Some(RawSource::Embedded) => MetricSource::Embedded,
             Some(RawSource::Prometheus(p)) => {
-                let address = required(cx, &join(path, "source.prometheus.address"), &p.address)
+                let at = join(path, "source.prometheus");
+                let address = required(cx, &join(&at, "address"), &p.address)
                     .cloned()
                     .unwrap_or_default();
+                if p.address.is_some() {
+                    if let Err(why) = PrometheusAddress::parse(&address) {
+                        cx.error(&join(&at, "address"), why);
+                    }
+                }
                 MetricSource::Prometheus {
                     address,
                     query: p.query.clone(),
+                    scrape_lag: cx
+                        .duration(&join(&at, "scrapeLag"), &p.scrape_lag)
+                        .unwrap_or(defaults::PROMETHEUS_SCRAPE_LAG),
                 }
             }
         };

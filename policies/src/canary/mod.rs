@@ -11,8 +11,11 @@ use serde::Serialize;
 
 use crate::istio::common::{ObjectMeta, Percent, StringMatch};
 
+pub use source::PrometheusAddress;
+
 mod convert;
 pub(crate) mod raw;
+mod source;
 mod triggers;
 
 /// A validated CanaryPolicy.
@@ -208,12 +211,15 @@ pub enum OutcomeAction {
 pub enum MetricSource {
     /// This proxy's own samples.
     Embedded,
-    /// A Prometheus server.
+    /// A Prometheus server (or anything speaking its HTTP API) holding the fleet's evidence.
     Prometheus {
-        /// Base URL.
+        /// Base URL, checked at load ([`PrometheusAddress::parse`] accepts it).
         address: String,
-        /// Query override.
+        /// Extra label matchers added to every query, e.g. `cluster="eu-1"`.
         query: Option<String>,
+        /// How far behind now evidence is read, so that every scrape up to the read time has
+        /// landed (default [`crate::defaults::PROMETHEUS_SCRAPE_LAG`]).
+        scrape_lag: Duration,
     },
 }
 

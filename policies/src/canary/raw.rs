@@ -253,13 +253,15 @@ pub(crate) enum RawSource {
 
 /// `source.prometheus`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
 #[schemars(deny_unknown_fields)]
 pub(crate) struct RawPrometheus {
-    /// Base URL, e.g. `http://prometheus:9090`.
+    /// Base URL of the Prometheus HTTP API, `http://host:port[/prefix]`, e.g. `http://prometheus:9090` (plain HTTP).
     pub(crate) address: Option<String>,
-    /// Extra label matchers added to the built-in queries over Istio's standard series, e.g.
-    /// `destination_workload_namespace="prod"`.
+    /// Extra label matchers added to every query of the sidecars' `augur_rollout_*` series, e.g. `cluster="eu-1"`.
     pub(crate) query: Option<String>,
+    /// How far behind now the evidence is read, so that every scrape up to the read time has landed (Go duration, default 30s).
+    pub(crate) scrape_lag: Option<String>,
 }
 
 /// One analysed metric.
