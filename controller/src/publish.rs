@@ -127,6 +127,7 @@ impl Publisher {
             version: 0,
             controller: controller.clone(),
             decided_at_ms: 0,
+            published_at_ms: unix_ms(),
             rollouts: Vec::new(),
         };
         let (state, _) = watch::channel(Arc::new(empty));
@@ -158,6 +159,7 @@ impl Publisher {
             version: current.version + 1,
             controller: self.controller.clone(),
             decided_at_ms: rollouts.iter().map(|r| r.changed_at_ms).max().unwrap_or(0),
+            published_at_ms: unix_ms(),
             rollouts,
         });
         let now = unix_ms();

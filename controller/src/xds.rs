@@ -259,6 +259,7 @@ spec:
             version: 3,
             controller: "c".into(),
             decided_at_ms: 0,
+            published_at_ms: 0,
             rollouts: vec![RolloutRouting {
                 policy: "models/model".into(),
                 policy_hash: "h".into(),

@@ -21,8 +21,13 @@ pub struct FleetState {
     pub version: u64,
     /// Identifies the controller process that made this state.
     pub controller: String,
-    /// When the newest decision in this state was made (Unix milliseconds).
+    /// When the newest decision in this state was made, on the rollout's clock (Unix
+    /// milliseconds; for evidence read from Prometheus, the end of the window it judged).
     pub decided_at_ms: u64,
+    /// When the controller published this state (Unix milliseconds, its wall clock): how long
+    /// a decision takes to reach the sidecars is measured from here.
+    #[serde(default)]
+    pub published_at_ms: u64,
     /// One entry per CanaryPolicy the controller runs.
     pub rollouts: Vec<RolloutRouting>,
 }
@@ -99,6 +104,7 @@ mod tests {
             version: 7,
             controller: "c1".into(),
             decided_at_ms: 1_700_000_000_000,
+            published_at_ms: 1_700_000_000_001,
             rollouts: vec![RolloutRouting {
                 policy: "models/pneumonia".into(),
                 policy_hash: "abc".into(),

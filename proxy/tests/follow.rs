@@ -265,6 +265,7 @@ async fn malformed_oversized_and_foreign_pushes_leave_the_last_good_state() {
         version: 1,
         controller: "faulty".into(),
         decided_at_ms: 1,
+        published_at_ms: 1,
         rollouts: vec![routing(&hash, 70, 30)],
     })
     .expect("state JSON");

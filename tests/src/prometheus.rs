@@ -17,6 +17,12 @@ pub struct Prometheus {
 impl Prometheus {
     /// Starts Prometheus on `addr`, scraping `/stats/prometheus` of each target every second.
     pub fn start(addr: SocketAddr, targets: &[SocketAddr]) -> Self {
+        Self::start_in(None, addr, targets)
+    }
+
+    /// The same, inside network namespace `ns` when given (a cluster's node: it reaches every
+    /// pod there).
+    pub fn start_in(ns: Option<&str>, addr: SocketAddr, targets: &[SocketAddr]) -> Self {
         let dir = tempfile::tempdir().expect("prometheus dir");
         let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
         let config = format!(
@@ -27,7 +33,15 @@ impl Prometheus {
         );
         let config_path = dir.path().join("prometheus.yml");
         std::fs::write(&config_path, config).expect("write prometheus.yml");
-        let child = Command::new("prometheus")
+        let mut command = match ns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "prometheus"]);
+                c
+            }
+            None => Command::new("prometheus"),
+        };
+        let child = command
             .arg(format!("--config.file={}", config_path.display()))
             .arg(format!(
                 "--storage.tsdb.path={}",
@@ -47,9 +61,13 @@ impl Prometheus {
             if let Ok(Some(status)) = p.child.try_wait() {
                 panic!("prometheus exited: {status}");
             }
-            http::get(addr, "localhost", "/-/ready")
-                .ok()
-                .filter(|r| r.status == 200)
+            match ns {
+                Some(ns) => crate::netns::curl(ns, &format!("http://{addr}/-/ready"), None),
+                None => http::get(addr, "localhost", "/-/ready")
+                    .ok()
+                    .filter(|r| r.status == 200)
+                    .map(|r| r.body),
+            }
         });
         p
     }
