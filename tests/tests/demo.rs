@@ -147,3 +147,47 @@ fn a_run_without_the_expected_outcome_fails() {
         "{text}"
     );
 }
+
+/// `augur demo --fleet`: the same rollout decided once by `augur controller` for three
+/// sidecars, from the evidence a local Prometheus scrapes from them; the view shows each
+/// sidecar's weight, and every sidecar ends at the promoted weight.
+#[test]
+fn the_fleet_demo_promotes_the_good_canary_on_every_sidecar() {
+    let (output, text) = demo(&[
+        "--fleet",
+        "--models",
+        "fixtures",
+        "--scenario",
+        "good-canary",
+        "--timeout",
+        "420",
+    ]);
+    assert!(output.status.success(), "exit status {}", output.status);
+    assert!(
+        text.contains("fleet: 3 sidecars follow augur controller"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Promoted: the canary (v2) now takes all traffic"),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.contains("| sidecars sidecar-0 20% sidecar-1 20% sidecar-2 20%")),
+        "the view shows every sidecar's weight: {text}"
+    );
+    assert!(
+        text.contains(
+            "Sidecars (canary weight applied): sidecar-0 100%, sidecar-1 100%, sidecar-2 100%"
+        ),
+        "every sidecar ends at 100%: {text}"
+    );
+    assert_eq!(
+        decisions(&text)
+            .iter()
+            .filter(|l| l.contains("analysis passed"))
+            .count(),
+        3,
+        "the controller's three gates passed on the fleet's evidence"
+    );
+}

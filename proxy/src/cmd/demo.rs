@@ -395,6 +395,27 @@ fn run_in(
             d["reason"].as_str().unwrap_or("")
         );
     }
+    if !sidecars.is_empty() {
+        // Each sidecar follows the controller's last decision within a moment: show where
+        // each one is once they agree (or after 5 s, whatever they say).
+        let target = last.0["weights"]["canary"].as_f64();
+        let deadline = crate::clock::now() + Duration::from_secs(5);
+        let mut weights = fleet::weights(&sidecars);
+        while weights.iter().any(|(_, w)| *w != target) && crate::clock::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+            weights = fleet::weights(&sidecars);
+        }
+        let each: Vec<String> = weights
+            .iter()
+            .map(|(name, w)| {
+                format!(
+                    "{name} {}",
+                    w.map_or("?".to_owned(), |w| format!("{w:.0}%"))
+                )
+            })
+            .collect();
+        println!("\nSidecars (canary weight applied): {}", each.join(", "));
+    }
     let ok = ending.expected(args.scenario);
     println!(
         "\nOutcome after {} ({sent} requests, {per_second:.1}/s): {}",

@@ -177,7 +177,7 @@ spec:
         shadow = serde_json::Value::from(p.shadow_model.display().to_string()),
         preprocessing = p.shadow_preprocessing,
         source = match p.prometheus {
-            Some(addr) => format!("{{prometheus: {{address: \"http://{addr}\"}}}}"),
+            Some(addr) => format!("{{prometheus: {{address: \"http://{addr}\", scrapeLag: 2s}}}}"),
             None => "embedded".to_owned(),
         },
     )
