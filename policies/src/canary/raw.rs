@@ -190,7 +190,7 @@ pub(crate) struct RawAnalysis {
     pub(crate) burst_window: Option<String>,
     /// Inconclusive measurements (gate periods of maxDuration without a decision) tolerated before onInconclusive applies; each waits another maxDuration (default 0).
     pub(crate) inconclusive_limit: Option<u32>,
-    /// Consecutive evaluations at which a metric received no new sample in one arm (no traffic, or a failing metric source) tolerated before onNoData applies (default 4).
+    /// Consecutive evaluations at which a metric received no new sample in one arm (no traffic; with `source: prometheus`, an answer with no data) tolerated before onNoData applies (default 4). A Prometheus that does not answer holds the rollout without counting here.
     pub(crate) consecutive_error_limit: Option<u32>,
     /// What to do when a metric receives no new data past consecutiveErrorLimit (default hold); continue also lets a gate pass over a metric with too few samples.
     pub(crate) on_no_data: Option<RawOutcomeAction>,
