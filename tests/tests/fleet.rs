@@ -411,6 +411,15 @@ fn the_cluster_follows_one_controller() {
         "augur_controller_unauthorized_total",
     );
     assert!(refused >= 4.0, "refusals counted: {refused}");
+    let log = std::fs::read_to_string(root.path().join("controller.log")).unwrap_or_default();
+    let logged = log
+        .lines()
+        .filter(|l| l.contains("refused: no valid token") && l.contains(&outsider.ip.to_string()))
+        .count();
+    assert!(
+        logged >= 4,
+        "each refusal logged with the caller's address:\n{log}"
+    );
 
     // One promote, every sidecar.
     command(&cluster, "promote");
