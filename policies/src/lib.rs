@@ -20,6 +20,7 @@ pub mod defaults;
 mod diagnostic;
 pub mod duration;
 pub mod explain;
+mod fields;
 pub mod fingerprint;
 pub mod hosts;
 mod istio;
@@ -51,7 +52,7 @@ pub use istio::virtual_service::{
     HttpMatchRequest, HttpMirrorPolicy, HttpRedirect, HttpRetry, HttpRewrite, HttpRoute,
     HttpRouteDestination, RedirectPort, RegexRewrite, VirtualService,
 };
-pub use load::{load_bytes, load_paths, load_str, MAX_FILE_BYTES};
+pub use load::{load_bytes, load_paths, load_paths_with, load_str, LoadOptions, MAX_FILE_BYTES};
 pub use protection::{
     ApiKey, ApiProtection, KeysFrom, RateLimit, RateLimitKey, DEFAULT_API_KEY_HEADER,
 };

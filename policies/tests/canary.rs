@@ -76,7 +76,7 @@ fn unknown_field_is_an_error() {
     assert_eq!(
         errors(&y),
         [format!(
-            "c.yaml:{line}:5: spec.analysis.minSample: unknown field `minSample`"
+            "c.yaml:{line}:5: spec.analysis.minSample: unknown field `minSample`; did you mean `minSamples`?"
         )]
     );
 }

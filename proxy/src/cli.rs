@@ -200,6 +200,9 @@ pub enum PolicyCommand {
         /// Policy files or directories (YAML, multi-document).
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+        /// How strictly the files are read.
+        #[command(flatten)]
+        load: LoadArgs,
         /// What evidence assumes.
         #[command(flatten)]
         evidence: EvidenceArgs,
@@ -210,6 +213,9 @@ pub enum PolicyCommand {
         /// Policy files or directories (YAML, multi-document).
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+        /// How strictly the files are read.
+        #[command(flatten)]
+        load: LoadArgs,
         /// Output format.
         #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
         output: OutputFormat,
@@ -217,6 +223,26 @@ pub enum PolicyCommand {
         #[command(flatten)]
         evidence: EvidenceArgs,
     },
+}
+
+/// How strictly policy files are read (the same for `policy check`, `policy explain` and
+/// `proxy`, so that what check accepts is what the proxy loads).
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct LoadArgs {
+    /// Report fields that Istio does not define, in VirtualService, DestinationRule and
+    /// ServiceEntry documents, as warnings instead of errors (for documents written for a newer
+    /// Istio). Istio fields augur does not implement are warnings either way.
+    #[arg(long, env = "AUGUR_ALLOW_UNKNOWN_FIELDS")]
+    pub allow_unknown_fields: bool,
+}
+
+impl LoadArgs {
+    /// The loader's options.
+    pub fn options(&self) -> augur_policies::LoadOptions {
+        augur_policies::LoadOptions {
+            allow_unknown_istio_fields: self.allow_unknown_fields,
+        }
+    }
 }
 
 /// The traffic and the canary an evidence estimate assumes (a canary as good as stable).
@@ -264,6 +290,9 @@ pub struct ProxyArgs {
         required = true
     )]
     pub policies: Vec<PathBuf>,
+    /// How strictly the policy files are read.
+    #[command(flatten)]
+    pub load: LoadArgs,
     /// Explicit HTTP listeners; requests are routed by Host against VirtualService hosts
     /// (default 127.0.0.1:15001 when no capture listener is given either).
     #[arg(long = "listen", env = "AUGUR_LISTEN", value_delimiter = ',')]

@@ -20,14 +20,17 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let result = match cli.command {
-        Command::Policy(PolicyCommand::Check { paths, evidence }) => {
-            cmd::policy::check(&paths, &evidence)
-        }
+        Command::Policy(PolicyCommand::Check {
+            paths,
+            load,
+            evidence,
+        }) => cmd::policy::check(&paths, load.options(), &evidence),
         Command::Policy(PolicyCommand::Explain {
             paths,
+            load,
             output,
             evidence,
-        }) => cmd::policy::explain(&paths, output, &evidence),
+        }) => cmd::policy::explain(&paths, load.options(), output, &evidence),
         Command::Proxy(args) => cmd::proxy::run(*args),
         Command::Demo(args) => cmd::demo::run(args),
         Command::Rollout { admin, command } => cmd::rollout::run(admin, command),

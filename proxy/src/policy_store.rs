@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use augur_inference::{ShadowConfig, ShadowModel};
-use augur_policies::{Diagnostic, LoadError, Loaded, PolicySet};
+use augur_policies::{Diagnostic, LoadError, LoadOptions, Loaded, PolicySet};
 
 use crate::metrics::Metrics;
 use crate::route::{CompileError, RouteTable};
@@ -85,6 +85,7 @@ pub type BeforeSwap = Box<dyn Fn(&PolicySet, &PolicySet) + Send + Sync>;
 /// Holds the serving snapshot and reloads it from the policy paths.
 pub struct PolicyStore {
     paths: Vec<PathBuf>,
+    options: LoadOptions,
     current: ArcSwap<Snapshot>,
     last_failure: ArcSwapOption<ReloadFailure>,
     metrics: Arc<Metrics>,
@@ -94,12 +95,22 @@ pub struct PolicyStore {
 impl PolicyStore {
     /// Loads the initial set; the proxy does not start without a valid one.
     pub fn open(paths: Vec<PathBuf>, metrics: Arc<Metrics>) -> Result<Self, StoreError> {
-        let snapshot = build(&paths, None)?;
+        Self::open_with(paths, LoadOptions::default(), metrics)
+    }
+
+    /// [`PolicyStore::open`] with loader options, kept for every reload.
+    pub fn open_with(
+        paths: Vec<PathBuf>,
+        options: LoadOptions,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, StoreError> {
+        let snapshot = build(&paths, options, None)?;
         metrics
             .config_last_reload_success_timestamp
             .set(unix_seconds(snapshot.loaded_at) as i64);
         Ok(Self {
             paths,
+            options,
             current: ArcSwap::from_pointee(snapshot),
             last_failure: ArcSwapOption::empty(),
             metrics,
@@ -136,7 +147,7 @@ impl PolicyStore {
     pub fn reload(&self) -> ReloadOutcome {
         self.metrics.config_reloads.inc();
         let previous = self.current.load_full();
-        match build(&self.paths, Some(&previous)) {
+        match build(&self.paths, self.options, Some(&previous)) {
             Ok(snapshot) => {
                 self.metrics.config_last_reload_successful.set(1);
                 self.last_failure.store(None);
@@ -174,8 +185,12 @@ impl PolicyStore {
     }
 }
 
-fn build(paths: &[PathBuf], previous: Option<&Snapshot>) -> Result<Snapshot, StoreError> {
-    let loaded = augur_policies::load_paths(paths)?;
+fn build(
+    paths: &[PathBuf],
+    options: LoadOptions,
+    previous: Option<&Snapshot>,
+) -> Result<Snapshot, StoreError> {
+    let loaded = augur_policies::load_paths_with(paths, options)?;
     let routes = RouteTable::compile(&loaded.set)?;
     let (shadows, shadow_errors) = load_shadows(&loaded.set, previous);
     Ok(Snapshot {

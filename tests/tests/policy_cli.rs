@@ -49,10 +49,17 @@ spec:
 
 /// Runs `augur policy check` on `yaml` and returns (exit code, stdout, stderr).
 fn check(yaml: &str) -> (Option<i32>, String, String) {
+    check_with(yaml, &[])
+}
+
+/// [`check`] with more arguments after the file.
+fn check_with(yaml: &str, args: &[&str]) -> (Option<i32>, String, String) {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("bad.yaml");
     std::fs::write(&file, yaml).expect("write policy");
-    let out = run(&["policy", "check", file.to_str().expect("utf-8 path")]);
+    let mut argv = vec!["policy", "check", file.to_str().expect("utf-8 path")];
+    argv.extend_from_slice(args);
+    let out = run(&argv);
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -109,6 +116,27 @@ fn yaml_syntax_error() {
 fn unknown_field_in_canary_policy() {
     let yaml = BASE.replace("  steps:\n", "  stepz: []\n  steps:\n");
     assert_rejected(&yaml, 31, 3, "spec.stepz: unknown field");
+}
+
+/// A misspelt Istio field is an error naming the field it most likely meant (it would otherwise
+/// turn a 50/50 split into 100/0); `--allow-unknown-fields` makes it a warning, for documents
+/// written for a newer Istio.
+#[test]
+fn misspelt_istio_field_is_an_error_unless_allowed() {
+    let yaml = BASE.replace("      weight: 0\n", "      wieght: 0\n");
+    assert_rejected(
+        &yaml,
+        12,
+        7,
+        "spec.http[0].route[1].wieght: unknown field `wieght`; did you mean `weight`?",
+    );
+    let (code, stdout, stderr) = check_with(&yaml, &["--allow-unknown-fields"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("warning: spec.http[0].route[1].wieght: unknown field `wieght`"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("1 warning(s)"), "{stdout}");
 }
 
 #[test]

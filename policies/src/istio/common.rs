@@ -260,14 +260,14 @@ pub struct Headers {
 }
 
 /// Raw `Headers`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 pub(crate) struct RawHeaders {
     pub(crate) request: Option<RawHeaderOperations>,
     pub(crate) response: Option<RawHeaderOperations>,
 }
 
 /// Raw `HeaderOperations`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 pub(crate) struct RawHeaderOperations {
     pub(crate) set: Option<BTreeMap<String, String>>,
     pub(crate) add: Option<BTreeMap<String, String>>,

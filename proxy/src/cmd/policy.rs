@@ -139,8 +139,12 @@ fn render_evidence(evidence: &[Evidence]) -> String {
 
 /// Validates the files: warnings go to stderr; every error is printed and the exit code is 1.
 /// With a rate, gates that cannot pass in practice at that traffic are warned about too.
-pub fn check(paths: &[PathBuf], args: &EvidenceArgs) -> anyhow::Result<ExitCode> {
-    match augur_policies::load_paths(paths) {
+pub fn check(
+    paths: &[PathBuf],
+    options: augur_policies::LoadOptions,
+    args: &EvidenceArgs,
+) -> anyhow::Result<ExitCode> {
+    match augur_policies::load_paths_with(paths, options) {
         Ok(loaded) => {
             let mut err = std::io::stderr().lock();
             for warning in &loaded.warnings {
@@ -177,10 +181,11 @@ pub fn check(paths: &[PathBuf], args: &EvidenceArgs) -> anyhow::Result<ExitCode>
 /// each analysis gate needs.
 pub fn explain(
     paths: &[PathBuf],
+    options: augur_policies::LoadOptions,
     output: OutputFormat,
     args: &EvidenceArgs,
 ) -> anyhow::Result<ExitCode> {
-    let loaded = match augur_policies::load_paths(paths) {
+    let loaded = match augur_policies::load_paths_with(paths, options) {
         Ok(loaded) => loaded,
         Err(e) => {
             eprint!("{}", render_diagnostics(&e));

@@ -40,7 +40,12 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     let metrics = Arc::new(
         Metrics::new(crate::identity::Workload::from_env()).context("registering metrics")?,
     );
-    let store = match PolicyStore::open(args.policies.clone(), Arc::clone(&metrics)) {
+    let opened = PolicyStore::open_with(
+        args.policies.clone(),
+        args.load.options(),
+        Arc::clone(&metrics),
+    );
+    let store = match opened {
         Ok(store) => Arc::new(store),
         Err(StoreError::Invalid(e)) => {
             eprint!("{}", crate::cmd::policy::render_diagnostics(&e));
