@@ -75,7 +75,7 @@ fn table_shows_shares_endpoints_and_steps() {
             && trig.contains("immediate"),
         "{trig}"
     );
-    assert!(row("accuracy-drop").contains("drops by 5%"));
+    assert!(row("accuracy-drop").contains("drops by 5 points below stable"));
     let lat = row("p95-latency-increase");
     assert!(
         lat.contains("increases by 500ms") && lat.contains("3m0s") && lat.contains("canaryOnly"),

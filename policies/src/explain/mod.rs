@@ -307,7 +307,16 @@ fn rollout(cp: &CanaryPolicy) -> RolloutExplanation {
             bad_direction: format!("{:?}", m.direction).to_lowercase(),
             allowed_change: match m.allowed_change {
                 None => "any significant".to_owned(),
-                Some(AllowedChange::Absolute(a)) => format!("±{a} absolute"),
+                Some(AllowedChange::Absolute(a)) => match m.kind {
+                    MetricKind::ErrorRate | MetricKind::Accuracy | MetricKind::ShadowAgreement => {
+                        points(a)
+                    }
+                    MetricKind::Latency { .. } | MetricKind::LatencyShift => format!(
+                        "±{}",
+                        format_duration(std::time::Duration::from_secs_f64(a / 1000.0))
+                    ),
+                    _ => format!("±{a} absolute"),
+                },
                 Some(AllowedChange::Relative(r)) => format!("±{}% relative", r * 100.0),
             },
             critical: m.critical,
@@ -316,9 +325,11 @@ fn rollout(cp: &CanaryPolicy) -> RolloutExplanation {
         name: t.name.clone(),
         metric: enum_name(t.metric),
         condition: match t.condition {
+            // `above` is a level (10%); `dropBy`/`increaseBy` are differences from stable, in
+            // percentage points for rates ("5 points", not "5%", which would read as relative).
             TriggerCondition::Above(a) => format!("> {}", amount(a)),
-            TriggerCondition::DropBy(a) => format!("drops by {}", amount(a)),
-            TriggerCondition::IncreaseBy(a) => format!("increases by {}", amount(a)),
+            TriggerCondition::DropBy(a) => format!("drops by {} below stable", change(a)),
+            TriggerCondition::IncreaseBy(a) => format!("increases by {} above stable", change(a)),
         },
         window: format_duration(t.window),
         action: enum_name(t.action),
@@ -349,6 +360,23 @@ fn enum_name<T: Serialize>(v: T) -> String {
 fn amount(a: Amount) -> String {
     match a {
         Amount::Percent(p) => format!("{p}%"),
+        Amount::Latency(d) => format_duration(d),
+    }
+}
+
+/// A difference of rates: `5 points` (`1 point`).
+fn points(p: f64) -> String {
+    if p == 1.0 {
+        "±1 point".to_owned()
+    } else {
+        format!("±{p} points")
+    }
+}
+
+/// A trigger's difference from stable: points for rates, a duration for latency.
+fn change(a: Amount) -> String {
+    match a {
+        Amount::Percent(p) => points(p).trim_start_matches('±').to_owned(),
         Amount::Latency(d) => format_duration(d),
     }
 }
