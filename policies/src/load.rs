@@ -78,7 +78,7 @@ pub fn load_paths_with<P: AsRef<Path>>(
         }
         match read_capped(&f) {
             Ok(text) => sources.push((f, text)),
-            Err(message) => diags.push(file_error(&f, message)),
+            Err(message) => diags.push_cause(file_error(&f, message)),
         }
     }
     load_sources(sources, diags, options)
@@ -101,7 +101,7 @@ pub fn load_bytes(file_name: &str, bytes: &[u8]) -> Result<Loaded, LoadError> {
         ),
         Err(message) => {
             let mut diags = Diagnostics::default();
-            diags.push(file_error(&path, message));
+            diags.push_cause(file_error(&path, message));
             load_sources(Vec::new(), diags, LoadOptions::default())
         }
     }
@@ -182,7 +182,7 @@ fn load_sources(
         hasher.update([0u8]);
         let parsed = yaml::parse(text);
         for p in parsed.problems {
-            diags.push(Diagnostic {
+            diags.push_cause(Diagnostic {
                 severity: Severity::Error,
                 file: file.clone(),
                 line: p.pos.line,
@@ -201,14 +201,20 @@ fn load_sources(
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    let mut list = diags.list;
     let order = |f: &Path| {
         sources
             .iter()
             .position(|(s, _)| s == f)
             .unwrap_or(usize::MAX)
     };
-    list.sort_by_key(|d| (order(&d.file), d.line, d.column));
+    let key = |d: &Diagnostic| (order(&d.file), d.line, d.column);
+    // A file or document that could not be read at all (unreadable, YAML syntax, a value of
+    // the wrong type) is the cause of the errors it leads to elsewhere ("VirtualService m not
+    // found"): those come first whatever the file order, then the rest in file and line order.
+    let (mut list, mut rest) = (diags.causes, diags.list);
+    list.sort_by_key(key);
+    rest.sort_by_key(key);
+    list.extend(rest);
     list.dedup();
     if list.iter().any(Diagnostic::is_error) {
         return Err(LoadError { diagnostics: list });

@@ -231,3 +231,54 @@ spec:
     assert!(!addresses[1].contains("::1".parse().unwrap()));
     assert_eq!(addresses[1].to_string(), "10.1.0.0/16");
 }
+
+/// A file that does not parse is the cause of the errors it leads to in other files: its error is
+/// listed first, although the other file comes first in load order.
+#[test]
+fn the_cause_is_listed_before_its_follow_on_errors() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        dir.path().join("a-policy.yaml"),
+        "apiVersion: augur.dev/v1alpha1
+kind: CanaryPolicy
+metadata: {name: m}
+spec:
+  trafficRouting:
+    virtualService: {name: m, routes: [primary]}
+  stable: {host: m, subset: v1}
+  canary: {host: m, subset: v2}
+  steps:
+  - setWeight: 100
+",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        dir.path().join("b-routes.yaml"),
+        "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: m}
+spec:
+  hosts: [m
+  http: []
+",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let err = load_paths(&[dir.path()]).expect_err("invalid");
+    let files: Vec<String> = err
+        .diagnostics
+        .iter()
+        .map(|d| {
+            let name = d.file.file_name().unwrap_or_default().to_string_lossy();
+            format!("{name}: {}", d.message)
+        })
+        .collect();
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert!(
+        files[0].starts_with("b-routes.yaml: YAML syntax error"),
+        "{files:?}"
+    );
+    assert!(
+        files[1].starts_with("a-policy.yaml: ") && files[1].contains("VirtualService"),
+        "{files:?}"
+    );
+}
