@@ -42,7 +42,7 @@ pub use duration::{parse_duration, DurationError};
 pub use istio::common::{Destination, HeaderOperations, Headers, ObjectMeta, Percent, StringMatch};
 pub use istio::destination_rule::{
     ClientTls, ConnectionPool, ConsistentHash, DestinationRule, LbPolicy, LoadBalancer,
-    OutlierDetection, Subset, TlsMode, TrafficPolicy,
+    OutlierDetection, Subset, TlsMode, TrafficPolicy, STICKY_VERSION_ANNOTATION,
 };
 pub use istio::service_entry::{
     AddressRange, Location, Resolution, ServiceEntry, ServicePort, WorkloadEntry,
@@ -134,6 +134,22 @@ impl PolicySet {
             .filter(|e| labels.iter().all(|(k, v)| e.labels.get(k) == Some(v)))
             .map(|e| (e.address.clone(), se.endpoint_port(e, port)))
             .collect()
+    }
+
+    /// The consistent-hash policy that makes `route` sticky, with its DestinationRule: the rule
+    /// of the route's first destination (written in `namespace`). In augur the hash picks the
+    /// destination (the version) as well as the endpoint; Istio's picks only the endpoint.
+    pub fn hash_policy_for(
+        &self,
+        route: &HttpRoute,
+        namespace: &str,
+    ) -> Option<(&DestinationRule, &ConsistentHash)> {
+        let dest = &route.route.first()?.destination;
+        let dr = self.destination_rule_for(&dest.host, namespace)?;
+        match &dr.policy_for(dest.subset.as_deref()).load_balancer {
+            LoadBalancer::ConsistentHash(ch) => Some((dr, ch)),
+            LoadBalancer::Simple(_) => None,
+        }
     }
 
     /// The VirtualService called `name` in `namespace`.

@@ -122,3 +122,55 @@ fn traffic_shifting_shares_are_weight_over_sum() {
     assert_eq!(shares, [80.0, 20.0]);
     assert_eq!(e.routes[0].destinations[1].endpoints, ["127.0.0.1:9082"]);
 }
+
+/// augur's consistentHash picks the version as well as the endpoint, which Istio's does not:
+/// `explain` says so for every route it applies to, and `check` warns about a split route under
+/// one unless the DestinationRule says it is meant.
+#[test]
+fn consistent_hash_is_shown_and_warned_about_where_it_picks_the_version() {
+    let text = include_str!("../examples/header-ab.yaml");
+    let loaded = augur_policies::load_str("ab.yaml", text).unwrap_or_else(|e| panic!("{e}"));
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let e = explain(&loaded.set);
+    let keys: Vec<(&str, Option<&str>)> = e
+        .routes
+        .iter()
+        .map(|r| (r.route.as_str(), r.hash_key.as_deref()))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            ("v2-by-header", Some("header x-user-id")),
+            ("split", Some("header x-user-id"))
+        ]
+    );
+    let table = e.render_table();
+    let sticky: Vec<&str> = table
+        .lines()
+        .skip_while(|l| !l.starts_with("STICKY ROUTES"))
+        .skip(2)
+        .take_while(|l| !l.is_empty())
+        .collect();
+    assert_eq!(sticky.len(), 2, "{table}");
+    assert!(
+        sticky[1].contains("split")
+            && sticky[1].contains("header x-user-id")
+            && sticky[1].contains("one destination (version)"),
+        "{table}"
+    );
+    // Without the annotation, the split route draws the warning.
+    let unannotated = text.replace("    augur.dev/sticky-version: \"true\"", "    team: ml");
+    let loaded =
+        augur_policies::load_str("ab.yaml", &unannotated).unwrap_or_else(|e| panic!("{e}"));
+    let warnings: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
+    let line = text
+        .lines()
+        .position(|l| l.contains("- name: split"))
+        .map_or(0, |i| i + 2);
+    assert_eq!(
+        warnings,
+        [format!(
+            "ab.yaml:{line}:7: warning: spec.http[1].route: DestinationRule default/pneumonia-ab hashes on header x-user-id: in augur that keeps each key on one of these 2 destinations (the version) as well as one endpoint, while Istio's consistentHash picks only the endpoint; annotate the DestinationRule augur.dev/sticky-version: \"true\" if that is meant"
+        )]
+    );
+}

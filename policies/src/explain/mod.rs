@@ -43,6 +43,9 @@ pub struct RouteExplanation {
     pub timeout: String,
     /// Retry summary.
     pub retries: String,
+    /// What a DestinationRule `consistentHash` keys this route on (`header x-user`), when one
+    /// applies: in augur the key picks the destination (version) as well as the endpoint.
+    pub hash_key: Option<String>,
 }
 
 /// A destination (or mirror) with its share of requests.
@@ -241,6 +244,7 @@ fn route(set: &PolicySet, vs: &VirtualService, i: usize, r: &HttpRoute) -> Route
         action,
         timeout: r.timeout.map_or_else(|| "none".to_owned(), format_duration),
         retries,
+        hash_key: set.hash_policy_for(r, ns).map(|(_, h)| h.key()),
     }
 }
 

@@ -134,6 +134,33 @@ impl Explanation {
             ],
             &rows,
         ));
+        let sticky: Vec<Vec<String>> = self
+            .routes
+            .iter()
+            .filter_map(|r| {
+                let key = r.hash_key.clone()?;
+                let what = if r.destinations.len() > 1 {
+                    "each key stays on one destination (version) and one endpoint"
+                } else {
+                    "each key stays on one endpoint"
+                };
+                Some(vec![
+                    r.virtual_service.clone(),
+                    r.route.clone(),
+                    key,
+                    what.to_owned(),
+                ])
+            })
+            .collect();
+        if !sticky.is_empty() {
+            out.push_str(
+                "\nSTICKY ROUTES (DestinationRule consistentHash; unlike Istio's, augur's also picks the destination)\n",
+            );
+            out.push_str(&table(
+                &["VIRTUALSERVICE", "ROUTE", "HASH KEY", "EFFECT"],
+                &sticky,
+            ));
+        }
         for ro in &self.rollouts {
             out.push_str(&format!(
                 "\nROLLOUT {} ({}): VirtualService {} routes {}; stable {}, canary {}\n",

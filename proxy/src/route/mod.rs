@@ -490,12 +490,8 @@ fn sticky_policy(
     http: &HttpRoute,
     namespace: &str,
 ) -> Option<augur_policies::ConsistentHash> {
-    let dest = &http.route.first()?.destination;
-    let dr = set.destination_rule_for(&dest.host, namespace)?;
-    match &dr.policy_for(dest.subset.as_deref()).load_balancer {
-        augur_policies::LoadBalancer::ConsistentHash(ch) => Some(ch.clone()),
-        augur_policies::LoadBalancer::Simple(_) => None,
-    }
+    set.hash_policy_for(http, namespace)
+        .map(|(_, ch)| ch.clone())
 }
 
 /// The cluster of a destination, shared by every route that names it.
