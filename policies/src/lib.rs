@@ -70,6 +70,57 @@ pub struct Loaded {
     pub sources: Vec<PathBuf>,
     /// SHA-256 (hex) over each source's path and bytes, to detect changes.
     pub hash: String,
+    /// Where each document came from, to place diagnostics found after loading.
+    pub(crate) origins: std::sync::Arc<validate::Origins>,
+}
+
+/// One loaded document, by kind and position in its [`PolicySet`] vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DocumentRef {
+    /// `set.virtual_services[i]`.
+    VirtualService(usize),
+    /// `set.destination_rules[i]`.
+    DestinationRule(usize),
+    /// `set.service_entries[i]`.
+    ServiceEntry(usize),
+    /// `set.canary_policies[i]`.
+    CanaryPolicy(usize),
+    /// `set.api_protections[i]`.
+    ApiProtection(usize),
+}
+
+impl Loaded {
+    /// A diagnostic at `path` (e.g. `spec.shadow.model`) of a loaded document, placed at its
+    /// file, line and column: for problems found after loading, such as a key file or a shadow
+    /// model that cannot be read, so that they read like every other policy error.
+    pub fn diagnostic(
+        &self,
+        doc: DocumentRef,
+        path: &str,
+        severity: Severity,
+        message: impl Into<String>,
+    ) -> Diagnostic {
+        let o = &self.origins;
+        let origin = match doc {
+            DocumentRef::VirtualService(i) => o.virtual_services.get(i),
+            DocumentRef::DestinationRule(i) => o.destination_rules.get(i),
+            DocumentRef::ServiceEntry(i) => o.service_entries.get(i),
+            DocumentRef::CanaryPolicy(i) => o.canary_policies.get(i),
+            DocumentRef::ApiProtection(i) => o.api_protections.get(i),
+        };
+        let (file, pos) = origin.map_or_else(
+            || (PathBuf::new(), yaml::Pos { line: 1, column: 1 }),
+            |o| (o.file.clone(), o.index.lookup(path)),
+        );
+        Diagnostic {
+            severity,
+            file,
+            line: pos.line,
+            column: pos.column,
+            path: path.to_owned(),
+            message: message.into(),
+        }
+    }
 }
 
 /// All validated policies from one load.

@@ -224,6 +224,7 @@ fn load_sources(
         warnings: list,
         sources: sources.into_iter().map(|(p, _)| p).collect(),
         hash,
+        origins: Arc::new(origins),
     })
 }
 

@@ -29,7 +29,8 @@ pub struct Cli {
 
 const EXAMPLES: &str = "\
 Examples:
-  augur policy check policies/
+  augur policy check policies/            # the files, their keys and shadow models
+  augur policy check --files-only -o json policies/   # the files alone, for CI
   augur policy explain policies/examples/canary-pneumonia.yaml --output json
   augur policy explain policies/examples/canary-pneumonia.yaml --rate 20   # what each gate needs
   augur proxy --policy policies/examples/canary-pneumonia.yaml --listen 127.0.0.1:8080
@@ -194,8 +195,9 @@ pub enum RolloutCommand {
 /// `augur policy ...`
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
-    /// Validate policy files: exit 0 when valid (warnings on stderr), 1 with every error. With
-    /// --rate, also warn about analysis gates that cannot pass in practice at that traffic.
+    /// Validate policy files and what they name (API keys, shadow models): exit 0 when valid
+    /// (warnings on stderr), 1 with every error. With --rate, also warn about analysis gates
+    /// that cannot pass in practice at that traffic.
     Check {
         /// Policy files or directories (YAML, multi-document).
         #[arg(required = true)]
@@ -203,6 +205,15 @@ pub enum PolicyCommand {
         /// How strictly the files are read.
         #[command(flatten)]
         load: LoadArgs,
+        /// Check only the files: do not read the API keys (files, environment variables) or
+        /// load the shadow models they name, as the proxy does (for checking policies away
+        /// from where the proxy runs, such as a repository's CI).
+        #[arg(long)]
+        files_only: bool,
+        /// Output format: `table` (diagnostics on stderr, a summary on stdout) or `json` (one
+        /// object on stdout, for CI).
+        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
         /// What evidence assumes.
         #[command(flatten)]
         evidence: EvidenceArgs,

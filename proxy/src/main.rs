@@ -23,8 +23,18 @@ fn main() -> ExitCode {
         Command::Policy(PolicyCommand::Check {
             paths,
             load,
+            files_only,
+            output,
             evidence,
-        }) => cmd::policy::check(&paths, load.options(), &evidence),
+        }) => cmd::policy::check(
+            &paths,
+            &cmd::policy::CheckOptions {
+                load: load.options(),
+                files_only,
+                output,
+            },
+            &evidence,
+        ),
         Command::Policy(PolicyCommand::Explain {
             paths,
             load,

@@ -191,8 +191,15 @@ fn build(
     previous: Option<&Snapshot>,
 ) -> Result<Snapshot, StoreError> {
     let loaded = augur_policies::load_paths_with(paths, options)?;
+    // Keys that cannot be read reject the set, placed at the field that names them.
+    let key_errors = crate::preflight::api_keys(&loaded);
+    if !key_errors.is_empty() {
+        let mut diagnostics = loaded.warnings.clone();
+        diagnostics.extend(key_errors);
+        return Err(StoreError::Invalid(LoadError { diagnostics }));
+    }
     let routes = RouteTable::compile(&loaded.set)?;
-    let (shadows, shadow_errors) = load_shadows(&loaded.set, previous);
+    let (shadows, shadow_errors) = load_shadows(&loaded, previous);
     Ok(Snapshot {
         loaded,
         routes,
@@ -206,12 +213,12 @@ fn build(
 /// are unchanged. A model that does not load is reported, not fatal: the primary path never
 /// depends on the shadow.
 fn load_shadows(
-    set: &PolicySet,
+    loaded: &Loaded,
     previous: Option<&Snapshot>,
 ) -> (HashMap<String, Arc<ShadowHandle>>, Vec<String>) {
     let mut shadows = HashMap::new();
     let mut errors = Vec::new();
-    for policy in &set.canary_policies {
+    for (index, policy) in loaded.set.canary_policies.iter().enumerate() {
         let Some(config) = &policy.shadow else {
             continue;
         };
@@ -243,8 +250,14 @@ fn load_shadows(
                 shadows.insert(key, Arc::new(handle));
             }
             Err(e) => {
-                let line = format!("{key}: shadow model {}: {e}", config.model);
-                tracing::warn!(error = %line, "shadow model not loaded; the route serves without it");
+                let line = crate::preflight::shadow_not_loaded(
+                    loaded,
+                    index,
+                    &config.model,
+                    &e.to_string(),
+                )
+                .to_string();
+                tracing::warn!(policy = %key, diagnostic = %line, "shadow model not loaded; the route serves without it");
                 errors.push(line);
             }
         }

@@ -225,9 +225,18 @@ fn a_missing_key_file_rejects_the_reload_and_the_last_good_set_keeps_serving() {
         let d = proxy.admin_get("/config_dump").body;
         d.contains("no-such-file").then_some(d)
     });
+    // Placed like every policy error: the file, line and column of the field naming the keys.
+    let line = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .position(|l| l.contains("no-such-file"))
+        .map_or(0, |i| i + 1);
+    let at = format!("{}:{line}:", file.display());
     assert!(
-        dump.contains("spec.apiKey.keysFrom: cannot read the key file"),
-        "{dump}"
+        dump.lines().any(|l| l.contains(&at)
+            && l.contains("spec.apiKey.keysFrom.file: cannot read the key file")),
+        "{at}
+{dump}"
     );
     assert_eq!(get(&proxy, "/keyed", Some(ALPHA)).status, 200);
     assert_eq!(get(&proxy, "/keyed", None).status, 401);
