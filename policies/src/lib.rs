@@ -18,6 +18,7 @@ mod canary;
 mod context;
 pub mod defaults;
 mod diagnostic;
+pub mod driven;
 pub mod duration;
 pub mod explain;
 mod fields;

@@ -90,6 +90,7 @@ pub struct PolicyStore {
     last_failure: ArcSwapOption<ReloadFailure>,
     metrics: Arc<Metrics>,
     before_swap: std::sync::OnceLock<BeforeSwap>,
+    live_weights: std::sync::OnceLock<Arc<crate::rollout::weights::RolloutWeights>>,
 }
 
 impl PolicyStore {
@@ -115,6 +116,7 @@ impl PolicyStore {
             last_failure: ArcSwapOption::empty(),
             metrics,
             before_swap: std::sync::OnceLock::new(),
+            live_weights: std::sync::OnceLock::new(),
         })
     }
 
@@ -124,6 +126,14 @@ impl PolicyStore {
     pub fn set_before_swap(&self, hook: BeforeSwap) {
         if self.before_swap.set(hook).is_err() {
             tracing::warn!("a policy swap hook is already set");
+        }
+    }
+
+    /// The weights the rollouts set, so that a reload that edits the written weights of a route a
+    /// running rollout drives is warned about (the rollout's weights keep applying). Set once.
+    pub fn set_live_weights(&self, weights: Arc<crate::rollout::weights::RolloutWeights>) {
+        if self.live_weights.set(weights).is_err() {
+            tracing::warn!("the live weights are already set");
         }
     }
 
@@ -148,13 +158,17 @@ impl PolicyStore {
         self.metrics.config_reloads.inc();
         let previous = self.current.load_full();
         match build(&self.paths, self.options, Some(&previous)) {
-            Ok(snapshot) => {
+            Ok(mut snapshot) => {
                 self.metrics.config_last_reload_successful.set(1);
                 self.last_failure.store(None);
                 if snapshot.loaded.hash == self.current.load().loaded.hash {
                     return ReloadOutcome::Unchanged;
                 }
                 let hash = snapshot.loaded.hash.clone();
+                if let Some(live) = self.live_weights.get() {
+                    let edits = edited_driven_weights(&previous.loaded.set, &snapshot.loaded, live);
+                    snapshot.loaded.warnings.extend(edits);
+                }
                 for w in &snapshot.loaded.warnings {
                     tracing::warn!(diagnostic = %w, "policy warning");
                 }
@@ -263,6 +277,38 @@ fn load_shadows(
         }
     }
     (shadows, errors)
+}
+
+/// Warnings for the driven routes whose written stable/canary weights a reload changed while
+/// their rollout holds live weights: the edit does not move traffic (the rollout's weights keep
+/// applying), which would otherwise go unnoticed.
+fn edited_driven_weights(
+    old: &PolicySet,
+    new: &Loaded,
+    live: &crate::rollout::weights::RolloutWeights,
+) -> Vec<Diagnostic> {
+    augur_policies::driven::edited_weights(old, &new.set)
+        .into_iter()
+        .filter_map(|(before, after)| {
+            let w = live.get(&after.policy)?;
+            Some(new.diagnostic(
+                augur_policies::DocumentRef::VirtualService(after.vs_index),
+                &format!("spec.http[{}].route", after.route_index),
+                augur_policies::Severity::Warning,
+                format!(
+                    "the stable/canary weights of route {} changed from {}/{} to {}/{}, but CanaryPolicy {} drives them: traffic stays at the rollout's {}/{} (use `augur rollout promote`, `abort` or `retry` to move it)",
+                    after.route,
+                    before.stable_weight,
+                    before.canary_weight,
+                    after.stable_weight,
+                    after.canary_weight,
+                    after.policy,
+                    w.stable,
+                    w.canary
+                ),
+            ))
+        })
+        .collect()
 }
 
 fn error_lines(e: &StoreError) -> Vec<String> {

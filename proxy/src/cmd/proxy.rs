@@ -120,6 +120,7 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         });
     }
     let weights = Arc::new(RolloutWeights::default());
+    store.set_live_weights(Arc::clone(&weights));
     {
         let weights = Arc::clone(&weights);
         store.set_before_swap(Box::new(move |old, new| {
