@@ -52,7 +52,7 @@ fn table_shows_shares_endpoints_and_steps() {
         })
         .collect();
     let gate =
-        "analysis every 1m0s (min 200 samples, sequential, waits at most 4h0m0s for evidence)";
+        "analysis every 1m0s (min 200 samples, sequential, alpha 0.05, waits at most 4h0m0s for evidence)";
     let expected = [
         ("setWeight 10", "10%"),
         (gate, "10%"),
@@ -172,5 +172,69 @@ fn consistent_hash_is_shown_and_warned_about_where_it_picks_the_version() {
         [format!(
             "ab.yaml:{line}:7: warning: spec.http[1].route: DestinationRule default/pneumonia-ab hashes on header x-user-id: in augur that keeps each key on one of these 2 destinations (the version) as well as one endpoint, while Istio's consistentHash picks only the endpoint; annotate the DestinationRule augur.dev/sticky-version: \"true\" if that is meant"
         )]
+    );
+}
+
+/// `explain` shows everything that is live: the ApiProtection (where the keys are read, never the
+/// keys; the limit; the routes), the shadow model with its share and input, and each analysis
+/// gate with its step's overrides applied (blue-green's too).
+#[test]
+fn protections_shadow_and_per_step_analysis_are_shown() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+    let loaded = load_paths(&[dir]).unwrap_or_else(|e| panic!("{e}"));
+    let e = explain(&loaded.set);
+    let json = serde_json::to_value(&e).unwrap_or_default();
+    let p = &json["protections"][0];
+    assert_eq!(p["protection"], "default/pneumonia-api");
+    assert_eq!(p["routes"], serde_json::json!(["primary"]));
+    assert_eq!(p["api_key"], "header x-api-key from env PNEUMONIA_API_KEYS");
+    assert_eq!(
+        p["rate_limit"],
+        "100 requests per 1m0s per client IP (burst 100)"
+    );
+    assert_eq!(p["max_request_body_bytes"], 33_554_432);
+    let canary = e
+        .rollouts
+        .iter()
+        .find(|r| r.policy == "default/pneumonia")
+        .expect("the canary rollout");
+    let shadow = canary.shadow.as_ref().expect("a shadow model");
+    assert_eq!(shadow.model, "models/pneumonia-v3.onnx");
+    assert_eq!(shadow.mirror_percentage, 10.0);
+    assert_eq!(shadow.input, "1x224x224 NCHW, bilinear, range [0, 1]");
+    let table = e.render_table();
+    assert!(
+        table.contains("SHADOW models/pneumonia-v3.onnx: 10% of requests"),
+        "{table}"
+    );
+    assert!(table.contains("API PROTECTION"), "{table}");
+    // A step's overrides are what its gate shows.
+    let yaml = std::fs::read_to_string(format!("{dir}/canary-pneumonia.yaml"))
+        .unwrap_or_default()
+        .replacen(
+            "    - analysis: {}",
+            "    - analysis: {minSamples: 50, alpha: 0.01}",
+            1,
+        );
+    let loaded = augur_policies::load_str("c.yaml", &yaml).unwrap_or_else(|e| panic!("{e}"));
+    let steps = &explain(&loaded.set).rollouts[0].steps;
+    assert_eq!(
+        steps[1].action,
+        "analysis every 1m0s (min 50 samples, sequential, alpha 0.01, waits at most 4h0m0s for evidence)"
+    );
+    assert!(steps[3]
+        .action
+        .contains("min 200 samples, sequential, alpha 0.05"));
+    let bg = e
+        .rollouts
+        .iter()
+        .find(|r| r.strategy == "blueGreen")
+        .expect("the blue-green rollout");
+    assert!(
+        bg.steps
+            .iter()
+            .any(|s| s.action.starts_with("post-promotion analysis every 30s")),
+        "{:?}",
+        bg.steps
     );
 }

@@ -197,6 +197,24 @@ fn keys_and_rate_limits_answer_like_envoy_and_never_leak_the_key() {
 
     // The keys are nowhere: access log, proxy log, config dump, stats.
     let dump = proxy.admin_get("/config_dump").body;
+    // What is protected, and how, is in the config dump: where the keys are read, not the keys.
+    let json: serde_json::Value = serde_json::from_str(&dump).expect("config_dump JSON");
+    let protections = &json["configs"][0]["routes"]["protections"];
+    assert_eq!(
+        protections[0]["routes"],
+        serde_json::json!(["keyed"]),
+        "{dump}"
+    );
+    assert!(
+        protections[0]["api_key"]
+            .as_str()
+            .is_some_and(|k| k.starts_with("header x-api-key from file ")),
+        "{dump}"
+    );
+    assert_eq!(
+        protections[1]["rate_limit"],
+        "100 requests per 1m0s per client IP (burst 100)"
+    );
     let stats = proxy.admin_get("/stats").body;
     let proxy_log = std::fs::read_to_string(&log).unwrap();
     for (what, text) in [
