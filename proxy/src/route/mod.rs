@@ -208,6 +208,7 @@ impl RouteTable {
         for vs in &set.virtual_services {
             let ns = vs.metadata.namespace.as_str();
             let vs_name = format!("{ns}/{}", vs.metadata.name);
+            let known_arms = known_arms(set, vs);
             let mut routes = Vec::with_capacity(vs.http.len());
             for (i, http) in vs.http.iter().enumerate() {
                 let name = http.name.clone().unwrap_or_else(|| i.to_string());
@@ -232,7 +233,11 @@ impl RouteTable {
                         source,
                     })?;
                 let policy = driving_policy(set, &vs.metadata.name, ns, http.name.as_deref());
-                let action = compile_action(set, http, ns, policy, &mut clusters)?;
+                let arms = Arms {
+                    policy,
+                    known: &known_arms,
+                };
+                let action = compile_action(set, http, ns, &arms, &mut clusters)?;
                 let mirrors = http
                     .mirrors
                     .iter()
@@ -432,10 +437,62 @@ fn driving_policy<'a>(
     })
 }
 
+/// What the arm of a route's destinations is decided from.
+struct Arms<'a> {
+    /// The CanaryPolicy driving the route, if one does.
+    policy: Option<&'a CanaryPolicy>,
+    /// The arms the VirtualService's destinations play elsewhere ([`known_arms`]).
+    known: &'a [(augur_policies::Destination, Arm)],
+}
+
+/// The arms a VirtualService's destinations play, so that a route that does not split (a
+/// header-matched beta route sending everything to v2) labels its traffic with the version it
+/// serves: first the stable and canary of every CanaryPolicy driving one of its routes, then, in
+/// routes that split, the first destination as stable and the others as canary.
+fn known_arms(
+    set: &PolicySet,
+    vs: &augur_policies::VirtualService,
+) -> Vec<(augur_policies::Destination, Arm)> {
+    let ns = &vs.metadata.namespace;
+    let mut out: Vec<(augur_policies::Destination, Arm)> = Vec::new();
+    let mut add = |d: augur_policies::Destination, arm: Arm| {
+        if !out.iter().any(|(k, _)| same_destination(k, &d, ns)) {
+            out.push((d, arm));
+        }
+    };
+    let as_dest = |r: &augur_policies::DestinationRef| augur_policies::Destination {
+        host: r.host.clone(),
+        subset: r.subset.clone(),
+        port: None,
+    };
+    for p in set.canary_policies.iter().filter(|p| {
+        p.metadata.namespace == *ns && p.traffic_routing.virtual_service == vs.metadata.name
+    }) {
+        add(as_dest(&p.stable), Arm::Stable);
+        add(as_dest(&p.canary), Arm::Canary);
+    }
+    for http in vs.http.iter().filter(|h| h.route.len() > 1) {
+        for (i, d) in http.route.iter().enumerate() {
+            let arm = if i == 0 { Arm::Stable } else { Arm::Canary };
+            add(d.destination.clone(), arm);
+        }
+    }
+    out
+}
+
+fn same_destination(
+    a: &augur_policies::Destination,
+    b: &augur_policies::Destination,
+    namespace: &str,
+) -> bool {
+    augur_policies::hosts::same_host(&a.host, namespace, &b.host, namespace) && a.subset == b.subset
+}
+
 /// The arm a destination plays: the CanaryPolicy's stable and canary when one drives the route;
-/// otherwise the first destination is stable and the others canary (Istio's 80/20 convention).
+/// otherwise the arm the destination plays elsewhere in its VirtualService; otherwise the first
+/// destination is stable and the others canary (Istio's 80/20 convention).
 fn arm_of(
-    policy: Option<&CanaryPolicy>,
+    arms: &Arms<'_>,
     dest: &augur_policies::Destination,
     namespace: &str,
     index: usize,
@@ -444,11 +501,16 @@ fn arm_of(
         augur_policies::hosts::same_host(&r.host, namespace, &dest.host, namespace)
             && r.subset == dest.subset
     };
-    match policy {
+    let by_position = if index == 0 { Arm::Stable } else { Arm::Canary };
+    match arms.policy {
         Some(p) if same(&p.canary) => Arm::Canary,
         Some(p) if same(&p.stable) => Arm::Stable,
-        _ if index == 0 => Arm::Stable,
-        _ => Arm::Canary,
+        Some(_) => by_position,
+        None => arms
+            .known
+            .iter()
+            .find(|(k, _)| same_destination(k, dest, namespace))
+            .map_or(by_position, |(_, arm)| *arm),
     }
 }
 
@@ -456,7 +518,7 @@ fn compile_action(
     set: &PolicySet,
     http: &HttpRoute,
     namespace: &str,
-    policy: Option<&CanaryPolicy>,
+    arms: &Arms<'_>,
     clusters: &mut HashMap<String, Arc<Cluster>>,
 ) -> Result<Action, CompileError> {
     if let Some(redirect) = &http.redirect {
@@ -476,7 +538,7 @@ fn compile_action(
             Ok(WeightedCluster {
                 cluster: cluster_for(set, &d.destination, namespace, clusters)?,
                 weight: d.weight,
-                arm: arm_of(policy, &d.destination, namespace, index),
+                arm: arm_of(arms, &d.destination, namespace, index),
                 headers: d.headers.clone(),
             })
         })
