@@ -52,7 +52,8 @@ use crate::verdict::Verdict;
 
 pub use machine::SAMPLE_RATIO_METRIC;
 pub use types::{
-    Action, Command, CommandError, Decision, GateRecord, PauseReason, RolloutState, Weights,
+    format_seconds, Action, Command, CommandError, Decision, GateRecord, PauseReason, RolloutState,
+    Weights,
 };
 
 /// Decisions kept in [`Rollout::history`].
@@ -257,6 +258,20 @@ impl Rollout {
             {
                 self.gate_deadline
             }
+            _ => None,
+        }
+    }
+
+    /// When the current timed pause step ends (seconds), if the rollout stands at one: a timed
+    /// pause is a pause to people, with time left.
+    pub fn pause_deadline(&self) -> Option<f64> {
+        match (&self.state, self.steps.get(self.state.step()?)) {
+            (
+                RolloutState::Progressing { .. },
+                Some(StepSpec::Pause {
+                    duration_s: Some(d),
+                }),
+            ) => Some(self.step_started + d.ceil().max(0.0)),
             _ => None,
         }
     }
