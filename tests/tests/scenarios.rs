@@ -104,3 +104,77 @@ fn header_ab_sends_beta_testers_to_v2_and_keeps_each_user_on_one_version() {
         "v1 is the stable arm"
     );
 }
+
+/// The rollout's latest verdict for `metric`, with its sample counts.
+fn verdict(proxy: &Proxy, metric: &str) -> Option<(u64, u64)> {
+    let status: serde_json::Value =
+        serde_json::from_str(&proxy.admin_get("/rollouts").body).expect("rollouts JSON");
+    let v = status["rollouts"][0]["verdicts"]
+        .as_array()?
+        .iter()
+        .find(|v| v["metric"] == metric)?
+        .clone();
+    Some((v["n_stable"].as_u64()?, v["n_canary"].as_u64()?))
+}
+
+fn send(proxy: &Proxy, host: &str, headers: &str, n: usize, expect: &str) {
+    for _ in 0..n {
+        assert_eq!(version(proxy, host, headers), expect);
+    }
+}
+
+/// Scenario 2: blue-green with pre- and post-promotion analysis (`blue-green.yaml`), answering
+/// the two questions its docs answer. (1) Pre-promotion analysis gets its canary samples from
+/// the preview route: requests there (all to green) are the canary's evidence, the live route's
+/// (all to blue) stable's, while the rollout keeps the live weights at blue 100%. (2)
+/// Post-promotion analysis, once blue has 0%, compares green against the evidence blue gathered
+/// before the switch: evidence is cumulative over the rollout, so stable's samples stay.
+/// The example's analysis intervals are shortened to 1s so that the looks come quickly.
+#[test]
+fn blue_green_analyses_read_the_preview_route_and_then_blues_earlier_evidence() {
+    let (blue, green) = (Upstream::start("v1"), Upstream::start("v2"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = example("blue-green.yaml")
+        .replace(
+            "prePromotionAnalysis: {}",
+            "prePromotionAnalysis: {interval: 1s}",
+        )
+        .replace("interval: 30s", "interval: 1s");
+    let file = with_ports(
+        dir.path(),
+        "blue-green.yaml",
+        &text,
+        &[(8601, blue.addr.port()), (8602, green.addr.port())],
+    );
+    let proxy = Proxy::start(&[&file]);
+    let host = "pneumonia-bg";
+    send(&proxy, host, "x-preview: true\r\n", 30, "v2");
+    send(&proxy, host, "", 40, "v1");
+    augur_tests::wait_for(
+        "a look over both routes",
+        std::time::Duration::from_secs(10),
+        || (verdict(&proxy, "error-rate") == Some((40, 30))).then_some(()),
+    );
+    assert_eq!(
+        proxy.metric("augur_rollout_weight{arm=\"canary\",policy=\"default/pneumonia-bg\"}"),
+        0.0,
+        "the live route stays on blue before promotion"
+    );
+
+    // The operator skips the undecided gate, then promotes: live traffic switches to green.
+    for _ in 0..2 {
+        let r = proxy.admin_post("/rollouts/pneumonia-bg/promote", "");
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    augur_tests::wait_for("the switch", std::time::Duration::from_secs(10), || {
+        (proxy.metric("augur_rollout_weight{arm=\"canary\",policy=\"default/pneumonia-bg\"}")
+            == 100.0)
+            .then_some(())
+    });
+    send(&proxy, host, "", 50, "v2");
+    augur_tests::wait_for(
+        "a post-promotion look",
+        std::time::Duration::from_secs(10),
+        || (verdict(&proxy, "error-rate") == Some((40, 80))).then_some(()),
+    );
+}

@@ -366,8 +366,10 @@ impl Rollout {
             self.shadow.expire(s);
             if !self.state.is_terminal() && !self.started {
                 self.started = true;
-                self.next_look = s + interval_s(&self.analysis);
                 out.extend(self.enter_step(0, s, "rollout started".to_owned(), Vec::new()));
+                // After entering step 0: a first step that is a gate with its own interval (a
+                // blue-green pre-promotion analysis) looks at that interval, not the base one.
+                self.next_look = s + interval_s(self.active_analysis());
             }
             return out;
         };

@@ -103,6 +103,10 @@ pub struct Route {
     pub rewrite: Option<rewrite::Rewrite>,
     /// `namespace/name` of the CanaryPolicy driving this route, if any.
     pub canary_policy: Option<Arc<str>>,
+    /// `namespace/name` of the CanaryPolicy this route's requests are samples of: the driving
+    /// one, or the blue-green policy whose `previewRoute` this is (its requests are the canary
+    /// evidence of the pre-promotion analysis; the rollout never sets this route's weights).
+    pub sample_policy: Option<Arc<str>>,
     /// The CanaryPolicy splits this route in the stable pods' sidecars, on the requests they
     /// receive (`trafficRouting.sidecar: inbound`), not in the clients'.
     pub inbound: bool,
@@ -138,6 +142,7 @@ impl Route {
             headers: Headers::default(),
             rewrite: None,
             canary_policy: None,
+            sample_policy: None,
             inbound: false,
             prediction: None,
             mirrors: Vec::new(),
@@ -233,8 +238,9 @@ impl RouteTable {
                         source,
                     })?;
                 let policy = driving_policy(set, &vs.metadata.name, ns, http.name.as_deref());
+                let preview = preview_policy(set, &vs.metadata.name, ns, http.name.as_deref());
                 let arms = Arms {
-                    policy,
+                    policy: policy.or(preview),
                     known: &known_arms,
                 };
                 let action = compile_action(set, http, ns, &arms, &mut clusters)?;
@@ -256,10 +262,11 @@ impl RouteTable {
                     headers: http.headers.clone(),
                     rewrite,
                     canary_policy: policy.map(|p| Arc::from(policy_key(p))),
+                    sample_policy: policy.or(preview).map(|p| Arc::from(policy_key(p))),
                     inbound: policy.is_some_and(|p| {
                         p.traffic_routing.sidecar == augur_policies::Sidecar::Inbound
                     }),
-                    prediction: policy.and_then(|p| p.prediction.clone()),
+                    prediction: policy.or(preview).and_then(|p| p.prediction.clone()),
                     mirrors,
                     sticky: sticky_policy(set, http, ns),
                     shadow_percentage: policy
@@ -434,6 +441,22 @@ fn driving_policy<'a>(
         p.metadata.namespace == namespace
             && p.traffic_routing.virtual_service == vs_name
             && p.traffic_routing.routes.iter().any(|r| r == route)
+    })
+}
+
+/// The blue-green CanaryPolicy whose `previewRoute` is this VirtualService route.
+fn preview_policy<'a>(
+    set: &'a PolicySet,
+    vs_name: &str,
+    namespace: &str,
+    route: Option<&str>,
+) -> Option<&'a CanaryPolicy> {
+    let route = route?;
+    set.canary_policies.iter().find(|p| {
+        p.metadata.namespace == namespace
+            && p.traffic_routing.virtual_service == vs_name
+            && matches!(&p.strategy, augur_policies::Strategy::BlueGreen(bg)
+                if bg.preview_route.as_deref() == Some(route))
     })
 }
 
