@@ -15,8 +15,8 @@ echo "== cargo build (the augur binary the end-to-end tests run)"
 cargo build --workspace --locked --bins
 echo "== cargo test"
 cargo test --workspace --locked
-echo "== augur policy check policies/"
-target/debug/augur policy check policies/
+echo "== augur policy check --files-only policies/ (the examples name keys and models that live where the proxy runs)"
+target/debug/augur policy check --files-only policies/
 echo "== cargo deny check licenses bans sources"
 # cargo-deny is built once into .cache/cargo-deny (about 11 minutes on 2 cores, then cached).
 # The advisories check needs RustSec's database, cloned from GitHub, which this CI cannot

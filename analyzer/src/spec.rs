@@ -271,13 +271,13 @@ pub enum StepSpec {
 }
 
 impl std::fmt::Display for StepSpec {
-    /// The step as a policy author wrote it, e.g. `setWeight 20%` or `pause 45 s`.
+    /// The step as a policy author wrote it, e.g. `setWeight 20%` or `pause 45s`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StepSpec::SetWeight(w) => write!(f, "setWeight {w}%"),
             StepSpec::Pause {
                 duration_s: Some(d),
-            } => write!(f, "pause {d} s"),
+            } => write!(f, "pause {}", crate::rollout::format_seconds(*d)),
             StepSpec::Pause { duration_s: None } => f.write_str("pause until promoted"),
             StepSpec::Analysis => f.write_str("analysis"),
             StepSpec::SetHeaderRoute { name } => write!(f, "setHeaderRoute {name}"),

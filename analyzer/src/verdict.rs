@@ -37,6 +37,20 @@ pub enum Outcome {
     NoData,
 }
 
+impl Outcome {
+    /// `pass`, `fail (high)`, `fail (low)`, `inconclusive`, `no_data`: as the JSON and the
+    /// status table name it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Pass => "pass",
+            Outcome::Fail { side: Side::High } => "fail (high)",
+            Outcome::Fail { side: Side::Low } => "fail (low)",
+            Outcome::Inconclusive => "inconclusive",
+            Outcome::NoData => "no_data",
+        }
+    }
+}
+
 /// Which test produced a verdict.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -117,6 +131,10 @@ pub struct Verdict {
     pub measure: Option<String>,
     /// Why, in words.
     pub reason: String,
+    /// For a NoData verdict: the samples needed per arm before it is judged (with `n_stable`
+    /// and `n_canary`, the progress `augur rollout status` shows: `186 of 200`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub needed: Option<u64>,
 }
 
 /// Maps a non-finite number to `None`.
@@ -145,6 +163,7 @@ impl Verdict {
             allowance: None,
             measure: None,
             reason,
+            needed: None,
         }
     }
 
@@ -160,6 +179,7 @@ impl Verdict {
         );
         v.n_stable = n_stable;
         v.n_canary = n_canary;
+        v.needed = Some(needed);
         v
     }
 

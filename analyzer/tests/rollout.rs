@@ -512,3 +512,43 @@ fn a_gate_with_its_own_spec_judges_with_it() {
         Rollout::new(base(), steps(), Vec::new()).with_gate_analysis(0, AnalysisSpec::default());
     assert_eq!(r.active_analysis(), &base());
 }
+
+/// What people read is words with steps counted from 1: a refused command and the states, not
+/// Rust's Debug text; JSON keeps the 0-based index.
+#[test]
+fn refusals_and_states_read_as_words_with_steps_from_one() {
+    let paused = RolloutState::Paused {
+        step: 1,
+        reason: PauseReason::ManualGate,
+    };
+    assert_eq!(
+        paused.to_string(),
+        "paused at step 2 (waiting for promotion)"
+    );
+    let err = augur_analyzer::rollout::CommandError {
+        command: Command::Resume,
+        state: RolloutState::Progressing { step: 0 },
+    };
+    assert_eq!(
+        err.to_string(),
+        "cannot resume: the rollout is progressing at step 1"
+    );
+    let no_data = RolloutState::Paused {
+        step: 3,
+        reason: PauseReason::NoData {
+            metric: "error-rate".into(),
+        },
+    };
+    assert_eq!(
+        no_data.to_string(),
+        "paused at step 4 (no data for error-rate)"
+    );
+    assert_eq!(
+        serde_json::to_value(&paused).expect("JSON")["step"],
+        1,
+        "JSON keeps the index"
+    );
+    assert_eq!(augur_analyzer::rollout::format_seconds(600.0), "10m0s");
+    assert_eq!(augur_analyzer::rollout::format_seconds(45.0), "45s");
+    assert_eq!(augur_analyzer::rollout::format_seconds(5400.0), "1h30m0s");
+}

@@ -81,7 +81,15 @@ impl Ctx<'_> {
             Err(e) => {
                 let path = error_path(e.path());
                 let message = e.into_inner().to_string();
-                self.error(&path, message);
+                let pos = self.index.lookup(&path);
+                self.diags.push_cause(Diagnostic {
+                    severity: Severity::Error,
+                    file: self.file.to_path_buf(),
+                    line: pos.line,
+                    column: pos.column,
+                    path,
+                    message,
+                });
                 None
             }
         }

@@ -85,11 +85,20 @@ impl fmt::Display for LoadError {
 /// A growing list of diagnostics.
 #[derive(Debug, Default)]
 pub(crate) struct Diagnostics {
+    /// Errors that stopped a file or document from being read at all; listed first.
+    pub(crate) causes: Vec<Diagnostic>,
+    /// Everything else.
     pub(crate) list: Vec<Diagnostic>,
 }
 
 impl Diagnostics {
     pub(crate) fn push(&mut self, d: Diagnostic) {
         self.list.push(d);
+    }
+
+    /// An error that stopped a file or document from being read: it is listed before the
+    /// errors it may have caused.
+    pub(crate) fn push_cause(&mut self, d: Diagnostic) {
+        self.causes.push(d);
     }
 }

@@ -18,8 +18,10 @@ mod canary;
 mod context;
 pub mod defaults;
 mod diagnostic;
+pub mod driven;
 pub mod duration;
 pub mod explain;
+mod fields;
 pub mod fingerprint;
 pub mod hosts;
 mod istio;
@@ -41,7 +43,7 @@ pub use duration::{parse_duration, DurationError};
 pub use istio::common::{Destination, HeaderOperations, Headers, ObjectMeta, Percent, StringMatch};
 pub use istio::destination_rule::{
     ClientTls, ConnectionPool, ConsistentHash, DestinationRule, LbPolicy, LoadBalancer,
-    OutlierDetection, Subset, TlsMode, TrafficPolicy,
+    OutlierDetection, Subset, TlsMode, TrafficPolicy, STICKY_VERSION_ANNOTATION,
 };
 pub use istio::service_entry::{
     AddressRange, Location, Resolution, ServiceEntry, ServicePort, WorkloadEntry,
@@ -51,7 +53,7 @@ pub use istio::virtual_service::{
     HttpMatchRequest, HttpMirrorPolicy, HttpRedirect, HttpRetry, HttpRewrite, HttpRoute,
     HttpRouteDestination, RedirectPort, RegexRewrite, VirtualService,
 };
-pub use load::{load_bytes, load_paths, load_str, MAX_FILE_BYTES};
+pub use load::{load_bytes, load_paths, load_paths_with, load_str, LoadOptions, MAX_FILE_BYTES};
 pub use protection::{
     ApiKey, ApiProtection, KeysFrom, RateLimit, RateLimitKey, DEFAULT_API_KEY_HEADER,
 };
@@ -69,6 +71,57 @@ pub struct Loaded {
     pub sources: Vec<PathBuf>,
     /// SHA-256 (hex) over each source's path and bytes, to detect changes.
     pub hash: String,
+    /// Where each document came from, to place diagnostics found after loading.
+    pub(crate) origins: std::sync::Arc<validate::Origins>,
+}
+
+/// One loaded document, by kind and position in its [`PolicySet`] vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DocumentRef {
+    /// `set.virtual_services[i]`.
+    VirtualService(usize),
+    /// `set.destination_rules[i]`.
+    DestinationRule(usize),
+    /// `set.service_entries[i]`.
+    ServiceEntry(usize),
+    /// `set.canary_policies[i]`.
+    CanaryPolicy(usize),
+    /// `set.api_protections[i]`.
+    ApiProtection(usize),
+}
+
+impl Loaded {
+    /// A diagnostic at `path` (e.g. `spec.shadow.model`) of a loaded document, placed at its
+    /// file, line and column: for problems found after loading, such as a key file or a shadow
+    /// model that cannot be read, so that they read like every other policy error.
+    pub fn diagnostic(
+        &self,
+        doc: DocumentRef,
+        path: &str,
+        severity: Severity,
+        message: impl Into<String>,
+    ) -> Diagnostic {
+        let o = &self.origins;
+        let origin = match doc {
+            DocumentRef::VirtualService(i) => o.virtual_services.get(i),
+            DocumentRef::DestinationRule(i) => o.destination_rules.get(i),
+            DocumentRef::ServiceEntry(i) => o.service_entries.get(i),
+            DocumentRef::CanaryPolicy(i) => o.canary_policies.get(i),
+            DocumentRef::ApiProtection(i) => o.api_protections.get(i),
+        };
+        let (file, pos) = origin.map_or_else(
+            || (PathBuf::new(), yaml::Pos { line: 1, column: 1 }),
+            |o| (o.file.clone(), o.index.lookup(path)),
+        );
+        Diagnostic {
+            severity,
+            file,
+            line: pos.line,
+            column: pos.column,
+            path: path.to_owned(),
+            message: message.into(),
+        }
+    }
 }
 
 /// All validated policies from one load.
@@ -133,6 +186,22 @@ impl PolicySet {
             .filter(|e| labels.iter().all(|(k, v)| e.labels.get(k) == Some(v)))
             .map(|e| (e.address.clone(), se.endpoint_port(e, port)))
             .collect()
+    }
+
+    /// The consistent-hash policy that makes `route` sticky, with its DestinationRule: the rule
+    /// of the route's first destination (written in `namespace`). In augur the hash picks the
+    /// destination (the version) as well as the endpoint; Istio's picks only the endpoint.
+    pub fn hash_policy_for(
+        &self,
+        route: &HttpRoute,
+        namespace: &str,
+    ) -> Option<(&DestinationRule, &ConsistentHash)> {
+        let dest = &route.route.first()?.destination;
+        let dr = self.destination_rule_for(&dest.host, namespace)?;
+        match &dr.policy_for(dest.subset.as_deref()).load_balancer {
+            LoadBalancer::ConsistentHash(ch) => Some((dr, ch)),
+            LoadBalancer::Simple(_) => None,
+        }
     }
 
     /// The VirtualService called `name` in `namespace`.

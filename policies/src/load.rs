@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use crate::canary::raw::RawCanarySpec;
 use crate::context::Ctx;
 use crate::diagnostic::{Diagnostic, Diagnostics, LoadError, Severity};
+use crate::fields::{unknown_field_message, Kind};
 use crate::istio::common::RawMeta;
 use crate::istio::destination_rule::raw::RawDestinationRuleSpec;
 use crate::istio::service_entry::RawServiceEntrySpec;
@@ -40,8 +41,26 @@ pub(crate) struct RawDocument<S> {
     pub(crate) spec: Option<S>,
 }
 
+/// How strictly documents are read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Report fields that Istio does not define, in Istio documents, as warnings rather than
+    /// errors (for documents written for an Istio newer than augur knows). Fields Istio defines
+    /// but augur does not implement are warnings either way; augur's own kinds always reject
+    /// unknown fields.
+    pub allow_unknown_istio_fields: bool,
+}
+
 /// Load policy files and directories (recursively, `*.yaml`/`*.yml`, sorted).
 pub fn load_paths<P: AsRef<Path>>(paths: &[P]) -> Result<Loaded, LoadError> {
+    load_paths_with(paths, LoadOptions::default())
+}
+
+/// [`load_paths`] with options.
+pub fn load_paths_with<P: AsRef<Path>>(
+    paths: &[P],
+    options: LoadOptions,
+) -> Result<Loaded, LoadError> {
     let mut diags = Diagnostics::default();
     let mut files = Vec::new();
     for p in paths {
@@ -59,10 +78,10 @@ pub fn load_paths<P: AsRef<Path>>(paths: &[P]) -> Result<Loaded, LoadError> {
         }
         match read_capped(&f) {
             Ok(text) => sources.push((f, text)),
-            Err(message) => diags.push(file_error(&f, message)),
+            Err(message) => diags.push_cause(file_error(&f, message)),
         }
     }
-    load_sources(sources, diags)
+    load_sources(sources, diags, options)
 }
 
 /// Load one YAML text, named `file_name` in diagnostics.
@@ -75,11 +94,15 @@ pub fn load_str(file_name: &str, yaml: &str) -> Result<Loaded, LoadError> {
 pub fn load_bytes(file_name: &str, bytes: &[u8]) -> Result<Loaded, LoadError> {
     let path = PathBuf::from(file_name);
     match file_text(bytes) {
-        Ok(text) => load_sources(vec![(path, text.to_owned())], Diagnostics::default()),
+        Ok(text) => load_sources(
+            vec![(path, text.to_owned())],
+            Diagnostics::default(),
+            LoadOptions::default(),
+        ),
         Err(message) => {
             let mut diags = Diagnostics::default();
-            diags.push(file_error(&path, message));
-            load_sources(Vec::new(), diags)
+            diags.push_cause(file_error(&path, message));
+            load_sources(Vec::new(), diags, LoadOptions::default())
         }
     }
 }
@@ -153,6 +176,7 @@ fn read_capped(path: &Path) -> Result<String, String> {
 fn load_sources(
     sources: Vec<(PathBuf, String)>,
     mut diags: Diagnostics,
+    options: LoadOptions,
 ) -> Result<Loaded, LoadError> {
     let mut hasher = Sha256::new();
     let mut set = PolicySet::default();
@@ -164,7 +188,7 @@ fn load_sources(
         hasher.update([0u8]);
         let parsed = yaml::parse(text);
         for p in parsed.problems {
-            diags.push(Diagnostic {
+            diags.push_cause(Diagnostic {
                 severity: Severity::Error,
                 file: file.clone(),
                 line: p.pos.line,
@@ -174,7 +198,7 @@ fn load_sources(
             });
         }
         for doc in parsed.documents {
-            load_document(file, doc, &mut set, &mut origins, &mut diags);
+            load_document(file, doc, &mut set, &mut origins, &mut diags, options);
         }
     }
     crate::validate::validate(&set, &origins, &mut diags);
@@ -183,14 +207,20 @@ fn load_sources(
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    let mut list = diags.list;
     let order = |f: &Path| {
         sources
             .iter()
             .position(|(s, _)| s == f)
             .unwrap_or(usize::MAX)
     };
-    list.sort_by_key(|d| (order(&d.file), d.line, d.column));
+    let key = |d: &Diagnostic| (order(&d.file), d.line, d.column);
+    // A file or document that could not be read at all (unreadable, YAML syntax, a value of
+    // the wrong type) is the cause of the errors it leads to elsewhere ("VirtualService m not
+    // found"): those come first whatever the file order, then the rest in file and line order.
+    let (mut list, mut rest) = (diags.causes, diags.list);
+    list.sort_by_key(key);
+    rest.sort_by_key(key);
+    list.extend(rest);
     list.dedup();
     if list.iter().any(Diagnostic::is_error) {
         return Err(LoadError { diagnostics: list });
@@ -200,6 +230,7 @@ fn load_sources(
         warnings: list,
         sources: sources.into_iter().map(|(p, _)| p).collect(),
         hash,
+        origins: Arc::new(origins),
     })
 }
 
@@ -209,6 +240,7 @@ fn load_document(
     set: &mut PolicySet,
     origins: &mut Origins,
     diags: &mut Diagnostics,
+    options: LoadOptions,
 ) {
     let Document { value, index } = doc;
     let index = Arc::new(index);
@@ -255,24 +287,33 @@ fn load_document(
                 cx.error("apiVersion", format!("unsupported version {api_version:?} (expected networking.istio.io/v1, v1beta1 or v1alpha3)"));
                 return;
             }
-            let warn = |cx: &mut Ctx<'_>, p: String| cx.warn(&p, crate::istio::ignored_field_message(&p));
+            let ignored = |kind: Kind| {
+                move |cx: &mut Ctx<'_>, p: String| match crate::istio::known_but_ignored(&p) {
+                    Some(why) => cx.warn(&p, why),
+                    None if options.allow_unknown_istio_fields => cx.warn(
+                        &p,
+                        format!("{}; ignored (unknown fields are allowed)", unknown_field_message(kind, &p)),
+                    ),
+                    None => cx.error(&p, unknown_field_message(kind, &p)),
+                }
+            };
             match k {
                 "VirtualService" => {
-                    if let Some(d) = cx.deserialize::<RawDocument<RawVirtualServiceSpec>>(&value, warn) {
+                    if let Some(d) = cx.deserialize::<RawDocument<RawVirtualServiceSpec>>(&value, ignored(Kind::VirtualService)) {
                         let meta = d.metadata.unwrap_or_default().validate(&mut cx);
                         set.virtual_services.push(d.spec.unwrap_or_default().validate(meta, &mut cx));
                         origins.virtual_services.push(origin);
                     }
                 }
                 "DestinationRule" => {
-                    if let Some(d) = cx.deserialize::<RawDocument<RawDestinationRuleSpec>>(&value, warn) {
+                    if let Some(d) = cx.deserialize::<RawDocument<RawDestinationRuleSpec>>(&value, ignored(Kind::DestinationRule)) {
                         let meta = d.metadata.unwrap_or_default().validate(&mut cx);
                         set.destination_rules.push(d.spec.unwrap_or_default().validate(meta, &mut cx));
                         origins.destination_rules.push(origin);
                     }
                 }
                 "ServiceEntry" => {
-                    if let Some(d) = cx.deserialize::<RawDocument<RawServiceEntrySpec>>(&value, warn) {
+                    if let Some(d) = cx.deserialize::<RawDocument<RawServiceEntrySpec>>(&value, ignored(Kind::ServiceEntry)) {
                         let meta = d.metadata.unwrap_or_default().validate(&mut cx);
                         set.service_entries.push(d.spec.unwrap_or_default().validate(meta, &mut cx));
                         origins.service_entries.push(origin);
@@ -282,13 +323,13 @@ fn load_document(
             }
         }
         ("augur.dev", "CanaryPolicy") => {
-            if let Some((meta, spec)) = augur_document::<RawCanarySpec>(&mut cx, &value, version) {
+            if let Some((meta, spec)) = augur_document::<RawCanarySpec>(&mut cx, &value, version, Kind::CanaryPolicy) {
                 set.canary_policies.push(spec.validate(meta, &mut cx));
                 origins.canary_policies.push(origin);
             }
         }
         ("augur.dev", "ApiProtection") => {
-            if let Some((meta, spec)) = augur_document::<RawProtectionSpec>(&mut cx, &value, version) {
+            if let Some((meta, spec)) = augur_document::<RawProtectionSpec>(&mut cx, &value, version, Kind::ApiProtection) {
                 set.api_protections.push(spec.validate(meta, &mut cx));
                 origins.api_protections.push(origin);
             }
@@ -303,6 +344,7 @@ fn augur_document<S: serde::de::DeserializeOwned>(
     cx: &mut Ctx<'_>,
     value: &Value,
     version: &str,
+    kind: Kind,
 ) -> Option<(crate::istio::common::ObjectMeta, S)> {
     if version != "v1alpha1" {
         cx.error(
@@ -311,10 +353,7 @@ fn augur_document<S: serde::de::DeserializeOwned>(
         );
         return None;
     }
-    let unknown = |cx: &mut Ctx<'_>, p: String| {
-        let field = crate::context::last_segment(&p).to_owned();
-        cx.error(&p, format!("unknown field `{field}`"));
-    };
+    let unknown = |cx: &mut Ctx<'_>, p: String| cx.error(&p, unknown_field_message(kind, &p));
     let d = cx.deserialize::<RawDocument<S>>(value, unknown)?;
     let meta = d.metadata.unwrap_or_default().validate(cx);
     match d.spec {

@@ -169,6 +169,7 @@ fn virtual_service(set: &PolicySet, vs: &VirtualService, cx: &mut Ctx<'_>) {
                 cx.error(&join(&rp, "name"), format!("duplicate route name {name:?}"));
             }
         }
+        sticky_version(set, route, ns, &rp, cx);
         for (j, d) in route.route.iter().enumerate() {
             subset_defined(
                 set,
@@ -194,6 +195,32 @@ fn virtual_service(set: &PolicySet, vs: &VirtualService, cx: &mut Ctx<'_>) {
             subset_defined(set, &m.destination, ns, cx, &path);
         }
     }
+}
+
+/// A split route under a consistentHash: augur keeps each key on one destination (version),
+/// which Istio's consistentHash does not do (it hashes among the endpoints of the destination
+/// its weights picked). Warned, unless the DestinationRule says it is meant.
+fn sticky_version(set: &PolicySet, route: &crate::HttpRoute, ns: &str, rp: &str, cx: &mut Ctx<'_>) {
+    if route.route.len() < 2 {
+        return;
+    }
+    let Some((dr, hash)) = set.hash_policy_for(route, ns) else {
+        return;
+    };
+    let annotation = crate::STICKY_VERSION_ANNOTATION;
+    if dr.metadata.annotations.get(annotation).map(String::as_str) == Some("true") {
+        return;
+    }
+    cx.warn(
+        &join(rp, "route"),
+        format!(
+            "DestinationRule {}/{} hashes on {}: in augur that keeps each key on one of these {} destinations (the version) as well as one endpoint, while Istio's consistentHash picks only the endpoint; annotate the DestinationRule {annotation}: \"true\" if that is meant",
+            dr.metadata.namespace,
+            dr.metadata.name,
+            hash.key(),
+            route.route.len()
+        ),
+    );
 }
 
 fn subset_defined(set: &PolicySet, d: &Destination, ns: &str, cx: &mut Ctx<'_>, path: &str) {

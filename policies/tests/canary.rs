@@ -76,7 +76,7 @@ fn unknown_field_is_an_error() {
     assert_eq!(
         errors(&y),
         [format!(
-            "c.yaml:{line}:5: spec.analysis.minSample: unknown field `minSample`"
+            "c.yaml:{line}:5: spec.analysis.minSample: unknown field `minSample`; did you mean `minSamples`?"
         )]
     );
 }
@@ -375,5 +375,96 @@ fn an_unusable_prometheus_address_is_an_error_at_its_line() {
             query: None,
             scrape_lag: std::time::Duration::from_secs(5),
         }
+    );
+}
+
+/// Triggers are named in audit lines, status and staged-rollback bookkeeping: two with one name
+/// are an error at the second.
+#[test]
+fn duplicate_trigger_names_are_an_error() {
+    let y = BASE.replace("- name: accuracy-drop", "- name: error-rate-above-10");
+    let line = line_of("- name: accuracy-drop");
+    assert_eq!(
+        errors(&y),
+        [format!(
+            "c.yaml:{line}:9: spec.rollback.triggers[1].name: duplicate trigger name \"error-rate-above-10\""
+        )]
+    );
+}
+
+fn warnings(yaml: &str) -> Vec<String> {
+    let loaded = load_str("c.yaml", yaml).unwrap_or_else(|e| panic!("{e}"));
+    loaded.warnings.iter().map(ToString::to_string).collect()
+}
+
+/// Units that cannot be what was meant load, with a warning naming the likely intent: a rate
+/// condition below 1 (percent, not a fraction) and a relative allowance above 1 (a fraction, not
+/// percent).
+#[test]
+fn units_that_read_like_the_other_unit_are_warned_about() {
+    let y = BASE.replace("condition: {above: 10}", "condition: {above: 0.1}");
+    let line = line_of("condition: {above: 10}");
+    assert_eq!(
+        warnings(&y),
+        [format!(
+            "c.yaml:{line}:21: warning: spec.rollback.triggers[0].condition.above: rates are percentages: above: 0.1 means 0.1%; for 10% write above: 10"
+        )]
+    );
+    let y = BASE.replace("condition: {dropBy: 5}", "condition: {dropBy: 0.05}");
+    assert_eq!(warnings(&y).len(), 1);
+    assert!(warnings(&y)[0].contains("dropBy: 0.05 means 0.05%; for 5% write dropBy: 5"));
+    let y = BASE.replace(
+        "allowedChange: {relative: 0.2}",
+        "allowedChange: {relative: 20}",
+    );
+    let line = line_of("allowedChange: {relative: 0.2}");
+    assert_eq!(
+        warnings(&y),
+        [format!(
+            "c.yaml:{line}:25: warning: spec.analysis.metrics[0].allowedChange.relative: relative is a fraction of stable's value: 20 allows a change of 2000%; for 20% write relative: 0.2"
+        )]
+    );
+    // The example's own units draw nothing.
+    assert_eq!(warnings(BASE), Vec::<String>::new());
+}
+
+/// Latency allowances are durations, as latency trigger conditions are; rates are points.
+#[test]
+fn latency_allowances_are_durations() {
+    let y = BASE.replace(
+        "allowedChange: {relative: 0.2}",
+        "allowedChange: {absolute: 50ms}",
+    );
+    let loaded = load_str("c.yaml", &y).unwrap_or_else(|e| panic!("{e}"));
+    let metric = &loaded.set.canary_policies[0]
+        .analysis
+        .as_ref()
+        .expect("analysis")
+        .metrics[0];
+    assert_eq!(
+        metric.allowed_change,
+        Some(augur_policies::AllowedChange::Absolute(50.0)),
+        "kept in milliseconds"
+    );
+    let y = BASE.replace(
+        "allowedChange: {relative: 0.2}",
+        "allowedChange: {absolute: 50}",
+    );
+    let e = errors(&y);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].ends_with(
+            "spec.analysis.metrics[0].allowedChange.absolute: latency allowances are durations, as in triggers (e.g. 50ms), got 50"
+        ),
+        "{e:?}"
+    );
+    let y = BASE.replace(
+        "allowedChange: {absolute: 1}       # +1 percentage point",
+        "allowedChange: {absolute: 1s}",
+    );
+    let e = errors(&y);
+    assert!(
+        e[0].ends_with("spec.analysis.metrics[1].allowedChange.absolute: only latency allowances are durations; this metric's is a number, got \"1s\""),
+        "{e:?}"
     );
 }

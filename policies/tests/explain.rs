@@ -52,7 +52,7 @@ fn table_shows_shares_endpoints_and_steps() {
         })
         .collect();
     let gate =
-        "analysis every 1m0s (min 200 samples, sequential, waits at most 4h0m0s for evidence)";
+        "analysis every 1m0s (min 200 samples, sequential, alpha 0.05, waits at most 4h0m0s for evidence)";
     let expected = [
         ("setWeight 10", "10%"),
         (gate, "10%"),
@@ -75,7 +75,7 @@ fn table_shows_shares_endpoints_and_steps() {
             && trig.contains("immediate"),
         "{trig}"
     );
-    assert!(row("accuracy-drop").contains("drops by 5%"));
+    assert!(row("accuracy-drop").contains("drops by 5 points below stable"));
     let lat = row("p95-latency-increase");
     assert!(
         lat.contains("increases by 500ms") && lat.contains("3m0s") && lat.contains("canaryOnly"),
@@ -121,4 +121,120 @@ fn traffic_shifting_shares_are_weight_over_sum() {
         .collect();
     assert_eq!(shares, [80.0, 20.0]);
     assert_eq!(e.routes[0].destinations[1].endpoints, ["127.0.0.1:9082"]);
+}
+
+/// augur's consistentHash picks the version as well as the endpoint, which Istio's does not:
+/// `explain` says so for every route it applies to, and `check` warns about a split route under
+/// one unless the DestinationRule says it is meant.
+#[test]
+fn consistent_hash_is_shown_and_warned_about_where_it_picks_the_version() {
+    let text = include_str!("../examples/header-ab.yaml");
+    let loaded = augur_policies::load_str("ab.yaml", text).unwrap_or_else(|e| panic!("{e}"));
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let e = explain(&loaded.set);
+    let keys: Vec<(&str, Option<&str>)> = e
+        .routes
+        .iter()
+        .map(|r| (r.route.as_str(), r.hash_key.as_deref()))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            ("v2-by-header", Some("header x-user-id")),
+            ("split", Some("header x-user-id"))
+        ]
+    );
+    let table = e.render_table();
+    let sticky: Vec<&str> = table
+        .lines()
+        .skip_while(|l| !l.starts_with("STICKY ROUTES"))
+        .skip(2)
+        .take_while(|l| !l.is_empty())
+        .collect();
+    assert_eq!(sticky.len(), 2, "{table}");
+    assert!(
+        sticky[1].contains("split")
+            && sticky[1].contains("header x-user-id")
+            && sticky[1].contains("one destination (version)"),
+        "{table}"
+    );
+    // Without the annotation, the split route draws the warning.
+    let unannotated = text.replace("    augur.dev/sticky-version: \"true\"", "    team: ml");
+    let loaded =
+        augur_policies::load_str("ab.yaml", &unannotated).unwrap_or_else(|e| panic!("{e}"));
+    let warnings: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
+    let line = text
+        .lines()
+        .position(|l| l.contains("- name: split"))
+        .map_or(0, |i| i + 2);
+    assert_eq!(
+        warnings,
+        [format!(
+            "ab.yaml:{line}:7: warning: spec.http[1].route: DestinationRule default/pneumonia-ab hashes on header x-user-id: in augur that keeps each key on one of these 2 destinations (the version) as well as one endpoint, while Istio's consistentHash picks only the endpoint; annotate the DestinationRule augur.dev/sticky-version: \"true\" if that is meant"
+        )]
+    );
+}
+
+/// `explain` shows everything that is live: the ApiProtection (where the keys are read, never the
+/// keys; the limit; the routes), the shadow model with its share and input, and each analysis
+/// gate with its step's overrides applied (blue-green's too).
+#[test]
+fn protections_shadow_and_per_step_analysis_are_shown() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+    let loaded = load_paths(&[dir]).unwrap_or_else(|e| panic!("{e}"));
+    let e = explain(&loaded.set);
+    let json = serde_json::to_value(&e).unwrap_or_default();
+    let p = &json["protections"][0];
+    assert_eq!(p["protection"], "default/pneumonia-api");
+    assert_eq!(p["routes"], serde_json::json!(["primary"]));
+    assert_eq!(p["api_key"], "header x-api-key from env PNEUMONIA_API_KEYS");
+    assert_eq!(
+        p["rate_limit"],
+        "100 requests per 1m0s per client IP (burst 100)"
+    );
+    assert_eq!(p["max_request_body_bytes"], 33_554_432);
+    let canary = e
+        .rollouts
+        .iter()
+        .find(|r| r.policy == "default/pneumonia")
+        .expect("the canary rollout");
+    let shadow = canary.shadow.as_ref().expect("a shadow model");
+    assert_eq!(shadow.model, "models/pneumonia-v3.onnx");
+    assert_eq!(shadow.mirror_percentage, 10.0);
+    assert_eq!(shadow.input, "1x224x224 NCHW, bilinear, range [0, 1]");
+    let table = e.render_table();
+    assert!(
+        table.contains("SHADOW models/pneumonia-v3.onnx: 10% of requests"),
+        "{table}"
+    );
+    assert!(table.contains("API PROTECTION"), "{table}");
+    // A step's overrides are what its gate shows.
+    let yaml = std::fs::read_to_string(format!("{dir}/canary-pneumonia.yaml"))
+        .unwrap_or_default()
+        .replacen(
+            "    - analysis: {}",
+            "    - analysis: {minSamples: 50, alpha: 0.01}",
+            1,
+        );
+    let loaded = augur_policies::load_str("c.yaml", &yaml).unwrap_or_else(|e| panic!("{e}"));
+    let steps = &explain(&loaded.set).rollouts[0].steps;
+    assert_eq!(
+        steps[1].action,
+        "analysis every 1m0s (min 50 samples, sequential, alpha 0.01, waits at most 4h0m0s for evidence)"
+    );
+    assert!(steps[3]
+        .action
+        .contains("min 200 samples, sequential, alpha 0.05"));
+    let bg = e
+        .rollouts
+        .iter()
+        .find(|r| r.strategy == "blueGreen")
+        .expect("the blue-green rollout");
+    assert!(
+        bg.steps
+            .iter()
+            .any(|s| s.action.starts_with("post-promotion analysis every 30s")),
+        "{:?}",
+        bg.steps
+    );
 }

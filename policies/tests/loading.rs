@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use augur_policies::{load_paths, load_str, LbPolicy, LoadBalancer, Severity};
+use augur_policies::{
+    load_paths, load_paths_with, load_str, LbPolicy, LoadBalancer, LoadOptions, Severity,
+};
 
 const VS: &str = "apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -15,7 +17,6 @@ spec:
     - destination: {host: reviews}
     corsPolicy:
       allowOrigins: [{exact: '*'}]
-    frobnicate: 1
     mirror: {host: reviews}
     mirror_percent: 30
 ";
@@ -28,8 +29,7 @@ fn unsupported_istio_fields_are_warnings() {
         w,
         [
             "w.yaml:10:5: warning: spec.http[0].corsPolicy: `corsPolicy` is not supported by augur; ignored",
-            "w.yaml:12:5: warning: spec.http[0].frobnicate: unknown field `frobnicate`; ignored",
-            "w.yaml:14:5: warning: spec.http[0].mirror_percent: mirror_percent is deprecated; use mirrorPercentage: {value: N}",
+            "w.yaml:13:5: warning: spec.http[0].mirror_percent: mirror_percent is deprecated; use mirrorPercentage: {value: N}",
         ]
     );
     assert!(loaded
@@ -42,6 +42,69 @@ fn unsupported_istio_fields_are_warnings() {
         "a lone destination gets all traffic"
     );
     assert_eq!(route.mirrors[0].percentage.value(), 30.0);
+}
+
+/// A field Istio does not define is an error, as `istioctl validate` makes it: a misspelt
+/// `weight` would otherwise be ignored and the route's split silently changed. Every one is
+/// reported, each with the field it most likely meant.
+#[test]
+fn unknown_istio_fields_are_errors_that_name_the_likely_field() {
+    let y = "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: ab
+  resourceVersion: \"42\"
+spec:
+  hosts: [ab]
+  http:
+  - name: split
+    route:
+    - destination: {host: ab, subset: v1}
+      wieght: 50
+    - destination: {host: ab, subset: v2, subst: x}
+      weight: 50
+    frobnicate: 1
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: ab}
+spec:
+  host: ab
+  trafficPolicy:
+    loadBalancer: {simpel: ROUND_ROBIN}
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+";
+    let err = load_str("u.yaml", y).expect_err("unknown fields are errors");
+    let lines: Vec<String> = err.diagnostics.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        lines,
+        [
+            "u.yaml:5:3: warning: metadata.resourceVersion: `resourceVersion` is Kubernetes metadata that augur does not use; ignored",
+            "u.yaml:12:7: spec.http[0].route[0].wieght: unknown field `wieght`; did you mean `weight`?",
+            "u.yaml:13:43: spec.http[0].route[1].destination.subst: unknown field `subst`; did you mean `subset`?",
+            "u.yaml:15:5: spec.http[0].frobnicate: unknown field `frobnicate`",
+            "u.yaml:23:20: spec.trafficPolicy.loadBalancer.simpel: unknown field `simpel`; did you mean `simple`?",
+        ]
+    );
+    // Allowed (for documents written for a newer Istio), they are warnings and the rest loads.
+    let options = LoadOptions {
+        allow_unknown_istio_fields: true,
+    };
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let file = dir.path().join("u.yaml");
+    std::fs::write(&file, y).unwrap_or_else(|e| panic!("{e}"));
+    let loaded = load_paths_with(&[&file], options).unwrap_or_else(|e| panic!("{e}"));
+    let warnings: Vec<String> = loaded.warnings.iter().map(|w| w.message.clone()).collect();
+    assert!(
+        warnings.contains(
+            &"unknown field `wieght`; did you mean `weight`?; ignored (unknown fields are allowed)"
+                .to_owned()
+        ),
+        "{warnings:?}"
+    );
+    assert_eq!(loaded.set.virtual_services[0].http[0].route.len(), 2);
 }
 
 #[test]
@@ -186,4 +249,55 @@ spec:
     assert!(!addresses[1].contains("10.2.0.1".parse().unwrap()));
     assert!(!addresses[1].contains("::1".parse().unwrap()));
     assert_eq!(addresses[1].to_string(), "10.1.0.0/16");
+}
+
+/// A file that does not parse is the cause of the errors it leads to in other files: its error is
+/// listed first, although the other file comes first in load order.
+#[test]
+fn the_cause_is_listed_before_its_follow_on_errors() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        dir.path().join("a-policy.yaml"),
+        "apiVersion: augur.dev/v1alpha1
+kind: CanaryPolicy
+metadata: {name: m}
+spec:
+  trafficRouting:
+    virtualService: {name: m, routes: [primary]}
+  stable: {host: m, subset: v1}
+  canary: {host: m, subset: v2}
+  steps:
+  - setWeight: 100
+",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        dir.path().join("b-routes.yaml"),
+        "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: m}
+spec:
+  hosts: [m
+  http: []
+",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let err = load_paths(&[dir.path()]).expect_err("invalid");
+    let files: Vec<String> = err
+        .diagnostics
+        .iter()
+        .map(|d| {
+            let name = d.file.file_name().unwrap_or_default().to_string_lossy();
+            format!("{name}: {}", d.message)
+        })
+        .collect();
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert!(
+        files[0].starts_with("b-routes.yaml: YAML syntax error"),
+        "{files:?}"
+    );
+    assert!(
+        files[1].starts_with("a-policy.yaml: ") && files[1].contains("VirtualService"),
+        "{files:?}"
+    );
 }

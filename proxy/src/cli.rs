@@ -29,7 +29,8 @@ pub struct Cli {
 
 const EXAMPLES: &str = "\
 Examples:
-  augur policy check policies/
+  augur policy check policies/            # the files, their keys and shadow models
+  augur policy check --files-only -o json policies/   # the files alone, for CI
   augur policy explain policies/examples/canary-pneumonia.yaml --output json
   augur policy explain policies/examples/canary-pneumonia.yaml --rate 20   # what each gate needs
   augur proxy --policy policies/examples/canary-pneumonia.yaml --listen 127.0.0.1:8080
@@ -200,12 +201,25 @@ pub enum RolloutCommand {
 /// `augur policy ...`
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
-    /// Validate policy files: exit 0 when valid (warnings on stderr), 1 with every error. With
-    /// --rate, also warn about analysis gates that cannot pass in practice at that traffic.
+    /// Validate policy files and what they name (API keys, shadow models): exit 0 when valid
+    /// (warnings on stderr), 1 with every error. With --rate, also warn about analysis gates
+    /// that cannot pass in practice at that traffic.
     Check {
         /// Policy files or directories (YAML, multi-document).
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+        /// How strictly the files are read.
+        #[command(flatten)]
+        load: LoadArgs,
+        /// Check only the files: do not read the API keys (files, environment variables) or
+        /// load the shadow models they name, as the proxy does (for checking policies away
+        /// from where the proxy runs, such as a repository's CI).
+        #[arg(long)]
+        files_only: bool,
+        /// Output format: `table` (diagnostics on stderr, a summary on stdout) or `json` (one
+        /// object on stdout, for CI).
+        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
         /// What evidence assumes.
         #[command(flatten)]
         evidence: EvidenceArgs,
@@ -216,6 +230,9 @@ pub enum PolicyCommand {
         /// Policy files or directories (YAML, multi-document).
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+        /// How strictly the files are read.
+        #[command(flatten)]
+        load: LoadArgs,
         /// Output format.
         #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
         output: OutputFormat,
@@ -223,6 +240,26 @@ pub enum PolicyCommand {
         #[command(flatten)]
         evidence: EvidenceArgs,
     },
+}
+
+/// How strictly policy files are read (the same for `policy check`, `policy explain` and
+/// `proxy`, so that what check accepts is what the proxy loads).
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct LoadArgs {
+    /// Report fields that Istio does not define, in VirtualService, DestinationRule and
+    /// ServiceEntry documents, as warnings instead of errors (for documents written for a newer
+    /// Istio). Istio fields augur does not implement are warnings either way.
+    #[arg(long, env = "AUGUR_ALLOW_UNKNOWN_FIELDS")]
+    pub allow_unknown_fields: bool,
+}
+
+impl LoadArgs {
+    /// The loader's options.
+    pub fn options(&self) -> augur_policies::LoadOptions {
+        augur_policies::LoadOptions {
+            allow_unknown_istio_fields: self.allow_unknown_fields,
+        }
+    }
 }
 
 /// The traffic and the canary an evidence estimate assumes (a canary as good as stable).
@@ -270,6 +307,9 @@ pub struct ProxyArgs {
         required = true
     )]
     pub policies: Vec<PathBuf>,
+    /// How strictly the policy files are read.
+    #[command(flatten)]
+    pub load: LoadArgs,
     /// Explicit HTTP listeners; requests are routed by Host against VirtualService hosts
     /// (default 127.0.0.1:15001 when no capture listener is given either).
     #[arg(long = "listen", env = "AUGUR_LISTEN", value_delimiter = ',')]

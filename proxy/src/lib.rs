@@ -30,6 +30,7 @@ pub mod metrics;
 pub mod mirror;
 pub mod policy_store;
 pub mod ports;
+pub mod preflight;
 pub mod protect;
 pub mod reload;
 pub mod response_flag;

@@ -20,14 +20,27 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let result = match cli.command {
-        Command::Policy(PolicyCommand::Check { paths, evidence }) => {
-            cmd::policy::check(&paths, &evidence)
-        }
-        Command::Policy(PolicyCommand::Explain {
+        Command::Policy(PolicyCommand::Check {
             paths,
+            load,
+            files_only,
             output,
             evidence,
-        }) => cmd::policy::explain(&paths, output, &evidence),
+        }) => cmd::policy::check(
+            &paths,
+            &cmd::policy::CheckOptions {
+                load: load.options(),
+                files_only,
+                output,
+            },
+            &evidence,
+        ),
+        Command::Policy(PolicyCommand::Explain {
+            paths,
+            load,
+            output,
+            evidence,
+        }) => cmd::policy::explain(&paths, load.options(), output, &evidence),
         Command::Proxy(args) => cmd::proxy::run(*args),
         Command::Controller(args) => cmd::controller::run(args),
         Command::Demo(args) => cmd::demo::run(args),

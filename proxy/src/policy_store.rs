@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use augur_inference::{ShadowConfig, ShadowModel};
-use augur_policies::{Diagnostic, LoadError, Loaded, PolicySet};
+use augur_policies::{Diagnostic, LoadError, LoadOptions, Loaded, PolicySet};
 
 use crate::metrics::Metrics;
 use crate::route::{CompileError, RouteTable};
@@ -85,25 +85,38 @@ pub type BeforeSwap = Box<dyn Fn(&PolicySet, &PolicySet) + Send + Sync>;
 /// Holds the serving snapshot and reloads it from the policy paths.
 pub struct PolicyStore {
     paths: Vec<PathBuf>,
+    options: LoadOptions,
     current: ArcSwap<Snapshot>,
     last_failure: ArcSwapOption<ReloadFailure>,
     metrics: Arc<Metrics>,
     before_swap: std::sync::OnceLock<BeforeSwap>,
+    live_weights: std::sync::OnceLock<Arc<crate::weights::RolloutWeights>>,
 }
 
 impl PolicyStore {
     /// Loads the initial set; the proxy does not start without a valid one.
     pub fn open(paths: Vec<PathBuf>, metrics: Arc<Metrics>) -> Result<Self, StoreError> {
-        let snapshot = build(&paths, None)?;
+        Self::open_with(paths, LoadOptions::default(), metrics)
+    }
+
+    /// [`PolicyStore::open`] with loader options, kept for every reload.
+    pub fn open_with(
+        paths: Vec<PathBuf>,
+        options: LoadOptions,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, StoreError> {
+        let snapshot = build(&paths, options, None)?;
         metrics
             .config_last_reload_success_timestamp
             .set(unix_seconds(snapshot.loaded_at) as i64);
         Ok(Self {
             paths,
+            options,
             current: ArcSwap::from_pointee(snapshot),
             last_failure: ArcSwapOption::empty(),
             metrics,
             before_swap: std::sync::OnceLock::new(),
+            live_weights: std::sync::OnceLock::new(),
         })
     }
 
@@ -113,6 +126,14 @@ impl PolicyStore {
     pub fn set_before_swap(&self, hook: BeforeSwap) {
         if self.before_swap.set(hook).is_err() {
             tracing::warn!("a policy swap hook is already set");
+        }
+    }
+
+    /// The weights the rollouts set, so that a reload that edits the written weights of a route a
+    /// running rollout drives is warned about (the rollout's weights keep applying). Set once.
+    pub fn set_live_weights(&self, weights: Arc<crate::weights::RolloutWeights>) {
+        if self.live_weights.set(weights).is_err() {
+            tracing::warn!("the live weights are already set");
         }
     }
 
@@ -136,14 +157,18 @@ impl PolicyStore {
     pub fn reload(&self) -> ReloadOutcome {
         self.metrics.config_reloads.inc();
         let previous = self.current.load_full();
-        match build(&self.paths, Some(&previous)) {
-            Ok(snapshot) => {
+        match build(&self.paths, self.options, Some(&previous)) {
+            Ok(mut snapshot) => {
                 self.metrics.config_last_reload_successful.set(1);
                 self.last_failure.store(None);
                 if snapshot.loaded.hash == self.current.load().loaded.hash {
                     return ReloadOutcome::Unchanged;
                 }
                 let hash = snapshot.loaded.hash.clone();
+                if let Some(live) = self.live_weights.get() {
+                    let edits = edited_driven_weights(&previous.loaded.set, &snapshot.loaded, live);
+                    snapshot.loaded.warnings.extend(edits);
+                }
                 for w in &snapshot.loaded.warnings {
                     tracing::warn!(diagnostic = %w, "policy warning");
                 }
@@ -174,10 +199,21 @@ impl PolicyStore {
     }
 }
 
-fn build(paths: &[PathBuf], previous: Option<&Snapshot>) -> Result<Snapshot, StoreError> {
-    let loaded = augur_policies::load_paths(paths)?;
+fn build(
+    paths: &[PathBuf],
+    options: LoadOptions,
+    previous: Option<&Snapshot>,
+) -> Result<Snapshot, StoreError> {
+    let loaded = augur_policies::load_paths_with(paths, options)?;
+    // Keys that cannot be read reject the set, placed at the field that names them.
+    let key_errors = crate::preflight::api_keys(&loaded);
+    if !key_errors.is_empty() {
+        let mut diagnostics = loaded.warnings.clone();
+        diagnostics.extend(key_errors);
+        return Err(StoreError::Invalid(LoadError { diagnostics }));
+    }
     let routes = RouteTable::compile(&loaded.set)?;
-    let (shadows, shadow_errors) = load_shadows(&loaded.set, previous);
+    let (shadows, shadow_errors) = load_shadows(&loaded, previous);
     Ok(Snapshot {
         loaded,
         routes,
@@ -191,12 +227,12 @@ fn build(paths: &[PathBuf], previous: Option<&Snapshot>) -> Result<Snapshot, Sto
 /// are unchanged. A model that does not load is reported, not fatal: the primary path never
 /// depends on the shadow.
 fn load_shadows(
-    set: &PolicySet,
+    loaded: &Loaded,
     previous: Option<&Snapshot>,
 ) -> (HashMap<String, Arc<ShadowHandle>>, Vec<String>) {
     let mut shadows = HashMap::new();
     let mut errors = Vec::new();
-    for policy in &set.canary_policies {
+    for (index, policy) in loaded.set.canary_policies.iter().enumerate() {
         let Some(config) = &policy.shadow else {
             continue;
         };
@@ -228,13 +264,51 @@ fn load_shadows(
                 shadows.insert(key, Arc::new(handle));
             }
             Err(e) => {
-                let line = format!("{key}: shadow model {}: {e}", config.model);
-                tracing::warn!(error = %line, "shadow model not loaded; the route serves without it");
+                let line = crate::preflight::shadow_not_loaded(
+                    loaded,
+                    index,
+                    &config.model,
+                    &e.to_string(),
+                )
+                .to_string();
+                tracing::warn!(policy = %key, diagnostic = %line, "shadow model not loaded; the route serves without it");
                 errors.push(line);
             }
         }
     }
     (shadows, errors)
+}
+
+/// Warnings for the driven routes whose written stable/canary weights a reload changed while
+/// their rollout holds live weights: the edit does not move traffic (the rollout's weights keep
+/// applying), which would otherwise go unnoticed.
+fn edited_driven_weights(
+    old: &PolicySet,
+    new: &Loaded,
+    live: &crate::weights::RolloutWeights,
+) -> Vec<Diagnostic> {
+    augur_policies::driven::edited_weights(old, &new.set)
+        .into_iter()
+        .filter_map(|(before, after)| {
+            let w = live.get(&after.policy)?;
+            Some(new.diagnostic(
+                augur_policies::DocumentRef::VirtualService(after.vs_index),
+                &format!("spec.http[{}].route", after.route_index),
+                augur_policies::Severity::Warning,
+                format!(
+                    "the stable/canary weights of route {} changed from {}/{} to {}/{}, but CanaryPolicy {} drives them: traffic stays at the rollout's {}/{} (use `augur rollout promote`, `abort` or `retry` to move it)",
+                    after.route,
+                    before.stable_weight,
+                    before.canary_weight,
+                    after.stable_weight,
+                    after.canary_weight,
+                    after.policy,
+                    w.stable,
+                    w.canary
+                ),
+            ))
+        })
+        .collect()
 }
 
 fn error_lines(e: &StoreError) -> Vec<String> {

@@ -554,6 +554,7 @@ impl Rollouts {
                     "archived_releases": m.archived,
                     "state": r.state(),
                     "gate_deadline": r.gate_deadline(),
+                    "pause_deadline": r.pause_deadline(),
                     "gates": gates,
                     "step": r.state().step(),
                     "steps": r.steps(),

@@ -71,15 +71,24 @@ pub fn from_policy(policy: &p::CanaryPolicy) -> RolloutSpec {
         }
         p::Strategy::BlueGreen(bg) => {
             let mut steps = Vec::new();
-            if bg.pre_promotion_analysis.is_some() {
+            // Each promotion analysis is a gate with its own settings (its overrides of
+            // spec.analysis), as a canary's analysis steps are.
+            let mut gate = |steps: &mut Vec<StepSpec>, a: &p::Analysis| {
+                let spec = complete(analysis_spec(a));
+                if spec != analysis {
+                    gates.push((steps.len(), spec));
+                }
                 steps.push(StepSpec::Analysis);
+            };
+            if let Some(a) = &bg.pre_promotion_analysis {
+                gate(&mut steps, a);
             }
             if !bg.auto_promote {
                 steps.push(StepSpec::Pause { duration_s: None });
             }
             steps.push(StepSpec::SetWeight(100));
-            if bg.post_promotion_analysis.is_some() {
-                steps.push(StepSpec::Analysis);
+            if let Some(a) = &bg.post_promotion_analysis {
+                gate(&mut steps, a);
             }
             steps
         }

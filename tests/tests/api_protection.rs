@@ -197,6 +197,24 @@ fn keys_and_rate_limits_answer_like_envoy_and_never_leak_the_key() {
 
     // The keys are nowhere: access log, proxy log, config dump, stats.
     let dump = proxy.admin_get("/config_dump").body;
+    // What is protected, and how, is in the config dump: where the keys are read, not the keys.
+    let json: serde_json::Value = serde_json::from_str(&dump).expect("config_dump JSON");
+    let protections = &json["configs"][0]["routes"]["protections"];
+    assert_eq!(
+        protections[0]["routes"],
+        serde_json::json!(["keyed"]),
+        "{dump}"
+    );
+    assert!(
+        protections[0]["api_key"]
+            .as_str()
+            .is_some_and(|k| k.starts_with("header x-api-key from file ")),
+        "{dump}"
+    );
+    assert_eq!(
+        protections[1]["rate_limit"],
+        "100 requests per 1m0s per client IP (burst 100)"
+    );
     let stats = proxy.admin_get("/stats").body;
     let proxy_log = std::fs::read_to_string(&log).unwrap();
     for (what, text) in [
@@ -225,9 +243,18 @@ fn a_missing_key_file_rejects_the_reload_and_the_last_good_set_keeps_serving() {
         let d = proxy.admin_get("/config_dump").body;
         d.contains("no-such-file").then_some(d)
     });
+    // Placed like every policy error: the file, line and column of the field naming the keys.
+    let line = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .position(|l| l.contains("no-such-file"))
+        .map_or(0, |i| i + 1);
+    let at = format!("{}:{line}:", file.display());
     assert!(
-        dump.contains("spec.apiKey.keysFrom: cannot read the key file"),
-        "{dump}"
+        dump.lines().any(|l| l.contains(&at)
+            && l.contains("spec.apiKey.keysFrom.file: cannot read the key file")),
+        "{at}
+{dump}"
     );
     assert_eq!(get(&proxy, "/keyed", Some(ALPHA)).status, 200);
     assert_eq!(get(&proxy, "/keyed", None).status, 401);

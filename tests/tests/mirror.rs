@@ -291,3 +291,47 @@ fn a_retried_large_body_is_answered_and_mirrored_once() {
     assert_eq!(shadow.received()[0].body.len(), 200_000);
     assert_eq!(shadow.served(), 1, "one copy per request, not per attempt");
 }
+
+/// A shadow model that does not load leaves the routes serving without it (the primary path
+/// never depends on the shadow), and what `/config_dump` shows names the policy's file, line and
+/// field, like every other policy error.
+#[test]
+fn a_shadow_model_that_does_not_load_is_reported_at_its_policy_line() {
+    let v1 = Upstream::predicting("v1", "NORMAL");
+    let v2 = Upstream::predicting("v2", "PNEUMONIA");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vs = virtual_service("model", &primary_route("model"));
+    let svc = service("model", &[("v1", v1.addr.port()), ("v2", v2.addr.port())]);
+    let canary = canary_policy(
+        "model",
+        "  steps:\n  - setWeight: 100\n  shadow:\n    model: no-such-dir/shadow.onnx\n    \
+         preprocessing: {channels: 1, width: 64, height: 64}\n",
+    );
+    let file = write(dir.path(), &[&vs, &svc, &canary]);
+    let proxy = Proxy::start(&[&file]);
+    let text = std::fs::read_to_string(&file).expect("policy");
+    let line = text
+        .lines()
+        .position(|l| l.contains("model: no-such-dir"))
+        .map_or(0, |i| i + 1);
+    let dump: serde_json::Value =
+        serde_json::from_str(&proxy.admin_get("/config_dump").body).expect("JSON");
+    let errors = dump["configs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find_map(|c| c["shadow_model_errors"].as_array())
+        .unwrap_or_else(|| panic!("no shadow_model_errors in {dump}"));
+    let expected = format!(
+        "{}:{line}:5: warning: spec.shadow.model: shadow model no-such-dir/shadow.onnx not loaded; the routes serve without it: cannot read model metadata no-such-dir/shadow.json",
+        file.display()
+    );
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    let got = errors[0].as_str().unwrap_or_default();
+    assert!(got.starts_with(&expected), "{got}\nexpected {expected}");
+    let raw = "GET /predict HTTP/1.1\r\nHost: model\r\nConnection: close\r\n\r\n";
+    assert_eq!(
+        http::request(proxy.listen, raw).expect("request").status,
+        200
+    );
+}

@@ -153,3 +153,64 @@ fn a_weight_change_mid_run_takes_effect_without_errors() {
         "no request failed during the change"
     );
 }
+
+/// Editing the written weights of a route a running rollout drives does not move traffic (the
+/// rollout's weights keep applying): the reload says so, at the route's line, and
+/// `/config_dump` shows the file's weights beside the live ones.
+#[test]
+fn editing_the_weights_of_a_driven_route_is_warned_about_and_both_splits_are_shown() {
+    let (v1, v2) = (Upstream::start("v1"), Upstream::start("v2"));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pneumonia.yaml");
+    let canary = augur_tests::policy::canary_policy(
+        "pneumonia",
+        "  steps:\n  - setWeight: 5\n  - pause: {}\n  - setWeight: 100\n",
+    );
+    let with = |w1: u32, w2: u32| format!("{}\n---\n{canary}", policy(&v1, &v2, w1, w2));
+    std::fs::write(&file, with(100, 0)).unwrap();
+    let proxy = Proxy::start(&[&file]);
+    let driven = |proxy: &Proxy| {
+        let dump: serde_json::Value =
+            serde_json::from_str(&proxy.admin_get("/config_dump").body).expect("JSON");
+        dump["configs"][0]["driven_routes"][0].clone()
+    };
+    wait_for("the rollout to set 95/5", Duration::from_secs(10), || {
+        (driven(&proxy)["live_weights"] == serde_json::json!({"stable": 95, "canary": 5}))
+            .then_some(())
+    });
+    let version = proxy.config_version();
+    augur_tests::policy::write_atomically(&file, with(50, 50));
+    wait_for("the edit to be applied", Duration::from_secs(10), || {
+        (proxy.config_version() != version).then_some(())
+    });
+    let d = driven(&proxy);
+    assert_eq!(d["route"], "primary");
+    assert_eq!(
+        d["file_weights"],
+        serde_json::json!({"stable": 50, "canary": 50})
+    );
+    assert_eq!(
+        d["live_weights"],
+        serde_json::json!({"stable": 95, "canary": 5})
+    );
+    let dump: serde_json::Value =
+        serde_json::from_str(&proxy.admin_get("/config_dump").body).expect("JSON");
+    let line = with(50, 50)
+        .lines()
+        .position(|l| l.contains("- name: primary"))
+        .map_or(0, |i| i + 2);
+    let expected = format!(
+        "{}:{line}:5: warning: spec.http[0].route: the stable/canary weights of route primary changed from 100/0 to 50/50, but CanaryPolicy default/pneumonia drives them: traffic stays at the rollout's 95/5",
+        file.display()
+    );
+    let warnings = dump["configs"][0]["warnings"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.as_str().is_some_and(|w| w.starts_with(&expected))),
+        "{expected}\n{warnings:?}"
+    );
+}

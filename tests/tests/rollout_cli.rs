@@ -61,6 +61,35 @@ fn status_promote_abort_and_retry_from_the_command_line() {
     wait_for("step 1", Duration::from_secs(10), || {
         stdout(&status(&[])).contains("canary 20%").then_some(())
     });
+    // Before enough samples, the verdict says how far along they are, and the columns line up.
+    let waiting = wait_for("a no_data look", Duration::from_secs(10), || {
+        let t = stdout(&status(&["model"]));
+        t.lines()
+            .any(|l| l.starts_with("error-rate") && l.contains("no_data (0 of 20)"))
+            .then_some(t)
+    });
+    let header = waiting
+        .lines()
+        .find(|l| l.starts_with("METRIC"))
+        .expect("the verdict header");
+    let row = waiting
+        .lines()
+        .find(|l| l.starts_with("error-rate"))
+        .expect("the error-rate row");
+    assert_eq!(
+        header.find("VERDICT"),
+        row.find("no_data"),
+        "aligned:\n{header}\n{row}"
+    );
+    assert_eq!(
+        header.find("E-VALUE").map(|i| i + "E-VALUE".len()),
+        Some(row.len()),
+        "right-aligned last column:\n{header}\n{row}"
+    );
+    assert!(
+        waiting.contains("Status:   Paused (waiting for promotion)"),
+        "{waiting}"
+    );
     // Traffic for the analysis: each look's bound, allowance and samples are in the table.
     let mut conn = augur_tests::http::Connection::open(proxy.listen).expect("connect");
     for _ in 0..300 {
@@ -112,14 +141,19 @@ fn status_promote_abort_and_retry_from_the_command_line() {
             .code(),
         Some(0)
     );
-    assert!(stdout(&status(&[])).contains("Status:   aborted"));
+    assert!(stdout(&status(&[])).contains("Status:   Aborted"));
     let again = run(&["rollout", "--admin", &admin, "abort", "model"]);
     assert_eq!(
         again.status.code(),
         Some(1),
         "abort is refused once aborted"
     );
-    assert!(String::from_utf8_lossy(&again.stderr).contains("hint:"));
+    let refused = String::from_utf8_lossy(&again.stderr);
+    assert!(refused.contains("hint:"), "{refused}");
+    assert!(
+        refused.contains("(409): cannot abort: the rollout is aborted"),
+        "a refusal in words, not Rust's Debug text: {refused}"
+    );
     assert_eq!(
         run(&["rollout", "--admin", &admin, "retry", "model"])
             .status
@@ -194,4 +228,34 @@ fn analyze_replays_a_recorded_stream_to_a_rollback() {
     let bad = run(&args);
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("samples.jsonl:1: not a sample"));
+}
+
+/// A timed pause is a pause to people: Paused, with the time left (not "progressing"), and its
+/// step in the policy's duration format.
+#[test]
+fn a_timed_pause_shows_as_paused_with_the_time_left() {
+    let (v1, v2) = (Upstream::start("v1"), Upstream::start("v2"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = policy_file(dir.path(), v1.addr.port(), v2.addr.port());
+    let text = std::fs::read_to_string(&file).expect("policy");
+    std::fs::write(
+        &file,
+        text.replacen("  - pause: {}\n", "  - pause: {duration: 1h}\n", 1),
+    )
+    .expect("write");
+    let proxy = Proxy::start(&[&file]);
+    let admin = proxy.admin.to_string();
+    let table = wait_for("the timed pause", Duration::from_secs(10), || {
+        let t = stdout(&run(&["rollout", "--admin", &admin, "status"]));
+        t.contains("canary 20%").then_some(t)
+    });
+    let line = table
+        .lines()
+        .find(|l| l.starts_with("Status:"))
+        .expect("status line");
+    assert!(
+        line.starts_with("Status:   Paused (timed pause, ") && line.ends_with(" left)"),
+        "{table}"
+    );
+    assert!(table.contains("▶ 2     pause 1h0m0s"), "{table}");
 }

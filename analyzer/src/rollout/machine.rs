@@ -13,6 +13,7 @@ const SRM_MIN_SAMPLES: u64 = 200;
 /// Significance of a sample-ratio mismatch (strict: it is checked at every look).
 const SRM_ALPHA: f64 = 1e-3;
 
+use super::types::format_seconds;
 use super::{
     Action, Command, CommandError, Decision, GateRecord, PauseReason, Rollout, RolloutState,
     MAX_GATE_RECORDS, MAX_HISTORY,
@@ -108,18 +109,19 @@ impl Rollout {
                         step,
                         reason: PauseReason::ManualGate,
                     };
-                    let why = format!("{reason}; step {step}: paused until promoted");
+                    let why = format!("{reason}; step {}: paused until promoted", step + 1);
                     return Some(self.transition(now, to, actions, why));
                 }
                 StepSpec::Pause { .. } | StepSpec::Analysis => {
                     self.step_started = now;
-                    let mut why = format!("{reason}; step {step}: {spec}");
+                    let mut why = format!("{reason}; step {}: {spec}", step + 1);
                     if spec == StepSpec::Analysis {
                         self.gate_inconclusive = 0;
                         self.gate_deadline = self.max_duration(step).map(|d| now + d);
                         if let Some(d) = self.max_duration(step) {
                             why.push_str(&format!(
-                                " (waits for evidence at most {d} s per period)"
+                                " (waits for evidence at most {} per period)",
+                                format_seconds(d)
                             ));
                         }
                     }
@@ -164,7 +166,8 @@ impl Rollout {
                 decide_at: now + window,
             };
             let why = format!(
-                "{reason}; staged: weight halved, observing for {window} s before finishing or restoring"
+                "{reason}; staged: weight halved, observing for {} before finishing or restoring",
+                format_seconds(window)
             );
             return self.transition(now, to, actions, why);
         }
@@ -410,7 +413,9 @@ impl Rollout {
             let waited = now - self.step_started;
             self.record_gate(step, now, "passed".to_owned());
             let why = format!(
-                "step {step}: analysis passed after {waited} s: every metric shown within its allowance ({})",
+                "step {}: analysis passed after {}: every metric shown within its allowance ({})",
+                step + 1,
+                format_seconds(waited),
                 gate_summary(&judged)
             );
             self.enter_step(step + 1, now, why, Vec::new())
@@ -439,8 +444,9 @@ impl Rollout {
             .map(|v| v.metric.as_str())
             .collect();
         let why = format!(
-            "step {step}: analysis inconclusive after {} s: not shown within the allowance: {} (inconclusive {} of limit {})",
-            now - self.step_started,
+            "step {}: analysis inconclusive after {}: not shown within the allowance: {} (inconclusive {} of limit {})",
+            step + 1,
+            format_seconds(now - self.step_started),
             if undecided.is_empty() {
                 "no look yet".to_owned()
             } else {
@@ -452,7 +458,7 @@ impl Rollout {
         let limit = spec.inconclusive_limit;
         if limit < 0 || self.gate_inconclusive <= limit as u64 {
             self.gate_deadline = Some(now + period);
-            let why = format!("{why}; waiting another {period} s");
+            let why = format!("{why}; waiting another {}", format_seconds(period));
             let state = self.state.clone();
             return Some(self.transition(now, state, Vec::new(), why));
         }
@@ -507,7 +513,7 @@ impl Rollout {
         if now < self.step_started + d {
             return None;
         }
-        let why = format!("step {step}: paused {d} s");
+        let why = format!("step {}: paused {}", step + 1, format_seconds(d));
         self.enter_step(step + 1, now, why, Vec::new())
     }
 
@@ -629,7 +635,7 @@ fn gate_summary(verdicts: &[Verdict]) -> String {
                 "{} bound {b:+.4} vs allowed {a:+.4}, n {}/{}",
                 v.metric, v.n_stable, v.n_canary
             ),
-            _ => format!("{} {:?}", v.metric, v.outcome),
+            _ => format!("{} {}", v.metric, v.outcome.name()),
         })
         .collect::<Vec<_>>()
         .join("; ")

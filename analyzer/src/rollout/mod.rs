@@ -54,7 +54,8 @@ use crate::verdict::Verdict;
 
 pub use machine::SAMPLE_RATIO_METRIC;
 pub use types::{
-    Action, Command, CommandError, Decision, GateRecord, PauseReason, RolloutState, Weights,
+    format_seconds, Action, Command, CommandError, Decision, GateRecord, PauseReason, RolloutState,
+    Weights,
 };
 
 /// Decisions kept in [`Rollout::history`].
@@ -263,6 +264,20 @@ impl Rollout {
         }
     }
 
+    /// When the current timed pause step ends (seconds), if the rollout stands at one: a timed
+    /// pause is a pause to people, with time left.
+    pub fn pause_deadline(&self) -> Option<f64> {
+        match (&self.state, self.steps.get(self.state.step()?)) {
+            (
+                RolloutState::Progressing { .. },
+                Some(StepSpec::Pause {
+                    duration_s: Some(d),
+                }),
+            ) => Some(self.step_started + d.ceil().max(0.0)),
+            _ => None,
+        }
+    }
+
     /// The last second processed by [`Rollout::tick`].
     pub fn clock(&self) -> Option<i64> {
         self.clock
@@ -372,8 +387,10 @@ impl Rollout {
             self.shadow.expire(s);
             if !self.state.is_terminal() && !self.started {
                 self.started = true;
-                self.next_look = s + interval_s(&self.analysis);
                 out.extend(self.enter_step(0, s, "rollout started".to_owned(), Vec::new()));
+                // After entering step 0: a first step that is a gate with its own interval (a
+                // blue-green pre-promotion analysis) looks at that interval, not the base one.
+                self.next_look = s + interval_s(self.active_analysis());
             }
             return out;
         };

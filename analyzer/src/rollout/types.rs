@@ -154,9 +154,69 @@ pub enum Command {
     Resume,
 }
 
+impl std::fmt::Display for PauseReason {
+    /// `waiting for promotion`, `paused by a command`, `no data for error-rate`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PauseReason::ManualGate => f.write_str("waiting for promotion"),
+            PauseReason::Manual => f.write_str("paused by a command"),
+            PauseReason::NoData { metric } => write!(f, "no data for {metric}"),
+        }
+    }
+}
+
+impl std::fmt::Display for RolloutState {
+    /// For people: steps count from 1, as in `augur rollout status` (`paused at step 2: waiting
+    /// for promotion`); JSON keeps the 0-based index.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RolloutState::Progressing { step } => write!(f, "progressing at step {}", step + 1),
+            RolloutState::Paused { step, reason } => {
+                write!(f, "paused at step {} ({reason})", step + 1)
+            }
+            RolloutState::RollingBack { step, trigger, .. } => write!(
+                f,
+                "rolling back (staged, trigger {trigger}) at step {}",
+                step + 1
+            ),
+            RolloutState::Inconclusive { step } => {
+                write!(f, "inconclusive at step {}", step + 1)
+            }
+            RolloutState::Promoted => f.write_str("promoted"),
+            RolloutState::RolledBack { .. } => f.write_str("rolled back"),
+            RolloutState::Aborted { .. } => f.write_str("aborted"),
+        }
+    }
+}
+
+impl std::fmt::Display for Command {
+    /// The command as typed: `promote`, `promote --full`, `abort`, ...
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Command::Promote => "promote",
+            Command::PromoteFull => "promote --full",
+            Command::Abort => "abort",
+            Command::Retry => "retry",
+            Command::Pause => "pause",
+            Command::Resume => "resume",
+        })
+    }
+}
+
+/// Seconds as Go and Istio write durations (`45s`, `10m0s`, `1h30m0s`), the form policies use:
+/// one duration format in policies, status, logs and messages.
+pub fn format_seconds(seconds: f64) -> String {
+    let s = seconds.max(0.0).round() as u64;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{}s", s / 60, s % 60),
+        _ => format!("{}h{}m{}s", s / 3600, (s % 3600) / 60, s % 60),
+    }
+}
+
 /// A command that does not apply in the current state.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
-#[error("command {command:?} is not allowed while {state:?}")]
+#[error("cannot {command}: the rollout is {state}")]
 pub struct CommandError {
     /// The command.
     pub command: Command,

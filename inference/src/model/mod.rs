@@ -218,6 +218,18 @@ impl ShadowModel {
         Self::with_metadata(model, meta, config)
     }
 
+    /// Checks what [`ShadowModel::from_policy`] would load (the metadata JSON beside the model,
+    /// the model itself, and its input and output against that metadata and the policy's
+    /// `preprocessing`) without starting a worker: for `augur policy check`.
+    pub fn check_policy(shadow: &augur_policies::Shadow) -> Result<ModelMetadata, ModelError> {
+        let model = Path::new(&shadow.model);
+        let meta = ModelMetadata::from_file(&ModelMetadata::path_for(model))?
+            .with_preprocessing(&shadow.preprocessing)?;
+        meta.validate()?;
+        Runner::open(model, &meta, 1)?;
+        Ok(meta)
+    }
+
     /// Loads `model` with explicit metadata. Sessions are created (and checked against the
     /// metadata) here, so every load error surfaces before a worker starts.
     pub fn with_metadata(

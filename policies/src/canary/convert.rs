@@ -57,13 +57,26 @@ impl RawCanarySpec {
                 }))
             }
         };
-        let rollback_triggers = self
+        let mut rollback_triggers: Vec<RollbackTrigger> = Vec::new();
+        for (i, t) in self
             .rollback
             .iter()
             .flat_map(|r| r.triggers.iter().flatten())
             .enumerate()
-            .filter_map(|(i, t)| t.validate(cx, &format!("spec.rollback.triggers[{i}]")))
-            .collect();
+        {
+            let path = format!("spec.rollback.triggers[{i}]");
+            if let Some(t) = t.validate(cx, &path) {
+                // Audit lines, status and the staged-rollback bookkeeping name triggers: two
+                // with one name could not be told apart.
+                if rollback_triggers.iter().any(|o| o.name == t.name) {
+                    cx.error(
+                        &join(&path, "name"),
+                        format!("duplicate trigger name {:?}", t.name),
+                    );
+                }
+                rollback_triggers.push(t);
+            }
+        }
         CanaryPolicy {
             metadata,
             traffic_routing,
@@ -407,6 +420,74 @@ fn scoring(raw: &RawScoring, metrics: &[Metric], cx: &mut Ctx<'_>, path: &str) -
     }
 }
 
+/// `allowedChange`: exactly one of `absolute` (points for rates, a duration for latency) and
+/// `relative` (a fraction), not negative; a `relative` above 1 is warned about, since it reads
+/// like a percentage (`relative: 20` allows +2000%).
+fn allowed_change(
+    cx: &mut Ctx<'_>,
+    path: &str,
+    raw: &RawAllowedChange,
+    kind: MetricKind,
+) -> Option<AllowedChange> {
+    let latency = matches!(kind, MetricKind::Latency { .. } | MetricKind::LatencyShift);
+    let change = match (&raw.absolute, raw.relative) {
+        (Some(a), None) => {
+            let ap = join(path, "absolute");
+            let value = match (latency, a) {
+                (true, RawAmount::Duration(s)) => match crate::duration::parse_duration(s) {
+                    Ok(d) => d.as_secs_f64() * 1000.0,
+                    Err(e) => {
+                        cx.error(&ap, e.to_string());
+                        return None;
+                    }
+                },
+                (true, RawAmount::Number(n)) => {
+                    cx.error(
+                        &ap,
+                        format!(
+                            "latency allowances are durations, as in triggers (e.g. 50ms), got {n}"
+                        ),
+                    );
+                    return None;
+                }
+                (false, RawAmount::Number(n)) => *n,
+                (false, RawAmount::Duration(s)) => {
+                    cx.error(
+                        &ap,
+                        format!("only latency allowances are durations; this metric's is a number, got {s:?}"),
+                    );
+                    return None;
+                }
+            };
+            AllowedChange::Absolute(value)
+        }
+        (None, Some(r)) => {
+            if r > 1.0 {
+                cx.warn(
+                    &join(path, "relative"),
+                    format!(
+                        "relative is a fraction of stable's value: {r} allows a change of {}%; for {r}% write relative: {}",
+                        r * 100.0,
+                        r / 100.0
+                    ),
+                );
+            }
+            AllowedChange::Relative(r)
+        }
+        _ => {
+            cx.error(path, "exactly one of absolute or relative is required");
+            return None;
+        }
+    };
+    match change {
+        AllowedChange::Absolute(v) | AllowedChange::Relative(v) if v < 0.0 || !v.is_finite() => {
+            cx.error(path, "must not be negative");
+            None
+        }
+        c => Some(c),
+    }
+}
+
 impl RawMetric {
     fn validate(&self, cx: &mut Ctx<'_>, path: &str) -> Option<Metric> {
         let name = required(cx, &join(path, "name"), &self.name).cloned();
@@ -434,26 +515,10 @@ impl RawMetric {
                 }
             }
         };
-        let allowed_change = match self
+        let allowed_change = self
             .allowed_change
             .as_ref()
-            .map(|c| (c.absolute, c.relative))
-        {
-            None => None,
-            Some((Some(a), None)) if a >= 0.0 => Some(AllowedChange::Absolute(a)),
-            Some((None, Some(r))) if r >= 0.0 => Some(AllowedChange::Relative(r)),
-            Some((Some(_), None) | (None, Some(_))) => {
-                cx.error(&join(path, "allowedChange"), "must not be negative");
-                None
-            }
-            Some(_) => {
-                cx.error(
-                    &join(path, "allowedChange"),
-                    "exactly one of absolute or relative is required",
-                );
-                None
-            }
-        };
+            .and_then(|c| allowed_change(cx, &join(path, "allowedChange"), c, kind));
         match allowed_change {
             None => cx.warn(
                 &join(path, "allowedChange"),

@@ -277,7 +277,7 @@ pub(crate) struct RawMetric {
     pub(crate) quantile: Option<f64>,
     /// Which change is bad (default: increase for latency, errorRate, predictionDrift, calibration; decrease for accuracy, shadowAgreement).
     pub(crate) direction: Option<RawDirection>,
-    /// Change tolerated before the canary fails: rates in percentage points, latency in milliseconds.
+    /// Change tolerated before the canary fails: `absolute` in percentage points for rates and as a duration for latency, or `relative` as a fraction of stable.
     pub(crate) allowed_change: Option<RawAllowedChange>,
     /// A failure of a critical metric rolls back at once.
     pub(crate) critical: Option<bool>,
@@ -319,8 +319,8 @@ pub(crate) enum RawDirection {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[schemars(deny_unknown_fields)]
 pub(crate) struct RawAllowedChange {
-    /// In the metric's unit (percentage points, milliseconds).
-    pub(crate) absolute: Option<f64>,
+    /// In the metric's unit: percentage points for rates (`1` = 1 point), a Go duration for latency (`50ms`), the score's unit for calibration and predictionDrift.
+    pub(crate) absolute: Option<RawAmount>,
     /// As a fraction of the stable value (0.1 = 10%).
     pub(crate) relative: Option<f64>,
 }
@@ -382,7 +382,7 @@ pub(crate) struct RawCondition {
     pub(crate) increase_by: Option<RawAmount>,
 }
 
-/// A number (percent) or a Go duration string (latency).
+/// A number (percentage points for rates) or a Go duration string (latency).
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub(crate) enum RawAmount {
@@ -398,7 +398,7 @@ pub(crate) enum RawAmount {
 pub(crate) enum RawTriggerAction {
     /// All traffic back to stable at once.
     Immediate,
-    /// Halve the canary weight for one window, then restore it only if the data shows the condition cleared (at most once per rollout), else roll back.
+    /// Halve the canary weight for one trigger window, then restore it only if the data shows the condition cleared (at most once per rollout), else roll back fully.
     Staged,
     /// Only stop sending to the canary; mirrors and shadow continue.
     CanaryOnly,

@@ -107,7 +107,21 @@ impl RawTrigger {
                 );
                 return None;
             }
-            (false, RawAmount::Number(n)) => Amount::Percent(Percent::check(cx, &ap, *n)?.value()),
+            (false, RawAmount::Number(n)) => {
+                let p = Percent::check(cx, &ap, *n)?.value();
+                if p > 0.0 && p < 1.0 {
+                    // `above: 0.1` on an error rate reads like a fraction (10%) but means 0.1%.
+                    cx.warn(
+                        &ap,
+                        format!(
+                            "rates are percentages: {field}: {p} means {p}%; for {}% write {field}: {}",
+                            p * 100.0,
+                            p * 100.0
+                        ),
+                    );
+                }
+                Amount::Percent(p)
+            }
             (false, RawAmount::Duration(s)) => {
                 cx.error(
                     &ap,

@@ -20,6 +20,38 @@ pub struct Explanation {
     pub routes: Vec<RouteExplanation>,
     /// One entry per CanaryPolicy.
     pub rollouts: Vec<RolloutExplanation>,
+    /// One entry per ApiProtection.
+    pub protections: Vec<ProtectionExplanation>,
+}
+
+/// An ApiProtection: what it protects and how. Never the keys, only where they are read.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProtectionExplanation {
+    /// `namespace/name`.
+    pub protection: String,
+    /// `namespace/name` of the VirtualService.
+    pub virtual_service: String,
+    /// Protected routes (`*` = every route).
+    pub routes: Vec<String>,
+    /// `key in header x-api-key from env PNEUMONIA_API_KEYS (hidden upstream)`, or `-`.
+    pub api_key: String,
+    /// `100 requests per 1m0s per sourceIP (burst 100)`, or `-`.
+    pub rate_limit: String,
+    /// The largest request body accepted, in bytes.
+    pub max_request_body_bytes: Option<u64>,
+}
+
+/// A CanaryPolicy's in-process shadow model.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShadowExplanation {
+    /// ONNX file (its metadata is the `.json` beside it).
+    pub model: String,
+    /// Percent of the driven routes' requests scored by it.
+    pub mirror_percentage: f64,
+    /// `1x224x224 NCHW, bilinear, range [0, 1]`.
+    pub input: String,
+    /// `1 worker(s), queue 64, batches up to 8 within 2ms`.
+    pub runtime: String,
 }
 
 /// A resolved HTTP route.
@@ -43,6 +75,9 @@ pub struct RouteExplanation {
     pub timeout: String,
     /// Retry summary.
     pub retries: String,
+    /// What a DestinationRule `consistentHash` keys this route on (`header x-user`), when one
+    /// applies: in augur the key picks the destination (version) as well as the endpoint.
+    pub hash_key: Option<String>,
 }
 
 /// A destination (or mirror) with its share of requests.
@@ -81,6 +116,8 @@ pub struct RolloutExplanation {
     pub metrics: Vec<MetricExplanation>,
     /// Rollback triggers.
     pub triggers: Vec<TriggerExplanation>,
+    /// The in-process shadow model, if any.
+    pub shadow: Option<ShadowExplanation>,
 }
 
 /// One step of the plan.
@@ -141,6 +178,92 @@ pub fn explain(set: &PolicySet) -> Explanation {
     Explanation {
         routes,
         rollouts: set.canary_policies.iter().map(rollout).collect(),
+        protections: set.api_protections.iter().map(protection).collect(),
+    }
+}
+
+fn protection(p: &crate::ApiProtection) -> ProtectionExplanation {
+    let api_key = p.api_key.as_ref().map_or_else(
+        || "-".to_owned(),
+        |k| {
+            let from = match &k.keys_from {
+                crate::KeysFrom::File(f) => format!("file {f}"),
+                crate::KeysFrom::Env(v) => format!("env {v}"),
+            };
+            let hidden = if k.hide_credentials {
+                " (removed before forwarding)"
+            } else {
+                ""
+            };
+            format!("header {} from {from}{hidden}", k.header)
+        },
+    );
+    let rate_limit = p.rate_limit.as_ref().map_or_else(
+        || "-".to_owned(),
+        |r| {
+            let key = match &r.key {
+                crate::RateLimitKey::SourceIp => "client IP".to_owned(),
+                crate::RateLimitKey::ApiKey => "API key".to_owned(),
+                crate::RateLimitKey::Header(h) => format!("header {h}"),
+            };
+            format!(
+                "{} requests per {} per {key} (burst {})",
+                r.tokens_per_fill,
+                format_duration(r.fill_interval),
+                r.max_tokens
+            )
+        },
+    );
+    ProtectionExplanation {
+        protection: format!("{}/{}", p.metadata.namespace, p.metadata.name),
+        virtual_service: format!("{}/{}", p.metadata.namespace, p.virtual_service),
+        routes: if p.routes.is_empty() {
+            vec!["*".to_owned()]
+        } else {
+            p.routes.clone()
+        },
+        api_key,
+        rate_limit,
+        max_request_body_bytes: p.max_request_body_bytes,
+    }
+}
+
+fn shadow(s: &crate::Shadow) -> ShadowExplanation {
+    let p = &s.preprocessing;
+    let crop = p
+        .crop
+        .map(|(w, h)| format!(", crop {w}x{h}"))
+        .unwrap_or_default();
+    let normalization = match &p.normalization {
+        crate::Normalization::None => String::new(),
+        crate::Normalization::Range { min, max } => format!(", range [{min}, {max}]"),
+        crate::Normalization::MeanStd { mean, std } => format!(", mean {mean:?} std {std:?}"),
+    };
+    let r = &s.runtime;
+    ShadowExplanation {
+        model: s.model.clone(),
+        mirror_percentage: s.mirror_percentage.value(),
+        input: format!(
+            "{}x{}x{} {}, {}{crop}{normalization}",
+            p.channels,
+            p.height,
+            p.width,
+            match p.layout {
+                crate::Layout::Nchw => "NCHW",
+                crate::Layout::Nhwc => "NHWC",
+            },
+            match p.resize {
+                crate::Resize::Nearest => "nearest",
+                crate::Resize::Bilinear => "bilinear",
+            }
+        ),
+        runtime: format!(
+            "{} worker(s), queue {}, batches up to {} within {}",
+            r.workers,
+            r.queue_capacity,
+            r.max_batch,
+            format_duration(r.max_batch_wait)
+        ),
     }
 }
 
@@ -241,6 +364,7 @@ fn route(set: &PolicySet, vs: &VirtualService, i: usize, r: &HttpRoute) -> Route
         action,
         timeout: r.timeout.map_or_else(|| "none".to_owned(), format_duration),
         retries,
+        hash_key: set.hash_policy_for(r, ns).map(|(_, h)| h.key()),
     }
 }
 
@@ -260,8 +384,8 @@ fn rollout(cp: &CanaryPolicy) -> RolloutExplanation {
             if let Some(p) = &bg.preview_route {
                 v.push(format!("preview via route {p}"));
             }
-            if bg.pre_promotion_analysis.is_some() {
-                v.push("pre-promotion analysis".to_owned());
+            if let Some(a) = &bg.pre_promotion_analysis {
+                v.push(format!("pre-promotion {}", analysis(a)));
             }
             v.push(
                 if bg.auto_promote {
@@ -271,8 +395,8 @@ fn rollout(cp: &CanaryPolicy) -> RolloutExplanation {
                 }
                 .to_owned(),
             );
-            if bg.post_promotion_analysis.is_some() {
-                v.push("post-promotion analysis".to_owned());
+            if let Some(a) = &bg.post_promotion_analysis {
+                v.push(format!("post-promotion {}", analysis(a)));
             }
             ("blueGreen", v)
         }
@@ -307,7 +431,16 @@ fn rollout(cp: &CanaryPolicy) -> RolloutExplanation {
             bad_direction: format!("{:?}", m.direction).to_lowercase(),
             allowed_change: match m.allowed_change {
                 None => "any significant".to_owned(),
-                Some(AllowedChange::Absolute(a)) => format!("±{a} absolute"),
+                Some(AllowedChange::Absolute(a)) => match m.kind {
+                    MetricKind::ErrorRate | MetricKind::Accuracy | MetricKind::ShadowAgreement => {
+                        points(a)
+                    }
+                    MetricKind::Latency { .. } | MetricKind::LatencyShift => format!(
+                        "±{}",
+                        format_duration(std::time::Duration::from_secs_f64(a / 1000.0))
+                    ),
+                    _ => format!("±{a} absolute"),
+                },
                 Some(AllowedChange::Relative(r)) => format!("±{}% relative", r * 100.0),
             },
             critical: m.critical,
@@ -316,9 +449,11 @@ fn rollout(cp: &CanaryPolicy) -> RolloutExplanation {
         name: t.name.clone(),
         metric: enum_name(t.metric),
         condition: match t.condition {
+            // `above` is a level (10%); `dropBy`/`increaseBy` are differences from stable, in
+            // percentage points for rates ("5 points", not "5%", which would read as relative).
             TriggerCondition::Above(a) => format!("> {}", amount(a)),
-            TriggerCondition::DropBy(a) => format!("drops by {}", amount(a)),
-            TriggerCondition::IncreaseBy(a) => format!("increases by {}", amount(a)),
+            TriggerCondition::DropBy(a) => format!("drops by {} below stable", change(a)),
+            TriggerCondition::IncreaseBy(a) => format!("increases by {} above stable", change(a)),
         },
         window: format_duration(t.window),
         action: enum_name(t.action),
@@ -336,6 +471,7 @@ fn rollout(cp: &CanaryPolicy) -> RolloutExplanation {
         steps,
         metrics: metrics.collect(),
         triggers: triggers.collect(),
+        shadow: cp.shadow.as_ref().map(shadow),
     }
 }
 
@@ -349,6 +485,23 @@ fn enum_name<T: Serialize>(v: T) -> String {
 fn amount(a: Amount) -> String {
     match a {
         Amount::Percent(p) => format!("{p}%"),
+        Amount::Latency(d) => format_duration(d),
+    }
+}
+
+/// A difference of rates: `5 points` (`1 point`).
+fn points(p: f64) -> String {
+    if p == 1.0 {
+        "±1 point".to_owned()
+    } else {
+        format!("±{p} points")
+    }
+}
+
+/// A trigger's difference from stable: points for rates, a duration for latency.
+fn change(a: Amount) -> String {
+    match a {
+        Amount::Percent(p) => points(p).trim_start_matches('±').to_owned(),
         Amount::Latency(d) => format_duration(d),
     }
 }
@@ -367,21 +520,29 @@ fn weight_after(steps: &[RolloutStep]) -> u32 {
         .unwrap_or(0)
 }
 
+/// An analysis gate with the settings in force at it (the step's overrides applied).
+fn analysis(a: &crate::Analysis) -> String {
+    format!(
+        "analysis every {} (min {} samples, {}, alpha {}, waits {})",
+        format_duration(a.interval),
+        a.min_samples,
+        enum_name(a.method),
+        a.alpha,
+        a.max_duration
+            .filter(|d| !d.is_zero())
+            .map_or("without bound".to_owned(), |d| format!(
+                "at most {} for evidence",
+                format_duration(d)
+            ))
+    )
+}
+
 fn step_action(s: &RolloutStep) -> String {
     match s {
         RolloutStep::SetWeight(w) => format!("setWeight {w}"),
         RolloutStep::Pause { duration: Some(d) } => format!("pause {}", format_duration(*d)),
         RolloutStep::Pause { duration: None } => "pause until promoted".to_owned(),
-        RolloutStep::Analysis(a) => format!(
-            "analysis every {} (min {} samples, {}, waits {})",
-            format_duration(a.interval),
-            a.min_samples,
-            enum_name(a.method),
-            a.max_duration.filter(|d| !d.is_zero()).map_or(
-                "without bound".to_owned(),
-                |d| format!("at most {} for evidence", format_duration(d))
-            )
-        ),
+        RolloutStep::Analysis(a) => analysis(a),
         RolloutStep::SetHeaderRoute(h) => format!("header route {}", h.name),
         RolloutStep::SetMirrorRoute(m) => {
             format!("mirror route {} {}%", m.name, m.percentage.value())

@@ -134,6 +134,33 @@ impl Explanation {
             ],
             &rows,
         ));
+        let sticky: Vec<Vec<String>> = self
+            .routes
+            .iter()
+            .filter_map(|r| {
+                let key = r.hash_key.clone()?;
+                let what = if r.destinations.len() > 1 {
+                    "each key stays on one destination (version) and one endpoint"
+                } else {
+                    "each key stays on one endpoint"
+                };
+                Some(vec![
+                    r.virtual_service.clone(),
+                    r.route.clone(),
+                    key,
+                    what.to_owned(),
+                ])
+            })
+            .collect();
+        if !sticky.is_empty() {
+            out.push_str(
+                "\nSTICKY ROUTES (DestinationRule consistentHash; unlike Istio's, augur's also picks the destination)\n",
+            );
+            out.push_str(&table(
+                &["VIRTUALSERVICE", "ROUTE", "HASH KEY", "EFFECT"],
+                &sticky,
+            ));
+        }
         for ro in &self.rollouts {
             out.push_str(&format!(
                 "\nROLLOUT {} ({}): VirtualService {} routes {}; stable {}, canary {}\n",
@@ -177,6 +204,15 @@ impl Explanation {
                     &m,
                 ));
             }
+            if let Some(sh) = &ro.shadow {
+                out.push_str(&format!(
+                    "\nSHADOW {}: {} of requests, input {}, {}\n",
+                    sh.model,
+                    percent(sh.mirror_percentage),
+                    sh.input,
+                    sh.runtime
+                ));
+            }
             if !ro.triggers.is_empty() {
                 out.push('\n');
                 let t: Vec<Vec<String>> = ro
@@ -197,6 +233,35 @@ impl Explanation {
                     &t,
                 ));
             }
+        }
+        if !self.protections.is_empty() {
+            out.push_str("\nAPI PROTECTION\n");
+            let rows: Vec<Vec<String>> = self
+                .protections
+                .iter()
+                .map(|p| {
+                    vec![
+                        p.protection.clone(),
+                        p.virtual_service.clone(),
+                        p.routes.join(","),
+                        p.api_key.clone(),
+                        p.rate_limit.clone(),
+                        p.max_request_body_bytes
+                            .map_or_else(|| "-".to_owned(), |b| format!("{b} bytes")),
+                    ]
+                })
+                .collect();
+            out.push_str(&table(
+                &[
+                    "PROTECTION",
+                    "VIRTUALSERVICE",
+                    "ROUTES",
+                    "API KEY",
+                    "RATE LIMIT",
+                    "MAX BODY",
+                ],
+                &rows,
+            ));
         }
         out
     }

@@ -17,6 +17,8 @@ pub struct ObjectMeta {
     pub name: String,
     /// `metadata.namespace`, `"default"` when absent.
     pub namespace: String,
+    /// `metadata.annotations` with string values (augur reads its own, `augur.dev/...`).
+    pub annotations: BTreeMap<String, String>,
 }
 
 /// Raw `metadata`.
@@ -31,8 +33,7 @@ pub(crate) struct RawMeta {
     /// Kubernetes labels (kept for tooling, unused by augur).
     #[allow(dead_code)] // accepted so that it is not reported as unknown
     pub(crate) labels: Option<BTreeMap<String, String>>,
-    /// Kubernetes annotations (kept for tooling, unused by augur).
-    #[allow(dead_code)] // accepted so that it is not reported as unknown
+    /// Kubernetes annotations; augur reads `augur.dev/sticky-version: "true"` on a DestinationRule (its consistentHash is meant to pick the version).
     pub(crate) annotations: Option<BTreeMap<String, Value>>,
 }
 
@@ -49,7 +50,17 @@ impl RawMeta {
             .namespace
             .clone()
             .unwrap_or_else(|| "default".to_owned());
-        ObjectMeta { name, namespace }
+        let annotations = self
+            .annotations
+            .iter()
+            .flatten()
+            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+            .collect();
+        ObjectMeta {
+            name,
+            namespace,
+            annotations,
+        }
     }
 }
 
@@ -260,14 +271,14 @@ pub struct Headers {
 }
 
 /// Raw `Headers`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 pub(crate) struct RawHeaders {
     pub(crate) request: Option<RawHeaderOperations>,
     pub(crate) response: Option<RawHeaderOperations>,
 }
 
 /// Raw `HeaderOperations`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 pub(crate) struct RawHeaderOperations {
     pub(crate) set: Option<BTreeMap<String, String>>,
     pub(crate) add: Option<BTreeMap<String, String>>,

@@ -1,6 +1,8 @@
 //! Istio's `networking.istio.io` kinds (v1, v1beta1, v1alpha3), read with
-//! Istio's semantics. Fields augur does not implement, and unknown fields,
-//! are warnings that name the field.
+//! Istio's semantics. Fields Istio defines that augur does not implement are
+//! warnings that name the field; fields Istio does not define are errors (as
+//! `istioctl validate` and the API server's strict field validation make
+//! them), unless the loader is told to allow them.
 
 pub(crate) mod common;
 pub(crate) mod destination_rule;
@@ -43,7 +45,6 @@ const UNSUPPORTED: &[&str] = &[
     "caCrl",
     "network",
     "locality",
-    "weight",
     "serviceAccount",
     "subjectAltNames",
     "status",
@@ -53,13 +54,38 @@ const UNSUPPORTED: &[&str] = &[
     "endpointSelector",
 ];
 
-/// The warning for a field of an Istio document that augur ignores.
-pub(crate) fn ignored_field_message(path: &str) -> String {
-    let field = crate::context::last_segment(path);
-    let field = field.split('[').next().unwrap_or(field);
-    if UNSUPPORTED.contains(&field) {
-        format!("`{field}` is not supported by augur; ignored")
-    } else {
-        format!("unknown field `{field}`; ignored")
+/// Istio fields that augur ignores only under one parent: `(parent, field)`. A ServiceEntry
+/// endpoint's `weight` is Istio's; a `weight` anywhere else is not.
+const UNSUPPORTED_UNDER: &[(&str, &str)] = &[("endpoints", "weight")];
+
+/// Kubernetes object metadata that augur does not use (what `kubectl get -o yaml` adds).
+const KUBERNETES_METADATA: &[&str] = &[
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "managedFields",
+    "ownerReferences",
+    "finalizers",
+    "generateName",
+    "selfLink",
+];
+
+/// Why a field that the raw types do not read is ignored, when Istio (or Kubernetes) defines
+/// it: `None` for a field neither defines (a typo, or a field from a newer Istio).
+pub(crate) fn known_but_ignored(path: &str) -> Option<String> {
+    let field = crate::fields::field_name(path);
+    let parent = path
+        .rsplit_once('.')
+        .map(|(p, _)| crate::fields::field_name(p))
+        .unwrap_or_default();
+    if parent == "metadata" && path.matches('.').count() == 1 {
+        return KUBERNETES_METADATA
+            .contains(&field)
+            .then(|| format!("`{field}` is Kubernetes metadata that augur does not use; ignored"));
     }
+    let known = UNSUPPORTED.contains(&field) || UNSUPPORTED_UNDER.contains(&(parent, field));
+    known.then(|| format!("`{field}` is not supported by augur; ignored"))
 }

@@ -179,7 +179,7 @@ impl ServiceEntry {
 }
 
 /// Raw `spec` of a ServiceEntry.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 pub(crate) struct RawServiceEntrySpec {
     hosts: Option<Vec<String>>,
     addresses: Option<Vec<String>>,
@@ -189,7 +189,7 @@ pub(crate) struct RawServiceEntrySpec {
     endpoints: Option<Vec<RawEndpoint>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 struct RawPort {
     number: Option<u32>,
@@ -198,7 +198,7 @@ struct RawPort {
     target_port: Option<u32>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 struct RawEndpoint {
     address: Option<String>,
     ports: Option<BTreeMap<String, u32>>,

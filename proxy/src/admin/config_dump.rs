@@ -24,6 +24,21 @@ pub(super) fn dump(s: &AdminState) -> Value {
                 .map(|(k, h)| json!({"policy": k, "model": h.config.model}))
                 .collect::<Vec<_>>(),
             "shadow_model_errors": snapshot.shadow_errors,
+            // Each route a CanaryPolicy drives: the stable/canary weights its file writes, and
+            // the weights its rollout set, which requests follow (null: the file's apply).
+            "driven_routes": augur_policies::driven::driven_routes(&loaded.set)
+                .into_iter()
+                .map(|d| {
+                    let live = s.rollouts.weights().get(&d.policy);
+                    json!({
+                        "policy": d.policy,
+                        "virtual_service": d.virtual_service,
+                        "route": d.route,
+                        "file_weights": {"stable": d.stable_weight, "canary": d.canary_weight},
+                        "live_weights": live.map(|w| json!({"stable": w.stable, "canary": w.canary})),
+                    })
+                })
+                .collect::<Vec<_>>(),
             "routes": augur_policies::explain::explain(&loaded.set),
         }]
     })

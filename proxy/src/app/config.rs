@@ -67,6 +67,8 @@ pub struct ControllerLink {
 pub struct ProxyConfig {
     /// Policy files or directories.
     pub policies: Vec<PathBuf>,
+    /// How they are read (`--allow-unknown-fields`).
+    pub load: augur_policies::LoadOptions,
     /// Listeners.
     pub listeners: Listeners,
     /// How long a silent client on an inspected capture port is waited for (`None`: forever).
@@ -209,6 +211,7 @@ impl TryFrom<&ProxyArgs> for ProxyConfig {
         };
         Ok(Self {
             policies: args.policies.clone(),
+            load: args.load.options(),
             listeners,
             protocol_detection_timeout: Some(args.protocol_detection_timeout)
                 .filter(|t| !t.is_zero()),

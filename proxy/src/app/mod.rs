@@ -90,8 +90,9 @@ impl App {
     /// controller), opens the logs and wires every listener and background service.
     pub fn build(config: ProxyConfig) -> Result<Self, BuildError> {
         let metrics = Arc::new(Metrics::new(crate::identity::Workload::from_env())?);
-        let store = Arc::new(PolicyStore::open(
+        let store = Arc::new(PolicyStore::open_with(
             config.policies.clone(),
+            config.load,
             Arc::clone(&metrics),
         )?);
         let snapshot = store.snapshot();
@@ -153,6 +154,9 @@ impl App {
             });
         }
         let weights = Arc::new(RolloutWeights::default());
+        // Reloads that edit the weights of a route a rollout drives are warned about, and
+        // `/config_dump` shows the live weights beside the file's.
+        store.set_live_weights(Arc::clone(&weights));
         {
             let weights = Arc::clone(&weights);
             store.set_before_swap(Box::new(move |old, new| {

@@ -137,50 +137,136 @@ fn render_evidence(evidence: &[Evidence]) -> String {
     out
 }
 
-/// Validates the files: warnings go to stderr; every error is printed and the exit code is 1.
-/// With a rate, gates that cannot pass in practice at that traffic are warned about too.
-pub fn check(paths: &[PathBuf], args: &EvidenceArgs) -> anyhow::Result<ExitCode> {
-    match augur_policies::load_paths(paths) {
+/// How `augur policy check` runs.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckOptions {
+    /// The loader's strictness.
+    pub load: augur_policies::LoadOptions,
+    /// Skip what the proxy loads beyond the files (keys, shadow models).
+    pub files_only: bool,
+    /// Table or JSON.
+    pub output: OutputFormat,
+}
+
+/// `policy check -o json`: everything a CI job needs in one object.
+#[derive(Debug, Serialize)]
+struct CheckReport<'a> {
+    /// No errors.
+    ok: bool,
+    /// Errors.
+    errors: usize,
+    /// Warnings (diagnostics and gate warnings).
+    warnings: usize,
+    /// The files read.
+    files: &'a [PathBuf],
+    /// Documents per kind.
+    documents: Option<Documents>,
+    /// Every error and warning, causes first, then in file and line order.
+    diagnostics: &'a [augur_policies::Diagnostic],
+    /// Analysis gates that cannot pass in practice at `--rate` (per CanaryPolicy).
+    gate_warnings: &'a [String],
+}
+
+/// How many documents of each kind loaded.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct Documents {
+    virtual_service: usize,
+    destination_rule: usize,
+    service_entry: usize,
+    canary_policy: usize,
+    api_protection: usize,
+}
+
+/// Validates the files and, unless `files_only`, what the proxy loads beyond them (API keys,
+/// shadow models): warnings go to stderr; every error is printed and the exit code is 1. With a
+/// rate, gates that cannot pass in practice at that traffic are warned about too.
+pub fn check(
+    paths: &[PathBuf],
+    opts: &CheckOptions,
+    args: &EvidenceArgs,
+) -> anyhow::Result<ExitCode> {
+    let (loaded, mut diagnostics) = match augur_policies::load_paths_with(paths, opts.load) {
         Ok(loaded) => {
-            let mut err = std::io::stderr().lock();
-            for warning in &loaded.warnings {
-                writeln!(err, "{warning}")?;
-            }
-            let practical = args
-                .baseline()
-                .map(|b| impractical(&evidence(&loaded.set, &b)))
-                .unwrap_or_default();
-            for warning in &practical {
-                writeln!(err, "{warning}")?;
-            }
-            let set = &loaded.set;
-            println!(
-                "ok: {} file(s), {} VirtualService, {} DestinationRule, {} ServiceEntry, {} CanaryPolicy, {} ApiProtection, {} warning(s)",
-                loaded.sources.len(),
-                set.virtual_services.len(),
-                set.destination_rules.len(),
-                set.service_entries.len(),
-                set.canary_policies.len(),
-                set.api_protections.len(),
-                loaded.warnings.len() + practical.len(),
-            );
-            Ok(ExitCode::SUCCESS)
+            let warnings = loaded.warnings.clone();
+            (Some(loaded), warnings)
         }
-        Err(e) => {
-            eprint!("{}", render_diagnostics(&e));
-            Ok(ExitCode::FAILURE)
+        Err(e) => (None, e.diagnostics),
+    };
+    if let Some(loaded) = loaded.as_ref().filter(|_| !opts.files_only) {
+        diagnostics.extend(crate::preflight::api_keys(loaded));
+        diagnostics.extend(crate::preflight::shadow_models(loaded));
+    }
+    let practical = loaded
+        .as_ref()
+        .zip(args.baseline())
+        .map(|(l, b)| impractical(&evidence(&l.set, &b)))
+        .unwrap_or_default();
+    let errors = diagnostics.iter().filter(|d| d.is_error()).count();
+    let warnings = diagnostics.len() - errors + practical.len();
+    let files: &[PathBuf] = loaded.as_ref().map_or(&[], |l| &l.sources);
+    match opts.output {
+        OutputFormat::Json => {
+            let report = CheckReport {
+                ok: errors == 0,
+                errors,
+                warnings,
+                files,
+                documents: loaded.as_ref().map(|l| Documents {
+                    virtual_service: l.set.virtual_services.len(),
+                    destination_rule: l.set.destination_rules.len(),
+                    service_entry: l.set.service_entries.len(),
+                    canary_policy: l.set.canary_policies.len(),
+                    api_protection: l.set.api_protections.len(),
+                }),
+                diagnostics: &diagnostics,
+                gate_warnings: &practical,
+            };
+            let json = serde_json::to_string_pretty(&report).context("rendering JSON")?;
+            println!("{json}");
+        }
+        OutputFormat::Table if errors > 0 => {
+            eprint!(
+                "{}",
+                render_diagnostics(&augur_policies::LoadError { diagnostics })
+            );
+        }
+        OutputFormat::Table => {
+            let mut err = std::io::stderr().lock();
+            for d in diagnostics.iter().map(ToString::to_string).chain(practical) {
+                writeln!(err, "{d}")?;
+            }
+            if let Some(l) = &loaded {
+                let set = &l.set;
+                println!(
+                    "ok: {} file(s), {} VirtualService, {} DestinationRule, {} ServiceEntry, {} CanaryPolicy, {} ApiProtection, {} warning(s)",
+                    l.sources.len(),
+                    set.virtual_services.len(),
+                    set.destination_rules.len(),
+                    set.service_entries.len(),
+                    set.canary_policies.len(),
+                    set.api_protections.len(),
+                    warnings,
+                );
+            }
         }
     }
+    Ok(if errors == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// Prints the resolved routes, splits and rollout plans as a table or JSON, and with a rate what
 /// each analysis gate needs.
 pub fn explain(
     paths: &[PathBuf],
+    options: augur_policies::LoadOptions,
     output: OutputFormat,
     args: &EvidenceArgs,
 ) -> anyhow::Result<ExitCode> {
-    let loaded = match augur_policies::load_paths(paths) {
+    let loaded = match augur_policies::load_paths_with(paths, options) {
         Ok(loaded) => loaded,
         Err(e) => {
             eprint!("{}", render_diagnostics(&e));

@@ -92,14 +92,43 @@ fn command_call(admin: SocketAddr, name: &str, verb: &str) -> anyhow::Result<Exi
     }
 }
 
+/// The state in words, as `kubectl argo rollouts` shows it: `Paused (waiting for promotion)`,
+/// `Paused (no data for error-rate)`, `Progressing`, `Promoted`.
 fn phase(state: &Value) -> String {
     let p = state["phase"].as_str().unwrap_or("?");
-    match state["reason"]
-        .as_str()
-        .or(state["reason"]["no_data"]["metric"].as_str())
-    {
-        Some(reason) if p == "paused" => format!("paused ({reason})"),
-        _ => p.to_owned(),
+    let reason = match &state["reason"] {
+        Value::String(r) if r == "manual_gate" => Some("waiting for promotion".to_owned()),
+        Value::String(r) if r == "manual" => Some("paused by a command".to_owned()),
+        Value::Object(o) => o
+            .get("no_data")
+            .and_then(|n| n["metric"].as_str())
+            .map(|m| format!("no data for {m}")),
+        _ => None,
+    };
+    match (p, reason) {
+        ("paused", Some(reason)) => format!("Paused ({reason})"),
+        ("rolling_back", _) => format!(
+            "RollingBack (staged, trigger {})",
+            state["trigger"].as_str().unwrap_or("?")
+        ),
+        ("rolled_back", _) => "RolledBack".to_owned(),
+        (p, _) => {
+            let mut c = p.chars();
+            c.next()
+                .map(|f| f.to_uppercase().chain(c).collect())
+                .unwrap_or_default()
+        }
+    }
+}
+
+/// The status line: a timed pause is shown as Paused with the time left.
+fn status_line(r: &Value) -> String {
+    match r["pause_deadline"].as_f64() {
+        Some(deadline) => {
+            let left = deadline - crate::sample::now();
+            format!("Paused (timed pause, {} left)", duration(left))
+        }
+        None => phase(&r["state"]),
     }
 }
 
@@ -109,7 +138,7 @@ fn step_text(step: &Value) -> String {
     }
     if let Some(p) = step.get("pause") {
         return match p["duration_s"].as_f64() {
-            Some(s) => format!("pause {s}s"),
+            Some(s) => format!("pause {}", duration(s)),
             None => "pause (until promoted)".to_owned(),
         };
     }
@@ -137,11 +166,23 @@ fn signed(v: &Value) -> String {
         .map_or_else(|| "-".to_owned(), |x| format!("{x:+.4}"))
 }
 
-/// `pass`, `fail (high)`, `inconclusive`, `no_data`.
+/// `pass`, `fail (high)`, `inconclusive`, and for `no_data` the samples it waits for: `no_data
+/// (186 of 200)`, the arm with fewer.
 fn outcome(v: &Value) -> String {
-    match v {
+    let o = &v["outcome"];
+    match o {
+        Value::String(s) if s == "no_data" => match v["needed"].as_u64() {
+            Some(needed) => {
+                let have = v["n_stable"]
+                    .as_u64()
+                    .unwrap_or(0)
+                    .min(v["n_canary"].as_u64().unwrap_or(0));
+                format!("no_data ({have} of {needed})")
+            }
+            None => s.clone(),
+        },
         Value::String(s) => s.clone(),
-        Value::Object(o) => o
+        Value::Object(m) => m
             .iter()
             .next()
             .map(|(k, side)| format!("{k} ({})", side["side"].as_str().unwrap_or("")))
@@ -150,14 +191,41 @@ fn outcome(v: &Value) -> String {
     }
 }
 
-/// `1 h 12 min`, `3 min 20 s`, `45 s`.
+/// Durations as policies write them (`45s`, `3m20s`, `1h12m0s`): one format everywhere.
 fn duration(s: f64) -> String {
-    let s = s.max(0.0).round() as u64;
-    match s {
-        0..=59 => format!("{s} s"),
-        60..=3599 => format!("{} min {} s", s / 60, s % 60),
-        _ => format!("{} h {} min", s / 3600, (s % 3600) / 60),
+    augur_analyzer::rollout::format_seconds(s)
+}
+
+/// Rows as columns, each as wide as its widest cell; `right` says which align right.
+fn columns(header: &[&str], rows: &[Vec<String>], right: &[bool]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
     }
+    let line = |cells: Vec<&str>| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            let pad = widths[i].saturating_sub(c.chars().count());
+            if i > 0 {
+                s.push_str("  ");
+            }
+            if right.get(i).copied().unwrap_or(false) {
+                s.push_str(&" ".repeat(pad));
+                s.push_str(c);
+            } else {
+                s.push_str(c);
+                s.push_str(&" ".repeat(pad));
+            }
+        }
+        s.trim_end().to_owned() + "\n"
+    };
+    let mut out = line(header.to_vec());
+    for row in rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out
 }
 
 /// A Unix time as `HH:MM:SS UTC`.
@@ -172,7 +240,7 @@ pub fn render(r: &Value) -> String {
     let current = r["step"].as_u64();
     let steps = r["steps"].as_array().cloned().unwrap_or_default();
     let _ = writeln!(out, "Name:     {}", r["name"].as_str().unwrap_or(""));
-    let _ = writeln!(out, "Status:   {}", phase(&r["state"]));
+    let _ = writeln!(out, "Status:   {}", status_line(r));
     if let Some(step) = current {
         let _ = writeln!(out, "Step:     {}/{}", step + 1, steps.len());
     }
@@ -211,41 +279,38 @@ pub fn render(r: &Value) -> String {
         );
     }
     if let Some(verdicts) = r["verdicts"].as_array().filter(|v| !v.is_empty()) {
-        let _ = writeln!(
-            out,
-            "\n{:<16} {:<13} {:>10} {:>10} {:>10} {:>10} {:>8} {:>8} {:>10}",
-            "METRIC",
-            "VERDICT",
-            "STABLE",
-            "CANARY",
-            "BOUND",
-            "ALLOWED",
-            "N STABLE",
-            "N CANARY",
-            "E-VALUE"
-        );
-        for v in verdicts {
-            let e = if v["e_value"].is_number() {
-                num(&v["e_value"])
-            } else if v["p_value"].is_number() {
-                format!("p={}", num(&v["p_value"]))
-            } else {
-                "-".to_owned()
-            };
-            let _ = writeln!(
-                out,
-                "{:<16} {:<13} {:>10} {:>10} {:>10} {:>10} {:>8} {:>8} {:>10}",
-                v["metric"].as_str().unwrap_or(""),
-                outcome(&v["outcome"]),
-                num(&v["stable"]),
-                num(&v["canary"]),
-                signed(&v["bound"]),
-                signed(&v["allowance"]),
-                v["n_stable"],
-                v["n_canary"],
-                e
-            );
-        }
+        let rows: Vec<Vec<String>> = verdicts
+            .iter()
+            .map(|v| {
+                let e = if v["e_value"].is_number() {
+                    num(&v["e_value"])
+                } else if v["p_value"].is_number() {
+                    format!("p={}", num(&v["p_value"]))
+                } else {
+                    "-".to_owned()
+                };
+                vec![
+                    v["metric"].as_str().unwrap_or("").to_owned(),
+                    outcome(v),
+                    num(&v["stable"]),
+                    num(&v["canary"]),
+                    signed(&v["bound"]),
+                    signed(&v["allowance"]),
+                    v["n_stable"].to_string(),
+                    v["n_canary"].to_string(),
+                    e,
+                ]
+            })
+            .collect();
+        out.push('\n');
+        out.push_str(&columns(
+            &[
+                "METRIC", "VERDICT", "STABLE", "CANARY", "BOUND", "ALLOWED", "N STABLE",
+                "N CANARY", "E-VALUE",
+            ],
+            &rows,
+            &[false, false, true, true, true, true, true, true, true],
+        ));
         let measures: Vec<String> = verdicts
             .iter()
             .filter_map(|v| {

@@ -103,6 +103,10 @@ pub struct Route {
     pub rewrite: Option<rewrite::Rewrite>,
     /// `namespace/name` of the CanaryPolicy driving this route, if any.
     pub canary_policy: Option<Arc<str>>,
+    /// `namespace/name` of the CanaryPolicy this route's requests are samples of: the driving
+    /// one, or the blue-green policy whose `previewRoute` this is (its requests are the canary
+    /// evidence of the pre-promotion analysis; the rollout never sets this route's weights).
+    pub sample_policy: Option<Arc<str>>,
     /// The CanaryPolicy splits this route in the stable pods' sidecars, on the requests they
     /// receive (`trafficRouting.sidecar: inbound`), not in the clients'.
     pub inbound: bool,
@@ -138,6 +142,7 @@ impl Route {
             headers: Headers::default(),
             rewrite: None,
             canary_policy: None,
+            sample_policy: None,
             inbound: false,
             prediction: None,
             mirrors: Vec::new(),
@@ -208,6 +213,7 @@ impl RouteTable {
         for vs in &set.virtual_services {
             let ns = vs.metadata.namespace.as_str();
             let vs_name = format!("{ns}/{}", vs.metadata.name);
+            let known_arms = known_arms(set, vs);
             let mut routes = Vec::with_capacity(vs.http.len());
             for (i, http) in vs.http.iter().enumerate() {
                 let name = http.name.clone().unwrap_or_else(|| i.to_string());
@@ -232,7 +238,12 @@ impl RouteTable {
                         source,
                     })?;
                 let policy = driving_policy(set, &vs.metadata.name, ns, http.name.as_deref());
-                let action = compile_action(set, http, ns, policy, &mut clusters)?;
+                let preview = preview_policy(set, &vs.metadata.name, ns, http.name.as_deref());
+                let arms = Arms {
+                    policy: policy.or(preview),
+                    known: &known_arms,
+                };
+                let action = compile_action(set, http, ns, &arms, &mut clusters)?;
                 let mirrors = http
                     .mirrors
                     .iter()
@@ -251,10 +262,11 @@ impl RouteTable {
                     headers: http.headers.clone(),
                     rewrite,
                     canary_policy: policy.map(|p| Arc::from(policy_key(p))),
+                    sample_policy: policy.or(preview).map(|p| Arc::from(policy_key(p))),
                     inbound: policy.is_some_and(|p| {
                         p.traffic_routing.sidecar == augur_policies::Sidecar::Inbound
                     }),
-                    prediction: policy.and_then(|p| p.prediction.clone()),
+                    prediction: policy.or(preview).and_then(|p| p.prediction.clone()),
                     mirrors,
                     sticky: sticky_policy(set, http, ns),
                     shadow_percentage: policy
@@ -429,10 +441,78 @@ fn driving_policy<'a>(
     })
 }
 
+/// The blue-green CanaryPolicy whose `previewRoute` is this VirtualService route.
+fn preview_policy<'a>(
+    set: &'a PolicySet,
+    vs_name: &str,
+    namespace: &str,
+    route: Option<&str>,
+) -> Option<&'a CanaryPolicy> {
+    let route = route?;
+    set.canary_policies.iter().find(|p| {
+        p.metadata.namespace == namespace
+            && p.traffic_routing.virtual_service == vs_name
+            && matches!(&p.strategy, augur_policies::Strategy::BlueGreen(bg)
+                if bg.preview_route.as_deref() == Some(route))
+    })
+}
+
+/// What the arm of a route's destinations is decided from.
+struct Arms<'a> {
+    /// The CanaryPolicy driving the route, if one does.
+    policy: Option<&'a CanaryPolicy>,
+    /// The arms the VirtualService's destinations play elsewhere ([`known_arms`]).
+    known: &'a [(augur_policies::Destination, Arm)],
+}
+
+/// The arms a VirtualService's destinations play, so that a route that does not split (a
+/// header-matched beta route sending everything to v2) labels its traffic with the version it
+/// serves: first the stable and canary of every CanaryPolicy driving one of its routes, then, in
+/// routes that split, the first destination as stable and the others as canary.
+fn known_arms(
+    set: &PolicySet,
+    vs: &augur_policies::VirtualService,
+) -> Vec<(augur_policies::Destination, Arm)> {
+    let ns = &vs.metadata.namespace;
+    let mut out: Vec<(augur_policies::Destination, Arm)> = Vec::new();
+    let mut add = |d: augur_policies::Destination, arm: Arm| {
+        if !out.iter().any(|(k, _)| same_destination(k, &d, ns)) {
+            out.push((d, arm));
+        }
+    };
+    let as_dest = |r: &augur_policies::DestinationRef| augur_policies::Destination {
+        host: r.host.clone(),
+        subset: r.subset.clone(),
+        port: None,
+    };
+    for p in set.canary_policies.iter().filter(|p| {
+        p.metadata.namespace == *ns && p.traffic_routing.virtual_service == vs.metadata.name
+    }) {
+        add(as_dest(&p.stable), Arm::Stable);
+        add(as_dest(&p.canary), Arm::Canary);
+    }
+    for http in vs.http.iter().filter(|h| h.route.len() > 1) {
+        for (i, d) in http.route.iter().enumerate() {
+            let arm = if i == 0 { Arm::Stable } else { Arm::Canary };
+            add(d.destination.clone(), arm);
+        }
+    }
+    out
+}
+
+fn same_destination(
+    a: &augur_policies::Destination,
+    b: &augur_policies::Destination,
+    namespace: &str,
+) -> bool {
+    augur_policies::hosts::same_host(&a.host, namespace, &b.host, namespace) && a.subset == b.subset
+}
+
 /// The arm a destination plays: the CanaryPolicy's stable and canary when one drives the route;
-/// otherwise the first destination is stable and the others canary (Istio's 80/20 convention).
+/// otherwise the arm the destination plays elsewhere in its VirtualService; otherwise the first
+/// destination is stable and the others canary (Istio's 80/20 convention).
 fn arm_of(
-    policy: Option<&CanaryPolicy>,
+    arms: &Arms<'_>,
     dest: &augur_policies::Destination,
     namespace: &str,
     index: usize,
@@ -441,11 +521,16 @@ fn arm_of(
         augur_policies::hosts::same_host(&r.host, namespace, &dest.host, namespace)
             && r.subset == dest.subset
     };
-    match policy {
+    let by_position = if index == 0 { Arm::Stable } else { Arm::Canary };
+    match arms.policy {
         Some(p) if same(&p.canary) => Arm::Canary,
         Some(p) if same(&p.stable) => Arm::Stable,
-        _ if index == 0 => Arm::Stable,
-        _ => Arm::Canary,
+        Some(_) => by_position,
+        None => arms
+            .known
+            .iter()
+            .find(|(k, _)| same_destination(k, dest, namespace))
+            .map_or(by_position, |(_, arm)| *arm),
     }
 }
 
@@ -453,7 +538,7 @@ fn compile_action(
     set: &PolicySet,
     http: &HttpRoute,
     namespace: &str,
-    policy: Option<&CanaryPolicy>,
+    arms: &Arms<'_>,
     clusters: &mut HashMap<String, Arc<Cluster>>,
 ) -> Result<Action, CompileError> {
     if let Some(redirect) = &http.redirect {
@@ -473,7 +558,7 @@ fn compile_action(
             Ok(WeightedCluster {
                 cluster: cluster_for(set, &d.destination, namespace, clusters)?,
                 weight: d.weight,
-                arm: arm_of(policy, &d.destination, namespace, index),
+                arm: arm_of(arms, &d.destination, namespace, index),
                 headers: d.headers.clone(),
             })
         })
@@ -487,12 +572,8 @@ fn sticky_policy(
     http: &HttpRoute,
     namespace: &str,
 ) -> Option<augur_policies::ConsistentHash> {
-    let dest = &http.route.first()?.destination;
-    let dr = set.destination_rule_for(&dest.host, namespace)?;
-    match &dr.policy_for(dest.subset.as_deref()).load_balancer {
-        augur_policies::LoadBalancer::ConsistentHash(ch) => Some(ch.clone()),
-        augur_policies::LoadBalancer::Simple(_) => None,
-    }
+    set.hash_policy_for(http, namespace)
+        .map(|(_, ch)| ch.clone())
 }
 
 /// The cluster of a destination, shared by every route that names it.

@@ -113,6 +113,11 @@ pub(super) fn decide(
                 .canary_policy
                 .clone()
                 .filter(|_| route.inbound == inbound);
+            // Whose samples the request is: the driving policy's, or a blue-green preview's.
+            let sampled = route
+                .sample_policy
+                .clone()
+                .filter(|_| route.inbound == inbound);
             // In a stable pod's inbound split, stable is the local app: it needs no endpoints.
             let local = |chosen: &WeightedCluster| inbound && chosen.arm != Arm::Canary;
             match pick(split, rollout.as_deref(), weights, sticky) {
@@ -126,7 +131,7 @@ pub(super) fn decide(
                         sticky,
                         destination,
                         rewritten_path: route.rewritten_path(&view),
-                        rollout,
+                        rollout: sampled,
                     }))
                 }
                 _ => Decision::Reply(NO_HEALTHY_UPSTREAM),

@@ -109,6 +109,23 @@ pub enum ConsistentHash {
     HttpQueryParameterName(String),
 }
 
+impl ConsistentHash {
+    /// What the hash is keyed on: `header x-user`, `cookie session`, `query parameter u`,
+    /// `source IP`.
+    pub fn key(&self) -> String {
+        match self {
+            ConsistentHash::HttpHeaderName(h) => format!("header {h}"),
+            ConsistentHash::HttpCookie { name, .. } => format!("cookie {name}"),
+            ConsistentHash::UseSourceIp => "source IP".to_owned(),
+            ConsistentHash::HttpQueryParameterName(q) => format!("query parameter {q}"),
+        }
+    }
+}
+
+/// The annotation on a DestinationRule that says its consistentHash is meant to pick the version
+/// too (augur's meaning, not Istio's), which silences the warning about it.
+pub const STICKY_VERSION_ANNOTATION: &str = "augur.dev/sticky-version";
+
 /// Connection pool settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ConnectionPool {

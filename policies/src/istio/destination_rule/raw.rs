@@ -9,7 +9,7 @@ use crate::context::Ctx;
 use crate::yaml::join;
 
 /// `spec` of a DestinationRule.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct RawDestinationRuleSpec {
     pub(crate) host: Option<String>,
@@ -17,7 +17,7 @@ pub(crate) struct RawDestinationRuleSpec {
     pub(crate) subsets: Option<Vec<RawSubset>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct RawSubset {
     name: Option<String>,
@@ -25,7 +25,7 @@ pub(crate) struct RawSubset {
     traffic_policy: Option<RawTrafficPolicy>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct RawTrafficPolicy {
     load_balancer: Option<RawLoadBalancer>,
@@ -34,14 +34,14 @@ pub(crate) struct RawTrafficPolicy {
     tls: Option<RawTls>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 struct RawLoadBalancer {
     simple: Option<String>,
     consistent_hash: Option<RawConsistentHash>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 struct RawConsistentHash {
     http_header_name: Option<String>,
@@ -50,20 +50,20 @@ struct RawConsistentHash {
     http_query_parameter_name: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 struct RawCookie {
     name: Option<String>,
     path: Option<String>,
     ttl: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 struct RawConnectionPool {
     tcp: Option<RawTcp>,
     http: Option<RawHttp>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 struct RawTcp {
     max_connections: Option<u32>,
@@ -72,7 +72,7 @@ struct RawTcp {
     idle_timeout: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 struct RawHttp {
     #[serde(rename = "http1MaxPendingRequests")]
@@ -86,7 +86,7 @@ struct RawHttp {
     use_client_protocol: Option<bool>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 struct RawOutlier {
     #[serde(rename = "consecutive5xxErrors")]
@@ -98,7 +98,7 @@ struct RawOutlier {
     min_health_percent: Option<f64>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 struct RawTls {
     mode: Option<String>,

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use crate::istio::common::{RawDestination, RawHeaders, RawPercentage, RawStringMatch};
 
 /// `spec` of a VirtualService.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct RawVirtualServiceSpec {
     pub(crate) hosts: Option<Vec<String>>,
@@ -19,7 +19,7 @@ pub(crate) struct RawVirtualServiceSpec {
 }
 
 /// One `http[]` entry.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct RawHttpRoute {
     pub(crate) name: Option<String>,
@@ -42,7 +42,7 @@ pub(crate) struct RawHttpRoute {
 }
 
 /// One `match[]` block.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct RawHttpMatch {
     pub(crate) name: Option<String>,
@@ -57,14 +57,18 @@ pub(crate) struct RawHttpMatch {
     pub(crate) ignore_uri_case: Option<bool>,
     // Known Istio fields that select clients rather than match requests;
     // captured so that a block holding only these is not "empty".
+    #[schemars(with = "Option<serde_json::Value>")]
     pub(crate) source_labels: Option<IgnoredAny>,
+    #[schemars(with = "Option<serde_json::Value>")]
     pub(crate) source_namespace: Option<IgnoredAny>,
+    #[schemars(with = "Option<serde_json::Value>")]
     pub(crate) gateways: Option<IgnoredAny>,
+    #[schemars(with = "Option<serde_json::Value>")]
     pub(crate) stat_prefix: Option<IgnoredAny>,
 }
 
 /// One `route[]` destination.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub(crate) struct RawRouteDestination {
     pub(crate) destination: Option<RawDestination>,
     pub(crate) weight: Option<i64>,
@@ -72,14 +76,14 @@ pub(crate) struct RawRouteDestination {
 }
 
 /// `mirrors[]` entry.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub(crate) struct RawMirrorPolicy {
     pub(crate) destination: Option<RawDestination>,
     pub(crate) percentage: Option<RawPercentage>,
 }
 
 /// `redirect`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct RawRedirect {
     pub(crate) uri: Option<String>,
@@ -91,21 +95,21 @@ pub(crate) struct RawRedirect {
 }
 
 /// `directResponse`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub(crate) struct RawDirectResponse {
     pub(crate) status: Option<u32>,
     pub(crate) body: Option<RawBody>,
 }
 
 /// `directResponse.body`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub(crate) struct RawBody {
     pub(crate) string: Option<String>,
     pub(crate) bytes: Option<String>,
 }
 
 /// `rewrite`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct RawRewrite {
     pub(crate) uri: Option<String>,
@@ -114,7 +118,7 @@ pub(crate) struct RawRewrite {
 }
 
 /// `rewrite.uriRegexRewrite`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub(crate) struct RawRegexRewrite {
     #[serde(rename = "match")]
     pub(crate) pattern: Option<String>,
@@ -122,7 +126,7 @@ pub(crate) struct RawRegexRewrite {
 }
 
 /// `retries`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct RawRetry {
     pub(crate) attempts: Option<i64>,
@@ -132,14 +136,14 @@ pub(crate) struct RawRetry {
 }
 
 /// `fault`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub(crate) struct RawFault {
     pub(crate) delay: Option<RawDelay>,
     pub(crate) abort: Option<RawAbort>,
 }
 
 /// `fault.delay`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct RawDelay {
     pub(crate) fixed_delay: Option<String>,
@@ -149,7 +153,7 @@ pub(crate) struct RawDelay {
 }
 
 /// `fault.abort`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct RawAbort {
     pub(crate) http_status: Option<u32>,

@@ -1,0 +1,227 @@
+//! The five scenarios of the first users (issue 20), each an example policy under
+//! `policies/examples/`, run under `augur proxy` to show that it behaves as its comments say.
+//! The examples' loopback endpoint ports are replaced by the test upstreams' ports; nothing else
+//! in them changes.
+
+use std::path::{Path, PathBuf};
+
+use augur_tests::assert_share_near;
+use augur_tests::augur::Proxy;
+use augur_tests::http;
+use augur_tests::upstream::Upstream;
+
+fn example(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repo root")
+        .join("policies/examples")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Writes `text` with each `http: PORT` endpoint port replaced, and returns the file.
+fn with_ports(dir: &Path, name: &str, text: &str, ports: &[(u16, u16)]) -> PathBuf {
+    let mut text = text.to_owned();
+    for (from, to) in ports {
+        let before = format!("http: {from}\n");
+        assert!(text.contains(&before), "{name} has no endpoint port {from}");
+        text = text.replace(&before, &format!("http: {to}\n"));
+    }
+    let file = dir.join(name);
+    std::fs::write(&file, text).expect("write policy");
+    file
+}
+
+/// GET with extra header lines; returns the model version that answered.
+fn version(proxy: &Proxy, host: &str, headers: &str) -> String {
+    let raw =
+        format!("GET /predict HTTP/1.1\r\nHost: {host}\r\n{headers}Connection: close\r\n\r\n");
+    let r = http::request(proxy.listen, &raw).expect("request through augur");
+    assert_eq!(r.status, 200, "{}", r.body);
+    if r.body.contains("\"v1\"") {
+        "v1".to_owned()
+    } else if r.body.contains("\"v2\"") {
+        "v2".to_owned()
+    } else {
+        panic!("unexpected body {}", r.body)
+    }
+}
+
+/// Scenario 3: an A/B split by header with a sticky split for everyone else
+/// (`header-ab.yaml`). Beta testers (`x-model-version: v2`) always get v2, and their traffic is
+/// counted as the canary arm, the version actually served; everyone else is split 90/10 and
+/// each user (`x-user-id`) stays on one version.
+#[test]
+fn header_ab_sends_beta_testers_to_v2_and_keeps_each_user_on_one_version() {
+    let (v1, v2) = (Upstream::start("v1"), Upstream::start("v2"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = with_ports(
+        dir.path(),
+        "header-ab.yaml",
+        &example("header-ab.yaml"),
+        &[(9085, v1.addr.port()), (9086, v2.addr.port())],
+    );
+    let proxy = Proxy::start(&[&file]);
+
+    for i in 0..30 {
+        let beta = format!("x-model-version: v2\r\nx-user-id: beta-{i}\r\n");
+        assert_eq!(version(&proxy, "pneumonia-ab", &beta), "v2");
+    }
+    assert_eq!(
+        proxy.metric("augur_requests_total{route=\"v2-by-header\",arm=\"canary\"}"),
+        30.0,
+        "the beta route serves v2: its traffic is the canary arm"
+    );
+    assert_eq!(
+        proxy.metric("augur_requests_total{route=\"v2-by-header\",arm=\"stable\"}"),
+        0.0
+    );
+
+    let users = 400;
+    let mut on_v2 = 0;
+    for u in 0..users {
+        let header = format!("x-user-id: user-{u}\r\n");
+        let first = version(&proxy, "pneumonia-ab", &header);
+        for _ in 0..2 {
+            assert_eq!(
+                version(&proxy, "pneumonia-ab", &header),
+                first,
+                "user-{u} stays on one version"
+            );
+        }
+        on_v2 += usize::from(first == "v2");
+    }
+    assert_share_near(on_v2, users, 0.1);
+    let split = |arm: &str| {
+        proxy.metric(&format!(
+            "augur_requests_total{{route=\"split\",arm=\"{arm}\"}}"
+        ))
+    };
+    assert_eq!(split("canary"), (3 * on_v2) as f64, "v2 is the canary arm");
+    assert_eq!(
+        split("stable"),
+        (3 * (users - on_v2)) as f64,
+        "v1 is the stable arm"
+    );
+}
+
+/// The rollout's latest verdict for `metric`, with its sample counts.
+fn verdict(proxy: &Proxy, metric: &str) -> Option<(u64, u64)> {
+    let status: serde_json::Value =
+        serde_json::from_str(&proxy.admin_get("/rollouts").body).expect("rollouts JSON");
+    let v = status["rollouts"][0]["verdicts"]
+        .as_array()?
+        .iter()
+        .find(|v| v["metric"] == metric)?
+        .clone();
+    Some((v["n_stable"].as_u64()?, v["n_canary"].as_u64()?))
+}
+
+fn send(proxy: &Proxy, host: &str, headers: &str, n: usize, expect: &str) {
+    for _ in 0..n {
+        assert_eq!(version(proxy, host, headers), expect);
+    }
+}
+
+/// Scenario 2: blue-green with pre- and post-promotion analysis (`blue-green.yaml`), answering
+/// the two questions its docs answer. (1) Pre-promotion analysis gets its canary samples from
+/// the preview route: requests there (all to green) are the canary's evidence, the live route's
+/// (all to blue) stable's, while the rollout keeps the live weights at blue 100%. (2)
+/// Post-promotion analysis, once blue has 0%, compares green against the evidence blue gathered
+/// before the switch: evidence is cumulative over the rollout, so stable's samples stay.
+/// The example's analysis intervals are shortened to 1s so that the looks come quickly.
+#[test]
+fn blue_green_analyses_read_the_preview_route_and_then_blues_earlier_evidence() {
+    let (blue, green) = (Upstream::start("v1"), Upstream::start("v2"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = example("blue-green.yaml")
+        .replace(
+            "prePromotionAnalysis: {}",
+            "prePromotionAnalysis: {interval: 1s}",
+        )
+        .replace("interval: 30s", "interval: 1s");
+    let file = with_ports(
+        dir.path(),
+        "blue-green.yaml",
+        &text,
+        &[(8601, blue.addr.port()), (8602, green.addr.port())],
+    );
+    let proxy = Proxy::start(&[&file]);
+    let host = "pneumonia-bg";
+    send(&proxy, host, "x-preview: true\r\n", 30, "v2");
+    send(&proxy, host, "", 40, "v1");
+    augur_tests::wait_for(
+        "a look over both routes",
+        std::time::Duration::from_secs(10),
+        || (verdict(&proxy, "error-rate") == Some((40, 30))).then_some(()),
+    );
+    assert_eq!(
+        proxy.metric("augur_rollout_weight{arm=\"canary\",policy=\"default/pneumonia-bg\"}"),
+        0.0,
+        "the live route stays on blue before promotion"
+    );
+
+    // The operator skips the undecided gate, then promotes: live traffic switches to green.
+    for _ in 0..2 {
+        let r = proxy.admin_post("/rollouts/pneumonia-bg/promote", "");
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    augur_tests::wait_for("the switch", std::time::Duration::from_secs(10), || {
+        (proxy.metric("augur_rollout_weight{arm=\"canary\",policy=\"default/pneumonia-bg\"}")
+            == 100.0)
+            .then_some(())
+    });
+    send(&proxy, host, "", 50, "v2");
+    augur_tests::wait_for(
+        "a post-promotion look",
+        std::time::Duration::from_secs(10),
+        || (verdict(&proxy, "error-rate") == Some((40, 80))).then_some(()),
+    );
+}
+
+/// Scenario 4: 100 requests per minute per client IP, with API keys (`api-protection.yaml`, on
+/// the canary example's `pneumonia` VirtualService). No key or a wrong one is 401 as Envoy's
+/// api_key_auth answers; the 101st request within the minute from one IP, keyed or not, is 429
+/// as Envoy's local_ratelimit answers. (The canary example's shadow model is not here: the proxy
+/// serves without it, as it would in production.)
+#[test]
+fn api_protection_takes_keys_and_limits_each_client_ip_to_100_a_minute() {
+    let (v1, v2) = (Upstream::start("v1"), Upstream::start("v2"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let canary = with_ports(
+        dir.path(),
+        "canary-pneumonia.yaml",
+        &example("canary-pneumonia.yaml"),
+        &[(8501, v1.addr.port()), (8502, v2.addr.port())],
+    );
+    let protection = dir.path().join("api-protection.yaml");
+    std::fs::write(&protection, example("api-protection.yaml")).expect("write");
+    let proxy = Proxy::start_with_env(
+        &[&canary, &protection],
+        &[("PNEUMONIA_API_KEYS", "team-a-key,team-b-key")],
+    );
+    let get = |key: Option<&str>| {
+        let header = key
+            .map(|k| format!("x-api-key: {k}\r\n"))
+            .unwrap_or_default();
+        let raw = format!(
+            "GET /predict HTTP/1.1\r\nHost: pneumonia\r\n{header}Connection: close\r\n\r\n"
+        );
+        http::request(proxy.listen, &raw).expect("request through augur")
+    };
+    assert_eq!(get(None).status, 401);
+    assert_eq!(get(Some("wrong")).status, 401);
+    // Keyed by client IP, the bucket is checked first (docs/security.md), so guesses count too:
+    // the two 401s took two of the 100 tokens.
+    for i in 0..98 {
+        let r = get(Some(if i % 2 == 0 {
+            "team-a-key"
+        } else {
+            "team-b-key"
+        }));
+        assert_eq!(r.status, 200, "request {i}: {}", r.body);
+    }
+    let limited = get(Some("team-a-key"));
+    assert_eq!(limited.status, 429);
+    assert_eq!(limited.body, "local_rate_limited");
+}
