@@ -145,8 +145,10 @@ pub struct AnalysisSpec {
     /// ([`crate::judge::transient`]); bursts are the triggers' business. 0 disables.
     #[serde(default = "default_transient_s")]
     pub transient_s: f64,
-    /// Failed looks tolerated before rolling back; negative disables (Argo default 0).
-    pub failure_limit: i64,
+    /// Failed looks tolerated before rolling back (Argo default 0); `None` never rolls back on
+    /// failed looks (a critical metric's failure still does).
+    #[serde(deserialize_with = "failure_limit_compat")]
+    pub failure_limit: Option<u64>,
     /// How long an analysis gate waits for its metrics to be shown within their allowances,
     /// seconds; `None` waits without bound. Reaching it is one inconclusive measurement.
     #[serde(default)]
@@ -189,7 +191,7 @@ impl Default for AnalysisSpec {
             min_label_rate: 0.0,
             interval_s: 60.0,
             transient_s: default_transient_s(),
-            failure_limit: 0,
+            failure_limit: Some(0),
             max_duration_s: None,
             inconclusive_limit: 0,
             consecutive_error_limit: 4,
@@ -204,6 +206,12 @@ impl Default for AnalysisSpec {
 
 fn default_transient_s() -> f64 {
     crate::judge::transient::DEFAULT_WINDOW_S
+}
+
+/// Reads `failure_limit` also as persisted before it was an `Option`, when a negative number
+/// meant "no limit".
+fn failure_limit_compat<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    Ok(Option::<i64>::deserialize(d)?.and_then(|n| u64::try_from(n).ok()))
 }
 
 /// One step of a rollout (Argo Rollouts' canary steps).
@@ -338,4 +346,28 @@ pub fn default_triggers() -> Vec<TriggerSpec> {
             alpha: DEFAULT_TRIGGER_ALPHA,
         },
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A rollout persisted while the limit was an `i64` (negative: none) resumes with the same
+    /// limit.
+    #[test]
+    fn a_persisted_failure_limit_reads_as_before() {
+        let spec = serde_json::to_value(AnalysisSpec::default()).expect("serializes");
+        let read = |limit: serde_json::Value| {
+            let mut json = spec.clone();
+            json["failure_limit"] = limit;
+            serde_json::from_value::<AnalysisSpec>(json)
+                .expect("reads")
+                .failure_limit
+        };
+        assert_eq!(read(serde_json::json!(3)), Some(3));
+        assert_eq!(read(serde_json::json!(0)), Some(0));
+        assert_eq!(read(serde_json::json!(-1)), None);
+        assert_eq!(read(serde_json::Value::Null), None);
+        assert_eq!(spec["failure_limit"], 0);
+    }
 }

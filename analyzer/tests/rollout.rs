@@ -339,7 +339,16 @@ fn failure_limit_and_critical_metrics() {
         median_ms: 70.0,
         ..BASE
     };
-    let mut r = Rollout::new(threshold(2, false), steps.clone(), vec![]);
+    // Without a limit, failed looks are counted and nothing rolls back.
+    let mut r = Rollout::new(threshold(None, false), steps.clone(), vec![]);
+    drive(&mut r, &mut Rng(5), (0.0, 600.0), 20.0, |_| slow);
+    assert!(
+        matches!(r.state(), RolloutState::Paused { .. }),
+        "{:?}",
+        r.state()
+    );
+    assert_eq!(r.counters().get("latency-p95").map(|c| c.failed), Some(10));
+    let mut r = Rollout::new(threshold(Some(2), false), steps.clone(), vec![]);
     let ds = drive(&mut r, &mut Rng(5), (0.0, 600.0), 20.0, |_| slow);
     assert!(matches!(
         r.state(),
@@ -347,7 +356,7 @@ fn failure_limit_and_critical_metrics() {
     ));
     assert_eq!(r.counters().get("latency-p95").map(|c| c.failed), Some(3));
     assert_eq!(ds.last().map(|d| d.time), Some(180.0));
-    let mut r = Rollout::new(threshold(5, true), steps, vec![]);
+    let mut r = Rollout::new(threshold(Some(5), true), steps, vec![]);
     let ds = drive(&mut r, &mut Rng(5), (0.0, 600.0), 20.0, |_| slow);
     assert_eq!(ds.last().map(|d| d.time), Some(60.0));
     assert!(ds

@@ -105,7 +105,7 @@ fn analysis_spec(a: &p::Analysis) -> AnalysisSpec {
         min_samples: u64::from(a.min_samples),
         interval_s: a.interval.as_secs_f64(),
         transient_s: a.burst_window.as_secs_f64(),
-        failure_limit: i64::from(a.failure_limit),
+        failure_limit: Some(u64::from(a.failure_limit)),
         max_duration_s: a.max_duration.map(|d| d.as_secs_f64()).filter(|d| *d > 0.0),
         inconclusive_limit: i64::from(a.inconclusive_limit),
         consecutive_error_limit: i64::from(a.consecutive_error_limit),

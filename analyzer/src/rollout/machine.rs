@@ -355,7 +355,6 @@ impl Rollout {
         verdicts.extend(self.sample_ratio());
         self.last_verdicts = verdicts;
         let spec = &spec;
-        let exceeds = |count: u64, limit: i64| limit >= 0 && count > limit as u64;
         let mut failed = None;
         for v in &judged {
             let c = self.counters.entry(v.metric.clone()).or_default();
@@ -364,7 +363,8 @@ impl Rollout {
                 Outcome::Inconclusive => c.inconclusive += 1,
                 Outcome::NoData | Outcome::Pass => {}
             }
-            if v.is_fail() && (v.critical || exceeds(c.failed, spec.failure_limit)) {
+            let past_limit = spec.failure_limit.is_some_and(|limit| c.failed > limit);
+            if v.is_fail() && (v.critical || past_limit) {
                 failed = failed.or(Some(v.clone()));
             }
         }
