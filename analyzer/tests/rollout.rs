@@ -475,6 +475,48 @@ fn commands_pause_resume_abort_retry_and_promote_full() {
     assert_eq!(r.history().count(), 4);
 }
 
+/// Abort is one transition, from where the rollout stood to Aborted, whose actions take the
+/// canary out of the traffic: weight 0, header route and mirror removed.
+#[test]
+fn abort_is_one_transition_that_removes_the_canary() {
+    let steps = vec![
+        StepSpec::SetHeaderRoute { name: "h".into() },
+        StepSpec::SetMirrorRoute {
+            name: "m".into(),
+            percent: 10,
+        },
+        StepSpec::SetWeight(20),
+        StepSpec::Pause { duration_s: None },
+    ];
+    let mut r = Rollout::new(spec(), steps, vec![]);
+    r.tick(0.0);
+    let before = r.history().count();
+    let d = r.command(Command::Abort, 5.0).expect("aborts");
+    let paused = RolloutState::Paused {
+        step: 3,
+        reason: PauseReason::ManualGate,
+    };
+    let aborted = RolloutState::Aborted {
+        reason: "command: abort".into(),
+    };
+    assert_eq!((&d.from, &d.to), (&paused, &aborted));
+    assert_eq!(
+        d.actions,
+        vec![
+            Action::Rollback {
+                mode: TriggerAction::Immediate
+            },
+            Action::SetWeight { canary: 0 },
+            Action::RemoveHeaderRoute { name: "h".into() },
+            Action::RemoveMirror { name: "m".into() },
+        ]
+    );
+    assert_eq!(r.state(), &aborted);
+    assert_eq!(r.history().count(), before + 1, "one decision recorded");
+    assert_eq!(r.history().last(), Some(&d));
+    assert!(r.command(Command::Abort, 6.0).is_err(), "already aborted");
+}
+
 #[test]
 fn a_gate_with_its_own_spec_judges_with_it() {
     let steps = || vec![StepSpec::SetWeight(50), StepSpec::Analysis];

@@ -143,10 +143,10 @@ impl Rollout {
         trigger: Option<String>,
         reason: String,
     ) -> Decision {
-        let mut actions = vec![Action::Rollback { mode }];
         if let (TriggerAction::Staged, Some(name), Some(step)) =
             (mode, trigger.clone(), self.state.step())
         {
+            let mut actions = vec![Action::Rollback { mode }];
             let restore_weight = self.canary_weight;
             let window = self
                 .triggers
@@ -168,15 +168,7 @@ impl Rollout {
             );
             return self.transition(now, to, actions, why);
         }
-        self.set_weight(0, &mut actions);
-        if let Some(name) = self.header_route.take() {
-            actions.push(Action::RemoveHeaderRoute { name });
-        }
-        if mode != TriggerAction::CanaryOnly {
-            if let Some((name, _)) = self.mirror.take() {
-                actions.push(Action::RemoveMirror { name });
-            }
-        }
+        let actions = self.retract(mode);
         self.transition(
             now,
             RolloutState::RolledBack {
@@ -186,6 +178,22 @@ impl Rollout {
             actions,
             reason,
         )
+    }
+
+    /// Takes the canary out of the traffic at once: weight 0 and its header route removed, and
+    /// its mirror too unless `mode` keeps it (`CanaryOnly`). Returns the actions, a rollback's.
+    fn retract(&mut self, mode: TriggerAction) -> Vec<Action> {
+        let mut actions = vec![Action::Rollback { mode }];
+        self.set_weight(0, &mut actions);
+        if let Some(name) = self.header_route.take() {
+            actions.push(Action::RemoveHeaderRoute { name });
+        }
+        if mode != TriggerAction::CanaryOnly {
+            if let Some((name, _)) = self.mirror.take() {
+                actions.push(Action::RemoveMirror { name });
+            }
+        }
+        actions
     }
 
     /// Finishes or undoes a staged rollback once its trigger window has passed: the weight is
@@ -522,15 +530,11 @@ impl Rollout {
         let at_gate = |r: &Rollout, step: usize| r.steps.get(step) == Some(&StepSpec::Analysis);
         let decision = match (command, self.state.clone()) {
             (Command::Abort, s) if !s.is_terminal() => {
-                let mut d = self.rollback(now, TriggerAction::Immediate, None, why("abort"));
-                d.to = RolloutState::Aborted {
+                let actions = self.retract(TriggerAction::Immediate);
+                let to = RolloutState::Aborted {
                     reason: why("abort"),
                 };
-                self.state = d.to.clone();
-                if let Some(last) = self.history.back_mut() {
-                    *last = d.clone();
-                }
-                Some(d)
+                Some(self.transition(now, to, actions, why("abort")))
             }
             (Command::PromoteFull, s) if !s.is_terminal() => {
                 let n = self.steps.len();
