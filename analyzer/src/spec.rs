@@ -2,50 +2,16 @@
 //! steps and the rollback triggers.
 //!
 //! Contract: these types are the analyzer's input vocabulary and do not depend on the policy
-//! crate; the proxy maps its CanaryPolicy onto them. Every default lives here, in one place
-//! ([`AnalysisSpec::default`], [`MetricSpec::new`], [`default_triggers`]). Argo Rollouts
-//! semantics for the limits (`failureLimit` 0, `inconclusiveLimit` 0, `consecutiveErrorLimit`
-//! 4; `argo-rollouts:pkg/apis/rollouts/v1alpha1/analysis_types.go`) and Kayenta's scoring
+//! crate; the rollout crate maps a CanaryPolicy onto them. The names of what is measured
+//! ([`MetricKind`], [`Direction`], [`TriggerMetric`]) are `augur-model`'s, shared with the
+//! policy crate. Every default lives here, in one place ([`AnalysisSpec::default`],
+//! [`MetricSpec::new`], [`default_triggers`]). Argo Rollouts semantics for the limits
+//! (`failureLimit` 0, `inconclusiveLimit` 0, `consecutiveErrorLimit` 4;
+//! `argo-rollouts:pkg/apis/rollouts/v1alpha1/analysis_types.go`) and Kayenta's scoring
 //! thresholds (pass/marginal, `kayenta-core CanaryClassifierThresholdsConfig`).
 
+pub use augur_model::metric::{Direction, MetricKind, TriggerMetric};
 use serde::{Deserialize, Serialize};
-
-/// What a metric measures.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MetricKind {
-    /// A latency quantile, e.g. p95. The sequential method tests the quantile itself: the share
-    /// of canary requests slower than `(1 + allowed)` × stable's quantile against `1 − quantile`
-    /// (a tail-only regression with an unchanged median is seen). The Mann-Whitney method
-    /// compares the whole distributions (Kayenta's judge); the threshold method the point values.
-    Latency {
-        /// The quantile, e.g. 0.95.
-        quantile: f64,
-    },
-    /// The shift of the whole latency distribution: the difference of the arms' mean
-    /// `ln(latency)`, i.e. the ratio of their geometric means (a multiplicative slowdown).
-    LatencyShift,
-    /// Share of failed requests (5xx or no response).
-    ErrorRate,
-    /// Share of predictions equal to the delayed ground-truth label.
-    Accuracy,
-    /// Share of an arm's predictions that the shadow model (or mirror) agrees with.
-    ShadowAgreement,
-    /// Population stability index between the arms' score histograms.
-    PredictionDrift,
-    /// Brier score of the positive-class score against the ground truth.
-    Calibration,
-}
-
-/// Which change of the canary against stable is bad.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Direction {
-    /// An increase is bad (latency, error rate, drift, Brier score).
-    Increase,
-    /// A decrease is bad (accuracy, agreement).
-    Decrease,
-}
 
 /// How much worse than stable the canary may be before it fails.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -104,10 +70,7 @@ pub struct MetricSpec {
 impl MetricSpec {
     /// A metric with the usual direction and a zero tolerance for its kind, not critical.
     pub fn new(name: &str, kind: MetricKind) -> Self {
-        let direction = match kind {
-            MetricKind::Accuracy | MetricKind::ShadowAgreement => Direction::Decrease,
-            _ => Direction::Increase,
-        };
+        let direction = kind.default_direction();
         let allowed = match kind {
             MetricKind::PredictionDrift => Allowed::Absolute(0.2),
             MetricKind::Calibration => Allowed::Absolute(0.02),
@@ -182,8 +145,10 @@ pub struct AnalysisSpec {
     /// ([`crate::judge::transient`]); bursts are the triggers' business. 0 disables.
     #[serde(default = "default_transient_s")]
     pub transient_s: f64,
-    /// Failed looks tolerated before rolling back; negative disables (Argo default 0).
-    pub failure_limit: i64,
+    /// Failed looks tolerated before rolling back (Argo default 0); `None` never rolls back on
+    /// failed looks (a critical metric's failure still does).
+    #[serde(deserialize_with = "failure_limit_compat")]
+    pub failure_limit: Option<u64>,
     /// How long an analysis gate waits for its metrics to be shown within their allowances,
     /// seconds; `None` waits without bound. Reaching it is one inconclusive measurement.
     #[serde(default)]
@@ -226,7 +191,7 @@ impl Default for AnalysisSpec {
             min_label_rate: 0.0,
             interval_s: 60.0,
             transient_s: default_transient_s(),
-            failure_limit: 0,
+            failure_limit: Some(0),
             max_duration_s: None,
             inconclusive_limit: 0,
             consecutive_error_limit: 4,
@@ -241,6 +206,12 @@ impl Default for AnalysisSpec {
 
 fn default_transient_s() -> f64 {
     crate::judge::transient::DEFAULT_WINDOW_S
+}
+
+/// Reads `failure_limit` also as persisted before it was an `Option`, when a negative number
+/// meant "no limit".
+fn failure_limit_compat<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    Ok(Option::<i64>::deserialize(d)?.and_then(|n| u64::try_from(n).ok()))
 }
 
 /// One step of a rollout (Argo Rollouts' canary steps).
@@ -286,24 +257,6 @@ impl std::fmt::Display for StepSpec {
             }
         }
     }
-}
-
-/// The metric a rollback trigger watches (on the canary, or canary vs stable).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TriggerMetric {
-    /// Share of failed requests.
-    ErrorRate,
-    /// Share of correct predictions among labelled ones.
-    Accuracy,
-    /// Median latency, ms.
-    LatencyP50,
-    /// 95th percentile latency, ms.
-    LatencyP95,
-    /// 99th percentile latency, ms.
-    LatencyP99,
-    /// Share of predictions the shadow agrees with.
-    ShadowAgreement,
 }
 
 /// When a trigger's condition holds.
@@ -393,4 +346,28 @@ pub fn default_triggers() -> Vec<TriggerSpec> {
             alpha: DEFAULT_TRIGGER_ALPHA,
         },
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A rollout persisted while the limit was an `i64` (negative: none) resumes with the same
+    /// limit.
+    #[test]
+    fn a_persisted_failure_limit_reads_as_before() {
+        let spec = serde_json::to_value(AnalysisSpec::default()).expect("serializes");
+        let read = |limit: serde_json::Value| {
+            let mut json = spec.clone();
+            json["failure_limit"] = limit;
+            serde_json::from_value::<AnalysisSpec>(json)
+                .expect("reads")
+                .failure_limit
+        };
+        assert_eq!(read(serde_json::json!(3)), Some(3));
+        assert_eq!(read(serde_json::json!(0)), Some(0));
+        assert_eq!(read(serde_json::json!(-1)), None);
+        assert_eq!(read(serde_json::Value::Null), None);
+        assert_eq!(spec["failure_limit"], 0);
+    }
 }

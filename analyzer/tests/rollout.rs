@@ -339,7 +339,16 @@ fn failure_limit_and_critical_metrics() {
         median_ms: 70.0,
         ..BASE
     };
-    let mut r = Rollout::new(threshold(2, false), steps.clone(), vec![]);
+    // Without a limit, failed looks are counted and nothing rolls back.
+    let mut r = Rollout::new(threshold(None, false), steps.clone(), vec![]);
+    drive(&mut r, &mut Rng(5), (0.0, 600.0), 20.0, |_| slow);
+    assert!(
+        matches!(r.state(), RolloutState::Paused { .. }),
+        "{:?}",
+        r.state()
+    );
+    assert_eq!(r.counters().get("latency-p95").map(|c| c.failed), Some(10));
+    let mut r = Rollout::new(threshold(Some(2), false), steps.clone(), vec![]);
     let ds = drive(&mut r, &mut Rng(5), (0.0, 600.0), 20.0, |_| slow);
     assert!(matches!(
         r.state(),
@@ -347,7 +356,7 @@ fn failure_limit_and_critical_metrics() {
     ));
     assert_eq!(r.counters().get("latency-p95").map(|c| c.failed), Some(3));
     assert_eq!(ds.last().map(|d| d.time), Some(180.0));
-    let mut r = Rollout::new(threshold(5, true), steps, vec![]);
+    let mut r = Rollout::new(threshold(Some(5), true), steps, vec![]);
     let ds = drive(&mut r, &mut Rng(5), (0.0, 600.0), 20.0, |_| slow);
     assert_eq!(ds.last().map(|d| d.time), Some(60.0));
     assert!(ds
@@ -464,6 +473,48 @@ fn commands_pause_resume_abort_retry_and_promote_full() {
     let d = r.command(Command::PromoteFull, 7.0).expect("promotes");
     assert_eq!((d.to, d.weights.canary), (RolloutState::Promoted, 100));
     assert_eq!(r.history().count(), 4);
+}
+
+/// Abort is one transition, from where the rollout stood to Aborted, whose actions take the
+/// canary out of the traffic: weight 0, header route and mirror removed.
+#[test]
+fn abort_is_one_transition_that_removes_the_canary() {
+    let steps = vec![
+        StepSpec::SetHeaderRoute { name: "h".into() },
+        StepSpec::SetMirrorRoute {
+            name: "m".into(),
+            percent: 10,
+        },
+        StepSpec::SetWeight(20),
+        StepSpec::Pause { duration_s: None },
+    ];
+    let mut r = Rollout::new(spec(), steps, vec![]);
+    r.tick(0.0);
+    let before = r.history().count();
+    let d = r.command(Command::Abort, 5.0).expect("aborts");
+    let paused = RolloutState::Paused {
+        step: 3,
+        reason: PauseReason::ManualGate,
+    };
+    let aborted = RolloutState::Aborted {
+        reason: "command: abort".into(),
+    };
+    assert_eq!((&d.from, &d.to), (&paused, &aborted));
+    assert_eq!(
+        d.actions,
+        vec![
+            Action::Rollback {
+                mode: TriggerAction::Immediate
+            },
+            Action::SetWeight { canary: 0 },
+            Action::RemoveHeaderRoute { name: "h".into() },
+            Action::RemoveMirror { name: "m".into() },
+        ]
+    );
+    assert_eq!(r.state(), &aborted);
+    assert_eq!(r.history().count(), before + 1, "one decision recorded");
+    assert_eq!(r.history().last(), Some(&d));
+    assert!(r.command(Command::Abort, 6.0).is_err(), "already aborted");
 }
 
 #[test]

@@ -1,8 +1,11 @@
-//! The anytime-valid guarantee of the mSPRT, checked by simulation with peeking after every
-//! batch, next to the fixed-horizon z-test that the same peeking breaks.
+//! The anytime-valid guarantee of the mSPRT, checked by seeded simulation with peeking after
+//! every batch (and after every pair: Ville's inequality on the e-process itself), next to the
+//! fixed-horizon z-test that the same peeking breaks. Each rate is judged by its 99.9% Wilson
+//! interval, not by its point value.
 
 use augur_analyzer::stats::moments::Moments;
 use augur_analyzer::stats::msprt::{MixtureSprt, SequentialMonitor};
+use augur_analyzer::stats::proportions::wilson_interval;
 
 /// SplitMix64 with Box-Muller: a small deterministic normal generator for the simulation.
 struct Rng(u64);
@@ -52,13 +55,63 @@ fn rejection_rates(effect: f64, runs: usize, looks: usize, batch: usize) -> (f64
     )
 }
 
+/// The two-sided 99.9% Wilson interval of `k` in `n`.
+fn interval(k: usize, n: usize) -> (f64, f64) {
+    let ci = wilson_interval(k as u64, n as u64, 0.999).expect("valid");
+    (ci.lower.unwrap_or(0.0), ci.upper.unwrap_or(1.0))
+}
+
 #[test]
 fn peeking_keeps_false_rollbacks_below_alpha() {
-    // 50 looks of 20 requests per arm under H0.
+    // 50 looks of 20 requests per arm under H0, 1,000 seeded runs.
     let (msprt, naive) = rejection_rates(0.0, 1000, 50, 20);
-    assert!(msprt <= 0.05, "mSPRT false-rejection rate {msprt}");
+    let (lower, _) = interval((msprt * 1000.0).round() as usize, 1000);
+    assert!(
+        lower <= 0.05,
+        "mSPRT false-rejection rate {msprt}, 99.9% CI from {lower}"
+    );
     // The same peeking with a fixed-horizon test is far above alpha (the motivating failure).
-    assert!(naive > 0.15, "naive rate {naive}");
+    let (lower, _) = interval((naive * 1000.0).round() as usize, 1000);
+    assert!(lower > 0.05, "naive rate {naive}, 99.9% CI from {lower}");
+}
+
+/// Ville's inequality on the e-process itself, with a look after every pair of observations
+/// (the most peeking there is): under H0 (equal means, known unit variance, so `Λₙ` is an exact
+/// martingale) the probability that `Λₙ` ever reaches `1/α` within 1,000 pairs is at most `α`.
+/// 5,000 seeded runs at α = 0.05 and τ² = 0.1; the test fails when the 99.9% Wilson interval of
+/// the crossing rate lies wholly above α. The rate is not far below α either (measured 0.0328,
+/// interval [0.0255, 0.0422]): a `Λ` too small to ever cross would not pass.
+#[test]
+fn ville_bound_holds_when_looking_after_every_pair() {
+    let (alpha, tau2, runs, pairs) = (0.05, 0.1, 5000, 1000);
+    let test = MixtureSprt::new(tau2, 0.0).expect("valid");
+    let mut rng = Rng(11);
+    let mut crossed = 0;
+    for _ in 0..runs {
+        let mut sum = 0.0;
+        for n in 1..=pairs {
+            sum += rng.normal() - rng.normal();
+            let variance = 2.0 / f64::from(n);
+            let e = test
+                .likelihood_ratio(sum / f64::from(n), variance)
+                .expect("valid");
+            if e >= 1.0 / alpha {
+                crossed += 1;
+                break;
+            }
+        }
+    }
+    let rate = crossed as f64 / runs as f64;
+    let (lower, upper) = interval(crossed, runs);
+
+    assert!(
+        lower <= alpha,
+        "crossed in {rate} of runs, 99.9% CI [{lower}, {upper}]"
+    );
+    assert!(
+        upper >= alpha / 4.0,
+        "never near 1/α: {rate}, 99.9% CI [{lower}, {upper}]"
+    );
 }
 
 #[test]

@@ -1,5 +1,7 @@
 //! Agreement with scipy: reads `tests/vectors/*.json` (written by `tests/vectors/generate.py`)
 //! and checks statistics and p-values to a relative error of 1e-9. scipy is not needed here.
+//! The mSPRT and Hodges-Lehmann vectors are the library's formulas retyped in numpy (scipy has
+//! neither); `definitions.rs` checks those two against their definitions.
 
 use augur_analyzer::stats::fisher::fisher_exact;
 use augur_analyzer::stats::hodges_lehmann::{hodges_lehmann, CiMethod};

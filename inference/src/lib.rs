@@ -3,7 +3,7 @@
 //! A mirrored copy of a prediction request (a chest X-ray as PNG, JPEG, DICOM, multipart form or
 //! base64 JSON) is decoded ([`decode`]), turned into the model's input tensor ([`preprocess`],
 //! driven by [`metadata`]), and scored by an ONNX model in process ([`ShadowModel`]), on a
-//! bounded pool of worker threads that never blocks the request path ([`pool`]). The result is a
+//! bounded pool of worker threads that never blocks the request path. The result is a
 //! positive-class score, a label and a latency; [`metrics`] counts every outcome.
 //!
 //! The same pipeline backs a reference model server ([`server`]) that answers like the seeds'
@@ -16,7 +16,6 @@ pub mod decode;
 pub mod metadata;
 pub mod metrics;
 mod model;
-pub mod pool;
 pub mod preprocess;
 pub mod runtime;
 mod score;

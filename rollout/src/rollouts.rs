@@ -487,7 +487,7 @@ impl Rollouts {
                 .metrics
                 .iter()
                 .find(|m| m.name == v.metric)
-                .map_or("check", |m| kind_label(&m.kind));
+                .map_or("check", |m| m.kind.as_str());
             for (arm, value) in [("stable", v.stable), ("canary", v.canary)] {
                 if let Some(x) = value {
                     g.value
@@ -700,20 +700,6 @@ fn metric_source(
             e.to_string()
         }),
     )
-}
-
-/// The closed set of metric kinds, as label values.
-fn kind_label(kind: &augur_analyzer::spec::MetricKind) -> &'static str {
-    use augur_analyzer::spec::MetricKind as K;
-    match kind {
-        K::Latency { .. } => "latency",
-        K::LatencyShift => "latency_shift",
-        K::ErrorRate => "error_rate",
-        K::Accuracy => "accuracy",
-        K::ShadowAgreement => "shadow_agreement",
-        K::PredictionDrift => "prediction_drift",
-        K::Calibration => "calibration",
-    }
 }
 
 /// Finds a rollout by `namespace/name`, or by bare name when it is unique.

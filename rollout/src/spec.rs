@@ -6,8 +6,8 @@
 
 use augur_analyzer::rollout::Rollout;
 use augur_analyzer::spec::{
-    Allowed, AnalysisSpec, Direction, GapAction, Method, MetricKind, MetricSpec, ScoringSpec,
-    StepSpec, TriggerAction, TriggerCondition, TriggerMetric, TriggerSpec,
+    Allowed, AnalysisSpec, GapAction, Method, MetricKind, MetricSpec, ScoringSpec, StepSpec,
+    TriggerAction, TriggerCondition, TriggerSpec,
 };
 use augur_policies as p;
 
@@ -114,7 +114,7 @@ fn analysis_spec(a: &p::Analysis) -> AnalysisSpec {
         min_samples: u64::from(a.min_samples),
         interval_s: a.interval.as_secs_f64(),
         transient_s: a.burst_window.as_secs_f64(),
-        failure_limit: i64::from(a.failure_limit),
+        failure_limit: Some(u64::from(a.failure_limit)),
         max_duration_s: a.max_duration.map(|d| d.as_secs_f64()).filter(|d| *d > 0.0),
         inconclusive_limit: i64::from(a.inconclusive_limit),
         consecutive_error_limit: i64::from(a.consecutive_error_limit),
@@ -138,24 +138,13 @@ fn gap(a: p::OutcomeAction) -> GapAction {
 }
 
 fn metric_spec(m: &p::Metric) -> MetricSpec {
-    let kind = match m.kind {
-        p::MetricKind::Latency { quantile } => MetricKind::Latency { quantile },
-        p::MetricKind::LatencyShift => MetricKind::LatencyShift,
-        p::MetricKind::ErrorRate => MetricKind::ErrorRate,
-        p::MetricKind::Accuracy => MetricKind::Accuracy,
-        p::MetricKind::ShadowAgreement => MetricKind::ShadowAgreement,
-        p::MetricKind::PredictionDrift => MetricKind::PredictionDrift,
-        p::MetricKind::Calibration => MetricKind::Calibration,
-    };
+    let kind = m.kind;
     let is_rate = matches!(
         kind,
         MetricKind::ErrorRate | MetricKind::Accuracy | MetricKind::ShadowAgreement
     );
     let mut spec = MetricSpec::new(&m.name, kind);
-    spec.direction = match m.direction {
-        p::Direction::Increase => Direction::Increase,
-        p::Direction::Decrease => Direction::Decrease,
-    };
+    spec.direction = m.direction;
     if let Some(change) = m.allowed_change {
         spec.allowed = match change {
             p::AllowedChange::Absolute(points) if is_rate => Allowed::Absolute(points / 100.0),
@@ -192,14 +181,7 @@ fn trigger_spec(t: &p::RollbackTrigger) -> TriggerSpec {
     };
     TriggerSpec {
         name: t.name.clone(),
-        metric: match t.metric {
-            p::TriggerMetric::ErrorRate => TriggerMetric::ErrorRate,
-            p::TriggerMetric::Accuracy => TriggerMetric::Accuracy,
-            p::TriggerMetric::LatencyP50 => TriggerMetric::LatencyP50,
-            p::TriggerMetric::LatencyP95 => TriggerMetric::LatencyP95,
-            p::TriggerMetric::LatencyP99 => TriggerMetric::LatencyP99,
-            p::TriggerMetric::ShadowAgreement => TriggerMetric::ShadowAgreement,
-        },
+        metric: t.metric,
         condition: match t.condition {
             p::TriggerCondition::Above(a) => TriggerCondition::Above(amount(a)),
             p::TriggerCondition::DropBy(a) => TriggerCondition::DropBy(amount(a)),

@@ -2,7 +2,7 @@
 //! commands.
 
 use crate::judge::{Evidence, Judge};
-use crate::spec::{GapAction, MetricKind, StepSpec, TriggerAction};
+use crate::spec::{AnalysisSpec, GapAction, MetricKind, StepSpec, TriggerAction};
 use crate::stats::srm::sample_ratio_mismatch;
 use crate::verdict::{Outcome, TestUsed, Verdict};
 
@@ -145,10 +145,10 @@ impl Rollout {
         trigger: Option<String>,
         reason: String,
     ) -> Decision {
-        let mut actions = vec![Action::Rollback { mode }];
         if let (TriggerAction::Staged, Some(name), Some(step)) =
             (mode, trigger.clone(), self.state.step())
         {
+            let mut actions = vec![Action::Rollback { mode }];
             let restore_weight = self.canary_weight;
             let window = self
                 .triggers
@@ -171,15 +171,7 @@ impl Rollout {
             );
             return self.transition(now, to, actions, why);
         }
-        self.set_weight(0, &mut actions);
-        if let Some(name) = self.header_route.take() {
-            actions.push(Action::RemoveHeaderRoute { name });
-        }
-        if mode != TriggerAction::CanaryOnly {
-            if let Some((name, _)) = self.mirror.take() {
-                actions.push(Action::RemoveMirror { name });
-            }
-        }
+        let actions = self.retract(mode);
         self.transition(
             now,
             RolloutState::RolledBack {
@@ -189,6 +181,22 @@ impl Rollout {
             actions,
             reason,
         )
+    }
+
+    /// Takes the canary out of the traffic at once: weight 0 and its header route removed, and
+    /// its mirror too unless `mode` keeps it (`CanaryOnly`). Returns the actions, a rollback's.
+    fn retract(&mut self, mode: TriggerAction) -> Vec<Action> {
+        let mut actions = vec![Action::Rollback { mode }];
+        self.set_weight(0, &mut actions);
+        if let Some(name) = self.header_route.take() {
+            actions.push(Action::RemoveHeaderRoute { name });
+        }
+        if mode != TriggerAction::CanaryOnly {
+            if let Some((name, _)) = self.mirror.take() {
+                actions.push(Action::RemoveMirror { name });
+            }
+        }
+        actions
     }
 
     /// Finishes or undoes a staged rollback once its trigger window has passed: the weight is
@@ -331,10 +339,33 @@ impl Rollout {
         let spec = self.active_analysis().clone();
         let mut verdicts = self.judge.evaluate(&spec, &self.evidence);
         self.require_labels(&mut verdicts);
-        // A metric that got no new sample in one arm since the last look: no traffic, or a
-        // failing metric source (Argo's consecutive measurement errors).
-        let mut silent = None;
-        for v in &verdicts {
+        // With Kayenta scoring the score alone is judged (and reported after the metrics).
+        let score = Judge::score(&spec, &verdicts);
+        let judged = score.clone().map_or_else(|| verdicts.clone(), |s| vec![s]);
+        let counted = self.count(&spec, &verdicts, &judged);
+        verdicts.extend(score);
+        // Informational: reported with the verdicts, never counted towards the limits.
+        verdicts.extend(self.sample_ratio());
+        self.last_verdicts = verdicts;
+        if let Some(v) = counted.failed {
+            let why = format!("analysis failed: {}: {}", v.metric, v.reason);
+            return Some(self.rollback(now, TriggerAction::Immediate, None, why));
+        }
+        if let Some(v) = counted.silent {
+            if let Some(decision) = self.no_data_gap(now, &spec, v) {
+                return Some(decision);
+            }
+        }
+        self.open_gate(now, &spec, &judged)
+    }
+
+    /// The counting step of a look: each metric's Argo counters. Returns the first metric that
+    /// got no new sample in one arm for more looks than `consecutive_error_limit` (no traffic,
+    /// or a failing metric source: Argo's consecutive measurement errors), and the first
+    /// judged verdict that fails past `failure_limit` (or is a critical metric's Fail).
+    fn count(&mut self, spec: &AnalysisSpec, verdicts: &[Verdict], judged: &[Verdict]) -> Counted {
+        let mut counted = Counted::default();
+        for v in verdicts {
             let c = self.counters.entry(v.metric.clone()).or_default();
             let grew = v.n_stable > c.last_samples.0 && v.n_canary > c.last_samples.1;
             c.last_samples = (
@@ -343,60 +374,51 @@ impl Rollout {
             );
             c.consecutive_errors = if grew { 0 } else { c.consecutive_errors + 1 };
             let limit = spec.consecutive_error_limit;
-            if limit >= 0 && c.consecutive_errors > limit as u64 && silent.is_none() {
-                silent = Some(v.clone());
+            if limit >= 0 && c.consecutive_errors > limit as u64 && counted.silent.is_none() {
+                counted.silent = Some(v.clone());
             }
         }
-        let judged: Vec<Verdict> = match Judge::score(&spec, &verdicts) {
-            Some(score) => {
-                verdicts.push(score.clone());
-                vec![score]
-            }
-            None => verdicts.clone(),
-        };
-        // Informational: reported with the verdicts, never counted towards the limits.
-        verdicts.extend(self.sample_ratio());
-        self.last_verdicts = verdicts;
-        let spec = &spec;
-        let exceeds = |count: u64, limit: i64| limit >= 0 && count > limit as u64;
-        let mut failed = None;
-        for v in &judged {
+        for v in judged {
             let c = self.counters.entry(v.metric.clone()).or_default();
             match v.outcome {
                 Outcome::Fail { .. } => c.failed += 1,
                 Outcome::Inconclusive => c.inconclusive += 1,
                 Outcome::NoData | Outcome::Pass => {}
             }
-            if v.is_fail() && (v.critical || exceeds(c.failed, spec.failure_limit)) {
-                failed = failed.or(Some(v.clone()));
+            let past_limit = spec.failure_limit.is_some_and(|limit| c.failed > limit);
+            if v.is_fail() && (v.critical || past_limit) && counted.failed.is_none() {
+                counted.failed = Some(v.clone());
             }
         }
-        if let Some(v) = failed {
-            let why = format!("analysis failed: {}: {}", v.metric, v.reason);
-            return Some(self.rollback(now, TriggerAction::Immediate, None, why));
-        }
-        if let (Some(v), Some(step)) = (silent, self.state.step()) {
-            let why = format!(
-                "analysis: no data past consecutiveErrorLimit: {} received no new sample in one arm for {} looks in a row (stable {}, canary {}): no traffic, or the metric source is failing",
-                v.metric,
-                spec.consecutive_error_limit + 1,
-                v.n_stable,
-                v.n_canary
-            );
-            match spec.on_no_data {
-                GapAction::Rollback => {
-                    return Some(self.rollback(now, TriggerAction::Immediate, None, why))
-                }
-                GapAction::Hold if matches!(self.state, RolloutState::Progressing { .. }) => {
-                    let to = RolloutState::Paused {
-                        step,
-                        reason: PauseReason::NoData { metric: v.metric },
-                    };
-                    return Some(self.transition(now, to, Vec::new(), why));
-                }
-                GapAction::Hold | GapAction::Continue => {}
+        counted
+    }
+
+    /// The gap step of a look: `on_no_data` for a metric without new data past its limit.
+    fn no_data_gap(&mut self, now: f64, spec: &AnalysisSpec, v: Verdict) -> Option<Decision> {
+        let step = self.state.step()?;
+        let why = format!(
+            "analysis: no data past consecutiveErrorLimit: {} received no new sample in one arm for {} looks in a row (stable {}, canary {}): no traffic, or the metric source is failing",
+            v.metric,
+            spec.consecutive_error_limit + 1,
+            v.n_stable,
+            v.n_canary
+        );
+        match spec.on_no_data {
+            GapAction::Rollback => Some(self.rollback(now, TriggerAction::Immediate, None, why)),
+            GapAction::Hold if matches!(self.state, RolloutState::Progressing { .. }) => {
+                let to = RolloutState::Paused {
+                    step,
+                    reason: PauseReason::NoData { metric: v.metric },
+                };
+                Some(self.transition(now, to, Vec::new(), why))
             }
+            GapAction::Hold | GapAction::Continue => None,
         }
+    }
+
+    /// Opens the analysis gate the rollout stands at when every judged metric passes (NoData
+    /// too with `on_no_data: Continue`).
+    fn open_gate(&mut self, now: f64, spec: &AnalysisSpec, judged: &[Verdict]) -> Option<Decision> {
         let RolloutState::Progressing { step } = self.state else {
             return None;
         };
@@ -409,17 +431,18 @@ impl Rollout {
                 Outcome::NoData => spec.on_no_data == GapAction::Continue,
                 Outcome::Inconclusive | Outcome::Fail { .. } => false,
             });
-        passes.then(|| {
-            let waited = now - self.step_started;
-            self.record_gate(step, now, "passed".to_owned());
-            let why = format!(
-                "step {}: analysis passed after {}: every metric shown within its allowance ({})",
-                step + 1,
-                format_seconds(waited),
-                gate_summary(&judged)
-            );
-            self.enter_step(step + 1, now, why, Vec::new())
-        })?
+        if !passes {
+            return None;
+        }
+        let waited = now - self.step_started;
+        self.record_gate(step, now, "passed".to_owned());
+        let why = format!(
+            "step {}: analysis passed after {}: every metric shown within its allowance ({})",
+            step + 1,
+            format_seconds(waited),
+            gate_summary(judged)
+        );
+        self.enter_step(step + 1, now, why, Vec::new())
     }
 
     /// A gate that reached its time bound without a decision: an inconclusive measurement.
@@ -528,15 +551,11 @@ impl Rollout {
         let at_gate = |r: &Rollout, step: usize| r.steps.get(step) == Some(&StepSpec::Analysis);
         let decision = match (command, self.state.clone()) {
             (Command::Abort, s) if !s.is_terminal() => {
-                let mut d = self.rollback(now, TriggerAction::Immediate, None, why("abort"));
-                d.to = RolloutState::Aborted {
+                let actions = self.retract(TriggerAction::Immediate);
+                let to = RolloutState::Aborted {
                     reason: why("abort"),
                 };
-                self.state = d.to.clone();
-                if let Some(last) = self.history.back_mut() {
-                    *last = d.clone();
-                }
-                Some(d)
+                Some(self.transition(now, to, actions, why("abort")))
             }
             (Command::PromoteFull, s) if !s.is_terminal() => {
                 let n = self.steps.len();
@@ -624,6 +643,15 @@ impl Rollout {
             60.0
         }
     }
+}
+
+/// What the counting step of a look found.
+#[derive(Default)]
+struct Counted {
+    /// The first metric without new data past `consecutive_error_limit`.
+    silent: Option<Verdict>,
+    /// The first judged verdict that fails past `failure_limit`, or a critical one's Fail.
+    failed: Option<Verdict>,
 }
 
 /// `error-rate +0.0041 ≤ +0.0100 (n 2113)` per metric, for the gate's reason.

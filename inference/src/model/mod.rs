@@ -28,13 +28,14 @@ use crossbeam_channel::{Sender, TrySendError};
 use crate::decode::{DecodeError, DecodeOptions};
 use crate::metadata::{MetadataError, ModelMetadata};
 use crate::metrics::{Outcome, ShadowMetrics};
-use crate::pool::{self, Job, Shared};
 use crate::preprocess::Preprocessor;
 use crate::runtime::RuntimeError;
 
-pub(crate) mod postprocess;
-pub(crate) mod session;
+mod pool;
+mod postprocess;
+mod session;
 
+use pool::{Job, Shared};
 use session::{Batch, Runner};
 
 /// Pool and decoding settings.

@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+pub use augur_model::metric::{Direction, MetricKind, TriggerMetric};
 use serde::Serialize;
 
 use crate::istio::common::{ObjectMeta, Percent, StringMatch};
@@ -16,6 +17,7 @@ pub use source::PrometheusAddress;
 mod convert;
 pub(crate) mod raw;
 mod source;
+pub(crate) mod spelling;
 mod triggers;
 
 /// A validated CanaryPolicy.
@@ -229,6 +231,7 @@ pub struct Metric {
     /// Name.
     pub name: String,
     /// What is measured.
+    #[serde(serialize_with = "spelling::serialize_kind")]
     pub kind: MetricKind,
     /// Which change is bad.
     pub direction: Direction,
@@ -238,49 +241,6 @@ pub struct Metric {
     pub critical: bool,
     /// Kayenta scoring group.
     pub group: Option<String>,
-}
-
-/// Metric kinds.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub enum MetricKind {
-    /// Latency at a quantile in (0, 1).
-    Latency {
-        /// The quantile.
-        quantile: f64,
-    },
-    /// Shift of the whole latency distribution (geometric means).
-    LatencyShift,
-    /// Error rate.
-    ErrorRate,
-    /// Accuracy against labels.
-    Accuracy,
-    /// Agreement with the shadow model.
-    ShadowAgreement,
-    /// Prediction drift.
-    PredictionDrift,
-    /// Calibration error.
-    Calibration,
-}
-
-impl MetricKind {
-    /// The direction that is bad when none is given.
-    pub fn default_direction(self) -> Direction {
-        match self {
-            MetricKind::Accuracy | MetricKind::ShadowAgreement => Direction::Decrease,
-            _ => Direction::Increase,
-        }
-    }
-}
-
-/// Which change is bad.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub enum Direction {
-    /// An increase.
-    Increase,
-    /// A decrease.
-    Decrease,
 }
 
 /// Tolerated change.
@@ -299,6 +259,7 @@ pub struct RollbackTrigger {
     /// Name.
     pub name: String,
     /// Watched metric.
+    #[serde(serialize_with = "spelling::serialize_trigger_metric")]
     pub metric: TriggerMetric,
     /// When it fires.
     pub condition: TriggerCondition,
@@ -308,34 +269,6 @@ pub struct RollbackTrigger {
     pub action: TriggerAction,
     /// False-firing probability per hour.
     pub alpha: f64,
-}
-
-/// Trigger metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub enum TriggerMetric {
-    /// Error rate (percent).
-    ErrorRate,
-    /// Accuracy (percent).
-    Accuracy,
-    /// Median latency.
-    LatencyP50,
-    /// p95 latency.
-    LatencyP95,
-    /// p99 latency.
-    LatencyP99,
-    /// Shadow agreement (percent).
-    ShadowAgreement,
-}
-
-impl TriggerMetric {
-    /// Whether the metric is a latency (thresholds are durations).
-    pub fn is_latency(self) -> bool {
-        matches!(
-            self,
-            TriggerMetric::LatencyP50 | TriggerMetric::LatencyP95 | TriggerMetric::LatencyP99
-        )
-    }
 }
 
 /// A threshold: percentage points or a latency.

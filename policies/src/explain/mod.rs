@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::canary::spelling;
 use crate::duration::format_duration;
 use crate::{
     AllowedChange, Amount, CanaryPolicy, Destination, HttpRoute, MetricKind, PolicySet,
@@ -423,10 +424,7 @@ fn rollout(cp: &CanaryPolicy) -> RolloutExplanation {
             name: m.name.clone(),
             kind: match m.kind {
                 MetricKind::Latency { quantile } => format!("latency p{}", quantile * 100.0),
-                other => serde_json::to_value(other)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default(),
+                other => spelling::kind_name(other).to_owned(),
             },
             bad_direction: format!("{:?}", m.direction).to_lowercase(),
             allowed_change: match m.allowed_change {
@@ -447,7 +445,7 @@ fn rollout(cp: &CanaryPolicy) -> RolloutExplanation {
         });
     let triggers = cp.rollback_triggers.iter().map(|t| TriggerExplanation {
         name: t.name.clone(),
-        metric: enum_name(t.metric),
+        metric: spelling::trigger_metric_name(t.metric).to_owned(),
         condition: match t.condition {
             // `above` is a level (10%); `dropBy`/`increaseBy` are differences from stable, in
             // percentage points for rates ("5 points", not "5%", which would read as relative).

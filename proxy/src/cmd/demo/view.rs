@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use augur_analyzer::rollout::SAMPLE_RATIO_METRIC;
 use serde_json::Value;
 
 use super::traffic::Stats;
@@ -80,7 +81,11 @@ pub(super) fn step_text(step: &Value) -> String {
 fn gate_verdicts(r: &Value) -> Vec<&Value> {
     r["verdicts"]
         .as_array()
-        .map(|v| v.iter().filter(|v| v["metric"] != "sample-ratio").collect())
+        .map(|v| {
+            v.iter()
+                .filter(|v| v["metric"] != SAMPLE_RATIO_METRIC)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -383,7 +388,7 @@ mod tests {
             {"metric": "p95-latency", "outcome": "pass", "n_canary": 120, "bound": 0.021, "allowance": 0.05},
             {"metric": "accuracy", "outcome": "inconclusive", "n_canary": 80, "bound": -0.31, "allowance": -0.2},
             {"metric": "error-rate", "outcome": "no_data", "n_canary": 4},
-            {"metric": "sample-ratio", "outcome": "pass", "n_canary": 0},
+            {"metric": SAMPLE_RATIO_METRIC, "outcome": "pass", "n_canary": 0},
         ]});
         let (fraction, why) = gate_progress(&r);
         assert!((fraction - 1.0 / 3.0).abs() < 1e-9);
@@ -392,6 +397,6 @@ mod tests {
             "{why}"
         );
         assert!(why.contains("error-rate no data (n 4)"), "{why}");
-        assert!(!why.contains("sample-ratio"));
+        assert!(!why.contains(SAMPLE_RATIO_METRIC));
     }
 }

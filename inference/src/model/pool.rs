@@ -18,12 +18,12 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 
+use super::postprocess;
+use super::session::{Batch, Runner};
+use super::{ModelError, Score, ScoreError, ScoreInput};
 use crate::decode::{self, DecodeError, DecodeOptions};
 use crate::metadata::ModelMetadata;
 use crate::metrics::{Outcome, ShadowMetrics};
-use crate::model::postprocess;
-use crate::model::session::{Batch, Runner};
-use crate::model::{ModelError, Score, ScoreError, ScoreInput};
 use crate::preprocess::Preprocessor;
 
 /// A queued image.
