@@ -1,13 +1,16 @@
-//! augur's data plane and command line.
+//! augur's data plane: the sidecar proxy as a library, which the `augur` binary (crate
+//! `augur-cli`) runs.
 //!
 //! Where things happen, in request order:
-//! - [`cmd::proxy`] builds the pingora server: listeners, admin, status and reload services;
+//! - [`app`] builds the proxy from a validated [`app::ProxyConfig`]: listeners, admin, status,
+//!   reload and rollout services;
 //! - [`service::AugurProxy`] is where a request enters (`request_filter`) and leaves (`logging`);
 //! - [`route`] matches it against the VirtualService routes and picks a weighted destination;
 //! - [`policy_store`] holds the validated policy set and its compiled routes behind `arc-swap`,
 //!   and [`reload`] swaps in a new set when the files change (or on SIGHUP);
-//! - [`sample`] records one sample per request for the analyzer, and [`rollout`] is where a
-//!   decision is made: it judges the samples and sets the weights the next requests use;
+//! - [`sample`] records one sample per request for the analyzer; the rollouts
+//!   ([`augur_rollout`], driven by [`rollout_driver`]) judge them, or the controller does for a
+//!   fleet ([`follow`]), and [`weights`] holds the weights the next requests use;
 //! - [`admin`] serves Envoy's admin shapes, the status port and Prometheus metrics;
 //! - [`protect`] checks API keys and rate limits (augur's ApiProtection) before a request is
 //!   forwarded, and [`audit`] records who changed what through the admin or the policy files.
@@ -16,9 +19,7 @@ pub mod access_log;
 pub mod admin;
 pub mod app;
 pub mod audit;
-pub mod cli;
 pub mod clock;
-pub mod cmd;
 pub mod drain;
 pub mod evidence;
 pub mod follow;

@@ -11,7 +11,14 @@ use tracing_subscriber::reload;
 use tracing_subscriber::Layer as _;
 use tracing_subscriber::{EnvFilter, Registry};
 
-use crate::cli::LogFormat;
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable text.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
 
 type FilterHandle = reload::Handle<EnvFilter, Registry>;
 

@@ -244,7 +244,7 @@ mod tests {
     /// The analyzer's closed-loop simulations run the example policy from
     /// `analyzer/tests/policies/canary-pneumonia.json` (the analyzer cannot read policies);
     /// this keeps that file equal to what the proxy makes of the YAML. Regenerate it with
-    /// `AUGUR_BLESS=1 cargo test -p augur-proxy --lib example_policy_spec`.
+    /// `AUGUR_BLESS=1 cargo test -p augur-rollout --lib example_policy_spec`.
     #[test]
     fn example_policy_spec_is_the_simulated_one() {
         let loaded = augur_policies::load_paths(&[concat!(
@@ -265,7 +265,7 @@ mod tests {
         let committed = std::fs::read_to_string(path).unwrap_or_default();
         assert!(
             committed == fresh,
-            "{path} is stale: regenerate it with `AUGUR_BLESS=1 cargo test -p augur-proxy --lib example_policy_spec`"
+            "{path} is stale: regenerate it with `AUGUR_BLESS=1 cargo test -p augur-rollout --lib example_policy_spec`"
         );
     }
 

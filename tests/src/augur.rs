@@ -16,7 +16,7 @@ pub fn bin() -> PathBuf {
     let bin = dir.join("augur");
     assert!(
         bin.exists(),
-        "{} not found: build it first with `cargo build -p augur-proxy --bin augur`",
+        "{} not found: build it first with `cargo build -p augur-cli --bin augur`",
         bin.display()
     );
     bin

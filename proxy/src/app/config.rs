@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::access_log;
-use crate::cli::{LogFormat, ProxyArgs};
 use crate::limits::Limits;
 use crate::mirror::MirrorConfig;
 use crate::route::path::PathNormalization;
@@ -137,106 +136,49 @@ pub enum ConfigError {
 #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
 pub struct ConfigErrors(pub Vec<ConfigError>);
 
-impl TryFrom<&ProxyArgs> for ProxyConfig {
-    type Error = ConfigErrors;
-
-    fn try_from(args: &ProxyArgs) -> Result<Self, ConfigErrors> {
+impl ProxyConfig {
+    /// Checks what the flags cannot check alone: files that must be readable, listeners that
+    /// must not share an address, counts that must be positive, a controller that must be
+    /// `host:port`. Every problem is reported at once.
+    pub fn validate(&self) -> Result<(), ConfigErrors> {
         let mut errors = Vec::new();
-        let mut listen = args.listen.clone();
-        if listen.is_empty()
-            && args.tls_listen.is_empty()
-            && args.outbound_capture.is_none()
-            && args.inbound_capture.is_none()
-        {
-            listen.push(DEFAULT_LISTEN);
-        }
-        let tls = match (&args.tls_cert, &args.tls_key) {
-            (Some(cert), Some(key)) if !args.tls_listen.is_empty() => {
-                for (flag, path) in [("tls-cert", cert), ("tls-key", key)] {
-                    readable(flag, path, &mut errors);
-                }
-                if let Some(ca) = &args.tls_client_ca {
-                    readable("tls-client-ca", ca, &mut errors);
-                }
-                Some(TlsListeners {
-                    addrs: args.tls_listen.clone(),
-                    cert: cert.clone(),
-                    key: key.clone(),
-                    client_ca: args.tls_client_ca.clone(),
-                })
+        if let Some(tls) = &self.listeners.tls {
+            readable("tls-cert", &tls.cert, &mut errors);
+            readable("tls-key", &tls.key, &mut errors);
+            if let Some(ca) = &tls.client_ca {
+                readable("tls-client-ca", ca, &mut errors);
             }
-            _ => None,
-        };
-        let listeners = Listeners {
-            listen,
-            tls,
-            outbound_capture: args.outbound_capture,
-            inbound_capture: args.inbound_capture,
-            admin: args.admin,
-            status: args.status,
-            prometheus: args.prometheus,
-        };
-        same_addresses(&listeners, &mut errors);
-        if args.concurrency == 0 {
+        }
+        same_addresses(&self.listeners, &mut errors);
+        if self.concurrency == 0 {
             errors.push(ConfigError::Zero("concurrency"));
         }
-        if args.mirror_queue == 0 {
+        if self.mirror.queue == 0 {
             errors.push(ConfigError::Zero("mirror-queue"));
         }
-        let controller = args.controller.as_deref().and_then(|address| {
-            let authority = address
-                .trim_start_matches("http://")
-                .trim_end_matches('/')
-                .to_owned();
-            let valid = authority
+        if let Some(link) = &self.controller {
+            let valid = link
+                .authority
                 .rsplit_once(':')
                 .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
             if !valid {
-                errors.push(ConfigError::ControllerAddress(address.to_owned()));
-                return None;
+                errors.push(ConfigError::ControllerAddress(link.authority.clone()));
             }
-            Some(ControllerLink {
-                authority,
-                token: args.controller_token.clone(),
-                sync_timeout: args.controller_sync_timeout,
-                node: args.node.clone(),
-            })
-        });
-        if !errors.is_empty() {
-            return Err(ConfigErrors(errors));
         }
-        let format = match args.access_log_format {
-            LogFormat::Text => access_log::Format::Text,
-            LogFormat::Json => access_log::Format::Json,
-        };
-        Ok(Self {
-            policies: args.policies.clone(),
-            load: args.load.options(),
-            listeners,
-            protocol_detection_timeout: Some(args.protocol_detection_timeout)
-                .filter(|t| !t.is_zero()),
-            admin_token: args.admin_token.clone(),
-            address_file: args.address_file.clone(),
-            concurrency: args.concurrency,
-            state_dir: args.state_dir.clone(),
-            audit_log: args
-                .audit_log
-                .clone()
-                .unwrap_or_else(|| args.state_dir.join("audit.jsonl")),
-            record_samples: args.record_samples.clone(),
-            mirror: MirrorConfig {
-                max_body: args.mirror_max_body,
-                queue: args.mirror_queue,
-                host_suffix: args.mirror_host_suffix.clone(),
-            },
-            access_log: args.access_log.clone().map(|p| (p, format)),
-            drain_duration: args.drain_duration,
-            path_normalization: args.path_normalization,
-            retry_buffer_limit: args.retry_buffer_limit,
-            limits: args.limits.to_limits(),
-            controller,
-        })
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors(errors))
+        }
     }
+}
+
+/// `--controller`'s value as an authority: `http://` and a trailing `/` dropped.
+pub fn controller_authority(address: &str) -> String {
+    address
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned()
 }
 
 fn readable(flag: &'static str, path: &std::path::Path, errors: &mut Vec<ConfigError>) {
@@ -274,77 +216,5 @@ fn same_addresses(l: &Listeners, errors: &mut Vec<ConfigError>) {
                 second,
             });
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::Parser;
-
-    fn args(extra: &[&str]) -> ProxyArgs {
-        let mut argv = vec!["augur", "proxy", "--policy", "p.yaml"];
-        argv.extend_from_slice(extra);
-        match crate::cli::Cli::parse_from(argv).command {
-            crate::cli::Command::Proxy(args) => *args,
-            _ => unreachable!("parsed as proxy"),
-        }
-    }
-
-    #[test]
-    fn defaults_give_the_sidecar_layout() {
-        let c = ProxyConfig::try_from(&args(&[])).expect("valid");
-        assert_eq!(c.listeners.listen, [DEFAULT_LISTEN]);
-        assert_eq!(c.audit_log, PathBuf::from("/var/lib/augur/audit.jsonl"));
-        assert!(c.controller.is_none());
-        let captured =
-            ProxyConfig::try_from(&args(&["--inbound-capture", "0.0.0.0:15006"])).expect("valid");
-        assert!(
-            captured.listeners.listen.is_empty(),
-            "no default listener beside capture"
-        );
-    }
-
-    #[test]
-    fn every_problem_is_reported_at_once() {
-        let e = ProxyConfig::try_from(&args(&[
-            "--listen",
-            "127.0.0.1:15000",
-            "--controller",
-            "no-port",
-            "--concurrency",
-            "0",
-            "--tls-listen",
-            "127.0.0.1:8443",
-            "--tls-cert",
-            "/nonexistent/cert.pem",
-            "--tls-key",
-            "/nonexistent/key.pem",
-        ]))
-        .expect_err("invalid");
-        let text = e.to_string();
-        for expected in [
-            "--tls-cert /nonexistent/cert.pem",
-            "--tls-key /nonexistent/key.pem",
-            "127.0.0.1:15000 is given to both --listen and --admin",
-            "--concurrency must be at least 1",
-            "--controller \"no-port\"",
-        ] {
-            assert!(
-                text.contains(expected),
-                "{expected:?} missing from:\n{text}"
-            );
-        }
-        assert_eq!(e.0.len(), 5);
-    }
-
-    #[test]
-    fn the_controller_address_takes_an_optional_scheme() {
-        let c = ProxyConfig::try_from(&args(&["--controller", "http://ctl.ns.svc:15010/"]))
-            .expect("valid");
-        assert_eq!(
-            c.controller.map(|l| l.authority),
-            Some("ctl.ns.svc:15010".to_owned())
-        );
     }
 }

@@ -8,7 +8,6 @@
 //! with flag `OM` when it sheds load. The defaults are in one place, [`Limits::default`], and
 //! every one is a flag of `augur proxy` (see `docs/hardening.md`).
 
-pub mod args;
 pub mod conn;
 pub mod h2_frames;
 pub mod head;

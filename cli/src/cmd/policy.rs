@@ -8,8 +8,8 @@ use anyhow::Context;
 use augur_analyzer::plan::{estimate, Baseline, GateEstimate};
 use serde::Serialize;
 
-use crate::cli::{EvidenceArgs, OutputFormat};
-use crate::route::policy_key;
+use crate::args::{EvidenceArgs, OutputFormat};
+use augur_proxy::route::policy_key;
 
 /// A gate that needs more than this at the stated rate cannot pass in practice.
 const IMPRACTICAL_S: f64 = 24.0 * 3600.0;
@@ -194,8 +194,8 @@ pub fn check(
         Err(e) => (None, e.diagnostics),
     };
     if let Some(loaded) = loaded.as_ref().filter(|_| !opts.files_only) {
-        diagnostics.extend(crate::preflight::api_keys(loaded));
-        diagnostics.extend(crate::preflight::shadow_models(loaded));
+        diagnostics.extend(augur_proxy::preflight::api_keys(loaded));
+        diagnostics.extend(augur_proxy::preflight::shadow_models(loaded));
     }
     let practical = loaded
         .as_ref()

@@ -2,13 +2,14 @@
 
 use std::process::ExitCode;
 
-use crate::app::{App, BuildError, ProxyConfig};
-use crate::cli::ProxyArgs;
-use crate::policy_store::StoreError;
+use augur_proxy::app::{App, BuildError};
+use augur_proxy::policy_store::StoreError;
+
+use crate::args::ProxyArgs;
 
 /// Runs the sidecar; returns only on a start-up error (pingora exits the process on shutdown).
 pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
-    let config = match ProxyConfig::try_from(&args) {
+    let config = match crate::config::proxy_config(&args) {
         Ok(c) => c,
         Err(errors) => {
             eprintln!("{errors}");

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::*;
+use augur_proxy::limits::*;
 
 /// Limits on clients: headers, URI, body, connections, requests in flight and timeouts.
 /// Defaults are Envoy's edge values; see docs/hardening.md.

@@ -7,7 +7,7 @@ use anyhow::Context;
 use augur_controller::{Controller, ControllerConfig, StartError};
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::cli::ControllerArgs;
+use crate::args::ControllerArgs;
 
 /// Runs the controller; returns when it was told to stop.
 pub fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {

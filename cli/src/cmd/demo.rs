@@ -29,7 +29,7 @@ use clap::{Args, ValueEnum};
 use serde_json::Value;
 
 use super::admin_client;
-use crate::ports::{ModelServerAddress, ProxyAddresses};
+use augur_proxy::ports::{ModelServerAddress, ProxyAddresses};
 
 /// How long a model server may take to load its model and answer `/health`.
 const START: Duration = Duration::from_secs(120);
@@ -304,8 +304,8 @@ fn run_in(
         ));
     }
 
-    let started = crate::clock::now();
-    let started_unix = crate::sample::now();
+    let started = augur_proxy::clock::now();
+    let started_unix = augur_proxy::sample::now();
     let traffic = traffic::Traffic::start(xrays, &listens, admin, args.rate, args.label_fraction)?;
     if !tty {
         for line in &header {
@@ -314,7 +314,7 @@ fn run_in(
     }
     let deadline = started + Duration::from_secs(args.timeout);
     let mut seen_decisions = 0;
-    let mut last_line = crate::clock::now();
+    let mut last_line = augur_proxy::clock::now();
     let mut ending = None;
     let mut ended_at = None;
     let mut sent_at_end = 0;
@@ -345,7 +345,7 @@ fn run_in(
                 }
                 if last_line.elapsed() >= Duration::from_secs(10) {
                     println!("{}", view::progress_line(&frame));
-                    last_line = crate::clock::now();
+                    last_line = augur_proxy::clock::now();
                 }
             }
         });
@@ -363,7 +363,7 @@ fn run_in(
         if lingered {
             break;
         }
-        if ending.is_none() && crate::clock::now() >= deadline {
+        if ending.is_none() && augur_proxy::clock::now() >= deadline {
             let phase = last.0["state"]["phase"].as_str().unwrap_or("?").to_owned();
             ending = Some(Ending::TimedOut { phase });
             ended_at = Some(started.elapsed());
@@ -399,9 +399,9 @@ fn run_in(
         // Each sidecar follows the controller's last decision within a moment: show where
         // each one is once they agree (or after 5 s, whatever they say).
         let target = last.0["weights"]["canary"].as_f64();
-        let deadline = crate::clock::now() + Duration::from_secs(5);
+        let deadline = augur_proxy::clock::now() + Duration::from_secs(5);
         let mut weights = fleet::weights(&sidecars);
-        while weights.iter().any(|(_, w)| *w != target) && crate::clock::now() < deadline {
+        while weights.iter().any(|(_, w)| *w != target) && augur_proxy::clock::now() < deadline {
             std::thread::sleep(Duration::from_millis(100));
             weights = fleet::weights(&sidecars);
         }

@@ -404,15 +404,15 @@ pub struct ProxyArgs {
     /// and `\`), MERGE_SLASHES (also `//` to `/`), DECODE_AND_MERGE_SLASHES (also `%2F` and
     /// `%5C` decoded) or NONE (as received: routes and ApiProtection can be bypassed).
     #[arg(long, env = "AUGUR_PATH_NORMALIZATION", default_value = "BASE")]
-    pub path_normalization: crate::route::path::PathNormalization,
+    pub path_normalization: augur_proxy::route::path::PathNormalization,
     /// Request body bytes kept per request so that a retry can send the body again (Envoy's
     /// `per_connection_buffer_limit_bytes`, 1 MiB); larger bodies are not retried: the
     /// upstream's answer is returned as it is.
-    #[arg(long, env = "AUGUR_RETRY_BUFFER_LIMIT", default_value_t = crate::service::replay::DEFAULT_RETRY_BUFFER_LIMIT)]
+    #[arg(long, env = "AUGUR_RETRY_BUFFER_LIMIT", default_value_t = augur_proxy::service::replay::DEFAULT_RETRY_BUFFER_LIMIT)]
     pub retry_buffer_limit: u64,
     /// Limits on clients (docs/hardening.md).
     #[command(flatten)]
-    pub limits: crate::limits::args::LimitArgs,
+    pub limits: crate::limit_args::LimitArgs,
     /// Follow this `augur controller` (`host:port` of its port 15010, `http://` optional)
     /// instead of running rollouts here: the sidecar takes its weights from it, gets them
     /// before its listeners open, and keeps the last ones while it is away.

@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use augur_inference::{ServerConfig, ShadowConfig, ShadowModel};
 
-use crate::cli::OutputFormat;
-use crate::ports::ModelServerAddress;
+use crate::args::OutputFormat;
+use augur_proxy::ports::ModelServerAddress;
 
 /// Where the model and its preprocessing come from.
 pub enum ModelSource<'a> {
@@ -41,7 +41,9 @@ pub fn score(
                 .canary_policies
                 .iter()
                 .filter(|p| {
-                    name.is_none_or(|n| p.metadata.name == n || crate::route::policy_key(p) == n)
+                    name.is_none_or(|n| {
+                        p.metadata.name == n || augur_proxy::route::policy_key(p) == n
+                    })
                 })
                 .filter_map(|p| p.shadow.as_ref().map(|s| (p, s)))
                 .collect();
@@ -55,7 +57,7 @@ pub fn score(
                 format!(
                     "cannot load the shadow model {} of {}",
                     shadow.model,
-                    crate::route::policy_key(policy)
+                    augur_proxy::route::policy_key(policy)
                 )
             })?
         }
@@ -105,7 +107,7 @@ pub fn model_server(
         version,
     };
     augur_inference::serve(config, |listen| match &address_file {
-        Some(path) => crate::ports::write_address_file(path, &ModelServerAddress { listen }),
+        Some(path) => augur_proxy::ports::write_address_file(path, &ModelServerAddress { listen }),
         None => Ok(()),
     })
     .context("model server")?;

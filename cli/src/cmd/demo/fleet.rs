@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use super::{client, procs};
-use crate::ports::ProxyAddresses;
+use augur_proxy::ports::ProxyAddresses;
 
 /// Sidecars in the fleet.
 const SIDECARS: usize = 3;

@@ -92,7 +92,7 @@ impl Traffic {
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
             stats: Mutex::new(Stats::default()),
-            next_slot: Mutex::new(crate::clock::now()),
+            next_slot: Mutex::new(augur_proxy::clock::now()),
             labels: Mutex::new(VecDeque::new()),
             counter: AtomicU64::new(0),
         });
@@ -164,11 +164,11 @@ fn client(
     while !shared.stop.load(Ordering::Relaxed) {
         let slot = {
             let mut next = lock(&shared.next_slot);
-            let slot = (*next).max(crate::clock::now());
+            let slot = (*next).max(augur_proxy::clock::now());
             *next = slot + gap;
             slot
         };
-        std::thread::sleep(slot.saturating_duration_since(crate::clock::now()));
+        std::thread::sleep(slot.saturating_duration_since(augur_proxy::clock::now()));
         if shared.stop.load(Ordering::Relaxed) {
             break;
         }
@@ -179,7 +179,7 @@ fn client(
             "POST /predict HTTP/1.1\r\nHost: pneumonia\r\nx-request-id: {id}\r\n\
              Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
         );
-        let started = crate::clock::now();
+        let started = augur_proxy::clock::now();
         let answer = match conn.as_mut() {
             Some(c) => c.send(&head, body),
             None => Conn::open(proxy).and_then(|mut c| {
@@ -205,7 +205,7 @@ fn client(
                 };
                 let v = stats.versions.entry(version.to_owned()).or_default();
                 v.requests += 1;
-                let now = crate::clock::now();
+                let now = augur_proxy::clock::now();
                 v.recent.push_back((now, latency_ms));
                 while v.recent.front().is_some_and(|(t, _)| now - *t > RECENT) {
                     v.recent.pop_front();
@@ -228,7 +228,7 @@ fn client(
 fn labels(shared: &Shared, admin: SocketAddr) {
     while !shared.stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(250));
-        let now = crate::clock::now();
+        let now = augur_proxy::clock::now();
         let due: Vec<(String, &'static str)> = {
             let mut q = lock(&shared.labels);
             let mut due = Vec::new();

@@ -4,8 +4,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use augur_proxy::cli::{Cli, Command, PolicyCommand};
-use augur_proxy::{cmd, logging};
+use augur_cli::args::{self, Cli, Command, PolicyCommand};
+use augur_cli::cmd;
+use augur_proxy::logging;
 
 /// jemalloc rather than glibc's malloc: the proxy allocates and frees small buffers on every
 /// request, and glibc's allocator took 11% of its CPU in the scenario-1 profile (BENCHMARKS.md).
@@ -15,7 +16,11 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(e) = logging::init(cli.log_format, &cli.log_level) {
+    let format = match cli.log_format {
+        args::LogFormat::Text => logging::LogFormat::Text,
+        args::LogFormat::Json => logging::LogFormat::Json,
+    };
+    if let Err(e) = logging::init(format, &cli.log_level) {
         eprintln!("augur: {e:#}");
         return ExitCode::from(2);
     }

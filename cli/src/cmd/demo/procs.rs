@@ -70,14 +70,14 @@ impl Procs {
         path: &Path,
         timeout: Duration,
     ) -> anyhow::Result<T> {
-        let deadline = crate::clock::now() + timeout;
+        let deadline = augur_proxy::clock::now() + timeout;
         loop {
             if let Ok(text) = std::fs::read_to_string(path) {
                 return serde_json::from_str(&text)
                     .with_context(|| format!("{name}: bad address file {}", path.display()));
             }
             self.fail_if_exited(name)?;
-            if crate::clock::now() > deadline {
+            if augur_proxy::clock::now() > deadline {
                 bail!("{name} wrote no address file after {timeout:?}");
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -105,13 +105,13 @@ impl Procs {
         path: &str,
         timeout: Duration,
     ) -> anyhow::Result<()> {
-        let deadline = crate::clock::now() + timeout;
+        let deadline = augur_proxy::clock::now() + timeout;
         loop {
             if matches!(client::get(addr, path), Ok(r) if r.status == 200) {
                 return Ok(());
             }
             self.fail_if_exited(name)?;
-            if crate::clock::now() > deadline {
+            if augur_proxy::clock::now() > deadline {
                 bail!("{name} was not ready at {addr} after {timeout:?}");
             }
             std::thread::sleep(Duration::from_millis(100));

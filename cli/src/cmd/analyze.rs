@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use augur_analyzer::rollout::Decision;
 
-use crate::cli::OutputFormat;
+use crate::args::OutputFormat;
 use augur_policies::policy_key;
 use augur_rollout::spec;
 

@@ -10,7 +10,7 @@ use anyhow::Context;
 use serde_json::Value;
 
 use super::admin_client;
-use crate::cli::{OutputFormat, RolloutCommand};
+use crate::args::{OutputFormat, RolloutCommand};
 
 /// Runs one rollout subcommand against the admin API at `admin`.
 pub fn run(admin: SocketAddr, command: RolloutCommand) -> anyhow::Result<ExitCode> {
@@ -125,7 +125,7 @@ fn phase(state: &Value) -> String {
 fn status_line(r: &Value) -> String {
     match r["pause_deadline"].as_f64() {
         Some(deadline) => {
-            let left = deadline - crate::sample::now();
+            let left = deadline - augur_proxy::sample::now();
             format!("Paused (timed pause, {} left)", duration(left))
         }
         None => phase(&r["state"]),
@@ -266,7 +266,7 @@ pub fn render(r: &Value) -> String {
         let _ = writeln!(out, "{marker} {:<5} {}", i + 1, step_text(s));
     }
     if let Some(deadline) = r["gate_deadline"].as_f64() {
-        let left = deadline - crate::sample::now();
+        let left = deadline - augur_proxy::sample::now();
         let _ = writeln!(
             out,
             "\nThis gate waits for evidence until {} ({}): it opens when every metric's bound is inside its allowance.",
