@@ -37,6 +37,7 @@ Examples:
   augur controller --policy policies/examples/ --state-dir /var/lib/augur   # one decision for a fleet
   augur proxy --policy policies/examples/ --controller augur-controller:15010   # a sidecar that follows it
   augur rollout status --watch
+  augur rollout start pneumonia            # a policy's rollout waits for this unless startOn: immediately
   augur rollout promote pneumonia
   augur analyze --policy policies/examples/canary-pneumonia.yaml --samples recorded.jsonl
   augur score --model model.onnx inference/testdata/xrays/*.jpeg
@@ -167,6 +168,11 @@ pub enum RolloutCommand {
         /// Refresh every 2 seconds.
         #[arg(long, short)]
         watch: bool,
+    },
+    /// Start a rollout that waits for it (`startOn: command`, the default) at its first step.
+    Start {
+        /// The rollout.
+        name: String,
     },
     /// Go to the next step (or, with --full, straight to 100%).
     Promote {

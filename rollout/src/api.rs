@@ -108,7 +108,7 @@ fn command_path(path: &str) -> Option<&str> {
         .filter(|rest| history_name(path).is_none() && !rest.is_empty())
 }
 
-/// `POST /rollouts/{namespace/name or name}/{promote|promote-full|abort|retry|pause|resume}`.
+/// `POST /rollouts/{namespace/name or name}/{start|promote|promote-full|abort|retry|pause|resume}`.
 fn command(rollouts: &Rollouts, rest: &str) -> ApiReply {
     let Some((name, verb)) = rest.rsplit_once('/') else {
         return ApiReply::text(
@@ -117,18 +117,17 @@ fn command(rollouts: &Rollouts, rest: &str) -> ApiReply {
         );
     };
     let command = match verb {
+        "start" => Command::Start,
         "promote" => Command::Promote,
         "promote-full" => Command::PromoteFull,
         "abort" => Command::Abort,
         "retry" => Command::Retry,
         "pause" => Command::Pause,
         "resume" => Command::Resume,
-        _ => {
-            return ApiReply::text(
-                StatusCode::NOT_FOUND,
-                "unknown command: use promote, promote-full, abort, retry, pause or resume\n",
-            )
-        }
+        _ => return ApiReply::text(
+            StatusCode::NOT_FOUND,
+            "unknown command: use start, promote, promote-full, abort, retry, pause or resume\n",
+        ),
     };
     match rollouts.command(name, command, sample::now()) {
         Ok(decision) => ApiReply::json(&serde_json::json!({ "decision": decision })),

@@ -329,7 +329,11 @@ impl Rollouts {
     pub fn due_fetches(&self, now: f64) -> Vec<DueFetch> {
         let mut map = self.lock();
         map.iter_mut()
-            .filter(|(_, m)| !m.rollout.state().is_terminal())
+            .filter(|(_, m)| {
+                // A rollout not started takes no evidence: nothing to read for it yet.
+                let state = m.rollout.state();
+                !state.is_terminal() && *state != RolloutState::Pending
+            })
             .filter_map(|(key, m)| {
                 let clock = m.rollout.clock().map_or(0.0, |c| c as f64);
                 let state = m.source.as_mut().filter(|s| !s.in_flight)?;
@@ -503,7 +507,7 @@ impl Rollouts {
         }
     }
 
-    /// Runs a manual command (promote, abort, retry, pause, resume).
+    /// Runs a manual command (start, promote, abort, retry, pause, resume).
     pub fn command(
         &self,
         policy: &str,
@@ -617,14 +621,19 @@ impl Rollouts {
     fn applied(&self, key: &str, m: &Managed, decisions: &[Decision], actor: &str) {
         let r = &m.rollout;
         let w = r.weights();
-        self.weights.set(key, w);
         let g = &self.metrics;
-        g.weight
-            .with_label_values(&[key, "stable"])
-            .set(i64::from(w.stable));
-        g.weight
-            .with_label_values(&[key, "canary"])
-            .set(i64::from(w.canary));
+        if *r.state() == RolloutState::Pending {
+            // Not started: the routes keep their VirtualService weights.
+            self.weights.remove(key);
+        } else {
+            self.weights.set(key, w);
+            g.weight
+                .with_label_values(&[key, "stable"])
+                .set(i64::from(w.stable));
+            g.weight
+                .with_label_values(&[key, "canary"])
+                .set(i64::from(w.canary));
+        }
         if let Some(step) = r.state().step() {
             g.step.with_label_values(&[key]).set(step as i64);
         }

@@ -26,6 +26,10 @@ pub struct RolloutSpec {
     /// The `Analysis` steps whose per-step override (`interval`, `minSamples`, `alpha`,
     /// `method`) makes their spec differ from `analysis`, by step index.
     pub gates: Vec<(usize, AnalysisSpec)>,
+    /// Whether the rollout waits for `augur rollout start` (`startOn: command`) before its
+    /// first step.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub start_on_command: bool,
 }
 
 impl RolloutSpec {
@@ -34,6 +38,9 @@ impl RolloutSpec {
         let mut rollout = Rollout::new(self.analysis, self.steps, self.triggers);
         for (step, spec) in self.gates {
             rollout = rollout.with_gate_analysis(step, spec);
+        }
+        if self.start_on_command {
+            rollout = rollout.awaiting_start();
         }
         rollout
     }
@@ -99,6 +106,7 @@ pub fn from_policy(policy: &p::CanaryPolicy) -> RolloutSpec {
         steps,
         triggers,
         gates,
+        start_on_command: policy.start_on == p::StartOn::Command,
     }
 }
 

@@ -14,11 +14,18 @@ use crate::sink::MapSink;
 use crate::{RolloutMetrics, Rollouts};
 
 const EXAMPLE: &str = include_str!("../../policies/examples/canary-pneumonia.yaml");
+
+/// The example as these tests run it: started as soon as it is loaded.
+fn example() -> String {
+    let started = EXAMPLE.replace("startOn: command", "startOn: immediately");
+    assert_ne!(started, EXAMPLE, "the example says how it starts");
+    started
+}
 const KEY: &str = "default/pneumonia";
 
 /// The example policy with its subsets selecting `version: stable` and `version: canary`.
 fn release(stable: &str, canary: &str) -> (PolicySet, String) {
-    let yaml = EXAMPLE
+    let yaml = example()
         .replace(
             "        version: v1\n",
             &format!("        version: {stable}\n"),
@@ -131,7 +138,7 @@ fn one_release_after_another() {
 
 /// The example policy with short intervals so that a few minutes of traffic decide.
 fn quick_policy() -> (PolicySet, String) {
-    let yaml = EXAMPLE
+    let yaml = example()
         .replace("interval: 1m ", "interval: 5s ")
         .replace("minSamples: 200", "minSamples: 40")
         .replace(
@@ -353,7 +360,7 @@ fn answers(
 /// The example policy read from Prometheus, with the seed triggers and windows; its analysis
 /// asks for more samples than come, so that only the triggers can act.
 fn fleet_policy(extra: &str) -> (PolicySet, String) {
-    let yaml = EXAMPLE
+    let yaml = example()
         .replace(
             "    source: embedded      # samples recorded by this proxy",
             "    source:\n      prometheus: {address: \"http://prometheus:9090\", scrapeLag: 30s}",
@@ -484,7 +491,7 @@ fn seed_triggers_fire_on_fleet_evidence_at_their_windows() {
 #[test]
 fn a_source_that_is_down_holds_the_rollout_and_never_promotes() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let yaml = EXAMPLE
+    let yaml = example()
         .replace(
             "    source: embedded      # samples recorded by this proxy",
             "    source:\n      prometheus: {address: \"http://prometheus:9090\"}",
@@ -535,4 +542,105 @@ fn a_source_that_is_down_holds_the_rollout_and_never_promotes() {
         "three one-minute pauses of evidence after the start, not of outage: +{}",
         promoted - t0
     );
+}
+
+/// A sample of `arm` at `t` for the example's rollout.
+fn routed(t: f64, arm: Arm) -> RoutedSample {
+    RoutedSample {
+        policy: Some(Arc::from(KEY)),
+        sample: Sample::new(t, arm, 200, 80.0),
+    }
+}
+
+/// `startOn: command` (the default, as the example writes it): loading the policy starts
+/// nothing. The rollout is pending, sets no weight (the routes keep their VirtualService
+/// weights), takes no evidence and refuses every command but `start`, however long it waits;
+/// `start` enters step 1. A restart resumes a pending rollout pending and a started one at its
+/// step, without a new start; an ended one stays ended.
+#[test]
+fn a_rollout_waits_for_start_unless_the_policy_says_immediately() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path();
+    let loaded = augur_policies::load_str("p.yaml", EXAMPLE).expect("the example loads");
+    let (set, hash) = (loaded.set, loaded.hash);
+    let r = rollouts(state);
+    r.sync(&set, &hash, 1000.0);
+    assert_eq!(status(&r)["state"], serde_json::json!({"phase": "pending"}));
+    assert_eq!(
+        r.weights().get(KEY),
+        None,
+        "no weight set: the file's apply"
+    );
+    for s in 0..600 {
+        let t = 1000.5 + f64::from(s);
+        r.observe(&routed(t, Arm::Stable));
+        r.tick(t);
+    }
+    let s = status(&r);
+    assert_eq!(s["state"]["phase"], "pending", "ten minutes change nothing");
+    assert_eq!(r.weights().get(KEY), None);
+    assert!(s["verdicts"].as_array().is_some_and(Vec::is_empty));
+    assert!(s["decisions"].as_array().is_some_and(Vec::is_empty));
+    for c in [
+        Command::Promote,
+        Command::PromoteFull,
+        Command::Abort,
+        Command::Retry,
+    ] {
+        let e = r
+            .command(KEY, c, 1700.0)
+            .expect_err("refused until started");
+        assert!(e.to_string().contains("augur rollout start"), "{c}: {e}");
+    }
+    // A restart before the start: still pending.
+    drop(r);
+    let r = rollouts(state);
+    r.sync(&set, &hash, 1800.0);
+    assert_eq!(status(&r)["state"]["phase"], "pending");
+    assert_eq!(r.weights().get(KEY), None);
+
+    let d = r.command(KEY, Command::Start, 1900.0).expect("starts");
+    assert_eq!(d.from, RolloutState::Pending);
+    assert_eq!(d.to, RolloutState::Progressing { step: 1 });
+    assert_eq!(r.weights().get(KEY).map(|w| w.canary), Some(10));
+    assert!(d.reason.starts_with("command: start"), "{}", d.reason);
+    let e = r.command(KEY, Command::Start, 1901.0).expect_err("once");
+    assert!(e.to_string().contains("progressing at step 2"), "{e}");
+    // The audit log says who started it.
+    let audit = std::fs::read_to_string(state.join("default_pneumonia.decisions.jsonl"))
+        .unwrap_or_default();
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains("\"actor\":\"admin\"") && l.contains("command: start")),
+        "{audit}"
+    );
+    // A restart resumes the started rollout at its step: no new start needed.
+    drop(r);
+    let r = rollouts(state);
+    r.sync(&set, &hash, 2000.0);
+    assert_eq!(
+        status(&r)["state"],
+        serde_json::json!({"phase": "progressing", "step": 1})
+    );
+    assert_eq!(r.weights().get(KEY).map(|w| w.canary), Some(10));
+    // An ended rollout stays ended after a restart.
+    r.command(KEY, Command::PromoteFull, 2100.0)
+        .expect("promotes");
+    drop(r);
+    let r = rollouts(state);
+    r.sync(&set, &hash, 2200.0);
+    assert_eq!(status(&r)["state"]["phase"], "promoted");
+    assert_eq!(r.weights().get(KEY).map(|w| w.canary), Some(100));
+
+    // startOn: immediately starts at the first step as soon as the policy is loaded.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let loaded = augur_policies::load_str("p.yaml", &example()).expect("loads");
+    let r = rollouts(dir.path());
+    r.sync(&loaded.set, &loaded.hash, 1000.0);
+    assert_eq!(
+        status(&r)["state"],
+        serde_json::json!({"phase": "progressing", "step": 1})
+    );
+    assert_eq!(r.weights().get(KEY).map(|w| w.canary), Some(10));
 }

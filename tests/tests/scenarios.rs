@@ -147,6 +147,9 @@ fn blue_green_analyses_read_the_preview_route_and_then_blues_earlier_evidence() 
         &[(8601, blue.addr.port()), (8602, green.addr.port())],
     );
     let proxy = Proxy::start(&[&file]);
+    // The example starts on a command (the default), as an operator would.
+    let r = proxy.admin_post("/rollouts/pneumonia-bg/start", "");
+    assert_eq!(r.status, 200, "{}", r.body);
     let host = "pneumonia-bg";
     send(&proxy, host, "x-preview: true\r\n", 30, "v2");
     send(&proxy, host, "", 40, "v1");

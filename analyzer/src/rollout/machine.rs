@@ -550,6 +550,20 @@ impl Rollout {
         let why = |what: &str| format!("command: {what}");
         let at_gate = |r: &Rollout, step: usize| r.steps.get(step) == Some(&StepSpec::Analysis);
         let decision = match (command, self.state.clone()) {
+            (Command::Start, RolloutState::Pending) => {
+                self.started = true;
+                if self.clock.is_none() {
+                    self.clock = Some(now as i64);
+                }
+                self.counters.clear();
+                self.step_counts = [0, 0];
+                let decision = self.enter_step(0, now, why("start"), Vec::new());
+                // After entering step 0, as the first tick does: a first step that is a gate
+                // with its own interval looks at that interval.
+                self.next_look = now + super::interval_s(self.active_analysis());
+                decision
+            }
+            (_, RolloutState::Pending) => None,
             (Command::Abort, s) if !s.is_terminal() => {
                 let actions = self.retract(TriggerAction::Immediate);
                 let to = RolloutState::Aborted {

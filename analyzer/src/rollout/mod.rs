@@ -33,6 +33,9 @@
 //!   the weight for one trigger window, then restore only if the data since shows the condition
 //!   cleared (at most once per trigger and rollout; a second firing rolls back at once), else
 //!   finish; CanaryOnly → weight 0, mirror kept.
+//! - start: a rollout made [`Rollout::awaiting_start`] (a policy's `startOn: command`) stays
+//!   `Pending` (no weight set, no evidence taken, only the clock moves) until [`Command::Start`]
+//!   enters step 0; every other command is refused until then.
 //! - commands: promote, promote full, abort, retry (from Promoted, Aborted or RolledBack to step
 //!   0, evidence cleared), pause, resume (counters cleared; on an indefinite pause step it
 //!   promotes, as the Argo CD "Resume" button; a resumed Inconclusive gate waits another period).
@@ -159,6 +162,16 @@ impl Rollout {
             step_counts: [0, 0],
             gates: BTreeMap::new(),
         }
+    }
+
+    /// Makes the rollout wait for [`Command::Start`] (a policy's `startOn: command`): it stays
+    /// [`RolloutState::Pending`], setting no weight and taking no evidence, until started.
+    #[must_use]
+    pub fn awaiting_start(mut self) -> Self {
+        if !self.started {
+            self.state = RolloutState::Pending;
+        }
+        self
     }
 
     /// Gives the `Analysis` step at index `step` its own spec (a policy's per-step override),
@@ -294,7 +307,7 @@ impl Rollout {
     /// (and their shadow answer); a shadow or mirror sample is joined by request id to the
     /// serving arm's prediction and recorded as agreement.
     pub fn observe(&mut self, sample: &Sample) {
-        if self.state.is_terminal() {
+        if self.state.is_terminal() || self.state == RolloutState::Pending {
             return;
         }
         let t = sample.t;
@@ -334,7 +347,10 @@ impl Rollout {
     /// counts, [`Tally`]); ignored once the rollout has ended. The evidence takes the counts and
     /// Brier moments as they are; the triggers see the events spread over the tally's span.
     pub fn record_tally(&mut self, tally: &Tally) {
-        if self.state.is_terminal() || !matches!(tally.arm, Arm::Stable | Arm::Canary) {
+        if self.state.is_terminal()
+            || self.state == RolloutState::Pending
+            || !matches!(tally.arm, Arm::Stable | Arm::Canary)
+        {
             return;
         }
         self.labels
@@ -385,7 +401,7 @@ impl Rollout {
             let s = second as f64;
             self.labels.expire(s);
             self.shadow.expire(s);
-            if !self.state.is_terminal() && !self.started {
+            if !self.state.is_terminal() && self.state != RolloutState::Pending && !self.started {
                 self.started = true;
                 out.extend(self.enter_step(0, s, "rollout started".to_owned(), Vec::new()));
                 // After entering step 0: a first step that is a gate with its own interval (a
@@ -409,7 +425,7 @@ impl Rollout {
             let s = s as f64;
             self.labels.expire(s);
             self.shadow.expire(s);
-            if self.state.is_terminal() {
+            if self.state.is_terminal() || self.state == RolloutState::Pending {
                 continue;
             }
             out.extend(self.second(s));

@@ -24,6 +24,10 @@ pub enum PauseReason {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "phase")]
 pub enum RolloutState {
+    /// Not started: the policy says it starts on a command (`startOn: command`) and none came
+    /// yet. No step applies and no weight is set, so the routes keep their files' weights;
+    /// samples are not evidence yet. `augur rollout start` enters step 1.
+    Pending,
     /// Running step `step` (a timed pause, an analysis gate, or before the first tick).
     Progressing {
         /// The current step index.
@@ -136,10 +140,12 @@ pub enum Action {
     Promote,
 }
 
-/// A manual command (`augur rollout promote|abort|retry|pause|resume`).
+/// A manual command (`augur rollout start|promote|abort|retry|pause|resume`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Command {
+    /// Start a rollout that waits for it (`startOn: command`) at its first step.
+    Start,
     /// Skip the current pause or analysis step (Argo's `promote`).
     Promote,
     /// Skip every remaining step (Argo's `promote --full`).
@@ -170,6 +176,7 @@ impl std::fmt::Display for RolloutState {
     /// for promotion`); JSON keeps the 0-based index.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            RolloutState::Pending => f.write_str("not started (waiting for `augur rollout start`)"),
             RolloutState::Progressing { step } => write!(f, "progressing at step {}", step + 1),
             RolloutState::Paused { step, reason } => {
                 write!(f, "paused at step {} ({reason})", step + 1)
@@ -193,6 +200,7 @@ impl std::fmt::Display for Command {
     /// The command as typed: `promote`, `promote --full`, `abort`, ...
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
+            Command::Start => "start",
             Command::Promote => "promote",
             Command::PromoteFull => "promote --full",
             Command::Abort => "abort",

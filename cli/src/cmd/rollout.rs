@@ -1,4 +1,4 @@
-//! `augur rollout status|promote|abort|retry|pause|resume`: the admin API from the terminal,
+//! `augur rollout status|start|promote|abort|retry|pause|resume`: the admin API from the terminal,
 //! with a table like `kubectl argo rollouts get rollout`.
 
 use std::fmt::Write as _;
@@ -56,6 +56,7 @@ pub fn run(admin: SocketAddr, command: RolloutCommand) -> anyhow::Result<ExitCod
         RolloutCommand::Promote { name, full } => {
             command_call(admin, &name, if full { "promote-full" } else { "promote" })
         }
+        RolloutCommand::Start { name } => command_call(admin, &name, "start"),
         RolloutCommand::Abort { name } => command_call(admin, &name, "abort"),
         RolloutCommand::Retry { name } => command_call(admin, &name, "retry"),
         RolloutCommand::Pause { name } => command_call(admin, &name, "pause"),
@@ -112,6 +113,7 @@ fn phase(state: &Value) -> String {
             state["trigger"].as_str().unwrap_or("?")
         ),
         ("rolled_back", _) => "RolledBack".to_owned(),
+        ("pending", _) => "Pending (not started)".to_owned(),
         (p, _) => {
             let mut c = p.chars();
             c.next()
@@ -244,11 +246,24 @@ pub fn render(r: &Value) -> String {
     if let Some(step) = current {
         let _ = writeln!(out, "Step:     {}/{}", step + 1, steps.len());
     }
-    let _ = writeln!(
-        out,
-        "Weights:  stable {}%  canary {}%",
-        r["weights"]["stable"], r["weights"]["canary"]
-    );
+    if r["state"]["phase"] == "pending" {
+        let name = r["name"].as_str().unwrap_or("");
+        let _ = writeln!(
+            out,
+            "Weights:  as the VirtualService's file writes them (no canary step yet)"
+        );
+        let _ = writeln!(
+            out,
+            "Start:    `augur rollout start {}` enters step 1 (the policy's startOn: command)",
+            name.rsplit('/').next().unwrap_or(name)
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "Weights:  stable {}%  canary {}%",
+            r["weights"]["stable"], r["weights"]["canary"]
+        );
+    }
     if let Some(rate) = r["label_rate"].as_f64() {
         let _ = writeln!(
             out,

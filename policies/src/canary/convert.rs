@@ -82,6 +82,11 @@ impl RawCanarySpec {
             traffic_routing,
             stable,
             canary,
+            start_on: match self.start_on {
+                Some(RawStartOn::Command) => StartOn::Command,
+                Some(RawStartOn::Immediately) => StartOn::Immediately,
+                None => defaults::START_ON,
+            },
             strategy,
             analysis,
             rollback_triggers,

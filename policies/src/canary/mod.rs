@@ -31,6 +31,8 @@ pub struct CanaryPolicy {
     pub stable: DestinationRef,
     /// New model.
     pub canary: DestinationRef,
+    /// When the rollout starts.
+    pub start_on: StartOn,
     /// Steps or blue/green.
     pub strategy: Strategy,
     /// Base analysis settings (steps may override).
@@ -71,6 +73,17 @@ pub enum Sidecar {
     /// The stable model pods' sidecars, on the requests they receive: stable is the local app,
     /// the canary its own Service. Clients need no sidecar.
     Inbound,
+}
+
+/// When a CanaryPolicy's rollout starts (`spec.startOn`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum StartOn {
+    /// On `augur rollout start` (the default, [`crate::defaults::START_ON`]): no canary
+    /// traffic until a person or CI says start.
+    Command,
+    /// As soon as the proxy or controller loads the policy.
+    Immediately,
 }
 
 /// A host and subset.

@@ -109,6 +109,8 @@ pub struct RolloutExplanation {
     pub stable: String,
     /// `host/subset`.
     pub canary: String,
+    /// How the rollout starts: `command` (on `augur rollout start`) or `immediately`.
+    pub start_on: String,
     /// `steps` or `blueGreen`.
     pub strategy: String,
     /// Steps, with the canary weight after each.
@@ -465,6 +467,7 @@ fn rollout(cp: &CanaryPolicy) -> RolloutExplanation {
         routes: cp.traffic_routing.routes.clone(),
         stable: dest_ref(&cp.stable),
         canary: dest_ref(&cp.canary),
+        start_on: enum_name(cp.start_on),
         strategy: strategy.to_owned(),
         steps,
         metrics: metrics.collect(),
