@@ -181,6 +181,10 @@ pub enum RolloutCommand {
         /// Skip the remaining steps and analysis.
         #[arg(long)]
         full: bool,
+        /// Skip the current analysis step even without the evidence to open it (too few
+        /// samples, no data); without it such a promote is refused and says what it would skip.
+        #[arg(long, conflicts_with = "full")]
+        force: bool,
     },
     /// Stop the rollout and send all traffic to stable.
     Abort {

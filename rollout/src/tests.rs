@@ -644,3 +644,83 @@ fn a_rollout_waits_for_start_unless_the_policy_says_immediately() {
     );
     assert_eq!(r.weights().get(KEY).map(|w| w.canary), Some(10));
 }
+
+/// `promote` at an analysis gate without the evidence to open is refused (409), naming the
+/// gate and what it lacks; `{"force": true}` (`augur rollout promote --force`) skips it, and
+/// the decision, the audit log and the gate record say it was forced and what was skipped.
+#[test]
+fn promote_past_a_gate_without_evidence_needs_force() {
+    use http::{Method, StatusCode};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path();
+    let (set, hash) = quick_policy();
+    let r = rollouts(state);
+    // The admin API acts at the wall clock's time: the rollout runs on it.
+    let t0 = crate::sample::now().floor();
+    r.sync(&set, &hash, t0);
+    // 12 requests an arm: the gate (step 2) has a look with too few samples (minSamples 40).
+    for i in 0..24 {
+        let arm = if i % 2 == 0 { Arm::Stable } else { Arm::Canary };
+        r.observe(&routed(t0 + 0.5 + f64::from(i) * 0.01, arm));
+    }
+    r.tick(t0 + 0.9);
+    r.tick(t0 + 5.0);
+    assert_eq!(status(&r)["state"]["step"], 1, "at the gate");
+    let path = "/rollouts/pneumonia/promote";
+    let refused = crate::api::answer(&r, &Method::POST, path, b"");
+    assert_eq!(refused.status, StatusCode::CONFLICT);
+    let text = String::from_utf8_lossy(&refused.body).into_owned();
+    assert!(
+        text.starts_with(
+            "cannot promote: step 2 is an analysis gate without the evidence to open ("
+        ) && text.contains("error-rate has 12 of 40 samples")
+            && text.contains("`augur rollout promote --force` skips it"),
+        "{text}"
+    );
+    assert_eq!(status(&r)["state"]["step"], 1, "nothing moved");
+    let bad = crate::api::answer(&r, &Method::POST, path, b"{\"forse\": true}");
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    let bad = crate::api::answer(
+        &r,
+        &Method::POST,
+        "/rollouts/pneumonia/abort",
+        b"{\"force\": true}",
+    );
+    assert_eq!(
+        bad.status,
+        StatusCode::BAD_REQUEST,
+        "force is promote's only"
+    );
+
+    let forced = crate::api::answer(&r, &Method::POST, path, b"{\"force\": true}");
+    assert_eq!(forced.status, StatusCode::OK);
+    let s = status(&r);
+    assert_eq!(s["state"]["step"], 3, "past the gate, at the next one");
+    assert_eq!(s["weights"]["canary"], 20);
+    let reason = s["decisions"][0]["reason"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    assert!(
+        reason
+            .starts_with("command: promote --force: step 2's analysis skipped without evidence (")
+            && reason.contains("error-rate has 12 of 40 samples"),
+        "{reason}"
+    );
+    let gate = &s["gates"][0];
+    assert_eq!(gate["step"], 1);
+    assert!(
+        gate["outcome"]
+            .as_str()
+            .is_some_and(|o| o.starts_with("skipped by hand (promote --force) without evidence: ")),
+        "{gate}"
+    );
+    let audit = std::fs::read_to_string(state.join("default_pneumonia.decisions.jsonl"))
+        .unwrap_or_default();
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains("\"actor\":\"admin\"") && l.contains("skipped without evidence")),
+        "{audit}"
+    );
+}

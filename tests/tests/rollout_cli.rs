@@ -334,3 +334,54 @@ fn a_default_policy_moves_no_traffic_until_rollout_start() {
     assert!(table.contains("canary 20%"), "{table}");
     augur_tests::assert_share_near(v2_answers(&proxy, 400), 400, 0.2);
 }
+
+/// `promote` at an analysis step without the evidence to open it is refused and says what it
+/// would skip; `promote --force` skips it, and the decision and the gate's record say so.
+#[test]
+fn promote_past_an_analysis_without_data_needs_force() {
+    let (v1, v2) = (Upstream::start("v1"), Upstream::start("v2"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = policy_file(dir.path(), v1.addr.port(), v2.addr.port());
+    let text = std::fs::read_to_string(&file).expect("policy");
+    std::fs::write(
+        &file,
+        text.replacen("  - pause: {}\n", "  - analysis: {}\n", 1),
+    )
+    .expect("write");
+    let proxy = Proxy::start(&[&file]);
+    let admin = proxy.admin.to_string();
+    wait_for("a look at the gate", Duration::from_secs(10), || {
+        let t = stdout(&run(&["rollout", "--admin", &admin, "status", "model"]));
+        t.contains("no_data (0 of 20)").then_some(())
+    });
+    let refused = run(&["rollout", "--admin", &admin, "promote", "model"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains(
+            "(409): cannot promote: step 2 is an analysis gate without the evidence to open \
+             (error-rate has 0 of 20 samples); `augur rollout promote --force` skips it"
+        ),
+        "{err}"
+    );
+    let table = stdout(&run(&["rollout", "--admin", &admin, "status", "model"]));
+    assert!(table.contains("canary 20%"), "nothing moved: {table}");
+
+    let forced = run(&["rollout", "--admin", &admin, "promote", "--force", "model"]);
+    assert_eq!(
+        forced.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&forced.stderr)
+    );
+    let out = stdout(&forced);
+    assert!(
+        out.contains("(canary 60%): command: promote --force: step 2's analysis skipped without evidence (error-rate has 0 of 20 samples)"),
+        "{out}"
+    );
+    let table = stdout(&run(&["rollout", "--admin", &admin, "status", "model"]));
+    assert!(
+        table.contains("step 2: skipped by hand (promote --force) without evidence: error-rate has 0 of 20 samples"),
+        "{table}"
+    );
+}

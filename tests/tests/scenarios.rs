@@ -164,11 +164,21 @@ fn blue_green_analyses_read_the_preview_route_and_then_blues_earlier_evidence() 
         "the live route stays on blue before promotion"
     );
 
-    // The operator skips the undecided gate, then promotes: live traffic switches to green.
-    for _ in 0..2 {
-        let r = proxy.admin_post("/rollouts/pneumonia-bg/promote", "");
-        assert_eq!(r.status, 200, "{}", r.body);
-    }
+    // The operator skips the undecided gate (30 of its 100 samples: that takes --force), then
+    // promotes: live traffic switches to green.
+    let r = proxy.admin_post("/rollouts/pneumonia-bg/promote", "");
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(
+        r.body
+            .contains("step 1 is an analysis gate without the evidence to open")
+            && r.body.contains("30 of 100 samples"),
+        "{}",
+        r.body
+    );
+    let r = proxy.admin_post("/rollouts/pneumonia-bg/promote", "{\"force\": true}");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = proxy.admin_post("/rollouts/pneumonia-bg/promote", "");
+    assert_eq!(r.status, 200, "{}", r.body);
     augur_tests::wait_for("the switch", std::time::Duration::from_secs(10), || {
         (proxy.metric("augur_rollout_weight{arm=\"canary\",policy=\"default/pneumonia-bg\"}")
             == 100.0)

@@ -546,6 +546,7 @@ impl Rollout {
         let refused = |state: &RolloutState| CommandError {
             command,
             state: state.clone(),
+            detail: None,
         };
         let why = |what: &str| format!("command: {what}");
         let at_gate = |r: &Rollout, step: usize| r.steps.get(step) == Some(&StepSpec::Analysis);
@@ -576,7 +577,7 @@ impl Rollout {
                 self.enter_step(n, now, why("promote --full"), Vec::new())
             }
             (
-                Command::Promote,
+                Command::Promote | Command::PromoteForce,
                 RolloutState::Paused { step, .. } | RolloutState::Inconclusive { step },
             )
             | (
@@ -586,17 +587,13 @@ impl Rollout {
                     reason: PauseReason::ManualGate,
                 },
             ) => {
+                let reason = self.promote_past(command, step, now)?;
                 self.counters.clear();
-                if at_gate(self, step) {
-                    self.record_gate(step, now, "promoted by hand".to_owned());
-                }
-                self.enter_step(step + 1, now, why("promote"), Vec::new())
+                self.enter_step(step + 1, now, reason, Vec::new())
             }
-            (Command::Promote, RolloutState::Progressing { step }) => {
-                if at_gate(self, step) {
-                    self.record_gate(step, now, "promoted by hand".to_owned());
-                }
-                self.enter_step(step + 1, now, why("promote"), Vec::new())
+            (Command::Promote | Command::PromoteForce, RolloutState::Progressing { step }) => {
+                let reason = self.promote_past(command, step, now)?;
+                self.enter_step(step + 1, now, reason, Vec::new())
             }
             (
                 Command::Resume,
@@ -647,6 +644,71 @@ impl Rollout {
             _ => None,
         };
         decision.ok_or_else(|| refused(&self.state))
+    }
+
+    /// Before a promote leaves `step`: an analysis gate without the evidence to open is
+    /// skipped only by `promote --force` (refused otherwise, naming what is missing); how the
+    /// gate ended is recorded. Returns the decision's reason.
+    fn promote_past(
+        &mut self,
+        command: Command,
+        step: usize,
+        now: f64,
+    ) -> Result<String, CommandError> {
+        if self.steps.get(step) != Some(&StepSpec::Analysis) {
+            return Ok(format!("command: {command}"));
+        }
+        let Some(missing) = self.missing_evidence() else {
+            self.record_gate(step, now, "promoted by hand".to_owned());
+            return Ok(format!("command: {command}"));
+        };
+        if command != Command::PromoteForce {
+            return Err(CommandError {
+                command,
+                state: self.state.clone(),
+                detail: Some(format!(
+                    "step {} is an analysis gate without the evidence to open ({missing}); \
+                     `augur rollout promote --force` skips it",
+                    step + 1
+                )),
+            });
+        }
+        self.record_gate(
+            step,
+            now,
+            format!("skipped by hand (promote --force) without evidence: {missing}"),
+        );
+        Ok(format!(
+            "command: promote --force: step {}'s analysis skipped without evidence ({missing})",
+            step + 1
+        ))
+    }
+
+    /// What the analysis lacks to judge: `None` when the last look judged every metric (pass,
+    /// fail or inconclusive), else each metric without enough data (`error-rate has 12 of 200
+    /// samples`), or that no look was made yet.
+    fn missing_evidence(&self) -> Option<String> {
+        let judged: Vec<&Verdict> = self
+            .last_verdicts
+            .iter()
+            .filter(|v| v.metric != SAMPLE_RATIO_METRIC)
+            .collect();
+        if judged.is_empty() {
+            return Some("no analysis look yet".to_owned());
+        }
+        let short: Vec<String> = judged
+            .iter()
+            .filter(|v| v.outcome == Outcome::NoData)
+            .map(|v| match v.needed {
+                Some(needed) => format!(
+                    "{} has {} of {needed} samples",
+                    v.metric,
+                    v.n_stable.min(v.n_canary)
+                ),
+                None => format!("{}: {}", v.metric, v.reason),
+            })
+            .collect();
+        (!short.is_empty()).then(|| short.join("; "))
     }
 
     fn active_interval_after_retry(&self) -> f64 {

@@ -148,6 +148,9 @@ pub enum Command {
     Start,
     /// Skip the current pause or analysis step (Argo's `promote`).
     Promote,
+    /// Skip the current step even when it is an analysis gate without the evidence to open
+    /// (`promote --force`); the audit trail says what was skipped.
+    PromoteForce,
     /// Skip every remaining step (Argo's `promote --full`).
     PromoteFull,
     /// Roll back now and stop.
@@ -202,6 +205,7 @@ impl std::fmt::Display for Command {
         f.write_str(match self {
             Command::Start => "start",
             Command::Promote => "promote",
+            Command::PromoteForce => "promote --force",
             Command::PromoteFull => "promote --full",
             Command::Abort => "abort",
             Command::Retry => "retry",
@@ -223,14 +227,28 @@ pub fn format_seconds(seconds: f64) -> String {
 }
 
 /// A command that does not apply in the current state.
-#[derive(Clone, Debug, PartialEq, thiserror::Error)]
-#[error("cannot {command}: the rollout is {state}")]
+#[derive(Clone, Debug, PartialEq)]
 pub struct CommandError {
     /// The command.
     pub command: Command,
     /// The state it was refused in.
     pub state: RolloutState,
+    /// Why, when the state alone does not say (a promote that would skip a gate without
+    /// evidence, with what it would skip and the command that does).
+    pub detail: Option<String>,
 }
+
+impl std::fmt::Display for CommandError {
+    /// `cannot resume: the rollout is progressing at step 1`, or the detail.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.detail {
+            Some(detail) => write!(f, "cannot {}: {detail}", self.command),
+            None => write!(f, "cannot {}: the rollout is {}", self.command, self.state),
+        }
+    }
+}
+
+impl std::error::Error for CommandError {}
 
 /// Traffic weights in percent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -53,14 +53,16 @@ pub fn run(admin: SocketAddr, command: RolloutCommand) -> anyhow::Result<ExitCod
             }
             std::thread::sleep(Duration::from_secs(2));
         },
-        RolloutCommand::Promote { name, full } => {
-            command_call(admin, &name, if full { "promote-full" } else { "promote" })
-        }
-        RolloutCommand::Start { name } => command_call(admin, &name, "start"),
-        RolloutCommand::Abort { name } => command_call(admin, &name, "abort"),
-        RolloutCommand::Retry { name } => command_call(admin, &name, "retry"),
-        RolloutCommand::Pause { name } => command_call(admin, &name, "pause"),
-        RolloutCommand::Resume { name } => command_call(admin, &name, "resume"),
+        RolloutCommand::Promote { name, full, force } => match (full, force) {
+            (true, _) => command_call(admin, &name, "promote-full", ""),
+            (false, true) => command_call(admin, &name, "promote", r#"{"force": true}"#),
+            (false, false) => command_call(admin, &name, "promote", ""),
+        },
+        RolloutCommand::Start { name } => command_call(admin, &name, "start", ""),
+        RolloutCommand::Abort { name } => command_call(admin, &name, "abort", ""),
+        RolloutCommand::Retry { name } => command_call(admin, &name, "retry", ""),
+        RolloutCommand::Pause { name } => command_call(admin, &name, "pause", ""),
+        RolloutCommand::Resume { name } => command_call(admin, &name, "resume", ""),
     }
 }
 
@@ -70,9 +72,14 @@ fn matches_name(r: &Value, name: Option<&str>) -> bool {
     full == name || full.rsplit('/').next() == Some(name)
 }
 
-fn command_call(admin: SocketAddr, name: &str, verb: &str) -> anyhow::Result<ExitCode> {
+fn command_call(
+    admin: SocketAddr,
+    name: &str,
+    verb: &str,
+    request: &str,
+) -> anyhow::Result<ExitCode> {
     let (status, body) =
-        admin_client::call(admin, "POST", &format!("/rollouts/{name}/{verb}"), "")?;
+        admin_client::call(admin, "POST", &format!("/rollouts/{name}/{verb}"), request)?;
     if status == 200 {
         let json: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
         let d = &json["decision"];
@@ -86,7 +93,7 @@ fn command_call(admin: SocketAddr, name: &str, verb: &str) -> anyhow::Result<Exi
         Ok(ExitCode::SUCCESS)
     } else {
         eprintln!("augur: {verb} {name} refused ({status}): {}", body.trim());
-        if status == 409 {
+        if status == 409 && !body.contains("--force") {
             eprintln!("hint: `augur rollout status {name}` shows the state; `retry` restarts an ended rollout.");
         }
         Ok(ExitCode::FAILURE)
