@@ -527,6 +527,9 @@ impl Rollouts {
             let c = m.current.clone();
             m.rollout
                 .replace_spec(c.analysis, c.steps, c.triggers, c.gates);
+            for (step, seconds) in c.watches {
+                m.rollout.set_gate_watch(step, seconds);
+            }
         }
         let decision = m.rollout.command(command, now)?;
         if let Some(r) = &mut m.recorder {
@@ -559,6 +562,7 @@ impl Rollouts {
                     "state": r.state(),
                     "gate_deadline": r.gate_deadline(),
                     "pause_deadline": r.pause_deadline(),
+                    "watch_deadline": r.watch_deadline(),
                     "gates": gates,
                     "step": r.state().step(),
                     "steps": r.steps(),

@@ -724,3 +724,156 @@ fn promote_past_a_gate_without_evidence_needs_force() {
         "{audit}"
     );
 }
+
+const BLUE_GREEN: &str = include_str!("../../policies/examples/blue-green.yaml");
+const BG_KEY: &str = "default/pneumonia-bg";
+
+/// The blue-green example, started at `t0`, driven second by second on the rollout's own clock.
+struct BlueGreenRun {
+    r: Rollouts,
+    t: f64,
+    _dir: tempfile::TempDir,
+}
+
+impl BlueGreenRun {
+    fn start(t0: f64) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let loaded = augur_policies::load_str("bg.yaml", BLUE_GREEN).expect("the example loads");
+        let r = rollouts(dir.path());
+        r.sync(&loaded.set, &loaded.hash, t0);
+        r.command(BG_KEY, Command::Start, t0).expect("starts");
+        BlueGreenRun {
+            r,
+            t: t0,
+            _dir: dir,
+        }
+    }
+
+    /// Lets `seconds` pass; each second `per_s(t)` gives the (stable, canary, canary status)
+    /// requests of that second.
+    fn run(&mut self, seconds: u32, per_s: impl Fn(f64) -> (u32, u32, u16)) {
+        for _ in 0..seconds {
+            let (stable, canary, status) = per_s(self.t);
+            for i in 0..stable.max(canary) {
+                let t = self.t + 0.1 + f64::from(i) * 0.001;
+                let sample = |arm, status| RoutedSample {
+                    policy: Some(Arc::from(BG_KEY)),
+                    sample: Sample::new(t, arm, status, 80.0),
+                };
+                if i < stable {
+                    self.r.observe(&sample(Arm::Stable, 200));
+                }
+                if i < canary {
+                    self.r.observe(&sample(Arm::Canary, status));
+                }
+            }
+            self.t += 1.0;
+            self.r.tick(self.t);
+        }
+    }
+
+    fn state(&self) -> Value {
+        self.r.status()["rollouts"][0]["state"].clone()
+    }
+
+    fn canary_weight(&self) -> Option<u8> {
+        self.r.weights().get(BG_KEY).map(|w| w.canary)
+    }
+
+    /// Switches live traffic to green (the operator's promote at the pause before it) and
+    /// returns the time of the switch.
+    fn switch(&mut self) -> f64 {
+        assert_eq!(
+            self.state(),
+            serde_json::json!({"phase": "paused", "step": 1, "reason": "manual_gate"})
+        );
+        let d = self
+            .r
+            .command(BG_KEY, Command::Promote, self.t)
+            .expect("the switch");
+        assert_eq!(d.weights.canary, 100);
+        assert_eq!(d.to, RolloutState::Progressing { step: 3 });
+        assert!(d.reason.contains("watches for 5m0s"), "{}", d.reason);
+        self.t
+    }
+}
+
+/// A healthy green: blue's and the preview's evidence pass the pre-promotion gate; after the
+/// switch the post-promotion analysis passes at every look, yet the rollout completes only when
+/// its `duration: 5m` has passed, not at the first passing look.
+#[test]
+fn blue_green_post_promotion_watches_its_duration_then_completes() {
+    let mut bg = BlueGreenRun::start(10_000.0);
+    bg.run(70, |_| (10, 10, 200));
+    let switched = bg.switch();
+    let status = bg.r.status()["rollouts"][0].clone();
+    assert_eq!(status["watch_deadline"], switched + 300.0);
+    assert_eq!(status["gate_deadline"], Value::Null);
+    bg.run(299, |_| (0, 10, 200));
+    assert_eq!(
+        bg.state(),
+        serde_json::json!({"phase": "progressing", "step": 3}),
+        "still watching after 4m59s, though the looks pass"
+    );
+    let verdicts = bg.r.status()["rollouts"][0]["verdicts"].clone();
+    assert!(
+        verdicts
+            .as_array()
+            .is_some_and(|v| v.iter().all(|v| v["outcome"] == "pass")),
+        "{verdicts}"
+    );
+    bg.run(1, |_| (0, 10, 200));
+    assert_eq!(bg.state()["phase"], "promoted", "at 5m0s");
+    assert_eq!(bg.canary_weight(), Some(100));
+    let last = bg.r.status()["rollouts"][0]["decisions"][0]["reason"].clone();
+    assert!(
+        last.as_str()
+            .is_some_and(|r| r.starts_with("step 4: watched 5m0s without a failure")),
+        "{last}"
+    );
+}
+
+/// A green that fails within the watch switches back to blue at once.
+#[test]
+fn blue_green_post_promotion_failure_within_the_duration_switches_back() {
+    let mut bg = BlueGreenRun::start(10_000.0);
+    bg.run(70, |_| (10, 10, 200));
+    let switched = bg.switch();
+    // Two healthy minutes, then green answers 500s.
+    bg.run(240, |t| {
+        (0, 10, if t < switched + 120.0 { 200 } else { 500 })
+    });
+    assert_eq!(bg.state()["phase"], "rolled_back", "{}", bg.state());
+    assert_eq!(bg.canary_weight(), Some(0), "live traffic back on blue");
+}
+
+/// A watch that ends without the evidence to show green good (too few green samples) does not
+/// complete the rollout: `onInconclusive` (hold, the default) hands it to a human.
+#[test]
+fn blue_green_post_promotion_inconclusive_at_the_end_holds_for_a_human() {
+    let mut bg = BlueGreenRun::start(10_000.0);
+    // Blue's evidence only: the preview got no traffic, so the operator forces the gate.
+    bg.run(70, |_| (10, 0, 200));
+    bg.r.command(BG_KEY, Command::PromoteForce, bg.t)
+        .expect("forced past the pre-promotion gate");
+    bg.switch();
+    // One green request every 10 s: 30 in the watch, under minSamples 100. (Blue's silence
+    // after the switch is expected, so the watch is not paused for no data.)
+    bg.run(300, |t| (0, u32::from((t as u64).is_multiple_of(10)), 200));
+    assert_eq!(
+        bg.state(),
+        serde_json::json!({"phase": "inconclusive", "step": 3})
+    );
+    assert_eq!(
+        bg.canary_weight(),
+        Some(100),
+        "a human decides; nothing moved"
+    );
+    let last = bg.r.status()["rollouts"][0]["decisions"][0]["reason"].clone();
+    assert!(
+        last.as_str().is_some_and(|r| r
+            .contains("watched 5m0s without a failure, but the last look does not show")
+            && r.ends_with("onInconclusive: hold")),
+        "{last}"
+    );
+}

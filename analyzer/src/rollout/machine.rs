@@ -117,8 +117,16 @@ impl Rollout {
                     let mut why = format!("{reason}; step {}: {spec}", step + 1);
                     if spec == StepSpec::Analysis {
                         self.gate_inconclusive = 0;
+                        self.last_look_passed = false;
                         self.gate_deadline = self.max_duration(step).map(|d| now + d);
-                        if let Some(d) = self.max_duration(step) {
+                        if let Some(&w) = self.watches.get(&step) {
+                            // A watch ends at its duration, not at maxDuration.
+                            self.gate_deadline = Some(now + w);
+                            why.push_str(&format!(
+                                " (watches for {}: a failure rolls back; at its end the rollout goes on if the last look passed)",
+                                format_seconds(w)
+                            ));
+                        } else if let Some(d) = self.max_duration(step) {
                             why.push_str(&format!(
                                 " (waits for evidence at most {} per period)",
                                 format_seconds(d)
@@ -365,9 +373,13 @@ impl Rollout {
     /// judged verdict that fails past `failure_limit` (or is a critical metric's Fail).
     fn count(&mut self, spec: &AnalysisSpec, verdicts: &[Verdict], judged: &[Verdict]) -> Counted {
         let mut counted = Counted::default();
+        // With the canary at 100% (a blue-green after its switch) stable gets no traffic by
+        // design: its silence is not a gap, and only the canary's samples must keep coming.
+        let stable_served = self.canary_weight < 100;
         for v in verdicts {
             let c = self.counters.entry(v.metric.clone()).or_default();
-            let grew = v.n_stable > c.last_samples.0 && v.n_canary > c.last_samples.1;
+            let grew =
+                (v.n_stable > c.last_samples.0 || !stable_served) && v.n_canary > c.last_samples.1;
             c.last_samples = (
                 v.n_stable.max(c.last_samples.0),
                 v.n_canary.max(c.last_samples.1),
@@ -431,7 +443,9 @@ impl Rollout {
                 Outcome::NoData => spec.on_no_data == GapAction::Continue,
                 Outcome::Inconclusive | Outcome::Fail { .. } => false,
             });
-        if !passes {
+        self.last_look_passed = passes;
+        if !passes || self.watches.contains_key(&step) {
+            // A watch decides when it ends (tick_gate), on the last look.
             return None;
         }
         let waited = now - self.step_started;
@@ -458,6 +472,9 @@ impl Rollout {
             return None;
         }
         let spec = self.active_analysis().clone();
+        if let Some(&watched) = self.watches.get(&step) {
+            return self.end_watch(now, step, watched, &spec);
+        }
         let period = self.max_duration(step).unwrap_or(0.0);
         self.gate_inconclusive += 1;
         let undecided: Vec<&str> = self
@@ -486,6 +503,78 @@ impl Rollout {
             return Some(self.transition(now, state, Vec::new(), why));
         }
         self.gate_deadline = None;
+        match spec.on_inconclusive {
+            GapAction::Hold => {
+                self.record_gate(step, now, "inconclusive: held for a human".to_owned());
+                Some(self.transition(
+                    now,
+                    RolloutState::Inconclusive { step },
+                    Vec::new(),
+                    format!("{why}; onInconclusive: hold"),
+                ))
+            }
+            GapAction::Rollback => {
+                self.record_gate(step, now, "inconclusive: rolled back".to_owned());
+                Some(self.rollback(
+                    now,
+                    TriggerAction::Immediate,
+                    None,
+                    format!("{why}; onInconclusive: rollback"),
+                ))
+            }
+            GapAction::Continue => {
+                self.record_gate(
+                    step,
+                    now,
+                    "inconclusive: continued without evidence".to_owned(),
+                );
+                self.enter_step(
+                    step + 1,
+                    now,
+                    format!("{why}; onInconclusive: continue"),
+                    Vec::new(),
+                )
+            }
+        }
+    }
+
+    /// The end of a watching gate: the rollout goes on when the last look passed; otherwise
+    /// the watch ended without evidence that the canary is good, and `on_inconclusive` applies
+    /// at once (there is no second period: the duration is what the policy asked to watch).
+    fn end_watch(
+        &mut self,
+        now: f64,
+        step: usize,
+        watched: f64,
+        spec: &AnalysisSpec,
+    ) -> Option<Decision> {
+        self.gate_deadline = None;
+        if self.last_look_passed {
+            let summary = gate_summary(&self.last_verdicts);
+            self.record_gate(step, now, "passed".to_owned());
+            let why = format!(
+                "step {}: watched {} without a failure and the last look shows every metric within its allowance ({summary})",
+                step + 1,
+                format_seconds(watched)
+            );
+            return self.enter_step(step + 1, now, why, Vec::new());
+        }
+        let undecided: Vec<&str> = self
+            .last_verdicts
+            .iter()
+            .filter(|v| v.outcome != Outcome::Pass && v.metric != SAMPLE_RATIO_METRIC)
+            .map(|v| v.metric.as_str())
+            .collect();
+        let why = format!(
+            "step {}: watched {} without a failure, but the last look does not show {} within the allowance",
+            step + 1,
+            format_seconds(watched),
+            if undecided.is_empty() {
+                "the metrics (no look yet)".to_owned()
+            } else {
+                undecided.join(", ")
+            }
+        );
         match spec.on_inconclusive {
             GapAction::Hold => {
                 self.record_gate(step, now, "inconclusive: held for a human".to_owned());
@@ -604,6 +693,12 @@ impl Rollout {
                 if at_gate(self, step) {
                     self.gate_inconclusive = 0;
                     self.gate_deadline = self.max_duration(step).map(|d| now + d);
+                    if let Some(&w) = self.watches.get(&step) {
+                        // A resumed watch watches its whole duration again.
+                        self.step_started = now;
+                        self.last_look_passed = false;
+                        self.gate_deadline = Some(now + w);
+                    }
                 }
                 Some(self.transition(
                     now,

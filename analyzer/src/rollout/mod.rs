@@ -21,7 +21,10 @@
 //!   Continue`). A gate waits at most `max_duration_s`: reaching it is one inconclusive
 //!   measurement; past `inconclusive_limit` of them `on_inconclusive` applies (Hold: state
 //!   Inconclusive for a human; Rollback; Continue: next step), otherwise the gate waits another
-//!   period. After the last step the rollout is Promoted (canary 100%).
+//!   period. A gate made a watch ([`Rollout::set_gate_watch`], a blue-green post-promotion
+//!   analysis with a `duration`) does not open early: at the end of its duration it opens if
+//!   the last look passed, else `on_inconclusive` applies at once. After the last step the
+//!   rollout is Promoted (canary 100%).
 //! - the analysis runs in the background every `interval_s` (whole seconds) from the start, on
 //!   the cumulative evidence, in every non-terminal state but a staged rollback. While the
 //!   rollout stands at an `Analysis` step that has its own spec ([`Rollout::with_gate_analysis`])
@@ -127,6 +130,14 @@ pub struct Rollout {
     /// Analysis specs of the `Analysis` steps that override `analysis`, by step index.
     #[serde(default)]
     gates: BTreeMap<usize, AnalysisSpec>,
+    /// `Analysis` steps that watch for a fixed time (seconds, by step index) instead of opening
+    /// at the first passing look: a blue-green post-promotion analysis with a `duration`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    watches: BTreeMap<usize, f64>,
+    /// Whether the last look showed the gate's metrics within their allowances (what a watch
+    /// decides on when it ends).
+    #[serde(default)]
+    last_look_passed: bool,
 }
 
 impl Rollout {
@@ -161,6 +172,8 @@ impl Rollout {
             history: VecDeque::new(),
             step_counts: [0, 0],
             gates: BTreeMap::new(),
+            watches: BTreeMap::new(),
+            last_look_passed: false,
         }
     }
 
@@ -184,6 +197,34 @@ impl Rollout {
         self
     }
 
+    /// Makes the `Analysis` step at index `step` a watch of `seconds`: it cannot open before
+    /// they have passed; when they have, it opens if the last look passed, else its
+    /// `on_inconclusive` applies at once. A failure or a trigger within it rolls back, as at
+    /// any gate. Ignored for other steps and for a duration that is not positive.
+    pub fn set_gate_watch(&mut self, step: usize, seconds: f64) {
+        if self.steps.get(step) == Some(&StepSpec::Analysis) && seconds.is_finite() && seconds > 0.0
+        {
+            self.watches.insert(step, seconds.ceil());
+        }
+    }
+
+    /// [`Rollout::set_gate_watch`], as a builder.
+    #[must_use]
+    pub fn with_gate_watch(mut self, step: usize, seconds: f64) -> Self {
+        self.set_gate_watch(step, seconds);
+        self
+    }
+
+    /// When the current watch ends (seconds), if the rollout stands at a watching gate.
+    pub fn watch_deadline(&self) -> Option<f64> {
+        match self.state {
+            RolloutState::Progressing { step } if self.watches.contains_key(&step) => {
+                self.gate_deadline
+            }
+            _ => None,
+        }
+    }
+
     /// Replaces the whole configuration with a newer policy's, so that a retried rollout picks
     /// it up; refused (false) unless the rollout has ended.
     pub fn replace_spec(
@@ -200,6 +241,8 @@ impl Rollout {
         self.analysis = analysis;
         self.steps = steps;
         self.trigger_specs = triggers;
+        // The caller sets the new policy's watches again ([`Rollout::set_gate_watch`]).
+        self.watches.clear();
         self.gates = gates
             .into_iter()
             .filter(|(step, _)| self.steps.get(*step) == Some(&StepSpec::Analysis))
@@ -265,11 +308,12 @@ impl Rollout {
     }
 
     /// When the current gate stops waiting (seconds), if the rollout stands at a gate with a
-    /// time bound.
+    /// time bound (not a watch: see [`Rollout::watch_deadline`]).
     pub fn gate_deadline(&self) -> Option<f64> {
         match self.state {
             RolloutState::Progressing { step }
-                if self.steps.get(step) == Some(&StepSpec::Analysis) =>
+                if self.steps.get(step) == Some(&StepSpec::Analysis)
+                    && !self.watches.contains_key(&step) =>
             {
                 self.gate_deadline
             }

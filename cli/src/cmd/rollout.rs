@@ -300,6 +300,19 @@ pub fn render(r: &Value) -> String {
             }
         );
     }
+    if let Some(deadline) = r["watch_deadline"].as_f64() {
+        let left = deadline - augur_proxy::sample::now();
+        let _ = writeln!(
+            out,
+            "\nThis step watches until {} ({}): a failure rolls back; at its end the rollout goes on if the last look shows every metric inside its allowance.",
+            unix_time(deadline),
+            if left > 0.0 {
+                format!("{} left", duration(left))
+            } else {
+                "due".to_owned()
+            }
+        );
+    }
     if let Some(verdicts) = r["verdicts"].as_array().filter(|v| !v.is_empty()) {
         let rows: Vec<Vec<String>> = verdicts
             .iter()

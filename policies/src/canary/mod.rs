@@ -151,6 +151,9 @@ pub struct BlueGreen {
     pub pre_promotion_analysis: Option<Analysis>,
     /// Analysis after switching.
     pub post_promotion_analysis: Option<Analysis>,
+    /// How long the post-promotion analysis watches after the switch (`duration`); `None`:
+    /// it completes the rollout at its first passing look.
+    pub post_promotion_duration: Option<Duration>,
 }
 
 /// Analysis settings (defaults filled in).

@@ -131,6 +131,8 @@ pub(crate) struct RawAnalysisOverride {
     pub(crate) method: Option<RawMethod>,
     /// How long this gate waits for every metric to be shown within its allowance (Go duration).
     pub(crate) max_duration: Option<String>,
+    /// `blueGreen.postPromotionAnalysis` only: how long to watch after the switch (Go duration, e.g. `5m`). A failure (or a rollback trigger) within it switches back; at its end the rollout completes if the last look shows every metric within its allowance, else `onInconclusive` applies at once. Without it the analysis completes the rollout at the first look that shows that.
+    pub(crate) duration: Option<String>,
 }
 
 /// `setHeaderRoute`.

@@ -399,7 +399,14 @@ fn rollout(cp: &CanaryPolicy) -> RolloutExplanation {
                 .to_owned(),
             );
             if let Some(a) = &bg.post_promotion_analysis {
-                v.push(format!("post-promotion {}", analysis(a)));
+                v.push(match bg.post_promotion_duration {
+                    Some(d) => format!(
+                        "post-promotion {}, watching {} after the switch",
+                        analysis(a),
+                        format_duration(d)
+                    ),
+                    None => format!("post-promotion {}", analysis(a)),
+                });
             }
             ("blueGreen", v)
         }
