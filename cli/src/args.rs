@@ -37,8 +37,9 @@ Examples:
   augur controller --policy policies/examples/ --state-dir /var/lib/augur   # one decision for a fleet
   augur proxy --policy policies/examples/ --controller augur-controller:15010   # a sidecar that follows it
   augur rollout status --watch
-  augur rollout start pneumonia            # a policy's rollout waits for this unless startOn: immediately
+  augur rollout start pneumonia           # rollouts wait for this (startOn: command)
   augur rollout promote pneumonia
+  augur rollout promote --force pneumonia # past an analysis step without data
   augur analyze --policy policies/examples/canary-pneumonia.yaml --samples recorded.jsonl
   augur score --model model.onnx inference/testdata/xrays/*.jpeg
   augur model-server --model model.onnx --listen 127.0.0.1:8501 --version v1
