@@ -200,6 +200,7 @@ impl Rollouts {
                         (None, Some(source)) => Some(SourceState::new(source, &m.rollout)),
                         (_, None) => None,
                     };
+                    self.start_if_immediate(&key, m, now);
                     continue;
                 }
                 let why = format!("release changed to {release}");
@@ -266,7 +267,26 @@ impl Rollouts {
             // it had not saved, from the same aligned windows).
             managed.source = source.map(|s| SourceState::new(s, &managed.rollout));
             self.applied(&key, &managed, &decisions, "analyzer");
+            self.start_if_immediate(&key, &mut managed, now);
             map.insert(key, managed);
+        }
+    }
+
+    /// Starts a Pending rollout whose policy now says `startOn: immediately` (edited while it
+    /// waited, or saved Pending before the edit): the policy is the command.
+    fn start_if_immediate(&self, key: &str, m: &mut Managed, now: f64) {
+        if m.current.start_on_command || *m.rollout.state() != RolloutState::Pending {
+            return;
+        }
+        let ticked = m.tick(now);
+        if !ticked.is_empty() {
+            self.applied(key, m, &ticked, "analyzer");
+        }
+        if let Ok(decision) = m.rollout.command(Command::Start, now) {
+            if let Some(r) = &mut m.recorder {
+                r.command(now, Command::Start);
+            }
+            self.applied(key, m, std::slice::from_ref(&decision), "policy");
         }
     }
 

@@ -877,3 +877,34 @@ fn blue_green_post_promotion_inconclusive_at_the_end_holds_for_a_human() {
         "{last}"
     );
 }
+
+/// A Pending rollout whose policy is edited to `startOn: immediately` starts at the reload (the
+/// policy is the command), and one saved Pending starts when the proxy comes back with such a
+/// policy; the audit log names the policy as the actor.
+#[test]
+fn a_pending_rollout_starts_when_its_policy_says_immediately() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path();
+    let waiting = augur_policies::load_str("p.yaml", EXAMPLE).expect("loads");
+    let now = augur_policies::load_str("p.yaml", &example()).expect("loads");
+    let r = rollouts(state);
+    r.sync(&waiting.set, &waiting.hash, 1000.0);
+    assert_eq!(status(&r)["state"]["phase"], "pending");
+    r.sync(&now.set, &now.hash, 1010.0);
+    assert_eq!(
+        status(&r)["state"],
+        serde_json::json!({"phase": "progressing", "step": 1})
+    );
+    assert_eq!(r.weights().get(KEY).map(|w| w.canary), Some(10));
+    let audit = std::fs::read_to_string(state.join("default_pneumonia.decisions.jsonl"))
+        .unwrap_or_default();
+    assert!(audit.contains("\"actor\":\"policy\""), "{audit}");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let r = rollouts(dir.path());
+    r.sync(&waiting.set, &waiting.hash, 1000.0);
+    drop(r);
+    let r = rollouts(dir.path());
+    r.sync(&now.set, &now.hash, 1100.0);
+    assert_eq!(status(&r)["state"]["step"], 1);
+}
