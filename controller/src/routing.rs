@@ -59,38 +59,19 @@ pub fn routing(set: &PolicySet, summaries: &[RolloutSummary]) -> Vec<RolloutRout
                 .canary_policies
                 .iter()
                 .find(|p| policy_key(p) == s.policy)?;
-            // A rollout that waits for `augur rollout start` sets no weight: the sidecars
-            // keep the split its VirtualService's file writes.
-            let weights = if s.phase == "pending" {
-                file_weights(set, policy)?
-            } else {
-                s.weights
-            };
             Some(RolloutRouting {
                 policy: s.policy.clone(),
                 policy_hash: augur_policies::fingerprint::rollout_fingerprint(set, policy),
                 stable: destination(&policy.stable),
                 canary: destination(&policy.canary),
-                stable_weight: weights.stable,
-                canary_weight: weights.canary,
+                stable_weight: s.weights.stable,
+                canary_weight: s.weights.canary,
                 phase: s.phase.clone(),
                 step: s.step.map(|i| i + 1),
                 changed_at_ms: (s.changed_at * 1000.0) as u64,
             })
         })
         .collect()
-}
-
-/// The split the file of a policy's first driven route writes, in percent (`None` when the
-/// route is missing or sends nothing to either side).
-fn file_weights(set: &PolicySet, policy: &augur_policies::CanaryPolicy) -> Option<Weights> {
-    let route = augur_policies::driven::routes_of(set, policy)
-        .into_iter()
-        .next()?;
-    let total = route.stable_weight + route.canary_weight;
-    (total > 0).then(|| {
-        Weights::canary((f64::from(route.canary_weight) * 100.0 / f64::from(total)).round() as u8)
-    })
 }
 
 /// Publishes the rollouts' routing now, and again whenever a rollout decides something or the

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use augur_analyzer::rollout::{Command, Decision, Rollout, RolloutState};
+use augur_analyzer::rollout::{Command, Decision, Rollout, RolloutState, Weights};
 use augur_analyzer::verdict::Outcome;
 use augur_policies::{policy_key, PolicySet};
 use serde_json::{json, Value};
@@ -48,6 +48,9 @@ struct Managed {
     source: Option<SourceState>,
     /// The dashboard's time series.
     history: history::History,
+    /// The split the driven route's file writes (percent): the live weights while the rollout
+    /// waits for `augur rollout start`.
+    file_weights: Option<Weights>,
 }
 
 /// One rollout's routing, for publishing.
@@ -55,8 +58,8 @@ struct Managed {
 pub struct RolloutSummary {
     /// The CanaryPolicy, `namespace/name`.
     pub policy: String,
-    /// Its weights now.
-    pub weights: augur_analyzer::rollout::Weights,
+    /// Its weights now (while it waits for `augur rollout start`, its file's).
+    pub weights: Weights,
     /// Its phase (`progressing`, `paused`, `promoted`, ...).
     pub phase: String,
     /// The current step (0-based), if any.
@@ -187,8 +190,10 @@ impl Rollouts {
             let release = release_key(set, policy);
             let current = spec::from_policy(policy);
             let mut archived = 0;
+            let file_weights = file_weights(set, policy);
             if let Some(m) = map.get_mut(&key) {
                 m.current = current.clone();
+                m.file_weights = file_weights;
                 if m.release == release {
                     // The source may have changed (address, lag, matchers): read on from where
                     // the evidence stands.
@@ -261,6 +266,7 @@ impl Rollouts {
                 recorder,
                 source: None,
                 history,
+                file_weights,
             };
             let decisions = managed.tick(now);
             // Evidence is read from the rollout's clock on (a resumed rollout re-reads what
@@ -586,7 +592,7 @@ impl Rollouts {
                     "gates": gates,
                     "step": r.state().step(),
                     "steps": r.steps(),
-                    "weights": r.weights(),
+                    "weights": m.live_weights(),
                     "verdicts": r.verdicts(),
                     "counters": r.counters(),
                     "label_rate": r.label_rate(),
@@ -616,7 +622,7 @@ impl Rollouts {
                     .unwrap_or_default();
                 RolloutSummary {
                     policy: key.clone(),
-                    weights: r.weights(),
+                    weights: m.live_weights(),
                     phase,
                     step: r.state().step(),
                     changed_at: r.history().last().map_or(0.0, |d| d.time),
@@ -699,6 +705,14 @@ impl Rollouts {
 }
 
 impl Managed {
+    /// The weights traffic follows: the rollout's, or the file's while it waits for a start.
+    fn live_weights(&self) -> Weights {
+        match (self.rollout.state(), self.file_weights) {
+            (RolloutState::Pending, Some(file)) => file,
+            _ => self.rollout.weights(),
+        }
+    }
+
     /// Ticks the rollout to `now`, recording the tick when it moved the clock.
     fn tick(&mut self, now: f64) -> Vec<Decision> {
         let before = self.rollout.clock();
@@ -733,6 +747,18 @@ fn metric_source(
             e.to_string()
         }),
     )
+}
+
+/// The split the file of a policy's first driven route writes, in percent (`None` when the
+/// route is missing or sends nothing to either side).
+fn file_weights(set: &PolicySet, policy: &augur_policies::CanaryPolicy) -> Option<Weights> {
+    let route = augur_policies::driven::routes_of(set, policy)
+        .into_iter()
+        .next()?;
+    let total = route.stable_weight + route.canary_weight;
+    (total > 0).then(|| {
+        Weights::canary((f64::from(route.canary_weight) * 100.0 / f64::from(total)).round() as u8)
+    })
 }
 
 /// Finds a rollout by `namespace/name`, or by bare name when it is unique.

@@ -292,6 +292,10 @@ fn a_default_policy_moves_no_traffic_until_rollout_start() {
     let table = status();
     assert!(table.contains("Status:   Pending (not started)"), "{table}");
     assert!(
+        table.contains("Weights:  stable 100%  canary 0% (the VirtualService's own: no step yet)"),
+        "{table}"
+    );
+    assert!(
         table.contains("`augur rollout start model` enters step 1"),
         "{table}"
     );

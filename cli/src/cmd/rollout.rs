@@ -257,7 +257,8 @@ pub fn render(r: &Value) -> String {
         let name = r["name"].as_str().unwrap_or("");
         let _ = writeln!(
             out,
-            "Weights:  as the VirtualService's file writes them (no canary step yet)"
+            "Weights:  stable {}%  canary {}% (the VirtualService's own: no step yet)",
+            r["weights"]["stable"], r["weights"]["canary"]
         );
         let _ = writeln!(
             out,
