@@ -40,8 +40,9 @@ fn rollouts(state: &std::path::Path) -> Rollouts {
     )
 }
 
+/// The first rollout as `GET /rollouts` writes it.
 fn status(r: &Rollouts) -> Value {
-    r.status()["rollouts"][0].clone()
+    serde_json::to_value(&r.status().rollouts[0]).expect("status serializes")
 }
 
 fn history(state: &std::path::Path) -> Vec<Value> {
@@ -50,6 +51,27 @@ fn history(state: &std::path::Path) -> Vec<Value> {
         .lines()
         .map(|l| serde_json::from_str(l).expect("JSON line"))
         .collect()
+}
+
+/// What the servers write is what `augur rollout` and the demo read: `/rollouts` and a history
+/// survive the trip through JSON whole, after decisions, a gate and a command.
+#[test]
+fn status_and_history_read_back_as_written() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (set, hash) = release("v1", "v2");
+    let r = rollouts(dir.path());
+    r.sync(&set, &hash, 1000.0);
+    r.command(KEY, Command::Pause, 1001.0).expect("pauses");
+    let status = r.status();
+    assert_eq!(status.rollouts.len(), 1);
+    assert!(!status.rollouts[0].decisions.is_empty());
+    let text = serde_json::to_string(&status).expect("serializes");
+    let back: crate::status::RolloutList = serde_json::from_str(&text).expect("reads back");
+    assert_eq!(back, status);
+    let history = r.history(KEY).expect("a history");
+    let text = serde_json::to_string(&history).expect("serializes");
+    let back: crate::status::RolloutHistory = serde_json::from_str(&text).expect("reads back");
+    assert_eq!(back, history);
 }
 
 /// The release-to-release flow of `docs/analysis.md`, one step at a time.
