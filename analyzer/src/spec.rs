@@ -249,7 +249,7 @@ impl std::fmt::Display for StepSpec {
             StepSpec::Pause {
                 duration_s: Some(d),
             } => write!(f, "pause {}", crate::rollout::format_seconds(*d)),
-            StepSpec::Pause { duration_s: None } => f.write_str("pause until promoted"),
+            StepSpec::Pause { duration_s: None } => f.write_str("pause (until promoted)"),
             StepSpec::Analysis => f.write_str("analysis"),
             StepSpec::SetHeaderRoute { name } => write!(f, "setHeaderRoute {name}"),
             StepSpec::SetMirrorRoute { name, percent } => {

@@ -11,6 +11,7 @@ use augur_model::fleet::{FleetLabel, LabelPush};
 use augur_policies::{LoadError, PolicySet};
 use augur_rollout::driver::Driver;
 use augur_rollout::persist::StateDir;
+use augur_rollout::status::ForwardedLabels;
 use augur_rollout::{RolloutMetrics, Rollouts, WeightSink};
 use http::{Method, StatusCode};
 use tokio::net::TcpListener;
@@ -225,7 +226,10 @@ impl ControllerApi {
                 .collect(),
         };
         let sidecars = self.publisher.forward_labels(&push);
-        json(&serde_json::json!({ "received": push.labels.len(), "forwarded_to": sidecars }))
+        json(&ForwardedLabels {
+            received: push.labels.len(),
+            forwarded_to: sidecars,
+        })
     }
 }
 
@@ -237,7 +241,7 @@ fn response(reply: augur_rollout::api::ApiReply) -> ApiResponse {
     }
 }
 
-fn json(value: &serde_json::Value) -> ApiResponse {
+fn json(value: &impl serde::Serialize) -> ApiResponse {
     response(augur_rollout::api::ApiReply::json(value))
 }
 

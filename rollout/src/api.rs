@@ -13,6 +13,7 @@ use http::{Method, StatusCode};
 use serde::Deserialize;
 
 use crate::sample;
+use crate::status::{CommandReply, LabelsReply};
 use crate::{RolloutError, Rollouts};
 
 const INDEX_HTML: &str = include_str!("ui/index.html");
@@ -41,7 +42,7 @@ impl ApiReply {
     }
 
     /// A `200` with pretty JSON.
-    pub fn json(value: &serde_json::Value) -> Self {
+    pub fn json(value: &impl serde::Serialize) -> Self {
         let mut body = serde_json::to_vec_pretty(value).unwrap_or_default();
         body.push(b'\n');
         Self {
@@ -163,7 +164,7 @@ fn command(rollouts: &Rollouts, rest: &str, body: &[u8]) -> ApiReply {
         }
     };
     match rollouts.command(name, command, sample::now()) {
-        Ok(decision) => ApiReply::json(&serde_json::json!({ "decision": decision })),
+        Ok(decision) => ApiReply::json(&CommandReply { decision }),
         Err(e @ RolloutError::Unknown(_)) => {
             ApiReply::text(StatusCode::NOT_FOUND, format!("{e}\n"))
         }
@@ -215,7 +216,10 @@ fn labels(rollouts: &Rollouts, body: &[u8]) -> ApiReply {
         .iter()
         .filter(|l| rollouts.label(&l.request_id, &l.label, now))
         .count();
-    ApiReply::json(&serde_json::json!({ "received": labels.len(), "matched": matched }))
+    ApiReply::json(&LabelsReply {
+        received: labels.len(),
+        matched,
+    })
 }
 
 /// The dashboard's page and assets.

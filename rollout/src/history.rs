@@ -6,13 +6,13 @@
 //! ticks), never from the request path, and its memory is bounded: [`MAX_POINTS`] points and at
 //! most [`MAX_PENDING`] predictions waiting for their shadow answer.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 
 use augur_analyzer::rollout::{Rollout, Weights};
 use augur_analyzer::window::{ArmWindow, Windows};
 use augur_model::{Arm, Sample};
-use serde::Serialize;
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
 
 /// Points kept per rollout (at one per analysis interval, capped at 10 s, two hours or more).
 pub const MAX_POINTS: usize = 720;
@@ -22,7 +22,7 @@ pub const MAX_PENDING: usize = 16_384;
 const MAX_PERIOD_S: f64 = 10.0;
 
 /// One arm over one period.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ArmPoint {
     /// Requests in the period.
     pub requests: u64,
@@ -43,12 +43,12 @@ pub struct ArmPoint {
 }
 
 /// One metric's value at the last analysis look.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MetricPoint {
     /// The metric's name.
     pub metric: String,
     /// `pass`, `fail`, `inconclusive` or `no_data`.
-    pub outcome: &'static str,
+    pub outcome: Cow<'static, str>,
     /// Stable's measured value.
     pub stable: Option<f64>,
     /// The canary's measured value.
@@ -56,7 +56,7 @@ pub struct MetricPoint {
 }
 
 /// The rollout at one moment.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Point {
     /// Seconds since the Unix epoch.
     pub t: f64,
@@ -157,20 +157,19 @@ impl History {
             return;
         }
         self.next_point = Some(now + self.period_s);
-        let state = serde_json::to_value(rollout.state()).unwrap_or(Value::Null);
         let metrics = rollout
             .verdicts()
             .iter()
             .map(|v| MetricPoint {
                 metric: v.metric.clone(),
-                outcome: outcome_name(&v.outcome),
+                outcome: Cow::Borrowed(outcome_name(&v.outcome)),
                 stable: v.stable,
                 canary: v.canary,
             })
             .collect();
         let point = Point {
             t: now,
-            phase: state["phase"].as_str().unwrap_or("unknown").to_owned(),
+            phase: rollout.state().phase().to_owned(),
             step: rollout.state().step(),
             weights: rollout.weights(),
             stable: self.arm_point(Arm::Stable),

@@ -7,7 +7,8 @@
 //! [`release`]). Every transition sets the weights, is saved atomically to the state directory
 //! and appended to the audit log ([`persist`]), and moves the rollout gauges ([`metrics`]).
 //! [`driver::Driver`] feeds samples in, follows policy reloads and lets time pass; [`api`]
-//! answers the admin API's rollout paths and serves the `/ui` dashboard.
+//! answers the admin API's rollout paths (its JSON typed in [`status`]) and serves the `/ui`
+//! dashboard.
 //!
 //! Time: every event (a sample, a label, a command) first ticks its rollout to the event's time,
 //! and the driver's timer ticks every rollout once a second, so the rollout processes each whole
@@ -26,6 +27,7 @@ mod rollouts;
 pub mod sample;
 pub mod sink;
 pub mod spec;
+pub mod status;
 pub mod watch;
 
 pub use metrics::RolloutMetrics;

@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use augur_analyzer::rollout::{Command, Decision, Rollout, RolloutState, Weights};
 use augur_analyzer::verdict::Outcome;
 use augur_policies::{policy_key, PolicySet};
-use serde_json::{json, Value};
 
 use crate::history;
 use crate::metrics::RolloutMetrics;
@@ -18,6 +17,7 @@ use crate::release::release_key;
 use crate::sample::RoutedSample;
 use crate::sink::WeightSink;
 use crate::spec::{self, RolloutSpec};
+use crate::status::{RolloutHistory, RolloutList, RolloutStatus, SourceStatus};
 
 /// Decisions kept in memory per rollout for `GET /rollouts`.
 const RECENT_DECISIONS: usize = 20;
@@ -566,48 +566,53 @@ impl Rollouts {
     }
 
     /// Every rollout's state, weights, verdicts and recent decisions, for `GET /rollouts`.
-    pub fn status(&self) -> Value {
+    pub fn status(&self) -> RolloutList {
         let map = self.lock();
-        let rollouts: Vec<Value> = map
+        let rollouts = map
             .iter()
             .map(|(key, m)| {
                 let r = &m.rollout;
-                let recent: Vec<&Decision> = r
-                    .history()
-                    .collect::<Vec<_>>()
+                let all: Vec<&Decision> = r.history().collect();
+                let decisions = all
                     .into_iter()
                     .rev()
                     .take(RECENT_DECISIONS)
+                    .cloned()
                     .collect();
-                let gates: Vec<_> = r.gates().collect();
-                json!({
-                    "name": key,
-                    "policy_hash": m.policy_hash,
-                    "release": m.release,
-                    "archived_releases": m.archived,
-                    "state": r.state(),
-                    "gate_deadline": r.gate_deadline(),
-                    "pause_deadline": r.pause_deadline(),
-                    "watch_deadline": r.watch_deadline(),
-                    "gates": gates,
-                    "step": r.state().step(),
-                    "steps": r.steps(),
-                    "weights": m.live_weights(),
-                    "verdicts": r.verdicts(),
-                    "counters": r.counters(),
-                    "label_rate": r.label_rate(),
-                    "source": m.source.as_ref().map(|s| json!({
-                        "address": s.source.as_ref().map_or_else(|e| e.clone(), PrometheusSource::address),
-                        "evidence_until": s.read_until,
-                        "window_s": s.window_s,
-                        "failures": s.failures,
-                        "last_error": s.last_error.as_ref().or(s.source.as_ref().err()),
-                    })),
-                    "decisions": recent,
-                })
+                RolloutStatus {
+                    name: key.clone(),
+                    policy_hash: m.policy_hash.clone(),
+                    release: m.release.clone(),
+                    archived_releases: m.archived,
+                    state: r.state().clone(),
+                    gate_deadline: r.gate_deadline(),
+                    pause_deadline: r.pause_deadline(),
+                    watch_deadline: r.watch_deadline(),
+                    gates: r.gates().cloned().collect(),
+                    step: r.state().step(),
+                    steps: r.steps().to_vec(),
+                    weights: m.live_weights(),
+                    verdicts: r.verdicts().to_vec(),
+                    counters: r.counters().clone(),
+                    label_rate: r.label_rate(),
+                    source: m.source.as_ref().map(|s| SourceStatus {
+                        address: s
+                            .source
+                            .as_ref()
+                            .map_or_else(|e| e.clone(), PrometheusSource::address),
+                        evidence_until: s.read_until,
+                        window_s: s.window_s,
+                        failures: s.failures,
+                        last_error: s
+                            .last_error
+                            .clone()
+                            .or_else(|| s.source.as_ref().err().cloned()),
+                    }),
+                    decisions,
+                }
             })
             .collect();
-        json!({ "rollouts": rollouts })
+        RolloutList { rollouts }
     }
 
     /// Every rollout's routing as it stands: what the controller publishes to the sidecars.
@@ -616,10 +621,7 @@ impl Rollouts {
         map.iter()
             .map(|(key, m)| {
                 let r = &m.rollout;
-                let phase = serde_json::to_value(r.state())
-                    .ok()
-                    .and_then(|v| v["phase"].as_str().map(str::to_owned))
-                    .unwrap_or_default();
+                let phase = r.state().phase().to_owned();
                 RolloutSummary {
                     policy: key.clone(),
                     weights: m.live_weights(),
@@ -633,18 +635,16 @@ impl Rollouts {
 
     /// One rollout's time series and its whole decision history (oldest first), for
     /// `GET /rollouts/{name}/history`; `None` when no rollout has that name.
-    pub fn history(&self, policy: &str) -> Option<Value> {
+    pub fn history(&self, policy: &str) -> Option<RolloutHistory> {
         let map = self.lock();
         let key = resolve(&map, policy)?;
         let m = map.get(&key)?;
-        let points: Vec<&history::Point> = m.history.points().collect();
-        let decisions: Vec<&Decision> = m.rollout.history().collect();
-        Some(json!({
-            "name": key,
-            "period_s": m.history.period_s(),
-            "points": points,
-            "decisions": decisions,
-        }))
+        Some(RolloutHistory {
+            name: key,
+            period_s: m.history.period_s(),
+            points: m.history.points().cloned().collect(),
+            decisions: m.rollout.history().cloned().collect(),
+        })
     }
 
     /// After a transition: weights, persistence, audit and gauges.

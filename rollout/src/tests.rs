@@ -47,8 +47,9 @@ fn rollouts(state: &std::path::Path) -> Rollouts {
     )
 }
 
+/// The first rollout as `GET /rollouts` writes it.
 fn status(r: &Rollouts) -> Value {
-    r.status()["rollouts"][0].clone()
+    serde_json::to_value(&r.status().rollouts[0]).expect("status serializes")
 }
 
 fn history(state: &std::path::Path) -> Vec<Value> {
@@ -57,6 +58,27 @@ fn history(state: &std::path::Path) -> Vec<Value> {
         .lines()
         .map(|l| serde_json::from_str(l).expect("JSON line"))
         .collect()
+}
+
+/// What the servers write is what `augur rollout` and the demo read: `/rollouts` and a history
+/// survive the trip through JSON whole, after decisions, a gate and a command.
+#[test]
+fn status_and_history_read_back_as_written() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (set, hash) = release("v1", "v2");
+    let r = rollouts(dir.path());
+    r.sync(&set, &hash, 1000.0);
+    r.command(KEY, Command::Pause, 1001.0).expect("pauses");
+    let status = r.status();
+    assert_eq!(status.rollouts.len(), 1);
+    assert!(!status.rollouts[0].decisions.is_empty());
+    let text = serde_json::to_string(&status).expect("serializes");
+    let back: crate::status::RolloutList = serde_json::from_str(&text).expect("reads back");
+    assert_eq!(back, status);
+    let history = r.history(KEY).expect("a history");
+    let text = serde_json::to_string(&history).expect("serializes");
+    let back: crate::status::RolloutHistory = serde_json::from_str(&text).expect("reads back");
+    assert_eq!(back, history);
 }
 
 /// The release-to-release flow of `docs/analysis.md`, one step at a time.
@@ -773,7 +795,7 @@ impl BlueGreenRun {
     }
 
     fn state(&self) -> Value {
-        self.r.status()["rollouts"][0]["state"].clone()
+        status(&self.r)["state"].clone()
     }
 
     fn canary_weight(&self) -> Option<u8> {
@@ -806,16 +828,16 @@ fn blue_green_post_promotion_watches_its_duration_then_completes() {
     let mut bg = BlueGreenRun::start(10_000.0);
     bg.run(70, |_| (10, 10, 200));
     let switched = bg.switch();
-    let status = bg.r.status()["rollouts"][0].clone();
-    assert_eq!(status["watch_deadline"], switched + 300.0);
-    assert_eq!(status["gate_deadline"], Value::Null);
+    let s = status(&bg.r);
+    assert_eq!(s["watch_deadline"], switched + 300.0);
+    assert_eq!(s["gate_deadline"], Value::Null);
     bg.run(299, |_| (0, 10, 200));
     assert_eq!(
         bg.state(),
         serde_json::json!({"phase": "progressing", "step": 3}),
         "still watching after 4m59s, though the looks pass"
     );
-    let verdicts = bg.r.status()["rollouts"][0]["verdicts"].clone();
+    let verdicts = status(&bg.r)["verdicts"].clone();
     assert!(
         verdicts
             .as_array()
@@ -825,7 +847,7 @@ fn blue_green_post_promotion_watches_its_duration_then_completes() {
     bg.run(1, |_| (0, 10, 200));
     assert_eq!(bg.state()["phase"], "promoted", "at 5m0s");
     assert_eq!(bg.canary_weight(), Some(100));
-    let last = bg.r.status()["rollouts"][0]["decisions"][0]["reason"].clone();
+    let last = status(&bg.r)["decisions"][0]["reason"].clone();
     assert!(
         last.as_str()
             .is_some_and(|r| r.starts_with("step 4: watched 5m0s without a failure")),
@@ -869,7 +891,7 @@ fn blue_green_post_promotion_inconclusive_at_the_end_holds_for_a_human() {
         Some(100),
         "a human decides; nothing moved"
     );
-    let last = bg.r.status()["rollouts"][0]["decisions"][0]["reason"].clone();
+    let last = status(&bg.r)["decisions"][0]["reason"].clone();
     assert!(
         last.as_str().is_some_and(|r| r
             .contains("watched 5m0s without a failure, but the last look does not show")

@@ -88,6 +88,21 @@ impl RolloutState {
         )
     }
 
+    /// The phase as the JSON's `phase` tag writes it (`progressing`, `rolled_back`, ...): for
+    /// metrics, the dashboard's series and the terminal views.
+    pub fn phase(&self) -> &'static str {
+        match self {
+            RolloutState::Pending => "pending",
+            RolloutState::Progressing { .. } => "progressing",
+            RolloutState::Paused { .. } => "paused",
+            RolloutState::RollingBack { .. } => "rolling_back",
+            RolloutState::Inconclusive { .. } => "inconclusive",
+            RolloutState::Promoted => "promoted",
+            RolloutState::RolledBack { .. } => "rolled_back",
+            RolloutState::Aborted { .. } => "aborted",
+        }
+    }
+
     /// The current step, for non-terminal states.
     pub fn step(&self) -> Option<usize> {
         match self {
@@ -305,4 +320,43 @@ pub struct Decision {
     pub verdicts: Vec<Verdict>,
     /// Why, in words.
     pub reason: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `phase()` names each state as its JSON does, which readers of `/rollouts` match on.
+    #[test]
+    fn phase_is_the_json_tag() {
+        let states = [
+            RolloutState::Pending,
+            RolloutState::Progressing { step: 1 },
+            RolloutState::Paused {
+                step: 1,
+                reason: PauseReason::Manual,
+            },
+            RolloutState::RollingBack {
+                step: 1,
+                trigger: "t".to_owned(),
+                restore_weight: 20,
+                restore_to: Box::new(RolloutState::Progressing { step: 1 }),
+                since: 0.0,
+                decide_at: 1.0,
+            },
+            RolloutState::Inconclusive { step: 1 },
+            RolloutState::Promoted,
+            RolloutState::RolledBack {
+                reason: "r".to_owned(),
+                trigger: None,
+            },
+            RolloutState::Aborted {
+                reason: "r".to_owned(),
+            },
+        ];
+        for state in states {
+            let json = serde_json::to_value(&state).expect("serializes");
+            assert_eq!(json["phase"], state.phase(), "{state:?}");
+        }
+    }
 }

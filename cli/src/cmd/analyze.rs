@@ -66,19 +66,13 @@ pub fn run(
 fn render(policy: &str, decisions: &[Decision]) -> String {
     let mut out = format!("Replay of {policy}: {} decision(s)\n", decisions.len());
     for d in decisions {
-        let phase = |s: &augur_analyzer::rollout::RolloutState| {
-            serde_json::to_value(s)
-                .ok()
-                .and_then(|v| v["phase"].as_str().map(str::to_owned))
-                .unwrap_or_default()
-        };
         let _ = writeln!(
             out,
             "\nt={:>8.1}s  step {}  {} -> {}  stable {}% canary {}%\n  {}",
             d.time,
             d.step + 1,
-            phase(&d.from),
-            phase(&d.to),
+            d.from.phase(),
+            d.to.phase(),
             d.weights.stable,
             d.weights.canary,
             d.reason

@@ -25,8 +25,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
+use augur_analyzer::rollout::RolloutState;
+use augur_rollout::status::{RolloutHistory, RolloutList, RolloutStatus};
 use clap::{Args, ValueEnum};
-use serde_json::Value;
 
 use super::admin_client;
 use augur_proxy::ports::{ModelServerAddress, ProxyAddresses};
@@ -113,18 +114,16 @@ enum Ending {
 }
 
 impl Ending {
-    fn of(rollout: &Value) -> Option<Self> {
-        let state = &rollout["state"];
-        let reason = state["reason"].as_str().unwrap_or("").to_owned();
-        match state["phase"].as_str()? {
-            "promoted" => Some(Ending::Promoted),
-            "rolled_back" => Some(Ending::RolledBack {
-                trigger: state["trigger"].as_str().map(str::to_owned),
-                reason,
+    fn of(state: &RolloutState) -> Option<Self> {
+        match state {
+            RolloutState::Promoted => Some(Ending::Promoted),
+            RolloutState::RolledBack { reason, trigger } => Some(Ending::RolledBack {
+                trigger: trigger.clone(),
+                reason: reason.clone(),
             }),
-            "aborted" => Some(Ending::Other {
+            RolloutState::Aborted { reason } => Some(Ending::Other {
                 phase: "aborted".to_owned(),
-                reason,
+                reason: reason.clone(),
             }),
             _ => None,
         }
@@ -318,14 +317,11 @@ fn run_in(
     let mut ending = None;
     let mut ended_at = None;
     let mut sent_at_end = 0;
-    let mut last: (Value, Value);
+    let mut last: (RolloutStatus, RolloutHistory);
     loop {
         let rollout = rollout(admin)?;
-        let name = rollout["name"]
-            .as_str()
-            .unwrap_or("default/pneumonia")
-            .to_owned();
-        let history = get_json(admin, &format!("/rollouts/{name}/history"))?;
+        let history: RolloutHistory =
+            get_json(admin, &format!("/rollouts/{}/history", rollout.name))?;
         let weights = fleet::weights(&sidecars);
         traffic.with_stats(|stats| {
             let frame = view::Frame {
@@ -351,7 +347,7 @@ fn run_in(
         });
         let _ = std::io::stdout().flush();
         if ending.is_none() {
-            ending = Ending::of(&rollout);
+            ending = Ending::of(&rollout.state);
             if ending.is_some() {
                 ended_at = Some(started.elapsed());
                 sent_at_end = traffic.with_stats(|s| s.sent);
@@ -364,7 +360,7 @@ fn run_in(
             break;
         }
         if ending.is_none() && augur_proxy::clock::now() >= deadline {
-            let phase = last.0["state"]["phase"].as_str().unwrap_or("?").to_owned();
+            let phase = last.0.state.phase().to_owned();
             ending = Some(Ending::TimedOut { phase });
             ended_at = Some(started.elapsed());
             sent_at_end = traffic.with_stats(|s| s.sent);
@@ -384,21 +380,13 @@ fn run_in(
     let per_second = sent as f64 / took.as_secs_f64().max(1e-3);
     drop(traffic);
     println!("\nDecisions:");
-    for d in last.1["decisions"].as_array().into_iter().flatten() {
-        let at = d["time"].as_f64().unwrap_or(started_unix) - started_unix;
-        println!(
-            "  [{}] {} → {} (canary {}%): {}",
-            view::clock(Duration::from_secs_f64(at.max(0.0))),
-            d["from"]["phase"].as_str().unwrap_or("?"),
-            d["to"]["phase"].as_str().unwrap_or("?"),
-            d["weights"]["canary"],
-            d["reason"].as_str().unwrap_or("")
-        );
+    for d in &last.1.decisions {
+        println!("  {}", view::decision_line(d, started_unix));
     }
     if !sidecars.is_empty() {
         // Each sidecar follows the controller's last decision within a moment: show where
         // each one is once they agree (or after 5 s, whatever they say).
-        let target = last.0["weights"]["canary"].as_f64();
+        let target = Some(f64::from(last.0.weights.canary));
         let deadline = augur_proxy::clock::now() + Duration::from_secs(5);
         let mut weights = fleet::weights(&sidecars);
         while weights.iter().any(|(_, w)| *w != target) && augur_proxy::clock::now() < deadline {
@@ -440,7 +428,7 @@ fn run_in(
     })
 }
 
-fn get_json(admin: SocketAddr, path: &str) -> anyhow::Result<Value> {
+fn get_json<T: serde::de::DeserializeOwned>(admin: SocketAddr, path: &str) -> anyhow::Result<T> {
     let (status, body) = admin_client::call(admin, "GET", path, "")?;
     if status != 200 {
         anyhow::bail!("GET {path} answered {status}: {}", body.trim());
@@ -449,12 +437,11 @@ fn get_json(admin: SocketAddr, path: &str) -> anyhow::Result<Value> {
 }
 
 /// The demo's rollout, as `GET /rollouts` shows it.
-fn rollout(admin: SocketAddr) -> anyhow::Result<Value> {
-    let all = get_json(admin, "/rollouts")?;
-    all["rollouts"]
-        .as_array()
-        .and_then(|r| r.first())
-        .cloned()
+fn rollout(admin: SocketAddr) -> anyhow::Result<RolloutStatus> {
+    let all: RolloutList = get_json(admin, "/rollouts")?;
+    all.rollouts
+        .into_iter()
+        .next()
         .context("the proxy runs no rollout: the demo's CanaryPolicy did not load")
 }
 
@@ -514,15 +501,16 @@ mod tests {
 
     #[test]
     fn endings_are_read_from_the_state() {
-        let promoted = serde_json::json!({"state": {"phase": "promoted"}});
-        assert_eq!(Ending::of(&promoted), Some(Ending::Promoted));
+        assert_eq!(Ending::of(&RolloutState::Promoted), Some(Ending::Promoted));
         assert!(Ending::Promoted.expected(Scenario::GoodCanary));
         assert!(!Ending::Promoted.expected(Scenario::BadCanary));
-        let back = serde_json::json!({"state": {"phase": "rolled_back", "reason": "r", "trigger": "accuracy-drop"}});
+        let back = RolloutState::RolledBack {
+            reason: "r".to_owned(),
+            trigger: Some("accuracy-drop".to_owned()),
+        };
         let ending = Ending::of(&back).expect("ended");
         assert!(ending.expected(Scenario::BadCanary));
         assert_eq!(ending.describe(), "RolledBack by trigger accuracy-drop: r");
-        let going = serde_json::json!({"state": {"phase": "progressing", "step": 1}});
-        assert_eq!(Ending::of(&going), None);
+        assert_eq!(Ending::of(&RolloutState::Progressing { step: 1 }), None);
     }
 }

@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use serde_json::Value;
+use augur_analyzer::rollout::RolloutState;
+use augur_analyzer::verdict::{Outcome, Verdict};
+use augur_rollout::status::{CommandReply, RolloutList, RolloutStatus};
 
 use super::admin_client;
 use crate::args::{OutputFormat, RolloutCommand};
@@ -24,16 +26,14 @@ pub fn run(admin: SocketAddr, command: RolloutCommand) -> anyhow::Result<ExitCod
             if status != 200 {
                 anyhow::bail!("GET /rollouts answered {status}: {body}");
             }
-            let json: Value =
-                serde_json::from_str(&body).context("the admin API sent invalid JSON")?;
-            let rollouts: Vec<&Value> = json["rollouts"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter(|r| matches_name(r, name.as_deref()))
-                        .collect()
-                })
-                .unwrap_or_default();
+            let list: RolloutList = serde_json::from_str(&body).context(
+                "the admin API's /rollouts is not what this augur reads (another version?)",
+            )?;
+            let rollouts: Vec<&RolloutStatus> = list
+                .rollouts
+                .iter()
+                .filter(|r| name.as_deref().is_none_or(|n| r.is_named(n)))
+                .collect();
             if watch {
                 print!("\x1b[2J\x1b[H");
             }
@@ -66,12 +66,6 @@ pub fn run(admin: SocketAddr, command: RolloutCommand) -> anyhow::Result<ExitCod
     }
 }
 
-fn matches_name(r: &Value, name: Option<&str>) -> bool {
-    let Some(name) = name else { return true };
-    let full = r["name"].as_str().unwrap_or("");
-    full == name || full.rsplit('/').next() == Some(name)
-}
-
 fn command_call(
     admin: SocketAddr,
     name: &str,
@@ -81,14 +75,15 @@ fn command_call(
     let (status, body) =
         admin_client::call(admin, "POST", &format!("/rollouts/{name}/{verb}"), request)?;
     if status == 200 {
-        let json: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-        let d = &json["decision"];
+        let reply: CommandReply = serde_json::from_str(&body)
+            .context("the admin API's answer is not what this augur reads (another version?)")?;
+        let d = reply.decision;
         println!(
             "{name}: {verb} done: {} -> {} (canary {}%): {}",
-            phase(&d["from"]),
-            phase(&d["to"]),
-            d["weights"]["canary"],
-            d["reason"].as_str().unwrap_or("")
+            phase(&d.from),
+            phase(&d.to),
+            d.weights.canary,
+            d.reason
         );
         Ok(ExitCode::SUCCESS)
     } else {
@@ -102,101 +97,48 @@ fn command_call(
 
 /// The state in words, as `kubectl argo rollouts` shows it: `Paused (waiting for promotion)`,
 /// `Paused (no data for error-rate)`, `Progressing`, `Promoted`.
-fn phase(state: &Value) -> String {
-    let p = state["phase"].as_str().unwrap_or("?");
-    let reason = match &state["reason"] {
-        Value::String(r) if r == "manual_gate" => Some("waiting for promotion".to_owned()),
-        Value::String(r) if r == "manual" => Some("paused by a command".to_owned()),
-        Value::Object(o) => o
-            .get("no_data")
-            .and_then(|n| n["metric"].as_str())
-            .map(|m| format!("no data for {m}")),
-        _ => None,
-    };
-    match (p, reason) {
-        ("paused", Some(reason)) => format!("Paused ({reason})"),
-        ("rolling_back", _) => format!(
-            "RollingBack (staged, trigger {})",
-            state["trigger"].as_str().unwrap_or("?")
-        ),
-        ("rolled_back", _) => "RolledBack".to_owned(),
-        ("pending", _) => "Pending (not started)".to_owned(),
-        (p, _) => {
-            let mut c = p.chars();
-            c.next()
-                .map(|f| f.to_uppercase().chain(c).collect())
-                .unwrap_or_default()
+fn phase(state: &RolloutState) -> String {
+    match state {
+        RolloutState::Pending => "Pending (not started)".to_owned(),
+        RolloutState::Progressing { .. } => "Progressing".to_owned(),
+        RolloutState::Paused { reason, .. } => format!("Paused ({reason})"),
+        RolloutState::RollingBack { trigger, .. } => {
+            format!("RollingBack (staged, trigger {trigger})")
         }
+        RolloutState::Inconclusive { .. } => "Inconclusive".to_owned(),
+        RolloutState::Promoted => "Promoted".to_owned(),
+        RolloutState::RolledBack { .. } => "RolledBack".to_owned(),
+        RolloutState::Aborted { .. } => "Aborted".to_owned(),
     }
 }
 
 /// The status line: a timed pause is shown as Paused with the time left.
-fn status_line(r: &Value) -> String {
-    match r["pause_deadline"].as_f64() {
+fn status_line(r: &RolloutStatus) -> String {
+    match r.pause_deadline {
         Some(deadline) => {
             let left = deadline - augur_proxy::sample::now();
             format!("Paused (timed pause, {} left)", duration(left))
         }
-        None => phase(&r["state"]),
+        None => phase(&r.state),
     }
 }
 
-fn step_text(step: &Value) -> String {
-    if let Some(w) = step.get("set_weight") {
-        return format!("setWeight {w}");
-    }
-    if let Some(p) = step.get("pause") {
-        return match p["duration_s"].as_f64() {
-            Some(s) => format!("pause {}", duration(s)),
-            None => "pause (until promoted)".to_owned(),
-        };
-    }
-    if let Some(h) = step.get("set_header_route") {
-        return format!("setHeaderRoute {}", h["name"].as_str().unwrap_or(""));
-    }
-    if let Some(m) = step.get("set_mirror_route") {
-        return format!(
-            "setMirrorRoute {} {}%",
-            m["name"].as_str().unwrap_or(""),
-            m["percent"]
-        );
-    }
-    step.as_str()
-        .map_or_else(|| step.to_string(), str::to_owned)
+fn num(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_owned(), |x| format!("{x:.4}"))
 }
 
-fn num(v: &Value) -> String {
-    v.as_f64()
-        .map_or_else(|| "-".to_owned(), |x| format!("{x:.4}"))
-}
-
-fn signed(v: &Value) -> String {
-    v.as_f64()
-        .map_or_else(|| "-".to_owned(), |x| format!("{x:+.4}"))
+fn signed(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_owned(), |x| format!("{x:+.4}"))
 }
 
 /// `pass`, `fail (high)`, `inconclusive`, and for `no_data` the samples it waits for: `no_data
 /// (186 of 200)`, the arm with fewer.
-fn outcome(v: &Value) -> String {
-    let o = &v["outcome"];
-    match o {
-        Value::String(s) if s == "no_data" => match v["needed"].as_u64() {
-            Some(needed) => {
-                let have = v["n_stable"]
-                    .as_u64()
-                    .unwrap_or(0)
-                    .min(v["n_canary"].as_u64().unwrap_or(0));
-                format!("no_data ({have} of {needed})")
-            }
-            None => s.clone(),
-        },
-        Value::String(s) => s.clone(),
-        Value::Object(m) => m
-            .iter()
-            .next()
-            .map(|(k, side)| format!("{k} ({})", side["side"].as_str().unwrap_or("")))
-            .unwrap_or_default(),
-        _ => String::new(),
+fn outcome(v: &Verdict) -> String {
+    match (v.outcome, v.needed) {
+        (Outcome::NoData, Some(needed)) => {
+            format!("no_data ({} of {needed})", v.n_stable.min(v.n_canary))
+        }
+        (o, _) => o.name().to_owned(),
     }
 }
 
@@ -244,35 +186,33 @@ fn unix_time(t: f64) -> String {
 }
 
 /// The status of one rollout as text.
-pub fn render(r: &Value) -> String {
+pub fn render(r: &RolloutStatus) -> String {
     let mut out = String::new();
-    let current = r["step"].as_u64();
-    let steps = r["steps"].as_array().cloned().unwrap_or_default();
-    let _ = writeln!(out, "Name:     {}", r["name"].as_str().unwrap_or(""));
+    let current = r.step;
+    let _ = writeln!(out, "Name:     {}", r.name);
     let _ = writeln!(out, "Status:   {}", status_line(r));
     if let Some(step) = current {
-        let _ = writeln!(out, "Step:     {}/{}", step + 1, steps.len());
+        let _ = writeln!(out, "Step:     {}/{}", step + 1, r.steps.len());
     }
-    if r["state"]["phase"] == "pending" {
-        let name = r["name"].as_str().unwrap_or("");
+    if r.state == RolloutState::Pending {
         let _ = writeln!(
             out,
             "Weights:  stable {}%  canary {}% (the VirtualService's own: no step yet)",
-            r["weights"]["stable"], r["weights"]["canary"]
+            r.weights.stable, r.weights.canary
         );
         let _ = writeln!(
             out,
             "Start:    `augur rollout start {}` enters step 1 (the policy's startOn: command)",
-            name.rsplit('/').next().unwrap_or(name)
+            r.name.rsplit('/').next().unwrap_or(&r.name)
         );
     } else {
         let _ = writeln!(
             out,
             "Weights:  stable {}%  canary {}%",
-            r["weights"]["stable"], r["weights"]["canary"]
+            r.weights.stable, r.weights.canary
         );
     }
-    if let Some(rate) = r["label_rate"].as_f64() {
+    if let Some(rate) = r.label_rate {
         let _ = writeln!(
             out,
             "Labels:   {:.1}% of predictions labelled",
@@ -280,15 +220,15 @@ pub fn render(r: &Value) -> String {
         );
     }
     let _ = writeln!(out, "\n  STEP  ACTION");
-    for (i, s) in steps.iter().enumerate() {
+    for (i, s) in r.steps.iter().enumerate() {
         let marker = match current {
-            Some(c) if c as usize == i => "▶",
-            Some(c) if (i as u64) < c => "✔",
+            Some(c) if c == i => "▶",
+            Some(c) if i < c => "✔",
             _ => " ",
         };
-        let _ = writeln!(out, "{marker} {:<5} {}", i + 1, step_text(s));
+        let _ = writeln!(out, "{marker} {:<5} {s}", i + 1);
     }
-    if let Some(deadline) = r["gate_deadline"].as_f64() {
+    if let Some(deadline) = r.gate_deadline {
         let left = deadline - augur_proxy::sample::now();
         let _ = writeln!(
             out,
@@ -301,7 +241,7 @@ pub fn render(r: &Value) -> String {
             }
         );
     }
-    if let Some(deadline) = r["watch_deadline"].as_f64() {
+    if let Some(deadline) = r.watch_deadline {
         let left = deadline - augur_proxy::sample::now();
         let _ = writeln!(
             out,
@@ -314,26 +254,25 @@ pub fn render(r: &Value) -> String {
             }
         );
     }
-    if let Some(verdicts) = r["verdicts"].as_array().filter(|v| !v.is_empty()) {
-        let rows: Vec<Vec<String>> = verdicts
+    if !r.verdicts.is_empty() {
+        let rows: Vec<Vec<String>> = r
+            .verdicts
             .iter()
             .map(|v| {
-                let e = if v["e_value"].is_number() {
-                    num(&v["e_value"])
-                } else if v["p_value"].is_number() {
-                    format!("p={}", num(&v["p_value"]))
-                } else {
-                    "-".to_owned()
+                let e = match (v.e_value, v.p_value) {
+                    (Some(e), _) => num(Some(e)),
+                    (None, Some(p)) => format!("p={}", num(Some(p))),
+                    (None, None) => "-".to_owned(),
                 };
                 vec![
-                    v["metric"].as_str().unwrap_or("").to_owned(),
+                    v.metric.clone(),
                     outcome(v),
-                    num(&v["stable"]),
-                    num(&v["canary"]),
-                    signed(&v["bound"]),
-                    signed(&v["allowance"]),
-                    v["n_stable"].to_string(),
-                    v["n_canary"].to_string(),
+                    num(v.stable),
+                    num(v.canary),
+                    signed(v.bound),
+                    signed(v.allowance),
+                    v.n_stable.to_string(),
+                    v.n_canary.to_string(),
                     e,
                 ]
             })
@@ -347,56 +286,45 @@ pub fn render(r: &Value) -> String {
             &rows,
             &[false, false, true, true, true, true, true, true, true],
         ));
-        let measures: Vec<String> = verdicts
+        let measures: Vec<String> = r
+            .verdicts
             .iter()
-            .filter_map(|v| {
-                Some(format!(
-                    "{}: {}",
-                    v["metric"].as_str()?,
-                    v["measure"].as_str()?
-                ))
-            })
+            .filter_map(|v| Some(format!("{}: {}", v.metric, v.measure.as_deref()?)))
             .collect();
         if !measures.is_empty() {
             let _ = writeln!(out, "(bound and allowance of {})", measures.join("; "));
         }
     }
-    if let Some(gates) = r["gates"].as_array().filter(|g| !g.is_empty()) {
+    if !r.gates.is_empty() {
         let _ = writeln!(out, "\nGATES");
-        for g in gates {
-            let waited = g["ended"].as_f64().unwrap_or(0.0) - g["started"].as_f64().unwrap_or(0.0);
-            let evidence: Vec<String> = g["verdicts"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|v| v["allowance"].is_number())
+        for g in &r.gates {
+            let evidence: Vec<String> = g
+                .verdicts
+                .iter()
+                .filter(|v| v.allowance.is_some())
                 .map(|v| {
                     format!(
                         "{} {} vs {} (n {}/{})",
-                        v["metric"].as_str().unwrap_or(""),
-                        signed(&v["bound"]),
-                        signed(&v["allowance"]),
-                        v["n_stable"],
-                        v["n_canary"]
+                        v.metric,
+                        signed(v.bound),
+                        signed(v.allowance),
+                        v.n_stable,
+                        v.n_canary
                     )
                 })
                 .collect();
             let _ = writeln!(
                 out,
                 "  step {}: {} after {}: {}",
-                g["step"].as_u64().map_or(0, |s| s + 1),
-                g["outcome"].as_str().unwrap_or(""),
-                duration(waited),
+                g.step + 1,
+                g.outcome,
+                duration(g.ended - g.started),
                 evidence.join("; ")
             );
         }
     }
-    if let Some(last) = r["decisions"].as_array().and_then(|d| d.first()) {
-        let _ = writeln!(
-            out,
-            "\nLast decision: {}",
-            last["reason"].as_str().unwrap_or("")
-        );
+    if let Some(last) = r.decisions.first() {
+        let _ = writeln!(out, "\nLast decision: {}", last.reason);
     }
     out.push('\n');
     out

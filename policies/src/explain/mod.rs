@@ -549,7 +549,7 @@ fn step_action(s: &RolloutStep) -> String {
     match s {
         RolloutStep::SetWeight(w) => format!("setWeight {w}"),
         RolloutStep::Pause { duration: Some(d) } => format!("pause {}", format_duration(*d)),
-        RolloutStep::Pause { duration: None } => "pause until promoted".to_owned(),
+        RolloutStep::Pause { duration: None } => "pause (until promoted)".to_owned(),
         RolloutStep::Analysis(a) => analysis(a),
         RolloutStep::SetHeaderRoute(h) => format!("header route {}", h.name),
         RolloutStep::SetMirrorRoute(m) => {

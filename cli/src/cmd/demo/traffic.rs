@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use augur_rollout::status::LabelsReply;
 use serde_json::Value;
 
 use super::assets::Xray;
@@ -251,10 +252,8 @@ fn labels(shared: &Shared, admin: SocketAddr) {
             Ok((200, answer)) => {
                 // A proxy matches labels itself; a controller forwards them to the sidecars,
                 // which match them asynchronously (it says to how many it sent them).
-                let matched = serde_json::from_str::<Value>(&answer)
-                    .ok()
-                    .and_then(|v| v["matched"].as_u64())
-                    .unwrap_or(0);
+                let matched =
+                    serde_json::from_str::<LabelsReply>(&answer).map_or(0, |r| r.matched as u64);
                 let mut stats = lock(&shared.stats);
                 stats.labels_sent += due.len() as u64;
                 stats.labels_matched += matched;

@@ -5,8 +5,11 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use augur_analyzer::rollout::SAMPLE_RATIO_METRIC;
-use serde_json::Value;
+use augur_analyzer::rollout::{Decision, RolloutState, SAMPLE_RATIO_METRIC};
+use augur_analyzer::spec::StepSpec;
+use augur_analyzer::verdict::Verdict;
+use augur_rollout::history::{outcome_name, ArmPoint};
+use augur_rollout::status::{RolloutHistory, RolloutStatus};
 
 use super::traffic::Stats;
 
@@ -19,9 +22,9 @@ pub(super) struct Frame<'a> {
     /// Unix time the demo started (decision times are shown relative to it).
     pub(super) started_unix: f64,
     /// The rollout, as `GET /rollouts` shows it.
-    pub(super) rollout: &'a Value,
+    pub(super) rollout: &'a RolloutStatus,
     /// Its history, as `GET /rollouts/{name}/history` shows it.
-    pub(super) history: &'a Value,
+    pub(super) history: &'a RolloutHistory,
     /// The traffic generator's counters.
     pub(super) stats: &'a Stats,
     /// In the fleet scenario: each sidecar's name and the canary weight it applies now
@@ -49,49 +52,21 @@ fn ms(v: Option<f64>) -> String {
 }
 
 /// The outcome's name (`pass`, `fail`, `no_data`, `inconclusive`).
-pub(super) fn outcome(v: &Value) -> String {
-    match &v["outcome"] {
-        Value::String(s) => s.clone(),
-        other => other
-            .as_object()
-            .and_then(|o| o.keys().next().cloned())
-            .unwrap_or_default(),
-    }
-}
-
-/// A step as the policy writes it.
-pub(super) fn step_text(step: &Value) -> String {
-    if let Some(w) = step.get("set_weight") {
-        return format!("setWeight {w}%");
-    }
-    if let Some(p) = step.get("pause") {
-        return match p["duration_s"].as_f64() {
-            Some(s) => format!("pause {s:.0}s"),
-            None => "pause".to_owned(),
-        };
-    }
-    match step.as_str() {
-        Some("analysis") => "analysis".to_owned(),
-        Some(other) => other.to_owned(),
-        None => step.to_string(),
-    }
+fn outcome(v: &Verdict) -> &'static str {
+    outcome_name(&v.outcome)
 }
 
 /// The verdicts the gate waits on (the sample-ratio check is informational).
-fn gate_verdicts(r: &Value) -> Vec<&Value> {
-    r["verdicts"]
-        .as_array()
-        .map(|v| {
-            v.iter()
-                .filter(|v| v["metric"] != SAMPLE_RATIO_METRIC)
-                .collect()
-        })
-        .unwrap_or_default()
+fn gate_verdicts(r: &RolloutStatus) -> Vec<&Verdict> {
+    r.verdicts
+        .iter()
+        .filter(|v| v.metric != SAMPLE_RATIO_METRIC)
+        .collect()
 }
 
 /// How far the current analysis gate is from opening, 0–1 (the share of its metrics shown
 /// within their allowances), and why it waits: each metric's bound against its allowance.
-fn gate_progress(r: &Value) -> (f64, String) {
+fn gate_progress(r: &RolloutStatus) -> (f64, String) {
     let verdicts = gate_verdicts(r);
     if verdicts.is_empty() {
         return (0.0, "waiting for the first look".to_owned());
@@ -100,12 +75,11 @@ fn gate_progress(r: &Value) -> (f64, String) {
     let parts: Vec<String> = verdicts
         .iter()
         .map(|v| {
-            let name = v["metric"].as_str().unwrap_or("?");
-            let n = v["n_canary"].as_u64().unwrap_or(0);
-            match (v["bound"].as_f64(), v["allowance"].as_f64()) {
+            let (name, n) = (&v.metric, v.n_canary);
+            match (v.bound, v.allowance) {
                 (Some(b), Some(a)) => format!(
                     "{name} {} ({b:+.3} vs {a:+.3}, n {n})",
-                    match outcome(v).as_str() {
+                    match outcome(v) {
                         "inconclusive" => "collecting".to_owned(),
                         o => o.replace('_', " "),
                     }
@@ -117,51 +91,80 @@ fn gate_progress(r: &Value) -> (f64, String) {
     (passed as f64 / verdicts.len() as f64, parts.join(" · "))
 }
 
+/// The two arms the view compares side by side.
+#[derive(Clone, Copy)]
+enum Arm {
+    Stable,
+    Canary,
+}
+
+impl Arm {
+    fn as_str(self) -> &'static str {
+        match self {
+            Arm::Stable => "stable",
+            Arm::Canary => "canary",
+        }
+    }
+}
+
+/// One arm of a history point.
+fn arm_point(p: &augur_rollout::history::Point, arm: Arm) -> &ArmPoint {
+    match arm {
+        Arm::Stable => &p.stable,
+        Arm::Canary => &p.canary,
+    }
+}
+
 /// Each arm's requests and errors summed over the history's points.
-fn errors(history: &Value, arm: &str) -> Option<f64> {
+fn errors(history: &RolloutHistory, arm: Arm) -> Option<f64> {
     let (mut requests, mut errors) = (0u64, 0u64);
-    for p in history["points"].as_array().into_iter().flatten() {
-        requests += p[arm]["requests"].as_u64().unwrap_or(0);
-        errors += p[arm]["errors"].as_u64().unwrap_or(0);
+    for p in &history.points {
+        requests += arm_point(p, arm).requests;
+        errors += arm_point(p, arm).errors;
     }
     (requests > 0).then(|| errors as f64 / requests as f64)
 }
 
-fn verdict_of<'a>(r: &'a Value, name: &str) -> Option<&'a Value> {
-    r["verdicts"]
-        .as_array()?
-        .iter()
-        .find(|v| v["metric"].as_str() == Some(name))
+fn verdict_of<'a>(r: &'a RolloutStatus, name: &str) -> Option<&'a Verdict> {
+    r.verdicts.iter().find(|v| v.metric == name)
 }
 
-fn arm_row(f: &Frame<'_>, arm: &str, version: &str) -> String {
+/// The arm's weight, its measured value in a verdict and the verdict's samples of it.
+fn weight(r: &RolloutStatus, arm: Arm) -> u8 {
+    match arm {
+        Arm::Stable => r.weights.stable,
+        Arm::Canary => r.weights.canary,
+    }
+}
+
+fn measured(v: &Verdict, arm: Arm) -> (Option<f64>, u64) {
+    match arm {
+        Arm::Stable => (v.stable, v.n_stable),
+        Arm::Canary => (v.canary, v.n_canary),
+    }
+}
+
+fn arm_row(f: &Frame<'_>, arm: Arm, version: &str) -> String {
     let r = f.rollout;
     let client = f.stats.versions.get(version);
     let accuracy = verdict_of(r, "accuracy").map_or_else(
         || "–".to_owned(),
         |v| {
-            let n = v[format!("n_{arm}")].as_u64().unwrap_or(0);
-            format!("{} (n={n})", pct(v[arm].as_f64()))
+            let (value, n) = measured(v, arm);
+            format!("{} (n={n})", pct(value))
         },
     );
-    let last = f.history["points"]
-        .as_array()
-        .and_then(|p| p.last())
-        .map(|p| &p[arm]);
-    let agreement = last.map_or_else(
+    let agreement = f.history.points.last().map_or_else(
         || "–".to_owned(),
-        |a| {
-            format!(
-                "{} (n={})",
-                pct(a["shadow_agreement"].as_f64()),
-                a["shadow_compared"].as_u64().unwrap_or(0)
-            )
+        |p| {
+            let a = arm_point(p, arm);
+            format!("{} (n={})", pct(a.shadow_agreement), a.shadow_compared)
         },
     );
     format!(
         " {:<10} {:>5}% {:>8} {:>7} {:>7} {:>7}  {:<17} {}",
-        format!("{arm} {version}"),
-        r["weights"][arm],
+        format!("{} {version}", arm.as_str()),
+        weight(r, arm),
         client.map_or(0, |c| c.requests),
         ms(client.and_then(|c| c.quantile(0.5))),
         ms(client.and_then(|c| c.quantile(0.95))),
@@ -171,16 +174,15 @@ fn arm_row(f: &Frame<'_>, arm: &str, version: &str) -> String {
     )
 }
 
-/// The decision's reason and when it was taken, relative to the start.
-fn decision_line(f: &Frame<'_>, d: &Value) -> String {
-    let at = d["time"].as_f64().unwrap_or(f.started_unix) - f.started_unix;
+/// A decision as a line: when it was taken relative to `started_unix`, the transition and why.
+pub(super) fn decision_line(d: &Decision, started_unix: f64) -> String {
     format!(
         "[{}] {} → {} (canary {}%): {}",
-        clock(Duration::from_secs_f64(at.max(0.0))),
-        d["from"]["phase"].as_str().unwrap_or("?"),
-        d["to"]["phase"].as_str().unwrap_or("?"),
-        d["weights"]["canary"],
-        d["reason"].as_str().unwrap_or("")
+        clock(Duration::from_secs_f64((d.time - started_unix).max(0.0))),
+        d.from.phase(),
+        d.to.phase(),
+        d.weights.canary,
+        d.reason
     )
 }
 
@@ -202,17 +204,11 @@ pub(super) fn render(f: &Frame<'_>) -> String {
         f.stats.labels_sent,
         f.stats.labels_matched
     );
-    let phase = r["state"]["phase"].as_str().unwrap_or("?");
-    let current = r["step"].as_u64();
-    let _ = writeln!(
-        out,
-        "\n Rollout {}: {phase}",
-        r["name"].as_str().unwrap_or("")
-    );
-    let steps = r["steps"].as_array().cloned().unwrap_or_default();
-    for (i, s) in steps.iter().enumerate() {
-        let i = i as u64;
-        let done = phase == "promoted" || current.is_some_and(|c| i < c);
+    let phase = r.state.phase();
+    let current = r.step;
+    let _ = writeln!(out, "\n Rollout {}: {phase}", r.name);
+    for (i, s) in r.steps.iter().enumerate() {
+        let done = r.state == RolloutState::Promoted || current.is_some_and(|c| i < c);
         let here = current == Some(i);
         let marker = if done {
             "✔"
@@ -221,20 +217,23 @@ pub(super) fn render(f: &Frame<'_>) -> String {
         } else {
             " "
         };
-        let text = step_text(s);
-        let pause = s["pause"]["duration_s"].as_f64();
-        let progress = if here && phase == "rolling_back" {
+        let text = s.to_string();
+        let pause = match s {
+            StepSpec::Pause { duration_s } => Some(*duration_s),
+            _ => None,
+        };
+        let progress = if here && matches!(r.state, RolloutState::RollingBack { .. }) {
             "staged rollback: observing at half weight".to_owned()
-        } else if let (Some(d), true) = (pause, here) {
+        } else if let (Some(Some(d)), true) = (pause, here) {
             let now = f.started_unix + f.elapsed.as_secs_f64();
-            let since = r["decisions"][0]["time"].as_f64().unwrap_or(now);
+            let since = r.decisions.first().map_or(now, |d| d.time);
             let baked = (now - since).clamp(0.0, d);
             format!("{}  baking {baked:.0}/{d:.0} s", bar(baked / d, 20))
         } else if pause.is_some() && done {
             bar(1.0, 20)
         } else if pause.is_some() {
             bar(0.0, 20)
-        } else if text != "analysis" {
+        } else if *s != StepSpec::Analysis {
             String::new()
         } else if done {
             format!("{}  passed", bar(1.0, 20))
@@ -249,9 +248,9 @@ pub(super) fn render(f: &Frame<'_>) -> String {
     let _ = writeln!(
         out,
         "\n weights  stable {:>3}% [{}] canary {:>3}%",
-        r["weights"]["stable"],
-        bar(r["weights"]["canary"].as_f64().unwrap_or(0.0) / 100.0, 30),
-        r["weights"]["canary"]
+        r.weights.stable,
+        bar(f64::from(r.weights.canary) / 100.0, 30),
+        r.weights.canary
     );
     if !f.sidecars.is_empty() {
         let each: Vec<String> = f
@@ -273,23 +272,16 @@ pub(super) fn render(f: &Frame<'_>) -> String {
         "\n {:<10} {:>6} {:>8} {:>7} {:>7} {:>7}  {:<17} AGREES WITH SHADOW",
         "ARM", "WEIGHT", "ANSWERS", "P50 ms", "P95 ms", "ERRORS", "ACCURACY"
     );
-    let _ = writeln!(out, "{}", arm_row(f, "stable", "v1"));
-    let _ = writeln!(out, "{}", arm_row(f, "canary", "v2"));
+    let _ = writeln!(out, "{}", arm_row(f, Arm::Stable, "v1"));
+    let _ = writeln!(out, "{}", arm_row(f, Arm::Canary, "v2"));
     let _ = writeln!(
         out,
         " (latency as the client sees it over the last 30 s; accuracy as the analysis judged it)"
     );
-    let looks: Vec<String> = r["verdicts"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|v| {
-            format!(
-                "{} {}",
-                v["metric"].as_str().unwrap_or("?"),
-                outcome(v).replace('_', " ")
-            )
-        })
+    let looks: Vec<String> = r
+        .verdicts
+        .iter()
+        .map(|v| format!("{} {}", v.metric, outcome(v).replace('_', " ")))
         .collect();
     let _ = writeln!(
         out,
@@ -300,8 +292,8 @@ pub(super) fn render(f: &Frame<'_>) -> String {
             looks.join(" · ")
         }
     );
-    if let Some(d) = r["decisions"].as_array().and_then(|d| d.first()) {
-        let _ = writeln!(out, " last decision: {}", decision_line(f, d));
+    if let Some(d) = r.decisions.first() {
+        let _ = writeln!(out, " last decision: {}", decision_line(d, f.started_unix));
     }
     out
 }
@@ -309,22 +301,23 @@ pub(super) fn render(f: &Frame<'_>) -> String {
 /// One plain progress line (for logs and CI).
 pub(super) fn progress_line(f: &Frame<'_>) -> String {
     let r = f.rollout;
-    let arm = |arm: &str, version: &str| {
+    let arm = |arm: Arm, version: &str| {
         let client = f.stats.versions.get(version);
-        let accuracy = verdict_of(r, "accuracy").and_then(|v| v[arm].as_f64());
+        let accuracy = verdict_of(r, "accuracy").and_then(|v| measured(v, arm).0);
         format!(
-            "{arm} {}% p95 {} ms err {} acc {}",
-            r["weights"][arm],
+            "{} {}% p95 {} ms err {} acc {}",
+            arm.as_str(),
+            weight(r, arm),
             ms(client.and_then(|c| c.quantile(0.95))),
             pct(errors(f.history, arm)),
             pct(accuracy)
         )
     };
-    let steps = r["steps"].as_array().map_or(0, Vec::len);
-    let step = r["step"]
-        .as_u64()
+    let steps = r.steps.len();
+    let step = r
+        .step
         .map_or_else(|| "-".to_owned(), |s| (s + 1).to_string());
-    let gate = if r["state"]["phase"] == "progressing" {
+    let gate = if matches!(r.state, RolloutState::Progressing { .. }) {
         format!(" | gate: {}", gate_progress(r).1)
     } else {
         String::new()
@@ -347,25 +340,22 @@ pub(super) fn progress_line(f: &Frame<'_>) -> String {
     format!(
         "[{}] {} step {step}/{steps} | sent {} failed {} labels {} | {} | {}{sidecars}{gate}",
         clock(f.elapsed),
-        r["state"]["phase"].as_str().unwrap_or("?"),
+        r.state.phase(),
         f.stats.sent,
         f.stats.failed,
         f.stats.labels_sent,
-        arm("stable", "v1"),
-        arm("canary", "v2")
+        arm(Arm::Stable, "v1"),
+        arm(Arm::Canary, "v2")
     )
 }
 
 /// The decisions taken since `seen` of them were shown, oldest first, as lines.
 pub(super) fn new_decisions(f: &Frame<'_>, seen: &mut usize) -> Vec<String> {
-    let all = f.history["decisions"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let all = &f.history.decisions;
     let fresh: Vec<String> = all
         .iter()
         .skip(*seen)
-        .map(|d| decision_line(f, d))
+        .map(|d| decision_line(d, f.started_unix))
         .collect();
     *seen = all.len().max(*seen);
     fresh
@@ -384,12 +374,33 @@ mod tests {
 
     #[test]
     fn the_gate_says_why_it_waits() {
-        let r = serde_json::json!({"verdicts": [
-            {"metric": "p95-latency", "outcome": "pass", "n_canary": 120, "bound": 0.021, "allowance": 0.05},
-            {"metric": "accuracy", "outcome": "inconclusive", "n_canary": 80, "bound": -0.31, "allowance": -0.2},
-            {"metric": "error-rate", "outcome": "no_data", "n_canary": 4},
-            {"metric": SAMPLE_RATIO_METRIC, "outcome": "pass", "n_canary": 0},
-        ]});
+        let verdict = |metric: &str, outcome: &str, n: u64, bounds: Option<(f64, f64)>| {
+            let mut v = serde_json::json!({
+                "metric": metric, "outcome": outcome, "critical": false, "n_stable": n,
+                "n_canary": n, "test": "none", "reason": "",
+            });
+            if let Some((bound, allowance)) = bounds {
+                v["bound"] = bound.into();
+                v["allowance"] = allowance.into();
+            }
+            serde_json::from_value(v).expect("a verdict")
+        };
+        let r: RolloutStatus = serde_json::from_value(serde_json::json!({
+            "name": "default/pneumonia", "policy_hash": "", "release": "", "archived_releases": 0,
+            "state": {"phase": "progressing", "step": 1}, "gates": [], "steps": [],
+            "weights": {"stable": 90, "canary": 10}, "verdicts": [], "counters": {},
+            "decisions": [],
+        }))
+        .expect("a status");
+        let r = RolloutStatus {
+            verdicts: vec![
+                verdict("p95-latency", "pass", 120, Some((0.021, 0.05))),
+                verdict("accuracy", "inconclusive", 80, Some((-0.31, -0.2))),
+                verdict("error-rate", "no_data", 4, None),
+                verdict(SAMPLE_RATIO_METRIC, "pass", 0, None),
+            ],
+            ..r
+        };
         let (fraction, why) = gate_progress(&r);
         assert!((fraction - 1.0 / 3.0).abs() < 1e-9);
         assert!(
