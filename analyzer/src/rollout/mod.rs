@@ -235,6 +235,11 @@ impl Rollout {
         self.history.iter()
     }
 
+    /// The cumulative evidence of each arm (requests, labels, agreement with the shadow).
+    pub fn evidence(&self) -> &Evidence {
+        &self.evidence
+    }
+
     /// The per-metric Argo counters.
     pub fn counters(&self) -> &BTreeMap<String, MetricCounters> {
         &self.counters
