@@ -85,7 +85,7 @@ fn command_call(admin: SocketAddr, name: &str, verb: &str) -> anyhow::Result<Exi
         Ok(ExitCode::SUCCESS)
     } else {
         eprintln!("augur: {verb} {name} refused ({status}): {}", body.trim());
-        if status == 409 {
+        if status == 409 && !body.contains("is shadow-only") {
             eprintln!("hint: `augur rollout status {name}` shows the state; `retry` restarts an ended rollout.");
         }
         Ok(ExitCode::FAILURE)
@@ -121,8 +121,15 @@ fn phase(state: &Value) -> String {
     }
 }
 
-/// The status line: a timed pause is shown as Paused with the time left.
+/// The status line: a timed pause is shown as Paused with the time left; a shadow-only policy
+/// as Shadowing with its share of requests.
 fn status_line(r: &Value) -> String {
+    if r["state"]["phase"] == "shadowing" {
+        return format!(
+            "Shadowing (scoring {} of requests in the shadow model; stable serves them all)",
+            percent(&r["shadow"]["percentage"])
+        );
+    }
     match r["pause_deadline"].as_f64() {
         Some(deadline) => {
             let left = deadline - augur_proxy::sample::now();
@@ -154,6 +161,51 @@ fn step_text(step: &Value) -> String {
     }
     step.as_str()
         .map_or_else(|| step.to_string(), str::to_owned)
+}
+
+/// `10%` (`12.5%`).
+fn percent(v: &Value) -> String {
+    v.as_f64()
+        .map_or_else(|| "-".to_owned(), |p| format!("{p}%"))
+}
+
+/// A rate in 0..=1 as `97.3%`.
+fn rate(v: &Value) -> String {
+    v.as_f64()
+        .map_or_else(|| "-".to_owned(), |x| format!("{:.1}%", x * 100.0))
+}
+
+/// The shadow model and each arm's agreement with it: how many predictions were compared, how
+/// many the shadow agreed with, the rate and its 95% interval.
+fn shadow_section(shadow: &Value) -> String {
+    let mut out = format!(
+        "\nShadow:   {} scores {} of requests\n",
+        shadow["model"].as_str().unwrap_or(""),
+        percent(&shadow["percentage"])
+    );
+    let rows: Vec<Vec<String>> = ["stable", "canary"]
+        .iter()
+        .filter_map(|arm| {
+            let a = shadow["agreement"].get(*arm)?;
+            let ci = a["ci95"].as_array().map_or_else(
+                || "-".to_owned(),
+                |c| format!("[{}, {}]", rate(&c[0]), rate(&c[1])),
+            );
+            Some(vec![
+                (*arm).to_owned(),
+                a["compared"].to_string(),
+                a["agreed"].to_string(),
+                rate(&a["rate"]),
+                ci,
+            ])
+        })
+        .collect();
+    out.push_str(&columns(
+        &["AGREEMENT", "COMPARED", "AGREED", "RATE", "95% CI"],
+        &rows,
+        &[false, true, true, true, false],
+    ));
+    out
 }
 
 fn num(v: &Value) -> String {
@@ -244,11 +296,18 @@ pub fn render(r: &Value) -> String {
     if let Some(step) = current {
         let _ = writeln!(out, "Step:     {}/{}", step + 1, steps.len());
     }
-    let _ = writeln!(
-        out,
-        "Weights:  stable {}%  canary {}%",
-        r["weights"]["stable"], r["weights"]["canary"]
-    );
+    if r["weights"].is_null() {
+        let _ = writeln!(
+            out,
+            "Weights:  unchanged (shadow-only: no canary, no steps; the routes' own weights apply)"
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "Weights:  stable {}%  canary {}%",
+            r["weights"]["stable"], r["weights"]["canary"]
+        );
+    }
     if let Some(rate) = r["label_rate"].as_f64() {
         let _ = writeln!(
             out,
@@ -256,7 +315,9 @@ pub fn render(r: &Value) -> String {
             rate * 100.0
         );
     }
-    let _ = writeln!(out, "\n  STEP  ACTION");
+    if !steps.is_empty() {
+        let _ = writeln!(out, "\n  STEP  ACTION");
+    }
     for (i, s) in steps.iter().enumerate() {
         let marker = match current {
             Some(c) if c as usize == i => "▶",
@@ -264,6 +325,9 @@ pub fn render(r: &Value) -> String {
             _ => " ",
         };
         let _ = writeln!(out, "{marker} {:<5} {}", i + 1, step_text(s));
+    }
+    if r["shadow"].is_object() {
+        out.push_str(&shadow_section(&r["shadow"]));
     }
     if let Some(deadline) = r["gate_deadline"].as_f64() {
         let left = deadline - augur_proxy::sample::now();
