@@ -369,6 +369,13 @@ fn shadow_scoring_serves_everything_from_stable_and_scores_a_tenth_in_the_shadow
         .cloned()
         .unwrap_or_default();
     assert!(driven.is_empty(), "no route is driven: {driven:?}");
+    let config = &dump["configs"][0];
+    assert_eq!(
+        config["shadow_models"][0]["mirror_percentage"], 10.0,
+        "{config}"
+    );
+    assert_eq!(config["shadow_models"][0]["shadow_only"], true);
+    assert_eq!(config["routes"]["rollouts"][0]["strategy"], "shadowOnly");
 
     // The command line shows it for what it is, and there is nothing to promote.
     let admin = proxy.admin.to_string();
