@@ -130,3 +130,13 @@ fn shadow_only_without_prediction_is_warned_about() {
         [format!("s.yaml:{line}:3: warning: spec.shadow: without spec.prediction stable's answers are not read, so the shadow scores requests but its agreement with stable cannot be measured")]
     );
 }
+
+#[test]
+fn shadow_only_scoring_nothing_is_warned_about() {
+    let y = EXAMPLE.replace("mirrorPercentage: 10", "mirrorPercentage: 0");
+    let line = line_of(&y, "mirrorPercentage: 0");
+    assert_eq!(
+        diagnostics(&y, Severity::Warning),
+        [format!("s.yaml:{line}:5: warning: spec.shadow.mirrorPercentage: 0 scores no request: a shadow-only policy with it does nothing")]
+    );
+}

@@ -156,6 +156,17 @@ impl RawCanarySpec {
                 format!("{WHY} to roll back; remove rollback, or add canary and steps"),
             );
         }
+        if self
+            .shadow
+            .as_ref()
+            .and_then(|s| s.mirror_percentage)
+            .is_some_and(|p| p == 0.0)
+        {
+            cx.warn(
+                "spec.shadow.mirrorPercentage",
+                "0 scores no request: a shadow-only policy with it does nothing",
+            );
+        }
         if self.prediction.is_none() {
             cx.warn(
                 "spec.shadow",
