@@ -217,6 +217,7 @@ impl Rollouts {
     /// spec it started with; `retry` after it ends picks up the current policy. When a policy's
     /// (stable, canary) pair changes, its rollout is archived and a new one starts at step 1;
     /// state saved for another pair is archived, never applied.
+    ///
     /// Shadow-only policies get no rollout: only their agreement is kept ([`Shadowing`]).
     pub fn sync(&self, set: &PolicySet, policy_hash: &str, now: f64) {
         self.sync_shadowing(set, policy_hash, now);
