@@ -136,7 +136,7 @@ fn command(rollouts: &Rollouts, rest: &str) -> ApiReply {
         Err(e @ RolloutError::Unknown(_)) => {
             ApiReply::text(StatusCode::NOT_FOUND, format!("{e}\n"))
         }
-        Err(e @ RolloutError::NotAllowed(_)) => {
+        Err(e @ (RolloutError::NotAllowed(_) | RolloutError::ShadowOnly(..))) => {
             ApiReply::text(StatusCode::CONFLICT, format!("{e}\n"))
         }
     }

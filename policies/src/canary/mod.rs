@@ -29,9 +29,9 @@ pub struct CanaryPolicy {
     pub traffic_routing: TrafficRouting,
     /// Current model.
     pub stable: DestinationRef,
-    /// New model.
-    pub canary: DestinationRef,
-    /// Steps or blue/green.
+    /// New model; `None` for a shadow-only policy ([`Strategy::ShadowOnly`]).
+    pub canary: Option<DestinationRef>,
+    /// Steps, blue/green, or shadow-only.
     pub strategy: Strategy,
     /// Base analysis settings (steps may override).
     pub analysis: Option<Analysis>,
@@ -43,6 +43,14 @@ pub struct CanaryPolicy {
     pub shadow: Option<Shadow>,
     /// Ground-truth label handling.
     pub labels: Labels,
+}
+
+impl CanaryPolicy {
+    /// Whether the policy only scores mirrored requests in its shadow model: no canary, no
+    /// steps, and no route weight is ever changed.
+    pub fn is_shadow_only(&self) -> bool {
+        matches!(self.strategy, Strategy::ShadowOnly)
+    }
 }
 
 /// A CanaryPolicy's key, `namespace/name`: how rollouts, weights, metrics and commands name it.
@@ -89,6 +97,9 @@ pub enum Strategy {
     Steps(Vec<RolloutStep>),
     /// Blue/green.
     BlueGreen(Box<BlueGreen>),
+    /// No canary and no steps: the shadow model scores `shadow.mirrorPercentage` of the routes'
+    /// requests, stable serves them all, and the routes' weights stay as written.
+    ShadowOnly,
 }
 
 /// One canary step.

@@ -107,9 +107,9 @@ pub struct RolloutExplanation {
     pub routes: Vec<String>,
     /// `host/subset`.
     pub stable: String,
-    /// `host/subset`.
-    pub canary: String,
-    /// `steps` or `blueGreen`.
+    /// `host/subset`; `None` for a shadow-only policy.
+    pub canary: Option<String>,
+    /// `steps`, `blueGreen` or `shadowOnly`.
     pub strategy: String,
     /// Steps, with the canary weight after each.
     pub steps: Vec<StepExplanation>,
@@ -401,6 +401,7 @@ fn rollout(cp: &CanaryPolicy) -> RolloutExplanation {
             }
             ("blueGreen", v)
         }
+        Strategy::ShadowOnly => ("shadowOnly", Vec::new()),
     };
     let bg_promote_at = raw_steps.iter().position(|s| s.starts_with("promote"));
     for (i, action) in raw_steps.into_iter().enumerate() {
@@ -464,7 +465,7 @@ fn rollout(cp: &CanaryPolicy) -> RolloutExplanation {
         ),
         routes: cp.traffic_routing.routes.clone(),
         stable: dest_ref(&cp.stable),
-        canary: dest_ref(&cp.canary),
+        canary: cp.canary.as_ref().map(dest_ref),
         strategy: strategy.to_owned(),
         steps,
         metrics: metrics.collect(),
