@@ -546,16 +546,16 @@ fn from_canary(answers: &[Option<String>]) -> usize {
 
 /// The fleet through what happens to it in production, in the same cluster as
 /// [`the_cluster_follows_one_controller`] plus a gateway pod running a stock Envoy 1.40:
-/// - the controller is killed with SIGKILL while a client pod sends requests through the
-///   model Service: every sidecar holds 30% (its gauge, and its split of the traffic while the
-///   controller is away, 4σ), no request fails, and the controller restarted on its state
-///   directory resumes the same step, the sidecars reconnecting to it;
+/// - the controller is killed with SIGKILL at the 60% step while a client pod sends requests
+///   through the model Service: every sidecar holds 60% (its gauge, and its split of the
+///   traffic while the controller is away, 4σ), no request fails, and the controller restarted
+///   on its state directory resumes the same step, the sidecars reconnecting to it;
 /// - a pod added to the Service mid-rollout (a scale-out) has the fleet's weight before it
 ///   serves, and splits its very first requests at it (4σ);
 /// - `augur rollout abort`, sent to the controller, brings every sidecar to 0% within 2 s of
 ///   the decision;
-/// - the Envoy, following the controller over RDS, carries the same share (4σ) and follows the
-///   promote and the abort.
+/// - the Envoy, following the controller over RDS, carries the same share (4σ), and follows the
+///   promote (to 60%, 4σ) and the abort (0%).
 #[test]
 fn the_cluster_rides_out_a_controller_crash_a_scale_out_and_an_abort() {
     let root = tempfile::tempdir().expect("tempdir");
@@ -631,8 +631,19 @@ fn the_cluster_rides_out_a_controller_crash_a_scale_out_and_an_abort() {
         0.3,
     );
 
-    // The controller is killed (SIGKILL) at 30% while the client sends requests through the
-    // model Service.
+    // A promote reaches the sidecars and the Envoy, which carries the new share.
+    command(&cluster, "promote");
+    let stable_refs: Vec<&Pod> = stable.iter().collect();
+    all_at(&stable_refs, 60.0);
+    envoy_applied(&gateway, &cluster, 60);
+    assert_share_near(
+        from_canary(&get_many(client.ns(), &via_envoy, "model", n)),
+        n,
+        0.6,
+    );
+
+    // The controller is killed (SIGKILL) at 60% (a step a controller that lost its state
+    // would not come back to) while the client sends requests through the model Service.
     let url = format!("http://{stable_vip}/who");
     let load = Load::start(client.ns(), &url, "model", root.path());
     let counted = || arm_counts(&stable[0]).0 + arm_counts(&stable[0]).1;
@@ -645,7 +656,7 @@ fn the_cluster_rides_out_a_controller_crash_a_scale_out_and_an_abort() {
     let before_kill = controller_step(&cluster);
     assert_eq!(
         before_kill.0, "paused",
-        "held at the 30% step: {before_kill:?}"
+        "held at the 60% step: {before_kill:?}"
     );
     let pid = controller.pid().to_string();
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
@@ -671,8 +682,8 @@ fn the_cluster_rides_out_a_controller_crash_a_scale_out_and_an_abort() {
                 (s + c >= s0 + c0 + 150).then_some((s - s0, c - c0))
             },
         );
-        assert_eq!(canary_weight(pod), 30.0, "{} holds 30%", pod.name);
-        assert_share_near(c, s + c, 0.3);
+        assert_eq!(canary_weight(pod), 60.0, "{} holds 60%", pod.name);
+        assert_share_near(c, s + c, 0.6);
     }
 
     // Restarted on the same state directory: the same step, and every sidecar reconnects.
@@ -688,22 +699,11 @@ fn the_cluster_rides_out_a_controller_crash_a_scale_out_and_an_abort() {
             Duration::from_secs(15),
             || (controller_view(pod)["connected"] == true).then_some(()),
         );
-        assert_eq!(canary_weight(pod), 30.0);
+        assert_eq!(canary_weight(pod), 60.0, "{} still at 60%", pod.name);
     }
     let counts = load.stop();
     assert_eq!(counts.failed, 0, "no request failed: {counts:?}");
     assert!(counts.served > 450, "the client kept sending: {counts:?}");
-
-    // A decision after the restart reaches the sidecars and the Envoy.
-    command(&cluster, "promote");
-    let stable_refs: Vec<&Pod> = stable.iter().collect();
-    all_at(&stable_refs, 60.0);
-    envoy_applied(&gateway, &cluster, 60);
-    assert_share_near(
-        from_canary(&get_many(client.ns(), &via_envoy, "model", n)),
-        n,
-        0.6,
-    );
 
     // Scale-out: a new pod has the fleet's 60% before it listens, then joins the Service and
     // splits its very first requests at 60%.
