@@ -12,6 +12,7 @@ use augur_tests::cluster::{Cluster, Pod, GATEWAY};
 use augur_tests::netns::{
     curl, get_many, must, must_in, post_many, spawn_in, spawn_logged, Load, Running,
 };
+use augur_tests::prometheus::Prometheus;
 use augur_tests::{assert_share_near, metrics, wait_for};
 
 /// A pod's HTTP server on port 8501 whose `/who` answers the pod's name.
@@ -509,6 +510,26 @@ fn now_unix() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
+/// What the node's Prometheus holds now for `metric`: each scraped instance and its value.
+fn prometheus_values(cluster: &Cluster, metric: &str) -> Vec<(String, f64)> {
+    let url = format!("http://127.0.0.1:9090/api/v1/query?query={metric}");
+    let body = curl(cluster.node(), &url, None).unwrap_or_default();
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    answer["data"]["result"]
+        .as_array()
+        .map(|series| {
+            series
+                .iter()
+                .filter_map(|s| {
+                    let instance = s["metric"]["instance"].as_str()?.to_owned();
+                    let value = s["value"][1].as_str()?.parse().ok()?;
+                    Some((instance, value))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Waits until the Envoy in `pod` has applied the routes the controller publishes for
 /// `canary`% (the `version_info` of that state).
 fn envoy_applied(pod: &Pod, cluster: &Cluster, canary: u64) {
@@ -545,11 +566,13 @@ fn from_canary(answers: &[Option<String>]) -> usize {
 }
 
 /// The fleet through what happens to it in production, in the same cluster as
-/// [`the_cluster_follows_one_controller`] plus a gateway pod running a stock Envoy 1.40:
+/// [`the_cluster_follows_one_controller`] plus a Prometheus on the node scraping every stable
+/// sidecar each second and a gateway pod running a stock Envoy 1.40:
 /// - the controller is killed with SIGKILL at the 60% step while a client pod sends requests
 ///   through the model Service: every sidecar holds 60% (its gauge, and its split of the
-///   traffic while the controller is away, 4σ), no request fails, and the controller restarted
-///   on its state directory resumes the same step, the sidecars reconnecting to it;
+///   traffic while the controller is away, 4σ) and Prometheus shows each one disconnected and
+///   stale; no request fails; the controller restarted on its state directory resumes the same
+///   step, and the sidecars reconnect to it;
 /// - a pod added to the Service mid-rollout (a scale-out) has the fleet's weight before it
 ///   serves, and splits its very first requests at it (4σ);
 /// - `augur rollout abort`, sent to the controller, brings every sidecar to 0% within 2 s of
@@ -592,6 +615,16 @@ fn the_cluster_rides_out_a_controller_crash_a_scale_out_and_an_abort() {
     for pod in &stable {
         assert_eq!(canary_weight(pod), 30.0, "{} starts at 30%", pod.name);
     }
+    // The fleet's Prometheus, on the node, scraping every stable sidecar each second.
+    let targets: Vec<_> = stable
+        .iter()
+        .map(|p| SocketAddr::from((p.ip, 15090)))
+        .collect();
+    let _prometheus = Prometheus::start_in(
+        Some(cluster.node()),
+        "127.0.0.1:9090".parse().expect("address"),
+        &targets,
+    );
 
     // A stock Envoy in the gateway pod, its routes from the controller over RDS, its clusters
     // (named as the controller names them) the two Services. It marks what it forwards as
@@ -670,6 +703,21 @@ fn the_cluster_rides_out_a_controller_crash_a_scale_out_and_an_abort() {
             || (controller_view(pod)["connected"] == false).then_some(()),
         );
     }
+    // Operators see the outage where they look: Prometheus scrapes every sidecar reporting
+    // that it lost the controller, and how stale its routing is.
+    wait_for(
+        "Prometheus to show every sidecar cut off from the controller",
+        Duration::from_secs(20),
+        || {
+            let connected = prometheus_values(&cluster, "augur_controller_connected");
+            let stale = prometheus_values(&cluster, "augur_controller_staleness_seconds");
+            (connected.len() == stable.len()
+                && connected.iter().all(|(_, v)| *v == 0.0)
+                && stale.len() == stable.len()
+                && stale.iter().all(|(_, v)| *v > 0.0))
+            .then_some(())
+        },
+    );
     // Fail static: each sidecar's weight holds, and so does its split of what it serves while
     // the controller is away.
     let during: Vec<_> = stable.iter().map(arm_counts).collect();
