@@ -210,10 +210,9 @@ static_resources:
             cport = controller.port(),
         );
         for (name, port) in clusters {
-            config.push_str(&format!(
-                "  - name: \"{name}\"\n    connect_timeout: 1s\n    type: STATIC\n    load_assignment:\n      \
-                 cluster_name: \"{name}\"\n      endpoints: [{{lb_endpoints: [{{endpoint: {{address: \
-                 {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}}}]}}]\n"
+            config.push_str(&static_cluster(
+                name,
+                std::net::SocketAddr::from(([127, 0, 0, 1], *port)),
             ));
         }
         let path = dir.join(format!("envoy-rds-{admin}.yaml"));
@@ -349,13 +348,7 @@ static_resources:
             cport = controller.port(),
         );
         for (name, addr) in clusters {
-            config.push_str(&format!(
-                "  - name: \"{name}\"\n    connect_timeout: 1s\n    type: STATIC\n    load_assignment:\n      \
-                 cluster_name: \"{name}\"\n      endpoints: [{{lb_endpoints: [{{endpoint: {{address: \
-                 {{socket_address: {{address: {}, port_value: {}}}}}}}}}]}}]\n",
-                addr.ip(),
-                addr.port()
-            ));
+            config.push_str(&static_cluster(name, *addr));
         }
         let path = dir.join(format!("envoy-{ns}.yaml"));
         std::fs::write(&path, config).expect("write envoy.yaml");
@@ -386,4 +379,15 @@ static_resources:
         });
         envoy
     }
+}
+
+/// One STATIC cluster of an Envoy bootstrap's `clusters:` list, with a single endpoint.
+fn static_cluster(name: &str, addr: std::net::SocketAddr) -> String {
+    format!(
+        "  - name: \"{name}\"\n    connect_timeout: 1s\n    type: STATIC\n    load_assignment:\n      \
+         cluster_name: \"{name}\"\n      endpoints: [{{lb_endpoints: [{{endpoint: {{address: \
+         {{socket_address: {{address: {}, port_value: {}}}}}}}}}]}}]\n",
+        addr.ip(),
+        addr.port()
+    )
 }

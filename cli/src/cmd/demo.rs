@@ -393,16 +393,10 @@ fn run_in(
             std::thread::sleep(Duration::from_millis(100));
             weights = fleet::weights(&sidecars);
         }
-        let each: Vec<String> = weights
-            .iter()
-            .map(|(name, w)| {
-                format!(
-                    "{name} {}",
-                    w.map_or("?".to_owned(), |w| format!("{w:.0}%"))
-                )
-            })
-            .collect();
-        println!("\nSidecars (canary weight applied): {}", each.join(", "));
+        println!(
+            "\nSidecars (canary weight applied): {}",
+            view::sidecar_weights(&weights).join(", ")
+        );
     }
     let ok = ending.expected(args.scenario);
     println!(

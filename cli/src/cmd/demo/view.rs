@@ -180,6 +180,17 @@ fn arm_row(f: &Frame<'_>, arm: Arm, version: &str) -> String {
     )
 }
 
+/// Each sidecar's name and the canary weight it applies (`?` when it did not answer).
+pub(super) fn sidecar_weights(sidecars: &[(String, Option<f64>)]) -> Vec<String> {
+    sidecars
+        .iter()
+        .map(|(name, w)| match w {
+            Some(w) => format!("{name} {w:.0}%"),
+            None => format!("{name} ?"),
+        })
+        .collect()
+}
+
 /// A decision as a line: when it was taken relative to `started_unix`, the transition and why.
 pub(super) fn decision_line(d: &Decision, started_unix: f64) -> String {
     format!(
@@ -261,14 +272,7 @@ pub(super) fn render(f: &Frame<'_>) -> String {
         weight(r, Arm::Canary)
     );
     if !f.sidecars.is_empty() {
-        let each: Vec<String> = f
-            .sidecars
-            .iter()
-            .map(|(name, w)| match w {
-                Some(w) => format!("{name} {w:.0}%"),
-                None => format!("{name} ?"),
-            })
-            .collect();
+        let each = sidecar_weights(f.sidecars);
         let _ = writeln!(
             out,
             " sidecars (canary weight applied): {}",
@@ -333,17 +337,7 @@ pub(super) fn progress_line(f: &Frame<'_>) -> String {
     let sidecars = if f.sidecars.is_empty() {
         String::new()
     } else {
-        let each: Vec<String> = f
-            .sidecars
-            .iter()
-            .map(|(name, w)| {
-                format!(
-                    "{name} {}",
-                    w.map_or("?".to_owned(), |w| format!("{w:.0}%"))
-                )
-            })
-            .collect();
-        format!(" | sidecars {}", each.join(" "))
+        format!(" | sidecars {}", sidecar_weights(f.sidecars).join(" "))
     };
     format!(
         "[{}] {} step {step}/{steps} | sent {} failed {} labels {} | {} | {}{sidecars}{gate}",
