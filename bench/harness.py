@@ -594,6 +594,14 @@ class Bench:
         t.extra["prometheus"] = base + 2
         return t
 
+    def augur_rollout(self, name, port, base):
+        """augur alone running the same rollout as augur-follower (held at 80/20): the baseline
+        that isolates what following the controller costs per request."""
+        policy = augur_policy(self.work, "rollout-alone", rollout=True)
+        t = self.augur(name, port, policy, base)
+        t.name = "augur-rollout"
+        return t
+
     def augur_follower(self, name, port, base):
         """augur following `augur controller` (both counted: the fleet's cost per request),
         with the rollout's 80/20 split pushed by the controller."""
@@ -718,6 +726,7 @@ class Bench:
               self.envoy("h1", 19102, 19120), self.haproxy("h1", 19103)]
         ts[2:2] = self.variants("h1", 19104, self.policy_plain)
         ts.insert(2, self.augur_follower("h1-follower", 19105, 19130))
+        ts.insert(2, self.augur_rollout("h1-rollout", 19106, 19140))
         self.ready(ts)
         tests = [("saturation", lambda t, s: wrk(t.port, s))]
         for rate in self.args.rates:

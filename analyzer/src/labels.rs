@@ -9,7 +9,10 @@
 //! (Seldon MPM's caveat, `reference/canary-analysis.md` §5), so the proxy can surface it.
 //!
 //! The same structure joins the shadow model's answer to the serving arm's prediction of the
-//! same request (the shadow's label plays the truth), for the agreement metric.
+//! same request (the shadow's label plays the truth), for the agreement metric. The shadow may
+//! answer before the serving arm does (it scores the request's body while the upstream is still
+//! working), so [`LabelJoin::answer`] holds an early answer, under the same TTL and capacity,
+//! until [`LabelJoin::record_prediction_or_join`] brings its prediction.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -63,6 +66,12 @@ pub struct LabelJoin {
     pending: BTreeMap<String, PendingPrediction>,
     order: VecDeque<(f64, String)>,
     counts: JoinCounts,
+    /// Answers that arrived before their prediction (shadow joins only): id → (when, label).
+    #[serde(default)]
+    early: BTreeMap<String, (f64, String)>,
+    /// Their arrival order, oldest first.
+    #[serde(default)]
+    early_order: VecDeque<(f64, String)>,
 }
 
 impl LabelJoin {
@@ -78,7 +87,58 @@ impl LabelJoin {
             pending: BTreeMap::new(),
             order: VecDeque::new(),
             counts: JoinCounts::default(),
+            early: BTreeMap::new(),
+            early_order: VecDeque::new(),
         }
+    }
+
+    /// Joins an answer (the shadow's) to the held prediction of `request_id`; when the
+    /// prediction has not arrived yet, holds the answer for it instead (see
+    /// [`LabelJoin::record_prediction_or_join`]), at most `capacity` answers for `ttl_s` each.
+    pub fn answer(&mut self, request_id: &str, answer: &str, now: f64) -> Option<JoinedLabel> {
+        if self.holds(request_id) {
+            return self.join(request_id, answer, now);
+        }
+        self.expire(now);
+        while self.early.len() >= self.capacity {
+            let Some((t, id)) = self.early_order.pop_front() else {
+                break;
+            };
+            if self.early.get(&id).is_some_and(|(held, _)| *held == t) {
+                self.early.remove(&id);
+            }
+        }
+        self.early
+            .insert(request_id.to_owned(), (now, answer.to_owned()));
+        self.early_order.push_back((now, request_id.to_owned()));
+        None
+    }
+
+    /// Records the prediction of `sample` as [`LabelJoin::record_prediction`] does, unless an
+    /// answer for it arrived first ([`LabelJoin::answer`]): then the two are joined and returned.
+    pub fn record_prediction_or_join(&mut self, sample: &Sample, now: f64) -> Option<JoinedLabel> {
+        self.expire(now);
+        let early = sample
+            .request_id
+            .as_ref()
+            .filter(|_| sample.label.is_some() || sample.score.is_some())
+            .and_then(|id| Some((id, self.early.remove(id)?)));
+        let Some((id, (_, answer))) = early else {
+            self.record_prediction(sample, now);
+            return None;
+        };
+        self.counts.predictions += 1;
+        self.counts.joined += 1;
+        Some(JoinedLabel {
+            request_id: id.clone(),
+            prediction: PendingPrediction {
+                arm: sample.arm,
+                label: sample.label.clone(),
+                score: sample.score,
+                t: now,
+            },
+            truth: answer,
+        })
     }
 
     /// Holds the prediction of `sample` (needs a request id and a label or score); returns
@@ -158,8 +218,18 @@ impl LabelJoin {
         }
     }
 
-    /// Drops predictions older than the TTL at `now`, counting them as expired.
+    /// Drops predictions older than the TTL at `now`, counting them as expired, and early
+    /// answers as old (uncounted: no prediction came for them).
     pub fn expire(&mut self, now: f64) {
+        while let Some((t, id)) = self.early_order.front() {
+            if *t + self.ttl_s > now {
+                break;
+            }
+            if self.early.get(id).is_some_and(|(held, _)| held == t) {
+                self.early.remove(id);
+            }
+            self.early_order.pop_front();
+        }
         while let Some((t, _)) = self.order.front() {
             if *t + self.ttl_s > now {
                 break;
@@ -233,6 +303,43 @@ mod tests {
         let mut no_id = prediction("x", "NORMAL");
         no_id.request_id = None;
         assert!(!j.record_prediction(&no_id, 12.0));
+    }
+
+    /// A shadow answer that comes before the serving arm's prediction is joined when the
+    /// prediction arrives; early answers are bounded by the TTL and the capacity.
+    #[test]
+    fn an_answer_may_come_before_its_prediction() {
+        let mut j = LabelJoin::new(10.0, 2);
+        assert!(j.answer("a", "NORMAL", 0.0).is_none());
+        let joined = j
+            .record_prediction_or_join(&prediction("a", "PNEUMONIA"), 1.0)
+            .expect("joined with the early answer");
+        assert_eq!(
+            (joined.prediction.label.as_deref(), joined.truth.as_str()),
+            (Some("PNEUMONIA"), "NORMAL")
+        );
+        // The usual order still joins.
+        assert!(j
+            .record_prediction_or_join(&prediction("b", "NORMAL"), 2.0)
+            .is_none());
+        assert!(j.answer("b", "NORMAL", 3.0).is_some());
+        let c = j.counts();
+        assert_eq!((c.predictions, c.joined), (2, 2));
+        // An early answer expires with the TTL, and the oldest goes beyond the capacity.
+        j.answer("old", "NORMAL", 4.0);
+        assert!(j
+            .record_prediction_or_join(&prediction("old", "NORMAL"), 15.0)
+            .is_none());
+        for id in ["x", "y", "z"] {
+            j.answer(id, "NORMAL", 16.0);
+        }
+        assert!(j.early.len() <= 2, "{:?}", j.early);
+        assert!(j
+            .record_prediction_or_join(&prediction("x", "NORMAL"), 17.0)
+            .is_none());
+        assert!(j
+            .record_prediction_or_join(&prediction("z", "NORMAL"), 17.0)
+            .is_some());
     }
 
     #[test]

@@ -159,7 +159,8 @@ pub struct ScoreModel {
 /// `augur rollout ...`
 #[derive(Debug, Subcommand)]
 pub enum RolloutCommand {
-    /// Steps, weights and verdicts of each rollout.
+    /// Steps, weights and verdicts of each rollout, and each arm's agreement with the shadow
+    /// model; a shadow-only policy is listed as Shadowing (no steps, no weights).
     Status {
         /// Only this rollout (`name` or `namespace/name`).
         name: Option<String>,

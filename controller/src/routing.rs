@@ -59,11 +59,13 @@ pub fn routing(set: &PolicySet, summaries: &[RolloutSummary]) -> Vec<RolloutRout
                 .canary_policies
                 .iter()
                 .find(|p| policy_key(p) == s.policy)?;
+            // A shadow-only policy has no canary and no weights to publish.
+            let canary = policy.canary.as_ref()?;
             Some(RolloutRouting {
                 policy: s.policy.clone(),
                 policy_hash: augur_policies::fingerprint::rollout_fingerprint(set, policy),
                 stable: destination(&policy.stable),
-                canary: destination(&policy.canary),
+                canary: destination(canary),
                 stable_weight: s.weights.stable,
                 canary_weight: s.weights.canary,
                 phase: s.phase.clone(),

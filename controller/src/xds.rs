@@ -153,7 +153,11 @@ fn action(
         .iter()
         .map(|d| {
             let weight = match (policy, routing) {
-                (Some(p), Some(r)) if same(&d.destination, &p.canary, ns) => {
+                (Some(p), Some(r))
+                    if p.canary
+                        .as_ref()
+                        .is_some_and(|c| same(&d.destination, c, ns)) =>
+                {
                     u32::from(r.canary_weight)
                 }
                 (Some(_), Some(r)) => u32::from(r.stable_weight),

@@ -9,6 +9,7 @@
 //! | `augur_shadow_inferences_total` | counter | `outcome` = [`Outcome::as_str`] |
 //! | `augur_shadow_latency_seconds` | histogram | — (enqueue → result, successful scores) |
 //! | `augur_shadow_queue_depth` | gauge | — |
+//! | `augur_shadow_submitted_total` | counter | — (images handed to the pool; each ends as one outcome) |
 //! | `augur_shadow_batches_total` | counter | — |
 //! | `augur_shadow_batch_images_total` | counter | — |
 
@@ -58,6 +59,7 @@ impl Outcome {
 #[derive(Debug, Default)]
 pub struct ShadowMetrics {
     outcomes: [AtomicU64; 4],
+    submitted: AtomicU64,
     queue_depth: AtomicI64,
     batches: AtomicU64,
     batch_images: AtomicU64,
@@ -73,6 +75,9 @@ pub struct MetricsSnapshot {
     pub outcomes: [u64; 4],
     /// Jobs waiting in the queue.
     pub queue_depth: u64,
+    /// Images handed to the pool; each ends as exactly one outcome, so `submitted` minus the
+    /// outcomes' sum is what is queued or being scored.
+    pub submitted: u64,
     /// `session.run` calls.
     pub batches: u64,
     /// Images in those calls (`batch_images / batches` is the mean batch size).
@@ -111,6 +116,11 @@ impl ShadowMetrics {
             .fetch_add(images as u64, Ordering::Relaxed);
     }
 
+    /// Counts one image handed to the pool (queued, or dropped on a full queue).
+    pub(crate) fn submitted(&self) {
+        self.submitted.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn queue_add(&self, delta: i64) {
         self.queue_depth.fetch_add(delta, Ordering::Relaxed);
     }
@@ -130,6 +140,7 @@ impl ShadowMetrics {
         MetricsSnapshot {
             outcomes: std::array::from_fn(|i| self.outcomes[i].load(Ordering::Relaxed)),
             queue_depth: self.queue_depth.load(Ordering::Relaxed).max(0) as u64,
+            submitted: self.submitted.load(Ordering::Relaxed),
             batches: self.batches.load(Ordering::Relaxed),
             batch_images: self.batch_images.load(Ordering::Relaxed),
             latency_buckets,
@@ -185,11 +196,13 @@ impl MetricsSnapshot {
             out,
             "# HELP augur_shadow_queue_depth Images waiting for a shadow worker.\n\
              # TYPE augur_shadow_queue_depth gauge\naugur_shadow_queue_depth {}\n\
+             # HELP augur_shadow_submitted_total Images handed to the shadow model; each ends as one augur_shadow_inferences_total outcome.\n\
+             # TYPE augur_shadow_submitted_total counter\naugur_shadow_submitted_total {}\n\
              # HELP augur_shadow_batches_total Inference calls (micro-batches).\n\
              # TYPE augur_shadow_batches_total counter\naugur_shadow_batches_total {}\n\
              # HELP augur_shadow_batch_images_total Images in those inference calls.\n\
              # TYPE augur_shadow_batch_images_total counter\naugur_shadow_batch_images_total {}",
-            self.queue_depth, self.batches, self.batch_images
+            self.queue_depth, self.submitted, self.batches, self.batch_images
         );
     }
 }
@@ -206,7 +219,10 @@ mod tests {
         m.observe_latency(Duration::from_secs(10));
         m.record(Outcome::Success);
         m.record(Outcome::Dropped);
+        m.submitted();
+        m.submitted();
         let s = m.snapshot();
+        assert_eq!(s.submitted, 2);
         assert_eq!(s.latency_buckets[0], 1);
         assert_eq!(s.latency_buckets[5], 2);
         assert_eq!(s.latency_buckets[11], 2);
@@ -214,6 +230,7 @@ mod tests {
         let mut text = String::new();
         s.render_prometheus(&mut text);
         assert!(text.contains("augur_shadow_inferences_total{outcome=\"dropped\"} 1"));
+        assert!(text.contains("augur_shadow_submitted_total 2"));
         assert!(text.contains("augur_shadow_latency_seconds_bucket{le=\"+Inf\"} 3"));
     }
 }

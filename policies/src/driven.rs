@@ -41,8 +41,12 @@ fn weight_of(route: &HttpRoute, vs: &VirtualService, r: &DestinationRef, ns: &st
         .sum()
 }
 
-/// Every route `policy` drives that exists in `set`.
+/// Every route `policy` drives that exists in `set` (none for a shadow-only policy, which
+/// changes no weight).
 pub fn routes_of(set: &PolicySet, policy: &CanaryPolicy) -> Vec<DrivenRoute> {
+    let Some(canary) = &policy.canary else {
+        return Vec::new();
+    };
     let ns = &policy.metadata.namespace;
     let vs_name = &policy.traffic_routing.virtual_service;
     let Some(vs_index) = set
@@ -69,7 +73,7 @@ pub fn routes_of(set: &PolicySet, policy: &CanaryPolicy) -> Vec<DrivenRoute> {
                     vs_index,
                     route_index,
                     stable_weight: weight_of(r, vs, &policy.stable, ns),
-                    canary_weight: weight_of(r, vs, &policy.canary, ns),
+                    canary_weight: weight_of(r, vs, canary, ns),
                 })
         })
         .collect()

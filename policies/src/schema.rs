@@ -13,7 +13,7 @@ pub fn canary_policy_schema() -> serde_json::Value {
     schema.insert("title".into(), "CanaryPolicy (augur.dev/v1alpha1)".into());
     schema.insert(
         "description".into(),
-        "augur CanaryPolicy: drives the weights of VirtualService routes between a stable and a canary model, with analysis and rollback triggers.".into(),
+        "augur CanaryPolicy: drives the weights of VirtualService routes between a stable and a canary model, with analysis and rollback triggers; or, shadow-only (shadow without canary and steps), scores a share of stable's requests in a shadow model and changes no weight.".into(),
     );
     schema.to_value()
 }

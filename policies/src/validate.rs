@@ -279,7 +279,9 @@ fn canary(set: &PolicySet, i: usize, cx: &mut Ctx<'_>) {
             );
             continue;
         };
-        for (which, d) in [("stable", &cp.stable), ("canary", &cp.canary)] {
+        let sides = std::iter::once(("stable", &cp.stable))
+            .chain(cp.canary.as_ref().map(|c| ("canary", c)));
+        for (which, d) in sides {
             if d.host.is_empty() {
                 continue;
             }

@@ -224,11 +224,13 @@ impl Evidence {
                         .observe(score.clamp(0.0, 1.0));
                 }
                 joins.truth.record_prediction(s, now);
-                joins.shadow.record_prediction(s, now);
+                if let Some(joined) = joins.shadow.record_prediction_or_join(s, now) {
+                    self.agreement(policy, &joined);
+                }
             }
             Arm::Shadow => {
                 if let (Some(id), Some(label)) = (&s.request_id, &s.label) {
-                    if let Some(joined) = joins.shadow.join(id, label, now) {
+                    if let Some(joined) = joins.shadow.answer(id, label, now) {
                         self.agreement(policy, &joined);
                     }
                 }

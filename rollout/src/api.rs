@@ -168,7 +168,7 @@ fn command(rollouts: &Rollouts, rest: &str, body: &[u8]) -> ApiReply {
         Err(e @ RolloutError::Unknown(_)) => {
             ApiReply::text(StatusCode::NOT_FOUND, format!("{e}\n"))
         }
-        Err(e @ RolloutError::NotAllowed(_)) => {
+        Err(e @ (RolloutError::NotAllowed(_) | RolloutError::ShadowOnly(..))) => {
             ApiReply::text(StatusCode::CONFLICT, format!("{e}\n"))
         }
     }

@@ -7,17 +7,19 @@
 //! most [`MAX_PENDING`] predictions waiting for their shadow answer.
 
 use std::borrow::Cow;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use augur_analyzer::rollout::{Rollout, Weights};
 use augur_analyzer::window::{ArmWindow, Windows};
 use augur_model::{Arm, Sample};
 use serde::{Deserialize, Serialize};
 
+use crate::agreement::AgreementJoin;
+
 /// Points kept per rollout (at one per analysis interval, capped at 10 s, two hours or more).
 pub const MAX_POINTS: usize = 720;
 /// Predictions (or shadow answers) waiting for their other half, at most.
-pub const MAX_PENDING: usize = 16_384;
+pub const MAX_PENDING: usize = crate::agreement::MAX_PENDING;
 /// The longest time between points, seconds.
 const MAX_PERIOD_S: f64 = 10.0;
 
@@ -74,15 +76,6 @@ pub struct Point {
     pub metrics: Vec<MetricPoint>,
 }
 
-/// A prediction or shadow answer waiting for the other.
-#[derive(Clone, Debug)]
-enum Pending {
-    /// A stable or canary prediction.
-    Primary(Arm, String),
-    /// The shadow model's (or mirror's) answer.
-    Shadow(String),
-}
-
 /// The history of one rollout.
 #[derive(Debug)]
 pub struct History {
@@ -90,11 +83,8 @@ pub struct History {
     next_point: Option<f64>,
     period: Windows,
     points: VecDeque<Point>,
-    pending: HashMap<String, Pending>,
-    order: VecDeque<String>,
-    /// Compared and agreed predictions, stable then canary.
-    compared: [u64; 2],
-    agreed: [u64; 2],
+    /// Predictions joined with the shadow's answers since the history started.
+    agreement: AgreementJoin,
 }
 
 impl History {
@@ -111,10 +101,7 @@ impl History {
             next_point: None,
             period: Windows::new(),
             points: VecDeque::new(),
-            pending: HashMap::new(),
-            order: VecDeque::new(),
-            compared: [0, 0],
-            agreed: [0, 0],
+            agreement: AgreementJoin::new(),
         }
     }
 
@@ -124,30 +111,7 @@ impl History {
         if matches!(sample.arm, Arm::Stable | Arm::Canary) {
             self.period.record(sample);
         }
-        let (Some(id), Some(label)) = (&sample.request_id, &sample.label) else {
-            return;
-        };
-        let mine = match sample.arm {
-            Arm::Stable | Arm::Canary => Pending::Primary(sample.arm, label.clone()),
-            Arm::Shadow | Arm::Mirror => Pending::Shadow(label.clone()),
-        };
-        match (self.pending.remove(id), mine) {
-            (Some(Pending::Primary(arm, served)), Pending::Shadow(shadow))
-            | (Some(Pending::Shadow(shadow)), Pending::Primary(arm, served)) => {
-                let i = usize::from(arm == Arm::Canary);
-                self.compared[i] += 1;
-                self.agreed[i] += u64::from(served == shadow);
-            }
-            (_, mine) => {
-                self.pending.insert(id.clone(), mine);
-                self.order.push_back(id.clone());
-                while self.order.len() > MAX_PENDING {
-                    if let Some(old) = self.order.pop_front() {
-                        self.pending.remove(&old);
-                    }
-                }
-            }
-        }
+        self.agreement.observe(sample);
     }
 
     /// Takes a point when the period is over, or at once when `changed` (a transition).
@@ -185,7 +149,7 @@ impl History {
 
     fn arm_point(&self, arm: Arm) -> ArmPoint {
         let w: &ArmWindow = self.period.arm(arm);
-        let i = usize::from(arm == Arm::Canary);
+        let (compared, agreed) = self.agreement.counts(arm);
         ArmPoint {
             requests: w.requests,
             errors: w.errors,
@@ -193,9 +157,8 @@ impl History {
             p50_ms: w.latency.quantile(0.5),
             p95_ms: w.latency.quantile(0.95),
             p99_ms: w.latency.quantile(0.99),
-            shadow_agreement: (self.compared[i] > 0)
-                .then(|| self.agreed[i] as f64 / self.compared[i] as f64),
-            shadow_compared: self.compared[i],
+            shadow_agreement: (compared > 0).then(|| agreed as f64 / compared as f64),
+            shadow_compared: compared,
         }
     }
 
@@ -289,7 +252,7 @@ mod tests {
         for i in 0..(MAX_PENDING + 10) {
             h.observe(&sample(Arm::Stable, &i.to_string(), "NORMAL", 200, 5.0));
         }
-        assert!(h.pending.len() <= MAX_PENDING && h.order.len() <= MAX_PENDING);
+        assert!(h.agreement.pending() <= MAX_PENDING);
         for i in 0..(MAX_POINTS + 5) {
             h.tick(i as f64 * 2.0, &r, false);
         }

@@ -15,6 +15,7 @@
 //! second once, in the same order as `augur analyze` replaying the recording does
 //! ([`recording`], [`augur_analyzer::replay`]).
 
+pub mod agreement;
 pub mod api;
 pub mod driver;
 pub mod history;
@@ -25,6 +26,7 @@ pub mod recording;
 pub mod release;
 mod rollouts;
 pub mod sample;
+pub mod shadowing;
 pub mod sink;
 pub mod spec;
 pub mod status;

@@ -33,11 +33,10 @@ pub fn release_key(set: &PolicySet, policy: &CanaryPolicy) -> String {
             None => format!("{} {{}}", d.host),
         }
     };
-    format!(
-        "stable {} → canary {}",
-        side(&policy.stable),
-        side(&policy.canary)
-    )
+    match &policy.canary {
+        Some(canary) => format!("stable {} → canary {}", side(&policy.stable), side(canary)),
+        None => format!("stable {} (shadow-only)", side(&policy.stable)),
+    }
 }
 
 /// Before a reloaded policy set serves: every CanaryPolicy whose release changed sends all its

@@ -8,6 +8,7 @@ use augur_analyzer::rollout::{Command, Decision, Rollout, RolloutState, Weights}
 use augur_analyzer::verdict::Outcome;
 use augur_policies::{policy_key, PolicySet};
 
+use crate::agreement::Agreement;
 use crate::history;
 use crate::metrics::RolloutMetrics;
 use crate::persist::{ArchivedRollout, AuditRecord, SavedRollout, StateDir};
@@ -15,9 +16,13 @@ use crate::prometheus::{self, PrometheusSource, Reading, Window};
 use crate::recording::Recorder;
 use crate::release::release_key;
 use crate::sample::RoutedSample;
+use crate::shadowing::Shadowing;
 use crate::sink::WeightSink;
 use crate::spec::{self, RolloutSpec};
-use crate::status::{RolloutHistory, RolloutList, RolloutStatus, SourceStatus};
+use crate::status::{
+    ArmAgreement, PolicyState, RolloutHistory, RolloutList, RolloutStatus, ShadowStatus,
+    SourceStatus,
+};
 
 /// Decisions kept in memory per rollout for `GET /rollouts`.
 const RECENT_DECISIONS: usize = 20;
@@ -31,6 +36,9 @@ pub enum RolloutError {
     /// The state machine does not allow the command now.
     #[error(transparent)]
     NotAllowed(#[from] augur_analyzer::rollout::CommandError),
+    /// The policy is shadow-only: it has no canary, steps or weights to command.
+    #[error("{0} is shadow-only: it scores requests in the shadow model and has no canary, steps or weights to {1}; add canary and steps to the policy to roll the model out")]
+    ShadowOnly(String, Command),
 }
 
 struct Managed {
@@ -51,6 +59,16 @@ struct Managed {
     /// The split the driven route's file writes (percent): the live weights while the rollout
     /// waits for `augur rollout start`.
     file_weights: Option<Weights>,
+    /// The policy's shadow model (path, percent of requests), if it has one.
+    shadow: Option<(String, f64)>,
+}
+
+/// A policy's shadow model: its path and percent of requests.
+fn shadow_of(policy: &augur_policies::CanaryPolicy) -> Option<(String, f64)> {
+    policy
+        .shadow
+        .as_ref()
+        .map(|s| (s.model.clone(), s.mirror_percentage.value()))
 }
 
 /// One rollout's routing, for publishing.
@@ -128,6 +146,9 @@ pub struct DueFetch {
 /// The rollouts of the serving policy set.
 pub struct Rollouts {
     inner: Mutex<BTreeMap<String, Managed>>,
+    /// Shadow-only policies: no rollout, only stable's agreement with the shadow. Never locked
+    /// while `inner` is.
+    shadowing: Mutex<BTreeMap<String, Shadowing>>,
     weights: Arc<dyn WeightSink>,
     state: Option<StateDir>,
     metrics: RolloutMetrics,
@@ -143,6 +164,7 @@ impl Rollouts {
     ) -> Self {
         Self {
             inner: Mutex::new(BTreeMap::new()),
+            shadowing: Mutex::new(BTreeMap::new()),
             weights,
             state,
             metrics,
@@ -169,14 +191,45 @@ impl Rollouts {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn lock_shadowing(&self) -> MutexGuard<'_, BTreeMap<String, Shadowing>> {
+        self.shadowing.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keeps one [`Shadowing`] per shadow-only policy of `set`: new ones start counting, kept
+    /// ones take the reloaded settings and keep their agreement, others are dropped.
+    fn sync_shadowing(&self, set: &PolicySet, policy_hash: &str, now: f64) {
+        let mut map = self.lock_shadowing();
+        let only: Vec<&augur_policies::CanaryPolicy> = set
+            .canary_policies
+            .iter()
+            .filter(|p| p.is_shadow_only())
+            .collect();
+        map.retain(|k, _| only.iter().any(|p| policy_key(p) == *k));
+        for policy in only {
+            let key = policy_key(policy);
+            match map.get_mut(&key) {
+                Some(s) => s.update(policy, policy_hash),
+                None => {
+                    tracing::info!(policy = %key, "shadow-only policy: scoring in the shadow, no rollout");
+                    let release = release_key(set, policy);
+                    map.insert(key, Shadowing::new(policy, policy_hash, release, now));
+                }
+            }
+        }
+    }
+
     /// Starts a rollout for each new CanaryPolicy (resuming a saved one of the same release at the
     /// same step and weight) and stops those whose policy is gone. A running rollout keeps the
     /// spec it started with; `retry` after it ends picks up the current policy. When a policy's
     /// (stable, canary) pair changes, its rollout is archived and a new one starts at step 1;
     /// state saved for another pair is archived, never applied.
+    ///
+    /// Shadow-only policies get no rollout: only their agreement is kept ([`Shadowing`]).
     pub fn sync(&self, set: &PolicySet, policy_hash: &str, now: f64) {
+        self.sync_shadowing(set, policy_hash, now);
         let mut map = self.lock();
-        let keys: Vec<String> = set.canary_policies.iter().map(policy_key).collect();
+        let rolled = || set.canary_policies.iter().filter(|p| !p.is_shadow_only());
+        let keys: Vec<String> = rolled().map(policy_key).collect();
         map.retain(|k, _| {
             let keep = keys.contains(k);
             if !keep {
@@ -185,7 +238,7 @@ impl Rollouts {
             }
             keep
         });
-        for policy in &set.canary_policies {
+        for policy in rolled() {
             let key = policy_key(policy);
             let release = release_key(set, policy);
             let current = spec::from_policy(policy);
@@ -194,6 +247,7 @@ impl Rollouts {
             if let Some(m) = map.get_mut(&key) {
                 m.current = current.clone();
                 m.file_weights = file_weights;
+                m.shadow = shadow_of(policy);
                 if m.release == release {
                     // The source may have changed (address, lag, matchers): read on from where
                     // the evidence stands.
@@ -267,6 +321,7 @@ impl Rollouts {
                 source: None,
                 history,
                 file_weights,
+                shadow: shadow_of(policy),
             };
             let decisions = managed.tick(now);
             // Evidence is read from the rollout's clock on (a resumed rollout re-reads what
@@ -334,9 +389,16 @@ impl Rollouts {
             return;
         };
         let mut map = self.lock();
-        let Some(m) = map.get_mut(policy).filter(|m| m.source.is_none()) else {
+        let Some(m) = map.get_mut(policy) else {
+            drop(map);
+            if let Some(shadow) = self.lock_shadowing().get_mut(policy) {
+                shadow.observe(&s.sample);
+            }
             return;
         };
+        if m.source.is_some() {
+            return;
+        }
         let decisions = m.tick(s.sample.t);
         if !decisions.is_empty() {
             self.applied(policy, m, &decisions, "analyzer");
@@ -541,7 +603,13 @@ impl Rollouts {
         now: f64,
     ) -> Result<Decision, RolloutError> {
         let mut map = self.lock();
-        let key = resolve(&map, policy).ok_or_else(|| RolloutError::Unknown(policy.to_owned()))?;
+        let Some(key) = resolve(&map, policy) else {
+            drop(map);
+            return Err(match resolve(&self.lock_shadowing(), policy) {
+                Some(key) => RolloutError::ShadowOnly(key, command),
+                None => RolloutError::Unknown(policy.to_owned()),
+            });
+        };
         let m = map
             .get_mut(&key)
             .ok_or_else(|| RolloutError::Unknown(policy.to_owned()))?;
@@ -566,9 +634,12 @@ impl Rollouts {
     }
 
     /// Every rollout's state, weights, verdicts and recent decisions, for `GET /rollouts`.
+    /// Shadow-only policies are listed among them with the phase `shadowing`; every entry
+    /// whose policy has a shadow model shows each arm's agreement with it (`shadow`), whatever
+    /// the canary's weight.
     pub fn status(&self) -> RolloutList {
         let map = self.lock();
-        let rollouts = map
+        let mut rollouts: Vec<RolloutStatus> = map
             .iter()
             .map(|(key, m)| {
                 let r = &m.rollout;
@@ -584,14 +655,14 @@ impl Rollouts {
                     policy_hash: m.policy_hash.clone(),
                     release: m.release.clone(),
                     archived_releases: m.archived,
-                    state: r.state().clone(),
+                    state: PolicyState::Rollout(r.state().clone()),
                     gate_deadline: r.gate_deadline(),
                     pause_deadline: r.pause_deadline(),
                     watch_deadline: r.watch_deadline(),
                     gates: r.gates().cloned().collect(),
                     step: r.state().step(),
                     steps: r.steps().to_vec(),
-                    weights: m.live_weights(),
+                    weights: Some(m.live_weights()),
                     verdicts: r.verdicts().to_vec(),
                     counters: r.counters().clone(),
                     label_rate: r.label_rate(),
@@ -609,9 +680,24 @@ impl Rollouts {
                             .or_else(|| s.source.as_ref().err().cloned()),
                     }),
                     decisions,
+                    shadow: m.shadow.as_ref().map(|(model, percentage)| {
+                        let e = r.evidence();
+                        ShadowStatus {
+                            model: model.clone(),
+                            percentage: *percentage,
+                            agreement: ArmAgreement {
+                                stable: Agreement::of(e.stable.compared, e.stable.agreed),
+                                canary: Some(Agreement::of(e.canary.compared, e.canary.agreed)),
+                            },
+                            since: None,
+                        }
+                    }),
                 }
             })
             .collect();
+        drop(map);
+        rollouts.extend(self.lock_shadowing().iter().map(|(key, s)| s.status(key)));
+        rollouts.sort_by(|a, b| a.name.cmp(&b.name));
         RolloutList { rollouts }
     }
 
@@ -635,13 +721,24 @@ impl Rollouts {
 
     /// One rollout's time series and its whole decision history (oldest first), for
     /// `GET /rollouts/{name}/history`; `None` when no rollout has that name.
+    /// A shadow-only policy has no points and no decisions.
     pub fn history(&self, policy: &str) -> Option<RolloutHistory> {
         let map = self.lock();
-        let key = resolve(&map, policy)?;
+        let Some(key) = resolve(&map, policy) else {
+            drop(map);
+            let shadowing = self.lock_shadowing();
+            let key = resolve(&shadowing, policy)?;
+            return Some(RolloutHistory {
+                name: key,
+                period_s: None,
+                points: Vec::new(),
+                decisions: Vec::new(),
+            });
+        };
         let m = map.get(&key)?;
         Some(RolloutHistory {
             name: key,
-            period_s: m.history.period_s(),
+            period_s: Some(m.history.period_s()),
             points: m.history.points().cloned().collect(),
             decisions: m.rollout.history().cloned().collect(),
         })
@@ -762,7 +859,7 @@ fn file_weights(set: &PolicySet, policy: &augur_policies::CanaryPolicy) -> Optio
 }
 
 /// Finds a rollout by `namespace/name`, or by bare name when it is unique.
-fn resolve(map: &BTreeMap<String, Managed>, name: &str) -> Option<String> {
+fn resolve<T>(map: &BTreeMap<String, T>, name: &str) -> Option<String> {
     if map.contains_key(name) {
         return Some(name.to_owned());
     }

@@ -110,6 +110,8 @@ pub fn from_policy(policy: &p::CanaryPolicy) -> RolloutSpec {
             }
             steps
         }
+        // A shadow-only policy has no rollout; `Rollouts` keeps it apart ([`crate::shadowing`]).
+        p::Strategy::ShadowOnly => Vec::new(),
     };
     let triggers = policy.rollback_triggers.iter().map(trigger_spec).collect();
     RolloutSpec {

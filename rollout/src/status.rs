@@ -10,6 +10,7 @@ use augur_analyzer::spec::StepSpec;
 use augur_analyzer::verdict::Verdict;
 use serde::{Deserialize, Serialize};
 
+use crate::agreement::Agreement;
 use crate::history::Point;
 
 /// `GET /rollouts`: every rollout this process runs.
@@ -19,7 +20,8 @@ pub struct RolloutList {
     pub rollouts: Vec<RolloutStatus>,
 }
 
-/// One rollout's state, weights, evidence and recent decisions.
+/// One policy's rollout: its state, weights, evidence and recent decisions. A shadow-only
+/// policy is listed too, with the state `shadowing`, no steps and no weights of its own.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RolloutStatus {
     /// The CanaryPolicy, `namespace/name`.
@@ -31,7 +33,7 @@ pub struct RolloutStatus {
     /// Rollouts of earlier releases archived since this process started.
     pub archived_releases: u64,
     /// Where it is.
-    pub state: RolloutState,
+    pub state: PolicyState,
     /// When the current analysis gate stops waiting for evidence (Unix seconds).
     pub gate_deadline: Option<f64>,
     /// When the current timed pause ends (Unix seconds).
@@ -45,8 +47,8 @@ pub struct RolloutStatus {
     pub step: Option<usize>,
     /// The policy's steps.
     pub steps: Vec<StepSpec>,
-    /// The weights it applies now.
-    pub weights: Weights,
+    /// The weights it applies now; `None` for a shadow-only policy (the routes' own apply).
+    pub weights: Option<Weights>,
     /// The last look's verdicts.
     pub verdicts: Vec<Verdict>,
     /// Argo-style counters per metric.
@@ -57,6 +59,70 @@ pub struct RolloutStatus {
     pub source: Option<SourceStatus>,
     /// The most recent decisions, newest first.
     pub decisions: Vec<Decision>,
+    /// The shadow model and each arm's agreement with it, when the policy has one: shown
+    /// whatever the canary's weight.
+    #[serde(default)]
+    pub shadow: Option<ShadowStatus>,
+}
+
+/// What a policy is doing: a rollout's state, or scoring in the shadow only.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum PolicyState {
+    /// A rollout, in one of its states.
+    Rollout(RolloutState),
+    /// A shadow-only policy: `{"phase": "shadowing"}`.
+    ShadowOnly(ShadowOnly),
+}
+
+/// The one state of a shadow-only policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "phase", rename_all = "snake_case")]
+pub enum ShadowOnly {
+    /// Scores a share of the routes' requests in the shadow model; changes nothing else.
+    Shadowing,
+}
+
+impl PolicyState {
+    /// The phase as the JSON names it (`progressing`, ..., `shadowing`).
+    pub fn phase(&self) -> &'static str {
+        match self {
+            PolicyState::Rollout(state) => state.phase(),
+            PolicyState::ShadowOnly(ShadowOnly::Shadowing) => "shadowing",
+        }
+    }
+
+    /// The rollout's state; `None` for a shadow-only policy.
+    pub fn rollout(&self) -> Option<&RolloutState> {
+        match self {
+            PolicyState::Rollout(state) => Some(state),
+            PolicyState::ShadowOnly(_) => None,
+        }
+    }
+}
+
+/// A policy's shadow model and each arm's agreement with it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ShadowStatus {
+    /// The model file.
+    pub model: String,
+    /// Percent of the routes' requests it scores.
+    pub percentage: f64,
+    /// Each arm's agreement with it.
+    pub agreement: ArmAgreement,
+    /// For a shadow-only policy: when this process started counting (Unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<f64>,
+}
+
+/// Stable's and the canary's agreement with the shadow model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ArmAgreement {
+    /// Stable's predictions against the shadow's.
+    pub stable: Agreement,
+    /// The canary's; absent for a shadow-only policy, which has no canary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<Agreement>,
 }
 
 /// How far a Prometheus source has been read, and how it fails.
@@ -79,8 +145,8 @@ pub struct SourceStatus {
 pub struct RolloutHistory {
     /// The CanaryPolicy, `namespace/name`.
     pub name: String,
-    /// Seconds between points.
-    pub period_s: f64,
+    /// Seconds between points; `None` for a shadow-only policy, which keeps no series.
+    pub period_s: Option<f64>,
     /// The time series, oldest first.
     pub points: Vec<Point>,
     /// Every decision, oldest first.

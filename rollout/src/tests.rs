@@ -930,3 +930,127 @@ fn a_pending_rollout_starts_when_its_policy_says_immediately() {
     r.sync(&now.set, &now.hash, 1100.0);
     assert_eq!(status(&r)["state"]["step"], 1);
 }
+
+const SHADOW_EXAMPLE: &str = include_str!("../../policies/examples/shadow-scoring.yaml");
+const SHADOW_KEY: &str = "default/pneumonia-shadow";
+
+/// A labelled sample of `arm` for request `id`.
+fn labelled(t: f64, arm: Arm, id: &str, label: &str) -> RoutedSample {
+    RoutedSample {
+        policy: Some(Arc::from(SHADOW_KEY)),
+        sample: Sample {
+            request_id: Some(id.to_owned()),
+            label: Some(label.to_owned()),
+            ..Sample::new(t, arm, 200, 5.0)
+        },
+    }
+}
+
+/// Scenario 5: a shadow-only policy is listed as `shadowing`, with no steps and no weights, its
+/// weights are never set, commands are refused with what it is, and stable's agreement with the
+/// shadow is shown with its interval.
+#[test]
+fn a_shadow_only_policy_is_shown_shadowing_and_reports_stables_agreement() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let loaded = augur_policies::load_str("s.yaml", SHADOW_EXAMPLE).expect("the example loads");
+    let r = rollouts(dir.path());
+    r.sync(&loaded.set, &loaded.hash, 1000.0);
+    // 30 stable predictions compared: the shadow agrees with 24 (6 PNEUMONIA vs NORMAL).
+    for i in 0..30 {
+        let t = 1000.0 + f64::from(i);
+        let id = format!("r{i}");
+        r.observe(&labelled(t, Arm::Stable, &id, "NORMAL"));
+        let shadow = if i % 5 == 0 { "PNEUMONIA" } else { "NORMAL" };
+        r.observe(&labelled(t, Arm::Shadow, &id, shadow));
+        r.tick(t);
+    }
+    let s = status(&r);
+    assert_eq!(s["name"], SHADOW_KEY);
+    assert_eq!(s["state"]["phase"], "shadowing");
+    assert_eq!(s["steps"], serde_json::json!([]));
+    assert_eq!(
+        (s["step"].clone(), s["weights"].clone()),
+        (Value::Null, Value::Null)
+    );
+    let shadow = &s["shadow"];
+    assert_eq!(shadow["percentage"], 10.0);
+    assert_eq!(shadow["model"], "models/pneumonia-v3.onnx");
+    let stable = &shadow["agreement"]["stable"];
+    assert_eq!(
+        (stable["compared"].as_u64(), stable["agreed"].as_u64()),
+        (Some(30), Some(24))
+    );
+    assert_eq!(stable["rate"].as_f64(), Some(0.8));
+    let ci = stable["ci95"].as_array().expect("an interval");
+    // Wilson 95% for 24 of 30: [0.6269, 0.9050].
+    assert!(
+        (ci[0].as_f64().unwrap_or(0.0) - 0.6269).abs() < 1e-3,
+        "{ci:?}"
+    );
+    assert!(
+        (ci[1].as_f64().unwrap_or(0.0) - 0.9050).abs() < 1e-3,
+        "{ci:?}"
+    );
+    assert!(
+        shadow["agreement"].get("canary").is_none(),
+        "no canary: {shadow}"
+    );
+
+    assert_eq!(r.weights().get(SHADOW_KEY), None, "no weight is ever set");
+    assert!(r.summaries().is_empty(), "nothing to publish to sidecars");
+    let refused = r
+        .command("pneumonia-shadow", Command::Promote, 1100.0)
+        .expect_err("nothing to promote");
+    assert_eq!(
+        refused.to_string(),
+        "default/pneumonia-shadow is shadow-only: it scores requests in the shadow model and has no canary, steps or weights to promote; add canary and steps to the policy to roll the model out"
+    );
+    let h = r.history("pneumonia-shadow").expect("a history");
+    assert!(h.points.is_empty() && h.period_s.is_none(), "{h:?}");
+
+    // A reload keeps the agreement; turning the policy into a canary rollout replaces it.
+    r.sync(&loaded.set, &loaded.hash, 1200.0);
+    assert_eq!(status(&r)["shadow"]["agreement"]["stable"]["compared"], 30);
+    let (canary, hash) = release("v1", "v2");
+    r.sync(&canary, &hash, 1300.0);
+    let all = r.status();
+    assert_eq!(all.rollouts.len(), 1);
+    assert_eq!(all.rollouts[0].name, KEY);
+}
+
+/// A canary rollout with a shadow shows stable's agreement while the canary has 0% (before its
+/// first step), and the canary's next to it; the verdicts are unchanged by it.
+#[test]
+fn a_rollouts_shadow_agreement_is_shown_while_the_canary_has_no_traffic() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let yaml = example().replace(
+        "    - setWeight: 10\n",
+        "    - pause: {}\n    - setWeight: 10\n",
+    );
+    let loaded = augur_policies::load_str("p.yaml", &yaml).expect("loads");
+    let r = rollouts(dir.path());
+    r.sync(&loaded.set, &loaded.hash, 1000.0);
+    assert_eq!(status(&r)["weights"]["canary"], 0);
+    for i in 0..10 {
+        let t = 1000.0 + f64::from(i);
+        let id = format!("q{i}");
+        let mut s = labelled(t, Arm::Stable, &id, "NORMAL");
+        s.policy = Some(Arc::from(KEY));
+        r.observe(&s);
+        let mut sh = labelled(
+            t,
+            Arm::Shadow,
+            &id,
+            if i < 9 { "NORMAL" } else { "PNEUMONIA" },
+        );
+        sh.policy = Some(Arc::from(KEY));
+        r.observe(&sh);
+    }
+    let s = status(&r);
+    let agreement = &s["shadow"]["agreement"];
+    assert_eq!(agreement["stable"]["compared"], 10);
+    assert_eq!(agreement["stable"]["agreed"], 9);
+    assert_eq!(agreement["canary"]["compared"], 0);
+    assert_eq!(agreement["canary"]["rate"], Value::Null);
+    assert_eq!(s["shadow"]["percentage"], 10.0);
+}

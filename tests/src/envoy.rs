@@ -38,6 +38,26 @@ pub struct Listener<'a> {
     pub routes: &'a str,
 }
 
+/// A stock Envoy in a pod following `augur controller` over xDS RDS (REST-JSON, polled every
+/// 200 ms).
+#[derive(Clone, Copy)]
+pub struct RdsInPod<'a> {
+    /// The pod's network namespace.
+    pub ns: &'a str,
+    /// Where the data listener listens in the pod.
+    pub listen: SocketAddr,
+    /// The controller's subscription port (`--listen`).
+    pub controller: SocketAddr,
+    /// The controller's `--token`.
+    pub token: &'a str,
+    /// The route configuration to ask for.
+    pub route_config_name: &'a str,
+    /// Headers set on every request the data listener forwards.
+    pub request_headers: &'a [(&'a str, &'a str)],
+    /// Static clusters `(name, address)`, named as the controller's routes name them.
+    pub clusters: &'a [(&'a str, SocketAddr)],
+}
+
 /// A running Envoy; killed when dropped.
 pub struct Envoy {
     child: Child,
@@ -190,10 +210,9 @@ static_resources:
             cport = controller.port(),
         );
         for (name, port) in clusters {
-            config.push_str(&format!(
-                "  - name: \"{name}\"\n    connect_timeout: 1s\n    type: STATIC\n    load_assignment:\n      \
-                 cluster_name: \"{name}\"\n      endpoints: [{{lb_endpoints: [{{endpoint: {{address: \
-                 {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}}}]}}]\n"
+            config.push_str(&static_cluster(
+                name,
+                std::net::SocketAddr::from(([127, 0, 0, 1], *port)),
             ));
         }
         let path = dir.join(format!("envoy-rds-{admin}.yaml"));
@@ -227,4 +246,148 @@ static_resources:
         });
         (envoy, admin)
     }
+
+    /// Starts a stock Envoy in a pod of a [`crate::cluster::Cluster`] that takes its routes
+    /// from the controller (see [`RdsInPod`]), admin on the pod's 127.0.0.1:15000. Envoy's REST
+    /// xDS sends no credentials of its own, so it polls through a second, loopback listener
+    /// whose static route adds `Authorization: Bearer <token>` on the way to the controller
+    /// (stock Envoy configuration). Waits until it is ready; `dir` receives its configuration
+    /// and stderr.
+    pub fn start_rds_in(dir: &Path, pod: &RdsInPod<'_>) -> Self {
+        let RdsInPod {
+            ns,
+            listen,
+            controller,
+            token,
+            route_config_name,
+            request_headers,
+            clusters,
+        } = *pod;
+        let mutations: String = request_headers
+            .iter()
+            .map(|(k, v)| {
+                format!(
+                    "                - append: {{header: {{key: \"{k}\", value: \"{v}\"}}, \
+                     append_action: OVERWRITE_IF_EXISTS_OR_ADD}}\n"
+                )
+            })
+            .collect();
+        let mutation_filter = if mutations.is_empty() {
+            String::new()
+        } else {
+            format!(
+                r#"          - name: envoy.filters.http.header_mutation
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation
+              mutations:
+                request_mutations:
+{mutations}"#
+            )
+        };
+        let mut config = format!(
+            r#"admin: {{address: {{socket_address: {{address: 127.0.0.1, port_value: 15000}}}}}}
+node: {{id: envoy-{ns}, cluster: envoy-rds}}
+static_resources:
+  listeners:
+  - name: data
+    address: {{socket_address: {{address: {ip}, port_value: {port}}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: data
+          rds:
+            route_config_name: {route_config_name}
+            config_source:
+              resource_api_version: V3
+              api_config_source:
+                api_type: REST
+                transport_api_version: V3
+                cluster_names: [xds-credential]
+                refresh_delay: 0.2s
+          http_filters:
+{mutation_filter}          - name: envoy.filters.http.router
+            typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
+  - name: xds-credential
+    address: {{socket_address: {{address: 127.0.0.1, port_value: 15011}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: xds_credential
+          route_config:
+            virtual_hosts:
+            - name: controller
+              domains: ["*"]
+              routes: [{{match: {{prefix: /}}, route: {{cluster: augur-controller}}}}]
+              request_headers_to_add:
+              - header: {{key: authorization, value: "Bearer {token}"}}
+                append_action: OVERWRITE_IF_EXISTS_OR_ADD
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
+  clusters:
+  - name: xds-credential
+    connect_timeout: 1s
+    type: STATIC
+    load_assignment:
+      cluster_name: xds-credential
+      endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: 15011}}}}}}}}]}}]
+  - name: augur-controller
+    connect_timeout: 1s
+    type: STATIC
+    load_assignment:
+      cluster_name: augur-controller
+      endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: {cip}, port_value: {cport}}}}}}}}}]}}]
+"#,
+            ip = listen.ip(),
+            port = listen.port(),
+            cip = controller.ip(),
+            cport = controller.port(),
+        );
+        for (name, addr) in clusters {
+            config.push_str(&static_cluster(name, *addr));
+        }
+        let path = dir.join(format!("envoy-{ns}.yaml"));
+        std::fs::write(&path, config).expect("write envoy.yaml");
+        let stderr_path = dir.join(format!("envoy-{ns}.stderr"));
+        let stderr = std::fs::File::create(&stderr_path).expect("envoy stderr file");
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns])
+            .arg(binary())
+            .arg("-c")
+            .arg(&path)
+            .args(["--log-level", "error", "--disable-hot-restart"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("start envoy");
+        let mut envoy = Envoy {
+            child,
+            listen: vec![listen],
+            log: stderr_path.clone(),
+        };
+        wait_for("envoy to be ready", Duration::from_secs(30), || {
+            if let Ok(Some(status)) = envoy.child.try_wait() {
+                let said = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+                panic!("envoy exited: {status}: {said}");
+            }
+            crate::netns::curl(ns, "http://127.0.0.1:15000/ready", None)
+        });
+        envoy
+    }
+}
+
+/// One STATIC cluster of an Envoy bootstrap's `clusters:` list, with a single endpoint.
+fn static_cluster(name: &str, addr: std::net::SocketAddr) -> String {
+    format!(
+        "  - name: \"{name}\"\n    connect_timeout: 1s\n    type: STATIC\n    load_assignment:\n      \
+         cluster_name: \"{name}\"\n      endpoints: [{{lb_endpoints: [{{endpoint: {{address: \
+         {{socket_address: {{address: {}, port_value: {}}}}}}}}}]}}]\n",
+        addr.ip(),
+        addr.port()
+    )
 }

@@ -204,3 +204,76 @@ print(json.dumps(out))
     );
     serde_json::from_slice(&out.stdout).expect("client output")
 }
+
+/// What a [`Load`] client saw.
+#[derive(Debug)]
+pub struct LoadCounts {
+    /// Requests answered 2xx.
+    pub served: u64,
+    /// Requests that failed (no connection, a reset, a timeout, or an error status).
+    pub failed: u64,
+    /// The first few failures, as Python described them.
+    pub errors: Vec<String>,
+}
+
+/// A client in a pod sending GET requests to a URL one after another, each on a new connection
+/// (so that kube-proxy picks an endpoint for each), until stopped; it counts what was answered
+/// and what failed.
+pub struct Load {
+    _running: Running,
+    stop: std::path::PathBuf,
+    out: std::path::PathBuf,
+}
+
+impl Load {
+    /// Starts it in `ns` against `url` with `Host: host`; its files go in `dir`.
+    pub fn start(ns: &str, url: &str, host: &str, dir: &Path) -> Self {
+        let (stop, out) = (dir.join("load.stop"), dir.join("load.json"));
+        let script = format!(
+            r#"
+import json, os, urllib.request
+served, failed, errors = 0, 0, []
+while not os.path.exists({stop:?}):
+    try:
+        req = urllib.request.Request({url:?}, headers={{"Host": {host:?}}})
+        with urllib.request.urlopen(req, timeout=5) as r:
+            r.read()
+        served += 1
+    except Exception as e:
+        failed += 1
+        if len(errors) < 10:
+            errors.append(repr(e))
+with open({out:?} + ".tmp", "w") as f:
+    json.dump({{"served": served, "failed": failed, "errors": errors}}, f)
+os.rename({out:?} + ".tmp", {out:?})
+"#,
+            stop = stop.to_str().expect("utf-8 path"),
+            out = out.to_str().expect("utf-8 path"),
+        );
+        let running = spawn_logged(ns, &["python3", "-c", &script], Some(&dir.join("load.log")));
+        Self {
+            _running: running,
+            stop,
+            out,
+        }
+    }
+
+    /// Stops it after the request in flight and returns its counts.
+    pub fn stop(self) -> LoadCounts {
+        std::fs::write(&self.stop, b"").expect("write the stop file");
+        let text = crate::wait_for(
+            "the load client to finish",
+            std::time::Duration::from_secs(20),
+            || std::fs::read_to_string(&self.out).ok(),
+        );
+        let v: serde_json::Value = serde_json::from_str(&text).expect("the load client's counts");
+        LoadCounts {
+            served: v["served"].as_u64().expect("served"),
+            failed: v["failed"].as_u64().expect("failed"),
+            errors: v["errors"]
+                .as_array()
+                .map(|e| e.iter().map(ToString::to_string).collect())
+                .unwrap_or_default(),
+        }
+    }
+}

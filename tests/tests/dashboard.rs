@@ -393,3 +393,81 @@ fn the_dashboard_shows_the_weight_and_its_promote_button_advances_the_rollout() 
         &json!(true),
     );
 }
+
+/// A shadow-only policy on the dashboard: the phase `shadowing`, weights unchanged, no command
+/// buttons, and stable's agreement with the shadow model (rate, interval, count) while no canary
+/// exists.
+#[test]
+fn the_dashboard_shows_a_shadow_only_policy_and_stables_agreement() {
+    let Some(chromium) = chromium() else { return };
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repo")
+        .to_path_buf();
+    let model = repo.join("inference/fixtures/models/nonmedical-tiny-a.onnx");
+    let v1 = Upstream::start("v1");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = format!(
+        "apiVersion: augur.dev/v1alpha1\nkind: CanaryPolicy\nmetadata: {{name: model}}\nspec:\n  \
+         trafficRouting:\n    virtualService: {{name: model, routes: [primary]}}\n  \
+         stable: {{host: model, subset: v1}}\n  \
+         prediction: {{scorePointer: /confidence, labelPointer: /prediction, positiveLabel: PNEUMONIA}}\n  \
+         shadow:\n    model: {}\n    mirrorPercentage: 100\n    \
+         preprocessing: {{channels: 1, width: 64, height: 64, resize: bilinear, range: [0, 1], layout: NCHW}}\n",
+        model.display()
+    );
+    let vs = virtual_service(
+        "model",
+        "  - name: primary\n    route:\n    - destination: {host: model, subset: v1}\n",
+    );
+    let file = write(
+        dir.path(),
+        &[&vs, &service("model", &[("v1", v1.addr.port())]), &policy],
+    );
+    let proxy = Proxy::start(&[&file]);
+    // The fixture model says NORMAL for this X-ray, as stable does: 10 of 10 agree.
+    let xray = std::fs::read(repo.join("inference/testdata/xrays/NORMAL2-IM-1427-0001.jpeg"))
+        .expect("x-ray");
+    for i in 0..10 {
+        let mut raw = format!(
+            "POST /predict HTTP/1.1\r\nHost: model\r\nContent-Type: image/jpeg\r\nx-request-id: d{i}\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n",
+            xray.len()
+        )
+        .into_bytes();
+        raw.extend_from_slice(&xray);
+        assert_eq!(
+            http::request_bytes(proxy.listen, &raw)
+                .expect("request")
+                .status,
+            200
+        );
+    }
+    wait_for("10 comparisons", Duration::from_secs(20), || {
+        (rollout(&proxy)["shadow"]["agreement"]["stable"]["compared"] == 10).then_some(())
+    });
+
+    let browser = Browser::start(&chromium);
+    let mut page = browser.page();
+    page.call("Page.enable", json!({}));
+    page.call(
+        "Page.navigate",
+        json!({"url": format!("http://{}/ui", proxy.admin)}),
+    );
+    let text = |id: &str| format!("(document.getElementById('{id}') || {{}}).textContent");
+    page.wait_for("the phase", &text("phase"), &json!("shadowing"));
+    assert_eq!(page.eval(&text("stable-weight")), json!("unchanged"));
+    assert_eq!(page.eval(&text("canary-weight")), json!("none"));
+    assert_eq!(
+        page.eval("document.getElementById('buttons').hidden"),
+        json!(true)
+    );
+    page.wait_for(
+        "stable's agreement",
+        &text("shadow"),
+        &json!(format!(
+            "shadow {} scores 100% of requests; stable agrees 100.0% (95% CI 72.2%–100.0%, 10 of 10)",
+            model.display()
+        )),
+    );
+}

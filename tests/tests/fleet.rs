@@ -4,11 +4,15 @@
 //! Needs root and `ip netns` (scripts/setup.sh installs iproute2 and iptables).
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use augur_tests::cluster::{Cluster, Pod, GATEWAY};
-use augur_tests::netns::{curl, get_many, must_in, post_many, spawn_in, spawn_logged};
+use augur_tests::netns::{
+    curl, get_many, must, must_in, post_many, spawn_in, spawn_logged, Load, Running,
+};
+use augur_tests::prometheus::Prometheus;
 use augur_tests::{assert_share_near, metrics, wait_for};
 
 /// A pod's HTTP server on port 8501 whose `/who` answers the pod's name.
@@ -235,6 +239,58 @@ fn all_at(pods: &[&Pod], canary: f64) -> Duration {
     start.elapsed()
 }
 
+/// Starts `augur controller` (with [`TOKEN`]) on the cluster's node, its state in
+/// `root/controller-state` and its log appended to `root/controller.log` (a restart on the same
+/// state directory adds to both); returns once it is ready. Sidecars reach it at the node's
+/// address, port 15010.
+fn start_controller(cluster: &Cluster, root: &Path, policy: &str) -> Running {
+    let state = root.join("controller-state");
+    std::fs::create_dir_all(&state).expect("state dir");
+    let augur = augur_tests::augur::bin();
+    let running = spawn_logged(
+        cluster.node(),
+        &[
+            augur.to_str().expect("utf-8"),
+            "controller",
+            "--policy",
+            policy,
+            "--state-dir",
+            state.to_str().expect("utf-8"),
+            "--listen",
+            "0.0.0.0:15010",
+            "--admin",
+            "127.0.0.1:15000",
+            "--prometheus",
+            "0.0.0.0:15014",
+            "--token",
+            TOKEN,
+        ],
+        Some(&root.join("controller.log")),
+    );
+    wait_for("the controller", Duration::from_secs(20), || {
+        curl(cluster.node(), "http://127.0.0.1:15010/ready", None)
+    });
+    running
+}
+
+/// Injects into `pod` a sidecar that follows the node's controller with `token`.
+fn follow(pod: &Pod, root: &Path, policy: &str, token: &str) -> Running {
+    let controller = format!("{GATEWAY}:15010");
+    pod.sidecar(
+        root,
+        &[
+            "--policy",
+            policy,
+            "--controller",
+            &controller,
+            "--controller-token",
+            token,
+            "--node",
+            &pod.name,
+        ],
+    )
+}
+
 /// The fleet as Kubernetes runs it, inbound topology: three stable pods behind the model
 /// Service and one canary pod behind its own, a client without sidecar, and `augur controller`
 /// (with a token) on the node. Every stable sidecar splits at the controller's weight (4σ
@@ -267,48 +323,8 @@ fn the_cluster_follows_one_controller() {
     let policy = policy.to_str().expect("utf-8");
 
     // The controller, on the node; sidecars reach it at the node's address.
-    let state = root.path().join("controller-state");
-    std::fs::create_dir_all(&state).expect("state dir");
-    let augur = augur_tests::augur::bin();
-    let _controller = spawn_logged(
-        cluster.node(),
-        &[
-            augur.to_str().expect("utf-8"),
-            "controller",
-            "--policy",
-            policy,
-            "--state-dir",
-            state.to_str().expect("utf-8"),
-            "--listen",
-            "0.0.0.0:15010",
-            "--admin",
-            "127.0.0.1:15000",
-            "--prometheus",
-            "0.0.0.0:15014",
-            "--token",
-            TOKEN,
-        ],
-        Some(&root.path().join("controller.log")),
-    );
-    wait_for("the controller", Duration::from_secs(20), || {
-        curl(cluster.node(), "http://127.0.0.1:15010/ready", None)
-    });
-    let controller = format!("{GATEWAY}:15010");
-    let follow = |pod: &Pod, token: &str| {
-        pod.sidecar(
-            root.path(),
-            &[
-                "--policy",
-                policy,
-                "--controller",
-                &controller,
-                "--controller-token",
-                token,
-                "--node",
-                &pod.name,
-            ],
-        )
-    };
+    let _controller = start_controller(&cluster, root.path(), policy);
+    let follow = |pod: &Pod, token: &str| follow(pod, root.path(), policy, token);
     let _sidecars: Vec<_> = stable.iter().map(|p| follow(p, TOKEN)).collect();
     // The canary pod's sidecar holds no policy: it passes everything to its app.
     let empty = root.path().join("no-policy");
@@ -446,6 +462,347 @@ fn the_cluster_follows_one_controller() {
     assert!(
         took < Duration::from_secs(2),
         "converged {took:?} after the link came back"
+    );
+}
+
+/// Requests `pod`'s sidecar has split so far: (stable, canary).
+fn arm_counts(pod: &Pod) -> (usize, usize) {
+    let text = pod.sidecar_metrics();
+    let arm =
+        |arm: &str| metrics::sum(&text, &format!("augur_requests_total{{arm=\"{arm}\"}}")) as usize;
+    (arm("stable"), arm("canary"))
+}
+
+/// The controller's rollout as its `/rollouts` shows it: (phase, step index).
+fn controller_step(cluster: &Cluster) -> (String, u64) {
+    let body = curl(cluster.node(), "http://127.0.0.1:15010/rollouts", None).unwrap_or_default();
+    let status: serde_json::Value = serde_json::from_str(&body).expect("/rollouts JSON");
+    let r = &status["rollouts"][0];
+    (
+        r["state"]["phase"].as_str().unwrap_or_default().to_owned(),
+        r["step"].as_u64().unwrap_or(u64::MAX),
+    )
+}
+
+/// Waits until the controller publishes `canary`%; returns when it published it (its wall
+/// clock, s since the epoch) and the `version_info` it gives that state over RDS.
+fn published(cluster: &Cluster, canary: u64) -> (f64, String) {
+    wait_for(
+        &format!("the controller to publish {canary}%"),
+        Duration::from_secs(10),
+        || {
+            let body = curl(
+                cluster.node(),
+                "http://127.0.0.1:15010/v1/fleet/state",
+                None,
+            )?;
+            let state: serde_json::Value = serde_json::from_str(&body).ok()?;
+            (state["rollouts"][0]["canary_weight"] == canary).then_some(())?;
+            let at = state["published_at_ms"].as_f64()? / 1000.0;
+            let version = format!("{}-{}", state["controller"].as_str()?, state["version"]);
+            Some((at, version))
+        },
+    )
+}
+
+fn now_unix() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// What the node's Prometheus holds now for `metric`: each scraped instance and its value.
+fn prometheus_values(cluster: &Cluster, metric: &str) -> Vec<(String, f64)> {
+    let url = format!("http://127.0.0.1:9090/api/v1/query?query={metric}");
+    let body = curl(cluster.node(), &url, None).unwrap_or_default();
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    answer["data"]["result"]
+        .as_array()
+        .map(|series| {
+            series
+                .iter()
+                .filter_map(|s| {
+                    let instance = s["metric"]["instance"].as_str()?.to_owned();
+                    let value = s["value"][1].as_str()?.parse().ok()?;
+                    Some((instance, value))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Waits until the Envoy in `pod` has applied the routes the controller publishes for
+/// `canary`% (the `version_info` of that state).
+fn envoy_applied(pod: &Pod, cluster: &Cluster, canary: u64) {
+    let (_, version) = published(cluster, canary);
+    wait_for(
+        &format!("envoy to apply routes {version}"),
+        Duration::from_secs(20),
+        || {
+            let dump = curl(
+                pod.ns(),
+                "http://127.0.0.1:15000/config_dump?resource=dynamic_route_configs",
+                None,
+            )?;
+            dump.contains(&format!("\"version_info\": \"{version}\""))
+                .then_some(())
+        },
+    );
+}
+
+/// How many of `answers` (bodies of `/who`) the canary pod gave; panics unless every request
+/// was answered by one of the model's pods.
+fn from_canary(answers: &[Option<String>]) -> usize {
+    for a in answers {
+        let who = a.as_deref().expect("every request is served");
+        assert!(
+            who == "canary" || who.starts_with("stable-"),
+            "answered by {who}"
+        );
+    }
+    answers
+        .iter()
+        .filter(|a| a.as_deref() == Some("canary"))
+        .count()
+}
+
+/// The fleet through what happens to it in production, in the same cluster as
+/// [`the_cluster_follows_one_controller`] plus a Prometheus on the node scraping every stable
+/// sidecar each second and a gateway pod running a stock Envoy 1.40:
+/// - the controller is killed with SIGKILL at the 60% step while a client pod sends requests
+///   through the model Service: every sidecar holds 60% (its gauge, and its split of the
+///   traffic while the controller is away, 4σ) and Prometheus shows each one disconnected and
+///   stale; no request fails; the controller restarted on its state directory resumes the same
+///   step, and the sidecars reconnect to it;
+/// - a pod added to the Service mid-rollout (a scale-out) has the fleet's weight before it
+///   serves, and splits its very first requests at it (4σ);
+/// - `augur rollout abort`, sent to the controller, brings every sidecar to 0% within 2 s of
+///   the decision;
+/// - the Envoy, following the controller over RDS, carries the same share (4σ), and follows the
+///   promote (to 60%, 4σ) and the abort (0%).
+#[test]
+fn the_cluster_rides_out_a_controller_crash_a_scale_out_and_an_abort() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let mut cluster = Cluster::new("rid");
+    let stable: Vec<Pod> = (0..3)
+        .map(|i| cluster.pod(&format!("stable-{i}")))
+        .collect();
+    let canary = cluster.pod("canary");
+    let client = cluster.pod("client");
+    let gateway = cluster.pod("gateway");
+    let (stable_vip, canary_vip) = (Ipv4Addr::new(10, 96, 0, 40), Ipv4Addr::new(10, 96, 0, 41));
+    let mut endpoints: Vec<_> = stable.iter().map(|p| (p.ip, 8501)).collect();
+    cluster.service("model", stable_vip, 80, &endpoints);
+    cluster.service("model-canary", canary_vip, 80, &[(canary.ip, 8501)]);
+    let _apps: Vec<_> = stable
+        .iter()
+        .chain([&canary])
+        .map(|p| who_server(p, root.path()))
+        .collect();
+    let steps =
+        "  - setWeight: 30\n  - pause: {}\n  - setWeight: 60\n  - pause: {}\n  - setWeight: 100\n";
+    let policy = root.path().join("policy.yaml");
+    std::fs::write(&policy, inbound_policy(stable_vip, canary_vip, steps)).expect("policy");
+    let policy = policy.to_str().expect("utf-8");
+    let mut controller = start_controller(&cluster, root.path(), policy);
+    let _sidecars: Vec<_> = stable
+        .iter()
+        .map(|p| follow(p, root.path(), policy, TOKEN))
+        .collect();
+    let empty = root.path().join("no-policy");
+    std::fs::create_dir_all(&empty).expect("empty policy dir");
+    let _canary_sidecar =
+        canary.sidecar(root.path(), &["--policy", empty.to_str().expect("utf-8")]);
+    for pod in &stable {
+        assert_eq!(canary_weight(pod), 30.0, "{} starts at 30%", pod.name);
+    }
+    // The fleet's Prometheus, on the node, scraping every stable sidecar each second.
+    let targets: Vec<_> = stable
+        .iter()
+        .map(|p| SocketAddr::from((p.ip, 15090)))
+        .collect();
+    let _prometheus = Prometheus::start_in(
+        Some(cluster.node()),
+        "127.0.0.1:9090".parse().expect("address"),
+        &targets,
+    );
+
+    // A stock Envoy in the gateway pod, its routes from the controller over RDS, its clusters
+    // (named as the controller names them) the two Services. It marks what it forwards as
+    // split already, as a stable pod's sidecar does, so that the stable pods' sidecars do not
+    // split its stable share again.
+    let (envoy_listen, controller_addr) = (
+        SocketAddr::from((gateway.ip, 8080)),
+        SocketAddr::from((GATEWAY, 15010)),
+    );
+    let _envoy = augur_tests::envoy::Envoy::start_rds_in(
+        root.path(),
+        &augur_tests::envoy::RdsInPod {
+            ns: gateway.ns(),
+            listen: envoy_listen,
+            controller: controller_addr,
+            token: TOKEN,
+            route_config_name: "augur",
+            request_headers: &[("x-augur-split", "default/model")],
+            clusters: &[
+                (
+                    "outbound|80||model.default.svc.cluster.local",
+                    SocketAddr::from((stable_vip, 80)),
+                ),
+                (
+                    "outbound|80||model-canary.default.svc.cluster.local",
+                    SocketAddr::from((canary_vip, 80)),
+                ),
+            ],
+        },
+    );
+    let via_envoy = format!("http://{envoy_listen}/who");
+    envoy_applied(&gateway, &cluster, 30);
+    let n = 400;
+    assert_share_near(
+        from_canary(&get_many(client.ns(), &via_envoy, "model", n)),
+        n,
+        0.3,
+    );
+
+    // A promote reaches the sidecars and the Envoy, which carries the new share.
+    command(&cluster, "promote");
+    let stable_refs: Vec<&Pod> = stable.iter().collect();
+    all_at(&stable_refs, 60.0);
+    envoy_applied(&gateway, &cluster, 60);
+    assert_share_near(
+        from_canary(&get_many(client.ns(), &via_envoy, "model", n)),
+        n,
+        0.6,
+    );
+
+    // The controller is killed (SIGKILL) at 60% (a step a controller that lost its state
+    // would not come back to) while the client sends requests through the model Service.
+    let url = format!("http://{stable_vip}/who");
+    let load = Load::start(client.ns(), &url, "model", root.path());
+    let counted = || arm_counts(&stable[0]).0 + arm_counts(&stable[0]).1;
+    let start = counted();
+    wait_for(
+        "the client's requests to flow",
+        Duration::from_secs(20),
+        || (counted() > start + 20).then_some(()),
+    );
+    let before_kill = controller_step(&cluster);
+    assert_eq!(
+        before_kill.0, "paused",
+        "held at the 60% step: {before_kill:?}"
+    );
+    let pid = controller.pid().to_string();
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    assert_eq!(comm.trim(), "augur", "the controller's own process");
+    must(&["kill", "-9", &pid]);
+    let _ = controller.0.wait();
+    for pod in &stable {
+        wait_for(
+            &format!("{} to lose the controller", pod.name),
+            Duration::from_secs(15),
+            || (controller_view(pod)["connected"] == false).then_some(()),
+        );
+    }
+    // Operators see the outage where they look: Prometheus scrapes every sidecar reporting
+    // that it lost the controller, and how stale its routing is.
+    wait_for(
+        "Prometheus to show every sidecar cut off from the controller",
+        Duration::from_secs(20),
+        || {
+            let connected = prometheus_values(&cluster, "augur_controller_connected");
+            let stale = prometheus_values(&cluster, "augur_controller_staleness_seconds");
+            (connected.len() == stable.len()
+                && connected.iter().all(|(_, v)| *v == 0.0)
+                && stale.len() == stable.len()
+                && stale.iter().all(|(_, v)| *v > 0.0))
+            .then_some(())
+        },
+    );
+    // Fail static: each sidecar's weight holds, and so does its split of what it serves while
+    // the controller is away.
+    let during: Vec<_> = stable.iter().map(arm_counts).collect();
+    for (pod, (s0, c0)) in stable.iter().zip(&during) {
+        let (s, c) = wait_for(
+            &format!("{} to serve 150 requests without the controller", pod.name),
+            Duration::from_secs(60),
+            || {
+                let (s, c) = arm_counts(pod);
+                (s + c >= s0 + c0 + 150).then_some((s - s0, c - c0))
+            },
+        );
+        assert_eq!(canary_weight(pod), 60.0, "{} holds 60%", pod.name);
+        assert_share_near(c, s + c, 0.6);
+    }
+
+    // Restarted on the same state directory: the same step, and every sidecar reconnects.
+    let _restarted = start_controller(&cluster, root.path(), policy);
+    assert_eq!(
+        controller_step(&cluster),
+        before_kill,
+        "the same step resumes"
+    );
+    for pod in &stable {
+        wait_for(
+            &format!("{} to reconnect", pod.name),
+            Duration::from_secs(15),
+            || (controller_view(pod)["connected"] == true).then_some(()),
+        );
+        assert_eq!(canary_weight(pod), 60.0, "{} still at 60%", pod.name);
+    }
+    let counts = load.stop();
+    assert_eq!(counts.failed, 0, "no request failed: {counts:?}");
+    assert!(counts.served > 450, "the client kept sending: {counts:?}");
+
+    // Scale-out: a new pod has the fleet's 60% before it listens, then joins the Service and
+    // splits its very first requests at 60%.
+    let late = cluster.pod("stable-3");
+    let _late_app = who_server(&late, root.path());
+    let _late_sidecar = follow(&late, root.path(), policy, TOKEN);
+    assert_eq!(
+        controller_view(&late)["synced_before_listening"],
+        true,
+        "{}",
+        controller_view(&late)
+    );
+    assert_eq!(canary_weight(&late), 60.0, "60% before its first request");
+    assert_eq!(arm_counts(&late), (0, 0), "no request yet");
+    endpoints.push((late.ip, 8501));
+    cluster.service("model", stable_vip, 80, &endpoints);
+    let answers = get_many(client.ns(), &url, "model", 800);
+    from_canary(&answers);
+    let (s, c) = arm_counts(&late);
+    assert!(s + c >= 100, "the new pod got its share: {}", s + c);
+    assert_share_near(c, s + c, 0.6);
+
+    // Abort, sent to the controller with the command line, reaches every sidecar.
+    let augur = augur_tests::augur::bin();
+    must_in(
+        cluster.node(),
+        &[
+            augur.to_str().expect("utf-8"),
+            "rollout",
+            "--admin",
+            "127.0.0.1:15010",
+            "abort",
+            "model",
+        ],
+    );
+    let (decided, _) = published(&cluster, 0);
+    let mut everyone = stable_refs.clone();
+    everyone.push(&late);
+    all_at(&everyone, 0.0);
+    let after = now_unix() - decided;
+    assert!(
+        after < 2.0,
+        "every sidecar at 0% {after:.2} s after the controller published the abort"
+    );
+    assert_eq!(controller_step(&cluster).0, "aborted");
+    assert_eq!(from_canary(&get_many(client.ns(), &url, "model", 100)), 0);
+    envoy_applied(&gateway, &cluster, 0);
+    assert_eq!(
+        from_canary(&get_many(client.ns(), &via_envoy, "model", 100)),
+        0
     );
 }
 

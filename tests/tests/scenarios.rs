@@ -9,6 +9,7 @@ use augur_tests::assert_share_near;
 use augur_tests::augur::Proxy;
 use augur_tests::http;
 use augur_tests::upstream::Upstream;
+use augur_tests::wait_for;
 
 fn example(name: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -365,5 +366,183 @@ fn canary_steps_roll_back_when_the_canary_fails() {
         tally(&proxy, host, 200),
         (0, 0),
         "all traffic on v1, none failing"
+    );
+}
+
+/// Scenario 5: 10% mirrored to the shadow model (`shadow-scoring.yaml`, a shadow-only policy).
+/// Every request is served by stable; about 10% of them (within 4σ) are also scored by the
+/// in-process shadow model; no weight is ever set, there is nothing to promote, and stable's
+/// agreement with the shadow is reported in `/rollouts`, `augur rollout status` and the
+/// Prometheus counters. Besides the endpoint port, the example's model path is replaced by the
+/// test fixture model, and its input size (224×224 for the real model) by the fixture's 64×64.
+#[test]
+fn shadow_scoring_serves_everything_from_stable_and_scores_a_tenth_in_the_shadow() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repo root")
+        .to_path_buf();
+    let ort = std::env::var("ORT_DYLIB_PATH").expect(
+        "ORT_DYLIB_PATH must name libonnxruntime.so: run the tests through scripts/test.sh",
+    );
+    assert!(
+        Path::new(&ort).exists(),
+        "ORT_DYLIB_PATH={ort} does not exist"
+    );
+    let model = repo.join("inference/fixtures/models/nonmedical-tiny-a.onnx");
+    let text = example("shadow-scoring.yaml");
+    for original in [
+        "model: models/pneumonia-v3.onnx",
+        "width: 224",
+        "height: 224",
+    ] {
+        assert!(text.contains(original), "the example has {original}");
+    }
+    let text = text
+        .replace(
+            "model: models/pneumonia-v3.onnx",
+            &format!("model: {}", model.display()),
+        )
+        .replace("width: 224", "width: 64")
+        .replace("height: 224", "height: 64");
+    // Stable answers NORMAL to everything; the fixture model says NORMAL for this X-ray with the
+    // example's preprocessing (`augur score`), so the shadow agrees with every stable answer.
+    let v1 = Upstream::start("v1");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = with_ports(
+        dir.path(),
+        "shadow-scoring.yaml",
+        &text,
+        &[(8701, v1.addr.port())],
+    );
+    let proxy = Proxy::start(&[&file]);
+    let status = || -> serde_json::Value {
+        let all: serde_json::Value =
+            serde_json::from_str(&proxy.admin_get("/rollouts").body).expect("rollouts JSON");
+        all["rollouts"][0].clone()
+    };
+    let s = status();
+    assert_eq!(s["name"], "default/pneumonia-shadow");
+    assert_eq!(s["state"]["phase"], "shadowing");
+    assert_eq!(
+        (s["weights"].is_null(), s["steps"].clone()),
+        (true, serde_json::json!([]))
+    );
+
+    let xray = std::fs::read(repo.join("inference/testdata/xrays/person1951_bacteria_4882.jpeg"))
+        .expect("x-ray");
+    let n = 400;
+    for i in 0..n {
+        let mut raw = format!(
+            "POST /predict HTTP/1.1\r\nHost: pneumonia-shadow\r\nContent-Type: image/jpeg\r\n\
+             x-request-id: s{i}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            xray.len()
+        )
+        .into_bytes();
+        raw.extend_from_slice(&xray);
+        let answer = http::request_bytes(proxy.listen, &raw).expect("request through augur");
+        assert_eq!(answer.status, 200);
+        assert!(
+            answer.body.contains("\"v1\""),
+            "stable answers: {}",
+            answer.body
+        );
+    }
+    assert_eq!(v1.served(), n, "stable served every request");
+    assert_eq!(
+        proxy.metric("augur_requests_total{route=\"primary\",arm=\"stable\"}"),
+        n as f64
+    );
+    assert_eq!(proxy.metric("augur_requests_total{arm=\"canary\"}"), 0.0);
+
+    // Each mirrored image was handed to the shadow when its body ended, before stable answered,
+    // and ends as one outcome: wait until every one has, and every score is compared with
+    // stable's answer.
+    let (submitted, agreement) = wait_for(
+        "every shadow answer compared with stable's",
+        std::time::Duration::from_secs(30),
+        || {
+            let submitted = proxy.metric("augur_shadow_submitted_total");
+            let success = proxy.metric("augur_shadow_inferences_total{outcome=\"success\"}");
+            let agreement = status()["shadow"]["agreement"]["stable"].clone();
+            (proxy.metric("augur_shadow_inferences_total") == submitted
+                && agreement["compared"].as_f64() == Some(success))
+            .then_some((submitted as usize, agreement))
+        },
+    );
+    let scored = proxy.metric("augur_shadow_inferences_total{outcome=\"success\"}") as usize;
+    assert_eq!(
+        scored, submitted,
+        "every mirrored image was scored (none dropped or failed)"
+    );
+    assert_share_near(scored, n, 0.10);
+    assert_eq!(
+        agreement["agreed"].as_u64(),
+        Some(scored as u64),
+        "{agreement}"
+    );
+    assert_eq!(agreement["rate"].as_f64(), Some(1.0));
+    let ci = agreement["ci95"].as_array().expect("an interval");
+    assert!(
+        ci[0].as_f64().unwrap_or(1.0) < 1.0 && ci[1] == 1.0,
+        "{ci:?}"
+    );
+    let policy = "policy=\"default/pneumonia-shadow\",arm=\"stable\"";
+    assert_eq!(
+        proxy.metric(&format!("augur_rollout_shadow_compared_total{{{policy}}}")),
+        scored as f64
+    );
+    assert_eq!(
+        proxy.metric(&format!("augur_rollout_shadow_agreed_total{{{policy}}}")),
+        scored as f64
+    );
+
+    // No weight was ever set or changed: no weight gauge, the written split is the live one.
+    assert!(
+        !proxy.metrics_text().contains("augur_rollout_weight{"),
+        "no rollout weight exported"
+    );
+    let dump: serde_json::Value =
+        serde_json::from_str(&proxy.admin_get("/config_dump").body).expect("config_dump JSON");
+    let driven = dump["configs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find_map(|c| c["driven_routes"].as_array())
+        .cloned()
+        .unwrap_or_default();
+    assert!(driven.is_empty(), "no route is driven: {driven:?}");
+    let config = &dump["configs"][0];
+    assert_eq!(
+        config["shadow_models"][0]["mirror_percentage"], 10.0,
+        "{config}"
+    );
+    assert_eq!(config["shadow_models"][0]["shadow_only"], true);
+    assert_eq!(config["routes"]["rollouts"][0]["strategy"], "shadowOnly");
+
+    // The command line shows it for what it is, and there is nothing to promote.
+    let admin = proxy.admin.to_string();
+    let out = augur_tests::augur::run(&["rollout", "--admin", &admin, "status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Status:   Shadowing (scoring 10% of requests in the shadow model")
+            && text.contains("Weights:  unchanged")
+            && !text.contains("STEP  ACTION"),
+        "{text}"
+    );
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("stable "))
+        .unwrap_or_else(|| panic!("no agreement row:\n{text}"));
+    assert!(
+        row.contains(&format!(" {scored} ")) && row.contains("100.0%"),
+        "{row}"
+    );
+    let out =
+        augur_tests::augur::run(&["rollout", "--admin", &admin, "promote", "pneumonia-shadow"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is shadow-only"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }

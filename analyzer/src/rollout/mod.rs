@@ -52,7 +52,7 @@ use augur_model::{Arm, Sample};
 use serde::{Deserialize, Serialize};
 
 use crate::judge::{Evidence, Judge};
-use crate::labels::LabelJoin;
+use crate::labels::{JoinedLabel, LabelJoin};
 use crate::spec::{AnalysisSpec, StepSpec, TriggerSpec};
 use crate::tally::Tally;
 use crate::triggers::Triggers;
@@ -291,6 +291,11 @@ impl Rollout {
         self.history.iter()
     }
 
+    /// The cumulative evidence of each arm (requests, labels, agreement with the shadow).
+    pub fn evidence(&self) -> &Evidence {
+        &self.evidence
+    }
+
     /// The per-metric Argo counters.
     pub fn counters(&self) -> &BTreeMap<String, MetricCounters> {
         &self.counters
@@ -371,20 +376,27 @@ impl Rollout {
                 } else {
                     self.labels.record_prediction(sample, t);
                 }
-                self.shadow.record_prediction(sample, t);
+                if let Some(joined) = self.shadow.record_prediction_or_join(sample, t) {
+                    self.agreement(&joined, t);
+                }
             }
             Arm::Shadow | Arm::Mirror => {
                 let (Some(id), Some(label)) = (&sample.request_id, &sample.label) else {
                     return;
                 };
-                if let Some(joined) = self.shadow.join(id, label, t) {
-                    let arm = joined.prediction.arm;
-                    let agreed = joined.prediction.label.as_deref() == Some(label.as_str());
-                    self.evidence.record_agreement(arm, agreed, t);
-                    self.triggers.record_agreement(arm, agreed, t);
+                if let Some(joined) = self.shadow.answer(id, label, t) {
+                    self.agreement(&joined, t);
                 }
             }
         }
+    }
+
+    /// A prediction joined with the shadow's answer to the same request (in either order).
+    fn agreement(&mut self, joined: &JoinedLabel, t: f64) {
+        let arm = joined.prediction.arm;
+        let agreed = joined.prediction.label.as_deref() == Some(joined.truth.as_str());
+        self.evidence.record_agreement(arm, agreed, t);
+        self.triggers.record_agreement(arm, agreed, t);
     }
 
     /// Records a tally of one arm's labelled and shadow-compared predictions (a fleet's

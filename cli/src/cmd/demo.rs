@@ -347,7 +347,7 @@ fn run_in(
         });
         let _ = std::io::stdout().flush();
         if ending.is_none() {
-            ending = Ending::of(&rollout.state);
+            ending = rollout.state.rollout().and_then(Ending::of);
             if ending.is_some() {
                 ended_at = Some(started.elapsed());
                 sent_at_end = traffic.with_stats(|s| s.sent);
@@ -386,23 +386,17 @@ fn run_in(
     if !sidecars.is_empty() {
         // Each sidecar follows the controller's last decision within a moment: show where
         // each one is once they agree (or after 5 s, whatever they say).
-        let target = Some(f64::from(last.0.weights.canary));
+        let target = last.0.weights.map(|w| f64::from(w.canary));
         let deadline = augur_proxy::clock::now() + Duration::from_secs(5);
         let mut weights = fleet::weights(&sidecars);
         while weights.iter().any(|(_, w)| *w != target) && augur_proxy::clock::now() < deadline {
             std::thread::sleep(Duration::from_millis(100));
             weights = fleet::weights(&sidecars);
         }
-        let each: Vec<String> = weights
-            .iter()
-            .map(|(name, w)| {
-                format!(
-                    "{name} {}",
-                    w.map_or("?".to_owned(), |w| format!("{w:.0}%"))
-                )
-            })
-            .collect();
-        println!("\nSidecars (canary weight applied): {}", each.join(", "));
+        println!(
+            "\nSidecars (canary weight applied): {}",
+            view::sidecar_weights(&weights).join(", ")
+        );
     }
     let ok = ending.expected(args.scenario);
     println!(
@@ -441,7 +435,7 @@ fn rollout(admin: SocketAddr) -> anyhow::Result<RolloutStatus> {
     let all: RolloutList = get_json(admin, "/rollouts")?;
     all.rollouts
         .into_iter()
-        .next()
+        .find(|r| r.state.rollout().is_some())
         .context("the proxy runs no rollout: the demo's CanaryPolicy did not load")
 }
 

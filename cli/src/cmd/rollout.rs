@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use augur_analyzer::rollout::RolloutState;
 use augur_analyzer::verdict::{Outcome, Verdict};
-use augur_rollout::status::{CommandReply, RolloutList, RolloutStatus};
+use augur_rollout::status::{CommandReply, PolicyState, RolloutList, RolloutStatus, ShadowStatus};
 
 use super::admin_client;
 use crate::args::{OutputFormat, RolloutCommand};
@@ -88,7 +88,7 @@ fn command_call(
         Ok(ExitCode::SUCCESS)
     } else {
         eprintln!("augur: {verb} {name} refused ({status}): {}", body.trim());
-        if status == 409 && !body.contains("--force") {
+        if status == 409 && !body.contains("is shadow-only") && !body.contains("--force") {
             eprintln!("hint: `augur rollout status {name}` shows the state; `retry` restarts an ended rollout.");
         }
         Ok(ExitCode::FAILURE)
@@ -112,14 +112,26 @@ fn phase(state: &RolloutState) -> String {
     }
 }
 
-/// The status line: a timed pause is shown as Paused with the time left.
+/// The status line: a timed pause is shown as Paused with the time left; a shadow-only policy
+/// as Shadowing with its share of requests.
 fn status_line(r: &RolloutStatus) -> String {
+    let state = match &r.state {
+        PolicyState::Rollout(state) => state,
+        PolicyState::ShadowOnly(_) => {
+            return format!(
+                "Shadowing (scoring {} of requests in the shadow model; stable serves them all)",
+                r.shadow
+                    .as_ref()
+                    .map_or_else(|| "-".to_owned(), |s| percent(s.percentage))
+            )
+        }
+    };
     match r.pause_deadline {
         Some(deadline) => {
             let left = deadline - augur_proxy::sample::now();
             format!("Paused (timed pause, {} left)", duration(left))
         }
-        None => phase(&r.state),
+        None => phase(state),
     }
 }
 
@@ -129,6 +141,53 @@ fn num(v: Option<f64>) -> String {
 
 fn signed(v: Option<f64>) -> String {
     v.map_or_else(|| "-".to_owned(), |x| format!("{x:+.4}"))
+}
+
+/// `10%` (`12.5%`).
+fn percent(p: f64) -> String {
+    format!("{p}%")
+}
+
+/// A rate in 0..=1 as `97.3%`.
+fn rate(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_owned(), |x| format!("{:.1}%", x * 100.0))
+}
+
+/// The shadow model and each arm's agreement with it: how many predictions were compared, how
+/// many the shadow agreed with, the rate and its 95% interval.
+fn shadow_section(shadow: &ShadowStatus) -> String {
+    let mut out = format!(
+        "\nShadow:   {} scores {} of requests\n",
+        shadow.model,
+        percent(shadow.percentage)
+    );
+    let arms = [
+        ("stable", Some(&shadow.agreement.stable)),
+        ("canary", shadow.agreement.canary.as_ref()),
+    ];
+    let rows: Vec<Vec<String>> = arms
+        .into_iter()
+        .filter_map(|(arm, a)| {
+            let a = a?;
+            let ci = a.ci95.map_or_else(
+                || "-".to_owned(),
+                |[lo, hi]| format!("[{}, {}]", rate(Some(lo)), rate(Some(hi))),
+            );
+            Some(vec![
+                arm.to_owned(),
+                a.compared.to_string(),
+                a.agreed.to_string(),
+                rate(a.rate),
+                ci,
+            ])
+        })
+        .collect();
+    out.push_str(&columns(
+        &["AGREEMENT", "COMPARED", "AGREED", "RATE", "95% CI"],
+        &rows,
+        &[false, true, true, true, false],
+    ));
+    out
 }
 
 /// `pass`, `fail (high)`, `inconclusive`, and for `no_data` the samples it waits for: `no_data
@@ -194,23 +253,28 @@ pub fn render(r: &RolloutStatus) -> String {
     if let Some(step) = current {
         let _ = writeln!(out, "Step:     {}/{}", step + 1, r.steps.len());
     }
-    if r.state == RolloutState::Pending {
-        let _ = writeln!(
-            out,
-            "Weights:  stable {}%  canary {}% (the VirtualService's own: no step yet)",
-            r.weights.stable, r.weights.canary
-        );
-        let _ = writeln!(
-            out,
-            "Start:    `augur rollout start {}` enters step 1 (the policy's startOn: command)",
-            r.name.rsplit('/').next().unwrap_or(&r.name)
-        );
-    } else {
-        let _ = writeln!(
-            out,
-            "Weights:  stable {}%  canary {}%",
-            r.weights.stable, r.weights.canary
-        );
+    match r.weights {
+        Some(w) if r.state == PolicyState::Rollout(RolloutState::Pending) => {
+            let _ = writeln!(
+                out,
+                "Weights:  stable {}%  canary {}% (the VirtualService's own: no step yet)",
+                w.stable, w.canary
+            );
+            let _ = writeln!(
+                out,
+                "Start:    `augur rollout start {}` enters step 1 (the policy's startOn: command)",
+                r.name.rsplit('/').next().unwrap_or(&r.name)
+            );
+        }
+        Some(w) => {
+            let _ = writeln!(out, "Weights:  stable {}%  canary {}%", w.stable, w.canary);
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "Weights:  unchanged (shadow-only: no canary, no steps; the routes' own weights apply)"
+            );
+        }
     }
     if let Some(rate) = r.label_rate {
         let _ = writeln!(
@@ -219,7 +283,9 @@ pub fn render(r: &RolloutStatus) -> String {
             rate * 100.0
         );
     }
-    let _ = writeln!(out, "\n  STEP  ACTION");
+    if !r.steps.is_empty() {
+        let _ = writeln!(out, "\n  STEP  ACTION");
+    }
     for (i, s) in r.steps.iter().enumerate() {
         let marker = match current {
             Some(c) if c == i => "▶",
@@ -227,6 +293,9 @@ pub fn render(r: &RolloutStatus) -> String {
             _ => " ",
         };
         let _ = writeln!(out, "{marker} {:<5} {s}", i + 1);
+    }
+    if let Some(shadow) = &r.shadow {
+        out.push_str(&shadow_section(shadow));
     }
     if let Some(deadline) = r.gate_deadline {
         let left = deadline - augur_proxy::sample::now();

@@ -304,6 +304,7 @@ impl ShadowModel {
             reply: Box::new(on_done),
         };
         self.shared.metrics.queue_add(1);
+        self.shared.metrics.submitted();
         Ok((tx, job))
     }
 

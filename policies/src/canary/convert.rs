@@ -27,17 +27,54 @@ impl RawCanarySpec {
     pub(crate) fn validate(&self, metadata: ObjectMeta, cx: &mut Ctx<'_>) -> CanaryPolicy {
         let traffic_routing = self.traffic_routing(cx);
         let stable = self.dest(cx, "spec.stable", &self.stable);
-        let canary = self.dest(cx, "spec.canary", &self.canary);
-        if stable == canary && !stable.host.is_empty() {
+        let shadow_only = self.is_shadow_only();
+        let canary = if shadow_only {
+            None
+        } else if self.canary.is_none() && self.shadow.is_some() {
+            let what = if self.steps.is_some() {
+                "steps"
+            } else {
+                "blueGreen"
+            };
+            cx.error(
+                "spec.canary",
+                format!("is required: {what} move traffic to a canary; for shadow-only scoring (no canary traffic) remove {what} and keep spec.shadow"),
+            );
+            Some(DestinationRef {
+                host: String::new(),
+                subset: None,
+            })
+        } else {
+            Some(self.dest(cx, "spec.canary", &self.canary))
+        };
+        if canary.as_ref() == Some(&stable) && !stable.host.is_empty() {
             cx.error("spec.canary", "canary must differ from stable");
         }
         let analysis = self
             .analysis
             .as_ref()
             .map(|a| a.validate(cx, "spec.analysis"));
+        if shadow_only {
+            self.shadow_only_checks(cx);
+        }
         let strategy = match (&self.steps, &self.blue_green) {
-            (Some(_), Some(_)) | (None, None) => {
+            (None, None) if shadow_only => Strategy::ShadowOnly,
+            (None, None) if self.canary.is_some() && self.shadow.is_some() => {
+                cx.error(
+                    "spec",
+                    "exactly one of steps or blueGreen is required; for shadow-only scoring (no canary traffic) remove spec.canary and keep spec.shadow",
+                );
+                Strategy::Steps(Vec::new())
+            }
+            (Some(_), Some(_)) => {
                 cx.error("spec", "exactly one of steps or blueGreen is required");
+                Strategy::Steps(Vec::new())
+            }
+            (None, None) => {
+                cx.error(
+                    "spec",
+                    "exactly one of steps or blueGreen is required (or, for shadow-only scoring, spec.shadow without canary and steps)",
+                );
                 Strategy::Steps(Vec::new())
             }
             (Some(steps), None) => Strategy::Steps(steps_validate(cx, steps, analysis.as_ref())),
@@ -102,6 +139,53 @@ impl RawCanarySpec {
             prediction: self.prediction.as_ref().and_then(|p| p.validate(cx)),
             shadow: self.shadow.as_ref().and_then(|s| s.validate(cx)),
             labels: self.labels(cx),
+        }
+    }
+
+    /// A policy with `shadow` and none of `canary`, `steps` and `blueGreen` only scores
+    /// mirrored requests in the shadow model (scenario 5: "score 10% in the shadow, change
+    /// nothing else").
+    fn is_shadow_only(&self) -> bool {
+        self.shadow.is_some()
+            && self.canary.is_none()
+            && self.steps.is_none()
+            && self.blue_green.is_none()
+    }
+
+    /// What contradicts a shadow-only policy: fields that need a canary are errors (they
+    /// would silently do nothing); a missing `prediction` is a warning, since without it the
+    /// shadow scores but nothing is compared.
+    fn shadow_only_checks(&self, cx: &mut Ctx<'_>) {
+        const WHY: &str =
+            "a shadow-only policy (spec.shadow without canary and steps) has no canary";
+        if self.analysis.is_some() {
+            cx.error(
+                "spec.analysis",
+                format!("{WHY} to compare stable with; stable's agreement with the shadow is reported without an analysis (`augur rollout status`). Remove analysis, or add canary and steps"),
+            );
+        }
+        if self.rollback.is_some() {
+            cx.error(
+                "spec.rollback",
+                format!("{WHY} to roll back; remove rollback, or add canary and steps"),
+            );
+        }
+        if self
+            .shadow
+            .as_ref()
+            .and_then(|s| s.mirror_percentage)
+            .is_some_and(|p| p == 0.0)
+        {
+            cx.warn(
+                "spec.shadow.mirrorPercentage",
+                "0 scores no request: a shadow-only policy with it does nothing",
+            );
+        }
+        if self.prediction.is_none() {
+            cx.warn(
+                "spec.shadow",
+                "without spec.prediction stable's answers are not read, so the shadow scores requests but its agreement with stable cannot be measured",
+            );
         }
     }
 

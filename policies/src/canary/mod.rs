@@ -29,11 +29,11 @@ pub struct CanaryPolicy {
     pub traffic_routing: TrafficRouting,
     /// Current model.
     pub stable: DestinationRef,
-    /// New model.
-    pub canary: DestinationRef,
+    /// New model; `None` for a shadow-only policy ([`Strategy::ShadowOnly`]).
+    pub canary: Option<DestinationRef>,
     /// When the rollout starts.
     pub start_on: StartOn,
-    /// Steps or blue/green.
+    /// Steps, blue/green, or shadow-only.
     pub strategy: Strategy,
     /// Base analysis settings (steps may override).
     pub analysis: Option<Analysis>,
@@ -45,6 +45,14 @@ pub struct CanaryPolicy {
     pub shadow: Option<Shadow>,
     /// Ground-truth label handling.
     pub labels: Labels,
+}
+
+impl CanaryPolicy {
+    /// Whether the policy only scores mirrored requests in its shadow model: no canary, no
+    /// steps, and no route weight is ever changed.
+    pub fn is_shadow_only(&self) -> bool {
+        matches!(self.strategy, Strategy::ShadowOnly)
+    }
 }
 
 /// A CanaryPolicy's key, `namespace/name`: how rollouts, weights, metrics and commands name it.
@@ -102,6 +110,9 @@ pub enum Strategy {
     Steps(Vec<RolloutStep>),
     /// Blue/green.
     BlueGreen(Box<BlueGreen>),
+    /// No canary and no steps: the shadow model scores `shadow.mirrorPercentage` of the routes'
+    /// requests, stable serves them all, and the routes' weights stay as written.
+    ShadowOnly,
 }
 
 /// One canary step.

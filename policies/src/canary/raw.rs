@@ -18,13 +18,13 @@ use crate::istio::common::RawStringMatch;
 pub(crate) struct RawCanarySpec {
     /// When the rollout starts: `command` (default: it waits, with the routes at their VirtualService weights, until `augur rollout start`, so no canary traffic flows until a person or CI says so) or `immediately` (as soon as the proxy or controller loads the policy). A started rollout resumes from its saved state after a restart either way.
     pub(crate) start_on: Option<RawStartOn>,
-    /// Which VirtualService routes this policy drives (their destination weights are rewritten at each step).
+    /// Which VirtualService routes this policy drives (their destination weights are rewritten at each step; a shadow-only policy only mirrors them to the shadow and never changes a weight).
     pub(crate) traffic_routing: Option<RawTrafficRouting>,
     /// The current model's destination; must appear in every driven route.
     pub(crate) stable: Option<RawRef>,
-    /// The new model's destination; must appear in every driven route.
+    /// The new model's destination; must appear in every driven route. Leave it out, with `steps` and `blueGreen`, for a shadow-only policy.
     pub(crate) canary: Option<RawRef>,
-    /// Canary steps, run in order (use either `steps` or `blueGreen`).
+    /// Canary steps, run in order (use either `steps` or `blueGreen`; neither in a shadow-only policy).
     pub(crate) steps: Option<Vec<RawStep>>,
     /// Blue/green strategy (use either `steps` or `blueGreen`).
     pub(crate) blue_green: Option<RawBlueGreen>,
@@ -34,7 +34,7 @@ pub(crate) struct RawCanarySpec {
     pub(crate) rollback: Option<RawRollback>,
     /// Where to find the model's prediction in response bodies.
     pub(crate) prediction: Option<RawPrediction>,
-    /// An in-process shadow model that receives mirrored requests.
+    /// An in-process shadow model that receives mirrored requests. Without `canary`, `steps` and `blueGreen` the policy is shadow-only: stable serves every request, `mirrorPercentage` of them are also scored by the shadow, no weight ever changes, and stable's agreement with the shadow is reported.
     pub(crate) shadow: Option<RawShadow>,
     /// Ground-truth labels posted to the admin port.
     pub(crate) labels: Option<RawLabels>,

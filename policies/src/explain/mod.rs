@@ -107,11 +107,11 @@ pub struct RolloutExplanation {
     pub routes: Vec<String>,
     /// `host/subset`.
     pub stable: String,
-    /// `host/subset`.
-    pub canary: String,
+    /// `host/subset`; `None` for a shadow-only policy.
+    pub canary: Option<String>,
     /// How the rollout starts: `command` (on `augur rollout start`) or `immediately`.
     pub start_on: String,
-    /// `steps` or `blueGreen`.
+    /// `steps`, `blueGreen` or `shadowOnly`.
     pub strategy: String,
     /// Steps, with the canary weight after each.
     pub steps: Vec<StepExplanation>,
@@ -410,6 +410,7 @@ fn rollout(cp: &CanaryPolicy) -> RolloutExplanation {
             }
             ("blueGreen", v)
         }
+        Strategy::ShadowOnly => ("shadowOnly", Vec::new()),
     };
     let bg_promote_at = raw_steps.iter().position(|s| s.starts_with("promote"));
     for (i, action) in raw_steps.into_iter().enumerate() {
@@ -473,7 +474,7 @@ fn rollout(cp: &CanaryPolicy) -> RolloutExplanation {
         ),
         routes: cp.traffic_routing.routes.clone(),
         stable: dest_ref(&cp.stable),
-        canary: dest_ref(&cp.canary),
+        canary: cp.canary.as_ref().map(dest_ref),
         start_on: enum_name(cp.start_on),
         strategy: strategy.to_owned(),
         steps,

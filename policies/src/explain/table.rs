@@ -162,6 +162,10 @@ impl Explanation {
             ));
         }
         for ro in &self.rollouts {
+            if ro.strategy == "shadowOnly" {
+                out.push_str(&shadow_only(ro));
+                continue;
+            }
             out.push_str(&format!(
                 "\nROLLOUT {} ({}): VirtualService {} routes {}; stable {}, canary {}\n",
                 ro.policy,
@@ -169,9 +173,12 @@ impl Explanation {
                 ro.virtual_service,
                 ro.routes.join(","),
                 ro.stable,
-                ro.canary
+                ro.canary.as_deref().unwrap_or("none")
             ));
-            out.push_str(&if ro.start_on == "immediately" {
+            out.push_str(&if ro.strategy == "shadowOnly" {
+                // Nothing to start: it scores in the shadow from the moment it is loaded.
+                String::new()
+            } else if ro.start_on == "immediately" {
                 "Starts: as soon as the policy is loaded (startOn: immediately)\n".to_owned()
             } else {
                 format!(
@@ -213,13 +220,7 @@ impl Explanation {
                 ));
             }
             if let Some(sh) = &ro.shadow {
-                out.push_str(&format!(
-                    "\nSHADOW {}: {} of requests, input {}, {}\n",
-                    sh.model,
-                    percent(sh.mirror_percentage),
-                    sh.input,
-                    sh.runtime
-                ));
+                out.push_str(&shadow_line(sh));
             }
             if !ro.triggers.is_empty() {
                 out.push('\n');
@@ -273,4 +274,35 @@ impl Explanation {
         }
         out
     }
+}
+
+/// `SHADOW model: 10% of requests, input ..., runtime`.
+fn shadow_line(sh: &super::ShadowExplanation) -> String {
+    format!(
+        "\nSHADOW {}: {} of requests, input {}, {}\n",
+        sh.model,
+        percent(sh.mirror_percentage),
+        sh.input,
+        sh.runtime
+    )
+}
+
+/// A shadow-only policy, for what it is: stable serves everything, a share is scored in the
+/// shadow, and no weight, step or promotion exists.
+fn shadow_only(ro: &super::RolloutExplanation) -> String {
+    let share = ro
+        .shadow
+        .as_ref()
+        .map_or_else(|| "0%".to_owned(), |sh| percent(sh.mirror_percentage));
+    let mut out = format!(
+        "\nSHADOW-ONLY {}: VirtualService {} routes {}; stable {} serves every request, {share} are also scored by the shadow model; no canary, no steps, no weight changes, nothing to promote\n",
+        ro.policy,
+        ro.virtual_service,
+        ro.routes.join(","),
+        ro.stable,
+    );
+    if let Some(sh) = &ro.shadow {
+        out.push_str(&shadow_line(sh));
+    }
+    out
 }

@@ -18,10 +18,24 @@ pub(super) fn dump(s: &AdminState) -> Value {
             "sources": loaded.sources,
             "warnings": loaded.warnings.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "last_rejected_reload": failure.as_deref(),
+            // Each loaded shadow model, its share of requests, and whether its policy is
+            // shadow-only (no canary, no steps: it changes no weight).
             "shadow_models": snapshot
                 .shadows
                 .iter()
-                .map(|(k, h)| json!({"policy": k, "model": h.config.model}))
+                .map(|(k, h)| {
+                    let shadow_only = loaded
+                        .set
+                        .canary_policies
+                        .iter()
+                        .any(|p| p.is_shadow_only() && augur_policies::policy_key(p) == *k);
+                    json!({
+                        "policy": k,
+                        "model": h.config.model,
+                        "mirror_percentage": h.config.mirror_percentage.value(),
+                        "shadow_only": shadow_only,
+                    })
+                })
                 .collect::<Vec<_>>(),
             "shadow_model_errors": snapshot.shadow_errors,
             // Each route a CanaryPolicy drives: the stable/canary weights its file writes, and

@@ -261,7 +261,10 @@ impl RouteTable {
                     fault: http.fault.clone(),
                     headers: http.headers.clone(),
                     rewrite,
-                    canary_policy: policy.map(|p| Arc::from(policy_key(p))),
+                    // A shadow-only policy drives no weight: the route's own split applies.
+                    canary_policy: policy
+                        .filter(|p| !p.is_shadow_only())
+                        .map(|p| Arc::from(policy_key(p))),
                     sample_policy: policy.or(preview).map(|p| Arc::from(policy_key(p))),
                     inbound: policy.is_some_and(|p| {
                         p.traffic_routing.sidecar == augur_policies::Sidecar::Inbound
@@ -489,7 +492,9 @@ fn known_arms(
         p.metadata.namespace == *ns && p.traffic_routing.virtual_service == vs.metadata.name
     }) {
         add(as_dest(&p.stable), Arm::Stable);
-        add(as_dest(&p.canary), Arm::Canary);
+        if let Some(canary) = &p.canary {
+            add(as_dest(canary), Arm::Canary);
+        }
     }
     for http in vs.http.iter().filter(|h| h.route.len() > 1) {
         for (i, d) in http.route.iter().enumerate() {
@@ -523,7 +528,7 @@ fn arm_of(
     };
     let by_position = if index == 0 { Arm::Stable } else { Arm::Canary };
     match arms.policy {
-        Some(p) if same(&p.canary) => Arm::Canary,
+        Some(p) if p.canary.as_ref().is_some_and(same) => Arm::Canary,
         Some(p) if same(&p.stable) => Arm::Stable,
         Some(_) => by_position,
         None => arms

@@ -90,9 +90,13 @@ function renderSummary(r) {
   $("phase").textContent = phase.replace("_", " ");
   $("phase").className = "badge " + phase;
   $("step").textContent = r.step == null ? "–" : (r.step + 1) + "/" + r.steps.length;
-  $("stable-weight").textContent = r.weights.stable + "%";
-  $("canary-weight").textContent = r.weights.canary + "%";
-  $("weight-bar").style.width = r.weights.canary + "%";
+  // A shadow-only policy sets no weights (the routes' own apply) and takes no commands.
+  const shadowOnly = phase === "shadowing";
+  $("stable-weight").textContent = shadowOnly ? "unchanged" : r.weights.stable + "%";
+  $("canary-weight").textContent = shadowOnly ? "none" : r.weights.canary + "%";
+  $("weight-bar").style.width = (shadowOnly ? 0 : r.weights.canary) + "%";
+  $("buttons").hidden = shadowOnly;
+  renderShadow(r.shadow);
   $("labels").textContent = r.label_rate == null ? "" : (r.label_rate * 100).toFixed(1) + "% of predictions labelled";
   const done = phase === "promoted";
   $("steps").replaceChildren(...r.steps.map((s, i) => {
@@ -124,6 +128,20 @@ function renderSummary(r) {
     g.verdicts.filter((v) => v.allowance != null).map((v) =>
       v.metric + " " + signed(v.bound) + " vs " + signed(v.allowance) + " (" + v.n_stable + " / " + v.n_canary + ")").join("; "),
   ])));
+}
+
+// The shadow model's share and each arm's agreement with it (rate, 95% interval, count).
+function renderShadow(sh) {
+  $("shadow").hidden = !sh;
+  if (!sh) return;
+  const pct = (v) => (v * 100).toFixed(1) + "%";
+  const arms = ["stable", "canary"].filter((a) => sh.agreement[a]).map((a) => {
+    const g = sh.agreement[a];
+    if (g.rate == null) return a + " agrees: no comparison yet";
+    return a + " agrees " + pct(g.rate) + " (95% CI " + pct(g.ci95[0]) + "–" + pct(g.ci95[1]) + ", "
+      + g.agreed + " of " + g.compared + ")";
+  });
+  $("shadow").textContent = "shadow " + sh.model + " scores " + sh.percentage + "% of requests; " + arms.join("; ");
 }
 
 function signed(v) { return v == null ? "–" : (v >= 0 ? "+" : "") + v.toFixed(4); }

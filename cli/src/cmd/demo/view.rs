@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use augur_analyzer::rollout::{Decision, RolloutState, SAMPLE_RATIO_METRIC};
+use augur_analyzer::rollout::{Decision, RolloutState, Weights, SAMPLE_RATIO_METRIC};
 use augur_analyzer::spec::StepSpec;
 use augur_analyzer::verdict::Verdict;
 use augur_rollout::history::{outcome_name, ArmPoint};
@@ -129,11 +129,17 @@ fn verdict_of<'a>(r: &'a RolloutStatus, name: &str) -> Option<&'a Verdict> {
     r.verdicts.iter().find(|v| v.metric == name)
 }
 
-/// The arm's weight, its measured value in a verdict and the verdict's samples of it.
+/// The rollout's weights (the demo's policy always has a rollout; a shadow-only entry would
+/// leave all traffic to stable).
+fn weights(r: &RolloutStatus) -> Weights {
+    r.weights.unwrap_or(Weights::canary(0))
+}
+
+/// The arm's weight.
 fn weight(r: &RolloutStatus, arm: Arm) -> u8 {
     match arm {
-        Arm::Stable => r.weights.stable,
-        Arm::Canary => r.weights.canary,
+        Arm::Stable => weights(r).stable,
+        Arm::Canary => weights(r).canary,
     }
 }
 
@@ -174,6 +180,17 @@ fn arm_row(f: &Frame<'_>, arm: Arm, version: &str) -> String {
     )
 }
 
+/// Each sidecar's name and the canary weight it applies (`?` when it did not answer).
+pub(super) fn sidecar_weights(sidecars: &[(String, Option<f64>)]) -> Vec<String> {
+    sidecars
+        .iter()
+        .map(|(name, w)| match w {
+            Some(w) => format!("{name} {w:.0}%"),
+            None => format!("{name} ?"),
+        })
+        .collect()
+}
+
 /// A decision as a line: when it was taken relative to `started_unix`, the transition and why.
 pub(super) fn decision_line(d: &Decision, started_unix: f64) -> String {
     format!(
@@ -208,7 +225,8 @@ pub(super) fn render(f: &Frame<'_>) -> String {
     let current = r.step;
     let _ = writeln!(out, "\n Rollout {}: {phase}", r.name);
     for (i, s) in r.steps.iter().enumerate() {
-        let done = r.state == RolloutState::Promoted || current.is_some_and(|c| i < c);
+        let done =
+            r.state.rollout() == Some(&RolloutState::Promoted) || current.is_some_and(|c| i < c);
         let here = current == Some(i);
         let marker = if done {
             "✔"
@@ -222,45 +240,39 @@ pub(super) fn render(f: &Frame<'_>) -> String {
             StepSpec::Pause { duration_s } => Some(*duration_s),
             _ => None,
         };
-        let progress = if here && matches!(r.state, RolloutState::RollingBack { .. }) {
-            "staged rollback: observing at half weight".to_owned()
-        } else if let (Some(Some(d)), true) = (pause, here) {
-            let now = f.started_unix + f.elapsed.as_secs_f64();
-            let since = r.decisions.first().map_or(now, |d| d.time);
-            let baked = (now - since).clamp(0.0, d);
-            format!("{}  baking {baked:.0}/{d:.0} s", bar(baked / d, 20))
-        } else if pause.is_some() && done {
-            bar(1.0, 20)
-        } else if pause.is_some() {
-            bar(0.0, 20)
-        } else if *s != StepSpec::Analysis {
-            String::new()
-        } else if done {
-            format!("{}  passed", bar(1.0, 20))
-        } else if here {
-            let (fraction, why) = gate_progress(r);
-            format!("{}  {why}", bar(fraction, 20))
-        } else {
-            bar(0.0, 20)
-        };
+        let progress =
+            if here && matches!(r.state.rollout(), Some(RolloutState::RollingBack { .. })) {
+                "staged rollback: observing at half weight".to_owned()
+            } else if let (Some(Some(d)), true) = (pause, here) {
+                let now = f.started_unix + f.elapsed.as_secs_f64();
+                let since = r.decisions.first().map_or(now, |d| d.time);
+                let baked = (now - since).clamp(0.0, d);
+                format!("{}  baking {baked:.0}/{d:.0} s", bar(baked / d, 20))
+            } else if pause.is_some() && done {
+                bar(1.0, 20)
+            } else if pause.is_some() {
+                bar(0.0, 20)
+            } else if *s != StepSpec::Analysis {
+                String::new()
+            } else if done {
+                format!("{}  passed", bar(1.0, 20))
+            } else if here {
+                let (fraction, why) = gate_progress(r);
+                format!("{}  {why}", bar(fraction, 20))
+            } else {
+                bar(0.0, 20)
+            };
         let _ = writeln!(out, "   {marker} {:<2} {text:<15} {progress}", i + 1);
     }
     let _ = writeln!(
         out,
         "\n weights  stable {:>3}% [{}] canary {:>3}%",
-        r.weights.stable,
-        bar(f64::from(r.weights.canary) / 100.0, 30),
-        r.weights.canary
+        weight(r, Arm::Stable),
+        bar(f64::from(weight(r, Arm::Canary)) / 100.0, 30),
+        weight(r, Arm::Canary)
     );
     if !f.sidecars.is_empty() {
-        let each: Vec<String> = f
-            .sidecars
-            .iter()
-            .map(|(name, w)| match w {
-                Some(w) => format!("{name} {w:.0}%"),
-                None => format!("{name} ?"),
-            })
-            .collect();
+        let each = sidecar_weights(f.sidecars);
         let _ = writeln!(
             out,
             " sidecars (canary weight applied): {}",
@@ -317,7 +329,7 @@ pub(super) fn progress_line(f: &Frame<'_>) -> String {
     let step = r
         .step
         .map_or_else(|| "-".to_owned(), |s| (s + 1).to_string());
-    let gate = if matches!(r.state, RolloutState::Progressing { .. }) {
+    let gate = if matches!(r.state.rollout(), Some(RolloutState::Progressing { .. })) {
         format!(" | gate: {}", gate_progress(r).1)
     } else {
         String::new()
@@ -325,17 +337,7 @@ pub(super) fn progress_line(f: &Frame<'_>) -> String {
     let sidecars = if f.sidecars.is_empty() {
         String::new()
     } else {
-        let each: Vec<String> = f
-            .sidecars
-            .iter()
-            .map(|(name, w)| {
-                format!(
-                    "{name} {}",
-                    w.map_or("?".to_owned(), |w| format!("{w:.0}%"))
-                )
-            })
-            .collect();
-        format!(" | sidecars {}", each.join(" "))
+        format!(" | sidecars {}", sidecar_weights(f.sidecars).join(" "))
     };
     format!(
         "[{}] {} step {step}/{steps} | sent {} failed {} labels {} | {} | {}{sidecars}{gate}",
