@@ -238,6 +238,7 @@ apiVersion: augur.dev/v1alpha1
 kind: CanaryPolicy
 metadata: {{name: model}}
 spec:
+  startOn: immediately
   trafficRouting:
     virtualService: {{name: model, routes: [primary]}}
   stable: {{host: model, subset: v1}}
@@ -266,6 +267,7 @@ apiVersion: augur.dev/v1alpha1
 kind: CanaryPolicy
 metadata: {name: model}
 spec:
+  startOn: immediately
   trafficRouting:
     virtualService: {name: model, routes: [primary]}
   stable: {host: model, subset: v1}

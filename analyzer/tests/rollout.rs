@@ -579,6 +579,7 @@ fn refusals_and_states_read_as_words_with_steps_from_one() {
     let err = augur_analyzer::rollout::CommandError {
         command: Command::Resume,
         state: RolloutState::Progressing { step: 0 },
+        detail: None,
     };
     assert_eq!(
         err.to_string(),

@@ -37,7 +37,9 @@ Examples:
   augur controller --policy policies/examples/ --state-dir /var/lib/augur   # one decision for a fleet
   augur proxy --policy policies/examples/ --controller augur-controller:15010   # a sidecar that follows it
   augur rollout status --watch
+  augur rollout start pneumonia           # rollouts wait for this (startOn: command)
   augur rollout promote pneumonia
+  augur rollout promote --force pneumonia # past an analysis step without data
   augur analyze --policy policies/examples/canary-pneumonia.yaml --samples recorded.jsonl
   augur score --model model.onnx inference/testdata/xrays/*.jpeg
   augur model-server --model model.onnx --listen 127.0.0.1:8501 --version v1
@@ -169,6 +171,11 @@ pub enum RolloutCommand {
         #[arg(long, short)]
         watch: bool,
     },
+    /// Start a rollout that waits for it (`startOn: command`, the default) at its first step.
+    Start {
+        /// The rollout.
+        name: String,
+    },
     /// Go to the next step (or, with --full, straight to 100%).
     Promote {
         /// The rollout.
@@ -176,6 +183,10 @@ pub enum RolloutCommand {
         /// Skip the remaining steps and analysis.
         #[arg(long)]
         full: bool,
+        /// Skip the current analysis step even without the evidence to open it (too few
+        /// samples, no data); without it such a promote is refused and says what it would skip.
+        #[arg(long, conflicts_with = "full")]
+        force: bool,
     },
     /// Stop the rollout and send all traffic to stable.
     Abort {

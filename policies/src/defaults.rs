@@ -3,6 +3,10 @@
 
 use std::time::Duration;
 
+/// When a CanaryPolicy's rollout starts without `startOn`: on `augur rollout start`, so that
+/// loading a policy never sends traffic to a canary by itself (augur's own choice; Argo Rollouts
+/// starts a rollout when its pod template changes).
+pub const START_ON: crate::StartOn = crate::StartOn::Command;
 /// Namespace of a document without `metadata.namespace`.
 pub const NAMESPACE: &str = "default";
 /// Kubernetes cluster domain used to qualify short host names.

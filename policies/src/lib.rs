@@ -35,7 +35,7 @@ pub use canary::{
     policy_key, AllowedChange, Amount, Analysis, BlueGreen, CanaryPolicy, DestinationRef,
     Direction, HeaderRoute, Labels, Layout, Method, Metric, MetricKind, MetricSource, MirrorRoute,
     Normalization, OutcomeAction, Prediction, Preprocessing, PrometheusAddress, Resize,
-    RollbackTrigger, RolloutStep, Scoring, Shadow, ShadowRuntime, Sidecar, Strategy,
+    RollbackTrigger, RolloutStep, Scoring, Shadow, ShadowRuntime, Sidecar, StartOn, Strategy,
     TrafficRouting, TriggerAction, TriggerCondition, TriggerMetric,
 };
 pub use diagnostic::{Diagnostic, LoadError, Severity};

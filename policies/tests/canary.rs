@@ -468,3 +468,54 @@ fn latency_allowances_are_durations() {
         "{e:?}"
     );
 }
+
+/// `duration` belongs to a blue-green post-promotion analysis (how long to watch after the
+/// switch); elsewhere, and at 0s, it is an error naming the field.
+#[test]
+fn post_promotion_duration_is_read_and_only_allowed_there() {
+    let bg = include_str!("../examples/blue-green.yaml");
+    let loaded = load_str("bg.yaml", bg).unwrap_or_else(|e| panic!("{e}"));
+    let Strategy::BlueGreen(b) = &loaded.set.canary_policies[0].strategy else {
+        panic!("blue-green");
+    };
+    assert_eq!(
+        b.post_promotion_duration,
+        Some(std::time::Duration::from_secs(300))
+    );
+    let table = augur_policies::explain::explain(&loaded.set).render_table();
+    assert!(
+        table.contains("watching 5m0s after the switch")
+            || table.contains("watching 5m after the switch"),
+        "{table}"
+    );
+    let zero = bg.replace("duration: 5m ", "duration: 0s ");
+    assert_ne!(zero, bg);
+    let e = errors(&zero);
+    assert!(
+        e.iter().any(
+            |e| e.contains("spec.blueGreen.postPromotionAnalysis.duration")
+                && e.contains("longer than 0s")
+        ),
+        "{e:?}"
+    );
+    let pre = bg.replace(
+        "prePromotionAnalysis: {}",
+        "prePromotionAnalysis: {duration: 5m}",
+    );
+    assert_ne!(pre, bg);
+    let e = errors(&pre);
+    assert!(
+        e.iter().any(
+            |e| e.contains("spec.blueGreen.prePromotionAnalysis.duration")
+                && e.contains("applies to blueGreen.postPromotionAnalysis only")
+        ),
+        "{e:?}"
+    );
+    let step = BASE.replacen("    - analysis: {}", "    - analysis: {duration: 5m}", 1);
+    let e = errors(&step);
+    assert!(
+        e.iter()
+            .any(|e| e.contains("spec.steps[1].analysis.duration")),
+        "{e:?}"
+    );
+}

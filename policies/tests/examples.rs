@@ -14,8 +14,8 @@ fn whole_policies_directory_loads() {
         "unexpected warnings: {:?}",
         loaded.warnings
     );
-    assert_eq!(loaded.sources.len(), 7, "{:?}", loaded.sources);
-    assert_eq!(loaded.set.canary_policies.len(), 3);
+    assert_eq!(loaded.sources.len(), 8, "{:?}", loaded.sources);
+    assert_eq!(loaded.set.canary_policies.len(), 4);
     assert_eq!(loaded.set.api_protections.len(), 1);
     assert_eq!(loaded.hash.len(), 64);
 }

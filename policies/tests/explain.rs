@@ -238,3 +238,36 @@ fn protections_shadow_and_per_step_analysis_are_shown() {
         bg.steps
     );
 }
+
+/// `explain` says how each rollout starts: on `augur rollout start` by default (the example
+/// writes the default out), at once with `startOn: immediately`.
+#[test]
+fn explain_says_how_the_rollout_starts() {
+    let explained = canary_explanation();
+    assert_eq!(explained.rollouts[0].start_on, "command");
+    let table = explained.render_table();
+    assert!(
+        table
+            .contains("Starts: on `augur rollout start pneumonia` (startOn: command, the default)"),
+        "{table}"
+    );
+    let text = include_str!("../examples/canary-pneumonia.yaml");
+    let unset = text.replace("  startOn: command\n", "");
+    assert_ne!(unset, text);
+    let loaded = augur_policies::load_str("p.yaml", &unset).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        loaded.set.canary_policies[0].start_on,
+        augur_policies::StartOn::Command,
+        "the default"
+    );
+    let now = text.replace("startOn: command", "startOn: immediately");
+    let loaded = augur_policies::load_str("p.yaml", &now).unwrap_or_else(|e| panic!("{e}"));
+    let table = explain(&loaded.set).render_table();
+    assert!(
+        table.contains("Starts: as soon as the policy is loaded (startOn: immediately)"),
+        "{table}"
+    );
+    let bad = text.replace("startOn: command", "startOn: now");
+    let e = augur_policies::load_str("p.yaml", &bad).expect_err("not a choice");
+    assert!(e.to_string().contains("startOn"), "{e}");
+}

@@ -107,9 +107,9 @@ fn every_example_policy_validates_against_its_schema() {
             }
         }
     }
-    // canary-pneumonia.yaml, blue-green.yaml and shadow-scoring.yaml hold a CanaryPolicy,
-    // api-protection.yaml an ApiProtection: all four are checked.
-    assert_eq!(checked.len(), 4, "{checked:?}");
+    // canary-pneumonia.yaml, canary-steps.yaml, blue-green.yaml and shadow-scoring.yaml hold a
+    // CanaryPolicy, api-protection.yaml an ApiProtection: all five are checked.
+    assert_eq!(checked.len(), 5, "{checked:?}");
 }
 
 /// One bad edit of an example's augur document (valid before the edit, as checked above).

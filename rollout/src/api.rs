@@ -94,7 +94,7 @@ pub fn answer(rollouts: &Rollouts, method: &Method, path: &str, body: &[u8]) -> 
         return ApiReply::text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
     }
     match command_path(path) {
-        Some(rest) => command(rollouts, rest),
+        Some(rest) => command(rollouts, rest, body),
         None if path == "/labels" => labels(rollouts, body),
         None => ApiReply::text(
             StatusCode::NOT_FOUND,
@@ -109,8 +109,18 @@ fn command_path(path: &str) -> Option<&str> {
         .filter(|rest| history_name(path).is_none() && !rest.is_empty())
 }
 
-/// `POST /rollouts/{namespace/name or name}/{promote|promote-full|abort|retry|pause|resume}`.
-fn command(rollouts: &Rollouts, rest: &str) -> ApiReply {
+/// What a command's body may say: `{"force": true}` lets `promote` skip an analysis gate that
+/// lacks the evidence to open.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommandBody {
+    #[serde(default)]
+    force: bool,
+}
+
+/// `POST /rollouts/{namespace/name or name}/{start|promote|promote-full|abort|retry|pause|resume}`,
+/// with an empty body or `{"force": true}` (promote only).
+fn command(rollouts: &Rollouts, rest: &str, body: &[u8]) -> ApiReply {
     let Some((name, verb)) = rest.rsplit_once('/') else {
         return ApiReply::text(
             StatusCode::NOT_FOUND,
@@ -118,16 +128,38 @@ fn command(rollouts: &Rollouts, rest: &str) -> ApiReply {
         );
     };
     let command = match verb {
+        "start" => Command::Start,
         "promote" => Command::Promote,
         "promote-full" => Command::PromoteFull,
         "abort" => Command::Abort,
         "retry" => Command::Retry,
         "pause" => Command::Pause,
         "resume" => Command::Resume,
-        _ => {
+        _ => return ApiReply::text(
+            StatusCode::NOT_FOUND,
+            "unknown command: use start, promote, promote-full, abort, retry, pause or resume\n",
+        ),
+    };
+    let options = if body.iter().all(u8::is_ascii_whitespace) {
+        CommandBody::default()
+    } else {
+        match serde_json::from_slice::<CommandBody>(body) {
+            Ok(o) => o,
+            Err(e) => {
+                return ApiReply::text(
+                    StatusCode::BAD_REQUEST,
+                    format!("expected an empty body or {{\"force\": true}}: {e}\n"),
+                )
+            }
+        }
+    };
+    let command = match (command, options.force) {
+        (Command::Promote, true) => Command::PromoteForce,
+        (c, false) => c,
+        (c, true) => {
             return ApiReply::text(
-                StatusCode::NOT_FOUND,
-                "unknown command: use promote, promote-full, abort, retry, pause or resume\n",
+                StatusCode::BAD_REQUEST,
+                format!("\"force\" applies to promote only, not {c}\n"),
             )
         }
     };

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use augur_analyzer::rollout::{Command, Decision, Rollout, RolloutState};
+use augur_analyzer::rollout::{Command, Decision, Rollout, RolloutState, Weights};
 use augur_analyzer::verdict::Outcome;
 use augur_policies::{policy_key, PolicySet};
 
@@ -56,6 +56,9 @@ struct Managed {
     source: Option<SourceState>,
     /// The dashboard's time series.
     history: history::History,
+    /// The split the driven route's file writes (percent): the live weights while the rollout
+    /// waits for `augur rollout start`.
+    file_weights: Option<Weights>,
     /// The policy's shadow model (path, percent of requests), if it has one.
     shadow: Option<(String, f64)>,
 }
@@ -73,8 +76,8 @@ fn shadow_of(policy: &augur_policies::CanaryPolicy) -> Option<(String, f64)> {
 pub struct RolloutSummary {
     /// The CanaryPolicy, `namespace/name`.
     pub policy: String,
-    /// Its weights now.
-    pub weights: augur_analyzer::rollout::Weights,
+    /// Its weights now (while it waits for `augur rollout start`, its file's).
+    pub weights: Weights,
     /// Its phase (`progressing`, `paused`, `promoted`, ...).
     pub phase: String,
     /// The current step (0-based), if any.
@@ -240,8 +243,10 @@ impl Rollouts {
             let release = release_key(set, policy);
             let current = spec::from_policy(policy);
             let mut archived = 0;
+            let file_weights = file_weights(set, policy);
             if let Some(m) = map.get_mut(&key) {
                 m.current = current.clone();
+                m.file_weights = file_weights;
                 m.shadow = shadow_of(policy);
                 if m.release == release {
                     // The source may have changed (address, lag, matchers): read on from where
@@ -254,6 +259,7 @@ impl Rollouts {
                         (None, Some(source)) => Some(SourceState::new(source, &m.rollout)),
                         (_, None) => None,
                     };
+                    self.start_if_immediate(&key, m, now);
                     continue;
                 }
                 let why = format!("release changed to {release}");
@@ -314,6 +320,7 @@ impl Rollouts {
                 recorder,
                 source: None,
                 history,
+                file_weights,
                 shadow: shadow_of(policy),
             };
             let decisions = managed.tick(now);
@@ -321,7 +328,26 @@ impl Rollouts {
             // it had not saved, from the same aligned windows).
             managed.source = source.map(|s| SourceState::new(s, &managed.rollout));
             self.applied(&key, &managed, &decisions, "analyzer");
+            self.start_if_immediate(&key, &mut managed, now);
             map.insert(key, managed);
+        }
+    }
+
+    /// Starts a Pending rollout whose policy now says `startOn: immediately` (edited while it
+    /// waited, or saved Pending before the edit): the policy is the command.
+    fn start_if_immediate(&self, key: &str, m: &mut Managed, now: f64) {
+        if m.current.start_on_command || *m.rollout.state() != RolloutState::Pending {
+            return;
+        }
+        let ticked = m.tick(now);
+        if !ticked.is_empty() {
+            self.applied(key, m, &ticked, "analyzer");
+        }
+        if let Ok(decision) = m.rollout.command(Command::Start, now) {
+            if let Some(r) = &mut m.recorder {
+                r.command(now, Command::Start);
+            }
+            self.applied(key, m, std::slice::from_ref(&decision), "policy");
         }
     }
 
@@ -391,7 +417,11 @@ impl Rollouts {
     pub fn due_fetches(&self, now: f64) -> Vec<DueFetch> {
         let mut map = self.lock();
         map.iter_mut()
-            .filter(|(_, m)| !m.rollout.state().is_terminal())
+            .filter(|(_, m)| {
+                // A rollout not started takes no evidence: nothing to read for it yet.
+                let state = m.rollout.state();
+                !state.is_terminal() && *state != RolloutState::Pending
+            })
             .filter_map(|(key, m)| {
                 let clock = m.rollout.clock().map_or(0.0, |c| c as f64);
                 let state = m.source.as_mut().filter(|s| !s.in_flight)?;
@@ -565,7 +595,7 @@ impl Rollouts {
         }
     }
 
-    /// Runs a manual command (promote, abort, retry, pause, resume).
+    /// Runs a manual command (start, promote, abort, retry, pause, resume).
     pub fn command(
         &self,
         policy: &str,
@@ -591,6 +621,9 @@ impl Rollouts {
             let c = m.current.clone();
             m.rollout
                 .replace_spec(c.analysis, c.steps, c.triggers, c.gates);
+            for (step, seconds) in c.watches {
+                m.rollout.set_gate_watch(step, seconds);
+            }
         }
         let decision = m.rollout.command(command, now)?;
         if let Some(r) = &mut m.recorder {
@@ -625,10 +658,11 @@ impl Rollouts {
                     state: PolicyState::Rollout(r.state().clone()),
                     gate_deadline: r.gate_deadline(),
                     pause_deadline: r.pause_deadline(),
+                    watch_deadline: r.watch_deadline(),
                     gates: r.gates().cloned().collect(),
                     step: r.state().step(),
                     steps: r.steps().to_vec(),
-                    weights: Some(r.weights()),
+                    weights: Some(m.live_weights()),
                     verdicts: r.verdicts().to_vec(),
                     counters: r.counters().clone(),
                     label_rate: r.label_rate(),
@@ -676,7 +710,7 @@ impl Rollouts {
                 let phase = r.state().phase().to_owned();
                 RolloutSummary {
                     policy: key.clone(),
-                    weights: r.weights(),
+                    weights: m.live_weights(),
                     phase,
                     step: r.state().step(),
                     changed_at: r.history().last().map_or(0.0, |d| d.time),
@@ -714,14 +748,19 @@ impl Rollouts {
     fn applied(&self, key: &str, m: &Managed, decisions: &[Decision], actor: &str) {
         let r = &m.rollout;
         let w = r.weights();
-        self.weights.set(key, w);
         let g = &self.metrics;
-        g.weight
-            .with_label_values(&[key, "stable"])
-            .set(i64::from(w.stable));
-        g.weight
-            .with_label_values(&[key, "canary"])
-            .set(i64::from(w.canary));
+        if *r.state() == RolloutState::Pending {
+            // Not started: the routes keep their VirtualService weights.
+            self.weights.remove(key);
+        } else {
+            self.weights.set(key, w);
+            g.weight
+                .with_label_values(&[key, "stable"])
+                .set(i64::from(w.stable));
+            g.weight
+                .with_label_values(&[key, "canary"])
+                .set(i64::from(w.canary));
+        }
         if let Some(step) = r.state().step() {
             g.step.with_label_values(&[key]).set(step as i64);
         }
@@ -763,6 +802,14 @@ impl Rollouts {
 }
 
 impl Managed {
+    /// The weights traffic follows: the rollout's, or the file's while it waits for a start.
+    fn live_weights(&self) -> Weights {
+        match (self.rollout.state(), self.file_weights) {
+            (RolloutState::Pending, Some(file)) => file,
+            _ => self.rollout.weights(),
+        }
+    }
+
     /// Ticks the rollout to `now`, recording the tick when it moved the clock.
     fn tick(&mut self, now: f64) -> Vec<Decision> {
         let before = self.rollout.clock();
@@ -797,6 +844,18 @@ fn metric_source(
             e.to_string()
         }),
     )
+}
+
+/// The split the file of a policy's first driven route writes, in percent (`None` when the
+/// route is missing or sends nothing to either side).
+fn file_weights(set: &PolicySet, policy: &augur_policies::CanaryPolicy) -> Option<Weights> {
+    let route = augur_policies::driven::routes_of(set, policy)
+        .into_iter()
+        .next()?;
+    let total = route.stable_weight + route.canary_weight;
+    (total > 0).then(|| {
+        Weights::canary((f64::from(route.canary_weight) * 100.0 / f64::from(total)).round() as u8)
+    })
 }
 
 /// Finds a rollout by `namespace/name`, or by bare name when it is unique.

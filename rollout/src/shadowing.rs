@@ -72,6 +72,7 @@ impl Shadowing {
             state: PolicyState::ShadowOnly(ShadowOnly::Shadowing),
             gate_deadline: None,
             pause_deadline: None,
+            watch_deadline: None,
             gates: Vec::new(),
             step: None,
             steps: Vec::new(),

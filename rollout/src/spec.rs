@@ -26,6 +26,14 @@ pub struct RolloutSpec {
     /// The `Analysis` steps whose per-step override (`interval`, `minSamples`, `alpha`,
     /// `method`) makes their spec differ from `analysis`, by step index.
     pub gates: Vec<(usize, AnalysisSpec)>,
+    /// The `Analysis` steps that watch for a fixed time (seconds) instead of opening at the
+    /// first passing look: a blue-green post-promotion analysis with a `duration`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub watches: Vec<(usize, f64)>,
+    /// Whether the rollout waits for `augur rollout start` (`startOn: command`) before its
+    /// first step.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub start_on_command: bool,
 }
 
 impl RolloutSpec {
@@ -34,6 +42,12 @@ impl RolloutSpec {
         let mut rollout = Rollout::new(self.analysis, self.steps, self.triggers);
         for (step, spec) in self.gates {
             rollout = rollout.with_gate_analysis(step, spec);
+        }
+        for (step, seconds) in self.watches {
+            rollout = rollout.with_gate_watch(step, seconds);
+        }
+        if self.start_on_command {
+            rollout = rollout.awaiting_start();
         }
         rollout
     }
@@ -57,6 +71,7 @@ pub fn from_policy(policy: &p::CanaryPolicy) -> RolloutSpec {
             .unwrap_or_default(),
     );
     let mut gates = Vec::new();
+    let mut watches = Vec::new();
     let steps = match &policy.strategy {
         p::Strategy::Steps(steps) => {
             for (i, step) in steps.iter().enumerate() {
@@ -88,6 +103,9 @@ pub fn from_policy(policy: &p::CanaryPolicy) -> RolloutSpec {
             }
             steps.push(StepSpec::SetWeight(100));
             if let Some(a) = &bg.post_promotion_analysis {
+                if let Some(d) = bg.post_promotion_duration {
+                    watches.push((steps.len(), d.as_secs_f64()));
+                }
                 gate(&mut steps, a);
             }
             steps
@@ -101,6 +119,8 @@ pub fn from_policy(policy: &p::CanaryPolicy) -> RolloutSpec {
         steps,
         triggers,
         gates,
+        watches,
+        start_on_command: policy.start_on == p::StartOn::Command,
     }
 }
 

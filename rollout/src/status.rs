@@ -38,6 +38,9 @@ pub struct RolloutStatus {
     pub gate_deadline: Option<f64>,
     /// When the current timed pause ends (Unix seconds).
     pub pause_deadline: Option<f64>,
+    /// When the current blue-green post-promotion watch ends (Unix seconds).
+    #[serde(default)]
+    pub watch_deadline: Option<f64>,
     /// The gates decided so far: what each took to open, or how it ended.
     pub gates: Vec<GateRecord>,
     /// The current step (0-based), while not ended.

@@ -14,11 +14,18 @@ use crate::sink::MapSink;
 use crate::{RolloutMetrics, Rollouts};
 
 const EXAMPLE: &str = include_str!("../../policies/examples/canary-pneumonia.yaml");
+
+/// The example as these tests run it: started as soon as it is loaded.
+fn example() -> String {
+    let started = EXAMPLE.replace("startOn: command", "startOn: immediately");
+    assert_ne!(started, EXAMPLE, "the example says how it starts");
+    started
+}
 const KEY: &str = "default/pneumonia";
 
 /// The example policy with its subsets selecting `version: stable` and `version: canary`.
 fn release(stable: &str, canary: &str) -> (PolicySet, String) {
-    let yaml = EXAMPLE
+    let yaml = example()
         .replace(
             "        version: v1\n",
             &format!("        version: {stable}\n"),
@@ -153,7 +160,7 @@ fn one_release_after_another() {
 
 /// The example policy with short intervals so that a few minutes of traffic decide.
 fn quick_policy() -> (PolicySet, String) {
-    let yaml = EXAMPLE
+    let yaml = example()
         .replace("interval: 1m ", "interval: 5s ")
         .replace("minSamples: 200", "minSamples: 40")
         .replace(
@@ -375,7 +382,7 @@ fn answers(
 /// The example policy read from Prometheus, with the seed triggers and windows; its analysis
 /// asks for more samples than come, so that only the triggers can act.
 fn fleet_policy(extra: &str) -> (PolicySet, String) {
-    let yaml = EXAMPLE
+    let yaml = example()
         .replace(
             "    source: embedded      # samples recorded by this proxy",
             "    source:\n      prometheus: {address: \"http://prometheus:9090\", scrapeLag: 30s}",
@@ -506,7 +513,7 @@ fn seed_triggers_fire_on_fleet_evidence_at_their_windows() {
 #[test]
 fn a_source_that_is_down_holds_the_rollout_and_never_promotes() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let yaml = EXAMPLE
+    let yaml = example()
         .replace(
             "    source: embedded      # samples recorded by this proxy",
             "    source:\n      prometheus: {address: \"http://prometheus:9090\"}",
@@ -557,6 +564,371 @@ fn a_source_that_is_down_holds_the_rollout_and_never_promotes() {
         "three one-minute pauses of evidence after the start, not of outage: +{}",
         promoted - t0
     );
+}
+
+/// A sample of `arm` at `t` for the example's rollout.
+fn routed(t: f64, arm: Arm) -> RoutedSample {
+    RoutedSample {
+        policy: Some(Arc::from(KEY)),
+        sample: Sample::new(t, arm, 200, 80.0),
+    }
+}
+
+/// `startOn: command` (the default, as the example writes it): loading the policy starts
+/// nothing. The rollout is pending, sets no weight (the routes keep their VirtualService
+/// weights), takes no evidence and refuses every command but `start`, however long it waits;
+/// `start` enters step 1. A restart resumes a pending rollout pending and a started one at its
+/// step, without a new start; an ended one stays ended.
+#[test]
+fn a_rollout_waits_for_start_unless_the_policy_says_immediately() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path();
+    let loaded = augur_policies::load_str("p.yaml", EXAMPLE).expect("the example loads");
+    let (set, hash) = (loaded.set, loaded.hash);
+    let r = rollouts(state);
+    r.sync(&set, &hash, 1000.0);
+    assert_eq!(status(&r)["state"], serde_json::json!({"phase": "pending"}));
+    assert_eq!(
+        r.weights().get(KEY),
+        None,
+        "no weight set: the file's apply"
+    );
+    for s in 0..600 {
+        let t = 1000.5 + f64::from(s);
+        r.observe(&routed(t, Arm::Stable));
+        r.tick(t);
+    }
+    let s = status(&r);
+    assert_eq!(s["state"]["phase"], "pending", "ten minutes change nothing");
+    assert_eq!(r.weights().get(KEY), None);
+    assert!(s["verdicts"].as_array().is_some_and(Vec::is_empty));
+    assert!(s["decisions"].as_array().is_some_and(Vec::is_empty));
+    for c in [
+        Command::Promote,
+        Command::PromoteFull,
+        Command::Abort,
+        Command::Retry,
+    ] {
+        let e = r
+            .command(KEY, c, 1700.0)
+            .expect_err("refused until started");
+        assert!(e.to_string().contains("augur rollout start"), "{c}: {e}");
+    }
+    // A restart before the start: still pending.
+    drop(r);
+    let r = rollouts(state);
+    r.sync(&set, &hash, 1800.0);
+    assert_eq!(status(&r)["state"]["phase"], "pending");
+    assert_eq!(r.weights().get(KEY), None);
+
+    let d = r.command(KEY, Command::Start, 1900.0).expect("starts");
+    assert_eq!(d.from, RolloutState::Pending);
+    assert_eq!(d.to, RolloutState::Progressing { step: 1 });
+    assert_eq!(r.weights().get(KEY).map(|w| w.canary), Some(10));
+    assert!(d.reason.starts_with("command: start"), "{}", d.reason);
+    let e = r.command(KEY, Command::Start, 1901.0).expect_err("once");
+    assert!(e.to_string().contains("progressing at step 2"), "{e}");
+    // The audit log says who started it.
+    let audit = std::fs::read_to_string(state.join("default_pneumonia.decisions.jsonl"))
+        .unwrap_or_default();
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains("\"actor\":\"admin\"") && l.contains("command: start")),
+        "{audit}"
+    );
+    // A restart resumes the started rollout at its step: no new start needed.
+    drop(r);
+    let r = rollouts(state);
+    r.sync(&set, &hash, 2000.0);
+    assert_eq!(
+        status(&r)["state"],
+        serde_json::json!({"phase": "progressing", "step": 1})
+    );
+    assert_eq!(r.weights().get(KEY).map(|w| w.canary), Some(10));
+    // An ended rollout stays ended after a restart.
+    r.command(KEY, Command::PromoteFull, 2100.0)
+        .expect("promotes");
+    drop(r);
+    let r = rollouts(state);
+    r.sync(&set, &hash, 2200.0);
+    assert_eq!(status(&r)["state"]["phase"], "promoted");
+    assert_eq!(r.weights().get(KEY).map(|w| w.canary), Some(100));
+
+    // startOn: immediately starts at the first step as soon as the policy is loaded.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let loaded = augur_policies::load_str("p.yaml", &example()).expect("loads");
+    let r = rollouts(dir.path());
+    r.sync(&loaded.set, &loaded.hash, 1000.0);
+    assert_eq!(
+        status(&r)["state"],
+        serde_json::json!({"phase": "progressing", "step": 1})
+    );
+    assert_eq!(r.weights().get(KEY).map(|w| w.canary), Some(10));
+}
+
+/// `promote` at an analysis gate without the evidence to open is refused (409), naming the
+/// gate and what it lacks; `{"force": true}` (`augur rollout promote --force`) skips it, and
+/// the decision, the audit log and the gate record say it was forced and what was skipped.
+#[test]
+fn promote_past_a_gate_without_evidence_needs_force() {
+    use http::{Method, StatusCode};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path();
+    let (set, hash) = quick_policy();
+    let r = rollouts(state);
+    // The admin API acts at the wall clock's time: the rollout runs on it.
+    let t0 = crate::sample::now().floor();
+    r.sync(&set, &hash, t0);
+    // 12 requests an arm: the gate (step 2) has a look with too few samples (minSamples 40).
+    for i in 0..24 {
+        let arm = if i % 2 == 0 { Arm::Stable } else { Arm::Canary };
+        r.observe(&routed(t0 + 0.5 + f64::from(i) * 0.01, arm));
+    }
+    r.tick(t0 + 0.9);
+    r.tick(t0 + 5.0);
+    assert_eq!(status(&r)["state"]["step"], 1, "at the gate");
+    let path = "/rollouts/pneumonia/promote";
+    let refused = crate::api::answer(&r, &Method::POST, path, b"");
+    assert_eq!(refused.status, StatusCode::CONFLICT);
+    let text = String::from_utf8_lossy(&refused.body).into_owned();
+    assert!(
+        text.starts_with(
+            "cannot promote: step 2 is an analysis gate without the evidence to open ("
+        ) && text.contains("error-rate has 12 of 40 samples")
+            && text.contains("`augur rollout promote --force` skips it"),
+        "{text}"
+    );
+    assert_eq!(status(&r)["state"]["step"], 1, "nothing moved");
+    let bad = crate::api::answer(&r, &Method::POST, path, b"{\"forse\": true}");
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    let bad = crate::api::answer(
+        &r,
+        &Method::POST,
+        "/rollouts/pneumonia/abort",
+        b"{\"force\": true}",
+    );
+    assert_eq!(
+        bad.status,
+        StatusCode::BAD_REQUEST,
+        "force is promote's only"
+    );
+
+    let forced = crate::api::answer(&r, &Method::POST, path, b"{\"force\": true}");
+    assert_eq!(forced.status, StatusCode::OK);
+    let s = status(&r);
+    assert_eq!(s["state"]["step"], 3, "past the gate, at the next one");
+    assert_eq!(s["weights"]["canary"], 20);
+    let reason = s["decisions"][0]["reason"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    assert!(
+        reason
+            .starts_with("command: promote --force: step 2's analysis skipped without evidence (")
+            && reason.contains("error-rate has 12 of 40 samples"),
+        "{reason}"
+    );
+    let gate = &s["gates"][0];
+    assert_eq!(gate["step"], 1);
+    assert!(
+        gate["outcome"]
+            .as_str()
+            .is_some_and(|o| o.starts_with("skipped by hand (promote --force) without evidence: ")),
+        "{gate}"
+    );
+    let audit = std::fs::read_to_string(state.join("default_pneumonia.decisions.jsonl"))
+        .unwrap_or_default();
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains("\"actor\":\"admin\"") && l.contains("skipped without evidence")),
+        "{audit}"
+    );
+}
+
+const BLUE_GREEN: &str = include_str!("../../policies/examples/blue-green.yaml");
+const BG_KEY: &str = "default/pneumonia-bg";
+
+/// The blue-green example, started at `t0`, driven second by second on the rollout's own clock.
+struct BlueGreenRun {
+    r: Rollouts,
+    t: f64,
+    _dir: tempfile::TempDir,
+}
+
+impl BlueGreenRun {
+    fn start(t0: f64) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let loaded = augur_policies::load_str("bg.yaml", BLUE_GREEN).expect("the example loads");
+        let r = rollouts(dir.path());
+        r.sync(&loaded.set, &loaded.hash, t0);
+        r.command(BG_KEY, Command::Start, t0).expect("starts");
+        BlueGreenRun {
+            r,
+            t: t0,
+            _dir: dir,
+        }
+    }
+
+    /// Lets `seconds` pass; each second `per_s(t)` gives the (stable, canary, canary status)
+    /// requests of that second.
+    fn run(&mut self, seconds: u32, per_s: impl Fn(f64) -> (u32, u32, u16)) {
+        for _ in 0..seconds {
+            let (stable, canary, status) = per_s(self.t);
+            for i in 0..stable.max(canary) {
+                let t = self.t + 0.1 + f64::from(i) * 0.001;
+                let sample = |arm, status| RoutedSample {
+                    policy: Some(Arc::from(BG_KEY)),
+                    sample: Sample::new(t, arm, status, 80.0),
+                };
+                if i < stable {
+                    self.r.observe(&sample(Arm::Stable, 200));
+                }
+                if i < canary {
+                    self.r.observe(&sample(Arm::Canary, status));
+                }
+            }
+            self.t += 1.0;
+            self.r.tick(self.t);
+        }
+    }
+
+    fn state(&self) -> Value {
+        status(&self.r)["state"].clone()
+    }
+
+    fn canary_weight(&self) -> Option<u8> {
+        self.r.weights().get(BG_KEY).map(|w| w.canary)
+    }
+
+    /// Switches live traffic to green (the operator's promote at the pause before it) and
+    /// returns the time of the switch.
+    fn switch(&mut self) -> f64 {
+        assert_eq!(
+            self.state(),
+            serde_json::json!({"phase": "paused", "step": 1, "reason": "manual_gate"})
+        );
+        let d = self
+            .r
+            .command(BG_KEY, Command::Promote, self.t)
+            .expect("the switch");
+        assert_eq!(d.weights.canary, 100);
+        assert_eq!(d.to, RolloutState::Progressing { step: 3 });
+        assert!(d.reason.contains("watches for 5m0s"), "{}", d.reason);
+        self.t
+    }
+}
+
+/// A healthy green: blue's and the preview's evidence pass the pre-promotion gate; after the
+/// switch the post-promotion analysis passes at every look, yet the rollout completes only when
+/// its `duration: 5m` has passed, not at the first passing look.
+#[test]
+fn blue_green_post_promotion_watches_its_duration_then_completes() {
+    let mut bg = BlueGreenRun::start(10_000.0);
+    bg.run(70, |_| (10, 10, 200));
+    let switched = bg.switch();
+    let s = status(&bg.r);
+    assert_eq!(s["watch_deadline"], switched + 300.0);
+    assert_eq!(s["gate_deadline"], Value::Null);
+    bg.run(299, |_| (0, 10, 200));
+    assert_eq!(
+        bg.state(),
+        serde_json::json!({"phase": "progressing", "step": 3}),
+        "still watching after 4m59s, though the looks pass"
+    );
+    let verdicts = status(&bg.r)["verdicts"].clone();
+    assert!(
+        verdicts
+            .as_array()
+            .is_some_and(|v| v.iter().all(|v| v["outcome"] == "pass")),
+        "{verdicts}"
+    );
+    bg.run(1, |_| (0, 10, 200));
+    assert_eq!(bg.state()["phase"], "promoted", "at 5m0s");
+    assert_eq!(bg.canary_weight(), Some(100));
+    let last = status(&bg.r)["decisions"][0]["reason"].clone();
+    assert!(
+        last.as_str()
+            .is_some_and(|r| r.starts_with("step 4: watched 5m0s without a failure")),
+        "{last}"
+    );
+}
+
+/// A green that fails within the watch switches back to blue at once.
+#[test]
+fn blue_green_post_promotion_failure_within_the_duration_switches_back() {
+    let mut bg = BlueGreenRun::start(10_000.0);
+    bg.run(70, |_| (10, 10, 200));
+    let switched = bg.switch();
+    // Two healthy minutes, then green answers 500s.
+    bg.run(240, |t| {
+        (0, 10, if t < switched + 120.0 { 200 } else { 500 })
+    });
+    assert_eq!(bg.state()["phase"], "rolled_back", "{}", bg.state());
+    assert_eq!(bg.canary_weight(), Some(0), "live traffic back on blue");
+}
+
+/// A watch that ends without the evidence to show green good (too few green samples) does not
+/// complete the rollout: `onInconclusive` (hold, the default) hands it to a human.
+#[test]
+fn blue_green_post_promotion_inconclusive_at_the_end_holds_for_a_human() {
+    let mut bg = BlueGreenRun::start(10_000.0);
+    // Blue's evidence only: the preview got no traffic, so the operator forces the gate.
+    bg.run(70, |_| (10, 0, 200));
+    bg.r.command(BG_KEY, Command::PromoteForce, bg.t)
+        .expect("forced past the pre-promotion gate");
+    bg.switch();
+    // One green request every 10 s: 30 in the watch, under minSamples 100. (Blue's silence
+    // after the switch is expected, so the watch is not paused for no data.)
+    bg.run(300, |t| (0, u32::from((t as u64).is_multiple_of(10)), 200));
+    assert_eq!(
+        bg.state(),
+        serde_json::json!({"phase": "inconclusive", "step": 3})
+    );
+    assert_eq!(
+        bg.canary_weight(),
+        Some(100),
+        "a human decides; nothing moved"
+    );
+    let last = status(&bg.r)["decisions"][0]["reason"].clone();
+    assert!(
+        last.as_str().is_some_and(|r| r
+            .contains("watched 5m0s without a failure, but the last look does not show")
+            && r.ends_with("onInconclusive: hold")),
+        "{last}"
+    );
+}
+
+/// A Pending rollout whose policy is edited to `startOn: immediately` starts at the reload (the
+/// policy is the command), and one saved Pending starts when the proxy comes back with such a
+/// policy; the audit log names the policy as the actor.
+#[test]
+fn a_pending_rollout_starts_when_its_policy_says_immediately() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path();
+    let waiting = augur_policies::load_str("p.yaml", EXAMPLE).expect("loads");
+    let now = augur_policies::load_str("p.yaml", &example()).expect("loads");
+    let r = rollouts(state);
+    r.sync(&waiting.set, &waiting.hash, 1000.0);
+    assert_eq!(status(&r)["state"]["phase"], "pending");
+    r.sync(&now.set, &now.hash, 1010.0);
+    assert_eq!(
+        status(&r)["state"],
+        serde_json::json!({"phase": "progressing", "step": 1})
+    );
+    assert_eq!(r.weights().get(KEY).map(|w| w.canary), Some(10));
+    let audit = std::fs::read_to_string(state.join("default_pneumonia.decisions.jsonl"))
+        .unwrap_or_default();
+    assert!(audit.contains("\"actor\":\"policy\""), "{audit}");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let r = rollouts(dir.path());
+    r.sync(&waiting.set, &waiting.hash, 1000.0);
+    drop(r);
+    let r = rollouts(dir.path());
+    r.sync(&now.set, &now.hash, 1100.0);
+    assert_eq!(status(&r)["state"]["step"], 1);
 }
 
 const SHADOW_EXAMPLE: &str = include_str!("../../policies/examples/shadow-scoring.yaml");
@@ -651,7 +1023,7 @@ fn a_shadow_only_policy_is_shown_shadowing_and_reports_stables_agreement() {
 #[test]
 fn a_rollouts_shadow_agreement_is_shown_while_the_canary_has_no_traffic() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let yaml = EXAMPLE.replace(
+    let yaml = example().replace(
         "    - setWeight: 10\n",
         "    - pause: {}\n    - setWeight: 10\n",
     );

@@ -61,11 +61,12 @@ pub fn primary_route(host: &str) -> String {
 }
 
 /// A CanaryPolicy named `host` driving route `primary` of VirtualService `host`, stable `v1`,
-/// canary `v2`; `rest` holds the remaining `spec` fields (steps, analysis, ...), indented by two.
+/// canary `v2`, started as soon as it is loaded (`startOn: immediately`); `rest` holds the
+/// remaining `spec` fields (steps, analysis, ...), indented by two.
 pub fn canary_policy(host: &str, rest: &str) -> String {
     format!(
         "apiVersion: augur.dev/v1alpha1\nkind: CanaryPolicy\nmetadata: {{name: {host}}}\nspec:\n  \
-         trafficRouting:\n    virtualService: {{name: {host}, routes: [primary]}}\n  \
+         startOn: immediately\n  trafficRouting:\n    virtualService: {{name: {host}, routes: [primary]}}\n  \
          stable: {{host: {host}, subset: v1}}\n  canary: {{host: {host}, subset: v2}}\n{rest}"
     )
 }

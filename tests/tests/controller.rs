@@ -318,3 +318,30 @@ fn a_stock_envoy_follows_the_controller_over_rds() {
     envoy_applied(envoy_admin, &controller, 60);
     assert_share_near(envoy_canary_share(envoy.listen[0], 400), 400, 0.6);
 }
+
+/// A policy that waits for `augur rollout start` (the default) on the controller: until then
+/// the controller publishes the split the VirtualService file writes (here 90/10), and the
+/// sidecars route by it; `augur rollout --admin <controller> start` starts it for every
+/// sidecar at step 1 (30%).
+#[test]
+fn the_controller_starts_a_waiting_rollout_on_command() {
+    let (v1, v2) = (Upstream::start("v1"), Upstream::start("v2"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = policy(dir.path(), &v1, &v2);
+    let text = std::fs::read_to_string(&file).expect("policy");
+    let waiting = text
+        .replace("  startOn: immediately\n", "")
+        .replace("      weight: 100\n", "      weight: 90\n")
+        .replace("      weight: 0\n", "      weight: 10\n");
+    assert!(!waiting.contains("startOn") && waiting.contains("weight: 90"));
+    std::fs::write(&file, waiting).expect("write");
+    let state = tempfile::tempdir().expect("state dir");
+    let any_port = "127.0.0.1:0".parse().expect("address");
+    let controller = Controller::start(&[&file], state.path(), any_port, &[], None);
+    let s = sidecar(&file, &controller, "pod-0");
+    assert_eq!(controller_step(&controller).0, "pending");
+    assert_eq!(canary_weight(&s), 10.0, "the file's split, published");
+    command(&controller, "start");
+    all_at(&[&s], 30.0);
+    assert_eq!(controller_step(&controller), ("paused".to_owned(), 1));
+}

@@ -110,6 +110,7 @@ apiVersion: augur.dev/v1alpha1
 kind: CanaryPolicy
 metadata: {{name: model}}
 spec:
+  startOn: immediately
   trafficRouting:
     virtualService: {{name: model, routes: [primary]}}
     sidecar: inbound

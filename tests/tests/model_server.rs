@@ -168,6 +168,7 @@ fn model_servers_behind_the_proxy_feed_predictions_and_labels_to_the_rollout() {
 kind: CanaryPolicy
 metadata: {name: pneumonia}
 spec:
+  startOn: immediately
   trafficRouting:
     virtualService: {name: pneumonia, routes: [primary]}
   stable: {host: pneumonia, subset: v1}

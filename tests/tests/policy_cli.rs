@@ -99,7 +99,7 @@ fn the_committed_policies_are_valid() {
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.starts_with("ok: 7 file(s)") && stdout.contains("1 ApiProtection"),
+        stdout.starts_with("ok: 8 file(s)") && stdout.contains("1 ApiProtection"),
         "{stdout}"
     );
 }

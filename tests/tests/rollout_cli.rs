@@ -12,6 +12,7 @@ const CANARY: &str = r#"apiVersion: augur.dev/v1alpha1
 kind: CanaryPolicy
 metadata: {name: model}
 spec:
+  startOn: immediately
   trafficRouting:
     virtualService: {name: model, routes: [primary]}
   stable: {host: model, subset: v1}
@@ -258,4 +259,133 @@ fn a_timed_pause_shows_as_paused_with_the_time_left() {
         "{table}"
     );
     assert!(table.contains("▶ 2     pause 1h0m0s"), "{table}");
+}
+
+/// The share of `n` requests on one connection that v2 answered.
+fn v2_answers(proxy: &Proxy, n: usize) -> usize {
+    let mut conn = augur_tests::http::Connection::open(proxy.listen).expect("connect");
+    (0..n)
+        .filter(|_| {
+            let r = conn.get("model", "/predict").expect("request");
+            assert_eq!(r.status, 200, "{}", r.body);
+            r.body.contains("\"v2\"")
+        })
+        .count()
+}
+
+/// The default (`startOn` absent = `command`): the proxy loads the policy and nothing moves.
+/// The rollout shows as not started with the command that starts it, and the route keeps its
+/// file's 100/0 however long it waits, until `augur rollout start`, which enters step 1 (20%).
+/// `startOn: immediately` is at step 1 as soon as the proxy is up.
+#[test]
+fn a_default_policy_moves_no_traffic_until_rollout_start() {
+    let (v1, v2) = (Upstream::start("v1"), Upstream::start("v2"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = policy_file(dir.path(), v1.addr.port(), v2.addr.port());
+    let text = std::fs::read_to_string(&file).expect("policy");
+    let default = text.replace("  startOn: immediately\n", "");
+    assert_ne!(default, text);
+    std::fs::write(&file, default).expect("write");
+    let proxy = Proxy::start(&[&file]);
+    let admin = proxy.admin.to_string();
+    let status = || stdout(&run(&["rollout", "--admin", &admin, "status", "model"]));
+    let table = status();
+    assert!(table.contains("Status:   Pending (not started)"), "{table}");
+    assert!(
+        table.contains("Weights:  stable 100%  canary 0% (the VirtualService's own: no step yet)"),
+        "{table}"
+    );
+    assert!(
+        table.contains("`augur rollout start model` enters step 1"),
+        "{table}"
+    );
+    assert_eq!(v2_answers(&proxy, 200), 0, "no canary traffic before start");
+    // (Waiting changes nothing either: the unit test `a_rollout_waits_for_start_...` lets ten
+    // minutes pass on the rollout's clock.)
+    assert!(status().contains("Pending (not started)"));
+    let promote = run(&["rollout", "--admin", &admin, "promote", "model"]);
+    assert_eq!(promote.status.code(), Some(1), "promote waits for start");
+    assert!(
+        String::from_utf8_lossy(&promote.stderr).contains("not started"),
+        "{}",
+        String::from_utf8_lossy(&promote.stderr)
+    );
+
+    let started = run(&["rollout", "--admin", &admin, "start", "model"]);
+    assert_eq!(
+        started.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+    assert!(
+        stdout(&started)
+            .contains("Pending (not started) -> Paused (waiting for promotion) (canary 20%)"),
+        "{}",
+        stdout(&started)
+    );
+    assert!(status().contains("canary 20%"));
+    augur_tests::assert_share_near(v2_answers(&proxy, 400), 400, 0.2);
+    let again = run(&["rollout", "--admin", &admin, "start", "model"]);
+    assert_eq!(again.status.code(), Some(1), "started once");
+    drop(proxy);
+
+    // startOn: immediately: at step 1 without a command.
+    std::fs::write(&file, &text).expect("write");
+    let proxy = Proxy::start(&[&file]);
+    let admin = proxy.admin.to_string();
+    let table = stdout(&run(&["rollout", "--admin", &admin, "status", "model"]));
+    assert!(table.contains("canary 20%"), "{table}");
+    augur_tests::assert_share_near(v2_answers(&proxy, 400), 400, 0.2);
+}
+
+/// `promote` at an analysis step without the evidence to open it is refused and says what it
+/// would skip; `promote --force` skips it, and the decision and the gate's record say so.
+#[test]
+fn promote_past_an_analysis_without_data_needs_force() {
+    let (v1, v2) = (Upstream::start("v1"), Upstream::start("v2"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = policy_file(dir.path(), v1.addr.port(), v2.addr.port());
+    let text = std::fs::read_to_string(&file).expect("policy");
+    std::fs::write(
+        &file,
+        text.replacen("  - pause: {}\n", "  - analysis: {}\n", 1),
+    )
+    .expect("write");
+    let proxy = Proxy::start(&[&file]);
+    let admin = proxy.admin.to_string();
+    wait_for("a look at the gate", Duration::from_secs(10), || {
+        let t = stdout(&run(&["rollout", "--admin", &admin, "status", "model"]));
+        t.contains("no_data (0 of 20)").then_some(())
+    });
+    let refused = run(&["rollout", "--admin", &admin, "promote", "model"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains(
+            "(409): cannot promote: step 2 is an analysis gate without the evidence to open \
+             (error-rate has 0 of 20 samples); `augur rollout promote --force` skips it"
+        ),
+        "{err}"
+    );
+    let table = stdout(&run(&["rollout", "--admin", &admin, "status", "model"]));
+    assert!(table.contains("canary 20%"), "nothing moved: {table}");
+
+    let forced = run(&["rollout", "--admin", &admin, "promote", "--force", "model"]);
+    assert_eq!(
+        forced.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&forced.stderr)
+    );
+    let out = stdout(&forced);
+    assert!(
+        out.contains("(canary 60%): command: promote --force: step 2's analysis skipped without evidence (error-rate has 0 of 20 samples)"),
+        "{out}"
+    );
+    let table = stdout(&run(&["rollout", "--admin", &admin, "status", "model"]));
+    assert!(
+        table.contains("step 2: skipped by hand (promote --force) without evidence: error-rate has 0 of 20 samples"),
+        "{table}"
+    );
 }

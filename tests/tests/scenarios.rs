@@ -148,6 +148,9 @@ fn blue_green_analyses_read_the_preview_route_and_then_blues_earlier_evidence() 
         &[(8601, blue.addr.port()), (8602, green.addr.port())],
     );
     let proxy = Proxy::start(&[&file]);
+    // The example starts on a command (the default), as an operator would.
+    let r = proxy.admin_post("/rollouts/pneumonia-bg/start", "");
+    assert_eq!(r.status, 200, "{}", r.body);
     let host = "pneumonia-bg";
     send(&proxy, host, "x-preview: true\r\n", 30, "v2");
     send(&proxy, host, "", 40, "v1");
@@ -162,11 +165,21 @@ fn blue_green_analyses_read_the_preview_route_and_then_blues_earlier_evidence() 
         "the live route stays on blue before promotion"
     );
 
-    // The operator skips the undecided gate, then promotes: live traffic switches to green.
-    for _ in 0..2 {
-        let r = proxy.admin_post("/rollouts/pneumonia-bg/promote", "");
-        assert_eq!(r.status, 200, "{}", r.body);
-    }
+    // The operator skips the undecided gate (30 of its 100 samples: that takes --force), then
+    // promotes: live traffic switches to green.
+    let r = proxy.admin_post("/rollouts/pneumonia-bg/promote", "");
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(
+        r.body
+            .contains("step 1 is an analysis gate without the evidence to open")
+            && r.body.contains("30 of 100 samples"),
+        "{}",
+        r.body
+    );
+    let r = proxy.admin_post("/rollouts/pneumonia-bg/promote", "{\"force\": true}");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = proxy.admin_post("/rollouts/pneumonia-bg/promote", "");
+    assert_eq!(r.status, 200, "{}", r.body);
     augur_tests::wait_for("the switch", std::time::Duration::from_secs(10), || {
         (proxy.metric("augur_rollout_weight{arm=\"canary\",policy=\"default/pneumonia-bg\"}")
             == 100.0)
@@ -225,6 +238,135 @@ fn api_protection_takes_keys_and_limits_each_client_ip_to_100_a_minute() {
     let limited = get(Some("team-a-key"));
     assert_eq!(limited.status, 429);
     assert_eq!(limited.body, "local_rate_limited");
+}
+
+/// `requests` GETs on one connection to `host`; how many v2 answered, and how many failed.
+fn tally(proxy: &Proxy, host: &str, requests: usize) -> (usize, usize) {
+    let mut conn = http::Connection::open(proxy.listen).expect("connect");
+    let (mut v2, mut failed) = (0, 0);
+    for _ in 0..requests {
+        let r = conn.get(host, "/predict").expect("request through augur");
+        if r.status != 200 {
+            failed += 1;
+        } else if r.body.contains("\"v2\"") {
+            v2 += 1;
+        }
+    }
+    (v2, failed)
+}
+
+fn steps_state(proxy: &Proxy) -> serde_json::Value {
+    let status: serde_json::Value =
+        serde_json::from_str(&proxy.admin_get("/rollouts").body).expect("rollouts JSON");
+    status["rollouts"][0]["state"].clone()
+}
+
+fn steps_command(proxy: &Proxy, verb: &str) {
+    let r = proxy.admin_post(&format!("/rollouts/pneumonia-steps/{verb}"), "");
+    assert_eq!(r.status, 200, "{verb}: {}", r.body);
+}
+
+/// Scenario 1: a canary 5 → 20 → 50 → 100 with pauses and three rollback triggers
+/// (`canary-steps.yaml`). Nothing moves before `augur rollout start`; each step's share of
+/// live traffic goes to v2 (within 4σ); the timed 10-minute pauses are skipped with
+/// `augur rollout promote` (the test does not wait 20 minutes: the pause's timing is the state
+/// machine's, tested on its own clock in `augur-analyzer`), and the pause before 100% holds
+/// however much traffic comes until promoted.
+#[test]
+fn canary_steps_follow_5_20_50_100_and_hold_at_the_pause() {
+    let (v1, v2) = (Upstream::start("v1"), Upstream::start("v2"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = with_ports(
+        dir.path(),
+        "canary-steps.yaml",
+        &example("canary-steps.yaml"),
+        &[(8701, v1.addr.port()), (8702, v2.addr.port())],
+    );
+    let proxy = Proxy::start(&[&file]);
+    let host = "pneumonia-steps";
+    assert_eq!(steps_state(&proxy)["phase"], "pending");
+    assert_eq!(
+        tally(&proxy, host, 200),
+        (0, 0),
+        "no canary traffic before start"
+    );
+
+    steps_command(&proxy, "start");
+    assert_eq!(
+        steps_state(&proxy),
+        serde_json::json!({"phase": "progressing", "step": 1}),
+        "5%, in the first timed pause"
+    );
+    let n = 1000;
+    let (on_v2, failed) = tally(&proxy, host, n);
+    assert_eq!(failed, 0);
+    assert_share_near(on_v2, n, 0.05);
+
+    steps_command(&proxy, "promote");
+    assert_eq!(
+        steps_state(&proxy)["step"],
+        3,
+        "20%, in the second timed pause"
+    );
+    let (on_v2, _) = tally(&proxy, host, n);
+    assert_share_near(on_v2, n, 0.2);
+
+    steps_command(&proxy, "promote");
+    let held = serde_json::json!({"phase": "paused", "step": 5, "reason": "manual_gate"});
+    assert_eq!(steps_state(&proxy), held, "50%, held until promoted");
+    let (on_v2, _) = tally(&proxy, host, n);
+    assert_share_near(on_v2, n, 0.5);
+    assert_eq!(steps_state(&proxy), held, "traffic does not end the pause");
+
+    steps_command(&proxy, "promote");
+    assert_eq!(steps_state(&proxy)["phase"], "promoted");
+    assert_eq!(tally(&proxy, host, 200), (200, 0), "100%: all v2");
+}
+
+/// Scenario 1, a bad canary: v2 answers 500 to everything. At 5% the error-rate trigger (above
+/// 5%) fires once its full window holds enough canary requests, and all traffic goes back to v1
+/// at once. The trigger's window is shortened from 2m to 10s so that the test does not wait
+/// two minutes (a trigger needs a full window of samples); nothing else changes.
+#[test]
+fn canary_steps_roll_back_when_the_canary_fails() {
+    use augur_tests::upstream::Answer;
+    let v1 = Upstream::start("v1");
+    let v2 = Upstream::scripted("v2", |_| Answer {
+        status: 500,
+        ..Answer::OK
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = example("canary-steps.yaml");
+    let shortened = text.replacen("        window: 2m\n", "        window: 10s\n", 1);
+    assert_ne!(shortened, text, "the error trigger's window");
+    let file = with_ports(
+        dir.path(),
+        "canary-steps.yaml",
+        &shortened,
+        &[(8701, v1.addr.port()), (8702, v2.addr.port())],
+    );
+    let proxy = Proxy::start(&[&file]);
+    let host = "pneumonia-steps";
+    steps_command(&proxy, "start");
+    let rolled_back = augur_tests::wait_for(
+        "the error trigger",
+        std::time::Duration::from_secs(60),
+        || {
+            tally(&proxy, host, 100);
+            let state = steps_state(&proxy);
+            (state["phase"] == "rolled_back").then_some(state)
+        },
+    );
+    assert_eq!(rolled_back["trigger"], "errors-above-5", "{rolled_back}");
+    assert_eq!(
+        proxy.metric("augur_rollout_weight{arm=\"canary\",policy=\"default/pneumonia-steps\"}"),
+        0.0
+    );
+    assert_eq!(
+        tally(&proxy, host, 200),
+        (0, 0),
+        "all traffic on v1, none failing"
+    );
 }
 
 /// Scenario 5: 10% mirrored to the shadow model (`shadow-scoring.yaml`, a shadow-only policy).

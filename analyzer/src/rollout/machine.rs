@@ -117,8 +117,16 @@ impl Rollout {
                     let mut why = format!("{reason}; step {}: {spec}", step + 1);
                     if spec == StepSpec::Analysis {
                         self.gate_inconclusive = 0;
+                        self.last_look_passed = false;
                         self.gate_deadline = self.max_duration(step).map(|d| now + d);
-                        if let Some(d) = self.max_duration(step) {
+                        if let Some(&w) = self.watches.get(&step) {
+                            // A watch ends at its duration, not at maxDuration.
+                            self.gate_deadline = Some(now + w);
+                            why.push_str(&format!(
+                                " (watches for {}: a failure rolls back; at its end the rollout goes on if the last look passed)",
+                                format_seconds(w)
+                            ));
+                        } else if let Some(d) = self.max_duration(step) {
                             why.push_str(&format!(
                                 " (waits for evidence at most {} per period)",
                                 format_seconds(d)
@@ -365,9 +373,13 @@ impl Rollout {
     /// judged verdict that fails past `failure_limit` (or is a critical metric's Fail).
     fn count(&mut self, spec: &AnalysisSpec, verdicts: &[Verdict], judged: &[Verdict]) -> Counted {
         let mut counted = Counted::default();
+        // With the canary at 100% (a blue-green after its switch) stable gets no traffic by
+        // design: its silence is not a gap, and only the canary's samples must keep coming.
+        let stable_served = self.canary_weight < 100;
         for v in verdicts {
             let c = self.counters.entry(v.metric.clone()).or_default();
-            let grew = v.n_stable > c.last_samples.0 && v.n_canary > c.last_samples.1;
+            let grew =
+                (v.n_stable > c.last_samples.0 || !stable_served) && v.n_canary > c.last_samples.1;
             c.last_samples = (
                 v.n_stable.max(c.last_samples.0),
                 v.n_canary.max(c.last_samples.1),
@@ -431,7 +443,9 @@ impl Rollout {
                 Outcome::NoData => spec.on_no_data == GapAction::Continue,
                 Outcome::Inconclusive | Outcome::Fail { .. } => false,
             });
-        if !passes {
+        self.last_look_passed = passes;
+        if !passes || self.watches.contains_key(&step) {
+            // A watch decides when it ends (tick_gate), on the last look.
             return None;
         }
         let waited = now - self.step_started;
@@ -458,6 +472,9 @@ impl Rollout {
             return None;
         }
         let spec = self.active_analysis().clone();
+        if let Some(&watched) = self.watches.get(&step) {
+            return self.end_watch(now, step, watched, &spec);
+        }
         let period = self.max_duration(step).unwrap_or(0.0);
         self.gate_inconclusive += 1;
         let undecided: Vec<&str> = self
@@ -521,6 +538,78 @@ impl Rollout {
         }
     }
 
+    /// The end of a watching gate: the rollout goes on when the last look passed; otherwise
+    /// the watch ended without evidence that the canary is good, and `on_inconclusive` applies
+    /// at once (there is no second period: the duration is what the policy asked to watch).
+    fn end_watch(
+        &mut self,
+        now: f64,
+        step: usize,
+        watched: f64,
+        spec: &AnalysisSpec,
+    ) -> Option<Decision> {
+        self.gate_deadline = None;
+        if self.last_look_passed {
+            let summary = gate_summary(&self.last_verdicts);
+            self.record_gate(step, now, "passed".to_owned());
+            let why = format!(
+                "step {}: watched {} without a failure and the last look shows every metric within its allowance ({summary})",
+                step + 1,
+                format_seconds(watched)
+            );
+            return self.enter_step(step + 1, now, why, Vec::new());
+        }
+        let undecided: Vec<&str> = self
+            .last_verdicts
+            .iter()
+            .filter(|v| v.outcome != Outcome::Pass && v.metric != SAMPLE_RATIO_METRIC)
+            .map(|v| v.metric.as_str())
+            .collect();
+        let why = format!(
+            "step {}: watched {} without a failure, but the last look does not show {} within the allowance",
+            step + 1,
+            format_seconds(watched),
+            if undecided.is_empty() {
+                "the metrics (no look yet)".to_owned()
+            } else {
+                undecided.join(", ")
+            }
+        );
+        match spec.on_inconclusive {
+            GapAction::Hold => {
+                self.record_gate(step, now, "inconclusive: held for a human".to_owned());
+                Some(self.transition(
+                    now,
+                    RolloutState::Inconclusive { step },
+                    Vec::new(),
+                    format!("{why}; onInconclusive: hold"),
+                ))
+            }
+            GapAction::Rollback => {
+                self.record_gate(step, now, "inconclusive: rolled back".to_owned());
+                Some(self.rollback(
+                    now,
+                    TriggerAction::Immediate,
+                    None,
+                    format!("{why}; onInconclusive: rollback"),
+                ))
+            }
+            GapAction::Continue => {
+                self.record_gate(
+                    step,
+                    now,
+                    "inconclusive: continued without evidence".to_owned(),
+                );
+                self.enter_step(
+                    step + 1,
+                    now,
+                    format!("{why}; onInconclusive: continue"),
+                    Vec::new(),
+                )
+            }
+        }
+    }
+
     /// Ends a timed pause step when its duration has passed.
     pub(super) fn tick_pause(&mut self, now: f64) -> Option<Decision> {
         let RolloutState::Progressing { step } = self.state else {
@@ -546,10 +635,25 @@ impl Rollout {
         let refused = |state: &RolloutState| CommandError {
             command,
             state: state.clone(),
+            detail: None,
         };
         let why = |what: &str| format!("command: {what}");
         let at_gate = |r: &Rollout, step: usize| r.steps.get(step) == Some(&StepSpec::Analysis);
         let decision = match (command, self.state.clone()) {
+            (Command::Start, RolloutState::Pending) => {
+                self.started = true;
+                if self.clock.is_none() {
+                    self.clock = Some(now as i64);
+                }
+                self.counters.clear();
+                self.step_counts = [0, 0];
+                let decision = self.enter_step(0, now, why("start"), Vec::new());
+                // After entering step 0, as the first tick does: a first step that is a gate
+                // with its own interval looks at that interval.
+                self.next_look = now + super::interval_s(self.active_analysis());
+                decision
+            }
+            (_, RolloutState::Pending) => None,
             (Command::Abort, s) if !s.is_terminal() => {
                 let actions = self.retract(TriggerAction::Immediate);
                 let to = RolloutState::Aborted {
@@ -562,7 +666,7 @@ impl Rollout {
                 self.enter_step(n, now, why("promote --full"), Vec::new())
             }
             (
-                Command::Promote,
+                Command::Promote | Command::PromoteForce,
                 RolloutState::Paused { step, .. } | RolloutState::Inconclusive { step },
             )
             | (
@@ -572,17 +676,13 @@ impl Rollout {
                     reason: PauseReason::ManualGate,
                 },
             ) => {
+                let reason = self.promote_past(command, step, now)?;
                 self.counters.clear();
-                if at_gate(self, step) {
-                    self.record_gate(step, now, "promoted by hand".to_owned());
-                }
-                self.enter_step(step + 1, now, why("promote"), Vec::new())
+                self.enter_step(step + 1, now, reason, Vec::new())
             }
-            (Command::Promote, RolloutState::Progressing { step }) => {
-                if at_gate(self, step) {
-                    self.record_gate(step, now, "promoted by hand".to_owned());
-                }
-                self.enter_step(step + 1, now, why("promote"), Vec::new())
+            (Command::Promote | Command::PromoteForce, RolloutState::Progressing { step }) => {
+                let reason = self.promote_past(command, step, now)?;
+                self.enter_step(step + 1, now, reason, Vec::new())
             }
             (
                 Command::Resume,
@@ -593,6 +693,12 @@ impl Rollout {
                 if at_gate(self, step) {
                     self.gate_inconclusive = 0;
                     self.gate_deadline = self.max_duration(step).map(|d| now + d);
+                    if let Some(&w) = self.watches.get(&step) {
+                        // A resumed watch watches its whole duration again.
+                        self.step_started = now;
+                        self.last_look_passed = false;
+                        self.gate_deadline = Some(now + w);
+                    }
                 }
                 Some(self.transition(
                     now,
@@ -633,6 +739,71 @@ impl Rollout {
             _ => None,
         };
         decision.ok_or_else(|| refused(&self.state))
+    }
+
+    /// Before a promote leaves `step`: an analysis gate without the evidence to open is
+    /// skipped only by `promote --force` (refused otherwise, naming what is missing); how the
+    /// gate ended is recorded. Returns the decision's reason.
+    fn promote_past(
+        &mut self,
+        command: Command,
+        step: usize,
+        now: f64,
+    ) -> Result<String, CommandError> {
+        if self.steps.get(step) != Some(&StepSpec::Analysis) {
+            return Ok(format!("command: {command}"));
+        }
+        let Some(missing) = self.missing_evidence() else {
+            self.record_gate(step, now, "promoted by hand".to_owned());
+            return Ok(format!("command: {command}"));
+        };
+        if command != Command::PromoteForce {
+            return Err(CommandError {
+                command,
+                state: self.state.clone(),
+                detail: Some(format!(
+                    "step {} is an analysis gate without the evidence to open ({missing}); \
+                     `augur rollout promote --force` skips it",
+                    step + 1
+                )),
+            });
+        }
+        self.record_gate(
+            step,
+            now,
+            format!("skipped by hand (promote --force) without evidence: {missing}"),
+        );
+        Ok(format!(
+            "command: promote --force: step {}'s analysis skipped without evidence ({missing})",
+            step + 1
+        ))
+    }
+
+    /// What the analysis lacks to judge: `None` when the last look judged every metric (pass,
+    /// fail or inconclusive), else each metric without enough data (`error-rate has 12 of 200
+    /// samples`), or that no look was made yet.
+    fn missing_evidence(&self) -> Option<String> {
+        let judged: Vec<&Verdict> = self
+            .last_verdicts
+            .iter()
+            .filter(|v| v.metric != SAMPLE_RATIO_METRIC)
+            .collect();
+        if judged.is_empty() {
+            return Some("no analysis look yet".to_owned());
+        }
+        let short: Vec<String> = judged
+            .iter()
+            .filter(|v| v.outcome == Outcome::NoData)
+            .map(|v| match v.needed {
+                Some(needed) => format!(
+                    "{} has {} of {needed} samples",
+                    v.metric,
+                    v.n_stable.min(v.n_canary)
+                ),
+                None => format!("{}: {}", v.metric, v.reason),
+            })
+            .collect();
+        (!short.is_empty()).then(|| short.join("; "))
     }
 
     fn active_interval_after_retry(&self) -> f64 {

@@ -21,7 +21,10 @@
 //!   Continue`). A gate waits at most `max_duration_s`: reaching it is one inconclusive
 //!   measurement; past `inconclusive_limit` of them `on_inconclusive` applies (Hold: state
 //!   Inconclusive for a human; Rollback; Continue: next step), otherwise the gate waits another
-//!   period. After the last step the rollout is Promoted (canary 100%).
+//!   period. A gate made a watch ([`Rollout::set_gate_watch`], a blue-green post-promotion
+//!   analysis with a `duration`) does not open early: at the end of its duration it opens if
+//!   the last look passed, else `on_inconclusive` applies at once. After the last step the
+//!   rollout is Promoted (canary 100%).
 //! - the analysis runs in the background every `interval_s` (whole seconds) from the start, on
 //!   the cumulative evidence, in every non-terminal state but a staged rollback. While the
 //!   rollout stands at an `Analysis` step that has its own spec ([`Rollout::with_gate_analysis`])
@@ -33,6 +36,9 @@
 //!   the weight for one trigger window, then restore only if the data since shows the condition
 //!   cleared (at most once per trigger and rollout; a second firing rolls back at once), else
 //!   finish; CanaryOnly → weight 0, mirror kept.
+//! - start: a rollout made [`Rollout::awaiting_start`] (a policy's `startOn: command`) stays
+//!   `Pending` (no weight set, no evidence taken, only the clock moves) until [`Command::Start`]
+//!   enters step 0; every other command is refused until then.
 //! - commands: promote, promote full, abort, retry (from Promoted, Aborted or RolledBack to step
 //!   0, evidence cleared), pause, resume (counters cleared; on an indefinite pause step it
 //!   promotes, as the Argo CD "Resume" button; a resumed Inconclusive gate waits another period).
@@ -124,6 +130,14 @@ pub struct Rollout {
     /// Analysis specs of the `Analysis` steps that override `analysis`, by step index.
     #[serde(default)]
     gates: BTreeMap<usize, AnalysisSpec>,
+    /// `Analysis` steps that watch for a fixed time (seconds, by step index) instead of opening
+    /// at the first passing look: a blue-green post-promotion analysis with a `duration`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    watches: BTreeMap<usize, f64>,
+    /// Whether the last look showed the gate's metrics within their allowances (what a watch
+    /// decides on when it ends).
+    #[serde(default)]
+    last_look_passed: bool,
 }
 
 impl Rollout {
@@ -158,7 +172,19 @@ impl Rollout {
             history: VecDeque::new(),
             step_counts: [0, 0],
             gates: BTreeMap::new(),
+            watches: BTreeMap::new(),
+            last_look_passed: false,
         }
+    }
+
+    /// Makes the rollout wait for [`Command::Start`] (a policy's `startOn: command`): it stays
+    /// [`RolloutState::Pending`], setting no weight and taking no evidence, until started.
+    #[must_use]
+    pub fn awaiting_start(mut self) -> Self {
+        if !self.started {
+            self.state = RolloutState::Pending;
+        }
+        self
     }
 
     /// Gives the `Analysis` step at index `step` its own spec (a policy's per-step override),
@@ -169,6 +195,34 @@ impl Rollout {
             self.gates.insert(step, spec);
         }
         self
+    }
+
+    /// Makes the `Analysis` step at index `step` a watch of `seconds`: it cannot open before
+    /// they have passed; when they have, it opens if the last look passed, else its
+    /// `on_inconclusive` applies at once. A failure or a trigger within it rolls back, as at
+    /// any gate. Ignored for other steps and for a duration that is not positive.
+    pub fn set_gate_watch(&mut self, step: usize, seconds: f64) {
+        if self.steps.get(step) == Some(&StepSpec::Analysis) && seconds.is_finite() && seconds > 0.0
+        {
+            self.watches.insert(step, seconds.ceil());
+        }
+    }
+
+    /// [`Rollout::set_gate_watch`], as a builder.
+    #[must_use]
+    pub fn with_gate_watch(mut self, step: usize, seconds: f64) -> Self {
+        self.set_gate_watch(step, seconds);
+        self
+    }
+
+    /// When the current watch ends (seconds), if the rollout stands at a watching gate.
+    pub fn watch_deadline(&self) -> Option<f64> {
+        match self.state {
+            RolloutState::Progressing { step } if self.watches.contains_key(&step) => {
+                self.gate_deadline
+            }
+            _ => None,
+        }
     }
 
     /// Replaces the whole configuration with a newer policy's, so that a retried rollout picks
@@ -187,6 +241,8 @@ impl Rollout {
         self.analysis = analysis;
         self.steps = steps;
         self.trigger_specs = triggers;
+        // The caller sets the new policy's watches again ([`Rollout::set_gate_watch`]).
+        self.watches.clear();
         self.gates = gates
             .into_iter()
             .filter(|(step, _)| self.steps.get(*step) == Some(&StepSpec::Analysis))
@@ -257,11 +313,12 @@ impl Rollout {
     }
 
     /// When the current gate stops waiting (seconds), if the rollout stands at a gate with a
-    /// time bound.
+    /// time bound (not a watch: see [`Rollout::watch_deadline`]).
     pub fn gate_deadline(&self) -> Option<f64> {
         match self.state {
             RolloutState::Progressing { step }
-                if self.steps.get(step) == Some(&StepSpec::Analysis) =>
+                if self.steps.get(step) == Some(&StepSpec::Analysis)
+                    && !self.watches.contains_key(&step) =>
             {
                 self.gate_deadline
             }
@@ -299,7 +356,7 @@ impl Rollout {
     /// (and their shadow answer); a shadow or mirror sample is joined by request id to the
     /// serving arm's prediction and recorded as agreement.
     pub fn observe(&mut self, sample: &Sample) {
-        if self.state.is_terminal() {
+        if self.state.is_terminal() || self.state == RolloutState::Pending {
             return;
         }
         let t = sample.t;
@@ -346,7 +403,10 @@ impl Rollout {
     /// counts, [`Tally`]); ignored once the rollout has ended. The evidence takes the counts and
     /// Brier moments as they are; the triggers see the events spread over the tally's span.
     pub fn record_tally(&mut self, tally: &Tally) {
-        if self.state.is_terminal() || !matches!(tally.arm, Arm::Stable | Arm::Canary) {
+        if self.state.is_terminal()
+            || self.state == RolloutState::Pending
+            || !matches!(tally.arm, Arm::Stable | Arm::Canary)
+        {
             return;
         }
         self.labels
@@ -397,7 +457,7 @@ impl Rollout {
             let s = second as f64;
             self.labels.expire(s);
             self.shadow.expire(s);
-            if !self.state.is_terminal() && !self.started {
+            if !self.state.is_terminal() && self.state != RolloutState::Pending && !self.started {
                 self.started = true;
                 out.extend(self.enter_step(0, s, "rollout started".to_owned(), Vec::new()));
                 // After entering step 0: a first step that is a gate with its own interval (a
@@ -421,7 +481,7 @@ impl Rollout {
             let s = s as f64;
             self.labels.expire(s);
             self.shadow.expire(s);
-            if self.state.is_terminal() {
+            if self.state.is_terminal() || self.state == RolloutState::Pending {
                 continue;
             }
             out.extend(self.second(s));

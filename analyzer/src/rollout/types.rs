@@ -24,6 +24,10 @@ pub enum PauseReason {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "phase")]
 pub enum RolloutState {
+    /// Not started: the policy says it starts on a command (`startOn: command`) and none came
+    /// yet. No step applies and no weight is set, so the routes keep their files' weights;
+    /// samples are not evidence yet. `augur rollout start` enters step 1.
+    Pending,
     /// Running step `step` (a timed pause, an analysis gate, or before the first tick).
     Progressing {
         /// The current step index.
@@ -88,6 +92,7 @@ impl RolloutState {
     /// metrics, the dashboard's series and the terminal views.
     pub fn phase(&self) -> &'static str {
         match self {
+            RolloutState::Pending => "pending",
             RolloutState::Progressing { .. } => "progressing",
             RolloutState::Paused { .. } => "paused",
             RolloutState::RollingBack { .. } => "rolling_back",
@@ -150,12 +155,17 @@ pub enum Action {
     Promote,
 }
 
-/// A manual command (`augur rollout promote|abort|retry|pause|resume`).
+/// A manual command (`augur rollout start|promote|abort|retry|pause|resume`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Command {
+    /// Start a rollout that waits for it (`startOn: command`) at its first step.
+    Start,
     /// Skip the current pause or analysis step (Argo's `promote`).
     Promote,
+    /// Skip the current step even when it is an analysis gate without the evidence to open
+    /// (`promote --force`); the audit trail says what was skipped.
+    PromoteForce,
     /// Skip every remaining step (Argo's `promote --full`).
     PromoteFull,
     /// Roll back now and stop.
@@ -184,6 +194,7 @@ impl std::fmt::Display for RolloutState {
     /// for promotion`); JSON keeps the 0-based index.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            RolloutState::Pending => f.write_str("not started (waiting for `augur rollout start`)"),
             RolloutState::Progressing { step } => write!(f, "progressing at step {}", step + 1),
             RolloutState::Paused { step, reason } => {
                 write!(f, "paused at step {} ({reason})", step + 1)
@@ -207,7 +218,9 @@ impl std::fmt::Display for Command {
     /// The command as typed: `promote`, `promote --full`, `abort`, ...
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
+            Command::Start => "start",
             Command::Promote => "promote",
+            Command::PromoteForce => "promote --force",
             Command::PromoteFull => "promote --full",
             Command::Abort => "abort",
             Command::Retry => "retry",
@@ -229,14 +242,28 @@ pub fn format_seconds(seconds: f64) -> String {
 }
 
 /// A command that does not apply in the current state.
-#[derive(Clone, Debug, PartialEq, thiserror::Error)]
-#[error("cannot {command}: the rollout is {state}")]
+#[derive(Clone, Debug, PartialEq)]
 pub struct CommandError {
     /// The command.
     pub command: Command,
     /// The state it was refused in.
     pub state: RolloutState,
+    /// Why, when the state alone does not say (a promote that would skip a gate without
+    /// evidence, with what it would skip and the command that does).
+    pub detail: Option<String>,
 }
+
+impl std::fmt::Display for CommandError {
+    /// `cannot resume: the rollout is progressing at step 1`, or the detail.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.detail {
+            Some(detail) => write!(f, "cannot {}: {detail}", self.command),
+            None => write!(f, "cannot {}: the rollout is {}", self.command, self.state),
+        }
+    }
+}
+
+impl std::error::Error for CommandError {}
 
 /// Traffic weights in percent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -303,6 +330,7 @@ mod tests {
     #[test]
     fn phase_is_the_json_tag() {
         let states = [
+            RolloutState::Pending,
             RolloutState::Progressing { step: 1 },
             RolloutState::Paused {
                 step: 1,

@@ -42,7 +42,19 @@ pub fn run(
         ),
     };
     let events = augur_rollout::recording::read_events(samples)?;
-    let spec = spec::from_policy(chosen);
+    let mut spec = spec::from_policy(chosen);
+    // A recording of a rollout that waited for `augur rollout start` holds that command; a
+    // stream without one (samples written by hand or exported) is replayed as if the
+    // rollout had started with its first event.
+    spec.start_on_command &= events.iter().any(|e| {
+        matches!(
+            e,
+            augur_analyzer::replay::Event::Command {
+                command: augur_analyzer::rollout::Command::Start,
+                ..
+            }
+        )
+    });
     let decisions = augur_analyzer::replay::replay_events(spec.rollout(), events.into_iter(), None);
     match output {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&decisions)?),

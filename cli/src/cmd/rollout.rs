@@ -1,4 +1,4 @@
-//! `augur rollout status|promote|abort|retry|pause|resume`: the admin API from the terminal,
+//! `augur rollout status|start|promote|abort|retry|pause|resume`: the admin API from the terminal,
 //! with a table like `kubectl argo rollouts get rollout`.
 
 use std::fmt::Write as _;
@@ -53,19 +53,27 @@ pub fn run(admin: SocketAddr, command: RolloutCommand) -> anyhow::Result<ExitCod
             }
             std::thread::sleep(Duration::from_secs(2));
         },
-        RolloutCommand::Promote { name, full } => {
-            command_call(admin, &name, if full { "promote-full" } else { "promote" })
-        }
-        RolloutCommand::Abort { name } => command_call(admin, &name, "abort"),
-        RolloutCommand::Retry { name } => command_call(admin, &name, "retry"),
-        RolloutCommand::Pause { name } => command_call(admin, &name, "pause"),
-        RolloutCommand::Resume { name } => command_call(admin, &name, "resume"),
+        RolloutCommand::Promote { name, full, force } => match (full, force) {
+            (true, _) => command_call(admin, &name, "promote-full", ""),
+            (false, true) => command_call(admin, &name, "promote", r#"{"force": true}"#),
+            (false, false) => command_call(admin, &name, "promote", ""),
+        },
+        RolloutCommand::Start { name } => command_call(admin, &name, "start", ""),
+        RolloutCommand::Abort { name } => command_call(admin, &name, "abort", ""),
+        RolloutCommand::Retry { name } => command_call(admin, &name, "retry", ""),
+        RolloutCommand::Pause { name } => command_call(admin, &name, "pause", ""),
+        RolloutCommand::Resume { name } => command_call(admin, &name, "resume", ""),
     }
 }
 
-fn command_call(admin: SocketAddr, name: &str, verb: &str) -> anyhow::Result<ExitCode> {
+fn command_call(
+    admin: SocketAddr,
+    name: &str,
+    verb: &str,
+    request: &str,
+) -> anyhow::Result<ExitCode> {
     let (status, body) =
-        admin_client::call(admin, "POST", &format!("/rollouts/{name}/{verb}"), "")?;
+        admin_client::call(admin, "POST", &format!("/rollouts/{name}/{verb}"), request)?;
     if status == 200 {
         let reply: CommandReply = serde_json::from_str(&body)
             .context("the admin API's answer is not what this augur reads (another version?)")?;
@@ -80,7 +88,7 @@ fn command_call(admin: SocketAddr, name: &str, verb: &str) -> anyhow::Result<Exi
         Ok(ExitCode::SUCCESS)
     } else {
         eprintln!("augur: {verb} {name} refused ({status}): {}", body.trim());
-        if status == 409 && !body.contains("is shadow-only") {
+        if status == 409 && !body.contains("is shadow-only") && !body.contains("--force") {
             eprintln!("hint: `augur rollout status {name}` shows the state; `retry` restarts an ended rollout.");
         }
         Ok(ExitCode::FAILURE)
@@ -91,6 +99,7 @@ fn command_call(admin: SocketAddr, name: &str, verb: &str) -> anyhow::Result<Exi
 /// `Paused (no data for error-rate)`, `Progressing`, `Promoted`.
 fn phase(state: &RolloutState) -> String {
     match state {
+        RolloutState::Pending => "Pending (not started)".to_owned(),
         RolloutState::Progressing { .. } => "Progressing".to_owned(),
         RolloutState::Paused { reason, .. } => format!("Paused ({reason})"),
         RolloutState::RollingBack { trigger, .. } => {
@@ -245,6 +254,18 @@ pub fn render(r: &RolloutStatus) -> String {
         let _ = writeln!(out, "Step:     {}/{}", step + 1, r.steps.len());
     }
     match r.weights {
+        Some(w) if r.state == PolicyState::Rollout(RolloutState::Pending) => {
+            let _ = writeln!(
+                out,
+                "Weights:  stable {}%  canary {}% (the VirtualService's own: no step yet)",
+                w.stable, w.canary
+            );
+            let _ = writeln!(
+                out,
+                "Start:    `augur rollout start {}` enters step 1 (the policy's startOn: command)",
+                r.name.rsplit('/').next().unwrap_or(&r.name)
+            );
+        }
         Some(w) => {
             let _ = writeln!(out, "Weights:  stable {}%  canary {}%", w.stable, w.canary);
         }
@@ -281,6 +302,19 @@ pub fn render(r: &RolloutStatus) -> String {
         let _ = writeln!(
             out,
             "\nThis gate waits for evidence until {} ({}): it opens when every metric's bound is inside its allowance.",
+            unix_time(deadline),
+            if left > 0.0 {
+                format!("{} left", duration(left))
+            } else {
+                "due".to_owned()
+            }
+        );
+    }
+    if let Some(deadline) = r.watch_deadline {
+        let left = deadline - augur_proxy::sample::now();
+        let _ = writeln!(
+            out,
+            "\nThis step watches until {} ({}): a failure rolls back; at its end the rollout goes on if the last look shows every metric inside its allowance.",
             unix_time(deadline),
             if left > 0.0 {
                 format!("{} left", duration(left))

@@ -86,11 +86,20 @@ impl RawCanarySpec {
                 };
                 let pre = over("prePromotionAnalysis", &bg.pre_promotion_analysis);
                 let post = over("postPromotionAnalysis", &bg.post_promotion_analysis);
+                let post_path = join(p, "postPromotionAnalysis.duration");
+                let duration = bg
+                    .post_promotion_analysis
+                    .as_ref()
+                    .and_then(|o| cx.duration(&post_path, &o.duration));
+                if duration.is_some_and(|d| d.is_zero()) {
+                    cx.error(&post_path, "must be longer than 0s (leave it out to complete at the first passing look)");
+                }
                 Strategy::BlueGreen(Box::new(BlueGreen {
                     preview_route: bg.preview_route.clone(),
                     auto_promote: bg.auto_promote.unwrap_or(false),
                     pre_promotion_analysis: pre,
                     post_promotion_analysis: post,
+                    post_promotion_duration: duration.filter(|d| !d.is_zero()),
                 }))
             }
         };
@@ -119,6 +128,11 @@ impl RawCanarySpec {
             traffic_routing,
             stable,
             canary,
+            start_on: match self.start_on {
+                Some(RawStartOn::Command) => StartOn::Command,
+                Some(RawStartOn::Immediately) => StartOn::Immediately,
+                None => defaults::START_ON,
+            },
             strategy,
             analysis,
             rollback_triggers,
@@ -344,6 +358,12 @@ fn steps_validate(
 
 impl RawAnalysisOverride {
     fn apply(&self, cx: &mut Ctx<'_>, path: &str, base: Option<&Analysis>) -> Option<Analysis> {
+        if self.duration.is_some() && !path.ends_with("postPromotionAnalysis") {
+            cx.error(
+                &join(path, "duration"),
+                "applies to blueGreen.postPromotionAnalysis only (this analysis opens on evidence; maxDuration bounds its wait)",
+            );
+        }
         let Some(base) = base else {
             cx.error(path, "an analysis step needs spec.analysis (with metrics)");
             return None;

@@ -31,6 +31,8 @@ pub struct CanaryPolicy {
     pub stable: DestinationRef,
     /// New model; `None` for a shadow-only policy ([`Strategy::ShadowOnly`]).
     pub canary: Option<DestinationRef>,
+    /// When the rollout starts.
+    pub start_on: StartOn,
     /// Steps, blue/green, or shadow-only.
     pub strategy: Strategy,
     /// Base analysis settings (steps may override).
@@ -79,6 +81,17 @@ pub enum Sidecar {
     /// The stable model pods' sidecars, on the requests they receive: stable is the local app,
     /// the canary its own Service. Clients need no sidecar.
     Inbound,
+}
+
+/// When a CanaryPolicy's rollout starts (`spec.startOn`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum StartOn {
+    /// On `augur rollout start` (the default, [`crate::defaults::START_ON`]): no canary
+    /// traffic until a person or CI says start.
+    Command,
+    /// As soon as the proxy or controller loads the policy.
+    Immediately,
 }
 
 /// A host and subset.
@@ -149,6 +162,9 @@ pub struct BlueGreen {
     pub pre_promotion_analysis: Option<Analysis>,
     /// Analysis after switching.
     pub post_promotion_analysis: Option<Analysis>,
+    /// How long the post-promotion analysis watches after the switch (`duration`); `None`:
+    /// it completes the rollout at its first passing look.
+    pub post_promotion_duration: Option<Duration>,
 }
 
 /// Analysis settings (defaults filled in).

@@ -16,6 +16,8 @@ use crate::istio::common::RawStringMatch;
 #[serde(rename_all = "camelCase")]
 #[schemars(deny_unknown_fields)]
 pub(crate) struct RawCanarySpec {
+    /// When the rollout starts: `command` (default: it waits, with the routes at their VirtualService weights, until `augur rollout start`, so no canary traffic flows until a person or CI says so) or `immediately` (as soon as the proxy or controller loads the policy). A started rollout resumes from its saved state after a restart either way.
+    pub(crate) start_on: Option<RawStartOn>,
     /// Which VirtualService routes this policy drives (their destination weights are rewritten at each step; a shadow-only policy only mirrors them to the shadow and never changes a weight).
     pub(crate) traffic_routing: Option<RawTrafficRouting>,
     /// The current model's destination; must appear in every driven route.
@@ -36,6 +38,16 @@ pub(crate) struct RawCanarySpec {
     pub(crate) shadow: Option<RawShadow>,
     /// Ground-truth labels posted to the admin port.
     pub(crate) labels: Option<RawLabels>,
+}
+
+/// `startOn`.
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) enum RawStartOn {
+    /// Wait for `augur rollout start` (the default).
+    Command,
+    /// Start as soon as the policy is loaded.
+    Immediately,
 }
 
 /// `trafficRouting`.
@@ -119,6 +131,8 @@ pub(crate) struct RawAnalysisOverride {
     pub(crate) method: Option<RawMethod>,
     /// How long this gate waits for every metric to be shown within its allowance (Go duration).
     pub(crate) max_duration: Option<String>,
+    /// `blueGreen.postPromotionAnalysis` only: how long to watch after the switch (Go duration, e.g. `5m`). A failure (or a rollback trigger) within it switches back; at its end the rollout completes if the last look shows every metric within its allowance, else `onInconclusive` applies at once. Without it the analysis completes the rollout at the first look that shows that.
+    pub(crate) duration: Option<String>,
 }
 
 /// `setHeaderRoute`.

@@ -109,6 +109,8 @@ pub struct RolloutExplanation {
     pub stable: String,
     /// `host/subset`; `None` for a shadow-only policy.
     pub canary: Option<String>,
+    /// How the rollout starts: `command` (on `augur rollout start`) or `immediately`.
+    pub start_on: String,
     /// `steps`, `blueGreen` or `shadowOnly`.
     pub strategy: String,
     /// Steps, with the canary weight after each.
@@ -397,7 +399,14 @@ fn rollout(cp: &CanaryPolicy) -> RolloutExplanation {
                 .to_owned(),
             );
             if let Some(a) = &bg.post_promotion_analysis {
-                v.push(format!("post-promotion {}", analysis(a)));
+                v.push(match bg.post_promotion_duration {
+                    Some(d) => format!(
+                        "post-promotion {}, watching {} after the switch",
+                        analysis(a),
+                        format_duration(d)
+                    ),
+                    None => format!("post-promotion {}", analysis(a)),
+                });
             }
             ("blueGreen", v)
         }
@@ -466,6 +475,7 @@ fn rollout(cp: &CanaryPolicy) -> RolloutExplanation {
         routes: cp.traffic_routing.routes.clone(),
         stable: dest_ref(&cp.stable),
         canary: cp.canary.as_ref().map(dest_ref),
+        start_on: enum_name(cp.start_on),
         strategy: strategy.to_owned(),
         steps,
         metrics: metrics.collect(),

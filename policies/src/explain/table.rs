@@ -175,6 +175,17 @@ impl Explanation {
                 ro.stable,
                 ro.canary.as_deref().unwrap_or("none")
             ));
+            out.push_str(&if ro.strategy == "shadowOnly" {
+                // Nothing to start: it scores in the shadow from the moment it is loaded.
+                String::new()
+            } else if ro.start_on == "immediately" {
+                "Starts: as soon as the policy is loaded (startOn: immediately)\n".to_owned()
+            } else {
+                format!(
+                    "Starts: on `augur rollout start {}` (startOn: command, the default); until then the routes keep their VirtualService weights\n",
+                    ro.policy.rsplit('/').next().unwrap_or(&ro.policy)
+                )
+            });
             let steps: Vec<Vec<String>> = ro
                 .steps
                 .iter()

@@ -10,7 +10,7 @@ let latest = null;
 $("token").value = sessionStorage.getItem("augur-admin-token") || "";
 $("token").addEventListener("change", () => sessionStorage.setItem("augur-admin-token", $("token").value));
 $("rollout-select").addEventListener("change", (e) => { selected = e.target.value; refresh(); });
-for (const verb of ["promote", "pause", "resume", "abort"]) {
+for (const verb of ["start", "promote", "pause", "resume", "abort"]) {
   $(verb).addEventListener("click", () => command(verb));
 }
 

@@ -98,6 +98,7 @@ kind: CanaryPolicy
 metadata:
   name: pneumonia
 spec:
+  startOn: immediately
   trafficRouting:
     virtualService:
       name: pneumonia
