@@ -162,6 +162,12 @@ impl History {
         }
     }
 
+    /// `(compared, agreed)` predictions of `arm` joined with the shadow's answers since the
+    /// history started, whatever the rollout's state.
+    pub fn agreement(&self, arm: Arm) -> (u64, u64) {
+        self.agreement.counts(arm)
+    }
+
     /// The points, oldest first.
     pub fn points(&self) -> impl Iterator<Item = &Point> {
         self.points.iter()

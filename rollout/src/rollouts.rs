@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use augur_analyzer::rollout::{Command, Decision, Rollout, RolloutState, Weights};
 use augur_analyzer::verdict::Outcome;
+use augur_model::Arm;
 use augur_policies::{policy_key, PolicySet};
 
 use crate::agreement::Agreement;
@@ -681,13 +682,32 @@ impl Rollouts {
                     }),
                     decisions,
                     shadow: m.shadow.as_ref().map(|(model, percentage)| {
-                        let e = r.evidence();
+                        // The rollout's evidence (fleet-wide when a source feeds it); before
+                        // `start` it takes none, and this process's own join shows stable's
+                        // agreement meanwhile.
+                        let counts = |arm: Arm| {
+                            if *r.state() == RolloutState::Pending {
+                                m.history.agreement(arm)
+                            } else {
+                                let e = r.evidence();
+                                let a = if arm == Arm::Canary {
+                                    &e.canary
+                                } else {
+                                    &e.stable
+                                };
+                                (a.compared, a.agreed)
+                            }
+                        };
+                        let agreement = |arm| {
+                            let (compared, agreed) = counts(arm);
+                            Agreement::of(compared, agreed)
+                        };
                         ShadowStatus {
                             model: model.clone(),
                             percentage: *percentage,
                             agreement: ArmAgreement {
-                                stable: Agreement::of(e.stable.compared, e.stable.agreed),
-                                canary: Some(Agreement::of(e.canary.compared, e.canary.agreed)),
+                                stable: agreement(Arm::Stable),
+                                canary: Some(agreement(Arm::Canary)),
                             },
                             since: None,
                         }

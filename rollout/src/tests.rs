@@ -1018,6 +1018,44 @@ fn a_shadow_only_policy_is_shown_shadowing_and_reports_stables_agreement() {
     assert_eq!(all.rollouts[0].name, KEY);
 }
 
+/// A rollout waiting for `augur rollout start` takes no evidence, but stable's agreement with the
+/// shadow is still shown: the SRE sees it before deciding to start.
+#[test]
+fn a_waiting_rollout_shows_stables_agreement_with_the_shadow() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let loaded = augur_policies::load_str("p.yaml", EXAMPLE).expect("loads");
+    let r = rollouts(dir.path());
+    r.sync(&loaded.set, &loaded.hash, 1000.0);
+    assert_eq!(status(&r)["state"]["phase"], "pending");
+    for i in 0..4 {
+        let t = 1000.0 + f64::from(i);
+        let id = format!("w{i}");
+        // The shadow answers first for half of them.
+        let mut s = labelled(t, Arm::Stable, &id, "NORMAL");
+        s.policy = Some(Arc::from(KEY));
+        let mut sh = labelled(
+            t,
+            Arm::Shadow,
+            &id,
+            if i == 0 { "PNEUMONIA" } else { "NORMAL" },
+        );
+        sh.policy = Some(Arc::from(KEY));
+        if i % 2 == 0 {
+            r.observe(&sh);
+            r.observe(&s);
+        } else {
+            r.observe(&s);
+            r.observe(&sh);
+        }
+    }
+    let s = status(&r);
+    let stable = &s["shadow"]["agreement"]["stable"];
+    assert_eq!(
+        (stable["compared"].as_u64(), stable["agreed"].as_u64()),
+        (Some(4), Some(3))
+    );
+}
+
 /// A canary rollout with a shadow shows stable's agreement while the canary has 0% (before its
 /// first step), and the canary's next to it; the verdicts are unchanged by it.
 #[test]
