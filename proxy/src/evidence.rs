@@ -331,7 +331,13 @@ impl BackgroundService for EvidenceFeed {
         };
         loop {
             tokio::select! {
-                Some(s) = samples.recv() => observe_serving(&self.evidence, &self.store, &s),
+                Some(s) = samples.recv() => {
+                    observe_serving(&self.evidence, &self.store, &s);
+                    augur_rollout::driver::gather(&mut samples, |s| {
+                        observe_serving(&self.evidence, &self.store, s);
+                    })
+                    .await;
+                }
                 _ = shutdown.changed() => return,
             }
         }

@@ -19,6 +19,17 @@ pub const TICK: Duration = Duration::from_secs(1);
 /// many milliseconds of any request rate.
 const SAMPLE_BATCH: Duration = Duration::from_millis(5);
 
+/// After a sample was taken from `rx`: takes what else is queued, then lets samples gather for
+/// [`SAMPLE_BATCH`]. One wake-up of the consuming thread per batch instead of one per request
+/// (each a context switch beside the proxy's worker; see BENCHMARKS.md). The rollout driver and
+/// a follower's evidence feed both consume samples this way.
+pub async fn gather(rx: &mut mpsc::Receiver<RoutedSample>, mut each: impl FnMut(&RoutedSample)) {
+    while let Ok(s) = rx.try_recv() {
+        each(&s);
+    }
+    tokio::time::sleep(SAMPLE_BATCH).await;
+}
+
 /// Where the serving policy set comes from (the proxy's store, the controller's files).
 pub trait PolicyFeed: Send + Sync {
     /// Calls `f` with the serving policy set and its hash.
@@ -102,15 +113,9 @@ impl Driver {
             tokio::select! {
                 Some(s) = next_sample => {
                     self.observe(&s);
-                    // Take what else is queued, then let samples gather for a moment: one
-                    // wake-up of this thread per batch instead of one per request (each is a
-                    // context switch beside the proxy's worker; see BENCHMARKS.md).
                     if let Some(rx) = samples.as_mut() {
-                        while let Ok(s) = rx.try_recv() {
-                            self.observe(&s);
-                        }
+                        gather(rx, |s| self.observe(s)).await;
                     }
-                    tokio::time::sleep(SAMPLE_BATCH).await;
                 }
                 _ = tick.tick() => {
                     self.sync();
