@@ -54,6 +54,50 @@ impl Rollout {
         });
     }
 
+    /// A gate that stays inconclusive at its time bound: `onInconclusive` holds it for a human,
+    /// rolls back, or continues to the next step without evidence; the gate records which.
+    fn on_inconclusive(
+        &mut self,
+        action: GapAction,
+        step: usize,
+        now: f64,
+        why: &str,
+    ) -> Option<Decision> {
+        match action {
+            GapAction::Hold => {
+                self.record_gate(step, now, "inconclusive: held for a human".to_owned());
+                Some(self.transition(
+                    now,
+                    RolloutState::Inconclusive { step },
+                    Vec::new(),
+                    format!("{why}; onInconclusive: hold"),
+                ))
+            }
+            GapAction::Rollback => {
+                self.record_gate(step, now, "inconclusive: rolled back".to_owned());
+                Some(self.rollback(
+                    now,
+                    TriggerAction::Immediate,
+                    None,
+                    format!("{why}; onInconclusive: rollback"),
+                ))
+            }
+            GapAction::Continue => {
+                self.record_gate(
+                    step,
+                    now,
+                    "inconclusive: continued without evidence".to_owned(),
+                );
+                self.enter_step(
+                    step + 1,
+                    now,
+                    format!("{why}; onInconclusive: continue"),
+                    Vec::new(),
+                )
+            }
+        }
+    }
+
     /// Records how the gate at `step` ended.
     fn record_gate(&mut self, step: usize, now: f64, outcome: String) {
         self.gate_records.push_back(GateRecord {
@@ -503,39 +547,7 @@ impl Rollout {
             return Some(self.transition(now, state, Vec::new(), why));
         }
         self.gate_deadline = None;
-        match spec.on_inconclusive {
-            GapAction::Hold => {
-                self.record_gate(step, now, "inconclusive: held for a human".to_owned());
-                Some(self.transition(
-                    now,
-                    RolloutState::Inconclusive { step },
-                    Vec::new(),
-                    format!("{why}; onInconclusive: hold"),
-                ))
-            }
-            GapAction::Rollback => {
-                self.record_gate(step, now, "inconclusive: rolled back".to_owned());
-                Some(self.rollback(
-                    now,
-                    TriggerAction::Immediate,
-                    None,
-                    format!("{why}; onInconclusive: rollback"),
-                ))
-            }
-            GapAction::Continue => {
-                self.record_gate(
-                    step,
-                    now,
-                    "inconclusive: continued without evidence".to_owned(),
-                );
-                self.enter_step(
-                    step + 1,
-                    now,
-                    format!("{why}; onInconclusive: continue"),
-                    Vec::new(),
-                )
-            }
-        }
+        self.on_inconclusive(spec.on_inconclusive, step, now, &why)
     }
 
     /// The end of a watching gate: the rollout goes on when the last look passed; otherwise
@@ -575,39 +587,7 @@ impl Rollout {
                 undecided.join(", ")
             }
         );
-        match spec.on_inconclusive {
-            GapAction::Hold => {
-                self.record_gate(step, now, "inconclusive: held for a human".to_owned());
-                Some(self.transition(
-                    now,
-                    RolloutState::Inconclusive { step },
-                    Vec::new(),
-                    format!("{why}; onInconclusive: hold"),
-                ))
-            }
-            GapAction::Rollback => {
-                self.record_gate(step, now, "inconclusive: rolled back".to_owned());
-                Some(self.rollback(
-                    now,
-                    TriggerAction::Immediate,
-                    None,
-                    format!("{why}; onInconclusive: rollback"),
-                ))
-            }
-            GapAction::Continue => {
-                self.record_gate(
-                    step,
-                    now,
-                    "inconclusive: continued without evidence".to_owned(),
-                );
-                self.enter_step(
-                    step + 1,
-                    now,
-                    format!("{why}; onInconclusive: continue"),
-                    Vec::new(),
-                )
-            }
-        }
+        self.on_inconclusive(spec.on_inconclusive, step, now, &why)
     }
 
     /// Ends a timed pause step when its duration has passed.
