@@ -193,7 +193,7 @@ pub enum RolloutCommand {
         /// The rollout.
         name: String,
     },
-    /// Start an aborted or rolled-back rollout again from its first step.
+    /// Start a promoted, rolled-back or aborted rollout again from its first step.
     Retry {
         /// The rollout.
         name: String,
