@@ -521,12 +521,7 @@ impl Rollout {
         }
         let period = self.max_duration(step).unwrap_or(0.0);
         self.gate_inconclusive += 1;
-        let undecided: Vec<&str> = self
-            .last_verdicts
-            .iter()
-            .filter(|v| v.outcome != Outcome::Pass && v.metric != SAMPLE_RATIO_METRIC)
-            .map(|v| v.metric.as_str())
-            .collect();
+        let undecided = self.undecided_metrics();
         let why = format!(
             "step {}: analysis inconclusive after {}: not shown within the allowance: {} (inconclusive {} of limit {})",
             step + 1,
@@ -550,6 +545,16 @@ impl Rollout {
         self.on_inconclusive(spec.on_inconclusive, step, now, &why)
     }
 
+    /// The metrics the last look did not show within their allowance (the sample-ratio check
+    /// aside, which guards the split rather than the canary).
+    fn undecided_metrics(&self) -> Vec<&str> {
+        self.last_verdicts
+            .iter()
+            .filter(|v| v.outcome != Outcome::Pass && v.metric != SAMPLE_RATIO_METRIC)
+            .map(|v| v.metric.as_str())
+            .collect()
+    }
+
     /// The end of a watching gate: the rollout goes on when the last look passed; otherwise
     /// the watch ended without evidence that the canary is good, and `on_inconclusive` applies
     /// at once (there is no second period: the duration is what the policy asked to watch).
@@ -571,12 +576,7 @@ impl Rollout {
             );
             return self.enter_step(step + 1, now, why, Vec::new());
         }
-        let undecided: Vec<&str> = self
-            .last_verdicts
-            .iter()
-            .filter(|v| v.outcome != Outcome::Pass && v.metric != SAMPLE_RATIO_METRIC)
-            .map(|v| v.metric.as_str())
-            .collect();
+        let undecided = self.undecided_metrics();
         let why = format!(
             "step {}: watched {} without a failure, but the last look does not show {} within the allowance",
             step + 1,
