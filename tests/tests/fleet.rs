@@ -291,6 +291,86 @@ fn follow(pod: &Pod, root: &Path, policy: &str, token: &str) -> Running {
     )
 }
 
+/// The cluster the controller tests start from: three stable pods behind the model Service and
+/// a canary pod behind its own, each with its `/who` app; the inbound policy 30% → 60% → 100%
+/// with pauses; `augur controller` on the node; the stable sidecars following it and the
+/// canary's (no policy) passing everything to its app.
+struct Fleet {
+    // Fields drop in order: the processes before the namespaces they run in.
+    controller: Running,
+    _sidecars: Vec<Running>,
+    _canary_sidecar: Running,
+    _apps: Vec<Running>,
+    stable: Vec<Pod>,
+    _canary: Pod,
+    stable_vip: Ipv4Addr,
+    canary_vip: Ipv4Addr,
+    /// The model Service's endpoints (a scale-out adds one).
+    endpoints: Vec<(Ipv4Addr, u16)>,
+    policy: String,
+    cluster: Cluster,
+    root: tempfile::TempDir,
+}
+
+impl Fleet {
+    /// Starts it on a new node tagged `tag`, with the Services at `vips` (stable, canary);
+    /// returns once every stable sidecar applies the fleet's 30%.
+    fn start(tag: &str, (stable_vip, canary_vip): (Ipv4Addr, Ipv4Addr)) -> Self {
+        let root = tempfile::tempdir().expect("tempdir");
+        let mut cluster = Cluster::new(tag);
+        let stable: Vec<Pod> = (0..3)
+            .map(|i| cluster.pod(&format!("stable-{i}")))
+            .collect();
+        let canary = cluster.pod("canary");
+        let endpoints: Vec<_> = stable.iter().map(|p| (p.ip, 8501)).collect();
+        cluster.service("model", stable_vip, 80, &endpoints);
+        cluster.service("model-canary", canary_vip, 80, &[(canary.ip, 8501)]);
+        let apps = stable
+            .iter()
+            .chain([&canary])
+            .map(|p| who_server(p, root.path()))
+            .collect();
+        let steps =
+            "  - setWeight: 30\n  - pause: {}\n  - setWeight: 60\n  - pause: {}\n  - setWeight: 100\n";
+        let file = root.path().join("policy.yaml");
+        std::fs::write(&file, inbound_policy(stable_vip, canary_vip, steps)).expect("policy");
+        let policy = file.to_str().expect("utf-8").to_owned();
+        // The controller, on the node; sidecars reach it at the node's address.
+        let controller = start_controller(&cluster, root.path(), &policy);
+        let sidecars = stable
+            .iter()
+            .map(|p| follow(p, root.path(), &policy, TOKEN))
+            .collect();
+        // The canary pod's sidecar holds no policy: it passes everything to its app.
+        let empty = root.path().join("no-policy");
+        std::fs::create_dir_all(&empty).expect("empty policy dir");
+        let canary_sidecar =
+            canary.sidecar(root.path(), &["--policy", empty.to_str().expect("utf-8")]);
+        for pod in &stable {
+            assert_eq!(
+                canary_weight(pod),
+                30.0,
+                "{} starts at the fleet's weight",
+                pod.name
+            );
+        }
+        Self {
+            controller,
+            _sidecars: sidecars,
+            _canary_sidecar: canary_sidecar,
+            _apps: apps,
+            stable,
+            _canary: canary,
+            stable_vip,
+            canary_vip,
+            endpoints,
+            policy,
+            cluster,
+            root,
+        }
+    }
+}
+
 /// The fleet as Kubernetes runs it, inbound topology: three stable pods behind the model
 /// Service and one canary pod behind its own, a client without sidecar, and `augur controller`
 /// (with a token) on the node. Every stable sidecar splits at the controller's weight (4σ
@@ -299,65 +379,34 @@ fn follow(pod: &Pod, root: &Path, policy: &str, token: &str) -> Running {
 /// how stale it is, and converges once its link is back.
 #[test]
 fn the_cluster_follows_one_controller() {
-    let root = tempfile::tempdir().expect("tempdir");
-    let mut cluster = Cluster::new("ctl");
-    let stable: Vec<Pod> = (0..3)
-        .map(|i| cluster.pod(&format!("stable-{i}")))
-        .collect();
-    let canary = cluster.pod("canary");
-    let client = cluster.pod("client");
-    let outsider = cluster.pod("outsider");
-    let (stable_vip, canary_vip) = (Ipv4Addr::new(10, 96, 0, 20), Ipv4Addr::new(10, 96, 0, 21));
-    let endpoints: Vec<_> = stable.iter().map(|p| (p.ip, 8501)).collect();
-    cluster.service("model", stable_vip, 80, &endpoints);
-    cluster.service("model-canary", canary_vip, 80, &[(canary.ip, 8501)]);
-    let _apps: Vec<_> = stable
-        .iter()
-        .chain([&canary])
-        .map(|p| who_server(p, root.path()))
-        .collect();
-    let steps =
-        "  - setWeight: 30\n  - pause: {}\n  - setWeight: 60\n  - pause: {}\n  - setWeight: 100\n";
-    let policy = root.path().join("policy.yaml");
-    std::fs::write(&policy, inbound_policy(stable_vip, canary_vip, steps)).expect("policy");
-    let policy = policy.to_str().expect("utf-8");
-
-    // The controller, on the node; sidecars reach it at the node's address.
-    let _controller = start_controller(&cluster, root.path(), policy);
+    let mut fleet = Fleet::start(
+        "ctl",
+        (Ipv4Addr::new(10, 96, 0, 20), Ipv4Addr::new(10, 96, 0, 21)),
+    );
+    let client = fleet.cluster.pod("client");
+    let outsider = fleet.cluster.pod("outsider");
+    let Fleet {
+        root,
+        cluster,
+        stable,
+        stable_vip,
+        policy,
+        ..
+    } = &fleet;
     let follow = |pod: &Pod, token: &str| follow(pod, root.path(), policy, token);
-    let _sidecars: Vec<_> = stable.iter().map(|p| follow(p, TOKEN)).collect();
-    // The canary pod's sidecar holds no policy: it passes everything to its app.
-    let empty = root.path().join("no-policy");
-    std::fs::create_dir_all(&empty).expect("empty policy dir");
-    let _canary_sidecar =
-        canary.sidecar(root.path(), &["--policy", empty.to_str().expect("utf-8")]);
     let stable_refs: Vec<&Pod> = stable.iter().collect();
-    for pod in &stable {
-        assert_eq!(
-            canary_weight(pod),
-            30.0,
-            "{} starts at the fleet's weight",
-            pod.name
-        );
-    }
 
     // Every stable sidecar splits its share of the client's requests at 30%.
     let url = format!("http://{stable_vip}/who");
-    let arm = |pod: &Pod, arm: &str| {
-        let selector = format!("augur_requests_total{{arm=\"{arm}\"}}");
-        metrics::sum(&pod.sidecar_metrics(), &selector) as usize
-    };
-    let before: Vec<_> = stable
-        .iter()
-        .map(|p| (arm(p, "stable"), arm(p, "canary")))
-        .collect();
+    let before: Vec<_> = stable.iter().map(arm_counts).collect();
     let answers = get_many(client.ns(), &url, "model", 900);
     assert!(
         answers.iter().all(Option::is_some),
         "every request is served"
     );
     for (pod, (s0, c0)) in stable.iter().zip(before) {
-        let (s, c) = (arm(pod, "stable") - s0, arm(pod, "canary") - c0);
+        let (s, c) = arm_counts(pod);
+        let (s, c) = (s - s0, c - c0);
         assert!(
             s + c > 150,
             "{} got its share of connections: {}",
@@ -439,7 +488,7 @@ fn the_cluster_follows_one_controller() {
     );
 
     // One promote, every sidecar.
-    command(&cluster, "promote");
+    command(cluster, "promote");
     let took = all_at(&stable_refs, 60.0);
     assert!(took < Duration::from_secs(2), "all switched in {took:?}");
 
@@ -450,7 +499,7 @@ fn the_cluster_follows_one_controller() {
         Duration::from_secs(15),
         || (controller_view(&stable[0])["connected"] == false).then_some(()),
     );
-    command(&cluster, "promote");
+    command(cluster, "promote");
     all_at(&stable_refs[1..], 100.0);
     assert_eq!(canary_weight(&stable[0]), 60.0, "fail static");
     let stale = controller_view(&stable[0])["stale_seconds"]
@@ -582,40 +631,23 @@ fn from_canary(answers: &[Option<String>]) -> usize {
 ///   promote (to 60%, 4σ) and the abort (0%).
 #[test]
 fn the_cluster_rides_out_a_controller_crash_a_scale_out_and_an_abort() {
-    let root = tempfile::tempdir().expect("tempdir");
-    let mut cluster = Cluster::new("rid");
-    let stable: Vec<Pod> = (0..3)
-        .map(|i| cluster.pod(&format!("stable-{i}")))
-        .collect();
-    let canary = cluster.pod("canary");
-    let client = cluster.pod("client");
-    let gateway = cluster.pod("gateway");
-    let (stable_vip, canary_vip) = (Ipv4Addr::new(10, 96, 0, 40), Ipv4Addr::new(10, 96, 0, 41));
-    let mut endpoints: Vec<_> = stable.iter().map(|p| (p.ip, 8501)).collect();
-    cluster.service("model", stable_vip, 80, &endpoints);
-    cluster.service("model-canary", canary_vip, 80, &[(canary.ip, 8501)]);
-    let _apps: Vec<_> = stable
-        .iter()
-        .chain([&canary])
-        .map(|p| who_server(p, root.path()))
-        .collect();
-    let steps =
-        "  - setWeight: 30\n  - pause: {}\n  - setWeight: 60\n  - pause: {}\n  - setWeight: 100\n";
-    let policy = root.path().join("policy.yaml");
-    std::fs::write(&policy, inbound_policy(stable_vip, canary_vip, steps)).expect("policy");
-    let policy = policy.to_str().expect("utf-8");
-    let mut controller = start_controller(&cluster, root.path(), policy);
-    let _sidecars: Vec<_> = stable
-        .iter()
-        .map(|p| follow(p, root.path(), policy, TOKEN))
-        .collect();
-    let empty = root.path().join("no-policy");
-    std::fs::create_dir_all(&empty).expect("empty policy dir");
-    let _canary_sidecar =
-        canary.sidecar(root.path(), &["--policy", empty.to_str().expect("utf-8")]);
-    for pod in &stable {
-        assert_eq!(canary_weight(pod), 30.0, "{} starts at 30%", pod.name);
-    }
+    let mut fleet = Fleet::start(
+        "rid",
+        (Ipv4Addr::new(10, 96, 0, 40), Ipv4Addr::new(10, 96, 0, 41)),
+    );
+    let client = fleet.cluster.pod("client");
+    let gateway = fleet.cluster.pod("gateway");
+    let Fleet {
+        ref root,
+        ref mut cluster,
+        ref stable,
+        stable_vip,
+        canary_vip,
+        ref mut endpoints,
+        ref policy,
+        ref mut controller,
+        ..
+    } = fleet;
     // The fleet's Prometheus, on the node, scraping every stable sidecar each second.
     let targets: Vec<_> = stable
         .iter()
@@ -657,7 +689,7 @@ fn the_cluster_rides_out_a_controller_crash_a_scale_out_and_an_abort() {
         },
     );
     let via_envoy = format!("http://{envoy_listen}/who");
-    envoy_applied(&gateway, &cluster, 30);
+    envoy_applied(&gateway, cluster, 30);
     let n = 400;
     assert_share_near(
         from_canary(&get_many(client.ns(), &via_envoy, "model", n)),
@@ -666,10 +698,10 @@ fn the_cluster_rides_out_a_controller_crash_a_scale_out_and_an_abort() {
     );
 
     // A promote reaches the sidecars and the Envoy, which carries the new share.
-    command(&cluster, "promote");
+    command(cluster, "promote");
     let stable_refs: Vec<&Pod> = stable.iter().collect();
     all_at(&stable_refs, 60.0);
-    envoy_applied(&gateway, &cluster, 60);
+    envoy_applied(&gateway, cluster, 60);
     assert_share_near(
         from_canary(&get_many(client.ns(), &via_envoy, "model", n)),
         n,
@@ -687,7 +719,7 @@ fn the_cluster_rides_out_a_controller_crash_a_scale_out_and_an_abort() {
         Duration::from_secs(20),
         || (counted() > start + 20).then_some(()),
     );
-    let before_kill = controller_step(&cluster);
+    let before_kill = controller_step(cluster);
     assert_eq!(
         before_kill.0, "paused",
         "held at the 60% step: {before_kill:?}"
@@ -697,7 +729,7 @@ fn the_cluster_rides_out_a_controller_crash_a_scale_out_and_an_abort() {
     assert_eq!(comm.trim(), "augur", "the controller's own process");
     must(&["kill", "-9", &pid]);
     let _ = controller.0.wait();
-    for pod in &stable {
+    for pod in stable {
         wait_for(
             &format!("{} to lose the controller", pod.name),
             Duration::from_secs(15),
@@ -710,8 +742,8 @@ fn the_cluster_rides_out_a_controller_crash_a_scale_out_and_an_abort() {
         "Prometheus to show every sidecar cut off from the controller",
         Duration::from_secs(20),
         || {
-            let connected = prometheus_values(&cluster, "augur_controller_connected");
-            let stale = prometheus_values(&cluster, "augur_controller_staleness_seconds");
+            let connected = prometheus_values(cluster, "augur_controller_connected");
+            let stale = prometheus_values(cluster, "augur_controller_staleness_seconds");
             (connected.len() == stable.len()
                 && connected.iter().all(|(_, v)| *v == 0.0)
                 && stale.len() == stable.len()
@@ -736,13 +768,13 @@ fn the_cluster_rides_out_a_controller_crash_a_scale_out_and_an_abort() {
     }
 
     // Restarted on the same state directory: the same step, and every sidecar reconnects.
-    let _restarted = start_controller(&cluster, root.path(), policy);
+    let _restarted = start_controller(cluster, root.path(), policy);
     assert_eq!(
-        controller_step(&cluster),
+        controller_step(cluster),
         before_kill,
         "the same step resumes"
     );
-    for pod in &stable {
+    for pod in stable {
         wait_for(
             &format!("{} to reconnect", pod.name),
             Duration::from_secs(15),
@@ -768,7 +800,7 @@ fn the_cluster_rides_out_a_controller_crash_a_scale_out_and_an_abort() {
     assert_eq!(canary_weight(&late), 60.0, "60% before its first request");
     assert_eq!(arm_counts(&late), (0, 0), "no request yet");
     endpoints.push((late.ip, 8501));
-    cluster.service("model", stable_vip, 80, &endpoints);
+    cluster.service("model", stable_vip, 80, endpoints);
     let answers = get_many(client.ns(), &url, "model", 800);
     from_canary(&answers);
     let (s, c) = arm_counts(&late);
@@ -788,7 +820,7 @@ fn the_cluster_rides_out_a_controller_crash_a_scale_out_and_an_abort() {
             "model",
         ],
     );
-    let (decided, _) = published(&cluster, 0);
+    let (decided, _) = published(cluster, 0);
     let mut everyone = stable_refs.clone();
     everyone.push(&late);
     all_at(&everyone, 0.0);
@@ -797,9 +829,9 @@ fn the_cluster_rides_out_a_controller_crash_a_scale_out_and_an_abort() {
         after < 2.0,
         "every sidecar at 0% {after:.2} s after the controller published the abort"
     );
-    assert_eq!(controller_step(&cluster).0, "aborted");
+    assert_eq!(controller_step(cluster).0, "aborted");
     assert_eq!(from_canary(&get_many(client.ns(), &url, "model", 100)), 0);
-    envoy_applied(&gateway, &cluster, 0);
+    envoy_applied(&gateway, cluster, 0);
     assert_eq!(
         from_canary(&get_many(client.ns(), &via_envoy, "model", 100)),
         0
