@@ -48,6 +48,33 @@ fn stdout(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A proxy running [`CANARY`] over two upstreams, the policy file edited by `edit` first; the
+/// upstreams and the policy's directory live as long as it does.
+struct Running {
+    _proxy: Proxy,
+    admin: String,
+    _upstreams: (Upstream, Upstream),
+    _dir: tempfile::TempDir,
+}
+
+fn start_edited(edit: impl Fn(&str) -> String) -> Running {
+    let upstreams = (Upstream::start("v1"), Upstream::start("v2"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = policy_file(dir.path(), upstreams.0.addr.port(), upstreams.1.addr.port());
+    let text = std::fs::read_to_string(&file).expect("policy");
+    let edited = edit(&text);
+    assert_ne!(edited, text, "the edit changes the policy");
+    std::fs::write(&file, edited).expect("write");
+    let proxy = Proxy::start(&[&file]);
+    let admin = proxy.admin.to_string();
+    Running {
+        _proxy: proxy,
+        admin,
+        _upstreams: upstreams,
+        _dir: dir,
+    }
+}
+
 #[test]
 fn status_promote_abort_and_retry_from_the_command_line() {
     let (v1, v2) = (Upstream::start("v1"), Upstream::start("v2"));
@@ -235,17 +262,8 @@ fn analyze_replays_a_recorded_stream_to_a_rollback() {
 /// step in the policy's duration format.
 #[test]
 fn a_timed_pause_shows_as_paused_with_the_time_left() {
-    let (v1, v2) = (Upstream::start("v1"), Upstream::start("v2"));
-    let dir = tempfile::tempdir().expect("tempdir");
-    let file = policy_file(dir.path(), v1.addr.port(), v2.addr.port());
-    let text = std::fs::read_to_string(&file).expect("policy");
-    std::fs::write(
-        &file,
-        text.replacen("  - pause: {}\n", "  - pause: {duration: 1h}\n", 1),
-    )
-    .expect("write");
-    let proxy = Proxy::start(&[&file]);
-    let admin = proxy.admin.to_string();
+    let running = start_edited(|t| t.replacen("  - pause: {}\n", "  - pause: {duration: 1h}\n", 1));
+    let admin = running.admin.clone();
     let table = wait_for("the timed pause", Duration::from_secs(10), || {
         let t = stdout(&run(&["rollout", "--admin", &admin, "status"]));
         t.contains("canary 20%").then_some(t)
@@ -343,17 +361,8 @@ fn a_default_policy_moves_no_traffic_until_rollout_start() {
 /// would skip; `promote --force` skips it, and the decision and the gate's record say so.
 #[test]
 fn promote_past_an_analysis_without_data_needs_force() {
-    let (v1, v2) = (Upstream::start("v1"), Upstream::start("v2"));
-    let dir = tempfile::tempdir().expect("tempdir");
-    let file = policy_file(dir.path(), v1.addr.port(), v2.addr.port());
-    let text = std::fs::read_to_string(&file).expect("policy");
-    std::fs::write(
-        &file,
-        text.replacen("  - pause: {}\n", "  - analysis: {}\n", 1),
-    )
-    .expect("write");
-    let proxy = Proxy::start(&[&file]);
-    let admin = proxy.admin.to_string();
+    let running = start_edited(|t| t.replacen("  - pause: {}\n", "  - analysis: {}\n", 1));
+    let admin = running.admin.clone();
     wait_for("a look at the gate", Duration::from_secs(10), || {
         let t = stdout(&run(&["rollout", "--admin", &admin, "status", "model"]));
         t.contains("no_data (0 of 20)").then_some(())
