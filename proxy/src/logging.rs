@@ -103,11 +103,22 @@ fn phi_safe(meta: &tracing::Metadata<'_>) -> bool {
     meta.target().starts_with("augur") || *meta.level() <= tracing::Level::INFO
 }
 
+/// pingora's record of a client whose TLS handshake failed (no or an untrusted certificate, an
+/// old protocol, no common suite): the client's fault, and one line per connection an attacker
+/// could repeat at will. Envoy only counts these (`ssl.connection_error`); augur counts them in
+/// [`crate::metrics::TLS_HANDSHAKE_FAILURES`] and writes the line at DEBUG.
+const HANDSHAKE_FAILED: (&str, &str) = (
+    "pingora_core::services::listening",
+    "Downstream handshake error",
+);
+
 /// pingora's `log` records that report no fault of the proxy's and need nobody's action: a
 /// pooled connection raced by its idle watcher (pingora opens a new one), and clients that went
-/// away or sent garbage. pingora logs them at ERROR; augur writes them at DEBUG, where ERROR
-/// keeps meaning "a person must act" (`(target, start of the message)`).
-const ROUTINE: [(&str, &str); 4] = [
+/// away, sent garbage or failed their TLS handshake. pingora logs them at ERROR; augur writes
+/// them at DEBUG, where ERROR keeps meaning "a person must act" (`(target, start of the
+/// message)`).
+const ROUTINE: [(&str, &str); 5] = [
+    HANDSHAKE_FAILED,
     (
         "pingora_core::connectors",
         "failed to acquire reusable stream",
@@ -152,7 +163,11 @@ impl log::Log for PingoraLog {
     }
 
     fn log(&self, record: &log::Record<'_>) {
-        let result = if routine(record) {
+        let routine = routine(record);
+        if routine && record.target().starts_with(HANDSHAKE_FAILED.0) {
+            crate::metrics::TLS_HANDSHAKE_FAILURES.inc();
+        }
+        let result = if routine {
             tracing_log::format_trace(
                 &log::Record::builder()
                     .level(log::Level::Debug)
@@ -243,6 +258,15 @@ mod tests {
             "pingora_proxy",
             log::Level::Error,
             real
+        )));
+        let handshake = format_args!(
+            "Downstream handshake error from 127.0.0.1:4000:  TLSHandshakeFailure context: \
+             TLS accept() failed"
+        );
+        assert!(routine(&record_of(
+            "pingora_core::services::listening",
+            log::Level::Error,
+            handshake
         )));
         let other = format_args!("failed to acquire reusable stream");
         assert!(!routine(&record_of(

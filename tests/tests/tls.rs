@@ -1,14 +1,17 @@
 //! The HTTPS listener: mutual TLS with `--tls-client-ca` (a client certificate signed by the CA
 //! is accepted; none, or one from another CA, fails the handshake), and only TLS 1.2 and 1.3
 //! with AEAD suites are offered (OpenSSL's client tries TLS 1.0, 1.1 and CBC suites and fails).
+//! Each failed handshake is counted, as Envoy's `ssl.connection_error`, and never logged at ERROR.
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use augur_tests::augur::Proxy;
 use augur_tests::policy::{service, virtual_service, write};
 use augur_tests::upstream::Upstream;
+use augur_tests::wait_for;
 
 fn openssl(args: &[&str], dir: &Path) -> Output {
     let out = Command::new("openssl")
@@ -120,7 +123,8 @@ fn mutual_tls_and_modern_protocols_only() {
         ],
     );
     let server_pem = d.join("server.pem");
-    let proxy = Proxy::start_with_args(
+    let log = d.join("augur.log");
+    let mut proxy = Proxy::start_full(
         &[&file],
         &[
             "--tls-listen",
@@ -132,6 +136,8 @@ fn mutual_tls_and_modern_protocols_only() {
             "--tls-client-ca",
             ca.to_str().unwrap(),
         ],
+        &[],
+        Some(&log),
     );
     let tls = proxy.tls_listen[0];
     let url = format!("https://model:{}/predict", tls.port());
@@ -163,6 +169,12 @@ fn mutual_tls_and_modern_protocols_only() {
         "a certificate from another CA: {body}"
     );
     assert_eq!(up.served(), 1);
+    let failures = || proxy.metric("augur_downstream_tls_handshake_failures_total");
+    wait_for(
+        "both failed handshakes counted",
+        Duration::from_secs(10),
+        || (failures() == 2.0).then_some(()),
+    );
 
     // Protocols and suites, with OpenSSL's client at security level 0 so that it offers them.
     let connect = tls.to_string();
@@ -210,5 +222,17 @@ fn mutual_tls_and_modern_protocols_only() {
             "{weak} (CBC or static RSA) must be refused"
         );
     }
-    drop(proxy);
+    // Every refused client is counted (the old protocols and weak suites too), and none is an
+    // ERROR line: the client's fault is nothing a person must act on.
+    wait_for(
+        "every failed handshake counted",
+        Duration::from_secs(10),
+        || (failures() >= 7.0).then_some(()),
+    );
+    proxy.stop();
+    let text = std::fs::read_to_string(&log).expect("the proxy's log");
+    assert!(
+        !text.lines().any(|l| l.contains("ERROR")),
+        "nothing to act on was logged at ERROR:\n{text}"
+    );
 }

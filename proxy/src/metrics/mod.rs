@@ -2,11 +2,25 @@
 
 pub mod istio;
 
+use std::sync::LazyLock;
+
 use prometheus::proto::MetricType;
 use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 
 use crate::identity::Workload;
 use istio::IstioMetrics;
+
+/// Failed client TLS handshakes in this process (Envoy's `ssl.connection_error`). pingora
+/// reports them only as log records, so the log bridge counts them here (`crate::logging`), and
+/// every [`Metrics`] exports the count.
+pub static TLS_HANDSHAKE_FAILURES: LazyLock<IntCounter> = LazyLock::new(|| {
+    IntCounter::new(
+        "augur_downstream_tls_handshake_failures_total",
+        "Client TLS handshakes that failed (no or an untrusted client certificate, an old \
+         protocol, no common cipher suite).",
+    )
+    .expect("a valid metric name and help")
+});
 
 /// The proxy's metric handles and the registry that exports them.
 pub struct Metrics {
@@ -96,6 +110,7 @@ impl Metrics {
             "Client connections open now.",
         )?;
         registry.register(Box::new(active_connections.clone()))?;
+        registry.register(Box::new(TLS_HANDSHAKE_FAILURES.clone()))?;
         let access_log_dropped = IntCounter::new(
             "augur_access_log_dropped_total",
             "Access-log lines dropped because the writer fell behind.",
