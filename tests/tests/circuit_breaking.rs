@@ -1,6 +1,8 @@
 //! DestinationRule `connectionPool` limits act as Envoy's circuit breakers: requests beyond
 //! them get a fast 503 with flag UO and `x-envoy-overloaded: true`, never a queue that grows
 //! with the load; `maxRequestsPerConnection: 1` opens one upstream connection per request.
+//! A shed request is answered and counted, not logged at ERROR, and the log never holds its
+//! path or query string.
 
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -29,6 +31,9 @@ fn host(name: &str, upstream: &Upstream, pool: &str) -> String {
     )
 }
 
+/// A query string that stands for patient data: it must never reach the proxy's log.
+const MARKED: &str = "/?patient=PHI-MARK-4711";
+
 /// Sends `n` requests to `host` at the same moment; each answer with how long it took.
 fn burst(proxy: &Proxy, host: &'static str, n: usize) -> Vec<(Response, Duration)> {
     let barrier = Arc::new(Barrier::new(n));
@@ -39,7 +44,7 @@ fn burst(proxy: &Proxy, host: &'static str, n: usize) -> Vec<(Response, Duration
             std::thread::spawn(move || {
                 barrier.wait();
                 let start = Instant::now();
-                let r = http::get(listen, host, "/").expect("request through augur");
+                let r = http::get(listen, host, MARKED).expect("request through augur");
                 (r, start.elapsed())
             })
         })
@@ -65,7 +70,8 @@ fn requests_beyond_the_connection_pool_get_a_fast_503_uo() {
         host("concurrent", &concurrent, "{http: {http2MaxRequests: 2}}"),
     ];
     std::fs::write(&policy, documents.join("---\n")).expect("write policy");
-    let proxy = Proxy::start(&[&policy]);
+    let log = dir.path().join("augur.log");
+    let mut proxy = Proxy::start_logging_to(&[&policy], &log);
 
     // One connection and one waiting request: of four at once, two are served (one after the
     // other) and two are shed at once.
@@ -103,6 +109,12 @@ fn requests_beyond_the_connection_pool_get_a_fast_503_uo() {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum();
     assert_eq!(uo, 3.0, "UO responses are counted with their flag");
+    proxy.stop();
+    let text = std::fs::read_to_string(&log).expect("the proxy's log");
+    assert!(
+        !text.contains("PHI-MARK") && !text.lines().any(|l| l.contains("ERROR")),
+        "a shed request is nothing a person must act on, and its query string is never logged:\n{text}"
+    );
 }
 
 #[test]

@@ -123,6 +123,18 @@ impl RequestCtx {
     pub(super) fn retry(&self) -> Option<&RetryPolicy> {
         self.route.as_ref().map(|r| &r.retry)
     }
+
+    /// How pingora's error lines name this request: the route, the response flag and the
+    /// x-request-id, which find it in the access log. Never the path, query string or Host
+    /// (pingora's own summary), which can carry patient identifiers.
+    pub(super) fn summary(&self) -> String {
+        let route = self.route.as_deref().map_or("-", |r| r.name.as_str());
+        let id = self.request_id.as_deref().unwrap_or("-");
+        format!(
+            "route: {route}, flag: {}, x-request-id: {id}",
+            self.flag.as_str()
+        )
+    }
 }
 
 /// Holds one count of the active-requests gauge for the life of a request.
@@ -145,5 +157,20 @@ impl ActiveRequest {
 impl Drop for ActiveRequest {
     fn drop(&mut self) {
         self.release();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_names_the_request_without_its_path() {
+        let active = prometheus::IntGauge::new("active", "test").expect("gauge");
+        let mut ctx = RequestCtx::new(&active);
+        ctx.rewritten_path = Some("/predict?patient=PHI-MARK".to_owned());
+        ctx.request_id = Some("5f0c".to_owned());
+        ctx.flag = ResponseFlag::UpstreamOverflow;
+        assert_eq!(ctx.summary(), "route: -, flag: UO, x-request-id: 5f0c");
     }
 }

@@ -116,14 +116,18 @@ impl AugurProxy {
 }
 
 /// Whether a failure is one the proxy answers and records itself (an upstream's failure, a
-/// client that went away, a body over a limit, a retried status), so that pingora's own error
-/// line would only repeat it.
+/// client that went away, a body over a limit, a circuit breaker's overflow, a retried status),
+/// so that pingora's own error line would only repeat it.
 pub(super) fn expected(error: &Error) -> bool {
     matches!(
         error.esource(),
         ErrorSource::Upstream | ErrorSource::Downstream
-    ) || error.etype() == &crate::limits::BODY_TOO_LARGE
-        || error.etype() == &RETRIABLE_STATUS
+    ) || [
+        &crate::limits::BODY_TOO_LARGE,
+        &CIRCUIT_OPEN,
+        &RETRIABLE_STATUS,
+    ]
+    .contains(&error.etype())
 }
 
 /// pingora's error for a malformed chunked body (`pingora-core` `v1::body::INVALID_CHUNK`).

@@ -296,6 +296,10 @@ impl ProxyHttp for AugurProxy {
         self.edit_upstream_response(session, upstream, ctx)
     }
 
+    fn request_summary(&self, _session: &Session, ctx: &Self::CTX) -> String {
+        ctx.summary()
+    }
+
     fn suppress_error_log(&self, _session: &Session, ctx: &Self::CTX, error: &Error) -> bool {
         // Failures are answered like Envoy's and recorded in the access log and metrics;
         // pingora's per-request error line would only repeat them.
