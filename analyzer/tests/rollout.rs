@@ -600,6 +600,10 @@ fn refusals_and_states_read_as_words_with_steps_from_one() {
         1,
         "JSON keeps the index"
     );
+    assert_eq!(
+        augur_analyzer::rollout::Weights::canary(5).to_string(),
+        "stable 95%, canary 5%"
+    );
     assert_eq!(augur_analyzer::rollout::format_seconds(600.0), "10m0s");
     assert_eq!(augur_analyzer::rollout::format_seconds(45.0), "45s");
     assert_eq!(augur_analyzer::rollout::format_seconds(5400.0), "1h30m0s");

@@ -299,7 +299,7 @@ impl Rollouts {
             });
             let (rollout, policy_hash) = match resumable {
                 Some(saved) => {
-                    tracing::info!(policy = %key, state = ?saved.rollout.state(), "rollout resumed from saved state");
+                    tracing::info!(policy = %key, state = %saved.rollout.state(), "rollout resumed from saved state");
                     (saved.rollout, saved.policy_hash)
                 }
                 None => (current.clone().rollout(), policy_hash.to_owned()),
@@ -362,7 +362,7 @@ impl Rollouts {
         why: &str,
         now: f64,
     ) {
-        tracing::info!(policy = %key, from = ?release, state = ?rollout.state(), reason = %why, "rollout archived; a new one starts at step 1");
+        tracing::info!(policy = %key, release = release.unwrap_or("not recorded"), state = %rollout.state(), reason = %why, "rollout archived; a new one starts at step 1");
         let Some(state) = &self.state else {
             return;
         };
@@ -786,7 +786,8 @@ impl Rollouts {
         }
         self.export_verdicts(key, r);
         for d in decisions {
-            tracing::info!(policy = key, from = ?d.from, to = ?d.to, weights = ?d.weights, reason = %d.reason, "rollout decision");
+            // Words, steps from 1, as `augur rollout status` (JSON and the audit log keep the index).
+            tracing::info!(policy = key, from = %d.from, to = %d.to, weights = %d.weights, reason = %d.reason, "rollout decision");
             if d.from != d.to {
                 match d.to {
                     RolloutState::RolledBack { .. } => g.rollbacks.with_label_values(&[key]).inc(),

@@ -1092,3 +1092,158 @@ fn a_rollouts_shadow_agreement_is_shown_while_the_canary_has_no_traffic() {
     assert_eq!(agreement["canary"]["rate"], Value::Null);
     assert_eq!(s["shadow"]["percentage"], 10.0);
 }
+
+/// One event as a `tracing` subscriber sees it: its fields, each written as the log writes it
+/// (`%` fields by their Display, `?` fields by their Debug).
+type Event = std::collections::BTreeMap<String, String>;
+
+/// A subscriber that keeps every event, for the tests of what the proxy logs.
+#[derive(Clone, Default)]
+struct Capture(Arc<std::sync::Mutex<Vec<Event>>>);
+
+struct Fields(Event);
+
+impl tracing::field::Visit for Fields {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.0.insert(field.name().to_owned(), value.to_owned());
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.insert(field.name().to_owned(), format!("{value:?}"));
+    }
+}
+
+impl tracing::Subscriber for Capture {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut fields = Fields(Event::new());
+        event.record(&mut fields);
+        self.0.lock().expect("the capture").push(fields.0);
+    }
+
+    fn enter(&self, _: &tracing::span::Id) {}
+
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// The events logged while `f` runs on this thread.
+fn logged(f: impl FnOnce()) -> Vec<Event> {
+    let capture = Capture::default();
+    tracing::subscriber::with_default(capture.clone(), f);
+    let events = capture.0.lock().expect("the capture").clone();
+    events
+}
+
+/// The proxy's log writes rollout states and weights as `augur rollout status` does: in words,
+/// with steps counting from 1 (`paused at step 1 (waiting for promotion)`), never Rust's Debug
+/// (`Paused { step: 0, reason: ManualGate }`, `Some("…")`, `Weights { … }`): for a decision, a
+/// rollout resumed from saved state and one archived for a new release.
+#[test]
+fn the_proxys_log_writes_states_and_weights_in_words_with_steps_from_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let with_gate = |stable: &str, canary: &str| {
+        let yaml = example()
+            .replace(
+                "    - setWeight: 10\n",
+                "    - pause: {}\n    - setWeight: 10\n",
+            )
+            .replace(
+                "        version: v1\n",
+                &format!("        version: {stable}\n"),
+            )
+            .replace(
+                "        version: v2\n",
+                &format!("        version: {canary}\n"),
+            );
+        let loaded = augur_policies::load_str("p.yaml", &yaml).expect("the policy loads");
+        (loaded.set, loaded.hash)
+    };
+    let (v1_v2, hash_a) = with_gate("v1", "v2");
+    let (v2_v3, hash_b) = with_gate("v2", "v3");
+    let events = logged(|| {
+        let r = rollouts(dir.path());
+        r.sync(&v1_v2, &hash_a, 1000.0);
+        r.command(KEY, Command::Promote, 1100.0)
+            .expect("promotes past the gate");
+        r.command(KEY, Command::Pause, 1200.0).expect("pauses");
+        drop(r);
+        let r = rollouts(dir.path());
+        r.sync(&v1_v2, &hash_a, 1300.0);
+        r.sync(&v2_v3, &hash_b, 1400.0);
+    });
+    let named = |message: &str| -> Vec<&Event> {
+        events
+            .iter()
+            .filter(|e| e.get("message").is_some_and(|m| m.starts_with(message)))
+            .collect()
+    };
+    let decisions: Vec<[&str; 3]> = named("rollout decision")
+        .iter()
+        .map(|e| {
+            let field = |name| e.get(name).map_or("", String::as_str);
+            [field("from"), field("to"), field("weights")]
+        })
+        .collect();
+    for expected in [
+        [
+            "progressing at step 1",
+            "paused at step 1 (waiting for promotion)",
+            "stable 100%, canary 0%",
+        ],
+        [
+            "paused at step 1 (waiting for promotion)",
+            "progressing at step 3",
+            "stable 90%, canary 10%",
+        ],
+        [
+            "progressing at step 3",
+            "paused at step 3 (paused by a command)",
+            "stable 90%, canary 10%",
+        ],
+    ] {
+        assert!(decisions.contains(&expected), "{decisions:#?}");
+    }
+    let resumed = named("rollout resumed from saved state");
+    assert_eq!(resumed.len(), 1, "{events:#?}");
+    assert_eq!(
+        resumed[0].get("state").map(String::as_str),
+        Some("paused at step 3 (paused by a command)")
+    );
+    let archived = named("rollout archived");
+    assert_eq!(archived.len(), 1, "{events:#?}");
+    assert_eq!(
+        archived[0].get("release").map(String::as_str),
+        Some("stable pneumonia/v1 {version=v1} → canary pneumonia/v2 {version=v2}")
+    );
+    assert_eq!(
+        archived[0].get("state").map(String::as_str),
+        Some("paused at step 3 (paused by a command)")
+    );
+    // Nothing of these lines is Debug text.
+    for e in named("rollout ") {
+        for (name, value) in e.iter() {
+            for debug in [
+                " { ",
+                "Some(",
+                "None",
+                "Paused",
+                "Progressing",
+                "Weights",
+                "step:",
+            ] {
+                assert!(!value.contains(debug), "{name} = {value}");
+            }
+        }
+    }
+}

@@ -274,6 +274,13 @@ pub struct Weights {
     pub canary: u8,
 }
 
+impl std::fmt::Display for Weights {
+    /// `stable 95%, canary 5%`: for logs and messages (JSON keeps the two numbers).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "stable {}%, canary {}%", self.stable, self.canary)
+    }
+}
+
 impl Weights {
     /// Weights with `canary` percent to the canary.
     pub fn canary(canary: u8) -> Self {
