@@ -181,8 +181,19 @@ impl Publisher {
             connected_at_ms: now,
             lag_since: BTreeMap::new(),
         };
-        registered.compare(&self.current(), now);
         if let Ok(mut subs) = self.subscribers.lock() {
+            // A sidecar subscribing again (after a reload, or a lost link) while its previous
+            // stream is still registered keeps the time its lag was first seen.
+            for earlier in subs
+                .values()
+                .filter(|r| r.subscriber.node == registered.subscriber.node)
+            {
+                for (policy, since) in &earlier.lag_since {
+                    let kept = registered.lag_since.entry(policy.clone()).or_insert(*since);
+                    *kept = (*kept).min(*since);
+                }
+            }
+            registered.compare(&self.current(), now);
             subs.insert(id, registered);
         }
         let mut states = self.state.subscribe();
@@ -266,7 +277,7 @@ mod tests {
     fn sidecars_holding_another_policy_version_are_shown_lagging() {
         let p = Publisher::new("c");
         p.publish(vec![routing("ns/a", "new", 5), routing("ns/b", "hb", 5)]);
-        let _behind = p.subscribe(Subscriber {
+        let behind = p.subscribe(Subscriber {
             node: "pod-1".into(),
             policies: vec![("ns/a".into(), "old".into())],
         });
@@ -279,5 +290,27 @@ mod tests {
         assert!(views[0].lagging.contains_key("ns/a"));
         assert_eq!(views[0].missing, vec!["ns/b".to_owned()]);
         assert!(views[1].lagging.is_empty() && views[1].missing.is_empty());
+        let since = views[0].lagging["ns/a"];
+
+        // pod-1 subscribes again, still behind, while its first stream is registered: the lag
+        // keeps the time it was first seen.
+        let again_sub = p.subscribe(Subscriber {
+            node: "pod-1".into(),
+            policies: vec![("ns/a".into(), "old".into())],
+        });
+        let again = p.subscribers();
+        assert_eq!(again[1].node, "pod-1");
+        assert_eq!(again[1].lagging["ns/a"], since);
+
+        // Caught up, it subscribes again with the controller's version: not lagging.
+        drop(behind);
+        drop(again_sub);
+        let _caught_up = p.subscribe(Subscriber {
+            node: "pod-1".into(),
+            policies: vec![("ns/a".into(), "new".into())],
+        });
+        let views = p.subscribers();
+        assert_eq!(views[0].node, "pod-1");
+        assert!(views[0].lagging.is_empty(), "{views:?}");
     }
 }

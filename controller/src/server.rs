@@ -363,6 +363,9 @@ fn watch_stream(
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
                 },
                 () = tokio::time::sleep(heartbeat) => Bytes::from_static(b"\n"),
+                // The sidecar hung up (it subscribes again after a policy reload): unregister
+                // it now rather than at the next heartbeat.
+                () = tx.closed() => break,
             };
             if tx.send(line).await.is_err() {
                 break;

@@ -13,6 +13,10 @@
 //! - A state is applied per rollout, and only when the sidecar holds the same version of the
 //!   policy ([`augur_policies::fingerprint`]); a malformed or oversized push, or weights that
 //!   do not add up to 100, leave the last good state in place and are counted.
+//! - When its policy files are reloaded (a ConfigMap update caught up), the sidecar applies the
+//!   last state pushed to the rollouts it now holds in the controller's version, and, if its
+//!   fingerprints changed, subscribes again so the controller sees them: it neither waits for
+//!   the next decision nor stays listed as lagging. The check runs every [`POLICY_CHECK`].
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -34,6 +38,8 @@ pub const MAX_PUSH_BYTES: usize = 1024 * 1024;
 pub const DEAD_AFTER: Duration = Duration::from_secs(3);
 /// How long a connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How often the follower looks for reloaded policy files (and updates its staleness gauge).
+pub const POLICY_CHECK: Duration = Duration::from_millis(250);
 /// Back-off between reconnections: from this...
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 /// ...doubling up to this.
@@ -155,6 +161,12 @@ struct Status {
     mismatched: BTreeMap<String, (String, String)>,
     last_error: Option<String>,
     synced_before_listening: bool,
+    /// The last good state the controller sent, applied again when the policies reload.
+    last_state: Option<Arc<FleetState>>,
+    /// The hash of the policy files the last check saw.
+    policies_seen: Option<String>,
+    /// The fingerprints sent with the open subscription.
+    reported: Option<String>,
 }
 
 /// The metrics of following a controller.
@@ -338,6 +350,23 @@ impl Follower {
                 canary: bad.canary_weight,
             });
         }
+        let mismatched = self.route(state);
+        self.metrics
+            .version
+            .set(i64::try_from(state.version).unwrap_or(i64::MAX));
+        self.metrics.updates.inc();
+        if let Ok(mut s) = self.status.lock() {
+            s.applied = Some((state.controller.clone(), state.version));
+            s.mismatched = mismatched;
+            s.last_error = None;
+            s.last_state = Some(Arc::new(state.clone()));
+        }
+        Ok(())
+    }
+
+    /// Sets the weights of every rollout of `state` whose policy version this sidecar holds;
+    /// returns the others: policy → (controller's hash, ours).
+    fn route(&self, state: &FleetState) -> BTreeMap<String, (String, String)> {
         let snapshot = self.store.snapshot();
         let set = &snapshot.loaded.set;
         let mut mismatched = BTreeMap::new();
@@ -378,16 +407,45 @@ impl Follower {
                 "holding the last routing: this sidecar has another version of these policies than the controller"
             );
         }
-        self.metrics
-            .version
-            .set(i64::try_from(state.version).unwrap_or(i64::MAX));
-        self.metrics.updates.inc();
-        if let Ok(mut s) = self.status.lock() {
-            s.applied = Some((state.controller.clone(), state.version));
-            s.mismatched = mismatched;
-            s.last_error = None;
+        mismatched
+    }
+
+    /// Looks for reloaded policy files. When they changed, applies the last state pushed again
+    /// (a rollout whose policy now matches the controller's takes its weights), and returns
+    /// whether the fingerprints differ from those the open subscription reported, in which
+    /// case the caller subscribes again.
+    fn policies_changed(&self) -> bool {
+        let hash = self.store.snapshot().loaded.hash.clone();
+        let last = {
+            let Ok(mut s) = self.status.lock() else {
+                return false;
+            };
+            if s.policies_seen.as_deref() == Some(hash.as_str()) {
+                return false;
+            }
+            let first = s.policies_seen.is_none();
+            s.policies_seen = Some(hash);
+            if first {
+                return false;
+            }
+            s.last_state.clone()
+        };
+        if let Some(state) = last {
+            let mismatched = self.route(&state);
+            tracing::info!(
+                version = state.version,
+                held_back = mismatched.len(),
+                "policies reloaded: the controller's last state applied again"
+            );
+            if let Ok(mut s) = self.status.lock() {
+                s.mismatched = mismatched;
+            }
         }
-        Ok(())
+        let fingerprints = self.fingerprints();
+        self.status
+            .lock()
+            .map(|s| s.reported.as_deref().is_some_and(|r| r != fingerprints))
+            .unwrap_or(false)
     }
 
     fn contact(&self) {
@@ -426,7 +484,7 @@ impl Follower {
         let mut backoff = BACKOFF_MIN;
         loop {
             let result = async {
-                let (status, body) = self.get("/v1/fleet/state", false).await?;
+                let (status, body) = self.get("/v1/fleet/state", None).await?;
                 if status != 200 {
                     return Err(status_error(status));
                 }
@@ -462,7 +520,7 @@ impl Follower {
     /// Follows the controller until `shutdown` fires: a watch stream, reopened whenever lost.
     pub async fn run(&self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let mut backoff = BACKOFF_MIN;
-        let mut ticker = tokio::time::interval(Duration::from_secs(1));
+        let mut ticker = tokio::time::interval(POLICY_CHECK);
         loop {
             let watched = tokio::select! {
                 r = self.watch(&mut ticker) => r,
@@ -481,6 +539,8 @@ impl Follower {
                 _ = shutdown.changed() => return,
             }
             self.tick();
+            // Disconnected, a reload still re-routes; the next subscription reports it.
+            self.policies_changed();
             backoff = (backoff * 2).min(BACKOFF_MAX);
         }
     }
@@ -488,9 +548,15 @@ impl Follower {
     /// One watch stream: applies each state pushed until the stream ends or goes silent.
     async fn watch(&self, ticker: &mut tokio::time::Interval) -> Result<(), FollowError> {
         let path = format!("/v1/fleet/watch?node={}", self.node);
-        let (status, mut body) = self.get(&path, true).await?;
+        // The files seen now are those reported: a reload from here on is a change.
+        self.policies_changed();
+        let fingerprints = self.fingerprints();
+        let (status, mut body) = self.get(&path, Some(&fingerprints)).await?;
         if status != 200 {
             return Err(status_error(status));
+        }
+        if let Ok(mut s) = self.status.lock() {
+            s.reported = Some(fingerprints);
         }
         self.set_connected(true);
         let mut pending = BytesMut::new();
@@ -502,6 +568,10 @@ impl Follower {
                     self.tick();
                     if last.elapsed() > DEAD_AFTER {
                         return Err(FollowError::Silent(DEAD_AFTER));
+                    }
+                    if self.policies_changed() {
+                        tracing::info!("policy versions changed: subscribing again to report them");
+                        return Ok(());
                     }
                     continue;
                 }
@@ -550,7 +620,7 @@ impl Follower {
     async fn get(
         &self,
         path: &str,
-        with_fingerprints: bool,
+        fingerprints: Option<&str>,
     ) -> Result<(u16, hyper::body::Incoming), FollowError> {
         let stream = tokio::time::timeout(
             CONNECT_TIMEOUT,
@@ -569,8 +639,8 @@ impl Follower {
         if let Some(token) = &self.token {
             request = request.header("authorization", format!("Bearer {token}"));
         }
-        if with_fingerprints {
-            request = request.header("x-augur-policies", self.fingerprints());
+        if let Some(fingerprints) = fingerprints {
+            request = request.header("x-augur-policies", fingerprints);
         }
         let request = request
             .body(Empty::<Bytes>::new())

@@ -345,3 +345,95 @@ fn the_controller_starts_a_waiting_rollout_on_command() {
     all_at(&[&s], 30.0);
     assert_eq!(controller_step(&controller), ("paused".to_owned(), 1));
 }
+
+/// Milliseconds since the Unix epoch.
+fn unix_ms() -> u64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after the epoch");
+    u64::try_from(since.as_millis()).expect("in range")
+}
+
+/// The controller's subscribers, from `GET /subscribers`: (node, policies lagging → since, Unix ms).
+fn subscribers(c: &Controller) -> Vec<(String, serde_json::Map<String, serde_json::Value>)> {
+    let view: serde_json::Value =
+        serde_json::from_str(&c.get("/subscribers").body).expect("subscribers JSON");
+    view["subscribers"]
+        .as_array()
+        .expect("a list of subscribers")
+        .iter()
+        .map(|s| {
+            (
+                s["node"].as_str().unwrap_or_default().to_owned(),
+                s["lagging"].as_object().cloned().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+/// Version skew while a ConfigMap update propagates: a sidecar whose policy file differs from
+/// the controller's holds its own routing, and the controller lists it lagging at
+/// `GET /subscribers`, with the time it was first seen lagging. Once the sidecar's file is
+/// updated to the controller's version, the sidecar applies the controller's weights and
+/// reports its new version, without waiting for a decision or a reconnect, and the controller
+/// lists it lagging no more.
+#[test]
+fn a_sidecar_that_catches_up_with_the_policy_version_follows_and_stops_lagging() {
+    let (v1, v2) = (Upstream::start("v1"), Upstream::start("v2"));
+    let controller_dir = tempfile::tempdir().expect("tempdir");
+    let controller_file = policy(controller_dir.path(), &v1, &v2);
+    let current = std::fs::read_to_string(&controller_file).expect("policy");
+    let sidecar_dir = tempfile::tempdir().expect("tempdir");
+    let sidecar_file = policy(sidecar_dir.path(), &v1, &v2);
+    let older = current.replace("interval: 1s", "interval: 2s");
+    assert_ne!(older, current, "the sidecar holds another version");
+    std::fs::write(&sidecar_file, &older).expect("write");
+
+    let state = tempfile::tempdir().expect("state dir");
+    let any_port = "127.0.0.1:0".parse().expect("address");
+    let before = unix_ms();
+    let controller = Controller::start(&[&controller_file], state.path(), any_port, &[], None);
+    let s = sidecar(&sidecar_file, &controller, "pod-behind");
+
+    // Lagging: held at the file's 0%, shown with since when.
+    assert_eq!(
+        canary_weight(&s),
+        0.0,
+        "another version: the routing is held"
+    );
+    let since = wait_for(
+        "the controller to list pod-behind lagging",
+        Duration::from_secs(10),
+        || {
+            subscribers(&controller)
+                .into_iter()
+                .find(|(node, _)| node == "pod-behind")
+                .and_then(|(_, lagging)| lagging.get("default/model")?.as_u64())
+        },
+    );
+    assert!(
+        (before..=unix_ms()).contains(&since),
+        "since {since}: when the controller first saw the lag"
+    );
+    assert!(s
+        .metrics_text()
+        .contains("augur_controller_policy_mismatch{policy=\"default/model\"} 1"));
+
+    // The ConfigMap catches up: the sidecar takes the fleet's 30%, the controller drops the lag.
+    std::fs::write(&sidecar_file, &current).expect("write");
+    all_at(&[&s], 30.0);
+    wait_for(
+        "the controller to list pod-behind current",
+        Duration::from_secs(10),
+        || {
+            let all = subscribers(&controller);
+            (all.iter().any(|(node, _)| node == "pod-behind")
+                && all.iter().all(|(_, lagging)| lagging.is_empty()))
+            .then_some(())
+        },
+    );
+    assert!(s
+        .metrics_text()
+        .contains("augur_controller_policy_mismatch{policy=\"default/model\"} 0"));
+    assert_share_near(canary_share(&s, 400), 400, 0.3);
+}
