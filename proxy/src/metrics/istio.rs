@@ -1,7 +1,8 @@
 //! Istio's standard HTTP and TCP metrics with the same names, label set and Envoy's default
 //! histogram buckets, so Flagger's, Kiali's and Grafana's queries work unchanged.
 //!
-//! [`IstioLabels`] is the one place that knows Istio's labels and their order; a service's
+//! `HTTP_LABELS` is the one list of Istio's labels in their order (the TCP set is derived
+//! from it), and `IstioLabels::value` reads each label's value by name; a service's
 //! destination labels are worked out once per cluster ([`ServiceLabels`]), not per request.
 
 use std::collections::BTreeMap;
@@ -21,43 +22,138 @@ pub const ENVOY_BUCKETS: [f64; 19] = [
     60000.0, 300000.0, 600000.0, 1800000.0, 3600000.0,
 ];
 
-/// Istio's HTTP label names, in the order of [`IstioLabels::http`] (the exposition sorts them;
-/// scrapers do not care about order).
-pub const LABELS: [&str; 25] = [
-    "reporter",
-    "source_workload",
-    "source_canonical_service",
-    "source_canonical_revision",
-    "source_workload_namespace",
-    "source_principal",
-    "source_app",
-    "source_version",
-    "source_cluster",
-    "destination_workload",
-    "destination_workload_namespace",
-    "destination_principal",
-    "destination_app",
-    "destination_version",
-    "destination_service",
-    "destination_canonical_service",
-    "destination_canonical_revision",
-    "destination_service_name",
-    "destination_service_namespace",
-    "destination_cluster",
-    "request_protocol",
-    "response_code",
-    "grpc_response_status",
-    "response_flags",
-    "connection_security_policy",
+/// One of Istio's labels. [`HTTP_LABELS`] puts them in Istio's order; [`IstioLabels::value`]
+/// reads each one's value by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Label {
+    Reporter,
+    SourceWorkload,
+    SourceCanonicalService,
+    SourceCanonicalRevision,
+    SourceWorkloadNamespace,
+    SourcePrincipal,
+    SourceApp,
+    SourceVersion,
+    SourceCluster,
+    DestinationWorkload,
+    DestinationWorkloadNamespace,
+    DestinationPrincipal,
+    DestinationApp,
+    DestinationVersion,
+    DestinationService,
+    DestinationCanonicalService,
+    DestinationCanonicalRevision,
+    DestinationServiceName,
+    DestinationServiceNamespace,
+    DestinationCluster,
+    RequestProtocol,
+    ResponseCode,
+    GrpcResponseStatus,
+    ResponseFlags,
+    ConnectionSecurityPolicy,
+}
+
+impl Label {
+    /// The label's name in the exposition.
+    const fn name(self) -> &'static str {
+        match self {
+            Label::Reporter => "reporter",
+            Label::SourceWorkload => "source_workload",
+            Label::SourceCanonicalService => "source_canonical_service",
+            Label::SourceCanonicalRevision => "source_canonical_revision",
+            Label::SourceWorkloadNamespace => "source_workload_namespace",
+            Label::SourcePrincipal => "source_principal",
+            Label::SourceApp => "source_app",
+            Label::SourceVersion => "source_version",
+            Label::SourceCluster => "source_cluster",
+            Label::DestinationWorkload => "destination_workload",
+            Label::DestinationWorkloadNamespace => "destination_workload_namespace",
+            Label::DestinationPrincipal => "destination_principal",
+            Label::DestinationApp => "destination_app",
+            Label::DestinationVersion => "destination_version",
+            Label::DestinationService => "destination_service",
+            Label::DestinationCanonicalService => "destination_canonical_service",
+            Label::DestinationCanonicalRevision => "destination_canonical_revision",
+            Label::DestinationServiceName => "destination_service_name",
+            Label::DestinationServiceNamespace => "destination_service_namespace",
+            Label::DestinationCluster => "destination_cluster",
+            Label::RequestProtocol => "request_protocol",
+            Label::ResponseCode => "response_code",
+            Label::GrpcResponseStatus => "grpc_response_status",
+            Label::ResponseFlags => "response_flags",
+            Label::ConnectionSecurityPolicy => "connection_security_policy",
+        }
+    }
+
+    /// Whether Istio's TCP metrics carry the label: all but the HTTP response's.
+    const fn on_tcp(self) -> bool {
+        !matches!(self, Label::ResponseCode | Label::GrpcResponseStatus)
+    }
+}
+
+/// Istio's HTTP labels, in Istio's order: the one list both label sets come from.
+const HTTP_LABELS: [Label; 25] = [
+    Label::Reporter,
+    Label::SourceWorkload,
+    Label::SourceCanonicalService,
+    Label::SourceCanonicalRevision,
+    Label::SourceWorkloadNamespace,
+    Label::SourcePrincipal,
+    Label::SourceApp,
+    Label::SourceVersion,
+    Label::SourceCluster,
+    Label::DestinationWorkload,
+    Label::DestinationWorkloadNamespace,
+    Label::DestinationPrincipal,
+    Label::DestinationApp,
+    Label::DestinationVersion,
+    Label::DestinationService,
+    Label::DestinationCanonicalService,
+    Label::DestinationCanonicalRevision,
+    Label::DestinationServiceName,
+    Label::DestinationServiceNamespace,
+    Label::DestinationCluster,
+    Label::RequestProtocol,
+    Label::ResponseCode,
+    Label::GrpcResponseStatus,
+    Label::ResponseFlags,
+    Label::ConnectionSecurityPolicy,
 ];
+
+/// Istio's TCP labels: [`HTTP_LABELS`] in the same order, without those TCP does not carry
+/// (worked out at compile time; a wrong length does not compile).
+const TCP_LABEL_SET: [Label; 23] = {
+    let mut out = [Label::Reporter; 23];
+    let (mut i, mut n) = (0, 0);
+    while i < HTTP_LABELS.len() {
+        if HTTP_LABELS[i].on_tcp() {
+            out[n] = HTTP_LABELS[i];
+            n += 1;
+        }
+        i += 1;
+    }
+    assert!(n == out.len(), "TCP_LABEL_SET's length");
+    out
+};
+
+/// The names of `labels`, in their order (for the metrics' definitions).
+const fn names<const N: usize>(labels: &[Label; N]) -> [&'static str; N] {
+    let mut out = [""; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = labels[i].name();
+        i += 1;
+    }
+    out
+}
+
+/// Istio's HTTP label names, in Istio's order (the exposition sorts them;
+/// scrapers do not care about order).
+pub const LABELS: [&str; 25] = names(&HTTP_LABELS);
 
 /// Istio's TCP label names, in the order of [`IstioLabels::tcp`]: the HTTP set without
 /// `response_code` and `grpc_response_status`.
-const TCP_LABELS: [&str; 23] = [
-    LABELS[0], LABELS[1], LABELS[2], LABELS[3], LABELS[4], LABELS[5], LABELS[6], LABELS[7],
-    LABELS[8], LABELS[9], LABELS[10], LABELS[11], LABELS[12], LABELS[13], LABELS[14], LABELS[15],
-    LABELS[16], LABELS[17], LABELS[18], LABELS[19], LABELS[20], LABELS[23], LABELS[24],
-];
+const TCP_LABELS: [&str; 23] = names(&TCP_LABEL_SET);
 
 /// Which proxy reported a request: `source` for outbound (client side), `destination` for
 /// inbound (server side).
@@ -214,7 +310,7 @@ impl<'a> DestinationView<'a> {
     }
 }
 
-/// Every label of one request or connection: the one place that knows Istio's label set.
+/// What every label's value of one request or connection comes from.
 struct IstioLabels<'a> {
     reporter: Reporter,
     source: &'a Workload,
@@ -226,45 +322,48 @@ struct IstioLabels<'a> {
 }
 
 impl<'a> IstioLabels<'a> {
+    /// The value of one label.
+    fn value(&self, label: Label) -> &'a str {
+        let (s, d) = (self.source, self.destination);
+        match label {
+            Label::Reporter => self.reporter.as_str(),
+            Label::SourceWorkload => &s.name,
+            Label::SourceCanonicalService | Label::SourceApp => &s.app,
+            Label::SourceCanonicalRevision | Label::SourceVersion => &s.version,
+            Label::SourceWorkloadNamespace => &s.namespace,
+            Label::SourceCluster => &s.cluster,
+            Label::DestinationWorkload => d.workload,
+            Label::DestinationWorkloadNamespace | Label::DestinationServiceNamespace => d.namespace,
+            Label::DestinationApp => d.app,
+            Label::DestinationVersion | Label::DestinationCanonicalRevision => d.version,
+            Label::DestinationService => d.service,
+            Label::DestinationCanonicalService => d.canonical_service,
+            Label::DestinationServiceName => d.service_name,
+            Label::DestinationCluster => self.destination_cluster,
+            Label::RequestProtocol => self.protocol,
+            Label::ResponseCode => self.response_code,
+            Label::ResponseFlags => self.response_flags.as_str(),
+            // What augur does not know: Istio's placeholders.
+            Label::SourcePrincipal
+            | Label::DestinationPrincipal
+            | Label::ConnectionSecurityPolicy => "unknown",
+            Label::GrpcResponseStatus => "",
+        }
+    }
+
+    /// The values of `labels`, in their order (an array on the stack: nothing is allocated).
+    fn values<const N: usize>(&self, labels: &[Label; N]) -> [&'a str; N] {
+        labels.map(|l| self.value(l))
+    }
+
     /// The values in [`LABELS`] order.
     fn http(&self) -> [&'a str; 25] {
-        let (s, d) = (self.source, self.destination);
-        [
-            self.reporter.as_str(),
-            &s.name,
-            &s.app,
-            &s.version,
-            &s.namespace,
-            "unknown",
-            &s.app,
-            &s.version,
-            &s.cluster,
-            d.workload,
-            d.namespace,
-            "unknown",
-            d.app,
-            d.version,
-            d.service,
-            d.canonical_service,
-            d.version,
-            d.service_name,
-            d.namespace,
-            self.destination_cluster,
-            self.protocol,
-            self.response_code,
-            "",
-            self.response_flags.as_str(),
-            "unknown",
-        ]
+        self.values(&HTTP_LABELS)
     }
 
     /// The values in [`TCP_LABELS`] order.
     fn tcp(&self) -> [&'a str; 23] {
-        let v = self.http();
-        [
-            v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12], v[13],
-            v[14], v[15], v[16], v[17], v[18], v[19], v[20], v[23], v[24],
-        ]
+        self.values(&TCP_LABEL_SET)
     }
 }
 
@@ -544,29 +643,113 @@ mod tests {
         assert_eq!(external.view().namespace, "unknown");
     }
 
+    /// Istio's HTTP label names in Istio's order, as its dashboards and the exposition know them.
+    const ISTIO_HTTP_LABELS: [&str; 25] = [
+        "reporter",
+        "source_workload",
+        "source_canonical_service",
+        "source_canonical_revision",
+        "source_workload_namespace",
+        "source_principal",
+        "source_app",
+        "source_version",
+        "source_cluster",
+        "destination_workload",
+        "destination_workload_namespace",
+        "destination_principal",
+        "destination_app",
+        "destination_version",
+        "destination_service",
+        "destination_canonical_service",
+        "destination_canonical_revision",
+        "destination_service_name",
+        "destination_service_namespace",
+        "destination_cluster",
+        "request_protocol",
+        "response_code",
+        "grpc_response_status",
+        "response_flags",
+        "connection_security_policy",
+    ];
+
+    #[test]
+    fn the_label_names_are_istios_in_istios_order_and_tcp_drops_only_the_response() {
+        assert_eq!(LABELS, ISTIO_HTTP_LABELS);
+        let tcp: Vec<&str> = ISTIO_HTTP_LABELS
+            .into_iter()
+            .filter(|l| !matches!(*l, "response_code" | "grpc_response_status"))
+            .collect();
+        assert_eq!(TCP_LABELS.as_slice(), tcp.as_slice());
+    }
+
+    /// A source whose every field differs, so a value read from the wrong field shows.
+    fn source() -> Workload {
+        Workload {
+            name: "src-name".to_owned(),
+            namespace: "src-ns".to_owned(),
+            app: "src-app".to_owned(),
+            version: "src-v".to_owned(),
+            cluster: "src-cluster".to_owned(),
+        }
+    }
+
     #[test]
     fn each_label_has_its_value_in_istios_order() {
-        let local = Workload::unknown();
-        let s = ServiceLabels::new("m.ns.svc.cluster.local", &BTreeMap::new(), "v1");
+        let local = source();
+        let mut endpoint = BTreeMap::new();
+        endpoint.insert("app".to_owned(), "dst-app".to_owned());
+        endpoint.insert(
+            "service.istio.io/workload-name".to_owned(),
+            "dst-workload".to_owned(),
+        );
+        endpoint.insert(
+            "service.istio.io/canonical-name".to_owned(),
+            "dst-canonical".to_owned(),
+        );
+        let s = ServiceLabels::new("m.ns.svc.cluster.local", &endpoint, "v1");
         let labels = IstioLabels {
             reporter: Reporter::Source,
             source: &local,
             destination: s.view(),
-            destination_cluster: "Kubernetes",
+            destination_cluster: "dst-cluster",
             protocol: "http",
             response_code: "503",
             response_flags: ResponseFlag::NoHealthyUpstream,
         };
-        let values = labels.http();
-        let of = |name: &str| values[LABELS.iter().position(|l| *l == name).expect("label")];
-        assert_eq!(of("reporter"), "source");
-        assert_eq!(of("destination_version"), "v1");
-        assert_eq!(of("destination_service_namespace"), "ns");
-        assert_eq!(of("response_code"), "503");
-        assert_eq!(of("response_flags"), "UH");
-        let tcp = labels.tcp();
-        let of_tcp = |name: &str| tcp[TCP_LABELS.iter().position(|l| *l == name).expect("label")];
-        assert_eq!(of_tcp("response_flags"), "UH");
-        assert_eq!(of_tcp("request_protocol"), "http");
+        let expected: [(&str, &str); 25] = [
+            ("reporter", "source"),
+            ("source_workload", "src-name"),
+            ("source_canonical_service", "src-app"),
+            ("source_canonical_revision", "src-v"),
+            ("source_workload_namespace", "src-ns"),
+            ("source_principal", "unknown"),
+            ("source_app", "src-app"),
+            ("source_version", "src-v"),
+            ("source_cluster", "src-cluster"),
+            ("destination_workload", "dst-workload"),
+            ("destination_workload_namespace", "ns"),
+            ("destination_principal", "unknown"),
+            ("destination_app", "dst-app"),
+            ("destination_version", "v1"),
+            ("destination_service", "m.ns.svc.cluster.local"),
+            ("destination_canonical_service", "dst-canonical"),
+            ("destination_canonical_revision", "v1"),
+            ("destination_service_name", "m"),
+            ("destination_service_namespace", "ns"),
+            ("destination_cluster", "dst-cluster"),
+            ("request_protocol", "http"),
+            ("response_code", "503"),
+            ("grpc_response_status", ""),
+            ("response_flags", "UH"),
+            ("connection_security_policy", "unknown"),
+        ];
+        let http: Vec<(&str, &str)> = LABELS.into_iter().zip(labels.http()).collect();
+        assert_eq!(http.as_slice(), expected.as_slice());
+        let tcp: Vec<(&str, &str)> = TCP_LABELS.into_iter().zip(labels.tcp()).collect();
+        let projected: Vec<(&str, &str)> = expected
+            .into_iter()
+            .filter(|(name, _)| TCP_LABELS.contains(name))
+            .collect();
+        assert_eq!(tcp, projected);
     }
 }
