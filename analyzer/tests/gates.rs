@@ -338,3 +338,36 @@ fn retry_works_from_promoted() {
     assert_eq!(d.weights.canary, 10, "back to the first step's weight");
     assert!(matches!(d.to, RolloutState::Paused { step: 1, .. }));
 }
+
+/// A rate verdict's reason names the burst it left out of a Fail with the one duration format
+/// (`2m0s`, `45s`), not `120 s`.
+#[test]
+fn a_rate_verdict_names_its_burst_window_as_a_duration() {
+    use augur_analyzer::judge::rates::{judge_rate, RateCounts};
+    let counts = RateCounts {
+        x_stable: 20,
+        n_stable: 2000,
+        x_canary: 40,
+        n_canary: 2000,
+    };
+    let burst = RateCounts {
+        x_stable: 1,
+        n_stable: 100,
+        x_canary: 12,
+        n_canary: 100,
+    };
+    for (transient_s, window) in [(120.0, "2m0s"), (45.0, "45s")] {
+        let spec = AnalysisSpec {
+            transient_s,
+            ..error_rate_spec()
+        };
+        let v = judge_rate(&spec.metrics[0], &spec, counts, burst);
+        assert!(
+            v.reason.ends_with(&format!(
+                "; the worst {window} burst (12 of 100 canary) left out of a Fail"
+            )),
+            "{}",
+            v.reason
+        );
+    }
+}

@@ -132,8 +132,10 @@ pub fn judge_rate(
                 Ok((j, estimate, variance)) => {
                     let burst_note = if burst.n_canary > 0 {
                         format!(
-                            "; the worst {} s burst ({} of {} canary) left out of a Fail",
-                            spec.transient_s, burst.x_canary, burst.n_canary
+                            "; the worst {} burst ({} of {} canary) left out of a Fail",
+                            crate::rollout::format_seconds(spec.transient_s),
+                            burst.x_canary,
+                            burst.n_canary
                         )
                     } else {
                         String::new()
