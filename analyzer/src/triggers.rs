@@ -33,6 +33,7 @@ use augur_model::{Arm, Sample};
 use serde::{Deserialize, Serialize};
 use statrs::distribution::ContinuousCDF;
 
+use crate::rollout::format_seconds;
 use crate::spec::{TriggerAction, TriggerCondition, TriggerMetric, TriggerSpec};
 use crate::stats::binomial::{clopper_pearson_lower, clopper_pearson_upper, newcombe};
 use crate::window::{LatencyHistogram, RELATIVE_ACCURACY};
@@ -362,6 +363,13 @@ impl TriggerState {
             }
         }
         let (canary, stable) = (c.value(metric).unwrap_or(f64::NAN), s.value(metric));
+        let level = |v: f64| value_text(metric, v);
+        let bound = match self.spec.condition {
+            TriggerCondition::Above(_) => level(shown.bound_holds),
+            TriggerCondition::DropBy(_) | TriggerCondition::IncreaseBy(_) => {
+                change_text(metric, shown.bound_holds)
+            }
+        };
         Some(Firing {
             trigger: self.spec.name.clone(),
             action: self.spec.action,
@@ -370,13 +378,13 @@ impl TriggerState {
             samples,
             bound: Some(shown.bound_holds),
             reason: format!(
-                "trigger {}: canary {} = {canary:.4} (stable {}) over the last {} s ({samples} samples); its bound {:.4} shows {} at the per-check level {alpha:.1e} (α = {} per hour), and no eighth of the window contradicts it",
+                "trigger {}: canary {} {} (stable {}) over the last {} ({samples} samples); its bound {bound} shows the condition ({}) at the per-check level {alpha:.1e} (α = {} per hour), and no eighth of the window contradicts it",
                 self.spec.name,
                 metric_name(metric),
-                stable.map_or("n/a".to_owned(), |s| format!("{s:.4}")),
-                self.spec.window_s,
-                shown.bound_holds,
-                condition_text(self.spec.condition),
+                level(canary),
+                stable.map_or_else(|| "n/a".to_owned(), level),
+                format_seconds(self.spec.window_s),
+                condition_text(metric, self.spec.condition),
                 self.spec.alpha,
             ),
         })
@@ -394,11 +402,71 @@ fn metric_name(metric: TriggerMetric) -> &'static str {
     }
 }
 
-fn condition_text(c: TriggerCondition) -> String {
-    match c {
-        TriggerCondition::Above(x) => format!("> {x}"),
-        TriggerCondition::DropBy(d) => format!("a drop below stable by > {d}"),
-        TriggerCondition::IncreaseBy(d) => format!("an increase over stable by > {d}"),
+/// A trigger's condition in the policy's units, worded as `augur policy explain` words it:
+/// `> 10%` and `> 500ms` (levels), `drops by 5 points below stable` (a difference of rates, in
+/// percentage points) and `increases by 200ms above stable` (of latencies, a duration).
+pub fn condition_text(metric: TriggerMetric, condition: TriggerCondition) -> String {
+    match condition {
+        TriggerCondition::Above(x) => format!("> {}", value_text(metric, x)),
+        TriggerCondition::DropBy(d) => format!("drops by {} below stable", change_text(metric, d)),
+        TriggerCondition::IncreaseBy(d) => {
+            format!("increases by {} above stable", change_text(metric, d))
+        }
+    }
+}
+
+/// A value of `metric` in the policy's units: a rate in percent (`12.5%`), a latency (ms) as
+/// a duration (`712.5ms`, `1.5s`).
+fn value_text(metric: TriggerMetric, v: f64) -> String {
+    if !v.is_finite() {
+        return "n/a".to_owned();
+    }
+    match quantile_of(metric) {
+        Some(_) => millis_text(v),
+        None => format!("{}%", decimals(v * 100.0, 2)),
+    }
+}
+
+/// A difference between the arms: percentage points for rates (`5 points`, `1 point`), a
+/// duration for latencies.
+fn change_text(metric: TriggerMetric, d: f64) -> String {
+    if !d.is_finite() {
+        return "n/a".to_owned();
+    }
+    match quantile_of(metric) {
+        Some(_) => millis_text(d),
+        None => {
+            let points = decimals(d * 100.0, 2);
+            if points == "1" {
+                "1 point".to_owned()
+            } else {
+                format!("{points} points")
+            }
+        }
+    }
+}
+
+/// Milliseconds as Go writes a duration (`500ms`, `712.5ms`, `1.5s`, `2m0s`), as policies and
+/// `augur policy explain` write them; [`format_seconds`] from a minute on.
+fn millis_text(ms: f64) -> String {
+    let sign = if ms < 0.0 { "-" } else { "" };
+    let ms = ms.abs();
+    if ms < 1000.0 {
+        format!("{sign}{}ms", decimals(ms, 1))
+    } else if ms < 60_000.0 {
+        format!("{sign}{}s", decimals(ms / 1000.0, 3))
+    } else {
+        format!("{sign}{}", format_seconds(ms / 1000.0))
+    }
+}
+
+/// `v` with at most `places` decimals and no trailing zeros (`5`, `12.5`).
+fn decimals(v: f64, places: usize) -> String {
+    let text = format!("{v:.places$}");
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        text
     }
 }
 
@@ -533,6 +601,52 @@ mod tests {
         );
         assert!((f.canary - 1.0 / 3.0).abs() < 0.02);
         assert!(f.bound.is_some_and(|b| b > 0.1 && b < f.canary));
+        // The reason is in the policy's units: percent, the window as a duration.
+        assert!(
+            f.reason.starts_with(
+                "trigger error-rate-above-10pct: canary error rate 33.33% (stable 0%) over the last 2m0s (240 samples); its bound "
+            ) && f.reason.contains("% shows the condition (> 10%) at the per-check level"),
+            "{}",
+            f.reason
+        );
+    }
+
+    /// Conditions read in the policy's units, as `augur policy explain` words them, never the
+    /// analyzer's fractions (`above: 5` is `> 5%`, not `> 0.05`).
+    #[test]
+    fn conditions_read_in_the_policys_units() {
+        use TriggerCondition::{Above, DropBy, IncreaseBy};
+        use TriggerMetric::{Accuracy, ErrorRate, LatencyP95, ShadowAgreement};
+        for (metric, condition, text) in [
+            (ErrorRate, Above(0.05), "> 5%"),
+            (ErrorRate, Above(0.001), "> 0.1%"),
+            (ErrorRate, Above(0.07), "> 7%"),
+            (Accuracy, DropBy(0.05), "drops by 5 points below stable"),
+            (Accuracy, DropBy(0.01), "drops by 1 point below stable"),
+            (
+                ShadowAgreement,
+                DropBy(0.025),
+                "drops by 2.5 points below stable",
+            ),
+            (
+                ErrorRate,
+                IncreaseBy(0.02),
+                "increases by 2 points above stable",
+            ),
+            (LatencyP95, Above(500.0), "> 500ms"),
+            (
+                LatencyP95,
+                IncreaseBy(1500.0),
+                "increases by 1.5s above stable",
+            ),
+            (
+                LatencyP95,
+                IncreaseBy(90_000.0),
+                "increases by 1m30s above stable",
+            ),
+        ] {
+            assert_eq!(condition_text(metric, condition), text);
+        }
     }
 
     #[test]
@@ -588,6 +702,13 @@ mod tests {
         let f = t.evaluate(399.0).expect("fires");
         assert_eq!(f.trigger, "accuracy-drop-5-points");
         assert_eq!(f.action, TriggerAction::Staged);
+        assert_eq!(
+            f.reason,
+            "trigger accuracy-drop-5-points: canary accuracy 49.23% (stable 89.85%) over the last \
+             5m0s (325 samples); its bound 24.71 points shows the condition (drops by 5 points \
+             below stable) at the per-check level 2.8e-6 (α = 0.01 per hour), and no eighth of \
+             the window contradicts it"
+        );
         let c = t
             .cleared_since("p95-latency-plus-500ms", 300.0)
             .expect("known");

@@ -1247,3 +1247,36 @@ fn the_proxys_log_writes_states_and_weights_in_words_with_steps_from_one() {
         }
     }
 }
+
+/// A fired trigger's reason words its condition as `augur policy explain` does, in the policy's
+/// units, for every trigger of the example policies (`above: 5` is `> 5%`, `dropBy: 5` is
+/// `drops by 5 points below stable`, `increaseBy: 500ms` is `increases by 500ms above
+/// stable`), never the analyzer's fractions.
+#[test]
+fn trigger_conditions_read_as_explain_words_them() {
+    let examples = [
+        include_str!("../../policies/examples/canary-pneumonia.yaml"),
+        include_str!("../../policies/examples/canary-steps.yaml"),
+        include_str!("../../policies/examples/blue-green.yaml"),
+    ];
+    let mut compared = 0;
+    for yaml in examples {
+        let loaded = augur_policies::load_str("p.yaml", yaml).expect("the example loads");
+        let explained = augur_policies::explain::explain(&loaded.set);
+        for (policy, explanation) in loaded.set.canary_policies.iter().zip(&explained.rollouts) {
+            let spec = crate::spec::from_policy(policy);
+            assert_eq!(spec.triggers.len(), explanation.triggers.len());
+            for (t, e) in spec.triggers.iter().zip(&explanation.triggers) {
+                assert_eq!(t.name, e.name);
+                assert_eq!(
+                    augur_analyzer::triggers::condition_text(t.metric, t.condition),
+                    e.condition,
+                    "{}",
+                    t.name
+                );
+                compared += 1;
+            }
+        }
+    }
+    assert!(compared >= 6, "{compared} triggers");
+}
