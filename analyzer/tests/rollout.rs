@@ -608,3 +608,109 @@ fn refusals_and_states_read_as_words_with_steps_from_one() {
     assert_eq!(augur_analyzer::rollout::format_seconds(45.0), "45s");
     assert_eq!(augur_analyzer::rollout::format_seconds(5400.0), "1h30m0s");
 }
+
+/// What a decision says to people is words: through a timed pause, an analysis gate, a manual
+/// gate, pause and resume commands, a staged rollback (halving, then finishing), an abort and a
+/// retry, no decision reason and no state it moves between shows Rust's Debug text
+/// (`Paused { step: 1, reason: ManualGate }`, `Some("…")`, `DropBy(0.05)`), and their steps
+/// count from 1 (#18's "a reason string prints Rust's Debug").
+#[test]
+fn no_decision_reason_shows_debug_text() {
+    let steps = vec![
+        StepSpec::SetWeight(10),
+        StepSpec::Pause {
+            duration_s: Some(60.0),
+        },
+        StepSpec::Analysis,
+        StepSpec::Pause { duration_s: None },
+        StepSpec::SetWeight(40),
+        StepSpec::Pause {
+            duration_s: Some(7200.0),
+        },
+    ];
+    let mut r = Rollout::new(spec(), steps, default_triggers());
+    let mut rng = Rng(11);
+    let mut ds = r.tick(0.0);
+    // The timed pause, then the gate, which opens on evidence, then the manual gate.
+    ds.extend(drive(&mut r, &mut rng, (0.0, 1500.0), 20.0, |_| BASE));
+    assert_eq!(
+        r.state(),
+        &RolloutState::Paused {
+            step: 3,
+            reason: PauseReason::ManualGate
+        },
+        "{ds:#?}"
+    );
+    ds.push(r.command(Command::Promote, 1500.0).expect("promotes"));
+    ds.push(r.command(Command::Pause, 1501.0).expect("pauses"));
+    ds.push(r.command(Command::Resume, 1502.0).expect("resumes"));
+    // The canary's accuracy drops: the continuous analysis rolls it back.
+    let bad = ArmModel {
+        accuracy: 0.6,
+        ..BASE
+    };
+    ds.extend(drive(&mut r, &mut rng, (1502.0, 3000.0), 20.0, |_| bad));
+    assert!(
+        matches!(r.state(), RolloutState::RolledBack { .. }),
+        "{ds:#?}"
+    );
+    ds.push(r.command(Command::Retry, 3000.0).expect("retries"));
+    ds.push(r.command(Command::Abort, 3001.0).expect("aborts"));
+    // Triggers alone: a staged one (halving, then finishing) and an immediate one.
+    let (r, staged) = triggered(bad, 3);
+    assert!(matches!(r.state(), RolloutState::RolledBack { .. }));
+    assert!(staged
+        .iter()
+        .any(|d| matches!(d.to, RolloutState::RollingBack { .. })));
+    let errors = ArmModel {
+        error_rate: 0.5,
+        ..BASE
+    };
+    let (_, immediate) = triggered(errors, 1);
+    ds.extend(staged.into_iter().chain(immediate));
+    let reasons: Vec<&str> = ds.iter().map(|d| d.reason.as_str()).collect();
+    for words in [
+        "paused 1m0s",
+        "analysis passed",
+        "promote",
+        "pause",
+        "resume",
+        "analysis failed",
+        "accuracy-drop-5-points",
+        "error-rate-above-10pct",
+        "retry",
+        "abort",
+    ] {
+        assert!(
+            reasons.iter().any(|r| r.contains(words)),
+            "{words}: {reasons:#?}"
+        );
+    }
+    for d in &ds {
+        for text in [d.reason.clone(), d.from.to_string(), d.to.to_string()] {
+            for debug in [
+                "{",
+                "}",
+                "Some(",
+                "None",
+                "Pause",
+                "Progressing",
+                "RollingBack",
+                "DropBy",
+                "Above(",
+                "IncreaseBy",
+                "step:",
+                "ManualGate",
+            ] {
+                assert!(!text.contains(debug), "{debug:?} in {text:?}");
+            }
+        }
+        if let Some(step) = d.to.step() {
+            assert!(
+                d.to.to_string().contains(&format!("step {}", step + 1)),
+                "{}",
+                d.to
+            );
+        }
+    }
+}
