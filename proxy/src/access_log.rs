@@ -9,6 +9,8 @@
 //! string, and no body is ever logged. A full queue drops the line and counts it.
 
 use crate::response_flag::ResponseFlag;
+use crate::service::RequestCtx;
+use pingora::proxy::Session;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -80,39 +82,65 @@ pub struct Entry<'a> {
     pub route: Option<&'a str>,
 }
 
+/// What the access log reads of a request that only the service can see: the fields of
+/// [`RequestCtx`] it keeps to itself, and the names its capture gives captured traffic.
+pub struct Served<'a> {
+    /// `x-envoy-upstream-service-time` of the answer, in ms.
+    pub upstream_ms: Option<u128>,
+    /// The local address of the upstream connection.
+    pub upstream_local: Option<SocketAddr>,
+    /// `%UPSTREAM_CLUSTER_RAW%`: the capture's cluster, else the route's.
+    pub upstream_cluster: Option<&'a str>,
+    /// `%DOWNSTREAM_LOCAL_ADDRESS%`: the original destination, else the listener's address.
+    pub local: Option<SocketAddr>,
+    /// `%ROUTE_NAME%`: the capture's route, else the matched route's.
+    pub route: Option<&'a str>,
+}
+
 impl<'a> Entry<'a> {
-    /// The entry of an HTTP request that took `elapsed`, with the request fields Istio's
-    /// format logs read from its header (path without query, `x-forwarded-for`,
-    /// `user-agent`, authority); the other fields are the caller's to fill in.
-    pub fn http(req: &'a pingora::http::RequestHeader, http2: bool, elapsed: Duration) -> Self {
+    /// The entry of the HTTP request of `ctx` on `session`, answered with `status` (0 when
+    /// none was sent). The request fields Istio's format logs are read from its header (path
+    /// without query, `x-forwarded-for`, `user-agent`, authority), the outcome from `ctx`.
+    pub fn request(
+        session: &'a Session,
+        ctx: &'a RequestCtx,
+        status: u16,
+        served: Served<'a>,
+    ) -> Self {
+        let req = session.req_header();
         let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
+        let elapsed = ctx.start.elapsed();
         Self {
             start: SystemTime::now() - elapsed,
             method: req.method.as_str(),
             path: req.uri.path(),
-            protocol: if http2 { "HTTP/2" } else { "HTTP/1.1" },
-            status: 0,
-            flags: ResponseFlag::None,
-            bytes_received: 0,
-            bytes_sent: 0,
+            protocol: if session.is_http2() {
+                "HTTP/2"
+            } else {
+                "HTTP/1.1"
+            },
+            status,
+            flags: ctx.flag,
+            bytes_received: ctx.request_bytes,
+            bytes_sent: ctx.response_bytes,
             duration_ms: elapsed.as_millis(),
-            upstream_ms: None,
+            upstream_ms: served.upstream_ms,
             forwarded_for: header("x-forwarded-for"),
             user_agent: header("user-agent"),
-            request_id: None,
+            request_id: ctx.request_id.as_deref(),
             authority: req
                 .uri
                 .authority()
                 .map(|a| a.as_str())
                 .or(header("host"))
                 .unwrap_or("-"),
-            upstream_host: None,
-            upstream_cluster: None,
-            upstream_local: None,
+            upstream_host: ctx.endpoint,
+            upstream_cluster: served.upstream_cluster,
+            upstream_local: served.upstream_local,
             upstream_failure: None,
-            local: None,
-            remote: None,
-            route: None,
+            local: served.local,
+            remote: session.client_addr().and_then(|a| a.as_inet()).copied(),
+            route: served.route,
         }
     }
 

@@ -90,25 +90,14 @@ impl AugurProxy {
     fn log_access(&self, session: &Session, ctx: &RequestCtx, status: u16) {
         let Some(log) = &self.access_log else { return };
         let captured = capture::LogNames::of(session, ctx);
-        log.record(&access_log::Entry {
-            status,
-            flags: ctx.flag,
-            bytes_received: ctx.request_bytes,
-            bytes_sent: ctx.response_bytes,
+        let served = access_log::Served {
             upstream_ms: ctx.upstream_ms,
-            request_id: ctx.request_id.as_deref(),
-            upstream_host: ctx.endpoint,
-            upstream_cluster: captured.cluster(ctx),
             upstream_local: ctx.upstream_local,
+            upstream_cluster: captured.cluster(ctx),
             local: captured.local(session),
-            remote: session.client_addr().and_then(|a| a.as_inet()).copied(),
             route: captured.route(ctx),
-            ..access_log::Entry::http(
-                session.req_header(),
-                session.is_http2(),
-                ctx.start.elapsed(),
-            )
-        });
+        };
+        log.record(&access_log::Entry::request(session, ctx, status, served));
     }
 
     /// Who reports a request: the server side for one the inbound capture port took, else the
