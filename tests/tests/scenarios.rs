@@ -1,9 +1,11 @@
 //! The five scenarios of the first users (issue 20), each an example policy under
 //! `policies/examples/`, run under `augur proxy` to show that it behaves as its comments say.
-//! The examples' loopback endpoint ports are replaced by the test upstreams' ports; nothing else
-//! in them changes.
+//! The examples' loopback endpoint ports are replaced by the test upstreams' ports; where a test
+//! edits its copy further (a shorter window, pause or interval, a wider allowance), its comment
+//! says what and why.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use augur_tests::assert_share_near;
 use augur_tests::augur::Proxy;
@@ -367,6 +369,223 @@ fn canary_steps_roll_back_when_the_canary_fails() {
         (0, 0),
         "all traffic on v1, none failing"
     );
+}
+
+/// The example `name` with each `(from, to)` edit applied once (each must be in the example)
+/// and its endpoint ports replaced, written to `dir`.
+fn edited(dir: &Path, name: &str, edits: &[(&str, &str)], ports: &[(u16, u16)]) -> PathBuf {
+    let mut text = example(name);
+    for (from, to) in edits {
+        assert!(text.contains(from), "{name} has {from:?}");
+        text = text.replacen(from, to, 1);
+    }
+    with_ports(dir, name, &text, ports)
+}
+
+/// The example `canary-steps.yaml` on `v1` and `v2`, with `edits`.
+fn steps_edited(dir: &Path, v1: &Upstream, v2: &Upstream, edits: &[(&str, &str)]) -> PathBuf {
+    edited(
+        dir,
+        "canary-steps.yaml",
+        edits,
+        &[(8701, v1.addr.port()), (8702, v2.addr.port())],
+    )
+}
+
+/// Sets its flag when dropped, so that load threads stop when the test panics too.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Runs `batch(client, round)` in a loop on each of `clients` threads until `until` (polled by
+/// [`wait_for`], up to `deadline`) returns `Some`, then stops them and returns it.
+fn under_load<T>(
+    clients: usize,
+    what: &str,
+    deadline: std::time::Duration,
+    batch: impl Fn(usize, usize) + Sync,
+    until: impl FnMut() -> Option<T>,
+) -> T {
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for client in 0..clients {
+            let (stop, batch) = (&stop, &batch);
+            s.spawn(move || {
+                let mut round = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    batch(client, round);
+                    round += 1;
+                }
+            });
+        }
+        let _stop = StopOnDrop(&stop);
+        wait_for(what, deadline, until)
+    })
+}
+
+/// The rollout's state once it has rolled back, and what `augur rollout status` prints then.
+fn rolled_back(proxy: &Proxy) -> Option<serde_json::Value> {
+    let state = steps_state(proxy);
+    (state["phase"] == "rolled_back").then_some(state)
+}
+
+/// What a rollback by a trigger leaves: the rollout ended by the trigger `name`, named in
+/// `/rollouts` and in its decisions that `augur rollout status` prints, the canary's weight at
+/// 0, and all traffic on v1.
+fn assert_rolled_back_by(proxy: &Proxy, state: &serde_json::Value, name: &str) {
+    assert_eq!(state["trigger"], name, "{state}");
+    assert!(
+        state["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains(&format!("trigger {name}"))),
+        "{state}"
+    );
+    let admin = proxy.admin.to_string();
+    let out = augur_tests::augur::run(&["rollout", "--admin", &admin, "status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Status:   RolledBack") && text.contains(&format!("trigger {name}")),
+        "{text}"
+    );
+    assert_eq!(
+        proxy.metric("augur_rollout_weight{arm=\"canary\",policy=\"default/pneumonia-steps\"}"),
+        0.0
+    );
+    assert_eq!(
+        tally(proxy, "pneumonia-steps", 200),
+        (0, 0),
+        "all traffic on v1, none failing"
+    );
+}
+
+/// Scenario 1, a slow canary: v2 answers every request after 1 s, stable at once. At 5% the
+/// latency trigger (canary p95 more than 500ms above stable's) fires once its full window
+/// shows it, and all traffic goes back to v1 at once. Its window is shortened from 3m to 10s;
+/// eight clients send at once so that the window holds enough requests of both arms (a trigger
+/// needs 20 canary requests, and stable's p95 needs a few hundred to be bounded at the
+/// trigger's level), however slow the canary's answers.
+#[test]
+fn canary_steps_roll_back_when_the_canary_is_slow() {
+    use augur_tests::upstream::Answer;
+    let v1 = Upstream::start("v1");
+    let v2 = Upstream::scripted("v2", |_| Answer {
+        delay: std::time::Duration::from_secs(1),
+        ..Answer::OK
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = steps_edited(
+        dir.path(),
+        &v1,
+        &v2,
+        &[("        window: 3m\n", "        window: 10s\n")],
+    );
+    let proxy = Proxy::start(&[&file]);
+    steps_command(&proxy, "start");
+    let state = under_load(
+        8,
+        "the latency trigger",
+        std::time::Duration::from_secs(120),
+        |_, _| {
+            tally(&proxy, "pneumonia-steps", 20);
+        },
+        || rolled_back(&proxy),
+    );
+    assert_rolled_back_by(&proxy, &state, "p95-latency-up-500ms");
+}
+
+/// Scenario 1, a canary that answers wrongly: stable says PNEUMONIA, the canary NORMAL, and
+/// the ground truth posted to `POST /labels` for every request is PNEUMONIA. At 5% the accuracy
+/// trigger (canary accuracy more than 5 points below stable's) fires once its full window of
+/// labels shows it, and all traffic goes back to v1 at once. Its window is shortened from 5m to
+/// 10s; labels follow each batch of requests, so that they arrive throughout the window.
+#[test]
+fn canary_steps_roll_back_when_the_canary_answers_wrongly() {
+    let v1 = Upstream::predicting("v1", "PNEUMONIA");
+    let v2 = Upstream::predicting("v2", "NORMAL");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = steps_edited(
+        dir.path(),
+        &v1,
+        &v2,
+        &[("        window: 5m\n", "        window: 10s\n")],
+    );
+    let proxy = Proxy::start(&[&file]);
+    steps_command(&proxy, "start");
+    let state = under_load(
+        2,
+        "the accuracy trigger",
+        std::time::Duration::from_secs(120),
+        |client, round| {
+            let mut labels = Vec::new();
+            for i in 0..50 {
+                let id = format!("c{client}-r{round}-{i}");
+                let raw = format!(
+                    "GET /predict HTTP/1.1\r\nHost: pneumonia-steps\r\nx-request-id: {id}\r\n\
+                     Connection: close\r\n\r\n"
+                );
+                let r = http::request(proxy.listen, &raw).expect("request through augur");
+                assert_eq!(r.status, 200, "{}", r.body);
+                labels.push(serde_json::json!({"request_id": id, "label": "PNEUMONIA"}));
+            }
+            let r = proxy.admin_post(
+                "/labels",
+                &serde_json::json!({ "labels": labels }).to_string(),
+            );
+            assert_eq!(r.status, 200, "{}", r.body);
+        },
+        || rolled_back(&proxy),
+    );
+    assert_rolled_back_by(&proxy, &state, "accuracy-down-5");
+}
+
+/// Scenario 1's timed pauses, shortened from 10m to 10s and 2s: after `start` the rollout is in
+/// the first pause at 5%, shown as a timed pause with the time left; each pause ends by itself
+/// (no `promote`, no traffic), and the rollout stops at the pause before 100% that waits for a
+/// person.
+#[test]
+fn canary_steps_timed_pauses_end_by_themselves() {
+    let (v1, v2) = (Upstream::start("v1"), Upstream::start("v2"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = steps_edited(
+        dir.path(),
+        &v1,
+        &v2,
+        &[
+            ("pause: {duration: 10m}", "pause: {duration: 10s}"),
+            ("pause: {duration: 10m}", "pause: {duration: 2s}"),
+        ],
+    );
+    let proxy = Proxy::start(&[&file]);
+    let weight =
+        || proxy.metric("augur_rollout_weight{arm=\"canary\",policy=\"default/pneumonia-steps\"}");
+    steps_command(&proxy, "start");
+    let status: serde_json::Value =
+        serde_json::from_str(&proxy.admin_get("/rollouts").body).expect("rollouts JSON");
+    let rollout = &status["rollouts"][0];
+    assert_eq!(rollout["state"]["step"], 1, "{rollout}");
+    assert!(rollout["pause_deadline"].is_f64(), "{rollout}");
+    assert_eq!(weight(), 5.0);
+    let admin = proxy.admin.to_string();
+    let out = augur_tests::augur::run(&["rollout", "--admin", &admin, "status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Status:   Paused (timed pause, "), "{text}");
+
+    wait_for(
+        "the first pause to end by itself",
+        std::time::Duration::from_secs(60),
+        || (steps_state(&proxy)["step"].as_u64() >= Some(3)).then_some(()),
+    );
+    let held = serde_json::json!({"phase": "paused", "step": 5, "reason": "manual_gate"});
+    wait_for(
+        "the second pause to end by itself",
+        std::time::Duration::from_secs(60),
+        || (steps_state(&proxy) == held).then_some(()),
+    );
+    assert_eq!(weight(), 50.0, "50%, held until promoted");
 }
 
 /// Scenario 5: 10% mirrored to the shadow model (`shadow-scoring.yaml`, a shadow-only policy).
