@@ -127,10 +127,40 @@ spec:
     )
 }
 
+/// Sends `n` GET requests from `ns` to `url` (`Host: host`) carrying `x-augur-split: mark`, as
+/// [`get_many`] does, and returns each body (`None` for a failure).
+fn get_many_marked(ns: &str, url: &str, host: &str, mark: &str, n: usize) -> Vec<Option<String>> {
+    let script = format!(
+        r#"
+import json, urllib.request
+out = []
+for _ in range({n}):
+    try:
+        req = urllib.request.Request({url:?}, headers={{"Host": {host:?}, "x-augur-split": {mark:?}}})
+        with urllib.request.urlopen(req, timeout=5) as r:
+            out.append(r.read().decode())
+    except Exception:
+        out.append(None)
+print(json.dumps(out))
+"#
+    );
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", ns, "python3", "-c", &script])
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "client: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    serde_json::from_slice(&out.stdout).expect("client output")
+}
+
 /// Inbound topology: a client with no sidecar calls the model Service, which selects the
 /// stable pod only; the stable pod's sidecar keeps 70% for its local app and sends 30% on to
 /// the canary's Service; the canary pod's sidecar (with the same policy mounted) serves what
-/// it is sent and never splits it again.
+/// it is sent and never splits it again. A client that sends `x-augur-split` itself (the
+/// bare policy name, or a made-up fingerprint) is split and counted like any other.
 #[test]
 fn inbound_policy_splits_in_the_stable_pod() {
     let root = tempfile::tempdir().expect("tempdir");
@@ -194,6 +224,30 @@ fn inbound_policy_splits_in_the_stable_pod() {
         served_by_canary >= to_canary,
         "the canary's sidecar saw its requests"
     );
+
+    // A client's own x-augur-split is not the policy's mark: split and counted all the same,
+    // and still never split twice.
+    for forged in ["default/model", "default/model;0123456789abcdef"] {
+        let before = (arm(&stable, "stable"), arm(&stable, "canary"));
+        let answers = get_many_marked(client.ns(), &url, "model", forged, n);
+        let to_canary = answers
+            .iter()
+            .filter(|a| a.as_deref() == Some("canary"))
+            .count();
+        let to_stable = answers
+            .iter()
+            .filter(|a| a.as_deref() == Some("stable"))
+            .count();
+        assert_eq!(to_canary + to_stable, n, "{forged}: every request served");
+        assert_share_near(to_canary, n, 0.3);
+        assert_eq!(arm(&stable, "canary") - before.1, to_canary, "{forged}");
+        assert_eq!(arm(&stable, "stable") - before.0, to_stable, "{forged}");
+        assert_eq!(
+            arm(&canary, "stable") + arm(&canary, "canary"),
+            0,
+            "{forged}"
+        );
+    }
 }
 
 /// The controller's token in the cluster tests.
@@ -458,6 +512,39 @@ fn the_cluster_follows_one_controller() {
         .output()
         .expect("curl");
     assert!(String::from_utf8_lossy(&with_token.stdout).contains("\"canary_weight\":30"));
+    // A command and an xDS request without the token: refused, and nothing done or told.
+    let step = controller_step(cluster);
+    let refusals = [
+        ("/rollouts/model/promote", "", "command"),
+        (
+            "/v3/discovery:routes",
+            r#"{"node": {"id": "outsider", "cluster": "x"}, "resource_names": ["augur"]}"#,
+            "xds",
+        ),
+    ];
+    for (path, body, _) in refusals {
+        let (status, answer) = post_from(
+            outsider.ns(),
+            &format!("http://{GATEWAY}:15010{path}"),
+            body,
+            None,
+        );
+        assert_eq!(status, 401, "POST {path} without the token");
+        for secret in ["model", "weight", "phase", "step", "canary", "routes"] {
+            assert!(
+                !answer.contains(secret),
+                "POST {path}: the refusal tells nothing: {answer:?}"
+            );
+        }
+    }
+    let (status, _) = post_from(
+        outsider.ns(),
+        &format!("http://{GATEWAY}:15010/rollouts/model/promote"),
+        "",
+        Some("not-the-token"),
+    );
+    assert_eq!(status, 401, "a command with the wrong token");
+    assert_eq!(controller_step(cluster), step, "no command was carried out");
     let _wrong = follow(&outsider, "not-the-token");
     wait_for("the refusal to show", Duration::from_secs(10), || {
         let view = controller_view(&outsider);
@@ -476,8 +563,33 @@ fn the_cluster_follows_one_controller() {
         .unwrap_or_default(),
         "augur_controller_unauthorized_total",
     );
-    assert!(refused >= 4.0, "refusals counted: {refused}");
+    assert!(refused >= 7.0, "refusals counted: {refused}");
+    let text = curl(
+        cluster.node(),
+        "http://127.0.0.1:15014/stats/prometheus",
+        None,
+    )
+    .unwrap_or_default();
+    let commands = metrics::sum(
+        &text,
+        "augur_controller_unauthorized_total{endpoint=\"command\"}",
+    );
+    let xds = metrics::sum(
+        &text,
+        "augur_controller_unauthorized_total{endpoint=\"xds\"}",
+    );
+    assert!(commands >= 2.0, "refused commands counted: {commands}");
+    assert!(xds >= 1.0, "refused xDS requests counted: {xds}");
     let log = std::fs::read_to_string(root.path().join("controller.log")).unwrap_or_default();
+    for (path, _, endpoint) in refusals {
+        assert!(
+            log.lines().any(|l| l.contains("refused: no valid token")
+                && l.contains(&outsider.ip.to_string())
+                && l.contains(path)
+                && l.contains(endpoint)),
+            "the refused POST {path} is logged with the caller and its kind ({endpoint}):\n{log}"
+        );
+    }
     let logged = log
         .lines()
         .filter(|l| l.contains("refused: no valid token") && l.contains(&outsider.ip.to_string()))
@@ -514,6 +626,41 @@ fn the_cluster_follows_one_controller() {
     );
 }
 
+/// A POST of `body` from `ns` to `url` with curl, with `Authorization: Bearer <token>` when
+/// given: the status and the answer's body.
+fn post_from(ns: &str, url: &str, body: &str, token: Option<&str>) -> (u16, String) {
+    let mut args = vec![
+        "netns",
+        "exec",
+        ns,
+        "curl",
+        "-s",
+        "--max-time",
+        "5",
+        "-X",
+        "POST",
+    ];
+    let auth;
+    if let Some(token) = token {
+        auth = format!("Authorization: Bearer {token}");
+        args.extend(["-H", &auth]);
+    }
+    args.extend([
+        "-H",
+        "content-type: application/json",
+        "--data-binary",
+        body,
+    ]);
+    args.extend(["-w", "\n%{http_code}", url]);
+    let out = std::process::Command::new("ip")
+        .args(&args)
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (answer, status) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (status.trim().parse().unwrap_or(0), answer.to_owned())
+}
+
 /// Requests `pod`'s sidecar has split so far: (stable, canary).
 fn arm_counts(pod: &Pod) -> (usize, usize) {
     let text = pod.sidecar_metrics();
@@ -531,6 +678,24 @@ fn controller_step(cluster: &Cluster) -> (String, u64) {
         r["state"]["phase"].as_str().unwrap_or_default().to_owned(),
         r["step"].as_u64().unwrap_or(u64::MAX),
     )
+}
+
+/// The `x-augur-split` mark of the rollout the controller runs: `<policy>;<fingerprint>`.
+fn split_mark(cluster: &Cluster) -> String {
+    wait_for("the controller's state", Duration::from_secs(10), || {
+        let body = curl(
+            cluster.node(),
+            "http://127.0.0.1:15010/v1/fleet/state",
+            None,
+        )?;
+        let state: serde_json::Value = serde_json::from_str(&body).ok()?;
+        let r = &state["rollouts"][0];
+        Some(format!(
+            "{};{}",
+            r["policy"].as_str()?,
+            r["policy_hash"].as_str()?
+        ))
+    })
 }
 
 /// Waits until the controller publishes `canary`%; returns when it published it (its wall
@@ -661,8 +826,10 @@ fn the_cluster_rides_out_a_controller_crash_a_scale_out_and_an_abort() {
 
     // A stock Envoy in the gateway pod, its routes from the controller over RDS, its clusters
     // (named as the controller names them) the two Services. It marks what it forwards as
-    // split already, as a stable pod's sidecar does, so that the stable pods' sidecars do not
-    // split its stable share again.
+    // split already, as a stable pod's sidecar does (the policy's name and fingerprint, which
+    // the controller publishes), so that the stable pods' sidecars do not split its stable
+    // share again.
+    let mark = split_mark(cluster);
     let (envoy_listen, controller_addr) = (
         SocketAddr::from((gateway.ip, 8080)),
         SocketAddr::from((GATEWAY, 15010)),
@@ -675,7 +842,7 @@ fn the_cluster_rides_out_a_controller_crash_a_scale_out_and_an_abort() {
             controller: controller_addr,
             token: TOKEN,
             route_config_name: "augur",
-            request_headers: &[("x-augur-split", "default/model")],
+            request_headers: &[("x-augur-split", &mark)],
             clusters: &[
                 (
                     "outbound|80||model.default.svc.cluster.local",

@@ -23,8 +23,56 @@ use crate::route::{percent_roll, Route};
 
 /// The header a stable pod's sidecar puts on a request it sends on to the canary, so that the
 /// canary pod's sidecar does not split it again (no loop, no sample counted twice). Its value
-/// is the CanaryPolicy.
+/// is the policy's mark, [`split_mark`]: `<namespace>/<name>;<fingerprint>`.
+///
+/// A client may send the header too. On the inbound listener it is removed from every request
+/// (apps never see it), and it is honoured only when it carries the mark of the policy that
+/// would split the request here; any other value (a bare policy name, a guessed or stale
+/// fingerprint) is ignored, and the request is split and sampled like any other.
 pub const SPLIT_HEADER: &str = "x-augur-split";
+
+/// The split marks of one policy set: [`split_mark`] per CanaryPolicy.
+struct Marks {
+    /// The hash of the set they were made from.
+    set: String,
+    /// `namespace/name` → `namespace/name;fingerprint`.
+    by_policy: std::collections::HashMap<String, Arc<str>>,
+}
+
+/// The marks of the last policy set seen (made once per set, not per request).
+static MARKS: arc_swap::ArcSwapOption<Marks> = arc_swap::ArcSwapOption::const_empty();
+
+/// The value of [`SPLIT_HEADER`] for `policy` (`namespace/name`) in the serving set: the name
+/// and the policy's fingerprint ([`augur_policies::fingerprint::rollout_fingerprint`]), which
+/// every sidecar holding the same version of the policy computes alike and a client does not
+/// see. It is not a credential: whoever knows the exact policy can compute it.
+pub(super) fn split_mark(snapshot: &Snapshot, policy: &str) -> Option<Arc<str>> {
+    if let Some(marks) = MARKS
+        .load()
+        .as_ref()
+        .filter(|m| m.set == snapshot.loaded.hash)
+    {
+        return marks.by_policy.get(policy).cloned();
+    }
+    let set = &snapshot.loaded.set;
+    let by_policy = set
+        .canary_policies
+        .iter()
+        .map(|p| {
+            let name = augur_policies::policy_key(p);
+            let fingerprint = augur_policies::fingerprint::rollout_fingerprint(set, p);
+            let mark = Arc::from(format!("{name};{fingerprint}"));
+            (name, mark)
+        })
+        .collect();
+    let marks = Arc::new(Marks {
+        set: snapshot.loaded.hash.clone(),
+        by_policy,
+    });
+    let found = marks.by_policy.get(policy).cloned();
+    MARKS.store(Some(marks));
+    found
+}
 
 /// What the route phase made of a request.
 enum Routed {
@@ -136,15 +184,25 @@ impl AugurProxy {
         let listener = self.capture.listener(session);
         if listener == Listener::Inbound {
             // Inbound: the local app, at the address the client dialled, unless a policy splits
-            // this pod's inbound traffic (and no sidecar split this request already).
+            // this pod's inbound traffic and no sidecar split this request already. Whoever
+            // sent the mark, it goes no further than here.
             ctx.inbound = true;
+            let mark = session.req_header_mut().remove_header(SPLIT_HEADER);
             let Some(dst) = capture::original_dst(session) else {
                 return Ok(Routed::PassedThrough);
             };
-            let split_here = !session.req_header().headers.contains_key(SPLIT_HEADER);
-            if split_here {
-                if let Decision::Forward(f) = decide(snapshot, &self.weights, session, true) {
-                    if f.rollout.is_some() {
+            if let Decision::Forward(f) = decide(snapshot, &self.weights, session, true) {
+                if let Some(policy) = f.rollout.as_deref() {
+                    let split_already = mark.as_ref().is_some_and(|v| {
+                        split_mark(snapshot, policy).is_some_and(|m| v.as_bytes() == m.as_bytes())
+                    });
+                    if !split_already {
+                        if mark.is_some() {
+                            tracing::debug!(
+                                policy,
+                                "ignored an x-augur-split that is not this policy's mark"
+                            );
+                        }
                         return Ok(Routed::Forward(f));
                     }
                 }

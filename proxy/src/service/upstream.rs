@@ -102,7 +102,10 @@ impl AugurProxy {
         let forwarded_on = ctx.inbound && ctx.passthrough.is_none();
         if let Some(policy) = ctx.rollout.as_deref().filter(|_| forwarded_on) {
             // Sent on from a stable pod to the canary: the canary's sidecar must not split it.
-            upstream.insert_header(super::request::SPLIT_HEADER, policy)?;
+            let snapshot = self.store.snapshot();
+            if let Some(mark) = super::request::split_mark(&snapshot, policy) {
+                upstream.insert_header(super::request::SPLIT_HEADER, &*mark)?;
+            }
         }
         // Envoy tells the upstream how long the proxy will wait for it, so that it can give up
         // in time; nothing when no timeout applies (Istio's default).
