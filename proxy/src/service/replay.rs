@@ -294,7 +294,26 @@ pub async fn pipe_again(
         .body_mode(BodyMode::ExpectBody)
         .user_ctx(Box::new(ticket))
         .build();
-    let (prepared, handle) = spawner.create_subrequest(&session.downstream_session, ctx);
+    let (prepared, handle) = if session.downstream_session.is_http2() {
+        // pingora builds the subrequest from an HTTP/1.1 rendering of the request; for an
+        // HTTP/2 client it writes the request line as `HTTP/2` and the authority only in the
+        // target, which its own HTTP/1 parser then refuses (a `400` instead of the retry). The
+        // subrequest is made from an HTTP/1.1 view of the request (with a Host header from
+        // `:authority`), and the client's request is left as it was.
+        let req = session.downstream_session.req_header_mut();
+        let version = req.version;
+        let added_host = host_from_authority(req);
+        req.set_version(http::Version::HTTP_11);
+        let made = spawner.create_subrequest(&session.downstream_session, ctx);
+        let req = session.downstream_session.req_header_mut();
+        req.set_version(version);
+        if added_host {
+            req.remove_header(&http::header::HOST);
+        }
+        made
+    } else {
+        spawner.create_subrequest(&session.downstream_session, ctx)
+    };
     let chunks = copy.take_chunks();
     let body = if chunks.is_empty() {
         InputBody::NoBody
@@ -306,7 +325,7 @@ pub async fn pipe_again(
         body: keep_up_to.map(|_| Vec::new()),
     };
     let limit = keep_up_to.unwrap_or(0);
-    let filter = |task: HttpTask| -> Result<Option<HttpTask>> {
+    let mut filter = |task: HttpTask| -> Result<Option<HttpTask>> {
         if let HttpTask::Body(Some(data), _) = &task {
             piped.response_bytes += data.len() as u64;
             if let Some(kept) = piped.body.as_mut() {
@@ -323,16 +342,30 @@ pub async fn pipe_again(
         session,
         prepared,
         handle,
-        filter,
+        &mut filter,
         InputBodyType::Preset(body),
     )
     .await;
-    // A subrequest that failed still answered (a local reply) unless its client went away; the
-    // error it reports then only says that it failed.
+    // A subrequest whose own attempt failed still answers: with its next attempt (a third try
+    // is a subrequest of this one) or a local reply. pingora reports its failure to this pipe
+    // as soon as it ends, and the pipe may take that report before the answer queued ahead of
+    // it, so the rest of the answer is forwarded here; the report then only says that an
+    // attempt failed. `Err` only when no answer came at all.
     let mut state = match piped_state {
         Ok(state) => state,
-        Err(e) if e.state.header_received => e.state,
-        Err(e) => return Err(e.error),
+        Err(mut e) => {
+            if let Some(rx) = e.state.pipe_rx.as_mut() {
+                let forwarded = forward_rest(session, rx, &mut filter).await;
+                e.state.header_received |= forwarded.header;
+                if let Err(write) = forwarded.result {
+                    tracing::debug!(error = %write, "the retried answer was cut short");
+                }
+            }
+            if !e.state.header_received {
+                return Err(e.error);
+            }
+            e.state
+        }
     };
     if let Some(join) = state.join_handle.take() {
         // The answer is out; let the subrequest's task finish while its channel is held.
@@ -340,6 +373,63 @@ pub async fn pipe_again(
     }
     drop(state);
     Ok(piped)
+}
+
+/// Gives `req` a Host header from its URI's authority when it has none (an HTTP/2 request
+/// carries it as `:authority`); `true` when one was added.
+fn host_from_authority(req: &mut pingora::http::RequestHeader) -> bool {
+    if req.headers.contains_key(http::header::HOST) {
+        return false;
+    }
+    let Some(authority) = req.uri.authority().map(|a| a.as_str().to_owned()) else {
+        return false;
+    };
+    req.insert_header(http::header::HOST, authority).is_ok()
+}
+
+/// What [`forward_rest`] sent on.
+struct Forwarded {
+    /// Whether a response header was among it.
+    header: bool,
+    /// `Err` when the client could not be written to, or the subrequest's answer failed.
+    result: Result<()>,
+}
+
+/// Sends on to the client what a subrequest still has in the pipe, until its answer is done or
+/// the subrequest has ended.
+async fn forward_rest(
+    session: &mut Session,
+    rx: &mut tokio::sync::mpsc::Receiver<HttpTask>,
+    filter: &mut impl FnMut(HttpTask) -> Result<Option<HttpTask>>,
+) -> Forwarded {
+    let mut header = false;
+    while let Some(task) = rx.recv().await {
+        header |= matches!(task, HttpTask::Header(..));
+        let task = match filter(task) {
+            Ok(Some(task)) => task,
+            Ok(None) => continue,
+            Err(e) => {
+                return Forwarded {
+                    header,
+                    result: Err(e),
+                }
+            }
+        };
+        match session.write_response_tasks(vec![task]).await {
+            Ok(true) => break,
+            Ok(false) => {}
+            Err(e) => {
+                return Forwarded {
+                    header,
+                    result: Err(e),
+                }
+            }
+        }
+    }
+    Forwarded {
+        header,
+        result: Ok(()),
+    }
 }
 
 #[cfg(test)]
