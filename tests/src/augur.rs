@@ -270,6 +270,22 @@ impl Proxy {
         crate::metrics::sum(&self.metrics_text(), selector)
     }
 
+    /// Waits until the series `selector` selects sum to at least `expected` (see
+    /// [`crate::metrics::wait_for_sum`]) and returns the sum, for a metric recorded after
+    /// the response the test already holds.
+    pub fn wait_for_metric(&self, selector: &str, expected: f64) -> f64 {
+        let prometheus = self.prometheus;
+        crate::metrics::wait_for_sum(
+            || {
+                http::get(prometheus, "localhost", "/stats/prometheus")
+                    .ok()
+                    .map(|r| r.body)
+            },
+            selector,
+            expected,
+        )
+    }
+
     /// The Prometheus endpoint's exposition.
     pub fn metrics_text(&self) -> String {
         http::get(self.prometheus, "localhost", "/stats/prometheus")

@@ -2,13 +2,15 @@
 //! started with a static configuration written the way Istio programs a sidecar, so that a
 //! test can send the same bytes to Envoy and to augur and compare what each did.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::http;
-use crate::{free_port, wait_for};
+use crate::wait_for;
 
 /// The Envoy binary.
 pub fn binary() -> PathBuf {
@@ -78,19 +80,16 @@ impl Envoy {
     /// Starts Envoy with these listeners (host `model`, any port, goes to their one virtual host) and
     /// static clusters `(name, port on 127.0.0.1)`, and waits until it is ready.
     pub fn start(dir: &Path, listeners: &[Listener<'_>], clusters: &[(&str, u16)]) -> Self {
-        let admin = free_port();
-        let log = dir.join(format!("envoy-access-{admin}.log"));
-        let mut config = format!(
-            "admin: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}}}\n\
-             static_resources:\n  listeners:\n"
+        let id = unique_id();
+        let log = dir.join(format!("envoy-access-{id}.log"));
+        let mut config = String::from(
+            "admin: {address: {socket_address: {address: 127.0.0.1, port_value: 0}}}\n\
+             static_resources:\n  listeners:\n",
         );
-        let mut listen = Vec::new();
         for (i, l) in listeners.iter().enumerate() {
-            let port = free_port();
-            listen.push(SocketAddr::from(([127, 0, 0, 1], port)));
             config.push_str(&format!(
                 r#"  - name: l{i}
-    address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}
+    address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
     filter_chains:
     - filters:
       - name: envoy.filters.network.http_connection_manager
@@ -126,38 +125,77 @@ impl Envoy {
                  {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}}}]}}]\n"
             ));
         }
-        let path = dir.join(format!("envoy-{admin}.yaml"));
+        let names: Vec<String> = (0..listeners.len()).map(|i| format!("l{i}")).collect();
+        let (envoy, _) = Self::spawn_on_port_zero(
+            dir,
+            &format!("envoy-{id}"),
+            config,
+            &["--file-flush-interval-msec", "50"],
+            &names,
+            log,
+        );
+        envoy
+    }
+
+    /// Starts Envoy with `config`, whose admin and listeners all bind port 0, and waits until
+    /// it is ready; reads the admin's address back from `--admin-address-path` and the
+    /// listeners' (`names`, in order) from the admin's `/listeners`, as Istio's agent does, so
+    /// no port is picked before Envoy binds it (another process could take it meanwhile).
+    /// No hot restart: nothing is shared between Envoys running side by side.
+    fn spawn_on_port_zero(
+        dir: &Path,
+        stem: &str,
+        config: String,
+        extra: &[&str],
+        names: &[String],
+        log: PathBuf,
+    ) -> (Self, SocketAddr) {
+        let path = dir.join(format!("{stem}.yaml"));
         std::fs::write(&path, config).expect("write envoy.yaml");
-        let stderr_path = dir.join(format!("envoy-{admin}.stderr"));
+        let stderr_path = dir.join(format!("{stem}.stderr"));
+        let admin_path = dir.join(format!("{stem}.admin"));
         let stderr = std::fs::File::create(&stderr_path).expect("envoy stderr file");
-        let child = Command::new(binary())
+        let mut child = Command::new(binary())
             .arg("-c")
             .arg(&path)
-            .args([
-                "--log-level",
-                "error",
-                "--file-flush-interval-msec",
-                "50",
-                "--base-id",
-            ])
-            .arg(admin.to_string())
+            .args(["--log-level", "error", "--disable-hot-restart"])
+            .args(extra)
+            .arg("--admin-address-path")
+            .arg(&admin_path)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
             .expect("start envoy");
-        let mut envoy = Envoy { child, listen, log };
-        let admin = SocketAddr::from(([127, 0, 0, 1], admin));
-        wait_for("envoy to be ready", Duration::from_secs(30), || {
-            if let Ok(Some(status)) = envoy.child.try_wait() {
+        let exited = |child: &mut Child| {
+            if let Ok(Some(status)) = child.try_wait() {
                 let said = std::fs::read_to_string(&stderr_path).unwrap_or_default();
                 panic!("envoy exited: {status}: {said}");
             }
+        };
+        let admin: SocketAddr = wait_for("envoy's admin address", Duration::from_secs(30), || {
+            exited(&mut child);
+            std::fs::read_to_string(&admin_path)
+                .ok()
+                .and_then(|a| a.trim().parse().ok())
+        });
+        wait_for("envoy to be ready", Duration::from_secs(30), || {
+            exited(&mut child);
             http::get(admin, "localhost", "/ready")
                 .ok()
                 .filter(|r| r.status == 200)
         });
-        envoy
+        // A listener is listed once it is active (warmed).
+        let listen = wait_for("envoy's listeners", Duration::from_secs(30), || {
+            exited(&mut child);
+            let listeners = http::get(admin, "localhost", "/listeners?format=json").ok()?;
+            let bound = listener_addresses(&listeners.body);
+            names
+                .iter()
+                .map(|name| bound.get(name).copied())
+                .collect::<Option<Vec<_>>>()
+        });
+        (Envoy { child, listen, log }, admin)
     }
 
     /// Starts a stock Envoy whose one listener takes its routes over xDS RDS (REST-JSON,
@@ -170,16 +208,15 @@ impl Envoy {
         route_config_name: &str,
         clusters: &[(&str, u16)],
     ) -> (Self, SocketAddr) {
-        let admin = free_port();
-        let port = free_port();
-        let log = dir.join(format!("envoy-access-{admin}.log"));
+        let id = unique_id();
+        let log = dir.join(format!("envoy-access-{id}.log"));
         let mut config = format!(
-            r#"admin: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}}}
+            r#"admin: {{address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}}}
 node: {{id: envoy-rds, cluster: envoy-rds}}
 static_resources:
   listeners:
   - name: l0
-    address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}
+    address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
     filter_chains:
     - filters:
       - name: envoy.filters.network.http_connection_manager
@@ -215,36 +252,14 @@ static_resources:
                 std::net::SocketAddr::from(([127, 0, 0, 1], *port)),
             ));
         }
-        let path = dir.join(format!("envoy-rds-{admin}.yaml"));
-        std::fs::write(&path, config).expect("write envoy.yaml");
-        let stderr_path = dir.join(format!("envoy-{admin}.stderr"));
-        let stderr = std::fs::File::create(&stderr_path).expect("envoy stderr file");
-        let child = Command::new(binary())
-            .arg("-c")
-            .arg(&path)
-            .args(["--log-level", "error", "--base-id"])
-            .arg(admin.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("start envoy");
-        let mut envoy = Envoy {
-            child,
-            listen: vec![SocketAddr::from(([127, 0, 0, 1], port))],
+        Self::spawn_on_port_zero(
+            dir,
+            &format!("envoy-rds-{id}"),
+            config,
+            &[],
+            &["l0".to_owned()],
             log,
-        };
-        let admin = SocketAddr::from(([127, 0, 0, 1], admin));
-        wait_for("envoy to be ready", Duration::from_secs(30), || {
-            if let Ok(Some(status)) = envoy.child.try_wait() {
-                let said = std::fs::read_to_string(&stderr_path).unwrap_or_default();
-                panic!("envoy exited: {status}: {said}");
-            }
-            http::get(admin, "localhost", "/ready")
-                .ok()
-                .filter(|r| r.status == 200)
-        });
-        (envoy, admin)
+        )
     }
 
     /// Starts a stock Envoy in a pod of a [`crate::cluster::Cluster`] that takes its routes
@@ -390,4 +405,54 @@ fn static_cluster(name: &str, addr: std::net::SocketAddr) -> String {
         addr.ip(),
         addr.port()
     )
+}
+
+/// A name no other Envoy of this test process uses, for its files in a shared directory.
+fn unique_id() -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The address each listener bound, by name, from the admin's `/listeners?format=json`
+/// (`{"listener_statuses": [{"name", "local_address": {"socket_address": {...}}}]}`).
+fn listener_addresses(json: &str) -> BTreeMap<String, SocketAddr> {
+    let v: serde_json::Value = serde_json::from_str(json)
+        .unwrap_or_else(|e| panic!("envoy's /listeners is not JSON ({e}): {json}"));
+    v["listener_statuses"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no listener_statuses in envoy's /listeners: {json}"))
+        .iter()
+        .map(|l| {
+            let socket = &l["local_address"]["socket_address"];
+            let (Some(name), Some(ip), Some(port)) = (
+                l["name"].as_str(),
+                socket["address"].as_str().and_then(|a| a.parse().ok()),
+                socket["port_value"]
+                    .as_u64()
+                    .and_then(|p| u16::try_from(p).ok()),
+            ) else {
+                panic!("a listener without a name or a socket address: {l}");
+            };
+            (name.to_owned(), SocketAddr::new(ip, port))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listeners_are_read_by_name() {
+        let json = r#"{"listener_statuses":[
+            {"name":"l1","local_address":{"socket_address":{"address":"127.0.0.1","port_value":40001}}},
+            {"name":"l0","local_address":{"socket_address":{"address":"127.0.0.1","port_value":40000}}}]}"#;
+        let bound = listener_addresses(json);
+        assert_eq!(bound["l0"], SocketAddr::from(([127, 0, 0, 1], 40000)));
+        assert_eq!(bound["l1"], SocketAddr::from(([127, 0, 0, 1], 40001)));
+    }
 }

@@ -19,9 +19,10 @@ use std::time::{Duration, Instant};
 
 /// A loopback port that was free a moment ago (bound once to ask the kernel, then released):
 /// another process may take it before it is used. Only for third-party servers that cannot
-/// report the port they bound; augur itself binds port 0 and reports its ports
-/// (`--address-file`, used by [`augur::Proxy`]); where nothing may listen, use
-/// [`RefusedPort`].
+/// report the port they bound, and then through [`start_on_free_ports`], which starts them
+/// again on another port when that happened; augur itself binds port 0 and reports its ports
+/// (`--address-file`, used by [`augur::Proxy`]), and so does Envoy ([`envoy::Envoy`]); where
+/// nothing may listen, use [`RefusedPort`].
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -29,17 +30,51 @@ pub fn free_port() -> u16 {
         .expect("no free loopback port")
 }
 
+/// How a third-party server's start on given ports ended (see [`start_on_free_ports`]).
+pub enum Started<T> {
+    /// It is up and serving on them.
+    Up(T),
+    /// It failed because another process had bound one of them first (`EADDRINUSE`).
+    PortTaken,
+}
+
+/// Starts a third-party server that cannot bind port 0 and report the port it got (nginx,
+/// Prometheus) on `n` loopback ports free a moment ago ([`free_port`]), and starts it again on
+/// new ones for as long as it fails only because another process took one of them between
+/// the pick and its bind. `start` gets the ports and says how the start ended; returns what it
+/// started, with the ports it serves on. Panics after 20 tries, which parallel tests never
+/// need.
+pub fn start_on_free_ports<T>(
+    n: usize,
+    mut start: impl FnMut(&[u16]) -> Started<T>,
+) -> (T, Vec<u16>) {
+    const TRIES: usize = 20;
+    for _ in 0..TRIES {
+        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        if let Started::Up(server) = start(&ports) {
+            return (server, ports);
+        }
+    }
+    panic!("{TRIES} tries in a row found a picked port taken");
+}
+
 /// Polls `check` every 50 ms until it returns `Some`, or panics with `what` after `timeout`.
-pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+pub fn wait_for<T>(what: &str, timeout: Duration, check: impl FnMut() -> Option<T>) -> T {
+    try_wait_for(timeout, check)
+        .unwrap_or_else(|| panic!("timed out after {timeout:?} waiting for {what}"))
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, or returns `None` after `timeout`
+/// (for callers that explain a timeout better than [`wait_for`] can).
+pub fn try_wait_for<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(v) = check() {
-            return v;
+            return Some(v);
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
+        if Instant::now() >= deadline {
+            return None;
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
 }

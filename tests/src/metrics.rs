@@ -4,6 +4,7 @@
 //! include every pair given (other labels may differ), as `sum(metric{...})` would in PromQL.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 /// One sample line: `name{label="value",...} value`.
 #[derive(Debug, Clone, PartialEq)]
@@ -75,6 +76,32 @@ pub fn sum(text: &str, selector: &str) -> f64 {
 pub fn count(text: &str, selector: &str) -> usize {
     let selector = Selector::parse(selector);
     parse(text).iter().filter(|s| selector.matches(s)).count()
+}
+
+/// How long [`wait_for_sum`] waits: generous, because it only bounds a failure, and a busy
+/// CI machine may take seconds to record what a passing run records at once.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// Polls `scrape` (one exposition per call, `None` while it cannot be read) until the series
+/// `selector` selects sum to at least `expected`, and returns that sum, which may be more: the
+/// caller asserts the exact value, so a count that overshoots fails instead of passing. Panics
+/// after [`WAIT`] with the last sum. For a metric recorded after the event the test saw (a
+/// request is counted once its response is sent; a TCP connection's bytes once it closed),
+/// where reading once would race with the proxy.
+pub fn wait_for_sum(
+    mut scrape: impl FnMut() -> Option<String>,
+    selector: &str,
+    expected: f64,
+) -> f64 {
+    let mut last = None;
+    let reached = crate::try_wait_for(WAIT, || {
+        let total = sum(&scrape()?, selector);
+        last = Some(total);
+        (total >= expected).then_some(total)
+    });
+    reached.unwrap_or_else(|| {
+        panic!("{selector} never reached {expected} within {WAIT:?}: last read {last:?}")
+    })
 }
 
 fn parse_value(v: &str) -> Option<f64> {
@@ -173,6 +200,30 @@ mod tests {
         let series = parse(TEXT);
         assert_eq!(series[2].labels["path"], "a,b}\"c");
         assert_eq!(series[2].value, 2.0);
+    }
+
+    #[test]
+    fn waiting_returns_the_sum_once_it_is_reached() {
+        let mut reads = ["", "istio_requests_total{reporter=\"source\"} 1\n", TEXT].into_iter();
+        let got = wait_for_sum(
+            || reads.next().map(str::to_owned),
+            "istio_requests_total{destination_version=\"v2\"}",
+            5.0,
+        );
+        assert_eq!(got, 5.0);
+        assert_eq!(
+            reads.next(),
+            None,
+            "read until the sum was there, then stopped"
+        );
+    }
+
+    #[test]
+    fn waiting_returns_an_overshoot_for_the_caller_to_fail_on() {
+        assert_eq!(
+            wait_for_sum(|| Some(TEXT.to_owned()), "istio_requests_total", 1.0),
+            12.0
+        );
     }
 
     #[test]

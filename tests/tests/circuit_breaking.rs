@@ -102,13 +102,18 @@ fn requests_beyond_the_connection_pool_get_a_fast_503_uo() {
     assert_eq!(codes.iter().filter(|c| **c == 503).count(), 1, "{codes:?}");
     assert_eq!(concurrent.served(), 2);
 
-    let text = proxy.admin_get("/stats/prometheus").body;
-    let uo: f64 = text
-        .lines()
-        .filter(|l| l.starts_with("istio_requests_total{") && l.contains(r#"response_flags="UO""#))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum();
-    assert_eq!(uo, 3.0, "UO responses are counted with their flag");
+    // A request is counted once its response is sent: wait for the count, then check it.
+    let uo = r#"istio_requests_total{response_flags="UO"}"#;
+    assert_eq!(
+        proxy.wait_for_metric(uo, 3.0),
+        3.0,
+        "UO responses are counted with their flag"
+    );
+    assert_eq!(
+        proxy.wait_for_metric(r#"istio_requests_total{response_code="200"}"#, 4.0),
+        4.0,
+        "the served ones too"
+    );
     proxy.stop();
     let text = std::fs::read_to_string(&log).expect("the proxy's log");
     assert!(

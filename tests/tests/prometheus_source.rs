@@ -3,6 +3,7 @@
 //! (the sidecars' `augur_rollout_*` series, summed over them), promotes a healthy canary, rolls
 //! back one that fails across the fleet, and holds while Prometheus does not answer.
 
+use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -12,7 +13,7 @@ use augur_tests::http::Connection;
 use augur_tests::policy::{canary_policy, primary_route, service, virtual_service, write};
 use augur_tests::prometheus::Prometheus;
 use augur_tests::upstream::{Answer, Upstream};
-use augur_tests::{free_port, wait_for};
+use augur_tests::wait_for;
 
 /// The rollout's process (A): stable v1 and canary v2, analysis read from Prometheus in 2-s
 /// windows 2 s behind (the test Prometheus scrapes every second), an error-rate trigger.
@@ -68,39 +69,57 @@ fn loopback(port: u16) -> SocketAddr {
 
 const STEPS: &str = "  - setWeight: 50\n  - analysis: {}\n  - setWeight: 100\n";
 
+/// What the test got back through one sidecar, by the model version that answered:
+/// `(answers, of which 5xx)`.
+type Answers = BTreeMap<String, (usize, usize)>;
+
+/// Sends `GET /predict` through `conn` and counts the answer under its model version.
+fn send(conn: &mut Connection, answers: &mut Answers) {
+    let r = conn.get("model", "/predict").expect("request");
+    let body: serde_json::Value = serde_json::from_str(&r.body)
+        .unwrap_or_else(|e| panic!("not a model's answer ({e}): {} {}", r.status, r.body));
+    let version = body["model_version"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no model_version: {}", r.body));
+    let counted = answers.entry(version.to_owned()).or_default();
+    counted.0 += 1;
+    counted.1 += usize::from(r.status >= 500);
+}
+
 /// Two sidecars carry the traffic and a real Prometheus scrapes them; A, which serves nothing,
 /// runs the rollout on what Prometheus says. Requests go through both sidecars until A leaves
-/// `progressing`; returns A's status then.
-fn run_fleet(v2: Upstream) -> (serde_json::Value, [f64; 2]) {
+/// `progressing`; returns A's status then, after checking that each sidecar exported exactly
+/// the requests the test sent through it, per arm and outcome.
+fn run_fleet(v2: Upstream) -> serde_json::Value {
     let v1 = Upstream::start("v1");
-    let prom_addr = loopback(free_port());
     let dirs: Vec<_> = (0..3)
         .map(|_| tempfile::tempdir().expect("tempdir"))
         .collect();
-    let a = Proxy::start(&[&rollout_policy(
-        dirs[0].path(),
-        &v1,
-        &v2,
-        &prom_addr.to_string(),
-        STEPS,
-        "",
-    )]);
     let b = [
         sidecar(dirs[1].path(), &v1, &v2),
         sidecar(dirs[2].path(), &v1, &v2),
     ];
-    let _prometheus = Prometheus::start(prom_addr, &[b[0].prometheus, b[1].prometheus]);
+    let prometheus = Prometheus::start_on_loopback(&[b[0].prometheus, b[1].prometheus]);
+    let a = Proxy::start(&[&rollout_policy(
+        dirs[0].path(),
+        &v1,
+        &v2,
+        &prometheus.addr.to_string(),
+        STEPS,
+        "",
+    )]);
     let mut conns: Vec<Connection> = b
         .iter()
         .map(|p| Connection::open(p.listen).expect("connect"))
         .collect();
+    let mut answers = [Answers::new(), Answers::new()];
     let st = wait_for(
         "a decision on the fleet's evidence",
         Duration::from_secs(120),
         || {
             for _ in 0..20 {
-                for c in &mut conns {
-                    c.get("model", "/predict").expect("request");
+                for (c, got) in conns.iter_mut().zip(&mut answers) {
+                    send(c, got);
                 }
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -108,24 +127,55 @@ fn run_fleet(v2: Upstream) -> (serde_json::Value, [f64; 2]) {
             (st["state"]["phase"] != "progressing").then_some(st)
         },
     );
-    // Each sidecar sent about half its requests to the canary and exported them; A forwarded
+    // Each sidecar exported exactly what the test sent through it, per arm and outcome (a
+    // request is counted once its response is sent: wait for the total first); A forwarded
     // none: what it judged came from the fleet, through Prometheus.
-    let canary = |p: &Proxy| {
-        p.metric("augur_rollout_requests_total{policy=\"default/model\",arm=\"canary\"}")
-    };
-    let counted = [canary(&b[0]), canary(&b[1])];
-    assert!(counted.iter().all(|&n| n > 0.0), "{counted:?}");
+    for (i, (sidecar, got)) in b.iter().zip(&answers).enumerate() {
+        for (arm, version) in [("stable", "v1"), ("canary", "v2")] {
+            let (sent, errors) = got.get(version).copied().unwrap_or_default();
+            assert!(sent > 0, "sidecar {i} sent {arm} nothing: {got:?}");
+            let requests =
+                format!("augur_rollout_requests_total{{policy=\"default/model\",arm=\"{arm}\"}}");
+            assert_eq!(
+                sidecar.wait_for_metric(&requests, sent as f64),
+                sent as f64,
+                "sidecar {i}'s {arm} requests: {got:?}"
+            );
+            assert_eq!(
+                sidecar.metric(&format!(
+                    "augur_rollout_requests_total{{policy=\"default/model\",arm=\"{arm}\",outcome=\"error\"}}"
+                )),
+                errors as f64,
+                "sidecar {i}'s {arm} errors: {got:?}"
+            );
+            assert_eq!(
+                sidecar.wait_for_metric(
+                    &format!("istio_requests_total{{destination_version=\"{version}\"}}"),
+                    sent as f64
+                ),
+                sent as f64,
+                "sidecar {i}'s Istio count for {version}: {got:?}"
+            );
+        }
+    }
+    for (version, upstream) in [("v1", &v1), ("v2", &v2)] {
+        let sent: usize = answers
+            .iter()
+            .map(|got| got.get(version).map_or(0, |c| c.0))
+            .sum();
+        assert_eq!(upstream.served(), sent, "{version} served what was sent");
+    }
     assert_eq!(
         augur_tests::metrics::count(&a.metrics_text(), "augur_rollout_requests_total"),
         0,
         "A served nothing"
     );
-    (st, counted)
+    st
 }
 
 #[test]
 fn a_healthy_canary_is_promoted_on_the_fleets_evidence() {
-    let (st, _) = run_fleet(Upstream::start("v2"));
+    let st = run_fleet(Upstream::start("v2"));
     assert_eq!(st["state"]["phase"], "promoted", "{st}");
     let verdict = &st["decisions"]
         .as_array()
@@ -143,7 +193,7 @@ fn a_canary_failing_across_the_fleet_is_rolled_back() {
         status: if n % 3 == 0 { 503 } else { 200 },
         delay: Duration::ZERO,
     });
-    let (st, _) = run_fleet(v2);
+    let st = run_fleet(v2);
     assert_eq!(st["state"]["phase"], "rolled_back", "{st}");
     assert_eq!(st["weights"]["canary"], 0);
     let reason = st["state"]["reason"].as_str().unwrap_or("");
@@ -216,14 +266,13 @@ fn prometheus_down_or_silent_holds_the_rollout_and_never_promotes() {
 #[test]
 fn prometheus_without_evidence_pauses_the_rollout_for_lack_of_data() {
     let (v1, v2) = (Upstream::start("v1"), Upstream::start("v2"));
-    let prom_addr = loopback(free_port());
-    let _prometheus = Prometheus::start(prom_addr, &[]);
+    let prometheus = Prometheus::start_on_loopback(&[]);
     let dir = tempfile::tempdir().expect("tempdir");
     let a = Proxy::start(&[&rollout_policy(
         dir.path(),
         &v1,
         &v2,
-        &prom_addr.to_string(),
+        &prometheus.addr.to_string(),
         STEPS,
         "    consecutiveErrorLimit: 1\n    onNoData: hold\n",
     )]);

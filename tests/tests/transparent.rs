@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use augur_tests::augur::bin;
 use augur_tests::netns::{curl, must, spawn_in, spawn_logged, Netns, Running};
-use augur_tests::wait_for;
+use augur_tests::{metrics, wait_for};
 
 const POD_IP: &str = "10.214.0.2";
 const PEER_IP: &str = "10.214.0.1";
@@ -198,26 +198,26 @@ sys.stdout.write(got.hex())
         .collect()
 }
 
-/// The sum of a Prometheus metric's series whose labels contain every one of `labels`.
-fn metric_sum(ns: &str, name: &str, labels: &[&str]) -> f64 {
+/// The pod's augur's Prometheus exposition, read from inside the pod.
+fn exposition(ns: &str) -> Option<String> {
     curl(ns, "http://127.0.0.1:15090/stats/prometheus", None)
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")) && labels.iter().all(|f| l.contains(f)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
-fn destination_requests(ns: &str) -> f64 {
-    curl(ns, "http://127.0.0.1:15090/stats/prometheus", None)
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| {
-            l.starts_with("istio_requests_total{") && l.contains("reporter=\"destination\"")
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+/// The sum of the series `selector` selects in the pod's augur's metrics now.
+fn metric(ns: &str, selector: &str) -> f64 {
+    metrics::sum(&exposition(ns).unwrap_or_default(), selector)
 }
+
+/// Waits until the series `selector` selects sum to `expected` in the pod's augur's metrics,
+/// and asserts they sum to exactly that: augur records a request once its response is sent,
+/// and a connection's bytes once it closed, after the client already has what it waited for.
+fn assert_metric_reaches(ns: &str, selector: &str, expected: f64, what: &str) {
+    let got = metrics::wait_for_sum(|| exposition(ns), selector, expected);
+    assert_eq!(got, expected, "{selector}: {what}");
+}
+
+/// Istio's request count as the pod's inbound side reports it.
+const DESTINATION_REQUESTS: &str = r#"istio_requests_total{reporter="destination"}"#;
 
 /// The fields of one line of Istio's default access-log format, quotes removed: 0 start time,
 /// 1 `METHOD PATH PROTOCOL`, 2 code, 3 flags, 4 details, 5 termination details, 6 upstream
@@ -420,13 +420,14 @@ fn captured_traffic_is_routed_passed_through_and_never_looped() {
 
     // Inbound: the client dials the app; iptables hands it to 15006; augur forwards it to the
     // app from 127.0.0.6, which the rules let through.
-    let before = destination_requests(&pod);
+    let before = metric(&pod, DESTINATION_REQUESTS);
     let inbound = curl(&peer, &format!("http://{POD_IP}:8080/who"), None);
     assert_eq!(inbound.as_deref(), Some("app"));
-    assert_eq!(
-        destination_requests(&pod),
+    assert_metric_reaches(
+        &pod,
+        DESTINATION_REQUESTS,
         before + 1.0,
-        "the inbound request went through augur"
+        "the inbound request went through augur",
     );
     let line = access_line(&access_log, &format!("{POD_IP}:8080"), "GET /who HTTP/1.1");
     assert_eq!(
@@ -437,12 +438,23 @@ fn captured_traffic_is_routed_passed_through_and_never_looped() {
     assert!(line[17].starts_with("127.0.0.6:"), "{line:?}");
     assert!(line[19].starts_with(&format!("{PEER_IP}:")), "{line:?}");
 
-    // Excluded inbound port: straight to the app, augur never sees it.
+    // Excluded inbound port: straight to the app, augur never sees it. A second request to
+    // the app after it, counted, bounds the wait: had augur seen the bypass, it would have
+    // counted it before this one.
     assert_eq!(
         curl(&peer, &format!("http://{POD_IP}:9999/who"), None).as_deref(),
         Some("bypass")
     );
-    assert_eq!(destination_requests(&pod), before + 1.0);
+    assert_eq!(
+        curl(&peer, &format!("http://{POD_IP}:8080/who"), None).as_deref(),
+        Some("app")
+    );
+    assert_metric_reaches(
+        &pod,
+        DESTINATION_REQUESTS,
+        before + 2.0,
+        "the excluded port's request did not go through augur",
+    );
 
     // Outbound HTTP on a port a service declares HTTP (80), covered by the VirtualService:
     // routed to its endpoint, not the dialled address.
@@ -526,34 +538,42 @@ fn captured_traffic_is_routed_passed_through_and_never_looped() {
 
     // Opaque TCP (here bytes like a TLS ClientHello) passes through to the original destination
     // in both directions, counted in Istio's TCP metrics and logged as Envoy's tcp_proxy does.
-    let outbound = [
-        r#"reporter="source""#,
-        r#"destination_service_name="PassthroughCluster""#,
-    ];
-    let opened = metric_sum(&pod, "istio_tcp_connections_opened_total", &outbound);
-    let received = metric_sum(&pod, "istio_tcp_received_bytes_total", &outbound);
-    let sent = metric_sum(&pod, "istio_tcp_sent_bytes_total", &outbound);
+    let outbound = |name: &str| {
+        format!(r#"{name}{{reporter="source",destination_service_name="PassthroughCluster"}}"#)
+    };
+    let [opened, received, sent] = [
+        "istio_tcp_connections_opened_total",
+        "istio_tcp_received_bytes_total",
+        "istio_tcp_sent_bytes_total",
+    ]
+    .map(outbound);
+    let before = [&opened, &received, &sent].map(|m| metric(&pod, m));
     let payload = b"\x16\x03\x01 opaque bytes";
     let echoed = tcp_exchange(&pod, PEER_IP, 7000, payload, false);
     assert_eq!(echoed.as_deref(), Some(&b"\x16\x03\x01 OPAQUE BYTES"[..]));
-    assert_eq!(
-        metric_sum(&pod, "istio_tcp_connections_opened_total", &outbound),
-        opened + 1.0,
-        "the opaque connection went through augur"
-    );
-    wait_for(
-        "the closed connection's bytes",
-        Duration::from_secs(5),
-        || {
-            (metric_sum(&pod, "istio_tcp_received_bytes_total", &outbound)
-                >= received + payload.len() as f64)
-                .then_some(())
-        },
-    );
-    assert_eq!(
-        metric_sum(&pod, "istio_tcp_sent_bytes_total", &outbound),
-        sent + payload.len() as f64
-    );
+    let len = payload.len() as f64;
+    for (selector, before, more, what) in [
+        (
+            &opened,
+            before[0],
+            1.0,
+            "the opaque connection went through augur",
+        ),
+        (
+            &received,
+            before[1],
+            len,
+            "its bytes from the client, once closed",
+        ),
+        (
+            &sent,
+            before[2],
+            len,
+            "its bytes to the client, once closed",
+        ),
+    ] {
+        assert_metric_reaches(&pod, selector, before + more, what);
+    }
     let line = access_line(&access_log, &format!("{PEER_IP}:7000"), "- - -");
     let len = payload.len().to_string();
     assert_eq!(
@@ -590,13 +610,16 @@ fn captured_traffic_is_routed_passed_through_and_never_looped() {
     assert_eq!(redis.as_deref(), Some(&b"GET KEY\r\n"[..]));
 
     // Inbound opaque TCP reaches the app from 127.0.0.6, reported by the destination.
-    let inbound_tcp = [r#"reporter="destination""#, r#"request_protocol="tcp""#];
-    let before = metric_sum(&pod, "istio_tcp_connections_opened_total", &inbound_tcp);
+    let inbound_tcp =
+        r#"istio_tcp_connections_opened_total{reporter="destination",request_protocol="tcp"}"#;
+    let before = metric(&pod, inbound_tcp);
     let echoed = tcp_exchange(&peer, POD_IP, 7002, b"\x00\x01inbound", false);
     assert_eq!(echoed.as_deref(), Some(&b"\x00\x01INBOUND"[..]));
-    assert_eq!(
-        metric_sum(&pod, "istio_tcp_connections_opened_total", &inbound_tcp),
-        before + 1.0
+    assert_metric_reaches(
+        &pod,
+        inbound_tcp,
+        before + 1.0,
+        "the inbound connection went through augur",
     );
     let line = access_line(&access_log, &format!("{POD_IP}:7002"), "- - -");
     assert_eq!(
