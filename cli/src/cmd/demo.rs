@@ -263,10 +263,10 @@ fn run_in(
         None => v2,
     };
 
-    // The fleet's evidence store: a Prometheus on loopback (its port picked here: it cannot
-    // report one it picked itself).
+    // The fleet's evidence store: a Prometheus on loopback, started first, since the policy
+    // names its address; it scrapes the sidecars once they are up.
     let prometheus_addr = if args.fleet {
-        Some(fleet::free_loopback()?)
+        Some(fleet::start_prometheus(&mut procs, work)?)
     } else {
         None
     };
@@ -290,7 +290,7 @@ fn run_in(
             let (listen, admin) = single_proxy(&mut procs, &policy_file, admin, &env, work)?;
             (vec![listen], admin, Vec::new())
         }
-        Some(prom) => fleet::start(&mut procs, &policy_file, admin, prom, &env, work)?,
+        Some(_) => fleet::start(&mut procs, &policy_file, admin, &env, work)?,
     };
     header.push(format!(
         "dashboard: http://{admin}/ui   (or: augur rollout status --admin {admin} --watch)"

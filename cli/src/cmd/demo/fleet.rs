@@ -15,11 +15,16 @@ use augur_proxy::ports::ProxyAddresses;
 /// Sidecars in the fleet.
 const SIDECARS: usize = 3;
 
-/// A loopback port free a moment ago, for Prometheus, which cannot report a port it picked.
-pub(super) fn free_loopback() -> anyhow::Result<SocketAddr> {
+/// A loopback port free a moment ago, for Prometheus, which cannot report a port it picked:
+/// another process may take it first, so [`start_prometheus`] retries.
+fn free_loopback() -> anyhow::Result<SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0").context("finding a port for Prometheus")?;
     Ok(listener.local_addr()?)
 }
+
+/// Where Prometheus finds its targets (file-based discovery): the sidecars' metrics
+/// addresses, written by [`start`] once they are up.
+const TARGETS: &str = "prometheus-targets.json";
 
 /// The controller's addresses (`--address-file`).
 #[derive(serde::Deserialize)]
@@ -41,12 +46,12 @@ impl Drop for Killed {
 /// `/ui`), and each sidecar's name and Prometheus address.
 pub(super) type Started = (Vec<SocketAddr>, SocketAddr, Vec<(String, SocketAddr)>);
 
-/// Starts the controller, the sidecars and Prometheus.
+/// Starts the controller and the sidecars, and points the Prometheus of
+/// [`start_prometheus`] at the sidecars.
 pub(super) fn start(
     procs: &mut procs::Procs,
     policy: &Path,
     admin: SocketAddr,
-    prometheus: SocketAddr,
     env: &[(&str, &Path)],
     work: &Path,
 ) -> anyhow::Result<Started> {
@@ -132,47 +137,82 @@ pub(super) fn start(
         listens.push(bound.listen[0]);
         sidecars.push((name, bound.prometheus));
     }
-    let scraper = start_prometheus(prometheus, &sidecars, work)?;
-    procs.wait_ready(
-        "prometheus",
-        prometheus,
-        "/-/ready",
-        Duration::from_secs(60),
-    )?;
-    // Prometheus lives as long as the demo's processes.
-    procs.keep(Box::new(scraper));
+    write_targets(&sidecars, work)?;
     Ok((listens, controller.listen, sidecars))
 }
 
-/// Prometheus scraping every sidecar each second.
-fn start_prometheus(
-    addr: SocketAddr,
-    sidecars: &[(String, SocketAddr)],
+/// Starts Prometheus on loopback, scraping every second the sidecars [`start`] names later,
+/// and returns its address; it lives as long as `procs`. Prometheus cannot bind port 0 and
+/// report the port, so the port is picked here, and when another process took it before
+/// Prometheus bound it (Prometheus exits: "address already in use"), Prometheus is started
+/// again on another.
+pub(super) fn start_prometheus(
+    procs: &mut procs::Procs,
     work: &Path,
-) -> anyhow::Result<Killed> {
-    let targets: Vec<String> = sidecars.iter().map(|(_, a)| format!("'{a}'")).collect();
+) -> anyhow::Result<SocketAddr> {
+    const TRIES: usize = 20;
+    let targets = work.join(TARGETS);
+    write_targets(&[], work)?;
     let config = format!(
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n\
-         - job_name: augur-sidecars\n  metrics_path: /stats/prometheus\n  static_configs:\n  \
-         - targets: [{}]\n",
-        targets.join(", ")
+         - job_name: augur-sidecars\n  metrics_path: /stats/prometheus\n  file_sd_configs:\n  \
+         - files: ['{}']\n    refresh_interval: 1s\n",
+        targets.display()
     );
     let path = work.join("prometheus.yml");
     std::fs::write(&path, config).context("writing prometheus.yml")?;
-    let log = std::fs::File::create(work.join("prometheus.log"))?;
-    let child = Command::new("prometheus")
-        .arg(format!("--config.file={}", path.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            work.join("prometheus-data").display()
-        ))
-        .arg(format!("--web.listen-address={addr}"))
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .context("starting prometheus (the Debian package; scripts/setup.sh installs it)")?;
-    Ok(Killed(child))
+    let log_path = work.join("prometheus.log");
+    for _ in 0..TRIES {
+        let addr = free_loopback()?;
+        let log = std::fs::File::create(&log_path)?;
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", path.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                work.join("prometheus-data").display()
+            ))
+            .arg(format!("--web.listen-address={addr}"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting prometheus (the Debian package; scripts/setup.sh installs it)")?;
+        let mut child = Killed(child);
+        let deadline = augur_proxy::clock::now() + Duration::from_secs(60);
+        loop {
+            // Prometheus's own answer: whatever else holds the port answers otherwise.
+            let ready = client::get(addr, "/-/ready").is_ok_and(|r| {
+                r.status == 200 && String::from_utf8_lossy(&r.body).contains("Prometheus")
+            });
+            if ready {
+                procs.keep(Box::new(child));
+                return Ok(addr);
+            }
+            if let Ok(Some(status)) = child.0.try_wait() {
+                let said = std::fs::read_to_string(&log_path).unwrap_or_default();
+                if said.contains("address already in use") {
+                    tracing::debug!(%addr, "prometheus: the port was taken; another");
+                    break;
+                }
+                anyhow::bail!("prometheus exited during start-up ({status}):\n{said}");
+            }
+            if augur_proxy::clock::now() > deadline {
+                anyhow::bail!("prometheus was not ready at {addr} after 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    anyhow::bail!("prometheus: {TRIES} ports in a row were taken before it bound them")
+}
+
+/// Writes Prometheus's targets file in one rename (Prometheus rereads it when it changes).
+fn write_targets(sidecars: &[(String, SocketAddr)], work: &Path) -> anyhow::Result<()> {
+    let targets: Vec<String> = sidecars.iter().map(|(_, a)| a.to_string()).collect();
+    let json = serde_json::json!([{ "targets": targets }]);
+    let tmp = work.join(format!("{TARGETS}.tmp"));
+    std::fs::write(&tmp, json.to_string()).context("writing prometheus's targets")?;
+    std::fs::rename(&tmp, work.join(TARGETS)).context("writing prometheus's targets")?;
+    Ok(())
 }
 
 /// The canary weight each sidecar applies now, from its metrics.
