@@ -399,6 +399,45 @@ spec:
     assert_eq!(report["documents"]["ApiProtection"], 1, "{report}");
 }
 
+/// A missing API-key *file* fails `check` as it would fail the proxy's load: exit 1, the error
+/// placed at the field that names the file (`file:line:column`); with the file there, the same
+/// policy passes.
+#[test]
+fn check_rejects_a_missing_api_key_file_at_its_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let protection = r#"---
+apiVersion: augur.dev/v1alpha1
+kind: ApiProtection
+metadata: {name: keys}
+spec:
+  virtualService: {name: m}
+  apiKey:
+    keysFrom: {file: keys/api-keys}
+"#;
+    let policy = format!("{BASE}{protection}");
+    std::fs::write(dir.path().join("p.yaml"), &policy).expect("write");
+    let line = policy
+        .lines()
+        .position(|l| l.contains("keysFrom:"))
+        .map_or(0, |i| i + 1);
+
+    let (code, _, stderr) = check_in(dir.path(), &["p.yaml"], &[]);
+    assert_eq!(code, Some(1), "{stderr}");
+    let at = format!(
+        "p.yaml:{line}:16: spec.apiKey.keysFrom.file: cannot read the key file keys/api-keys"
+    );
+    assert!(stderr.contains(&at), "{at}\n{stderr}");
+    assert!(
+        stderr.ends_with("1 error(s): policy rejected\n"),
+        "{stderr}"
+    );
+
+    std::fs::create_dir(dir.path().join("keys")).expect("keys dir");
+    std::fs::write(dir.path().join("keys/api-keys"), "k1\nk2\n").expect("write keys");
+    let (code, _, stderr) = check_in(dir.path(), &["p.yaml"], &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
 /// `check -o json` lists every diagnostic with its place, and exits 1 on errors.
 #[test]
 fn check_json_lists_diagnostics_for_ci() {
