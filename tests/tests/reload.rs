@@ -193,6 +193,16 @@ fn editing_the_weights_of_a_driven_route_is_warned_about_and_both_splits_are_sho
         d["live_weights"],
         serde_json::json!({"stable": 95, "canary": 5})
     );
+    // Live traffic really stays at the rollout's 95/5, not the file's 50/50: of 400 requests,
+    // v2 gets 5% within 4σ (≈ 20 ± 17; 50/50 would give ≈ 200).
+    let n = 400;
+    let (_, on_v2) = versions(&proxy, n);
+    let (expected, sigma) = (n as f64 * 0.05, (n as f64 * 0.05 * 0.95).sqrt());
+    assert!(
+        (on_v2 as f64 - expected).abs() <= 4.0 * sigma,
+        "{on_v2} of {n} on v2 after the edit; the rollout's 5% is {expected} ± {}",
+        4.0 * sigma
+    );
     let dump: serde_json::Value =
         serde_json::from_str(&proxy.admin_get("/config_dump").body).expect("JSON");
     let line = with(50, 50)
@@ -213,4 +223,39 @@ fn editing_the_weights_of_a_driven_route_is_warned_about_and_both_splits_are_sho
             .any(|w| w.as_str().is_some_and(|w| w.starts_with(&expected))),
         "{expected}\n{warnings:?}"
     );
+}
+
+/// `/config_dump` shows the consistentHash key a route is hashed on (which in augur picks the
+/// version too), and a reload that changes the key shows the new one.
+#[test]
+fn config_dump_shows_the_hash_key_of_a_route_and_its_reloaded_value() {
+    let (v1, v2) = (Upstream::start("v1"), Upstream::start("v2"));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pneumonia.yaml");
+    let hashed = |hash: &str| {
+        policy(&v1, &v2, 80, 20).replace(
+            "metadata: {name: pneumonia}\nspec:\n  host: pneumonia\n  subsets:\n",
+            &format!(
+                "metadata: {{name: pneumonia, annotations: {{augur.dev/sticky-version: \"true\"}}}}\n\
+                 spec:\n  host: pneumonia\n  trafficPolicy:\n    loadBalancer:\n      \
+                 consistentHash: {hash}\n  subsets:\n"
+            ),
+        )
+    };
+    let with_header = hashed("{httpHeaderName: x-user}");
+    assert_ne!(with_header, policy(&v1, &v2, 80, 20), "the hash is written");
+    std::fs::write(&file, &with_header).unwrap();
+    let proxy = Proxy::start(&[&file]);
+    let hash_key = |proxy: &Proxy| {
+        let dump: serde_json::Value =
+            serde_json::from_str(&proxy.admin_get("/config_dump").body).expect("JSON");
+        dump["configs"][0]["routes"]["routes"][0]["hash_key"].clone()
+    };
+    assert_eq!(hash_key(&proxy), "header x-user");
+    let version = proxy.config_version();
+    augur_tests::policy::write_atomically(&file, hashed("{httpCookie: {name: user, ttl: 0s}}"));
+    wait_for("the edit to be applied", Duration::from_secs(10), || {
+        (proxy.config_version() != version).then_some(())
+    });
+    assert_eq!(hash_key(&proxy), "cookie user");
 }
