@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use augur_tests::augur::Proxy;
 use augur_tests::nginx::Nginx;
-use augur_tests::{free_port, http, wait_for};
+use augur_tests::{http, wait_for};
 use rcgen::{BasicConstraints, Certificate, CertificateParams, DnType, IsCa, KeyPair};
 
 /// A CA, a server certificate for the test hosts and a client certificate, as PEM files.
@@ -95,26 +95,31 @@ fn call_h2(proxy: &Proxy, host: &str) -> String {
 #[test]
 fn tls_and_http2_to_upstreams_follow_the_destination_rule() {
     let pki = pki();
-    let (tls_port, mtls_port, h2c_port) = (free_port(), free_port(), free_port());
     let answer = r#"return 200 "$server_protocol $ssl_protocol sni=$ssl_server_name client=$ssl_client_s_dn\n";"#;
     let tls = "ssl_certificate {dir}/server.pem; ssl_certificate_key {dir}/server.key; \
                ssl_client_certificate {dir}/ca.pem; ssl_protocols TLSv1.2 TLSv1.3;";
-    let servers = format!(
-        "server {{ listen 127.0.0.1:{tls_port} ssl http2; {tls} ssl_verify_client optional; \
-           location / {{ {answer} }} }}\n\
-         server {{ listen 127.0.0.1:{mtls_port} ssl http2; {tls} ssl_verify_client on; \
-           location / {{ {answer} }} }}\n\
-         server {{ listen 127.0.0.1:{h2c_port} http2; location / {{ {answer} }} }}\n"
-    );
-    let nginx = Nginx::start(
-        &servers,
+    let servers = |p: &[u16]| {
+        format!(
+            "server {{ listen 127.0.0.1:{} ssl http2; {tls} ssl_verify_client optional; \
+               location / {{ {answer} }} }}\n\
+             server {{ listen 127.0.0.1:{} ssl http2; {tls} ssl_verify_client on; \
+               location / {{ {answer} }} }}\n\
+             server {{ listen 127.0.0.1:{} http2; location / {{ {answer} }} }}\n",
+            p[0], p[1], p[2]
+        )
+    };
+    // A port taken by a parallel test between its choice and nginx's start: started again on
+    // others.
+    let (nginx, ports) = Nginx::start_on_free_ports(
+        3,
+        servers,
         &[
             ("server.pem", pki.server_cert.as_bytes()),
             ("server.key", pki.server_key.as_bytes()),
             ("ca.pem", pki.ca.as_bytes()),
         ],
-        &[tls_port, mtls_port, h2c_port],
     );
+    let (tls_port, mtls_port, h2c_port) = (ports[0], ports[1], ports[2]);
     let dir = tempfile::tempdir().expect("tempdir");
     let file = |name: &str, content: &str| {
         let path = dir.path().join(name);
