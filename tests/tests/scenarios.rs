@@ -195,6 +195,201 @@ fn blue_green_analyses_read_the_preview_route_and_then_blues_earlier_evidence() 
     );
 }
 
+/// The rollout's entry in `/rollouts`.
+fn rollout(proxy: &Proxy) -> serde_json::Value {
+    let status: serde_json::Value =
+        serde_json::from_str(&proxy.admin_get("/rollouts").body).expect("rollouts JSON");
+    status["rollouts"][0].clone()
+}
+
+fn bg_canary_weight(proxy: &Proxy) -> f64 {
+    proxy.metric("augur_rollout_weight{arm=\"canary\",policy=\"default/pneumonia-bg\"}")
+}
+
+/// The example `blue-green.yaml` on `blue` and `green`, with its analyses looking every second
+/// and allowances wide enough for a green as good as blue to pass on a few hundred requests
+/// (error rate +20 points, p99 latency +50ms: loopback latencies are noisy), and `edits`.
+fn bg_edited(dir: &Path, blue: &Upstream, green: &Upstream, edits: &[(&str, &str)]) -> PathBuf {
+    let mut all = vec![
+        (
+            "prePromotionAnalysis: {}",
+            "prePromotionAnalysis: {interval: 1s}",
+        ),
+        ("interval: 30s", "interval: 1s"),
+        (
+            "allowedChange: {absolute: 1}",
+            "allowedChange: {absolute: 20}",
+        ),
+        (
+            "allowedChange: {relative: 0.25}",
+            "allowedChange: {absolute: 50ms}",
+        ),
+    ];
+    all.extend_from_slice(edits);
+    edited(
+        dir,
+        "blue-green.yaml",
+        &all,
+        &[(8601, blue.addr.port()), (8602, green.addr.port())],
+    )
+}
+
+/// Starts the rollout and sends preview (green) and live (blue) traffic until the pre-promotion
+/// analysis has passed on its evidence and the rollout waits for the operator's promotion
+/// (`autoPromote: false`); then promotes, and waits for the switch.
+fn bg_pass_the_gate_and_promote(proxy: &Proxy) {
+    let host = "pneumonia-bg";
+    let r = proxy.admin_post("/rollouts/pneumonia-bg/start", "");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let waiting = wait_for(
+        "the pre-promotion analysis to pass",
+        std::time::Duration::from_secs(120),
+        || {
+            send(proxy, host, "x-preview: true\r\n", 20, "v2");
+            send(proxy, host, "", 20, "v1");
+            let r = rollout(proxy);
+            (r["state"]["phase"] != "progressing").then_some(r)
+        },
+    );
+    assert_eq!(
+        waiting["state"],
+        serde_json::json!({"phase": "paused", "step": 1, "reason": "manual_gate"}),
+        "the gate passed and the switch waits for the operator: {waiting}"
+    );
+    let gate = &waiting["gates"][0];
+    assert_eq!(
+        (gate["step"].as_u64(), gate["outcome"].as_str()),
+        (Some(0), Some("passed")),
+        "{gate}"
+    );
+    let verdicts = gate["verdicts"].as_array().expect("the deciding look");
+    assert!(
+        verdicts.iter().all(|v| v["outcome"] == "pass") && verdicts.len() == 2,
+        "every metric shown within its allowance: {verdicts:?}"
+    );
+    assert_eq!(
+        bg_canary_weight(proxy),
+        0.0,
+        "live stays on blue until promoted"
+    );
+
+    // The gate passed on evidence: promotion needs no --force.
+    let r = proxy.admin_post("/rollouts/pneumonia-bg/promote", "");
+    assert_eq!(r.status, 200, "{}", r.body);
+    wait_for("the switch", std::time::Duration::from_secs(10), || {
+        (bg_canary_weight(proxy) == 100.0).then_some(())
+    });
+}
+
+/// Scenario 2 end to end, as its comments say: the pre-promotion analysis passes on the
+/// evidence of preview (green) and live (blue) traffic, the operator promotes, live traffic
+/// switches to green, and the post-promotion watch (shortened from 5m to 20s) runs for its
+/// whole duration while green keeps serving; at its end the rollout completes: Promoted, with
+/// 100% on green.
+#[test]
+fn blue_green_passes_its_gate_on_evidence_and_completes_after_the_watch() {
+    let (blue, green) = (Upstream::start("v1"), Upstream::start("v2"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = bg_edited(
+        dir.path(),
+        &blue,
+        &green,
+        &[("duration: 5m", "duration: 20s")],
+    );
+    let proxy = Proxy::start(&[&file]);
+    bg_pass_the_gate_and_promote(&proxy);
+
+    let watching = rollout(&proxy);
+    assert_eq!(watching["state"]["step"], 3, "{watching}");
+    let deadline = watching["watch_deadline"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("a watch with an end: {watching}"));
+    let done = wait_for(
+        "the watch to end and the rollout to complete",
+        std::time::Duration::from_secs(120),
+        || {
+            send(&proxy, "pneumonia-bg", "", 20, "v2");
+            let r = rollout(&proxy);
+            let phase = r["state"]["phase"].clone();
+            assert!(
+                phase == "progressing" || phase == "promoted",
+                "the watch ends only by completing: {r}"
+            );
+            (phase == "promoted").then_some(r)
+        },
+    );
+    assert_eq!(
+        done["weights"],
+        serde_json::json!({"stable": 0, "canary": 100}),
+        "{done}"
+    );
+    let completed = done["decisions"][0].clone();
+    assert_eq!(completed["to"]["phase"], "promoted", "{completed}");
+    assert!(
+        completed["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("watched 20s without a failure")),
+        "{completed}"
+    );
+    assert!(
+        completed["time"].as_f64() >= Some(deadline),
+        "completed at the watch's end, not at its first passing look: {completed}, watch until {deadline}"
+    );
+    assert_eq!(bg_canary_weight(&proxy), 100.0);
+    send(&proxy, "pneumonia-bg", "", 50, "v2");
+}
+
+/// Scenario 2, a green that fails after the switch: it passes the pre-promotion analysis, is
+/// promoted, and then answers 500 to everything. Within the post-promotion watch (the
+/// example's 5m) the error-rate trigger fires, and live traffic switches back to blue. The
+/// trigger's window is shortened from 1m to 10s.
+#[test]
+fn blue_green_switches_back_to_blue_when_green_fails_during_the_watch() {
+    use augur_tests::upstream::Answer;
+    use std::sync::Arc;
+    let failing = Arc::new(AtomicBool::new(false));
+    let blue = Upstream::start("v1");
+    let green = {
+        let failing = Arc::clone(&failing);
+        Upstream::scripted("v2", move |_| Answer {
+            status: if failing.load(Ordering::Relaxed) {
+                500
+            } else {
+                200
+            },
+            ..Answer::OK
+        })
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = bg_edited(
+        dir.path(),
+        &blue,
+        &green,
+        &[("        window: 1m\n", "        window: 10s\n")],
+    );
+    let proxy = Proxy::start(&[&file]);
+    bg_pass_the_gate_and_promote(&proxy);
+    assert!(
+        rollout(&proxy)["watch_deadline"].is_f64(),
+        "{}",
+        rollout(&proxy)
+    );
+
+    failing.store(true, Ordering::Relaxed);
+    let state = wait_for(
+        "the switch back to blue",
+        std::time::Duration::from_secs(120),
+        || {
+            tally(&proxy, "pneumonia-bg", 20);
+            let r = rollout(&proxy);
+            (r["state"]["phase"] == "rolled_back").then_some(r["state"].clone())
+        },
+    );
+    assert_eq!(state["trigger"], "error-rate-above-5", "{state}");
+    assert_eq!(bg_canary_weight(&proxy), 0.0);
+    send(&proxy, "pneumonia-bg", "", 50, "v1");
+}
+
 /// Scenario 4: 100 requests per minute per client IP, with API keys (`api-protection.yaml`, on
 /// the canary example's `pneumonia` VirtualService). No key or a wrong one is 401 as Envoy's
 /// api_key_auth answers; the 101st request within the minute from one IP, keyed or not, is 429
