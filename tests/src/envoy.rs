@@ -78,7 +78,9 @@ impl Drop for Envoy {
 
 impl Envoy {
     /// Starts Envoy with these listeners (host `model`, any port, goes to their one virtual host) and
-    /// static clusters `(name, port on 127.0.0.1)`, and waits until it is ready.
+    /// static clusters `(name, port on 127.0.0.1)`, and waits until it is ready. Each listener
+    /// has the fault filter before the router, as Istio's sidecar does, so a route's
+    /// `typed_per_filter_config` can inject a VirtualService `fault`.
     pub fn start(dir: &Path, listeners: &[Listener<'_>], clusters: &[(&str, u16)]) -> Self {
         let id = unique_id();
         let log = dir.join(format!("envoy-access-{id}.log"));
@@ -109,6 +111,8 @@ impl Envoy {
               include_request_attempt_count: true
               routes:
 {routes}          http_filters:
+          - name: envoy.filters.http.fault
+            typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault}}
           - name: envoy.filters.http.router
             typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
 "#,

@@ -326,6 +326,73 @@ fn paths_are_normalized_like_envoy_in_every_istio_mode() {
     );
 }
 
+/// Disguises of `/admin/x` and `/internal/x` (dot segments, encoded dots, encoded letters),
+/// and the plain paths, for the fault and direct-response comparison.
+const DISGUISED: [&str; 10] = [
+    "/admin/x",
+    "/public/../admin/x",
+    "/./admin/x",
+    "/public/%2e%2e/admin/x",
+    "/%61dmin/x",
+    "/internal/x",
+    "/public/../internal/x",
+    "/./internal/x",
+    "/public/%2e%2e/internal/x",
+    "/%69nternal/x",
+];
+
+#[test]
+fn faults_and_direct_responses_meet_disguised_paths_like_envoy() {
+    // Istio programs a VirtualService `directResponse` as a route's `direct_response`, and a
+    // `fault` as the fault filter's per-route config; both come after path normalization, so
+    // a path that resolves to the route gets its answer (issue 17, the bypass).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let routes = "              - match: {prefix: /admin}\n                \
+                  direct_response: {status: 403, body: {inline_string: closed}}\n              \
+                  - match: {prefix: /internal}\n                \
+                  route: {cluster: model, timeout: 0s}\n                \
+                  typed_per_filter_config:\n                  envoy.filters.http.fault:\n                    \
+                  \"@type\": type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault\n                    \
+                  abort: {http_status: 503, percentage: {numerator: 100, denominator: HUNDRED}}\n              \
+                  - match: {prefix: /}\n                route: {cluster: model, timeout: 0s}\n";
+    let envoy_origin = EchoOrigin::start();
+    let envoy = Envoy::start(
+        dir.path(),
+        &[Listener {
+            hcm: ISTIO_HCM,
+            routes,
+        }],
+        &[("model", envoy_origin.addr.port())],
+    );
+    let augur_origin = EchoOrigin::start();
+    let policy = write(
+        dir.path(),
+        &[
+            &model_routes(
+                "  - match: [{uri: {prefix: /admin}}]\n    \
+                 directResponse: {status: 403, body: {string: closed}}\n  \
+                 - match: [{uri: {prefix: /internal}}]\n    \
+                 fault: {abort: {httpStatus: 503, percentage: {value: 100}}}\n    \
+                 route: [{destination: {host: model}}]\n  \
+                 - route: [{destination: {host: model}}]\n",
+            ),
+            &service_entry("model", augur_origin.addr.port()),
+        ],
+    );
+    let augur = Proxy::start(&[&policy]);
+    for path in DISGUISED {
+        let (e, a) = (get(envoy.listen[0], path), get(augur.listen, path));
+        assert_eq!(
+            (a.status, a.body.as_str()),
+            (e.status, e.body.as_str()),
+            "{path}: (status, body) of augur against Envoy"
+        );
+        assert!(matches!(e.status, 403 | 503), "{path}: Envoy {}", e.status);
+    }
+    assert_eq!(envoy_origin.requests().len(), 0, "Envoy forwarded none");
+    assert_eq!(augur_origin.requests().len(), 0, "augur forwarded none");
+}
+
 /// Body sizes around pingora's own 64 KiB retry buffer and Envoy's 1 MiB buffer limit.
 const RETRIED_BODIES: [usize; 6] = [
     64 * 1024 - 1,
@@ -336,13 +403,13 @@ const RETRIED_BODIES: [usize; 6] = [
     2 * 1024 * 1024,
 ];
 
-/// For each body size, an upstream whose first attempt answers 503 and the rest 200.
-fn failing_first() -> Vec<Upstream> {
+/// For each body size, an upstream whose first `failures` attempts answer 503 and the rest 200.
+fn failing_first(failures: usize) -> Vec<Upstream> {
     RETRIED_BODIES
         .iter()
         .map(|_| {
-            Upstream::scripted("v1", |n| Answer {
-                status: if n == 0 { 503 } else { 200 },
+            Upstream::scripted("v1", move |n| Answer {
+                status: if n < failures { 503 } else { 200 },
                 ..Answer::OK
             })
         })
@@ -364,8 +431,17 @@ fn retried(addr: SocketAddr, case: usize, size: usize, upstream: &Upstream) -> (
 
 #[test]
 fn retried_bodies_are_buffered_like_envoy() {
+    // The first attempt fails, then the first two (a third attempt is a subrequest of the
+    // second in augur, see proxy/src/service/replay.rs).
+    retried_bodies_match_envoy(1);
+    retried_bodies_match_envoy(2);
+}
+
+/// Each of [`RETRIED_BODIES`] through Envoy and augur, retried twice on 5xx, against
+/// upstreams that fail the first `failures` attempts.
+fn retried_bodies_match_envoy(failures: usize) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (for_envoy, for_augur) = (failing_first(), failing_first());
+    let (for_envoy, for_augur) = (failing_first(failures), failing_first(failures));
     let mut routes = String::new();
     let mut clusters = Vec::new();
     let mut http = String::new();
@@ -399,7 +475,7 @@ fn retried_bodies_are_buffered_like_envoy() {
         let a = retried(augur.listen, i, *size, &for_augur[i]);
         assert_eq!(
             a, e,
-            "a {size}-byte body: (status, body length per attempt)"
+            "a {size}-byte body failed {failures} times: (status, body length per attempt)"
         );
         // Every answer is a response: the retried body arrived whole, the unretried one got
         // the upstream's own 503.
