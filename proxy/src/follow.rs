@@ -136,7 +136,7 @@ impl FollowView {
             None => out.push_str(", no state applied yet (the policy files' weights serve)"),
         }
         if let Some(stale) = self.stale_seconds {
-            out.push_str(&format!(", last heard {stale:.1} s ago"));
+            out.push_str(&format!(", last heard {stale:.1}s ago"));
         }
         if !self.mismatched.is_empty() {
             let names: Vec<&str> = self.mismatched.keys().map(String::as_str).collect();

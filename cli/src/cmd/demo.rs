@@ -192,10 +192,10 @@ fn run_in(
         },
         format!(
             "traffic: the {} real chest X-rays of inference/testdata/xrays, repeated: a demonstration, not an evaluation; \
-             true labels for {:.0}% of answers, {} s later",
+             true labels for {:.0}% of answers, {} later",
             xrays.len(),
             args.label_fraction * 100.0,
-            traffic::LABEL_DELAY.as_secs()
+            augur_analyzer::rollout::format_seconds(traffic::LABEL_DELAY.as_secs_f64())
         ),
         policy::WHY_GATES_WAIT.to_owned(),
     ];

@@ -36,14 +36,15 @@ fn evidence(set: &augur_policies::PolicySet, base: &Baseline) -> Vec<Evidence> {
         .collect()
 }
 
-/// `3 h 12 min`, `25 min`, `40 s`.
+/// `3h12m0s`, `25m0s`, `40s`: an estimate, rounded to whole minutes past the first.
 fn human(s: f64) -> String {
-    let s = s.max(0.0).round() as u64;
-    match s {
-        0..=59 => format!("{s} s"),
-        60..=3599 => format!("{} min", (s + 30) / 60),
-        _ => format!("{} h {} min", s / 3600, (s % 3600) / 60),
-    }
+    let s = s.max(0.0);
+    let rounded = if s < 60.0 {
+        s.round()
+    } else {
+        (s / 60.0).round() * 60.0
+    };
+    augur_analyzer::rollout::format_seconds(rounded)
 }
 
 /// Warnings about gates that cannot pass in practice at the stated rate.

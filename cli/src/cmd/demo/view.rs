@@ -5,7 +5,9 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use augur_analyzer::rollout::{Decision, RolloutState, Weights, SAMPLE_RATIO_METRIC};
+use augur_analyzer::rollout::{
+    format_seconds, Decision, RolloutState, Weights, SAMPLE_RATIO_METRIC,
+};
 use augur_analyzer::spec::StepSpec;
 use augur_analyzer::verdict::Verdict;
 use augur_rollout::history::{outcome_name, ArmPoint};
@@ -247,7 +249,12 @@ pub(super) fn render(f: &Frame<'_>) -> String {
                 let now = f.started_unix + f.elapsed.as_secs_f64();
                 let since = r.decisions.first().map_or(now, |d| d.time);
                 let baked = (now - since).clamp(0.0, d);
-                format!("{}  baking {baked:.0}/{d:.0} s", bar(baked / d, 20))
+                format!(
+                    "{}  baking {}/{}",
+                    bar(baked / d, 20),
+                    format_seconds(baked),
+                    format_seconds(d)
+                )
             } else if pause.is_some() && done {
                 bar(1.0, 20)
             } else if pause.is_some() {
@@ -288,7 +295,7 @@ pub(super) fn render(f: &Frame<'_>) -> String {
     let _ = writeln!(out, "{}", arm_row(f, Arm::Canary, "v2"));
     let _ = writeln!(
         out,
-        " (latency as the client sees it over the last 30 s; accuracy as the analysis judged it)"
+        " (latency as the client sees it over the last 30s; accuracy as the analysis judged it)"
     );
     let looks: Vec<String> = r
         .verdicts
