@@ -375,6 +375,12 @@ impl App {
         })
     }
 
+    /// Where it listens: port-0 addresses already have their ports, held until the process
+    /// exits, so a test that builds the proxy in-process can reach it.
+    pub fn addresses(&self) -> &crate::ports::ProxyAddresses {
+        &self.addresses
+    }
+
     /// Writes the address file, then serves until SIGTERM (pingora exits the process then).
     pub fn run(self) -> Result<std::convert::Infallible, BuildError> {
         if let Some(path) = &self.address_file {
