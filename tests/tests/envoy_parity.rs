@@ -258,6 +258,21 @@ const TRICKY_PATHS: &[&str] = &[
     "/a/..?q=%2e%2e",
 ];
 
+/// Envoy with one listener as Istio programs a sidecar's (`ISTIO_HCM`), these `routes`, and
+/// cluster `model` on a fresh echo origin.
+fn envoy_with_routes(dir: &Path, routes: &str) -> (Envoy, EchoOrigin) {
+    let origin = EchoOrigin::start();
+    let envoy = Envoy::start(
+        dir,
+        &[Listener {
+            hcm: ISTIO_HCM,
+            routes,
+        }],
+        &[("model", origin.addr.port())],
+    );
+    (envoy, origin)
+}
+
 /// What a proxy did with one path: the status and, when forwarded, the target the origin got.
 fn path_outcome(addr: SocketAddr, path: &str) -> (u16, String) {
     let r = get(addr, path);
@@ -355,15 +370,7 @@ fn faults_and_direct_responses_meet_disguised_paths_like_envoy() {
                   \"@type\": type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault\n                    \
                   abort: {http_status: 503, percentage: {numerator: 100, denominator: HUNDRED}}\n              \
                   - match: {prefix: /}\n                route: {cluster: model, timeout: 0s}\n";
-    let envoy_origin = EchoOrigin::start();
-    let envoy = Envoy::start(
-        dir.path(),
-        &[Listener {
-            hcm: ISTIO_HCM,
-            routes,
-        }],
-        &[("model", envoy_origin.addr.port())],
-    );
+    let (envoy, envoy_origin) = envoy_with_routes(dir.path(), routes);
     let augur_origin = EchoOrigin::start();
     let policy = write(
         dir.path(),
@@ -501,15 +508,7 @@ fn rewrites_and_redirects_match_envoy() {
                   \x20             - match: {safe_regex: {regex: \"/rx/[0-9]+\"}}\n                route: {cluster: model, timeout: 0s, prefix_rewrite: /fromregex}\n\
                   \x20             - match: {prefix: /svc/}\n                route: {cluster: model, timeout: 0s, regex_rewrite: {pattern: {regex: \"^/svc/([^/]+)(/.*)$\"}, substitution: \"\\\\2/instance/\\\\1\"}}\n\
                   \x20             - match: {prefix: /}\n                route: {cluster: model, timeout: 0s, prefix_rewrite: /root}\n";
-    let envoy_origin = EchoOrigin::start();
-    let envoy = Envoy::start(
-        dir.path(),
-        &[Listener {
-            hcm: ISTIO_HCM,
-            routes,
-        }],
-        &[("model", envoy_origin.addr.port())],
-    );
+    let (envoy, envoy_origin) = envoy_with_routes(dir.path(), routes);
     let augur_origin = EchoOrigin::start();
     let dest = "[{destination: {host: model}}]";
     let http = format!(
@@ -758,14 +757,9 @@ fn requests_are_sanitized_like_envoy() {
 #[test]
 fn pipelined_requests_are_served_in_order_like_envoy() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let envoy_origin = EchoOrigin::start();
-    let envoy = Envoy::start(
+    let (envoy, _envoy_origin) = envoy_with_routes(
         dir.path(),
-        &[Listener {
-            hcm: ISTIO_HCM,
-            routes: "              - match: {prefix: /}\n                route: {cluster: model, timeout: 0s}\n",
-        }],
-        &[("model", envoy_origin.addr.port())],
+        "              - match: {prefix: /}\n                route: {cluster: model, timeout: 0s}\n",
     );
     let augur_origin = EchoOrigin::start();
     let augur = Proxy::start(&[&write(
