@@ -1140,3 +1140,265 @@ fn the_shadow_model_scores_inbound_traffic_on_both_arms() {
     );
     assert_eq!(exported("augur_rollout_shadow_agreed_total", "canary"), 0);
 }
+
+/// A pod's app on port 8501 that answers every request with `{"who": <pod>, "id": <its
+/// x-request-id>}`, so a client can tell which version served which of its requests.
+fn echo_app(pod: &Pod) -> Running {
+    let script = format!(
+        r#"
+import http.server, json
+class H(http.server.BaseHTTPRequestHandler):
+    def answer(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        body = json.dumps({{"who": {name:?}, "id": self.headers.get("x-request-id")}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    do_GET = do_POST = answer
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("0.0.0.0", 8501), H).serve_forever()
+"#,
+        name = pod.name
+    );
+    spawn_in(pod.ns(), &["python3", "-c", &script])
+}
+
+/// A mirror on port 8501 (HTTP/1.1, kept-alive connections as augur's mirror pool uses them)
+/// that answers 200 to every request and records its method, path, Host, x-request-id and
+/// body; `GET /seen` answers the records as a JSON list.
+fn mirror_recorder(pod: &Pod) -> Running {
+    let script = r#"
+import http.server, json, threading
+seen, lock = [], threading.Lock()
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def reply(self, body):
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def record(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        with lock:
+            seen.append({"method": self.command, "path": self.path,
+                         "host": self.headers.get("Host"),
+                         "id": self.headers.get("x-request-id"),
+                         "body": body.decode("utf-8", "replace")})
+        self.reply(b"{}")
+    def do_GET(self):
+        if self.path == "/seen":
+            with lock:
+                self.reply(json.dumps(seen).encode())
+        else:
+            self.record()
+    do_POST = record
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("0.0.0.0", 8501), H).serve_forever()
+"#;
+    spawn_in(pod.ns(), &["python3", "-c", script])
+}
+
+/// What the mirror recorded so far (read from `ns` at `mirror`'s address).
+fn mirror_seen(ns: &str, mirror: &Pod) -> Vec<serde_json::Value> {
+    let url = format!("http://{}:8501/seen", mirror.ip);
+    curl(ns, &url, None)
+        .and_then(|b| serde_json::from_str(&b).ok())
+        .unwrap_or_default()
+}
+
+/// Mirroring on inbound traffic, as Istio applies a route's `mirror`: the stable pod's sidecar
+/// splits the route 70/30 between its local app and the canary's Service, and copies 50% of
+/// the route's requests, whichever arm serves them, to the mirror's Service with the Host
+/// suffixed (`--mirror-host-suffix=-shadow`, Envoy's and Istio < 1.28's `-shadow`; none by
+/// default, as mirror.rs checks outbound). The primaries are untouched: every request answered
+/// 200 by the arm the split chose, counted once on that arm. The canary's sidecar (with the same
+/// policy) neither splits nor mirrors again what it is sent.
+#[test]
+fn inbound_traffic_is_mirrored_before_the_split() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let mut cluster = Cluster::new("mir");
+    let (stable, canary, mirror, client) = (
+        cluster.pod("stable"),
+        cluster.pod("canary"),
+        cluster.pod("mirror"),
+        cluster.pod("client"),
+    );
+    let (stable_vip, canary_vip, mirror_vip) = (
+        Ipv4Addr::new(10, 96, 0, 40),
+        Ipv4Addr::new(10, 96, 0, 41),
+        Ipv4Addr::new(10, 96, 0, 42),
+    );
+    cluster.service("model", stable_vip, 80, &[(stable.ip, 8501)]);
+    cluster.service("model-canary", canary_vip, 80, &[(canary.ip, 8501)]);
+    cluster.service("model-mirror", mirror_vip, 80, &[(mirror.ip, 8501)]);
+    let _apps = (
+        echo_app(&stable),
+        echo_app(&canary),
+        mirror_recorder(&mirror),
+    );
+    let policy = inbound_policy(stable_vip, canary_vip, HOLD_AT_30).replacen(
+        "      weight: 0\n---\n",
+        &format!(
+            "      weight: 0\n    mirror: {{host: model-mirror}}\n    mirrorPercentage: {{value: 50}}\n---\n\
+             apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: model-mirror}}\n\
+             spec:\n  hosts: [model-mirror]\n  ports: [{{number: 80, name: http, protocol: HTTP}}]\n  \
+             resolution: STATIC\n  endpoints: [{{address: {mirror_vip}}}]\n---\n"
+        ),
+        1,
+    );
+    assert!(policy.contains("mirrorPercentage"), "the mirror was added");
+    let file = root.path().join("policy.yaml");
+    std::fs::write(&file, policy).expect("policy");
+    let file = file.to_str().expect("utf-8");
+    let _sidecars = (
+        stable.sidecar(
+            root.path(),
+            &["--policy", file, "--mirror-host-suffix=-shadow"],
+        ),
+        canary.sidecar(root.path(), &["--policy", file]),
+    );
+    wait_for("the mirror to serve", Duration::from_secs(10), || {
+        curl(
+            client.ns(),
+            &format!("http://{}:8501/seen", mirror.ip),
+            None,
+        )
+    });
+    let url = format!("http://{stable_vip}/predict");
+    wait_for("the stable pod to serve", Duration::from_secs(10), || {
+        curl(client.ns(), &url, Some("model"))
+    });
+
+    let arm = |pod: &Pod, arm: &str| {
+        let selector = format!("augur_requests_total{{arm=\"{arm}\"}}");
+        metrics::sum(&pod.sidecar_metrics(), &selector) as usize
+    };
+    let all_arms = |pod: &Pod| metrics::sum(&pod.sidecar_metrics(), "augur_requests_total");
+    let before = (
+        arm(&stable, "stable"),
+        arm(&stable, "canary"),
+        all_arms(&stable),
+    );
+    let body = root.path().join("body.json");
+    std::fs::write(&body, br#"{"image": "abc"}"#).expect("body");
+    let n = 600;
+    let answers = post_many(
+        client.ns(),
+        &url,
+        "model",
+        &body,
+        "application/json",
+        "r",
+        n,
+    );
+    // Which version served each request (every one answered 200 by its own id).
+    let served: Vec<String> = answers
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let a: serde_json::Value = a
+                .as_deref()
+                .and_then(|b| serde_json::from_str(b).ok())
+                .unwrap_or_else(|| panic!("request r{i} answered 200: {a:?}"));
+            assert_eq!(a["id"], format!("r{i}"), "the app saw the client's id");
+            a["who"].as_str().expect("who").to_owned()
+        })
+        .collect();
+    let to_canary = served.iter().filter(|w| *w == "canary").count();
+    let to_stable = served.iter().filter(|w| *w == "stable").count();
+    assert_eq!(to_canary + to_stable, n, "only the two versions answer");
+    // The split is the policy's, mirror or not: 30% to the canary, each request counted once,
+    // on the arm that served it, and the copies on no arm.
+    assert_share_near(to_canary, n, 0.3);
+    assert_eq!(arm(&stable, "stable") - before.0, to_stable);
+    assert_eq!(arm(&stable, "canary") - before.1, to_canary);
+    assert_eq!(all_arms(&stable) - before.2, n as f64, "no copy on any arm");
+    assert_eq!(arm(&canary, "stable") + arm(&canary, "canary"), 0);
+
+    // Each copy was offered when its request body ended, before its primary was answered, into
+    // one FIFO queue: once a copy of a later request reached the mirror, every copy of the batch
+    // has left the queue; then wait for each of them to be answered (counted) and seen.
+    let mut k = 0;
+    wait_for(
+        "a copy of a request sent after the batch",
+        Duration::from_secs(30),
+        || {
+            let answer = post_many(
+                client.ns(),
+                &url,
+                "model",
+                &body,
+                "application/json",
+                &format!("f{k}-"),
+                1,
+            );
+            assert!(answer[0].is_some(), "every request answered");
+            k += 1;
+            mirror_seen(client.ns(), &mirror)
+                .iter()
+                .any(|c| c["id"].as_str().is_some_and(|id| id.starts_with('f')))
+                .then_some(())
+        },
+    );
+    let seen = wait_for(
+        "every copy sent answered and counted",
+        Duration::from_secs(30),
+        || {
+            let text = stable.sidecar_metrics();
+            let sent = metrics::sum(&text, "augur_mirror_requests_total") as usize;
+            let seen = mirror_seen(client.ns(), &mirror);
+            (sent == seen.len()).then_some(seen)
+        },
+    );
+    let text = stable.sidecar_metrics();
+    assert_eq!(
+        metrics::sum(&text, "augur_mirror_requests_total{outcome=\"failed\"}"),
+        0.0
+    );
+    assert_eq!(metrics::sum(&text, "augur_mirror_dropped_total"), 0.0);
+    assert_eq!(
+        metrics::sum(&canary.sidecar_metrics(), "augur_mirror_requests_total"),
+        0.0,
+        "the canary's sidecar mirrors nothing again"
+    );
+
+    // Every copy is the request as sent, to the mirror, with the suffixed Host.
+    for copy in &seen {
+        assert_eq!(copy["host"], "model-shadow", "{copy}");
+    }
+    let batch: Vec<usize> = seen
+        .iter()
+        .filter_map(|c| c["id"].as_str()?.strip_prefix('r')?.parse().ok())
+        .collect();
+    let unique: BTreeSet<usize> = batch.iter().copied().collect();
+    assert_eq!(
+        unique.len(),
+        batch.len(),
+        "each request mirrored at most once"
+    );
+    for copy in seen
+        .iter()
+        .filter(|c| c["id"].as_str().is_some_and(|i| i.starts_with('r')))
+    {
+        assert_eq!(
+            (&copy["method"], &copy["path"], &copy["body"]),
+            (
+                &serde_json::json!("POST"),
+                &serde_json::json!("/predict"),
+                &serde_json::json!(r#"{"image": "abc"}"#)
+            ),
+            "{copy}"
+        );
+    }
+    // 50% of the route's requests, taken before the split: half of each arm's.
+    assert!(unique.iter().all(|&i| i < n), "only the batch's ids");
+    assert_share_near(unique.len(), n, 0.5);
+    let mirrored_of = |who: &str| unique.iter().filter(|&&i| served[i] == who).count();
+    assert_share_near(mirrored_of("stable"), to_stable, 0.5);
+    assert_share_near(mirrored_of("canary"), to_canary, 0.5);
+}
