@@ -1,6 +1,10 @@
 //! `augur controller` as a process: the policy files, the rollout engine (the same as the
 //! single proxy's, reading fleet-wide evidence), the publisher, and the servers: subscriptions
 //! and the API (15010), the admin API and `/ui` on loopback (15000), metrics (15014).
+//!
+//! Its admin audit log ([`AUDIT_LOG`] in `--state-dir`, where `augur proxy` writes its own)
+//! records the policy set loaded at start-up and every command sent to either port, carried
+//! out or refused ([`crate::server`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,6 +13,7 @@ use std::time::Duration;
 
 use augur_model::fleet::{FleetLabel, LabelPush};
 use augur_policies::{LoadError, PolicySet};
+use augur_rollout::audit::{AuditLog, PolicyChange};
 use augur_rollout::driver::Driver;
 use augur_rollout::persist::StateDir;
 use augur_rollout::status::ForwardedLabels;
@@ -22,12 +27,16 @@ use crate::publish::Publisher;
 use crate::routing::{publish_loop, PublishSink};
 use crate::server::{self, Api, ApiRequest, ApiResponse, ControllerHttp, ServerMetrics};
 
+/// The admin audit log's file name in the state directory (the proxy's default name too).
+pub const AUDIT_LOG: &str = "audit.jsonl";
+
 /// What `augur controller` runs with.
 #[derive(Debug, Clone)]
 pub struct ControllerConfig {
     /// Policy files or directories.
     pub policies: Vec<PathBuf>,
-    /// Where rollout state and audit logs are kept (a PersistentVolume in Kubernetes).
+    /// Where rollout state and audit logs are kept (a PersistentVolume in Kubernetes): the
+    /// rollouts' decisions, and the admin audit log [`AUDIT_LOG`].
     pub state_dir: PathBuf,
     /// Subscriptions, xDS and the API (`0.0.0.0:15010`).
     pub listen: SocketAddr,
@@ -53,6 +62,14 @@ pub enum StartError {
     #[error("cannot use --state-dir {path}: {source}")]
     StateDir {
         /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The admin audit log cannot be opened.
+    #[error("cannot open the audit log {path}: {source}")]
+    AuditLog {
+        /// The file.
         path: PathBuf,
         /// Why.
         source: std::io::Error,
@@ -113,6 +130,22 @@ impl Controller {
             path: config.state_dir.clone(),
             source,
         })?;
+        let audit_path = config.state_dir.join(AUDIT_LOG);
+        let audit = AuditLog::open(&audit_path).map_err(|source| StartError::AuditLog {
+            path: audit_path,
+            source,
+        })?;
+        {
+            let loaded = policies.serving();
+            audit.policy(&PolicyChange {
+                trigger: "startup",
+                outcome: "loaded",
+                old_hash: None,
+                new_hash: &loaded.hash,
+                files: &loaded.sources,
+                errors: &[],
+            });
+        }
         let sink = Arc::new(PublishSink::default());
         let rollouts = Arc::new(Rollouts::new(
             Arc::clone(&sink) as Arc<dyn WeightSink>,
@@ -130,6 +163,7 @@ impl Controller {
             policies: Arc::clone(&policies),
             publisher: Arc::clone(&publisher),
             registry: registry.clone(),
+            audit,
         });
         let http = Arc::new(ControllerHttp {
             publisher,
@@ -207,6 +241,7 @@ struct ControllerApi {
     policies: Arc<PolicyFiles>,
     publisher: Arc<Publisher>,
     registry: prometheus::Registry,
+    audit: AuditLog,
 }
 
 impl ControllerApi {
@@ -276,5 +311,9 @@ impl Api for ControllerApi {
                 body: b"invalid path\n".to_vec(),
             },
         }
+    }
+
+    fn audit(&self) -> &AuditLog {
+        &self.audit
     }
 }

@@ -13,6 +13,6 @@ pub mod routing;
 pub mod server;
 pub mod xds;
 
-pub use app::{Bound, Controller, ControllerConfig, StartError};
+pub use app::{Bound, Controller, ControllerConfig, StartError, AUDIT_LOG};
 pub use publish::{Publisher, SubscriberView};
 pub use server::{serve, Api, ApiRequest, ApiResponse, ControllerHttp, ServerMetrics};

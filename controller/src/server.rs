@@ -10,6 +10,11 @@
 //!
 //! Subscriptions and commands from beyond loopback need `Authorization: Bearer <token>` when a
 //! token is set; without one they are refused (`401`), logged and counted, and learn nothing.
+//!
+//! Every command (a `POST` other than an xDS request: `/rollouts/{name}/{command}`, `/labels`),
+//! carried out or refused, is appended to the admin audit log ([`AuditLog`]) with the peer, how
+//! it was admitted (never the token), the rollout and command when the rollout exists, and the
+//! status answered, as the proxy's admin port does.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -20,6 +25,7 @@ use std::time::Duration;
 
 use augur_model::fleet::Subscriber;
 use augur_policies::PolicySet;
+use augur_rollout::audit::{command_params, Actor, Admission, AuditLog};
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Either, Full, Limited};
@@ -68,6 +74,12 @@ pub trait Api: Send + Sync + 'static {
     fn policies(&self) -> Arc<PolicySet>;
     /// Rollout status and commands, labels, the dashboard, metrics.
     fn handle(&self, request: ApiRequest<'_>) -> ApiResponse;
+    /// Where commands sent to the server, carried out or refused, are recorded (by default
+    /// only on the tracing log).
+    fn audit(&self) -> &AuditLog {
+        static TRACING_ONLY: AuditLog = AuditLog::tracing_only();
+        &TRACING_ONLY
+    }
 }
 
 /// Counts of what the server refused.
@@ -217,28 +229,71 @@ fn full(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Respo
     response
 }
 
-/// Whether the caller may subscribe or act: from loopback, or with the right token.
-fn authorized(http: &ControllerHttp, req: &Request<Incoming>, peer: SocketAddr) -> bool {
-    if peer.ip().is_loopback() {
-        return true;
-    }
-    let Some(token) = &http.token else {
-        return false;
-    };
+/// How the caller is admitted: with the right token (from anywhere), from loopback, or not at
+/// all. The token is compared in constant time.
+fn admission(http: &ControllerHttp, req: &Request<Incoming>, peer: SocketAddr) -> Admission {
     let given = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    subtle::ConstantTimeEq::ct_eq(given.as_bytes(), token.as_bytes()).into()
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let bearer = match (&http.token, given) {
+        (Some(token), Some(given)) => {
+            subtle::ConstantTimeEq::ct_eq(given.as_bytes(), token.as_bytes()).into()
+        }
+        _ => false,
+    };
+    if bearer {
+        Admission::Bearer
+    } else if peer.ip().is_loopback() {
+        Admission::Loopback
+    } else {
+        Admission::Refused
+    }
+}
+
+/// Whether a request is a command, which the audit log records: a `POST` other than an xDS
+/// request (those only read the routing).
+fn is_command(method: &Method, path: &str) -> bool {
+    method == Method::POST && !path.starts_with("/v3/")
+}
+
+/// The endpoint and the validated parameters of a command, for the audit log. Paths and
+/// values a client chose freely are not recorded: a rollout's name only once the rollout was
+/// found and the command known (`200`, or `409` when its state does not allow it).
+fn audited(path: &str, status: StatusCode, body: &[u8]) -> (&'static str, serde_json::Value) {
+    let ok = status.is_success();
+    match path {
+        "/labels" => {
+            let params = serde_json::from_slice::<serde_json::Value>(body)
+                .ok()
+                .filter(|_| ok)
+                .map_or(serde_json::json!({}), |v| {
+                    serde_json::json!({
+                        "received": v["received"],
+                        "forwarded_to": v["forwarded_to"],
+                    })
+                });
+            ("/labels", params)
+        }
+        p if p.starts_with("/rollouts/") => {
+            let found = ok || status == StatusCode::CONFLICT;
+            ("/rollouts/{name}/{command}", command_params(p, found))
+        }
+        _ => ("(unknown)", serde_json::json!({})),
+    }
 }
 
 async fn handle(http: &ControllerHttp, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let path = req.uri().path().to_owned();
     let query = req.uri().query().map(str::to_owned);
     let method = req.method().clone();
-    let allowed = authorized(http, &req, peer);
+    let admission = admission(http, &req, peer);
+    let allowed = admission != Admission::Refused;
+    let actor = Actor {
+        peer: Some(peer),
+        admission,
+    };
     // Only readiness is open to all (the kubelet probes from the node's address); anything
     // else, even reading the rollout state, needs loopback or the token.
     if !allowed && path != "/ready" {
@@ -253,7 +308,15 @@ async fn handle(http: &ControllerHttp, req: Request<Incoming>, peer: SocketAddr)
         };
         http.metrics.refused.with_label_values(&[endpoint]).inc();
         tracing::warn!(%peer, path = %path, endpoint, "refused: no valid token");
-        return full(StatusCode::UNAUTHORIZED, "text/plain", "unauthorized\n");
+        let status = StatusCode::UNAUTHORIZED;
+        if is_command(&method, &path) {
+            let (endpoint, _) = audited(&path, status, &[]);
+            let params = serde_json::json!({});
+            http.api
+                .audit()
+                .admin(actor, "POST", endpoint, params, status.as_u16());
+        }
+        return full(status, "text/plain", "unauthorized\n");
     }
     match (&method, path.as_str()) {
         (&Method::GET, "/v1/fleet/state") => {
@@ -286,7 +349,20 @@ async fn handle(http: &ControllerHttp, req: Request<Incoming>, peer: SocketAddr)
         _ => {
             let body = match read_body(req).await {
                 Ok(b) => b,
-                Err(r) => return r,
+                Err(r) => {
+                    if is_command(&method, &path) {
+                        let (endpoint, _) = audited(&path, r.status(), &[]);
+                        let status = r.status().as_u16();
+                        http.api.audit().admin(
+                            actor,
+                            "POST",
+                            endpoint,
+                            serde_json::json!({}),
+                            status,
+                        );
+                    }
+                    return r;
+                }
             };
             let answer = http.api.handle(ApiRequest {
                 method: &method,
@@ -295,6 +371,13 @@ async fn handle(http: &ControllerHttp, req: Request<Incoming>, peer: SocketAddr)
                 body: &body,
                 authorized: allowed,
             });
+            if is_command(&method, &path) {
+                let (endpoint, params) = audited(&path, answer.status, &answer.body);
+                let status = answer.status.as_u16();
+                http.api
+                    .audit()
+                    .admin(actor, "POST", endpoint, params, status);
+            }
             full(answer.status, answer.content_type, answer.body)
         }
     }

@@ -8,7 +8,8 @@
 //! and appended to the audit log ([`persist`]), and moves the rollout gauges ([`metrics`]).
 //! [`driver::Driver`] feeds samples in, follows policy reloads and lets time pass; [`api`]
 //! answers the admin API's rollout paths (its JSON typed in [`status`]) and serves the `/ui`
-//! dashboard.
+//! dashboard; [`audit`] records who sent each admin command (the proxy's admin port and the
+//! controller's API both write it).
 //!
 //! Time: every event (a sample, a label, a command) first ticks its rollout to the event's time,
 //! and the driver's timer ticks every rollout once a second, so the rollout processes each whole
@@ -17,6 +18,7 @@
 
 pub mod agreement;
 pub mod api;
+pub mod audit;
 pub mod driver;
 pub mod history;
 pub mod metrics;

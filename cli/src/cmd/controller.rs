@@ -44,7 +44,8 @@ async fn serve(args: ControllerArgs) -> anyhow::Result<ExitCode> {
             .and_then(|()| std::fs::rename(&tmp, path))
             .with_context(|| format!("cannot write --address-file {}", path.display()))?;
     }
-    tracing::info!(listen = %controller.bound.listen, admin = %controller.bound.admin, prometheus = %controller.bound.prometheus, "augur controller serving");
+    let audit_log = args.state_dir.join(augur_controller::AUDIT_LOG);
+    tracing::info!(listen = %controller.bound.listen, admin = %controller.bound.admin, prometheus = %controller.bound.prometheus, audit_log = %audit_log.display(), "augur controller serving");
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
