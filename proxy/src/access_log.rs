@@ -16,8 +16,9 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::mpsc::{sync_channel, SyncSender};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
+use augur_rollout::audit::rfc3339;
 use prometheus::IntCounter;
 
 /// Lines waiting for the writer before new ones are dropped.
@@ -302,38 +303,10 @@ fn unless_tcp(field: &str) -> Option<&str> {
     (field != TCP).then_some(field)
 }
 
-/// `2026-11-23T13:00:00.123Z`.
-pub(crate) fn rfc3339(t: SystemTime) -> String {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs();
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, day) = civil_from_days(days as i64);
-    format!(
-        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        d.subsec_millis()
-    )
-}
-
-/// Days since 1970-01-01 to (year, month, day), after Howard Hinnant's `civil_from_days`.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use std::time::UNIX_EPOCH;
 
     #[test]
     fn json_lines_use_istios_keys() {
@@ -413,13 +386,5 @@ mod tests {
         assert!(text(&failed).contains(
             "\"- - -\" 0 UF,URX - - \"delayed_connect_error:_Connection_refused\" 79 557"
         ));
-    }
-
-    #[test]
-    fn dates_are_utc_rfc3339() {
-        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
-        let t = UNIX_EPOCH + Duration::from_millis(1_795_438_914_276);
-        assert_eq!(rfc3339(t), "2026-11-23T13:01:54.276Z");
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
     }
 }
