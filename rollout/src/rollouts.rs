@@ -18,7 +18,7 @@ use crate::recording::Recorder;
 use crate::release::release_key;
 use crate::sample::RoutedSample;
 use crate::shadowing::Shadowing;
-use crate::sink::WeightSink;
+use crate::sink::{ManagedRoutes, WeightSink};
 use crate::spec::{self, RolloutSpec};
 use crate::status::{
     ArmAgreement, PolicyState, RolloutHistory, RolloutList, RolloutStatus, ShadowStatus,
@@ -62,6 +62,8 @@ struct Managed {
     file_weights: Option<Weights>,
     /// The policy's shadow model (path, percent of requests), if it has one.
     shadow: Option<(String, f64)>,
+    /// The policy as loaded: where the header routes' matches are defined.
+    policy: Arc<augur_policies::CanaryPolicy>,
 }
 
 /// A policy's shadow model: its path and percent of requests.
@@ -85,6 +87,10 @@ pub struct RolloutSummary {
     pub step: Option<usize>,
     /// When its last decision was made (analyzer clock, Unix seconds); 0 before any.
     pub changed_at: f64,
+    /// The header routes in force, by name (none while it waits for a start).
+    pub header_routes: Vec<String>,
+    /// The mirror routes in force: name → percent.
+    pub mirror_routes: Vec<(String, u8)>,
 }
 
 /// A rollout's metric source and how far its evidence has been read.
@@ -249,6 +255,7 @@ impl Rollouts {
                 m.current = current.clone();
                 m.file_weights = file_weights;
                 m.shadow = shadow_of(policy);
+                m.policy = Arc::new(policy.clone());
                 if m.release == release {
                     // The source may have changed (address, lag, matchers): read on from where
                     // the evidence stands.
@@ -323,6 +330,7 @@ impl Rollouts {
                 history,
                 file_weights,
                 shadow: shadow_of(policy),
+                policy: Arc::new(policy.clone()),
             };
             let decisions = managed.tick(now);
             // Evidence is read from the rollout's clock on (a resumed rollout re-reads what
@@ -728,12 +736,15 @@ impl Rollouts {
             .map(|(key, m)| {
                 let r = &m.rollout;
                 let phase = r.state().phase().to_owned();
+                let routes = m.managed_routes();
                 RolloutSummary {
                     policy: key.clone(),
                     weights: m.live_weights(),
                     phase,
                     step: r.state().step(),
                     changed_at: r.history().last().map_or(0.0, |d| d.time),
+                    header_routes: routes.headers.into_iter().map(|h| h.name).collect(),
+                    mirror_routes: routes.mirrors,
                 }
             })
             .collect()
@@ -781,6 +792,7 @@ impl Rollouts {
                 .with_label_values(&[key, "canary"])
                 .set(i64::from(w.canary));
         }
+        self.weights.set_routes(key, &m.managed_routes());
         if let Some(step) = r.state().step() {
             g.step.with_label_values(&[key]).set(step as i64);
         }
@@ -823,6 +835,22 @@ impl Rollouts {
 }
 
 impl Managed {
+    /// The header and mirror routes traffic follows: the rollout's (none while it waits for a
+    /// start), with the header routes' matches from the policy.
+    fn managed_routes(&self) -> ManagedRoutes {
+        let r = &self.rollout;
+        if *r.state() == RolloutState::Pending {
+            return ManagedRoutes::default();
+        }
+        let headers: Vec<&str> = r.header_routes().collect();
+        let mirrors: Vec<(String, u8)> = r
+            .mirror_routes()
+            .iter()
+            .map(|(name, percent)| (name.clone(), *percent))
+            .collect();
+        spec::managed_routes(&self.policy, r.state().step(), &headers, &mirrors)
+    }
+
     /// The weights traffic follows: the rollout's, or the file's while it waits for a start.
     fn live_weights(&self) -> Weights {
         match (self.rollout.state(), self.file_weights) {

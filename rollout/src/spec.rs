@@ -53,6 +53,42 @@ impl RolloutSpec {
     }
 }
 
+/// The managed routes of `policy` in force: the header routes named in `headers`, each with
+/// the matches of the last `setHeaderRoute` step of that name at or before `step` (0-based;
+/// past the steps or `None`: the last of that name), and the mirror routes as they are. A name
+/// the policy does not define is left out (a policy of another version).
+pub fn managed_routes(
+    policy: &p::CanaryPolicy,
+    step: Option<usize>,
+    headers: &[&str],
+    mirrors: &[(String, u8)],
+) -> crate::sink::ManagedRoutes {
+    let p::Strategy::Steps(steps) = &policy.strategy else {
+        return crate::sink::ManagedRoutes {
+            headers: Vec::new(),
+            mirrors: mirrors.to_vec(),
+        };
+    };
+    let upto = step.map_or(steps.len(), |s| (s + 1).min(steps.len()));
+    let defined = |name: &str| {
+        let named =
+            |s: &&p::RolloutStep| matches!(s, p::RolloutStep::SetHeaderRoute(h) if h.name == name);
+        steps[..upto]
+            .iter()
+            .rev()
+            .find(named)
+            .or_else(|| steps.iter().rev().find(named))
+            .and_then(|s| match s {
+                p::RolloutStep::SetHeaderRoute(h) => Some(h.clone()),
+                _ => None,
+            })
+    };
+    crate::sink::ManagedRoutes {
+        headers: headers.iter().filter_map(|name| defined(name)).collect(),
+        mirrors: mirrors.to_vec(),
+    }
+}
+
 /// Builds the analyzer spec of a policy.
 pub fn from_policy(policy: &p::CanaryPolicy) -> RolloutSpec {
     let complete = |mut analysis: AnalysisSpec| {

@@ -1280,3 +1280,79 @@ fn trigger_conditions_read_as_explain_words_them() {
     }
     assert!(compared >= 7, "{compared} triggers");
 }
+
+/// The example with a header route, a pause, a 50% mirror route and a pause before its
+/// first weight.
+fn routed_policy() -> (PolicySet, String) {
+    let steps = "    - setHeaderRoute:\n        name: beta\n        match:\n          - headerName: X-Beta\n            headerValue: {exact: \"true\"}\n    - pause: {}\n    - setMirrorRoute: {name: shadow-copy, percentage: 50}\n    - pause: {}\n    - setWeight: 10\n";
+    let yaml = example().replacen("    - setWeight: 10\n", steps, 1);
+    let loaded = augur_policies::load_str("p.yaml", &yaml).expect("the policy loads");
+    (loaded.set, loaded.hash)
+}
+
+/// The managed routes the sink holds for the example.
+fn routes_of(sink: &MapSink) -> Option<crate::sink::ManagedRoutes> {
+    sink.1.lock().expect("sink").get(KEY).cloned()
+}
+
+/// The engine hands the data plane each managed route as its step is entered (the header
+/// route with its matches from the policy), keeps both through the pauses, and removes both
+/// when the rollout ends, by a promotion to the end or by an abort; the controller's summary
+/// names them.
+#[test]
+fn managed_routes_reach_the_sink_from_their_step_until_the_rollout_ends() {
+    use augur_policies::StringMatch;
+    for end in [Command::PromoteFull, Command::Abort] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (set, hash) = routed_policy();
+        let sink = Arc::new(MapSink::default());
+        let metrics = RolloutMetrics::register(&prometheus::Registry::new()).expect("metrics");
+        let r = Rollouts::new(
+            Arc::clone(&sink) as Arc<dyn crate::WeightSink>,
+            Some(StateDir::open(dir.path()).expect("state dir")),
+            metrics,
+        );
+        r.sync(&set, &hash, 1000.0);
+        let routes = routes_of(&sink).expect("the header route is set at step 1");
+        assert_eq!(routes.headers.len(), 1);
+        assert_eq!(routes.headers[0].name, "beta");
+        assert_eq!(
+            routes.headers[0].matches,
+            vec![("x-beta".to_owned(), StringMatch::Exact("true".into()))]
+        );
+        assert!(routes.mirrors.is_empty(), "no mirror before its step");
+        r.command(KEY, Command::Promote, 1001.0)
+            .expect("past the first pause");
+        let routes = routes_of(&sink).expect("both routes");
+        assert_eq!(routes.headers.len(), 1, "the header route stays");
+        assert_eq!(routes.mirrors, vec![("shadow-copy".to_owned(), 50)]);
+        let summary = &r.summaries()[0];
+        assert_eq!(summary.header_routes, vec!["beta".to_owned()]);
+        assert_eq!(summary.mirror_routes, vec![("shadow-copy".to_owned(), 50)]);
+        r.command(KEY, end, 1002.0).expect("ends");
+        assert_eq!(
+            routes_of(&sink),
+            None,
+            "{end:?} removes every managed route"
+        );
+        let summary = &r.summaries()[0];
+        assert!(summary.header_routes.is_empty() && summary.mirror_routes.is_empty());
+        // Resumed from its saved state, a rollout at the header route's step sets it again.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sink = Arc::new(MapSink::default());
+        let metrics = RolloutMetrics::register(&prometheus::Registry::new()).expect("metrics");
+        let first = Rollouts::new(
+            Arc::new(MapSink::default()),
+            Some(StateDir::open(dir.path()).expect("state dir")),
+            metrics.clone(),
+        );
+        first.sync(&set, &hash, 1000.0);
+        let again = Rollouts::new(
+            Arc::clone(&sink) as Arc<dyn crate::WeightSink>,
+            Some(StateDir::open(dir.path()).expect("state dir")),
+            metrics,
+        );
+        again.sync(&set, &hash, 1000.5);
+        assert_eq!(routes_of(&sink).map(|r| r.headers.len()), Some(1));
+    }
+}

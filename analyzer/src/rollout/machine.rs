@@ -133,6 +133,10 @@ impl Rollout {
         loop {
             let Some(spec) = self.steps.get(step).cloned() else {
                 self.set_weight(100, &mut actions);
+                // The canary is the whole traffic now: its managed routes end with the rollout
+                // (the data plane follows the state; `Promote` says it, so no action per route).
+                self.header_routes.clear();
+                self.mirrors.clear();
                 actions.push(Action::Promote);
                 let why = format!("{reason}; all {} steps done: promoted", self.steps.len());
                 return Some(self.transition(now, RolloutState::Promoted, actions, why));
@@ -140,11 +144,17 @@ impl Rollout {
             match spec {
                 StepSpec::SetWeight(w) => self.set_weight(w, &mut actions),
                 StepSpec::SetHeaderRoute { name } => {
-                    self.header_route = Some(name.clone());
+                    self.header_routes.insert(name.clone());
                     actions.push(Action::SetHeaderRoute { name });
                 }
+                StepSpec::SetMirrorRoute { name, percent: 0 } => {
+                    // Argo removes a mirror route set again without a share.
+                    if self.mirrors.remove(&name).is_some() {
+                        actions.push(Action::RemoveMirror { name });
+                    }
+                }
                 StepSpec::SetMirrorRoute { name, percent } => {
-                    self.mirror = Some((name.clone(), percent));
+                    self.mirrors.insert(name.clone(), percent.min(100));
                     actions.push(Action::SetMirror { name, percent });
                 }
                 StepSpec::Pause { duration_s: None } => {
@@ -237,18 +247,23 @@ impl Rollout {
 
     /// Takes the canary out of the traffic at once: weight 0 and its header route removed, and
     /// its mirror too unless `mode` keeps it (`CanaryOnly`). Returns the actions, a rollback's.
-    fn retract(&mut self, mode: TriggerAction) -> Vec<Action> {
+    pub(super) fn retract(&mut self, mode: TriggerAction) -> Vec<Action> {
         let mut actions = vec![Action::Rollback { mode }];
         self.set_weight(0, &mut actions);
-        if let Some(name) = self.header_route.take() {
+        self.remove_routes(mode != TriggerAction::CanaryOnly, &mut actions);
+        actions
+    }
+
+    /// Removes every header route, and every mirror route when `mirrors`, with their actions.
+    fn remove_routes(&mut self, mirrors: bool, actions: &mut Vec<Action>) {
+        for name in std::mem::take(&mut self.header_routes) {
             actions.push(Action::RemoveHeaderRoute { name });
         }
-        if mode != TriggerAction::CanaryOnly {
-            if let Some((name, _)) = self.mirror.take() {
+        if mirrors {
+            for (name, _) in std::mem::take(&mut self.mirrors) {
                 actions.push(Action::RemoveMirror { name });
             }
         }
-        actions
     }
 
     /// Finishes or undoes a staged rollback once its trigger window has passed: the weight is
@@ -355,6 +370,11 @@ impl Rollout {
     fn sample_ratio(&self) -> Option<Verdict> {
         let [stable, canary] = self.step_counts;
         let w = f64::from(self.canary_weight);
+        // With a header route, matching requests go to the canary whatever the weight: the
+        // split no longer follows the weight alone, so there is no ratio to check.
+        if !self.header_routes.is_empty() {
+            return None;
+        }
         if stable + canary < SRM_MIN_SAMPLES || w <= 0.0 || w >= 100.0 {
             return None;
         }
@@ -714,6 +734,8 @@ impl Rollout {
                 }
                 let mut actions = Vec::new();
                 self.set_weight(0, &mut actions);
+                // A mirror a canary-only rollback kept ends with the rollout it belonged to.
+                self.remove_routes(true, &mut actions);
                 self.enter_step(0, now, why("retry"), actions)
             }
             _ => None,

@@ -96,8 +96,18 @@ pub struct Rollout {
     trigger_specs: Vec<TriggerSpec>,
     state: RolloutState,
     canary_weight: u8,
-    header_route: Option<String>,
-    mirror: Option<(String, u8)>,
+    /// The header routes set by `setHeaderRoute` steps and not removed yet (by name). Saved
+    /// under its old name, which held one route; an older state file still loads.
+    #[serde(
+        default,
+        rename = "header_route",
+        deserialize_with = "types::names_compat"
+    )]
+    header_routes: BTreeSet<String>,
+    /// The mirror routes set by `setMirrorRoute` steps: name → percent (an older state file's
+    /// single `["name", percent]` still loads).
+    #[serde(default, rename = "mirror", deserialize_with = "types::mirrors_compat")]
+    mirrors: BTreeMap<String, u8>,
     started: bool,
     /// The last second processed (whole seconds; `None` before the first tick).
     #[serde(default)]
@@ -153,8 +163,8 @@ impl Rollout {
             trigger_specs: triggers,
             state: RolloutState::Progressing { step: 0 },
             canary_weight: 0,
-            header_route: None,
-            mirror: None,
+            header_routes: BTreeSet::new(),
+            mirrors: BTreeMap::new(),
             started: false,
             clock: None,
             step_started: 0.0,
@@ -269,6 +279,17 @@ impl Rollout {
     /// The current state.
     pub fn state(&self) -> &RolloutState {
         &self.state
+    }
+
+    /// The header routes active now, by name: requests matching one go to the canary
+    /// whatever the weights.
+    pub fn header_routes(&self) -> impl Iterator<Item = &str> {
+        self.header_routes.iter().map(String::as_str)
+    }
+
+    /// The mirror routes active now: name → percent of requests copied to the canary.
+    pub fn mirror_routes(&self) -> &BTreeMap<String, u8> {
+        &self.mirrors
     }
 
     /// The current weights.

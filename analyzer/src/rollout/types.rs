@@ -329,9 +329,87 @@ pub struct Decision {
     pub reason: String,
 }
 
+/// A saved rollout's header routes: a set of names, or (state saved before several routes were
+/// kept) one name or none.
+pub(super) fn names_compat<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<std::collections::BTreeSet<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Names {
+        One(String),
+        Many(std::collections::BTreeSet<String>),
+    }
+    Ok(match Option::<Names>::deserialize(d)? {
+        None => std::collections::BTreeSet::new(),
+        Some(Names::One(name)) => std::iter::once(name).collect(),
+        Some(Names::Many(names)) => names,
+    })
+}
+
+/// A saved rollout's mirror routes: name → percent, or (state saved before several mirrors were
+/// kept) one `[name, percent]` pair or none.
+pub(super) fn mirrors_compat<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<std::collections::BTreeMap<String, u8>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Mirrors {
+        One((String, u8)),
+        Many(std::collections::BTreeMap<String, u8>),
+    }
+    Ok(match Option::<Mirrors>::deserialize(d)? {
+        None => std::collections::BTreeMap::new(),
+        Some(Mirrors::One((name, percent))) => std::iter::once((name, percent)).collect(),
+        Some(Mirrors::Many(mirrors)) => mirrors,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The managed routes a rollout holds: several by name, saved and read back, and a state
+    /// saved when a rollout held one header route and one mirror still loads. A canary-only
+    /// rollback keeps the mirror and drops the header route; a retry drops both.
+    #[test]
+    fn managed_routes_are_kept_by_name_and_old_state_still_loads() {
+        use crate::rollout::Rollout;
+        use crate::spec::{AnalysisSpec, StepSpec};
+        let steps = vec![
+            StepSpec::SetHeaderRoute { name: "a".into() },
+            StepSpec::SetHeaderRoute { name: "b".into() },
+            StepSpec::SetMirrorRoute {
+                name: "m".into(),
+                percent: 30,
+            },
+            StepSpec::SetWeight(10),
+            StepSpec::Pause { duration_s: None },
+        ];
+        let mut r = Rollout::new(AnalysisSpec::default(), steps, vec![]);
+        r.tick(0.0);
+        assert_eq!(r.header_routes().collect::<Vec<_>>(), vec!["a", "b"]);
+        assert_eq!(r.mirror_routes().get("m"), Some(&30));
+        let json = serde_json::to_value(&r).expect("serializes");
+        let back: Rollout = serde_json::from_value(json.clone()).expect("reads back");
+        assert_eq!(back, r);
+        let mut old = json;
+        old["header_route"] = serde_json::json!("a");
+        old["mirror"] = serde_json::json!(["m", 30]);
+        let old: Rollout = serde_json::from_value(old).expect("an old state loads");
+        assert_eq!(old.header_routes().collect::<Vec<_>>(), vec!["a"]);
+        assert_eq!(old.mirror_routes().get("m"), Some(&30));
+        let mut none = serde_json::to_value(&r).expect("serializes");
+        none["header_route"] = serde_json::Value::Null;
+        none["mirror"] = serde_json::Value::Null;
+        let none: Rollout = serde_json::from_value(none).expect("an old empty state loads");
+        assert_eq!(none.header_routes().count(), 0);
+        assert!(none.mirror_routes().is_empty());
+        // Canary-only: weight 0 and no header route, the mirror goes on.
+        r.retract(TriggerAction::CanaryOnly);
+        assert_eq!(r.header_routes().count(), 0);
+        assert_eq!(r.mirror_routes().get("m"), Some(&30));
+    }
 
     /// `phase()` names each state as its JSON does, which readers of `/rollouts` match on.
     #[test]

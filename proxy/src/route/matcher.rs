@@ -22,7 +22,7 @@ pub struct RequestView<'a> {
 }
 
 /// One compiled string condition.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Matcher {
     /// Equal to the string.
     Exact(String),
@@ -69,7 +69,7 @@ impl Matcher {
 }
 
 /// One compiled match block.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct MatchBlock {
     uri: Option<Matcher>,
     ignore_uri_case: bool,

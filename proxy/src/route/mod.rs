@@ -68,7 +68,7 @@ pub enum CompileError {
 }
 
 /// What a matched route does.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Action {
     /// Forward to one of the weighted destinations.
     Forward(Split),
@@ -84,7 +84,7 @@ pub enum Action {
 }
 
 /// One compiled http route.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Route {
     /// The route's name (its `name`, else its index in the VirtualService).
     pub name: String,
@@ -121,9 +121,31 @@ pub struct Route {
     pub shadow_percentage: Option<f64>,
     /// The ApiProtection of the route (API key, rate limit), if any.
     pub protection: Option<Arc<crate::protect::Protection>>,
+    /// This route with its canary destination added as a mirror of every request, for the
+    /// requests a rollout's mirror route copies ([`Route::mirrored_to_canary`]); built once.
+    canary_mirror: std::sync::OnceLock<Option<Arc<Route>>>,
 }
 
 impl Route {
+    /// This route, plus a copy of every request to its canary destination: what a request a
+    /// rollout's mirror route picked is routed by, so that the usual mirroring (bounded queue,
+    /// the primary never waits, drops counted) sends the copy. Built on first use and kept
+    /// with the route; `None` when the route has no canary destination.
+    pub fn mirrored_to_canary(&self) -> Option<Arc<Route>> {
+        self.canary_mirror
+            .get_or_init(|| {
+                let Action::Forward(split) = &self.action else {
+                    return None;
+                };
+                let canary = split.destinations().iter().find(|d| d.arm == Arm::Canary)?;
+                let mut variant = self.clone();
+                variant.canary_mirror = std::sync::OnceLock::new();
+                variant.mirrors.push((Arc::clone(&canary.cluster), 100.0));
+                Some(Arc::new(variant))
+            })
+            .clone()
+    }
+
     /// The route Istio gives a service no VirtualService covers: everything to its cluster,
     /// with the default retry policy (the route is named `default`, as Istio's).
     fn to_service(cluster: Arc<Cluster>) -> Self {
@@ -148,6 +170,7 @@ impl Route {
             mirrors: Vec::new(),
             sticky: None,
             shadow_percentage: None,
+            canary_mirror: std::sync::OnceLock::new(),
             protection: None,
         }
     }
@@ -281,6 +304,7 @@ impl RouteTable {
                         &vs.metadata.name,
                         http.name.as_deref(),
                     ),
+                    canary_mirror: std::sync::OnceLock::new(),
                 }));
             }
             let index = table.vhosts.len();

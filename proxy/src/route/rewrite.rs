@@ -16,7 +16,7 @@ use regex::Regex;
 use super::matcher::Matcher;
 
 /// A compiled `rewrite`.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Rewrite {
     /// Replacement of the matched prefix.
     uri: Option<String>,

@@ -8,7 +8,7 @@ use augur_model::Arm;
 use super::cluster::Cluster;
 
 /// One destination of a split.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct WeightedCluster {
     /// Where the traffic goes.
     pub cluster: Arc<Cluster>,
@@ -21,7 +21,7 @@ pub struct WeightedCluster {
 }
 
 /// The destinations of a route with their relative weights.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Split {
     destinations: Vec<WeightedCluster>,
     total: u64,
@@ -57,6 +57,15 @@ impl Split {
         };
         let total = self.destinations.iter().map(|d| u64::from(weight(d))).sum();
         self.pick_by(roll, total, weight)
+    }
+
+    /// The canary destination (the first, if several), whatever the weights: where a rollout's
+    /// header route sends the requests it matches.
+    pub fn canary(&self) -> Option<(usize, &WeightedCluster)> {
+        self.destinations
+            .iter()
+            .enumerate()
+            .find(|(_, d)| d.arm == Arm::Canary)
     }
 
     fn pick_by(

@@ -120,17 +120,34 @@ pub(super) fn decide(
                 .filter(|_| route.inbound == inbound);
             // In a stable pod's inbound split, stable is the local app: it needs no endpoints.
             let local = |chosen: &WeightedCluster| inbound && chosen.arm != Arm::Canary;
-            match pick(split, rollout.as_deref(), weights, sticky) {
+            // The rollout's managed routes (none: one load, nothing allocated).
+            let managed = rollout.as_deref().and_then(|p| weights.routes(p));
+            // A request a header route matches goes to the canary, whatever the weights.
+            let by_header = managed
+                .as_deref()
+                .and_then(|m| m.header_route(&header))
+                .and_then(|_| split.canary());
+            let picked = by_header.or_else(|| pick(split, rollout.as_deref(), weights, sticky));
+            // A request a mirror route picks is also copied to the canary, by the route's own
+            // mirroring (the same route with the canary added as a mirror of every request).
+            let route = match managed.as_deref().filter(|m| m.mirror_roll()) {
+                Some(_) => route
+                    .mirrored_to_canary()
+                    .unwrap_or_else(|| Arc::clone(route)),
+                None => Arc::clone(route),
+            };
+            match picked {
                 Some((destination, chosen))
                     if local(chosen) || !chosen.cluster.endpoints.is_empty() =>
                 {
+                    let rewritten_path = route.rewritten_path(&view);
                     Decision::Forward(Box::new(Forwarding {
-                        route: Arc::clone(route),
+                        route,
                         cluster: Arc::clone(&chosen.cluster),
                         arm: chosen.arm,
                         sticky,
                         destination,
-                        rewritten_path: route.rewritten_path(&view),
+                        rewritten_path,
                         rollout: sampled,
                     }))
                 }
