@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use augur_model::fleet::{FleetLabel, LabelPush};
 use augur_policies::{LoadError, PolicySet};
-use augur_rollout::audit::{AuditLog, PolicyChange};
+use augur_rollout::audit::AuditLog;
 use augur_rollout::driver::Driver;
 use augur_rollout::persist::StateDir;
 use augur_rollout::status::ForwardedLabels;
@@ -122,30 +122,22 @@ impl Controller {
             "Policy reloads rejected (the last good policy keeps running).",
         )?;
         registry.register(Box::new(reload_failures.clone()))?;
-        let policies = Arc::new(
-            PolicyFiles::load(config.policies.clone(), reload_failures)
-                .map_err(StartError::Policies)?,
-        );
         let state = StateDir::open(&config.state_dir).map_err(|source| StartError::StateDir {
             path: config.state_dir.clone(),
             source,
         })?;
         let audit_path = config.state_dir.join(AUDIT_LOG);
-        let audit = AuditLog::open(&audit_path).map_err(|source| StartError::AuditLog {
-            path: audit_path,
-            source,
-        })?;
-        {
-            let loaded = policies.serving();
-            audit.policy(&PolicyChange {
-                trigger: "startup",
-                outcome: "loaded",
-                old_hash: None,
-                new_hash: &loaded.hash,
-                files: &loaded.sources,
-                errors: &[],
-            });
-        }
+        let audit =
+            Arc::new(
+                AuditLog::open(&audit_path).map_err(|source| StartError::AuditLog {
+                    path: audit_path,
+                    source,
+                })?,
+            );
+        let policies = Arc::new(
+            PolicyFiles::load(config.policies.clone(), reload_failures, Arc::clone(&audit))
+                .map_err(StartError::Policies)?,
+        );
         let sink = Arc::new(PublishSink::default());
         let rollouts = Arc::new(Rollouts::new(
             Arc::clone(&sink) as Arc<dyn WeightSink>,
@@ -241,7 +233,7 @@ struct ControllerApi {
     policies: Arc<PolicyFiles>,
     publisher: Arc<Publisher>,
     registry: prometheus::Registry,
-    audit: AuditLog,
+    audit: Arc<AuditLog>,
 }
 
 impl ControllerApi {

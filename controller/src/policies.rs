@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use augur_policies::{LoadError, Loaded, PolicySet};
+use augur_rollout::audit::{AuditLog, PolicyChange};
 use augur_rollout::driver::PolicyFeed;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch};
@@ -21,21 +22,33 @@ pub struct PolicyFiles {
     serving: ArcSwap<Loaded>,
     reload_failures: prometheus::IntCounter,
     changed: watch::Sender<u64>,
+    audit: Arc<AuditLog>,
 }
 
 impl PolicyFiles {
-    /// Loads `paths`; fails with every diagnostic when they do not validate.
+    /// Loads `paths`; fails with every diagnostic when they do not validate. The load, and every
+    /// reload that applies or is rejected, is recorded in `audit`, as the proxy records its own.
     pub fn load(
         paths: Vec<PathBuf>,
         reload_failures: prometheus::IntCounter,
+        audit: Arc<AuditLog>,
     ) -> Result<Self, LoadError> {
         let loaded = augur_policies::load_paths(&paths)?;
+        audit.policy(&PolicyChange {
+            trigger: "startup",
+            outcome: "loaded",
+            old_hash: None,
+            new_hash: &loaded.hash,
+            files: &loaded.sources,
+            errors: &[],
+        });
         let (changed, _) = watch::channel(0);
         Ok(Self {
             paths,
             serving: ArcSwap::from_pointee(loaded),
             reload_failures,
             changed,
+            audit,
         })
     }
 
@@ -49,20 +62,39 @@ impl PolicyFiles {
         self.changed.subscribe()
     }
 
-    /// Reads the files again; a valid set with another hash replaces the serving one.
-    pub fn reload(&self) {
+    /// Reads the files again (`trigger`: `file change` or `SIGHUP`); a valid set with another
+    /// hash replaces the serving one.
+    pub fn reload(&self, trigger: &str) {
+        let old = self.serving.load_full();
         match augur_policies::load_paths(&self.paths) {
-            Ok(loaded) if loaded.hash == self.serving.load().hash => {}
+            Ok(loaded) if loaded.hash == old.hash => {}
             Ok(loaded) => {
                 tracing::info!(hash = %loaded.hash, files = loaded.sources.len(), "policy reloaded");
+                self.audit.policy(&PolicyChange {
+                    trigger,
+                    outcome: "applied",
+                    old_hash: Some(&old.hash),
+                    new_hash: &loaded.hash,
+                    files: &loaded.sources,
+                    errors: &[],
+                });
                 self.serving.store(Arc::new(loaded));
                 self.changed.send_modify(|n| *n += 1);
             }
             Err(e) => {
                 self.reload_failures.inc();
-                for d in &e.diagnostics {
+                let errors: Vec<String> = e.diagnostics.iter().map(ToString::to_string).collect();
+                for d in &errors {
                     tracing::error!(diagnostic = %d, "policy reload rejected; the last good policy keeps running");
                 }
+                self.audit.policy(&PolicyChange {
+                    trigger,
+                    outcome: "rejected",
+                    old_hash: Some(&old.hash),
+                    new_hash: &old.hash,
+                    files: &old.sources,
+                    errors: &errors,
+                });
             }
         }
     }
@@ -80,10 +112,10 @@ impl PolicyFiles {
             tokio::select! {
                 Some(()) = events.recv() => {
                     while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, events.recv()).await {}
-                    self.reload();
+                    self.reload("file change");
                 }
                 Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => None } } => {
-                    self.reload();
+                    self.reload("SIGHUP");
                 }
                 _ = shutdown.changed() => return,
             }

@@ -304,3 +304,77 @@ fn the_controllers_dashboard_shows_its_rollout_under_the_token_rule() {
         serde_json::from_str(&call(far, "GET", "/rollouts", "", Some(TOKEN)).body).unwrap();
     assert_eq!(all["rollouts"][0]["weights"]["canary"], 60);
 }
+
+/// The policy files' reloads are in the controller's audit log as in the proxy's: an edit that
+/// applies is recorded with the old and new hash, one that does not validate with its
+/// diagnostics (`file:line:column`), and the last good set keeps running.
+#[test]
+fn the_controllers_policy_reloads_are_audited_applied_or_rejected() {
+    let (v1, v2) = (Upstream::start("v1"), Upstream::start("v2"));
+    let dir = tempfile::tempdir().unwrap();
+    let file = policy(dir.path(), &v1, &v2);
+    let state = tempfile::tempdir().unwrap();
+    let c = controller(&file, state.path());
+    let audit = state.path().join("audit.jsonl");
+    let policy_lines = || -> Vec<Value> {
+        lines(&audit)
+            .into_iter()
+            .filter(|l| l["kind"] == "policy")
+            .collect()
+    };
+    let started = policy_lines();
+    assert_eq!(started.len(), 1, "{started:#?}");
+    let first_hash = started[0]["new_hash"].clone();
+
+    // A valid edit: the error-rate allowance 5 → 6 points.
+    let text = std::fs::read_to_string(&file).unwrap();
+    let edited = text.replace(
+        "allowedChange: {absolute: 5}",
+        "allowedChange: {absolute: 6}",
+    );
+    assert_ne!(edited, text, "the test's edit applies to the policy");
+    augur_tests::policy::write_atomically(&file, &edited);
+    let applied = augur_tests::wait_for(
+        "the applied reload's audit line",
+        std::time::Duration::from_secs(30),
+        || policy_lines().get(1).cloned(),
+    );
+    assert_eq!(
+        (
+            &applied["trigger"],
+            &applied["outcome"],
+            &applied["old_hash"]
+        ),
+        (&json!("file change"), &json!("applied"), &first_hash),
+        "{applied}"
+    );
+    let second_hash = applied["new_hash"].clone();
+    assert_ne!(second_hash, first_hash);
+
+    // An edit that does not validate: a step's weight of 130%.
+    let broken = edited.replace("setWeight: 30", "setWeight: 130");
+    assert_ne!(broken, edited);
+    augur_tests::policy::write_atomically(&file, &broken);
+    let rejected = augur_tests::wait_for(
+        "the rejected reload's audit line",
+        std::time::Duration::from_secs(30),
+        || policy_lines().get(2).cloned(),
+    );
+    assert_eq!(
+        (
+            &rejected["outcome"],
+            &rejected["old_hash"],
+            &rejected["new_hash"]
+        ),
+        (&json!("rejected"), &second_hash, &second_hash),
+        "the last good set keeps running: {rejected}"
+    );
+    let errors = rejected["errors"].as_array().expect("errors");
+    assert!(
+        errors.iter().any(|e| e
+            .as_str()
+            .is_some_and(|e| e.starts_with(&format!("{}:", file.display())))),
+        "diagnostics placed at file:line:column: {rejected}"
+    );
+    assert_eq!(rollout(&c)["weights"]["canary"], 30, "still running");
+}
