@@ -4,4 +4,4 @@
 //! is re-exported here for the admin port and the reloader. The proxy appends to `--audit-log`
 //! (default `audit.jsonl` under `--state-dir`).
 
-pub use augur_rollout::audit::{Actor, Admission, AuditLog, PolicyChange};
+pub use augur_rollout::audit::{command_params, Actor, Admission, AuditLog, PolicyChange};

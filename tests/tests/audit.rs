@@ -67,10 +67,13 @@ fn admin_actions_and_policy_changes_are_audited() {
         proxy.admin_post("/logging?level=PHI-MARK-2", "").status,
         400
     );
+    // Nor a command with a body that does not parse, whatever the rollout it names.
+    let bad_body = proxy.admin_post("/rollouts/PHI-MARK-3/promote", "{not json");
+    assert_ne!(bad_body.status, 200);
 
     let log = lines(&audit);
     let admin: Vec<&Value> = log.iter().filter(|l| l["kind"] == "admin").collect();
-    assert_eq!(admin.len(), 4, "{log:#?}");
+    assert_eq!(admin.len(), 5, "{log:#?}");
     assert_eq!(admin[0]["endpoint"], "/logging");
     assert_eq!(admin[0]["params"]["level"], "debug");
     assert_eq!(admin[0]["actor"]["admission"], "loopback");
@@ -86,6 +89,7 @@ fn admin_actions_and_policy_changes_are_audited() {
     assert_eq!(admin[2]["status"], 404);
     assert_eq!(admin[3]["params"], serde_json::json!({}));
     assert_eq!(admin[3]["status"], 400);
+    assert_eq!(admin[4]["params"], serde_json::json!({}), "{:#?}", admin[4]);
 
     // A valid change, then an invalid one.
     let text = std::fs::read_to_string(&file).unwrap();

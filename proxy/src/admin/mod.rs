@@ -364,15 +364,14 @@ fn audited(path: &str, query: Option<&str>, reply: &Reply) -> (&'static str, ser
         };
         return (endpoint, params);
     }
-    if let Some(rest) = path.strip_prefix("/rollouts/") {
-        let params = match rest.rsplit_once('/') {
-            // A rollout that exists (the command ran, or was not allowed in its state).
-            Some((name, command)) if reply.status != StatusCode::NOT_FOUND => {
-                json!({ "rollout": name, "command": command })
-            }
-            _ => json!({}),
-        };
-        return ("/rollouts/{name}/{command}", params);
+    if path.starts_with("/rollouts/") {
+        // The rollout and command only once the rollout was found (the command ran, or was not
+        // allowed in its state): any other answer's name is whatever the client wrote.
+        let found = ok || reply.status == StatusCode::CONFLICT;
+        return (
+            "/rollouts/{name}/{command}",
+            crate::audit::command_params(path, found),
+        );
     }
     ("(unknown)", json!({}))
 }
