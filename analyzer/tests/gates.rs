@@ -7,7 +7,7 @@ mod common;
 use augur_analyzer::judge::{Evidence, Judge};
 use augur_analyzer::rollout::{Command, Rollout, RolloutState};
 use augur_analyzer::spec::{
-    default_triggers, Allowed, AnalysisSpec, GapAction, MetricKind, MetricSpec, StepSpec,
+    default_triggers, Allowed, AnalysisSpec, GapAction, Method, MetricKind, MetricSpec, StepSpec,
     TriggerAction, TriggerCondition, TriggerMetric, TriggerSpec, DEFAULT_TRIGGER_ALPHA,
 };
 use augur_analyzer::triggers::Triggers;
@@ -59,6 +59,64 @@ fn a_gate_does_not_open_on_the_absence_of_a_failure() {
     requests(&mut e, Arm::Canary, 200, 0);
     let v = &Judge::new().evaluate(&error_rate_spec(), &e)[0];
     assert_eq!(v.outcome, Outcome::Inconclusive, "{v:?}");
+}
+
+/// The Kayenta-style method (`method: mannWhitney`) passes on evidence too: a metric passes
+/// only when its fixed-horizon interval (Newcombe's for rates, Hodges-Lehmann's for latency)
+/// lies inside the allowance, fails when it lies beyond, and is inconclusive otherwise.
+#[test]
+fn the_kayenta_style_judge_passes_only_inside_its_allowance() {
+    let spec = AnalysisSpec {
+        method: Method::MannWhitney,
+        ..error_rate_spec()
+    };
+    let judge = |stable: (u64, u64), canary: (u64, u64)| {
+        let mut e = Evidence::default();
+        requests(&mut e, Arm::Stable, stable.0, stable.1);
+        requests(&mut e, Arm::Canary, canary.0, canary.1);
+        Judge::new().evaluate(&spec, &e).remove(0)
+    };
+    // 1% against 1% on many requests: the interval is inside the 1-point allowance.
+    let v = judge((20_000, 200), (8_000, 80));
+    assert_eq!(v.outcome, Outcome::Pass, "{v:?}");
+    // The 3.5% against 1% on 1,132 canary requests: beyond it.
+    let v = judge((20_000, 200), (1_132, 40));
+    assert!(v.is_fail(), "{v:?}");
+    // No errors on either side, on a few hundred requests: not shown either way.
+    let v = judge((300, 0), (200, 0));
+    assert_eq!(v.outcome, Outcome::Inconclusive, "{v:?}");
+
+    // Latency: the same distribution passes on enough requests, 1.5 times slower fails.
+    let mut latency = MetricSpec::new("latency", MetricKind::LatencyShift);
+    latency.allowed = Allowed::Relative(0.2);
+    let spec = AnalysisSpec {
+        metrics: vec![latency],
+        method: Method::MannWhitney,
+        min_samples: 200,
+        ..AnalysisSpec::default()
+    };
+    let slower = ArmModel {
+        median_ms: BASE.median_ms * 1.5,
+        ..BASE
+    };
+    for (canary, pass) in [(BASE, true), (slower, false)] {
+        let mut rng = Rng(7);
+        let mut e = Evidence::default();
+        for i in 0..8_000 {
+            let (arm, m) = if i % 2 == 0 {
+                (Arm::Canary, canary)
+            } else {
+                (Arm::Stable, BASE)
+            };
+            e.record(&request(&mut rng, f64::from(i) * 0.01, arm, m), "PNEUMONIA");
+        }
+        let v = Judge::new().evaluate(&spec, &e).remove(0);
+        if pass {
+            assert_eq!(v.outcome, Outcome::Pass, "{v:?}");
+        } else {
+            assert!(v.is_fail(), "{v:?}");
+        }
+    }
 }
 
 /// The issue's `p95-latency` could not see a tail-only regression (it tested the mean of

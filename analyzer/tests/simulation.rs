@@ -283,6 +283,10 @@ fn row(canary: Canary, rate: f64, s: &Summary) -> String {
 
 const HEADER: &str = "| req/s | canary | runs | promoted [95% CI] | rolled back [95% CI] | held [95% CI] | time to the decision (from the onset), median / p95 | canary requests to it, median | rollback causes |\n|---|---|---|---|---|---|---|---|---|";
 
+/// The stated time of issue 19's goal "an identical canary is promoted ≥ 95% of the time
+/// within a stated time at 20 req/s": 90 minutes (the 200-run table's p95 is 63).
+const PROMOTED_WITHIN_S: f64 = 90.0 * 60.0;
+
 /// Checks issue 19's goals on a summary; returns the broken ones.
 fn goals(canary: Canary, rate: f64, s: &Summary) -> Vec<String> {
     let share = |k: u64| k as f64 / s.runs as f64;
@@ -295,8 +299,13 @@ fn goals(canary: Canary, rate: f64, s: &Summary) -> Vec<String> {
                     share(s.rolled_back)
                 ));
             }
-            if rate == 20.0 && share(s.promoted) < 0.95 {
-                broken.push(format!("identical promoted {:.3} at 20", share(s.promoted)));
+            let in_time = s.times.iter().filter(|&&t| t <= PROMOTED_WITHIN_S).count() as u64;
+            if rate == 20.0 && share(in_time) < 0.95 {
+                broken.push(format!(
+                    "identical promoted within {} min {:.3} at 20",
+                    PROMOTED_WITHIN_S / 60.0,
+                    share(in_time)
+                ));
             }
         }
         Canary::Spike60 if s.rolled_back > 0 => {
