@@ -338,7 +338,8 @@ fn a_staged_rollback_restores_only_on_evidence_and_only_once() {
         .is_some_and(|d| d.reason.contains("already restored the weight once")));
     assert!(halved_at > 0.0);
 
-    // Too little evidence at half weight (2 requests/s): the rollback finishes.
+    // Too little evidence at half weight (0.5 requests/s for ten minutes): the rollback
+    // finishes.
     let mut r = Rollout::new(spec, steps, staged_spec());
     let mut rng = Rng(32);
     r.tick(0.0);
@@ -356,8 +357,9 @@ fn a_staged_rollback_restores_only_on_evidence_and_only_once() {
     );
 }
 
-/// The false rollbacks at 2 requests/s: about five labels per quarter-window compared
-/// as raw values. Five canary labels with two wrong (60% against stable's 90%) show nothing.
+/// The false rollbacks at 2 requests/s: a handful of labels per quarter-window
+/// compared as raw values. Here the canary's window holds about 30 labels, a few at first, then 25
+/// of which two in five are wrong (60% against stable's 90%): too few to show a 5-point drop.
 #[test]
 fn a_trigger_does_not_fire_on_a_handful_of_labels() {
     let mut t = Triggers::new(&default_triggers(), 60.0);
