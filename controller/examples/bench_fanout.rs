@@ -66,6 +66,8 @@ fn routing(canary: u8) -> RolloutRouting {
         step: Some(1),
         // Carries the publish time in microseconds, for the subscribers' clock.
         changed_at_ms: now_us(),
+        header_routes: Vec::new(),
+        mirror_routes: Vec::new(),
     }
 }
 

@@ -242,6 +242,8 @@ mod tests {
             phase: "progressing".into(),
             step: Some(1),
             changed_at_ms: u64::from(canary),
+            header_routes: Vec::new(),
+            mirror_routes: Vec::new(),
         }
     }
 

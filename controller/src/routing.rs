@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use augur_analyzer::rollout::Weights;
-use augur_model::fleet::RolloutRouting;
+use augur_model::fleet::{MirrorRouting, RolloutRouting};
 use augur_policies::{policy_key, DestinationRef, PolicySet};
 use augur_rollout::{RolloutSummary, Rollouts, WeightSink};
 use tokio::sync::{watch, Notify};
@@ -39,6 +39,12 @@ impl WeightSink for PublishSink {
         }
         self.changed.notify_one();
     }
+
+    /// The routes themselves are read from the rollouts' summaries when publishing
+    /// ([`routing`]); a change only wakes the publisher.
+    fn set_routes(&self, _policy: &str, _routes: &augur_rollout::sink::ManagedRoutes) {
+        self.changed.notify_one();
+    }
 }
 
 /// `host` or `host/subset`.
@@ -49,8 +55,9 @@ fn destination(d: &DestinationRef) -> String {
     }
 }
 
-/// Every rollout's routing for the sidecars: its weights, phase and step, with the fingerprint
-/// of the policy version it belongs to.
+/// Every rollout's routing for the sidecars: its weights, phase, step and managed routes
+/// (header route names, mirror routes), with the fingerprint of the policy version it
+/// belongs to.
 pub fn routing(set: &PolicySet, summaries: &[RolloutSummary]) -> Vec<RolloutRouting> {
     summaries
         .iter()
@@ -71,6 +78,15 @@ pub fn routing(set: &PolicySet, summaries: &[RolloutSummary]) -> Vec<RolloutRout
                 phase: s.phase.clone(),
                 step: s.step.map(|i| i + 1),
                 changed_at_ms: (s.changed_at * 1000.0) as u64,
+                header_routes: s.header_routes.clone(),
+                mirror_routes: s
+                    .mirror_routes
+                    .iter()
+                    .map(|(name, percent)| MirrorRouting {
+                        name: name.clone(),
+                        percent: *percent,
+                    })
+                    .collect(),
             })
         })
         .collect()

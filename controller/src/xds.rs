@@ -6,8 +6,12 @@
 //! (its hosts and their short and `:port` aliases as domains), one Envoy route per match block
 //! (a route without one matches `prefix: /`), `weighted_clusters` named as Istio names
 //! clusters (`outbound|<port>|<subset>|<fqdn>`), the weights a rollout set on the routes its
-//! CanaryPolicy drives, the route timeout, and direct responses. Retries, faults, mirrors,
-//! rewrites and header edits are not carried (documented in `docs/fleet.md`).
+//! CanaryPolicy drives, the route timeout, and direct responses. A rollout's managed routes
+//! are carried as Argo carries them to Istio: each header route is an extra route before the
+//! weighted one (its matches added to the route's own, all to the canary cluster), and the
+//! mirror routes are a `request_mirror_policies` entry to the canary cluster on the weighted
+//! route. Retries, faults, the VirtualService's own mirrors, rewrites and header edits are
+//! not carried (documented in `docs/fleet.md`).
 
 use augur_model::fleet::FleetState;
 use augur_policies::{
@@ -53,13 +57,42 @@ fn virtual_host(set: &PolicySet, state: &FleetState, vs: &VirtualService) -> Val
     for http in &vs.http {
         let policy = driving_policy(set, vs, http);
         let action = action(set, state, ns, http, policy);
-        let Some(action) = action else { continue };
+        let Some(mut action) = action else { continue };
+        let managed = managed(set, state, ns, http, policy);
+        if let (Some(m), Some(route)) = (&managed, action.get_mut("route")) {
+            if m.mirror > 0.0 {
+                route["request_mirror_policies"] = json!([{
+                    "cluster": m.canary,
+                    "runtime_fraction": {"default_value": {
+                        "numerator": (m.mirror * 1e6).round() as u64,
+                        "denominator": "MILLION",
+                    }},
+                }]);
+            }
+        }
         let blocks: Vec<Option<&HttpMatchRequest>> = if http.matches.is_empty() {
             vec![None]
         } else {
             http.matches.iter().map(Some).collect()
         };
         for block in blocks {
+            for m in managed.iter() {
+                for header_route in &m.headers {
+                    let mut matched = route_match(block);
+                    let extra = header_matchers(header_route);
+                    if let Some(list) = matched
+                        .as_object_mut()
+                        .map(|o| o.entry("headers").or_insert_with(|| json!([])))
+                        .and_then(Value::as_array_mut)
+                    {
+                        list.extend(extra);
+                    }
+                    routes.push(json!({
+                        "match": matched,
+                        "route": {"cluster": m.canary, "timeout": timeout_of(http)},
+                    }));
+                }
+            }
             let mut route = json!({"match": route_match(block)});
             if let (Some(object), Some(action)) = (route.as_object_mut(), action.as_object()) {
                 object.extend(action.clone());
@@ -100,9 +133,16 @@ fn route_match(block: Option<&HttpMatchRequest>) -> Value {
     if block.is_some_and(|b| b.ignore_uri_case) {
         m.insert("case_sensitive".into(), json!(false));
     }
-    let headers: Vec<Value> = block
-        .map(|b| b.headers.as_slice())
-        .unwrap_or_default()
+    let headers = header_matchers(block.map(|b| b.headers.as_slice()).unwrap_or_default());
+    if !headers.is_empty() {
+        m.insert("headers".into(), Value::Array(headers));
+    }
+    Value::Object(m)
+}
+
+/// Envoy `HeaderMatcher`s for header conditions.
+fn header_matchers(headers: &[(String, StringMatch)]) -> Vec<Value> {
+    headers
         .iter()
         .map(|(name, sm)| {
             let mut h = json!({"name": name});
@@ -117,11 +157,64 @@ fn route_match(block: Option<&HttpMatchRequest>) -> Value {
             }
             h
         })
-        .collect();
-    if !headers.is_empty() {
-        m.insert("headers".into(), Value::Array(headers));
+        .collect()
+}
+
+/// A driven route's managed routes in force, for Envoy.
+struct Managed {
+    /// The canary's cluster.
+    canary: String,
+    /// Each header route's conditions.
+    headers: Vec<Vec<(String, StringMatch)>>,
+    /// The share of requests copied to the canary (0–1): one copy at most, as a sidecar makes.
+    mirror: f64,
+}
+
+/// The managed routes of the rollout driving `http`, with the header routes' matches from the
+/// controller's policy; `None` when it has none or the route has no canary destination.
+fn managed(
+    set: &PolicySet,
+    state: &FleetState,
+    ns: &str,
+    http: &HttpRoute,
+    policy: Option<&CanaryPolicy>,
+) -> Option<Managed> {
+    let policy = policy?;
+    let key = format!("{}/{}", policy.metadata.namespace, policy.metadata.name);
+    let routing = state.rollouts.iter().find(|r| r.policy == key)?;
+    if routing.header_routes.is_empty() && routing.mirror_routes.is_empty() {
+        return None;
     }
-    Value::Object(m)
+    let canary_ref = policy.canary.as_ref()?;
+    let canary = http
+        .route
+        .iter()
+        .find(|d| same(&d.destination, canary_ref, ns))
+        .map(|d| cluster_name(set, &d.destination, ns))?;
+    let names: Vec<&str> = routing.header_routes.iter().map(String::as_str).collect();
+    let mirrors: Vec<(String, u8)> = routing
+        .mirror_routes
+        .iter()
+        .map(|m| (m.name.clone(), m.percent))
+        .collect();
+    let step = routing.step.and_then(|s| s.checked_sub(1));
+    let routes = augur_rollout::spec::managed_routes(policy, step, &names, &mirrors);
+    let kept: f64 = routes
+        .mirrors
+        .iter()
+        .map(|(_, p)| 1.0 - f64::from((*p).min(100)) / 100.0)
+        .product();
+    Some(Managed {
+        canary,
+        headers: routes.headers.into_iter().map(|h| h.matches).collect(),
+        mirror: 1.0 - kept,
+    })
+}
+
+/// The route's timeout as Envoy writes it (`0s`: none).
+fn timeout_of(http: &HttpRoute) -> String {
+    http.timeout
+        .map_or_else(|| "0s".to_owned(), |t| format!("{}s", t.as_secs_f64()))
 }
 
 /// The route's action: weighted clusters (with a rollout's weights) or a direct response.
@@ -166,9 +259,7 @@ fn action(
             json!({"name": cluster_name(set, &d.destination, ns), "weight": weight})
         })
         .collect();
-    let timeout = http
-        .timeout
-        .map_or_else(|| "0s".to_owned(), |t| format!("{}s", t.as_secs_f64()));
+    let timeout = timeout_of(http);
     Some(json!({"route": {"weighted_clusters": {"clusters": clusters}, "timeout": timeout}}))
 }
 
@@ -274,6 +365,8 @@ spec:
                 phase: "progressing".into(),
                 step: Some(1),
                 changed_at_ms: 0,
+                header_routes: Vec::new(),
+                mirror_routes: Vec::new(),
             }],
         };
         let response = discovery_response(&loaded.set, &state, "outbound");
@@ -298,5 +391,62 @@ spec:
             clusters[1],
             json!({"name": "outbound|80|v2|model.models.svc.cluster.local", "weight": 20})
         );
+        assert!(primary["route"].get("request_mirror_policies").is_none());
+        assert_eq!(vhost["routes"].as_array().map(Vec::len), Some(2));
+    }
+
+    /// A header route is an extra route before the weighted one, to the canary cluster, with
+    /// its matches; a mirror route is a mirror policy to the canary on the weighted route.
+    #[test]
+    fn managed_routes_become_a_header_route_and_a_mirror_policy() {
+        let policy = POLICY.replace(
+            "  - setWeight: 20\n  - pause: {}\n",
+            "  - setWeight: 20\n  - setHeaderRoute:\n      name: b\n      match: [{headerName: X-Beta, headerValue: {prefix: \"t\"}}]\n  - setMirrorRoute: {name: m, percentage: 25}\n  - pause: {}\n",
+        );
+        let loaded = augur_policies::load_str("p.yaml", &policy).expect("valid policy");
+        let state = FleetState {
+            protocol: FLEET_PROTOCOL,
+            version: 4,
+            controller: "c".into(),
+            decided_at_ms: 0,
+            published_at_ms: 0,
+            rollouts: vec![RolloutRouting {
+                policy: "models/model".into(),
+                policy_hash: "h".into(),
+                stable: "model/v1".into(),
+                canary: "model/v2".into(),
+                stable_weight: 80,
+                canary_weight: 20,
+                phase: "paused".into(),
+                step: Some(4),
+                changed_at_ms: 0,
+                header_routes: vec!["b".into()],
+                mirror_routes: vec![augur_model::fleet::MirrorRouting {
+                    name: "m".into(),
+                    percent: 25,
+                }],
+            }],
+        };
+        let response = discovery_response(&loaded.set, &state, "outbound");
+        let routes = &response["resources"][0]["virtual_hosts"][0]["routes"];
+        assert_eq!(routes.as_array().map(Vec::len), Some(3), "{routes}");
+        let header = &routes[1];
+        assert_eq!(
+            header["match"],
+            json!({"prefix": "/", "headers": [{"name": "x-beta", "string_match": {"prefix": "t"}}]})
+        );
+        assert_eq!(
+            header["route"],
+            json!({"cluster": "outbound|80|v2|model.models.svc.cluster.local", "timeout": "5s"})
+        );
+        let weighted = &routes[2]["route"];
+        assert_eq!(
+            weighted["request_mirror_policies"],
+            json!([{
+                "cluster": "outbound|80|v2|model.models.svc.cluster.local",
+                "runtime_fraction": {"default_value": {"numerator": 250_000, "denominator": "MILLION"}},
+            }])
+        );
+        assert_eq!(weighted["weighted_clusters"]["clusters"][1]["weight"], 20);
     }
 }

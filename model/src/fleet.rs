@@ -54,6 +54,23 @@ pub struct RolloutRouting {
     pub step: Option<usize>,
     /// When this rollout's routing last changed (Unix milliseconds).
     pub changed_at_ms: u64,
+    /// The header routes in force (`setHeaderRoute` steps), by name: a sidecar applies each
+    /// with the matches its own policy file defines (the same version: [`Self::policy_hash`]).
+    /// Absent from a controller that predates them: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub header_routes: Vec<String>,
+    /// The mirror routes in force (`setMirrorRoute` steps). Absent: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mirror_routes: Vec<MirrorRouting>,
+}
+
+/// One mirror route in force: its name and the percent of requests copied to the canary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MirrorRouting {
+    /// The route's name.
+    pub name: String,
+    /// Percent (0–100) of the route's requests copied to the canary.
+    pub percent: u8,
 }
 
 /// What a sidecar tells the controller when it subscribes.
@@ -115,6 +132,11 @@ mod tests {
                 phase: "progressing".into(),
                 step: Some(3),
                 changed_at_ms: 1_700_000_000_000,
+                header_routes: vec!["beta".into()],
+                mirror_routes: vec![MirrorRouting {
+                    name: "copy".into(),
+                    percent: 50,
+                }],
             }],
         };
         let line = serde_json::to_string(&state).expect("json");
@@ -123,6 +145,16 @@ mod tests {
             serde_json::from_str::<FleetState>(&line).expect("parse"),
             state
         );
+    }
+
+    /// A state from a controller that predates managed routes still parses (no routes), and
+    /// one without routes is written as before, so an older sidecar parses it too.
+    #[test]
+    fn managed_routes_are_optional_on_the_wire() {
+        let old = r#"{"policy":"d/p","policy_hash":"h","stable":"s","canary":"c","stable_weight":80,"canary_weight":20,"phase":"paused","step":2,"changed_at_ms":1}"#;
+        let r: RolloutRouting = serde_json::from_str(old).expect("an older routing parses");
+        assert!(r.header_routes.is_empty() && r.mirror_routes.is_empty());
+        assert_eq!(serde_json::to_string(&r).expect("json"), old);
     }
 
     #[test]

@@ -10,8 +10,10 @@
 //! - Fail static: without the controller a sidecar keeps its last weights, reports how stale
 //!   they are (`augur_controller_staleness_seconds`, `/controller`, `/ready`), and never falls
 //!   back to deciding alone.
-//! - A state is applied per rollout, and only when the sidecar holds the same version of the
-//!   policy ([`augur_policies::fingerprint`]); a malformed or oversized push, or weights that
+//! - A state is applied per rollout (its weights, and its managed routes: the header routes
+//!   it names, with the matches of this sidecar's own policy file, and its mirror routes), and
+//!   only when the sidecar holds the same version of the policy
+//!   ([`augur_policies::fingerprint`]); a malformed or oversized push, or weights that
 //!   do not add up to 100, leave the last good state in place and are counted.
 //! - When its policy files are reloaded (a ConfigMap update caught up), the sidecar applies the
 //!   last state pushed to the rollouts it now holds in the controller's version, and, if its
@@ -350,6 +352,17 @@ impl Follower {
                 canary: bad.canary_weight,
             });
         }
+        if let Some((bad, m)) = state.rollouts.iter().find_map(|r| {
+            r.mirror_routes
+                .iter()
+                .find(|m| m.percent > 100)
+                .map(|m| (r, m))
+        }) {
+            return Err(FollowError::Malformed(format!(
+                "{}: mirror route {} at {}%",
+                bad.policy, m.name, m.percent
+            )));
+        }
         let mismatched = self.route(state);
         self.metrics
             .version
@@ -364,21 +377,23 @@ impl Follower {
         Ok(())
     }
 
-    /// Sets the weights of every rollout of `state` whose policy version this sidecar holds;
-    /// returns the others: policy → (controller's hash, ours).
+    /// Sets the weights and managed routes of every rollout of `state` whose policy version
+    /// this sidecar holds; returns the others: policy → (controller's hash, ours).
     fn route(&self, state: &FleetState) -> BTreeMap<String, (String, String)> {
         let snapshot = self.store.snapshot();
         let set = &snapshot.loaded.set;
         let mut mismatched = BTreeMap::new();
         for r in &state.rollouts {
-            let ours = set
+            let policy = set
                 .canary_policies
                 .iter()
-                .find(|p| format!("{}/{}", p.metadata.namespace, p.metadata.name) == r.policy)
-                .map(|p| augur_policies::fingerprint::rollout_fingerprint(set, p));
-            match ours {
-                Some(hash) if hash == r.policy_hash => {
+                .find(|p| format!("{}/{}", p.metadata.namespace, p.metadata.name) == r.policy);
+            let ours = policy.map(|p| augur_policies::fingerprint::rollout_fingerprint(set, p));
+            match (ours, policy) {
+                (Some(hash), Some(policy)) if hash == r.policy_hash => {
                     self.weights.set(&r.policy, weights_of(r));
+                    self.weights
+                        .set_routes(&r.policy, &managed_routes(policy, r));
                     if let Some(g) = &self.weight_gauge {
                         g.with_label_values(&[&r.policy, "stable"])
                             .set(i64::from(r.stable_weight));
@@ -390,7 +405,7 @@ impl Follower {
                         .with_label_values(&[&r.policy])
                         .set(0);
                 }
-                Some(hash) => {
+                (Some(hash), _) => {
                     mismatched.insert(r.policy.clone(), (r.policy_hash.clone(), hash));
                     self.metrics
                         .mismatched
@@ -398,7 +413,7 @@ impl Follower {
                         .set(1);
                 }
                 // A policy this sidecar does not serve: nothing to route.
-                None => {}
+                (None, _) => {}
             }
         }
         if !mismatched.is_empty() {
@@ -683,6 +698,28 @@ fn parse(bytes: &[u8]) -> Result<FleetState, FollowError> {
         return Err(FollowError::Oversized);
     }
     serde_json::from_slice(bytes).map_err(|e| FollowError::Malformed(e.to_string()))
+}
+
+/// The managed routes of a pushed rollout, with the header routes' matches from this
+/// sidecar's own policy (the same version as the controller's: the fingerprints agree). A name
+/// the policy does not define is left out and logged.
+fn managed_routes(
+    policy: &augur_policies::CanaryPolicy,
+    r: &RolloutRouting,
+) -> augur_rollout::sink::ManagedRoutes {
+    let names: Vec<&str> = r.header_routes.iter().map(String::as_str).collect();
+    let mirrors: Vec<(String, u8)> = r
+        .mirror_routes
+        .iter()
+        .map(|m| (m.name.clone(), m.percent))
+        .collect();
+    // `step` is numbered from 1 on the wire.
+    let step = r.step.and_then(|s| s.checked_sub(1));
+    let routes = augur_rollout::spec::managed_routes(policy, step, &names, &mirrors);
+    if routes.headers.len() != names.len() {
+        tracing::warn!(policy = %r.policy, routes = ?names, "a header route the controller named is not in this sidecar's policy; left out");
+    }
+    routes
 }
 
 fn weights_of(r: &RolloutRouting) -> Weights {

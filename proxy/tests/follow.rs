@@ -71,6 +71,8 @@ fn routing(hash: &str, stable: u8, canary: u8) -> RolloutRouting {
         phase: "progressing".into(),
         step: Some(1),
         changed_at_ms: 1,
+        header_routes: Vec::new(),
+        mirror_routes: Vec::new(),
     }
 }
 

@@ -1284,10 +1284,15 @@ fn trigger_conditions_read_as_explain_words_them() {
 /// The example with a header route, a pause, a 50% mirror route and a pause before its
 /// first weight.
 fn routed_policy() -> (PolicySet, String) {
-    let steps = "    - setHeaderRoute:\n        name: beta\n        match:\n          - headerName: X-Beta\n            headerValue: {exact: \"true\"}\n    - pause: {}\n    - setMirrorRoute: {name: shadow-copy, percentage: 50}\n    - pause: {}\n    - setWeight: 10\n";
-    let yaml = example().replacen("    - setWeight: 10\n", steps, 1);
-    let loaded = augur_policies::load_str("p.yaml", &yaml).expect("the policy loads");
+    let loaded =
+        augur_policies::load_str("p.yaml", &routed_policy_text()).expect("the policy loads");
     (loaded.set, loaded.hash)
+}
+
+/// [`routed_policy`]'s text.
+fn routed_policy_text() -> String {
+    let steps = "    - setHeaderRoute:\n        name: beta\n        match:\n          - headerName: X-Beta\n            headerValue: {exact: \"true\"}\n    - pause: {}\n    - setMirrorRoute: {name: shadow-copy, percentage: 50}\n    - pause: {}\n    - setWeight: 10\n";
+    example().replacen("    - setWeight: 10\n", steps, 1)
 }
 
 /// The managed routes the sink holds for the example.
@@ -1355,4 +1360,49 @@ fn managed_routes_reach_the_sink_from_their_step_until_the_rollout_ends() {
         again.sync(&set, &hash, 1000.5);
         assert_eq!(routes_of(&sink).map(|r| r.headers.len()), Some(1));
     }
+}
+
+/// A `canaryOnly` rollback takes the canary out of the live traffic (weight 0, header route
+/// removed) but keeps the mirror route, and the routing the controller publishes says the
+/// same: a following sidecar applies exactly what the single proxy does.
+#[test]
+fn a_canary_only_rollback_keeps_the_mirror_route_for_proxy_and_fleet_alike() {
+    let (_, hash) = routed_policy();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The example's first trigger, canaryOnly instead of immediate.
+    let policy = routed_policy_text().replacen(
+        "action: immediate                  # all traffic back to v1 now",
+        "action: canaryOnly",
+        1,
+    );
+    let loaded = augur_policies::load_str("p.yaml", &policy).expect("loads");
+    assert_ne!(loaded.hash, hash, "the trigger's action changed");
+    let sink = Arc::new(MapSink::default());
+    let metrics = RolloutMetrics::register(&prometheus::Registry::new()).expect("metrics");
+    let r = Rollouts::new(
+        Arc::clone(&sink) as Arc<dyn crate::WeightSink>,
+        Some(StateDir::open(dir.path()).expect("state dir")),
+        metrics,
+    );
+    r.sync(&loaded.set, &loaded.hash, 1000.0);
+    r.command(KEY, Command::Promote, 1001.0)
+        .expect("to the mirror step");
+    assert_eq!(routes_of(&sink).map(|m| m.mirrors.len()), Some(1));
+    // Canary errors far above 10%, stable fine: the trigger fires.
+    for i in 0..200 {
+        let t = 1002.0 + f64::from(i) * 0.7;
+        let mut canary = routed(t, Arm::Canary);
+        canary.sample.status = 500;
+        r.observe(&canary);
+        r.observe(&routed(t, Arm::Stable));
+    }
+    r.tick(1150.0);
+    let summary = &r.summaries()[0];
+    assert_eq!(summary.phase, "rolled_back", "{summary:?}");
+    assert_eq!(summary.weights.canary, 0);
+    assert!(summary.header_routes.is_empty(), "no header route");
+    assert_eq!(summary.mirror_routes, vec![("shadow-copy".to_owned(), 50)]);
+    let routes = routes_of(&sink).expect("the mirror stays");
+    assert!(routes.headers.is_empty());
+    assert_eq!(routes.mirrors, vec![("shadow-copy".to_owned(), 50)]);
 }
