@@ -6,13 +6,17 @@
 //! controller` on the node, reading the rollout's evidence from Prometheus and pushing its
 //! decisions to the sidecars.
 //!
-//! - A good canary (the same model) is promoted, and every sidecar is at 100% within 2 s of
-//!   the decision.
+//! - A good canary (the same model) is promoted through 20%, 50% and 100%. At every step, every
+//!   sidecar's canary share (its own arm counters, while it applied the step's weight) is
+//!   within 4σ of the step's weight, and every sidecar is at 100% within 2 s of the decision.
 //! - A canary answering 500 is rolled back on the fleet's error rate; every sidecar at 0%
 //!   within 2 s.
 //! - A canary that answers, but wrongly (a model that calls the NORMAL X-ray PNEUMONIA), is
 //!   rolled back on accuracy, which only the labels posted to the controller, forwarded to the
 //!   sidecar holding each prediction and read back through Prometheus, can show.
+//! - A canary that answers right but slowly (the same model behind a relay that holds each
+//!   request 400 ms) is rolled back on the p95 latency, which the controller reads from the
+//!   sidecars' latency histograms through Prometheus.
 //!
 //! The fixture models are NON-MEDICAL: tiny-c labels this X-ray NORMAL, tiny-a PNEUMONIA (each
 //! with its own metadata's preprocessing; `augur score` shows it).
@@ -21,6 +25,7 @@
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -28,7 +33,7 @@ use augur_tests::cluster::{Cluster, Pod, GATEWAY};
 use augur_tests::metrics;
 use augur_tests::netns::{curl, spawn_in, spawn_logged, Running};
 use augur_tests::prometheus::Prometheus;
-use augur_tests::wait_for;
+use augur_tests::{assert_share_near, wait_for};
 
 /// Four model servers, four sidecars, a controller and Prometheus each: one scenario at a time.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -49,11 +54,50 @@ enum Canary {
     Model(&'static str),
     /// Every request answered 500.
     Failing,
+    /// A fixture model served by `augur model-server` behind a relay that holds every request
+    /// [`SLOW_BY`] before passing it on.
+    Slow(&'static str),
 }
 
-/// The rollout: split in the stable pods (inbound), 30% then an analysis gate then 100%, its
+/// How much longer the slow canary takes to answer.
+const SLOW_BY: Duration = Duration::from_millis(400);
+
+/// How the rollout walks and what its analysis judges.
+struct Rollout {
+    /// The `steps:` list, YAML flow items.
+    steps: &'static [&'static str],
+    /// The `analysis.metrics:` list, YAML flow items.
+    metrics: &'static [&'static str],
+}
+
+/// 30%, an analysis gate, 100%; judged on errors and accuracy.
+const ERRORS_AND_ACCURACY: Rollout = Rollout {
+    steps: &["setWeight: 30", "analysis: {}", "setWeight: 100"],
+    metrics: &[
+        "{name: error-rate, kind: errorRate, allowedChange: {absolute: 30}, critical: true}",
+        "{name: accuracy, kind: accuracy, direction: decrease, allowedChange: {absolute: 50}}",
+    ],
+};
+
+impl Rollout {
+    /// The canary weight of its first step.
+    fn first_weight(&self) -> f64 {
+        self.steps
+            .first()
+            .and_then(|s| s.strip_prefix("setWeight: "))
+            .and_then(|w| w.parse().ok())
+            .expect("the first step sets a weight")
+    }
+}
+
+/// The rollout: split in the stable pods (inbound), its steps and metrics from `rollout`, its
 /// evidence read from the node's Prometheus in 2-s windows 2 s behind.
-fn policy(stable_vip: Ipv4Addr, canary_vip: Ipv4Addr) -> String {
+fn policy(stable_vip: Ipv4Addr, canary_vip: Ipv4Addr, rollout: &Rollout) -> String {
+    let list = |indent: &str, items: &[&str]| -> String {
+        items.iter().map(|i| format!("\n{indent}- {i}")).collect()
+    };
+    let steps = list("  ", rollout.steps);
+    let metrics = list("    ", rollout.metrics);
     format!(
         r#"apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -97,18 +141,13 @@ spec:
     sidecar: inbound
   stable: {{host: model}}
   canary: {{host: model-canary}}
-  steps:
-  - setWeight: 30
-  - analysis: {{}}
-  - setWeight: 100
+  steps:{steps}
   analysis:
     source:
       prometheus: {{address: "http://127.0.0.1:9090", scrapeLag: 2s}}
     interval: 2s
     minSamples: 10
-    metrics:
-    - {{name: error-rate, kind: errorRate, allowedChange: {{absolute: 30}}, critical: true}}
-    - {{name: accuracy, kind: accuracy, direction: decrease, allowedChange: {{absolute: 50}}}}
+    metrics:{metrics}
   rollback:
     triggers:
     - {{name: fleet-errors, metric: errorRate, condition: {{above: 25}}, window: 8s, action: immediate}}
@@ -122,6 +161,11 @@ spec:
 
 /// `augur model-server` in `pod` on port 8501.
 fn model_server(pod: &Pod, model: &str, version: &str) -> Running {
+    model_server_on(pod, model, version, "0.0.0.0:8501")
+}
+
+/// `augur model-server` in `pod` on `listen`.
+fn model_server_on(pod: &Pod, model: &str, version: &str, listen: &str) -> Running {
     let augur = augur_tests::augur::bin();
     let model = repo().join(format!("inference/fixtures/models/{model}.onnx"));
     spawn_in(
@@ -132,7 +176,7 @@ fn model_server(pod: &Pod, model: &str, version: &str) -> Running {
             "--model",
             model.to_str().expect("utf-8"),
             "--listen",
-            "0.0.0.0:8501",
+            listen,
             "--version",
             version,
             "--log-level",
@@ -157,6 +201,44 @@ class H(http.server.BaseHTTPRequestHandler):
 http.server.ThreadingHTTPServer(("0.0.0.0", 8501), H).serve_forever()
 "#;
     spawn_in(pod.ns(), &["python3", "-c", script])
+}
+
+/// A slow canary in `pod`: `model` served by `augur model-server` on loopback port 8502, behind
+/// a relay on port 8501 that holds each request [`SLOW_BY`] before passing it on, and passes
+/// the answer back as it came. Returns the relay and the model server.
+fn slow_server(pod: &Pod, model: &str) -> [Running; 2] {
+    let server = model_server_on(pod, model, "v2", "127.0.0.1:8502");
+    let script = format!(
+        r#"
+import http.server, time, urllib.error, urllib.request
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def relay(self, method):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0))) if method == "POST" else None
+        time.sleep({delay})
+        req = urllib.request.Request("http://127.0.0.1:8502" + self.path, data=body, method=method,
+            headers={{k: v for k, v in self.headers.items() if k.lower() in ("content-type", "x-request-id")}})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                status, kind, answer = r.status, r.headers.get("Content-Type", ""), r.read()
+        except urllib.error.HTTPError as e:
+            status, kind, answer = e.code, e.headers.get("Content-Type", ""), e.read()
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+    def do_POST(self):
+        self.relay("POST")
+    def do_GET(self):
+        self.relay("GET")
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("0.0.0.0", 8501), H).serve_forever()
+"#,
+        delay = SLOW_BY.as_secs_f64(),
+    );
+    [spawn_in(pod.ns(), &["python3", "-c", &script]), server]
 }
 
 /// The client: four threads posting the X-ray to the model Service until killed, and a fifth
@@ -206,9 +288,109 @@ label()
 }
 
 fn canary_weight(pod: &Pod) -> Option<f64> {
-    let text = pod.sidecar_metrics();
+    weight_in(&pod.sidecar_metrics())
+}
+
+/// The canary weight a sidecar's metrics show.
+fn weight_in(text: &str) -> Option<f64> {
     let series = "augur_rollout_weight{policy=\"default/model\",arm=\"canary\"}";
-    (metrics::count(&text, series) > 0).then(|| metrics::sum(&text, series))
+    (metrics::count(text, series) > 0).then(|| metrics::sum(text, series))
+}
+
+/// The requests a sidecar routed to each arm so far: (stable, canary).
+fn arms_in(text: &str) -> (usize, usize) {
+    let arm =
+        |arm: &str| metrics::sum(text, &format!("augur_requests_total{{arm=\"{arm}\"}}")) as usize;
+    (arm("stable"), arm("canary"))
+}
+
+/// The requests one sidecar routed while one weight held.
+#[derive(Debug, Clone, PartialEq)]
+struct Step {
+    /// The canary weight the sidecar applied, in percent.
+    weight: f64,
+    /// Requests it kept on stable.
+    stable: usize,
+    /// Requests it sent to the canary.
+    canary: usize,
+}
+
+/// Follows one sidecar's arm counters and applied weight, each read from the same scrape, and
+/// splits its requests into the steps it applied. A request is counted when it ends, so one
+/// routed just before a weight change may be counted after it. So the counts from the last
+/// scrape before a change until a later scrape that finds no request in flight
+/// (`augur_downstream_requests_active` 0, read after the scrape that saw the change: every
+/// request routed before it has ended and been counted) are left out of every step.
+#[derive(Debug, Default)]
+struct SidecarSteps {
+    /// The last scrape: weight and (stable, canary) counts.
+    last: Option<(f64, (usize, usize))>,
+    /// Since the last change, no scrape has found the sidecar idle: deltas are left out.
+    settling: bool,
+    /// The steps seen, in order.
+    steps: Vec<Step>,
+}
+
+impl SidecarSteps {
+    /// Reads `pod`'s metrics once.
+    fn scrape(&mut self, pod: &Pod) {
+        let text = pod.sidecar_metrics();
+        let Some(weight) = weight_in(&text) else {
+            return;
+        };
+        let (stable, canary) = arms_in(&text);
+        let idle = metrics::sum(&text, "augur_downstream_requests_active") == 0.0;
+        match self.last {
+            None => self.steps.push(Step {
+                weight,
+                stable: 0,
+                canary: 0,
+            }),
+            Some((w, _)) if w != weight => {
+                self.settling = true;
+                self.steps.push(Step {
+                    weight,
+                    stable: 0,
+                    canary: 0,
+                });
+            }
+            Some((_, (s0, c0))) => {
+                if self.settling {
+                    // Requests routed before the change may have ended in this delta; from
+                    // an idle scrape on, none is left.
+                    self.settling = !idle;
+                } else if let Some(step) = self.steps.last_mut() {
+                    step.stable += stable.saturating_sub(s0);
+                    step.canary += canary.saturating_sub(c0);
+                }
+            }
+        }
+        self.last = Some((weight, (stable, canary)));
+    }
+
+    /// Requests counted in the step it is at now.
+    fn current(&self) -> usize {
+        self.steps.last().map_or(0, |s| s.stable + s.canary)
+    }
+}
+
+/// Sets its flag when dropped.
+struct Stop<'a>(&'a AtomicBool);
+
+impl Drop for Stop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// What a run saw.
+struct Outcome {
+    /// The rollout's status once it ended.
+    status: serde_json::Value,
+    /// The canary weights the controller published, in order, each once.
+    published: Vec<f64>,
+    /// Each stable sidecar's name and steps.
+    sidecars: Vec<(String, Vec<Step>)>,
 }
 
 fn now_unix() -> f64 {
@@ -217,9 +399,11 @@ fn now_unix() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// Runs the cluster with `canary` until the controller ends the rollout; checks that every
-/// sidecar applies the outcome within 2 s of the decision, and returns the rollout's status.
-fn run(tag: &str, canary_app: Canary) -> serde_json::Value {
+/// Runs the cluster with `canary` and `rollout` until the controller ends the rollout; checks
+/// that every sidecar applies the outcome within 2 s of the decision; then, while the load
+/// goes on, waits for every sidecar to count `at_outcome` requests at the outcome. Returns what it
+/// saw: the status, the weights published and each sidecar's requests per arm at each step.
+fn run(tag: &str, canary_app: Canary, rollout: &Rollout, at_outcome: usize) -> Outcome {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     assert!(
         std::env::var_os("ORT_DYLIB_PATH").is_some(),
@@ -240,12 +424,14 @@ fn run(tag: &str, canary_app: Canary) -> serde_json::Value {
         .iter()
         .map(|p| model_server(p, "nonmedical-tiny-c", "v1"))
         .collect();
-    apps.push(match canary_app {
-        Canary::Model(model) => model_server(&canary, model, "v2"),
-        Canary::Failing => failing_server(&canary),
-    });
+    let canary_answers = !matches!(canary_app, Canary::Failing);
+    match canary_app {
+        Canary::Model(model) => apps.push(model_server(&canary, model, "v2")),
+        Canary::Failing => apps.push(failing_server(&canary)),
+        Canary::Slow(model) => apps.extend(slow_server(&canary, model)),
+    }
     let file = root.path().join("policy.yaml");
-    std::fs::write(&file, policy(stable_vip, canary_vip)).expect("policy");
+    std::fs::write(&file, policy(stable_vip, canary_vip, rollout)).expect("policy");
     let file = file.to_str().expect("utf-8").to_owned();
 
     let state = root.path().join("controller-state");
@@ -304,18 +490,69 @@ fn run(tag: &str, canary_app: Canary) -> serde_json::Value {
         "127.0.0.1:9090".parse().expect("address"),
         &targets,
     );
+    let first = rollout.first_weight();
     for p in &stable {
-        assert_eq!(canary_weight(p), Some(30.0), "{} starts at 30%", p.name);
+        assert_eq!(
+            canary_weight(p),
+            Some(first),
+            "{} starts at {first}%",
+            p.name
+        );
     }
-    wait_for("the model servers", Duration::from_secs(60), || {
-        curl(
-            client.ns(),
-            &format!("http://{stable_vip}/health"),
-            Some("model"),
-        )
-    });
+    let mut health = vec![(stable_vip, "model")];
+    if canary_answers {
+        health.push((canary_vip, "model-canary"));
+    }
+    for (vip, host) in health {
+        wait_for("the model servers", Duration::from_secs(60), || {
+            curl(client.ns(), &format!("http://{vip}/health"), Some(host))
+        });
+    }
+    // Each sidecar's steps, scraped all along on a thread of their own.
+    let steps: Mutex<Vec<SidecarSteps>> =
+        Mutex::new(stable.iter().map(|_| SidecarSteps::default()).collect());
+    let done = AtomicBool::new(false);
+    let scrape_all = || {
+        let mut steps = steps.lock().unwrap_or_else(|p| p.into_inner());
+        for (record, pod) in steps.iter_mut().zip(&stable) {
+            record.scrape(pod);
+        }
+    };
+    scrape_all();
     let _load = load(&client, stable_vip, &root.path().join("client.log"));
+    let (status, published) = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !done.load(Ordering::Relaxed) {
+                scrape_all();
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        // Stops the scraping thread however `decide` ends (a failed check panics).
+        let _stop = Stop(&done);
+        decide(&cluster, &stable, &steps, at_outcome)
+    });
+    Outcome {
+        status,
+        published,
+        sidecars: stable
+            .iter()
+            .zip(steps.into_inner().unwrap_or_else(|p| p.into_inner()))
+            .map(|(p, s)| (p.name.clone(), s.steps))
+            .collect(),
+    }
+}
 
+/// Waits for the controller to end the rollout, noting each canary weight it publishes; checks
+/// that every sidecar applies the outcome within 2 s of the decision; then waits for every
+/// sidecar to count `at_outcome` requests at the outcome in `steps`. Returns the rollout's
+/// status and the weights published.
+fn decide(
+    cluster: &Cluster,
+    stable: &[Pod],
+    steps: &Mutex<Vec<SidecarSteps>>,
+    at_outcome: usize,
+) -> (serde_json::Value, Vec<f64>) {
+    let mut published: Vec<f64> = Vec::new();
     let status = wait_for(
         "the controller to end the rollout",
         Duration::from_secs(240),
@@ -327,6 +564,11 @@ fn run(tag: &str, canary_app: Canary) -> serde_json::Value {
             )?)
             .ok()?;
             let r = all["rollouts"][0].clone();
+            if let Some(w) = r["weights"]["canary"].as_f64() {
+                if published.last() != Some(&w) {
+                    published.push(w);
+                }
+            }
             matches!(
                 r["state"]["phase"].as_str(),
                 Some("promoted" | "rolled_back")
@@ -367,25 +609,84 @@ fn run(tag: &str, canary_app: Canary) -> serde_json::Value {
     );
     // Each sidecar carried its own share of the traffic and exported it: the decision was the
     // fleet's.
-    for p in &stable {
+    for p in stable {
         let sent = metrics::sum(
             &p.sidecar_metrics(),
             "augur_rollout_requests_total{policy=\"default/model\",arm=\"canary\"}",
         );
         assert!(sent > 0.0, "{} sent canary requests", p.name);
     }
-    status
+    wait_for(
+        &format!("{at_outcome} requests at the outcome from every sidecar"),
+        Duration::from_secs(60),
+        || {
+            let steps = steps.lock().unwrap_or_else(|p| p.into_inner());
+            steps
+                .iter()
+                .all(|s| s.current() >= at_outcome)
+                .then_some(())
+        },
+    );
+    (status, published)
 }
+
+/// 20%, a gate, 50%, a gate, 100%, judged on errors and accuracy. Each gate waits for enough
+/// canary samples over the whole rollout (600 requests at 20%, then about 560 more at 50%)
+/// that every sidecar routes a few hundred requests at each weight before the fleet moves on.
+const STEPPED: Rollout = Rollout {
+    steps: &[
+        "setWeight: 20",
+        "analysis: {minSamples: 120}",
+        "setWeight: 50",
+        "analysis: {minSamples: 700}",
+        "setWeight: 100",
+    ],
+    metrics: ERRORS_AND_ACCURACY.metrics,
+};
+
+/// Requests each sidecar must route at a step for its share to say which weight it applied:
+/// with 100, the 4σ band at 20% (4–36%) excludes 50%, and the one at 50% (30–70%) excludes
+/// 20% and 100%.
+const PER_STEP: usize = 100;
 
 #[test]
 fn a_good_canary_is_promoted_on_the_fleets_evidence() {
-    let status = run("evg", Canary::Model("nonmedical-tiny-c"));
+    let outcome = run(
+        "evg",
+        Canary::Model("nonmedical-tiny-c"),
+        &STEPPED,
+        PER_STEP,
+    );
+    let status = &outcome.status;
     assert_eq!(status["state"]["phase"], "promoted", "{status:#}");
+    assert_eq!(
+        outcome.published,
+        [20.0, 50.0, 100.0],
+        "the controller walked every weight step"
+    );
+    // At every step, every sidecar split its own traffic at the step's weight.
+    for (name, steps) in &outcome.sidecars {
+        let weights: Vec<f64> = steps.iter().map(|s| s.weight).collect();
+        assert_eq!(weights, outcome.published, "{name} applied every step");
+        for step in steps {
+            let n = step.stable + step.canary;
+            eprintln!(
+                "{name} at {}%: {} of {n} to the canary",
+                step.weight, step.canary
+            );
+            assert!(
+                n >= PER_STEP,
+                "{name} routed {n} requests at {}%",
+                step.weight
+            );
+            assert_share_near(step.canary, n, step.weight / 100.0);
+        }
+    }
 }
 
 #[test]
 fn a_failing_canary_is_rolled_back_on_the_fleets_error_rate() {
-    let status = run("eve", Canary::Failing);
+    let status = run("eve", Canary::Failing, &ERRORS_AND_ACCURACY, 0).status;
     assert_eq!(status["state"]["phase"], "rolled_back", "{status:#}");
     let reason = status["decisions"][0]["reason"].as_str().unwrap_or("");
     assert!(reason.contains("error"), "rolled back for errors: {reason}");
@@ -393,11 +694,40 @@ fn a_failing_canary_is_rolled_back_on_the_fleets_error_rate() {
 
 #[test]
 fn an_inaccurate_canary_is_rolled_back_on_the_labels() {
-    let status = run("eva", Canary::Model("nonmedical-tiny-a"));
+    let status = run(
+        "eva",
+        Canary::Model("nonmedical-tiny-a"),
+        &ERRORS_AND_ACCURACY,
+        0,
+    )
+    .status;
     assert_eq!(status["state"]["phase"], "rolled_back", "{status:#}");
     let reason = status["decisions"][0]["reason"].as_str().unwrap_or("");
     assert!(
         reason.contains("accuracy"),
         "rolled back on accuracy: {reason}"
+    );
+}
+
+/// 30%, a gate, 100%, judged on errors and on the p95 latency, which may grow by 100 ms.
+const LATENCY: Rollout = Rollout {
+    steps: &["setWeight: 30", "analysis: {}", "setWeight: 100"],
+    metrics: &[
+        "{name: error-rate, kind: errorRate, allowedChange: {absolute: 30}, critical: true}",
+        "{name: p95-latency, kind: latency, quantile: 0.95, direction: increase, allowedChange: {absolute: 100ms}, critical: true}",
+    ],
+};
+
+#[test]
+fn a_slow_canary_is_rolled_back_on_the_fleets_latency() {
+    let status = run("evl", Canary::Slow("nonmedical-tiny-c"), &LATENCY, 0).status;
+    assert_eq!(status["state"]["phase"], "rolled_back", "{status:#}");
+    let reason = status["decisions"][0]["reason"].as_str().unwrap_or("");
+    assert!(
+        {
+            eprintln!("REASON {status:#}");
+            reason.contains("p95-latency")
+        },
+        "rolled back on the p95 latency: {reason}"
     );
 }
