@@ -232,6 +232,11 @@ pub enum StepSpec {
         /// The managed route's name.
         name: String,
     },
+    /// Remove the named header route (Argo's `setHeaderRoute` without `match`).
+    RemoveHeaderRoute {
+        /// The managed route's name.
+        name: String,
+    },
     /// Mirror a percentage of traffic to the canary through the named route.
     SetMirrorRoute {
         /// The managed route's name.
@@ -252,6 +257,9 @@ impl std::fmt::Display for StepSpec {
             StepSpec::Pause { duration_s: None } => f.write_str("pause (until promoted)"),
             StepSpec::Analysis => f.write_str("analysis"),
             StepSpec::SetHeaderRoute { name } => write!(f, "setHeaderRoute {name}"),
+            StepSpec::RemoveHeaderRoute { name } => {
+                write!(f, "setHeaderRoute {name} without match (removes it)")
+            }
             StepSpec::SetMirrorRoute { name, percent } => {
                 write!(f, "setMirrorRoute {name} {percent}%")
             }

@@ -475,6 +475,47 @@ fn commands_pause_resume_abort_retry_and_promote_full() {
     assert_eq!(r.history().count(), 4);
 }
 
+/// A `setHeaderRoute` without `match` (Argo's way) removes the named route at its step; the
+/// rollout goes on with the others.
+#[test]
+fn a_header_route_step_without_match_removes_the_route() {
+    let steps = vec![
+        StepSpec::SetHeaderRoute {
+            name: "beta".into(),
+        },
+        StepSpec::SetHeaderRoute {
+            name: "internal".into(),
+        },
+        StepSpec::Pause { duration_s: None },
+        StepSpec::RemoveHeaderRoute {
+            name: "beta".into(),
+        },
+        StepSpec::SetWeight(50),
+        StepSpec::Pause { duration_s: None },
+    ];
+    let mut r = Rollout::new(spec(), steps, vec![]);
+    r.tick(0.0);
+    let mut routes: Vec<&str> = r.header_routes().collect();
+    routes.sort_unstable();
+    assert_eq!(routes, ["beta", "internal"]);
+    let d = r
+        .command(Command::Promote, 1.0)
+        .expect("promotes past the pause");
+    assert!(
+        d.actions.contains(&Action::RemoveHeaderRoute {
+            name: "beta".into()
+        }),
+        "{:?}",
+        d.actions
+    );
+    assert_eq!(r.header_routes().collect::<Vec<_>>(), ["internal"]);
+    assert!(
+        matches!(r.state(), RolloutState::Paused { step: 5, .. }),
+        "went on to the next pause: {:?}",
+        r.state()
+    );
+}
+
 /// Abort is one transition, from where the rollout stood to Aborted, whose actions take the
 /// canary out of the traffic: weight 0, header route and mirror removed.
 #[test]

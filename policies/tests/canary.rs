@@ -519,3 +519,42 @@ fn post_promotion_duration_is_read_and_only_allowed_there() {
         "{e:?}"
     );
 }
+
+/// `setHeaderRoute` without `match` removes the named route, as in Argo Rollouts; one that
+/// removes a route no earlier step sets loads with a warning that says so.
+#[test]
+fn a_header_route_without_match_removes_it() {
+    let set = "    - setHeaderRoute:\n        name: beta\n        match:\n        - headerName: x-beta\n          headerValue: {exact: \"true\"}\n";
+    let remove = "    - setHeaderRoute: {name: beta}\n";
+    let y = BASE.replace(
+        "    - setWeight: 10\n",
+        &format!("    - setWeight: 10\n{set}    - pause: {{}}\n{remove}"),
+    );
+    let loaded = load_str("c.yaml", &y).unwrap_or_else(|e| panic!("{e}"));
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let policy = &loaded.set.canary_policies[0];
+    let Strategy::Steps(steps) = &policy.strategy else {
+        panic!("steps")
+    };
+    let routes: Vec<(&str, usize)> = steps
+        .iter()
+        .filter_map(|s| match s {
+            RolloutStep::SetHeaderRoute(h) => Some((h.name.as_str(), h.matches.len())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(routes, [("beta", 1), ("beta", 0)]);
+    // Removing a route nothing set: a warning at the step.
+    let y = BASE.replace(
+        "    - setWeight: 10\n",
+        &format!("    - setWeight: 10\n{remove}"),
+    );
+    let w = warnings(&y);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].contains(
+            "setHeaderRoute \"beta\" without match removes the route, but no earlier step sets it"
+        ),
+        "{w:?}"
+    );
+}

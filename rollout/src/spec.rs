@@ -71,8 +71,8 @@ pub fn managed_routes(
     };
     let upto = step.map_or(steps.len(), |s| (s + 1).min(steps.len()));
     let defined = |name: &str| {
-        let named =
-            |s: &&p::RolloutStep| matches!(s, p::RolloutStep::SetHeaderRoute(h) if h.name == name);
+        // The definition is the step that set the route (a step without matches removes it).
+        let named = |s: &&p::RolloutStep| matches!(s, p::RolloutStep::SetHeaderRoute(h) if h.name == name && !h.matches.is_empty());
         steps[..upto]
             .iter()
             .rev()
@@ -222,6 +222,10 @@ fn step_spec(s: &p::RolloutStep) -> StepSpec {
             duration_s: duration.map(|d| d.as_secs_f64()),
         },
         p::RolloutStep::Analysis(_) => StepSpec::Analysis,
+        // Argo's `setHeaderRoute` without `match` removes the route.
+        p::RolloutStep::SetHeaderRoute(h) if h.matches.is_empty() => StepSpec::RemoveHeaderRoute {
+            name: h.name.clone(),
+        },
         p::RolloutStep::SetHeaderRoute(h) => StepSpec::SetHeaderRoute {
             name: h.name.clone(),
         },

@@ -1406,3 +1406,38 @@ fn a_canary_only_rollback_keeps_the_mirror_route_for_proxy_and_fleet_alike() {
     assert!(routes.headers.is_empty());
     assert_eq!(routes.mirrors, vec![("shadow-copy".to_owned(), 50)]);
 }
+
+/// A `setHeaderRoute` without `match` takes the named route off the data plane at its step,
+/// and a later step that sets it again puts it back with its matches.
+#[test]
+fn a_header_route_step_without_match_takes_the_route_off_the_data_plane() {
+    let steps = "    - setHeaderRoute:\n        name: beta\n        match:\n          - headerName: X-Beta\n            headerValue: {exact: \"true\"}\n    - pause: {}\n    - setHeaderRoute: {name: beta}\n    - pause: {}\n    - setHeaderRoute:\n        name: beta\n        match:\n          - headerName: X-Beta\n            headerValue: {exact: \"yes\"}\n    - pause: {}\n    - setWeight: 10\n";
+    let text = example().replacen("    - setWeight: 10\n", steps, 1);
+    let loaded = augur_policies::load_str("p.yaml", &text).expect("the policy loads");
+    let sink = Arc::new(MapSink::default());
+    let metrics = RolloutMetrics::register(&prometheus::Registry::new()).expect("metrics");
+    let r = Rollouts::new(
+        Arc::clone(&sink) as Arc<dyn crate::WeightSink>,
+        None,
+        metrics,
+    );
+    r.sync(&loaded.set, &loaded.hash, 1000.0);
+    let header = |sink: &MapSink| routes_of(sink).map(|r| r.headers);
+    let set = header(&sink).expect("set at step 1");
+    assert_eq!(set.len(), 1);
+    r.command(KEY, Command::Promote, 1001.0)
+        .expect("past the first pause");
+    assert_eq!(header(&sink), None, "removed by the step without match");
+    assert!(r.summaries()[0].header_routes.is_empty());
+    r.command(KEY, Command::Promote, 1002.0)
+        .expect("past the second pause");
+    let again = header(&sink).expect("set again");
+    assert_eq!(
+        again[0].matches,
+        vec![(
+            "x-beta".to_owned(),
+            augur_policies::StringMatch::Exact("yes".into())
+        )],
+        "with the matches of the step that set it again"
+    );
+}

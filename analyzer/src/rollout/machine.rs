@@ -147,6 +147,11 @@ impl Rollout {
                     self.header_routes.insert(name.clone());
                     actions.push(Action::SetHeaderRoute { name });
                 }
+                StepSpec::RemoveHeaderRoute { name } => {
+                    if self.header_routes.remove(&name) {
+                        actions.push(Action::RemoveHeaderRoute { name });
+                    }
+                }
                 StepSpec::SetMirrorRoute { name, percent: 0 } => {
                     // Argo removes a mirror route set again without a share.
                     if self.mirrors.remove(&name).is_some() {

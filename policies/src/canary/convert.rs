@@ -317,8 +317,15 @@ fn steps_validate(
                     matches.push((h, v));
                 }
             }
-            if h.matches.as_ref().is_none_or(Vec::is_empty) {
-                cx.error(&join(&hp, "match"), "at least one header match is required");
+            // Without `match`, the step removes the route (as in Argo Rollouts).
+            let set_before = out.iter().any(
+                |s| matches!(s, RolloutStep::SetHeaderRoute(r) if r.name == name && !r.matches.is_empty()),
+            );
+            if h.matches.as_ref().is_none_or(Vec::is_empty) && !set_before {
+                cx.warn(
+                    &hp,
+                    format!("setHeaderRoute {name:?} without match removes the route, but no earlier step sets it"),
+                );
             }
             out.push(RolloutStep::SetHeaderRoute(HeaderRoute { name, matches }));
         } else if let Some(m) = &s.set_mirror_route {

@@ -552,6 +552,9 @@ fn step_action(s: &RolloutStep) -> String {
         RolloutStep::Pause { duration: Some(d) } => format!("pause {}", format_duration(*d)),
         RolloutStep::Pause { duration: None } => "pause (until promoted)".to_owned(),
         RolloutStep::Analysis(a) => analysis(a),
+        RolloutStep::SetHeaderRoute(h) if h.matches.is_empty() => {
+            format!("remove header route {}", h.name)
+        }
         RolloutStep::SetHeaderRoute(h) => format!("header route {}", h.name),
         RolloutStep::SetMirrorRoute(m) => {
             format!("mirror route {} {}%", m.name, m.percentage.value())
