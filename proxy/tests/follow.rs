@@ -2,6 +2,8 @@
 //! before it serves, then every push; a bad push or another policy version leaves the last
 //! good routing; without the controller it keeps its weights and reports how stale they are.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,36 +16,9 @@ use augur_proxy::metrics::Metrics;
 use augur_proxy::policy_store::PolicyStore;
 use augur_proxy::weights::RolloutWeights;
 
-const POLICY: &str = "apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: m}
-spec:
-  hosts: [m]
-  http:
-  - name: primary
-    route:
-    - {destination: {host: m, subset: v1}, weight: 100}
-    - {destination: {host: m, subset: v2}, weight: 0}
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: m}
-spec:
-  host: m
-  subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]
----
-apiVersion: augur.dev/v1alpha1
-kind: CanaryPolicy
-metadata: {name: m}
-spec:
-  trafficRouting:
-    virtualService: {name: m, routes: [primary]}
-  stable: {host: m, subset: v1}
-  canary: {host: m, subset: v2}
-  steps:
-  - setWeight: 20
-  - setWeight: 100
-";
+fn policy() -> String {
+    common::policy_with_steps("  - setWeight: 20\n  - setWeight: 100\n")
+}
 
 struct NoApi(Arc<PolicySet>);
 
@@ -90,7 +65,7 @@ async fn until(what: &str, check: impl Fn() -> bool) {
 async fn a_sidecar_follows_pushes_keeps_the_last_good_state_and_reports_staleness() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("policy.yaml");
-    std::fs::write(&file, POLICY).expect("policy");
+    std::fs::write(&file, policy()).expect("policy");
     let metrics =
         Arc::new(Metrics::new(augur_proxy::identity::Workload::unknown()).expect("metrics"));
     let store = Arc::new(PolicyStore::open(vec![file], Arc::clone(&metrics)).expect("store"));
@@ -255,7 +230,7 @@ async fn faulty_controller(good: String) -> std::net::SocketAddr {
 async fn malformed_oversized_and_foreign_pushes_leave_the_last_good_state() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("policy.yaml");
-    std::fs::write(&file, POLICY).expect("policy");
+    std::fs::write(&file, policy()).expect("policy");
     let metrics =
         Arc::new(Metrics::new(augur_proxy::identity::Workload::unknown()).expect("metrics"));
     let store = Arc::new(PolicyStore::open(vec![file], Arc::clone(&metrics)).expect("store"));

@@ -2,6 +2,8 @@
 //! with its own policy's matches and the mirror routes as pushed, replaces them with each
 //! state, refuses a mirror percent over 100, and holds them for another policy version.
 
+mod common;
+
 use std::sync::Arc;
 
 use augur_model::fleet::{FleetState, MirrorRouting, RolloutRouting, FLEET_PROTOCOL};
@@ -10,41 +12,11 @@ use augur_proxy::metrics::Metrics;
 use augur_proxy::policy_store::PolicyStore;
 use augur_proxy::weights::RolloutWeights;
 
-const POLICY: &str = "apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: m}
-spec:
-  hosts: [m]
-  http:
-  - name: primary
-    route:
-    - {destination: {host: m, subset: v1}, weight: 100}
-    - {destination: {host: m, subset: v2}, weight: 0}
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: m}
-spec:
-  host: m
-  subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]
----
-apiVersion: augur.dev/v1alpha1
-kind: CanaryPolicy
-metadata: {name: m}
-spec:
-  trafficRouting:
-    virtualService: {name: m, routes: [primary]}
-  stable: {host: m, subset: v1}
-  canary: {host: m, subset: v2}
-  steps:
-  - setWeight: 20
-  - setHeaderRoute:
-      name: beta
-      match: [{headerName: x-beta, headerValue: {exact: 'true'}}]
-  - setMirrorRoute: {name: copy, percentage: 100}
-  - pause: {}
-  - setWeight: 100
-";
+fn policy() -> String {
+    common::policy_with_steps(
+        "  - setWeight: 20\n  - setHeaderRoute:\n      name: beta\n      match: [{headerName: x-beta, headerValue: {exact: 'true'}}]\n  - setMirrorRoute: {name: copy, percentage: 100}\n  - pause: {}\n  - setWeight: 100\n",
+    )
+}
 
 fn state(version: u64, hash: &str, canary: u8, headers: &[&str], mirror: Option<u8>) -> FleetState {
     FleetState {
@@ -79,7 +51,7 @@ fn state(version: u64, hash: &str, canary: u8, headers: &[&str], mirror: Option<
 fn a_sidecar_applies_the_pushed_managed_routes_with_its_own_matches() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("policy.yaml");
-    std::fs::write(&file, POLICY).expect("policy");
+    std::fs::write(&file, policy()).expect("policy");
     let metrics =
         Arc::new(Metrics::new(augur_proxy::identity::Workload::unknown()).expect("metrics"));
     let store = Arc::new(PolicyStore::open(vec![file], Arc::clone(&metrics)).expect("store"));

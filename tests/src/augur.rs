@@ -323,6 +323,17 @@ pub struct Controller {
 }
 
 impl Controller {
+    /// Runs `augur rollout --admin <its API> <verb> <rollout>`, which must succeed.
+    pub fn rollout_command(&self, verb: &str, rollout: &str) {
+        let admin = self.listen.to_string();
+        let out = run(&["rollout", "--admin", &admin, verb, rollout]);
+        assert!(
+            out.status.success(),
+            "augur rollout {verb} {rollout}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Starts `augur controller --policy P... --state-dir D` listening on `listen` (port 0:
     /// one it picks) with extra flags, and waits until it is ready. `log` receives its stderr.
     pub fn start(

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use augur_tests::augur::{run, Controller, Proxy};
+use augur_tests::augur::{Controller, Proxy};
 use augur_tests::http::Connection;
 use augur_tests::policy::{service, virtual_service, write};
 use augur_tests::upstream::Upstream;
@@ -63,17 +63,6 @@ fn canary_share(p: &Proxy, n: usize) -> usize {
                 .contains("\"v2\"")
         })
         .count()
-}
-
-/// Runs `augur rollout --admin <controller> <verb> model`, which must succeed.
-fn command(controller: &Controller, verb: &str) {
-    let admin = controller.listen.to_string();
-    let out = run(&["rollout", "--admin", &admin, verb, "model"]);
-    assert!(
-        out.status.success(),
-        "augur rollout {verb}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Waits until every sidecar applies `canary`%, and returns how long that took.
@@ -136,7 +125,7 @@ fn one_decision_for_every_sidecar() {
     );
 
     // One command, every sidecar: within 2 s of the decision (a push, not a poll).
-    command(&controller, "promote");
+    controller.rollout_command("promote", "model");
     let all: Vec<&Proxy> = sidecars.iter().collect();
     let took = all_at(&all, 60.0);
     assert!(
@@ -228,7 +217,7 @@ fn one_decision_for_every_sidecar() {
     assert!(served.load(Ordering::Relaxed) > 0);
 
     // Abort, sent to the controller, reaches every sidecar.
-    command(&controller, "abort");
+    controller.rollout_command("abort", "model");
     let mut all: Vec<&Proxy> = sidecars.iter().collect();
     all.push(&late);
     all.push(&rescheduled);
@@ -314,7 +303,7 @@ fn a_stock_envoy_follows_the_controller_over_rds() {
     );
     envoy_applied(envoy_admin, &controller, 30);
     assert_share_near(envoy_canary_share(envoy.listen[0], 400), 400, 0.3);
-    command(&controller, "promote");
+    controller.rollout_command("promote", "model");
     envoy_applied(envoy_admin, &controller, 60);
     assert_share_near(envoy_canary_share(envoy.listen[0], 400), 400, 0.6);
 }
@@ -341,7 +330,7 @@ fn the_controller_starts_a_waiting_rollout_on_command() {
     let s = sidecar(&file, &controller, "pod-0");
     assert_eq!(controller_step(&controller).0, "pending");
     assert_eq!(canary_weight(&s), 10.0, "the file's split, published");
-    command(&controller, "start");
+    controller.rollout_command("start", "model");
     all_at(&[&s], 30.0);
     assert_eq!(controller_step(&controller), ("paused".to_owned(), 1));
 }

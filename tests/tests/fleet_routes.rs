@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use augur_tests::augur::{run, Controller, Proxy};
+use augur_tests::augur::{Controller, Proxy};
 use augur_tests::http;
 use augur_tests::policy::{canary_policy, primary_route, service, virtual_service, write};
 use augur_tests::upstream::Upstream;
@@ -57,17 +57,6 @@ fn batch(p: &Proxy, tag: &str, beta: bool) -> usize {
         .count()
 }
 
-/// Sends `verb` for the rollout to the controller.
-fn command(controller: &Controller, verb: &str) {
-    let admin = controller.listen.to_string();
-    let out = run(&["rollout", "--admin", &admin, verb, "model"]);
-    assert!(
-        out.status.success(),
-        "augur rollout {verb}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Waits until the controller publishes a state whose rollout satisfies `check`, then until
 /// the sidecar has applied that state (or a later one); returns the rollout as published.
 fn applied(
@@ -115,7 +104,7 @@ fn a_following_sidecar_applies_the_controllers_header_and_mirror_routes() {
     assert_share_near(batch(&sidecar, "before", true), N, 0.2);
 
     // The controller decides the header route; the sidecar applies it with its own matches.
-    command(&controller, "promote");
+    controller.rollout_command("promote", "model");
     let r = applied(&controller, &sidecar, "the header route", |r| {
         r["header_routes"] == serde_json::json!(["beta"])
     });
@@ -134,7 +123,7 @@ fn a_following_sidecar_applies_the_controllers_header_and_mirror_routes() {
     assert_share_near(batch(&sidecar, "plain", false), N, 0.2);
 
     // The mirror route: about half of the requests are also copied to the canary.
-    command(&controller, "promote");
+    controller.rollout_command("promote", "model");
     applied(&controller, &sidecar, "the mirror route", |r| {
         r["mirror_routes"] == serde_json::json!([{"name": "copy", "percent": 50}])
     });
@@ -159,7 +148,7 @@ fn a_following_sidecar_applies_the_controllers_header_and_mirror_routes() {
 
     // An abort on the controller takes both routes off the sidecar: x-beta requests go to
     // stable with the rest.
-    command(&controller, "abort");
+    controller.rollout_command("abort", "model");
     applied(&controller, &sidecar, "the abort", |r| {
         r["canary_weight"] == 0
             && r.get("header_routes").is_none()
