@@ -602,6 +602,8 @@ fn the_cluster_follows_one_controller() {
     // One promote, every sidecar.
     command(cluster, "promote");
     let took = all_at(&stable_refs, 60.0);
+    // Measured, and bounded loosely (a shared 2-core machine): the 1 s is the goal.
+    eprintln!("promote reached every sidecar pod in {took:?}");
     assert!(took < Duration::from_secs(2), "all switched in {took:?}");
 
     // A partition: stable-0 holds 60% and reports staleness while the others move on.
@@ -620,6 +622,7 @@ fn the_cluster_follows_one_controller() {
     assert!(stale > 0.0, "staleness reported: {stale}");
     stable[0].set_link(true);
     let took = all_at(&stable_refs[..1], 100.0);
+    eprintln!("the partitioned sidecar converged {took:?} after its link came back");
     assert!(
         took < Duration::from_secs(2),
         "converged {took:?} after the link came back"
