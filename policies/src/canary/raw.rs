@@ -142,7 +142,8 @@ pub(crate) struct RawAnalysisOverride {
 pub(crate) struct RawHeaderRoute {
     /// Name of the added route.
     pub(crate) name: Option<String>,
-    /// Header conditions, all of which must match.
+    /// Header conditions, all of which must match; without any, the step removes the route of
+    /// this name (as in Argo Rollouts).
     #[serde(rename = "match")]
     pub(crate) matches: Option<Vec<RawHeaderMatch>>,
 }
