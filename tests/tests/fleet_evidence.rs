@@ -17,6 +17,12 @@
 //! - A canary that answers right but slowly (the same model behind a relay that holds each
 //!   request 400 ms) is rolled back on the p95 latency, which the controller reads from the
 //!   sidecars' latency histograms through Prometheus.
+//! - A canary that the stable sidecars' shadow model disagrees with (nonmedical-tiny-a, which
+//!   the shadow, tiny-a under another recipe, contradicts) is rolled back on the shadow
+//!   agreement, from the sidecars' exported comparisons.
+//! - A canary that labels right but scores higher (nonmedical-tiny-c behind a relay that adds
+//!   0.15 to each score) is rolled back on the drift of its scores, from the sidecars' score
+//!   histograms, and separately on calibration, from their Brier sums.
 //!
 //! The fixture models are NON-MEDICAL: tiny-c labels this X-ray NORMAL, tiny-a PNEUMONIA (each
 //! with its own metadata's preprocessing; `augur score` shows it).
@@ -57,10 +63,19 @@ enum Canary {
     /// A fixture model served by `augur model-server` behind a relay that holds every request
     /// [`SLOW_BY`] before passing it on.
     Slow(&'static str),
+    /// A fixture model served by `augur model-server` behind a relay that adds [`SCORE_SHIFT`]
+    /// to every answer's `confidence` and leaves its `prediction` as it is.
+    Shifted(&'static str),
 }
 
 /// How much longer the slow canary takes to answer.
 const SLOW_BY: Duration = Duration::from_millis(400);
+
+/// How much higher the shifted canary's scores are. nonmedical-tiny-c gives this X-ray
+/// P(PNEUMONIA) 0.2865 (`augur score`), in the score tenth (0.2, 0.3]; shifted it is 0.4365,
+/// in (0.4, 0.5]: still below 0.5, so the label NORMAL stays right, and the Brier term against
+/// the truth NORMAL grows from 0.082 to 0.191.
+const SCORE_SHIFT: f64 = 0.15;
 
 /// How the rollout walks and what its analysis judges.
 struct Rollout {
@@ -68,7 +83,21 @@ struct Rollout {
     steps: &'static [&'static str],
     /// The `analysis.metrics:` list, YAML flow items.
     metrics: &'static [&'static str],
+    /// More `analysis:` settings, `key: value` lines.
+    analysis: &'static [&'static str],
+    /// The `rollback.triggers:` list, YAML flow items.
+    triggers: &'static [&'static str],
+    /// Whether the stable sidecars hold the policy's shadow model (see [`SHADOW`]).
+    shadow: bool,
 }
+
+/// Rolls back at once when the canary's error rate is shown above 25% over 8 s.
+const ERRORS_TRIGGER: &str =
+    "{name: fleet-errors, metric: errorRate, condition: {above: 25}, window: 8s, action: immediate}";
+
+/// Rolls back at once when the canary's accuracy is shown 40 points below stable's over 10 s.
+const ACCURACY_TRIGGER: &str =
+    "{name: fleet-accuracy, metric: accuracy, condition: {dropBy: 40}, window: 10s, action: immediate}";
 
 /// 30%, an analysis gate, 100%; judged on errors and accuracy.
 const ERRORS_AND_ACCURACY: Rollout = Rollout {
@@ -77,7 +106,20 @@ const ERRORS_AND_ACCURACY: Rollout = Rollout {
         "{name: error-rate, kind: errorRate, allowedChange: {absolute: 30}, critical: true}",
         "{name: accuracy, kind: accuracy, direction: decrease, allowedChange: {absolute: 50}}",
     ],
+    analysis: &[],
+    triggers: &[ERRORS_TRIGGER, ACCURACY_TRIGGER],
+    shadow: false,
 };
+
+/// The policy's shadow model, as `the_shadow_model_scores_inbound_traffic_on_both_arms` in
+/// `fleet.rs` holds it: nonmedical-tiny-a with this recipe labels the X-ray NORMAL (P 0.35;
+/// see `mirror.rs`), so it agrees with stable (nonmedical-tiny-c, NORMAL) and with no answer of
+/// nonmedical-tiny-a under its own metadata's recipe (PNEUMONIA).
+const SHADOW: &str = "  shadow:
+    model: {model}
+    mirrorPercentage: 100
+    preprocessing: {channels: 1, width: 64, height: 64, resize: bilinear, range: [0, 1], layout: NCHW}
+";
 
 impl Rollout {
     /// The canary weight of its first step.
@@ -90,14 +132,26 @@ impl Rollout {
     }
 }
 
-/// The rollout: split in the stable pods (inbound), its steps and metrics from `rollout`, its
-/// evidence read from the node's Prometheus in 2-s windows 2 s behind.
+/// The rollout: split in the stable pods (inbound), its steps, metrics, triggers and shadow model
+/// from `rollout`, its evidence read from the node's Prometheus in 2-s windows 2 s behind.
 fn policy(stable_vip: Ipv4Addr, canary_vip: Ipv4Addr, rollout: &Rollout) -> String {
     let list = |indent: &str, items: &[&str]| -> String {
         items.iter().map(|i| format!("\n{indent}- {i}")).collect()
     };
     let steps = list("  ", rollout.steps);
     let metrics = list("    ", rollout.metrics);
+    let triggers = list("    ", rollout.triggers);
+    let analysis: String = rollout
+        .analysis
+        .iter()
+        .map(|line| format!("\n    {line}"))
+        .collect();
+    let shadow = if rollout.shadow {
+        let model = repo().join("inference/fixtures/models/nonmedical-tiny-a.onnx");
+        SHADOW.replace("{model}", model.to_str().expect("utf-8"))
+    } else {
+        String::new()
+    };
     format!(
         r#"apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -146,16 +200,14 @@ spec:
     source:
       prometheus: {{address: "http://127.0.0.1:9090", scrapeLag: 2s}}
     interval: 2s
-    minSamples: 10
+    minSamples: 10{analysis}
     metrics:{metrics}
   rollback:
-    triggers:
-    - {{name: fleet-errors, metric: errorRate, condition: {{above: 25}}, window: 8s, action: immediate}}
-    - {{name: fleet-accuracy, metric: accuracy, condition: {{dropBy: 40}}, window: 10s, action: immediate}}
+    triggers:{triggers}
   prediction: {{scorePointer: /confidence, labelPointer: /prediction, positiveLabel: PNEUMONIA}}
   labels:
     ttl: 1m
-"#
+{shadow}"#
     )
 }
 
@@ -203,19 +255,21 @@ http.server.ThreadingHTTPServer(("0.0.0.0", 8501), H).serve_forever()
     spawn_in(pod.ns(), &["python3", "-c", script])
 }
 
-/// A slow canary in `pod`: `model` served by `augur model-server` on loopback port 8502, behind
-/// a relay on port 8501 that holds each request [`SLOW_BY`] before passing it on, and passes
-/// the answer back as it came. Returns the relay and the model server.
-fn slow_server(pod: &Pod, model: &str) -> [Running; 2] {
+/// A relayed canary in `pod`: `model` served by `augur model-server` on loopback port 8502,
+/// behind a relay on port 8501 that holds each request `delay` before passing it on, and passes
+/// the answer back with `score_shift` added to a JSON answer's `confidence` (at most 1), the
+/// rest as it came. Returns the relay and the model server.
+fn relayed_server(pod: &Pod, model: &str, delay: Duration, score_shift: f64) -> [Running; 2] {
     let server = model_server_on(pod, model, "v2", "127.0.0.1:8502");
     let script = format!(
         r#"
-import http.server, time, urllib.error, urllib.request
+import http.server, json, time, urllib.error, urllib.request
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def relay(self, method):
         body = self.rfile.read(int(self.headers.get("Content-Length", 0))) if method == "POST" else None
-        time.sleep({delay})
+        if {delay} > 0:
+            time.sleep({delay})
         req = urllib.request.Request("http://127.0.0.1:8502" + self.path, data=body, method=method,
             headers={{k: v for k, v in self.headers.items() if k.lower() in ("content-type", "x-request-id")}})
         try:
@@ -223,6 +277,11 @@ class H(http.server.BaseHTTPRequestHandler):
                 status, kind, answer = r.status, r.headers.get("Content-Type", ""), r.read()
         except urllib.error.HTTPError as e:
             status, kind, answer = e.code, e.headers.get("Content-Type", ""), e.read()
+        if {shift} != 0 and status == 200 and "json" in kind:
+            a = json.loads(answer)
+            if isinstance(a, dict) and isinstance(a.get("confidence"), (int, float)):
+                a["confidence"] = min(1.0, a["confidence"] + {shift})
+                answer = json.dumps(a).encode()
         self.send_response(status)
         self.send_header("Content-Type", kind)
         self.send_header("Content-Length", str(len(answer)))
@@ -236,7 +295,8 @@ class H(http.server.BaseHTTPRequestHandler):
         pass
 http.server.ThreadingHTTPServer(("0.0.0.0", 8501), H).serve_forever()
 "#,
-        delay = SLOW_BY.as_secs_f64(),
+        delay = delay.as_secs_f64(),
+        shift = score_shift,
     );
     [spawn_in(pod.ns(), &["python3", "-c", &script]), server]
 }
@@ -428,7 +488,10 @@ fn run(tag: &str, canary_app: Canary, rollout: &Rollout, at_outcome: usize) -> O
     match canary_app {
         Canary::Model(model) => apps.push(model_server(&canary, model, "v2")),
         Canary::Failing => apps.push(failing_server(&canary)),
-        Canary::Slow(model) => apps.extend(slow_server(&canary, model)),
+        Canary::Slow(model) => apps.extend(relayed_server(&canary, model, SLOW_BY, 0.0)),
+        Canary::Shifted(model) => {
+            apps.extend(relayed_server(&canary, model, Duration::ZERO, SCORE_SHIFT))
+        }
     }
     let file = root.path().join("policy.yaml");
     std::fs::write(&file, policy(stable_vip, canary_vip, rollout)).expect("policy");
@@ -641,7 +704,7 @@ const STEPPED: Rollout = Rollout {
         "analysis: {minSamples: 700}",
         "setWeight: 100",
     ],
-    metrics: ERRORS_AND_ACCURACY.metrics,
+    ..ERRORS_AND_ACCURACY
 };
 
 /// Requests each sidecar must route at a step for its share to say which weight it applied:
@@ -716,6 +779,7 @@ const LATENCY: Rollout = Rollout {
         "{name: error-rate, kind: errorRate, allowedChange: {absolute: 30}, critical: true}",
         "{name: p95-latency, kind: latency, quantile: 0.95, direction: increase, allowedChange: {absolute: 100ms}, critical: true}",
     ],
+    ..ERRORS_AND_ACCURACY
 };
 
 #[test]
@@ -730,4 +794,118 @@ fn a_slow_canary_is_rolled_back_on_the_fleets_latency() {
         },
         "rolled back on the p95 latency: {reason}"
     );
+}
+
+/// The verdict on `metric` that came with the rollout's first decision.
+fn deciding_verdict(status: &serde_json::Value, metric: &str) -> serde_json::Value {
+    status["decisions"][0]["verdicts"]
+        .as_array()
+        .and_then(|all| all.iter().find(|v| v["metric"] == metric))
+        .cloned()
+        .unwrap_or_else(|| panic!("a verdict on {metric}: {status:#}"))
+}
+
+/// 30%, a gate, 100%, judged on errors and on each arm's agreement with the stable sidecars'
+/// shadow model, which may drop by 30 points. The rollout lasts less than the default 2-min
+/// burst window, which a rate metric's Fail would leave out: no burst window, so the analysis
+/// itself can decide (and no accuracy trigger, which would decide first on a wrong canary).
+const SHADOW_AGREEMENT: Rollout = Rollout {
+    metrics: &[
+        "{name: error-rate, kind: errorRate, allowedChange: {absolute: 30}, critical: true}",
+        "{name: shadow-agreement, kind: shadowAgreement, allowedChange: {absolute: 30}}",
+    ],
+    analysis: &["burstWindow: 0s"],
+    triggers: &[ERRORS_TRIGGER],
+    shadow: true,
+    ..ERRORS_AND_ACCURACY
+};
+
+/// The stable sidecars hold the shadow model, which agrees with stable's answers (NORMAL) and
+/// with none of the canary's (nonmedical-tiny-a: PNEUMONIA). Only the sidecars' exported
+/// comparisons, summed through Prometheus, show it to the controller.
+#[test]
+fn a_canary_the_shadow_disagrees_with_is_rolled_back_on_the_fleets_agreement() {
+    let status = run(
+        "evs",
+        Canary::Model("nonmedical-tiny-a"),
+        &SHADOW_AGREEMENT,
+        0,
+    )
+    .status;
+    assert_eq!(status["state"]["phase"], "rolled_back", "{status:#}");
+    let reason = status["decisions"][0]["reason"].as_str().unwrap_or("");
+    assert!(
+        reason.contains("shadow-agreement"),
+        "rolled back on the shadow agreement: {reason}"
+    );
+    let verdict = deciding_verdict(&status, "shadow-agreement");
+    assert_eq!(
+        (verdict["stable"].as_f64(), verdict["canary"].as_f64()),
+        (Some(1.0), Some(0.0)),
+        "the shadow agreed with every stable answer and no canary answer: {verdict:#}"
+    );
+}
+
+/// 30%, a gate, 100%, judged on errors and on the drift (PSI) of the canary's scores from
+/// stable's, allowed up to 0.2.
+const DRIFT: Rollout = Rollout {
+    metrics: &[
+        "{name: error-rate, kind: errorRate, allowedChange: {absolute: 30}, critical: true}",
+        "{name: score-drift, kind: predictionDrift, allowedChange: {absolute: 0.2}}",
+    ],
+    ..ERRORS_AND_ACCURACY
+};
+
+/// A canary that gives every answer the same label but a score [`SCORE_SHIFT`] higher: right
+/// as often as stable, its scores in another tenth. Only the sidecars' score histograms, read
+/// through Prometheus, show it.
+#[test]
+fn a_canary_whose_scores_drift_is_rolled_back_on_the_fleets_score_histograms() {
+    let status = run("evd", Canary::Shifted("nonmedical-tiny-c"), &DRIFT, 0).status;
+    assert_eq!(status["state"]["phase"], "rolled_back", "{status:#}");
+    let reason = status["decisions"][0]["reason"].as_str().unwrap_or("");
+    assert!(
+        reason.contains("score-drift"),
+        "rolled back on the score drift: {reason}"
+    );
+    let verdict = deciding_verdict(&status, "score-drift");
+    let psi = verdict["estimate"].as_f64().unwrap_or(0.0);
+    assert!(psi > 0.2, "the PSI is beyond its allowance: {verdict:#}");
+}
+
+/// 30%, a gate, 100%, judged on errors and on calibration: the canary's mean Brier score may
+/// exceed stable's by 0.05.
+const CALIBRATION: Rollout = Rollout {
+    metrics: &[
+        "{name: error-rate, kind: errorRate, allowedChange: {absolute: 30}, critical: true}",
+        "{name: brier-score, kind: calibration, allowedChange: {absolute: 0.05}}",
+    ],
+    ..ERRORS_AND_ACCURACY
+};
+
+/// The same shifted canary, judged on calibration: with the labels posted to the controller
+/// (all NORMAL), stable's Brier score is 0.2865² and the canary's 0.4365². Only the sidecars'
+/// Brier sums, read through Prometheus, show it.
+#[test]
+fn a_miscalibrated_canary_is_rolled_back_on_the_fleets_brier_sums() {
+    let status = run("evc", Canary::Shifted("nonmedical-tiny-c"), &CALIBRATION, 0).status;
+    assert_eq!(status["state"]["phase"], "rolled_back", "{status:#}");
+    let reason = status["decisions"][0]["reason"].as_str().unwrap_or("");
+    assert!(
+        reason.contains("brier-score"),
+        "rolled back on calibration: {reason}"
+    );
+    let verdict = deciding_verdict(&status, "brier-score");
+    let brier = |arm: &str| verdict[arm].as_f64().unwrap_or(f64::NAN);
+    // The fixture's score, as `augur score` gives it, to its 4 decimals.
+    let stable_score = 0.2865;
+    for (arm, score) in [
+        ("stable", stable_score),
+        ("canary", stable_score + SCORE_SHIFT),
+    ] {
+        assert!(
+            (brier(arm) - score * score).abs() < 1e-3,
+            "{arm}'s Brier score is its score squared: {verdict:#}"
+        );
+    }
 }
