@@ -788,10 +788,7 @@ fn a_slow_canary_is_rolled_back_on_the_fleets_latency() {
     assert_eq!(status["state"]["phase"], "rolled_back", "{status:#}");
     let reason = status["decisions"][0]["reason"].as_str().unwrap_or("");
     assert!(
-        {
-            eprintln!("REASON {status:#}");
-            reason.contains("p95-latency")
-        },
+        reason.contains("p95-latency"),
         "rolled back on the p95 latency: {reason}"
     );
 }
