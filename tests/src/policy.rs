@@ -71,6 +71,22 @@ pub fn canary_policy(host: &str, rest: &str) -> String {
     )
 }
 
+/// `steps:` of a CanaryPolicy (for [`canary_policy`]) with Argo's managed routes: 20%, pause,
+/// a header route `beta` (`x-beta: "true"`), pause, a 50% mirror route `copy`, pause, 100%.
+pub const MANAGED_ROUTE_STEPS: &str = r#"  steps:
+  - setWeight: 20
+  - pause: {}
+  - setHeaderRoute:
+      name: beta
+      match:
+      - headerName: x-beta
+        headerValue: {exact: "true"}
+  - pause: {}
+  - setMirrorRoute: {name: copy, percentage: 50}
+  - pause: {}
+  - setWeight: 100
+"#;
+
 /// The seeds' canary layout as one file: VirtualService `host` whose route `primary` splits
 /// `w1`/`w2` between subsets `v1` and `v2`, with the DestinationRule and ServiceEntry that give
 /// them the loopback ports `p1` and `p2`.

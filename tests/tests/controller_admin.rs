@@ -327,17 +327,25 @@ fn the_controllers_policy_reloads_are_audited_applied_or_rejected() {
     let first_hash = started[0]["new_hash"].clone();
 
     // A valid edit: the error-rate allowance 5 → 6 points.
-    let text = std::fs::read_to_string(&file).unwrap();
-    let edited = text.replace(
+    // Rewrites the policy file with `from` replaced by `to`, and waits for audit line `n`.
+    let edit = |from: &str, to: &str, n: usize| -> Value {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let edited = text.replace(from, to);
+        assert_ne!(
+            edited, text,
+            "the test's edit {from:?} applies to the policy"
+        );
+        augur_tests::policy::write_atomically(&file, &edited);
+        augur_tests::wait_for(
+            &format!("audit line {n} after the edit {to:?}"),
+            std::time::Duration::from_secs(30),
+            || policy_lines().get(n).cloned(),
+        )
+    };
+    let applied = edit(
         "allowedChange: {absolute: 5}",
         "allowedChange: {absolute: 6}",
-    );
-    assert_ne!(edited, text, "the test's edit applies to the policy");
-    augur_tests::policy::write_atomically(&file, &edited);
-    let applied = augur_tests::wait_for(
-        "the applied reload's audit line",
-        std::time::Duration::from_secs(30),
-        || policy_lines().get(1).cloned(),
+        1,
     );
     assert_eq!(
         (
@@ -352,14 +360,7 @@ fn the_controllers_policy_reloads_are_audited_applied_or_rejected() {
     assert_ne!(second_hash, first_hash);
 
     // An edit that does not validate: a step's weight of 130%.
-    let broken = edited.replace("setWeight: 30", "setWeight: 130");
-    assert_ne!(broken, edited);
-    augur_tests::policy::write_atomically(&file, &broken);
-    let rejected = augur_tests::wait_for(
-        "the rejected reload's audit line",
-        std::time::Duration::from_secs(30),
-        || policy_lines().get(2).cloned(),
-    );
+    let rejected = edit("setWeight: 30", "setWeight: 130", 2);
     assert_eq!(
         (
             &rejected["outcome"],

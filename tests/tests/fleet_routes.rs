@@ -9,23 +9,11 @@ use std::time::Duration;
 
 use augur_tests::augur::{Controller, Proxy};
 use augur_tests::http;
-use augur_tests::policy::{canary_policy, primary_route, service, virtual_service, write};
+use augur_tests::policy::{
+    canary_policy, primary_route, service, virtual_service, write, MANAGED_ROUTE_STEPS,
+};
 use augur_tests::upstream::Upstream;
 use augur_tests::{assert_share_near, wait_for};
-
-const STEPS: &str = r#"  steps:
-  - setWeight: 20
-  - pause: {}
-  - setHeaderRoute:
-      name: beta
-      match:
-      - headerName: x-beta
-        headerValue: {exact: "true"}
-  - pause: {}
-  - setMirrorRoute: {name: copy, percentage: 50}
-  - pause: {}
-  - setWeight: 100
-"#;
 
 /// Requests per batch: at 20% the 4σ band is 80 ± 32.
 const N: usize = 400;
@@ -36,7 +24,7 @@ fn policy(dir: &Path, v1: &Upstream, v2: &Upstream) -> PathBuf {
         &[
             &virtual_service("model", &primary_route("model")),
             &service("model", &[("v1", v1.addr.port()), ("v2", v2.addr.port())]),
-            &canary_policy("model", STEPS),
+            &canary_policy("model", MANAGED_ROUTE_STEPS),
         ],
     )
 }

@@ -8,32 +8,11 @@ use std::time::Duration;
 
 use augur_tests::augur::{run, Proxy};
 use augur_tests::http;
-use augur_tests::policy::{primary_route, service, virtual_service, write};
+use augur_tests::policy::{
+    canary_policy, primary_route, service, virtual_service, write, MANAGED_ROUTE_STEPS,
+};
 use augur_tests::upstream::Upstream;
 use augur_tests::{assert_share_near, wait_for};
-
-const POLICY: &str = r#"apiVersion: augur.dev/v1alpha1
-kind: CanaryPolicy
-metadata: {name: model}
-spec:
-  startOn: immediately
-  trafficRouting:
-    virtualService: {name: model, routes: [primary]}
-  stable: {host: model, subset: v1}
-  canary: {host: model, subset: v2}
-  steps:
-  - setWeight: 20
-  - pause: {}
-  - setHeaderRoute:
-      name: beta
-      match:
-      - headerName: x-beta
-        headerValue: {exact: "true"}
-  - pause: {}
-  - setMirrorRoute: {name: copy, percentage: 50}
-  - pause: {}
-  - setWeight: 100
-"#;
 
 /// Requests per batch: at 20% the 4σ band is 80 ± 32, so 0% or 100% is ruled out.
 const N: usize = 400;
@@ -53,7 +32,7 @@ fn start() -> Running {
         &[
             &virtual_service("model", &primary_route("model")),
             &service("model", &[("v1", v1.addr.port()), ("v2", v2.addr.port())]),
-            POLICY,
+            &canary_policy("model", MANAGED_ROUTE_STEPS),
         ],
     );
     let proxy = Proxy::start(&[&file]);
@@ -128,7 +107,7 @@ impl Running {
     }
 }
 
-/// Steps 1–6 of [`POLICY`], then `end` (`promote --full` or `abort`): checks what each step
+/// Steps 1–6 of [`MANAGED_ROUTE_STEPS`], then `end` (`promote --full` or `abort`): checks what each step
 /// does to `x-beta` requests and to the others.
 fn run_through(end: &str) {
     let r = start();
